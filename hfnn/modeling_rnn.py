@@ -1,0 +1,455 @@
+"""Recurrent neural networks as ``transformers`` models: a language model and a sequence classifier.
+
+The seed note's language model (section 5) reads one token at a time and keeps a memory of what it
+has read::
+
+    h_i = tanh(W_x x_i + W_h h_{i-1} + b)          # rnn_type="rnn_tanh"
+    y_i = softmax(U h_i + b_2)                      # RnnForCausalLM.lm_head + softmax
+
+where x_i is the embedding of token i. ``rnn_relu`` swaps tanh for ReLU; ``gru`` and ``lstm`` replace
+the cell with the gated ones of Cho et al. (2014) and Hochreiter & Schmidhuber (1997). The cells are
+PyTorch's fused ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` (``nn.RNN`` keeps two bias vectors whose sum is
+the seed's b).
+
+Generation carries h_i forward instead of re-reading the prefix: the recurrent state is the
+generation cache (:class:`RnnStateCache`), so each new token costs O(1) work whatever the length of
+the text so far. Padding never enters the state: padded positions leave the state untouched, so a
+left-padded prompt in a batch produces the same continuation as the prompt alone.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    SequenceClassifierOutput,
+)
+
+from .configuration_rnn import RnnConfig
+
+__all__ = [
+    "RnnStateCache",
+    "RnnPreTrainedModel",
+    "RnnModel",
+    "RnnForCausalLM",
+    "RnnForSequenceClassification",
+]
+
+_RNN_MODULES = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class RnnStateCache(Cache):
+    """The recurrent state of every layer, used as the generation cache.
+
+    ``states`` is a tuple with one tensor for RNN/GRU (h) and two for LSTM (h, c), each of shape
+    ``(batch, num_layers * num_directions, hidden_size)``. The batch dimension comes first so that
+    beam search can reorder it like any other cache. Unlike a key/value cache it does not grow: its
+    size is fixed whatever the number of tokens read.
+    """
+
+    is_compileable = False
+
+    def __init__(self):
+        super().__init__(layers=[])
+        self.states: tuple[torch.Tensor, ...] | None = None
+        self.seen_tokens = 0
+
+    def __len__(self):
+        return 0 if self.states is None else self.states[0].shape[1]
+
+    @property
+    def is_croppable(self) -> bool:
+        # A recurrent state cannot be rolled back to an earlier token.
+        return False
+
+    @property
+    def is_linear(self) -> list[bool]:
+        return [True]
+
+    @property
+    def batch_size(self) -> int:
+        return -1 if self.states is None else self.states[0].shape[0]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.seen_tokens
+
+    def get_max_length(self, layer_idx: int | None = None) -> int:
+        return self.seen_tokens
+
+    def update_states(self, states: tuple[torch.Tensor, ...], num_new_tokens: int) -> None:
+        self.states = states
+        self.seen_tokens += num_new_tokens
+
+    def reset(self) -> None:
+        self.states = None
+        self.seen_tokens = 0
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if tokens_to_remove:
+            raise NotImplementedError("RnnStateCache cannot be cropped: a recurrent state has no per-token entries.")
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        if self.states is not None:
+            self.states = tuple(s.index_select(0, beam_idx.to(s.device)) for s in self.states)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.states is not None:
+            self.states = tuple(s.repeat_interleave(repeats, dim=0) for s in self.states)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.states is not None:
+            self.states = tuple(s[indices] for s in self.states)
+
+    def activate_past_recording(self) -> None:
+        pass
+
+
+class RnnPreTrainedModel(PreTrainedModel):
+    config_class = RnnConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
+    _no_split_modules = ["RnnModel"]
+    _is_stateful = True
+
+    def _init_weights(self, module):
+        """Orthogonal recurrent weights (one block per gate), Xavier input weights, zero biases; for the
+        LSTM a forget-gate bias of 1 so that memory is kept by default early in training."""
+        if isinstance(module, (nn.RNN, nn.GRU, nn.LSTM)):
+            hidden = module.hidden_size
+            with torch.no_grad():
+                for name, param in module.named_parameters():
+                    if getattr(param, "_is_hf_initialized", False):
+                        continue
+                    if name.startswith("weight_hh"):
+                        for block in param.split(hidden, dim=0):
+                            nn.init.orthogonal_(block)
+                    elif name.startswith("weight_ih"):
+                        nn.init.xavier_uniform_(param)
+                    elif name.startswith("bias"):
+                        param.zero_()
+                        if isinstance(module, nn.LSTM) and name.startswith("bias_ih"):
+                            param[hidden : 2 * hidden] = 1.0
+        else:
+            super()._init_weights(module)
+
+
+def _check_input_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
+    if input_ids.numel() == 0:
+        raise ValueError("input_ids is empty: give at least one token.")
+    low, high = int(input_ids.min()), int(input_ids.max())
+    if low < 0 or high >= vocab_size:
+        bad = high if high >= vocab_size else low
+        raise ValueError(
+            f"input_ids contains token id {bad}, outside the model's vocabulary [0, vocab_size={vocab_size}). "
+            "Was the text encoded with the tokenizer the model was trained with?"
+        )
+
+
+@dataclass
+class _Layout:
+    """How the non-padding tokens sit in each row of a (batch, time) attention mask."""
+
+    kind: str  # "full" (no padding), "contiguous" (one run of tokens per row) or "holes"
+    lengths: torch.Tensor | None = None
+    starts: torch.Tensor | None = None
+
+
+def _mask_layout(mask: torch.Tensor | None) -> _Layout:
+    if mask is None or bool(mask.all()):
+        return _Layout("full")
+    mask = mask.bool()
+    lengths = mask.sum(dim=1)
+    starts = torch.where(lengths > 0, mask.int().argmax(dim=1), torch.zeros_like(lengths))
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    expected = (positions >= starts[:, None]) & (positions < (starts + lengths)[:, None])
+    if bool((expected == mask).all()):
+        return _Layout("contiguous", lengths, starts)
+    return _Layout("holes")
+
+
+class RnnModel(RnnPreTrainedModel):
+    """Embeddings followed by a stack of recurrent layers.
+
+    ``forward`` returns the top layer's hidden states ``(batch, time, hidden_size * num_directions)``
+    and, with ``use_cache``, the recurrent state after the last non-padding token of each row.
+    """
+
+    def __init__(self, config: RnnConfig):
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.dropout = nn.Dropout(config.dropout)
+        rnn_kwargs = {"nonlinearity": "relu" if config.rnn_type == "rnn_relu" else "tanh"} if config.rnn_type.startswith("rnn") else {}
+        self.rnn = _RNN_MODULES[config.rnn_type](
+            input_size=config.embedding_size,
+            hidden_size=config.hidden_size,
+            num_layers=config.num_hidden_layers,
+            dropout=config.dropout if config.num_hidden_layers > 1 else 0.0,
+            bidirectional=config.bidirectional,
+            batch_first=True,
+            **rnn_kwargs,
+        )
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embed_tokens = value
+
+    # -- the recurrence -------------------------------------------------------------------------
+    def _zero_state(self, batch_size: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        layers = self.config.num_hidden_layers * (2 if self.config.bidirectional else 1)
+        zeros = like.new_zeros(batch_size, layers, self.config.hidden_size)
+        return (zeros, zeros.clone()) if self.config.rnn_type == "lstm" else (zeros,)
+
+    def _run(self, inputs, state):
+        """Fused recurrence over a packed or dense batch; ``state`` is batch-first."""
+        torch_state = tuple(s.transpose(0, 1).contiguous() for s in state)
+        outputs, new_state = self.rnn(inputs, torch_state if len(torch_state) == 2 else torch_state[0])
+        new_state = new_state if isinstance(new_state, tuple) else (new_state,)
+        return outputs, tuple(s.transpose(0, 1) for s in new_state)
+
+    def recur(self, embeds: torch.Tensor, mask: torch.Tensor | None, state: tuple[torch.Tensor, ...]):
+        """Runs the recurrent stack over ``embeds`` (batch, time, embedding_size) from ``state``.
+
+        Positions where ``mask`` is 0 neither change the state nor produce an output (their
+        output is zero). Rows with one contiguous run of tokens (left, right or no padding) are
+        shifted to the front and run as a packed sequence in one fused call; masks with holes
+        fall back to a step-by-step loop (unidirectional only).
+        """
+        layout = _mask_layout(mask)
+        if layout.kind == "full":
+            return self._run(embeds, state)
+        batch, time = mask.shape
+        if layout.kind == "holes":
+            if self.config.bidirectional:
+                raise ValueError(
+                    "attention_mask has padding in the middle of a sequence; a bidirectional RNN needs each "
+                    "row's tokens to be contiguous (left or right padding)."
+                )
+            outputs = []
+            for t in range(time):
+                out_t, new = self._run(embeds[:, t : t + 1], state)
+                keep = mask[:, t].bool()
+                state = tuple(torch.where(keep[:, None, None], n, s) for n, s in zip(new, state))
+                outputs.append(out_t * keep[:, None, None])
+            return torch.cat(outputs, dim=1), state
+
+        # Contiguous tokens: rotate each row so its tokens come first, pack, run, rotate back.
+        positions = torch.arange(time, device=mask.device)
+        gather = (positions[None, :] + layout.starts[:, None]) % time
+        compact = embeds.gather(1, gather[..., None].expand_as(embeds))
+        packed = pack_padded_sequence(compact, layout.lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        packed_out, new_state = self._run(packed, state)
+        out, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=time)
+        scatter = (positions[None, :] - layout.starts[:, None]) % time
+        out = out.gather(1, scatter[..., None].expand_as(out)) * mask[..., None].to(out.dtype)
+        empty = layout.lengths == 0  # rows of pure padding keep their state
+        if bool(empty.any()):
+            new_state = tuple(torch.where(empty[:, None, None], s, n) for n, s in zip(new_state, state))
+        return out, new_state
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        cache: RnnStateCache | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast:
+        """
+        Args:
+            input_ids: ``(batch, time)`` token ids.
+            attention_mask: ``(batch, time)`` or, during cached generation, ``(batch, past + time)``;
+                1 for tokens, 0 for padding.
+            inputs_embeds: ``(batch, time, embedding_size)`` instead of ``input_ids``.
+            cache: the recurrent state to continue from (see :class:`RnnStateCache`).
+            use_cache: return the state after this chunk in ``cache``.
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Give exactly one of input_ids or inputs_embeds.")
+        if input_ids is not None:
+            if input_ids.dim() != 2:
+                raise ValueError(f"input_ids must have shape (batch, time), got {tuple(input_ids.shape)}")
+            _check_input_ids(input_ids, self.config.vocab_size)
+            inputs_embeds = self.embed_tokens(input_ids)
+        batch, time = inputs_embeds.shape[:2]
+        if time == 0:
+            raise ValueError("The input sequence is empty: give at least one token.")
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if use_cache and self.config.bidirectional:
+            raise ValueError("use_cache needs a unidirectional RNN (bidirectional=True reads the whole sequence).")
+        if attention_mask is not None:
+            if attention_mask.dim() != 2 or attention_mask.shape[0] != batch or attention_mask.shape[1] < time:
+                raise ValueError(
+                    f"attention_mask must have shape (batch, time) = ({batch}, {time}) (or cover past tokens too), "
+                    f"got {tuple(attention_mask.shape)}"
+                )
+            attention_mask = attention_mask[:, -time:]
+
+        if use_cache and cache is None:
+            cache = RnnStateCache()
+        state = cache.states if cache is not None and cache.states is not None else None
+        if state is None:
+            state = self._zero_state(batch, inputs_embeds)
+
+        embeds = self.dropout(inputs_embeds)
+        hidden, new_state = self.recur(embeds, attention_mask, state)
+        hidden = self.dropout(hidden)
+        if use_cache:
+            cache.update_states(new_state, time)
+
+        return BaseModelOutputWithPast(
+            last_hidden_state=hidden,
+            cache=cache if use_cache else None,
+            hidden_states=(inputs_embeds, hidden) if output_hidden_states else None,
+        )
+
+
+class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
+    """RNN language model: y_i = softmax(U h_i + b_2), the distribution of token i + 1.
+
+    ``forward(input_ids, labels=input_ids)`` returns the mean next-token cross-entropy (labels are
+    shifted inside; -100 is ignored). ``generate`` carries the recurrent state in ``cache``.
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: RnnConfig):
+        super().__init__(config)
+        if config.bidirectional:
+            raise ValueError("RnnConfig: bidirectional must be False for a language model (it would see the future).")
+        self.model = RnnModel(config)
+        out_size = config.embedding_size if config.tie_word_embeddings else config.hidden_size
+        self.proj = nn.Linear(config.hidden_size, out_size, bias=False) if out_size != config.hidden_size else None
+        self.lm_head = nn.Linear(out_size, config.vocab_size, bias=True)
+        self.post_init()
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        # The state cache is built in forward; a key/value DynamicCache would never be filled.
+        return False
+
+    def get_input_embeddings(self):
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.model.embed_tokens = value
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        cache: RnnStateCache | None = None,
+        use_cache: bool | None = None,
+        labels: torch.LongTensor | None = None,
+        logits_to_keep: int = 0,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        """Returns logits ``(batch, time, vocab_size)`` (only the last ``logits_to_keep`` positions
+        when it is positive), the loss when ``labels`` ``(batch, time)`` are given, and the state."""
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            cache=cache,
+            use_cache=use_cache,
+            output_hidden_states=output_hidden_states,
+        )
+        hidden = outputs.last_hidden_state
+        if logits_to_keep:
+            hidden = hidden[:, -logits_to_keep:]
+        if self.proj is not None:
+            hidden = self.proj(hidden)
+        logits = self.lm_head(hidden)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
+        return CausalLMOutputWithPast(
+            loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states
+        )
+
+
+class RnnForSequenceClassification(RnnPreTrainedModel):
+    """RNN text classifier: the hidden states are pooled (``config.pooling``: final state of each
+    direction, or mean / max over the non-padding positions) and mapped to ``num_labels`` logits."""
+
+    def __init__(self, config: RnnConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = RnnModel(config)
+        width = config.hidden_size * (2 if config.bidirectional else 1)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.dropout
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(width, config.num_labels)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.model.embed_tokens = value
+
+    def _pool(self, hidden, mask, state):
+        if self.config.pooling == "last":
+            h = state[0]  # (batch, layers * directions, hidden)
+            directions = 2 if self.config.bidirectional else 1
+            return h[:, -directions:].reshape(h.shape[0], -1)
+        keep = (mask if mask is not None else hidden.new_ones(hidden.shape[:2])).to(hidden.dtype)[..., None]
+        if self.config.pooling == "mean":
+            return (hidden * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+        return hidden.masked_fill(keep == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        """Returns logits ``(batch, num_labels)`` and the loss for ``labels`` (``(batch,)`` class ids,
+        ``(batch, num_labels)`` floats for multi-label, or ``(batch,)`` floats for regression)."""
+        model = self.model
+        if input_ids is not None:
+            if input_ids.dim() != 2:
+                raise ValueError(f"input_ids must have shape (batch, time), got {tuple(input_ids.shape)}")
+            _check_input_ids(input_ids, self.config.vocab_size)
+            inputs_embeds = model.embed_tokens(input_ids)
+        if inputs_embeds is None:
+            raise ValueError("Give input_ids or inputs_embeds.")
+        if attention_mask is not None and attention_mask.shape != inputs_embeds.shape[:2]:
+            raise ValueError(
+                f"attention_mask must have shape {tuple(inputs_embeds.shape[:2])}, got {tuple(attention_mask.shape)}"
+            )
+        state = model._zero_state(inputs_embeds.shape[0], inputs_embeds)
+        hidden, state = model.recur(model.dropout(inputs_embeds), attention_mask, state)
+        pooled = self.dropout(self._pool(hidden, attention_mask, state))
+        logits = self.classifier(pooled)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(labels, logits, self.config, **kwargs)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=(inputs_embeds, hidden) if output_hidden_states else None
+        )
