@@ -1,0 +1,304 @@
+"""Causal language modelling: train any hfnn language model on a corpus with ``Trainer``.
+
+In the style of transformers' ``run_clm.py``: arguments are dataclasses parsed by
+``HfArgumentParser`` from a recipe file plus command-line overrides::
+
+    python -m hfnn.pipelines.run_lm rnn_shakespeare_char --output_dir runs/rnn-char
+    python -m hfnn.pipelines.run_lm my_recipe.yaml --max_steps 200
+    hfnn train rnn_shakespeare_char
+
+The run: load the corpus (built-in name, local text files, or a Hub dataset), build the tokenizer
+(or load one), tokenise and group the text into blocks with ``datasets.map``, train, evaluate loss
+and perplexity on the validation and test splits, save model + tokenizer (safetensors) + loss curve
++ results.json + model card, and print a few generated passages. Switching architecture is a recipe
+change (``architecture: rnn`` or ``architecture: transformer`` plus ``config_overrides``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from itertools import chain
+
+import numpy as np
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    Trainer,
+    TrainingArguments,
+    default_data_collator,
+    set_seed,
+)
+
+import hfnn
+from hfnn.corpora import load_corpus
+from hfnn.metrics import load_metric
+from hfnn.tokenization import train_tokenizer
+from hfnn.pipelines.common import (
+    RunArguments,
+    TimeBudgetCallback,
+    parse_args,
+    prepare_output_dir,
+    save_loss_curve,
+    write_results,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class ModelArguments:
+    architecture: str = dataclasses.field(
+        default="rnn", metadata={"help": "hfnn architecture to build: rnn or transformer."}
+    )
+    model_name_or_path: str | None = dataclasses.field(
+        default=None, metadata={"help": "Continue from a saved model folder (or Hub id) instead of a new model."}
+    )
+    config_overrides: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Config fields for a new model, a mapping in the recipe or a JSON string on the command line."},
+    )
+    tokenizer_name: str | None = dataclasses.field(
+        default=None, metadata={"help": "Load this tokenizer instead of training one (defaults to model_name_or_path)."}
+    )
+    tokenizer_kind: str = dataclasses.field(default="char", metadata={"help": "char, bpe or word."})
+    vocab_size: int | None = dataclasses.field(default=None, metadata={"help": "Vocabulary size for bpe/word tokenizers."})
+
+
+@dataclasses.dataclass
+class DataArguments:
+    corpus: str | None = dataclasses.field(
+        default="shakespeare", metadata={"help": "Built-in corpus name, local file, or Hub dataset name."}
+    )
+    train_file: str | None = dataclasses.field(default=None, metadata={"help": "Local training text (txt/csv/json/jsonl)."})
+    validation_file: str | None = dataclasses.field(default=None, metadata={"help": "Local validation text."})
+    text_column: str | None = dataclasses.field(default=None, metadata={"help": "Column holding the text."})
+    block_size: int = dataclasses.field(default=128, metadata={"help": "Tokens per training example."})
+    max_train_samples: int | None = dataclasses.field(default=None, metadata={"help": "Keep this many training blocks."})
+    max_eval_samples: int | None = dataclasses.field(default=None, metadata={"help": "Keep this many evaluation blocks."})
+    sample_prompts: str = dataclasses.field(
+        default="Romeo.\n|Hamlet.\n|Juliet.\n", metadata={"help": "Prompts for the printed samples, separated by |."}
+    )
+    sample_max_new_tokens: int = dataclasses.field(default=200)
+    sample_top_k: int = dataclasses.field(default=20)
+    sample_temperature: float = dataclasses.field(default=0.8)
+
+
+def _overrides(value) -> dict:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"config_overrides must be a JSON mapping, got {value!r}: {err}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"config_overrides must be a JSON mapping, got {value!r}")
+    return parsed
+
+
+def build_config(architecture: str, tokenizer, overrides: dict):
+    """A new config of an hfnn architecture sized to ``tokenizer``."""
+    if architecture not in hfnn.ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {architecture!r}; choose one of {', '.join(sorted(hfnn.ARCHITECTURES))}")
+    config_name = hfnn.ARCHITECTURES[architecture][1]
+    config_cls = getattr(hfnn, config_name)
+    fields = {
+        "vocab_size": len(tokenizer),
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+    fields.update(overrides)
+    return config_cls(**fields)
+
+
+def load_text_corpus(data_args: DataArguments, seed: int):
+    if data_args.train_file:
+        files = {"train": data_args.train_file}
+        if data_args.validation_file:
+            files["validation"] = data_args.validation_file
+        return load_corpus(data_files=files, text_column=data_args.text_column, seed=seed)
+    if not data_args.corpus:
+        raise ValueError("Give a corpus (built-in name, file or Hub dataset) or a train_file.")
+    kwargs = {"text_column": data_args.text_column} if data_args.text_column else {}
+    return load_corpus(data_args.corpus, seed=seed, **kwargs)
+
+
+def tokenize_and_group(raw, tokenizer, block_size: int, num_proc: int | None = None):
+    """Tokenises every document (closing each with eos) and cuts the stream into ``block_size`` blocks."""
+    if "text" not in raw["train"].column_names:
+        raise ValueError(f"The corpus has no 'text' column (columns: {raw['train'].column_names}); set text_column.")
+    eos = tokenizer.eos_token_id
+
+    def tokenize(batch):
+        ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
+        return {"input_ids": [x + [eos] for x in ids]}
+
+    def group(batch):
+        stream = list(chain.from_iterable(batch["input_ids"]))
+        usable = (len(stream) // block_size) * block_size
+        blocks = [stream[i : i + block_size] for i in range(0, usable, block_size)]
+        return {"input_ids": blocks, "labels": [b[:] for b in blocks]}
+
+    tokenized = raw.map(tokenize, batched=True, remove_columns=raw["train"].column_names, desc="tokenizing")
+    return tokenized.map(group, batched=True, batch_size=1000, desc=f"grouping into blocks of {block_size}")
+
+
+def make_compute_metrics():
+    metric = load_metric("perplexity")
+
+    def preprocess_logits_for_metrics(logits, labels):
+        # Per-token negative log-likelihood of the next token; the full logits never leave the device.
+        logits = logits[:, :-1].float()
+        targets = labels[:, 1:]
+        nll = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).clamp(min=0), reduction="none"
+        ).view_as(targets)
+        return nll.masked_fill(targets == -100, float("nan"))
+
+    def compute_metrics(eval_pred):
+        nll = np.asarray(eval_pred.predictions, dtype=np.float64).reshape(-1)
+        nll = nll[~np.isnan(nll)]
+        return metric.compute(predictions=nll.tolist())
+
+    return compute_metrics, preprocess_logits_for_metrics
+
+
+def generate_samples(model, tokenizer, prompts, max_new_tokens, top_k, temperature, seed=0):
+    model.eval()
+    set_seed(seed)
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    with torch.no_grad():
+        out = model.generate(
+            **enc,
+            max_new_tokens=max_new_tokens,
+            do_sample=True,
+            top_k=top_k,
+            temperature=temperature,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    prompt_len = enc["input_ids"].shape[1]
+    return [p + tokenizer.decode(o[prompt_len:], skip_special_tokens=True) for p, o in zip(prompts, out)]
+
+
+def main(argv=None) -> dict:
+    model_args, data_args, run_args, training_args = parse_args(
+        (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv
+    )
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    out_dir = prepare_output_dir(
+        training_args.output_dir, run_args.overwrite_output_dir, bool(training_args.resume_from_checkpoint)
+    )
+    set_seed(training_args.seed)
+
+    raw = load_text_corpus(data_args, training_args.seed)
+    tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
+    if tokenizer_source:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    else:
+        tokenizer = train_tokenizer(
+            raw["train"]["text"], kind=model_args.tokenizer_kind, vocab_size=model_args.vocab_size, padding_side="left"
+        )
+    tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
+
+    if model_args.model_name_or_path:
+        model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path)
+        if model.config.vocab_size < len(tokenizer):
+            raise ValueError(
+                f"The tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {model.config.vocab_size}."
+            )
+    else:
+        config = build_config(model_args.architecture, tokenizer, _overrides(model_args.config_overrides))
+        model = AutoModelForCausalLM.from_config(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    max_positions = getattr(model.config, "max_position_embeddings", None)
+    if max_positions is not None and data_args.block_size > max_positions:
+        raise ValueError(f"block_size={data_args.block_size} exceeds the model's max_position_embeddings={max_positions}")
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("model %s: %.2fM parameters", type(model).__name__, n_params / 1e6)
+
+    lm = tokenize_and_group(raw, tokenizer, data_args.block_size)
+    train_ds, eval_ds = lm["train"], lm["validation"]
+    if data_args.max_train_samples:
+        train_ds = train_ds.select(range(min(data_args.max_train_samples, len(train_ds))))
+    if data_args.max_eval_samples:
+        eval_ds = eval_ds.select(range(min(data_args.max_eval_samples, len(eval_ds))))
+    test_ds = lm["test"] if "test" in lm else None
+    if test_ds is not None and data_args.max_eval_samples:
+        test_ds = test_ds.select(range(min(data_args.max_eval_samples, len(test_ds))))
+
+    compute_metrics, preprocess = make_compute_metrics()
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_collator=default_data_collator,
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+        preprocess_logits_for_metrics=preprocess,
+        callbacks=[TimeBudgetCallback(run_args.max_train_minutes)],
+    )
+    start = time.monotonic()
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_seconds = time.monotonic() - start
+
+    results = {
+        "architecture": model.config.model_type,
+        "parameters": n_params,
+        "train_seconds": round(train_seconds, 1),
+        "train_steps": trainer.state.global_step,
+        "train_loss": train_result.training_loss,
+        "tokenizer_kind": model_args.tokenizer_kind if not tokenizer_source else "loaded",
+        "corpus": data_args.train_file or data_args.corpus,
+        "block_size": data_args.block_size,
+    }
+    for split, ds in (("validation", eval_ds), ("test", test_ds)):
+        if ds is None or len(ds) == 0:
+            continue
+        metrics = trainer.evaluate(ds, metric_key_prefix=split)
+        results[f"{split}_loss"] = metrics[f"{split}_loss"]
+        results[f"{split}_perplexity"] = metrics.get(f"{split}_perplexity", math.exp(metrics[f"{split}_loss"]))
+
+    trainer.save_model(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    curve = save_loss_curve(trainer.state.log_history, out_dir, title=f"{model.config.model_type} on {results['corpus']}")
+    prompts = [p for p in data_args.sample_prompts.split("|") if p][: run_args.num_samples]
+    samples = generate_samples(
+        model, tokenizer, prompts, data_args.sample_max_new_tokens, data_args.sample_top_k, data_args.sample_temperature
+    ) if prompts else []
+    results["samples"] = samples
+    write_results(out_dir, results)
+    if run_args.write_model_card:
+        try:
+            from hfnn.cards import write_model_card
+        except ImportError:
+            write_model_card = None
+        if write_model_card is not None:
+            write_model_card(out_dir, task="text-generation", results=results, training_args=training_args)
+
+    print(f"\n=== {model.config.model_type}: {n_params / 1e6:.2f}M parameters, {results['train_steps']} steps in "
+          f"{train_seconds / 60:.1f} min ===")
+    for split in ("validation", "test"):
+        if f"{split}_loss" in results:
+            print(f"{split}: loss {results[f'{split}_loss']:.4f} nats/token, perplexity {results[f'{split}_perplexity']:.3f}")
+    for sample in samples:
+        print("-" * 60)
+        print(sample)
+    print("-" * 60)
+    print(f"saved to {out_dir} (loss curve: {curve})")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""The RNN family: configuration, the seed's recurrence, generation with the state cache, padding."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, pipeline
+
+import hfnn
+from hfnn import RnnConfig, RnnForCausalLM, RnnForSequenceClassification, RnnModel
+from hfnn.modeling_rnn import RnnStateCache
+from tests.helpers import randomize_, run_without_hfnn
+
+RNN_TYPES = ["rnn_tanh", "rnn_relu", "gru", "lstm"]
+
+
+def tiny_config(**overrides):
+    fields = dict(vocab_size=24, hidden_size=12, embedding_size=8, num_hidden_layers=2, dropout=0.0)
+    fields.update(overrides)
+    return RnnConfig(**fields)
+
+
+def tiny_lm(rnn_type="gru", seed=0, **overrides):
+    torch.manual_seed(seed)
+    model = RnnForCausalLM(tiny_config(rnn_type=rnn_type, **overrides)).eval()
+    # Scaled down from std 0.5 so that greedy decoding does not collapse onto one token.
+    return randomize_(model, std=0.4, seed=seed)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("vocab_size", 0),
+        ("hidden_size", -3),
+        ("num_hidden_layers", 0),
+        ("embedding_size", 0),
+        ("rnn_type", "transformer"),
+        ("pooling", "median"),
+        ("dropout", 1.0),
+        ("dropout", -0.1),
+        ("pad_token_id", 24),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        tiny_config(**{field: value})
+
+
+def test_config_round_trips_through_auto_config(tmp_path):
+    config = tiny_config(rnn_type="lstm", tie_word_embeddings=True)
+    config.save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, RnnConfig)
+    assert (loaded.rnn_type, loaded.embedding_size, loaded.tie_word_embeddings) == ("lstm", 8, True)
+
+
+def test_language_model_cannot_be_bidirectional():
+    with pytest.raises(ValueError, match="bidirectional"):
+        RnnForCausalLM(tiny_config(bidirectional=True))
+
+
+@pytest.mark.parametrize("rnn_type", RNN_TYPES)
+def test_shapes_and_loss_is_next_token_cross_entropy(rnn_type):
+    model = tiny_lm(rnn_type)
+    ids = torch.randint(4, 24, (3, 9))
+    labels = ids.clone()
+    labels[0, :4] = -100
+    out = model(ids, labels=labels)
+    assert out.logits.shape == (3, 9, 24)
+    expected = torch.nn.functional.cross_entropy(
+        out.logits[:, :-1].reshape(-1, 24), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
+    torch.testing.assert_close(out.loss, expected)
+
+
+def test_rnn_tanh_is_the_seed_recurrence():
+    """h_i = tanh(W_x x_i + W_h h_{i-1} + b), computed by hand, equals the model's hidden states."""
+    model = RnnModel(tiny_config(rnn_type="rnn_tanh", num_hidden_layers=1)).eval()
+    randomize_(model, std=0.3)
+    ids = torch.randint(4, 24, (2, 6))
+    got = model(ids, use_cache=False).last_hidden_state
+    rnn = model.rnn
+    x = model.embed_tokens(ids)
+    h = torch.zeros(2, 12)
+    expected = []
+    for i in range(6):
+        h = torch.tanh(x[:, i] @ rnn.weight_ih_l0.T + h @ rnn.weight_hh_l0.T + rnn.bias_ih_l0 + rnn.bias_hh_l0)
+        expected.append(h)
+    torch.testing.assert_close(got, torch.stack(expected, dim=1))
+
+
+@pytest.mark.parametrize("rnn_type", RNN_TYPES)
+def test_incremental_state_gives_the_same_logits_as_the_full_sequence(rnn_type):
+    model = tiny_lm(rnn_type)
+    ids = torch.randint(4, 24, (2, 10))
+    full = model(ids, use_cache=False).logits
+    cache = RnnStateCache()
+    first = model(ids[:, :6], cache=cache, use_cache=True)
+    steps = [first.logits]
+    for t in range(6, 10):
+        steps.append(model(ids[:, t : t + 1], cache=first.cache, use_cache=True).logits)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+    assert cache.get_seq_length() == 10
+    assert cache.states[0].shape == (2, 2, 12)  # batch first, fixed size
+
+
+@pytest.mark.parametrize("rnn_type", RNN_TYPES)
+@pytest.mark.parametrize("mode", ["greedy", "beam", "sample"])
+def test_cached_and_uncached_generation_agree(rnn_type, mode):
+    model = tiny_lm(rnn_type, seed=1)
+    ids = torch.tensor([[5, 6, 7, 8], [0, 0, 9, 10]])
+    mask = torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]])
+    kwargs = dict(max_new_tokens=8, output_scores=True, return_dict_in_generate=True, eos_token_id=None, pad_token_id=0)
+    if mode == "beam":
+        kwargs.update(num_beams=3, do_sample=False)
+    elif mode == "sample":
+        kwargs.update(do_sample=True, top_k=5)
+    else:
+        kwargs.update(do_sample=False)
+    torch.manual_seed(7)
+    cached = model.generate(ids, attention_mask=mask, use_cache=True, **kwargs)
+    torch.manual_seed(7)
+    uncached = model.generate(ids, attention_mask=mask, use_cache=False, **kwargs)
+    assert torch.equal(cached.sequences, uncached.sequences)
+    for a, b in zip(cached.scores, uncached.scores):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("rnn_type", RNN_TYPES)
+def test_left_padded_batch_generates_what_each_prompt_generates_alone(rnn_type):
+    model = tiny_lm(rnn_type, seed=2)
+    assert model.model.rnn.bias_hh_l0.abs().sum() > 0  # trained-like, non-zero biases
+    prompts = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(p) for p in prompts])[:, None]).long()
+    batch = model.generate(ids, attention_mask=mask, max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=0)
+    for row, prompt in enumerate(prompts):
+        alone = model.generate(torch.tensor([prompt]), max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=0)
+        assert batch[row, width:].tolist() == alone[0, len(prompt):].tolist()
+
+
+def test_mask_with_holes_skips_the_masked_tokens():
+    model = tiny_lm("lstm", seed=3)
+    ids = torch.tensor([[5, 6, 0, 7, 8]])
+    holes = model(ids, attention_mask=torch.tensor([[1, 1, 0, 1, 1]]), use_cache=True)
+    dense = model(torch.tensor([[5, 6, 7, 8]]), use_cache=True)
+    torch.testing.assert_close(holes.logits[:, -1], dense.logits[:, -1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(holes.cache.states[1], dense.cache.states[1], atol=1e-5, rtol=1e-5)
+
+
+def test_beam_search_returns_the_requested_sequences():
+    model = tiny_lm("gru", seed=4)
+    ids = torch.tensor([[5, 6, 7], [8, 9, 10]])
+    out = model.generate(ids, num_beams=4, num_return_sequences=3, max_new_tokens=5, eos_token_id=None, pad_token_id=0)
+    assert out.shape == (6, 8)
+    assert torch.equal(out[:3, :3], ids[:1].expand(3, 3))
+
+
+def test_token_id_outside_vocabulary_is_a_clear_error():
+    model = tiny_lm()
+    with pytest.raises(ValueError, match="token id 24.*vocab_size=24"):
+        model(torch.tensor([[1, 2, 24]]))
+    with pytest.raises(ValueError, match="token id -1"):
+        model(torch.tensor([[1, -1]]))
+
+
+def test_orthogonal_recurrent_init_and_lstm_forget_bias():
+    torch.manual_seed(0)
+    model = RnnForCausalLM(tiny_config(rnn_type="lstm"))
+    rnn = model.model.rnn
+    for block in rnn.weight_hh_l0.split(12, dim=0):
+        torch.testing.assert_close(block @ block.T, torch.eye(12), atol=1e-5, rtol=0)
+    assert torch.all(rnn.bias_ih_l0[12:24] == 1.0) and torch.all(rnn.bias_hh_l0 == 0.0)
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_save_and_load_round_trip(tmp_path, tie):
+    model = tiny_lm("lstm", tie_word_embeddings=tie)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_rnn.RnnForCausalLM"
+    assert (tmp_path / "modeling_rnn.py").exists() and (tmp_path / "configuration_rnn.py").exists()
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, RnnForCausalLM)
+    ids = torch.randint(4, 24, (2, 7))
+    torch.testing.assert_close(loaded(ids).logits, model(ids).logits, atol=0, rtol=0)
+    if tie:
+        assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
+
+
+def test_modeling_files_import_only_torch_transformers_and_siblings():
+    import ast
+    import pathlib
+
+    for name in ("modeling_rnn.py", "configuration_rnn.py"):
+        tree = ast.parse((pathlib.Path(hfnn.__file__).parent / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                assert node.module.split(".")[0] in {"torch", "transformers", "dataclasses", "__future__"}, node.module
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level == 1, f"{name}: only single-dot sibling imports travel with remote code"
+            elif isinstance(node, ast.Import):
+                assert all(a.name.split(".")[0] in {"torch", "transformers"} for a in node.names)
+
+
+def test_remote_code_load_without_hfnn_gives_identical_logits(tmp_path):
+    model = tiny_lm("lstm", tie_word_embeddings=True)
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    ids = torch.randint(4, 24, (2, 6))
+    expected = model(ids).logits
+    (tmp_path / "ids.json").write_text(json.dumps(ids.tolist()))
+    out = run_without_hfnn(
+        """
+        import json, torch
+        from transformers import AutoModelForCausalLM
+        model = AutoModelForCausalLM.from_pretrained("model", trust_remote_code=True).eval()
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        ids = torch.tensor(json.load(open("ids.json")))
+        with torch.no_grad():
+            logits = model(ids).logits
+        gen = model.generate(ids, max_new_tokens=4, do_sample=False, eos_token_id=None, pad_token_id=0)
+        print(json.dumps({"logits": logits.tolist(), "gen": gen.tolist()}))
+        """,
+        cwd=tmp_path,
+    )
+    result = json.loads(out.strip().splitlines()[-1])
+    torch.testing.assert_close(torch.tensor(result["logits"]), expected, atol=1e-6, rtol=1e-6)
+    local = model.generate(ids, max_new_tokens=4, do_sample=False, eos_token_id=None, pad_token_id=0)
+    assert result["gen"] == local.tolist()
+
+
+def test_text_generation_pipeline_from_a_saved_folder(tmp_path):
+    from hfnn.tokenization import train_tokenizer
+
+    text = "ROMEO:\nBut soft, what light through yonder window breaks?\nJULIET:\nAy me!\n"
+    tokenizer = train_tokenizer([text], kind="char", padding_side="left")
+    torch.manual_seed(0)
+    config = RnnConfig(
+        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, rnn_type="gru",
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    RnnForCausalLM(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    generator = pipeline("text-generation", model=str(tmp_path))
+    out = generator("ROMEO:", max_new_tokens=12, do_sample=True, top_k=5)
+    assert out[0]["generated_text"].startswith("ROMEO:")
+    assert len(out[0]["generated_text"]) > len("ROMEO:")
+    batch = generator(["ROMEO:", "JULIET:"], max_new_tokens=5, do_sample=False)
+    assert [b[0]["generated_text"][:6] for b in batch] == ["ROMEO:", "JULIET"]
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
+def test_classifier_is_padding_invariant(pooling, bidirectional, rnn_type):
+    torch.manual_seed(0)
+    config = tiny_config(rnn_type=rnn_type, pooling=pooling, bidirectional=bidirectional, num_labels=3, use_cache=False)
+    model = randomize_(RnnForSequenceClassification(config).eval(), std=0.4)
+    texts = [[5, 6, 7, 8, 9, 10], [11, 12], [13]]
+    width = 6
+    right = torch.tensor([t + [0] * (width - len(t)) for t in texts])
+    mask = (right != 0).long()
+    batch = model(right, attention_mask=mask).logits
+    for row, text in enumerate(texts):
+        alone = model(torch.tensor([text])).logits
+        torch.testing.assert_close(batch[row], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_classifier_losses_follow_problem_type():
+    torch.manual_seed(0)
+    ids = torch.randint(4, 24, (4, 5))
+    single = RnnForSequenceClassification(tiny_config(num_labels=3, use_cache=False))
+    out = single(ids, labels=torch.tensor([0, 2, 1, 0]))
+    torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 2, 1, 0])))
+    multi = RnnForSequenceClassification(tiny_config(num_labels=3, problem_type="multi_label_classification", use_cache=False))
+    targets = torch.tensor([[1.0, 0.0, 1.0]] * 4)
+    out = multi(ids, labels=targets)
+    torch.testing.assert_close(out.loss, torch.nn.functional.binary_cross_entropy_with_logits(out.logits, targets))
+
+
+def test_classifier_loads_through_auto_class(tmp_path):
+    model = RnnForSequenceClassification(tiny_config(num_labels=2, id2label={0: "rotten", 1: "fresh"}, use_cache=False))
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    assert isinstance(loaded, RnnForSequenceClassification)
+    assert loaded.config.id2label == {0: "rotten", 1: "fresh"}
