@@ -37,6 +37,7 @@ from transformers import (
 )
 
 import hfnn
+from hfnn.cards import write_model_card
 from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
 from hfnn.tokenization import train_tokenizer
@@ -262,6 +263,9 @@ def main(argv=None) -> dict:
         "tokenizer_kind": model_args.tokenizer_kind if not tokenizer_source else "loaded",
         "corpus": data_args.train_file or data_args.corpus,
         "block_size": data_args.block_size,
+        "eval_history": [
+            [h["step"], h["eval_loss"]] for h in trainer.state.log_history if "eval_loss" in h and "step" in h
+        ],
     }
     for split, ds in (("validation", eval_ds), ("test", test_ds)):
         if ds is None or len(ds) == 0:
@@ -270,8 +274,11 @@ def main(argv=None) -> dict:
         results[f"{split}_loss"] = metrics[f"{split}_loss"]
         results[f"{split}_perplexity"] = metrics.get(f"{split}_perplexity", math.exp(metrics[f"{split}_loss"]))
 
-    trainer.save_model(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
+    # save_pretrained rather than trainer.save_model: the folder holds safetensors and JSON only
+    # (no pickled training_args.bin), exactly what a Hub upload commits.
+    if trainer.is_world_process_zero():
+        trainer.accelerator.unwrap_model(model).save_pretrained(str(out_dir))
+        tokenizer.save_pretrained(str(out_dir))
     curve = save_loss_curve(trainer.state.log_history, out_dir, title=f"{model.config.model_type} on {results['corpus']}")
     prompts = [p for p in data_args.sample_prompts.split("|") if p][: run_args.num_samples]
     samples = generate_samples(
@@ -279,13 +286,8 @@ def main(argv=None) -> dict:
     ) if prompts else []
     results["samples"] = samples
     write_results(out_dir, results)
-    if run_args.write_model_card:
-        try:
-            from hfnn.cards import write_model_card
-        except ImportError:
-            write_model_card = None
-        if write_model_card is not None:
-            write_model_card(out_dir, task="text-generation", results=results, training_args=training_args)
+    if run_args.write_model_card and trainer.is_world_process_zero():
+        write_model_card(out_dir, task="text-generation", results=results, training_args=training_args)
 
     print(f"\n=== {model.config.model_type}: {n_params / 1e6:.2f}M parameters, {results['train_steps']} steps in "
           f"{train_seconds / 60:.1f} min ===")

@@ -1,0 +1,108 @@
+"""The language-modelling pipeline end to end on a real slice of Shakespeare."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+import hfnn
+from hfnn.pipelines import run_lm
+from hfnn.pipelines.common import load_recipe, parse_args, prepare_output_dir
+
+TINY = [
+    "--max_steps", "60",
+    "--eval_steps", "30",
+    "--eval_on_start", "true",
+    "--logging_steps", "10",
+    "--max_train_samples", "400",
+    "--max_eval_samples", "24",
+    "--block_size", "64",
+    "--per_device_train_batch_size", "16",
+    "--learning_rate", "0.01",
+    "--sample_max_new_tokens", "20",
+    "--max_train_minutes", "3",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "rnn"
+    results = run_lm.main(
+        ["rnn_shakespeare_char", "--output_dir", str(out),
+         "--config_overrides", '{"hidden_size": 48, "embedding_size": 16, "num_hidden_layers": 1, "rnn_type": "gru"}']
+        + TINY
+    )
+    return out, results
+
+
+def test_training_on_shakespeare_lowers_the_validation_loss(trained):
+    out, results = trained
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["train_steps"] == 60
+    # eval_on_start gives the loss of the untrained model; a 60-step run must beat it clearly.
+    (first_step, first_loss), (last_step, last_loss) = saved["eval_history"][0], saved["eval_history"][-1]
+    assert first_step == 0 and last_step == 60
+    assert last_loss < first_loss - 0.5
+    assert results["validation_loss"] < 3.9  # uniform over ~80 characters is ~4.4 nats
+    assert results["validation_perplexity"] == pytest.approx(torch.tensor(results["validation_loss"]).exp().item(), rel=1e-3)
+
+
+def test_run_leaves_a_complete_model_folder(trained):
+    out, _ = trained
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "generation_config.json",
+                 "modeling_rnn.py", "configuration_rnn.py", "loss_curve.png", "results.json", "README.md"):
+        assert (out / name).exists(), name
+    assert not list(out.glob("*.bin")), "no pickled files in the saved folder"
+
+
+def test_saved_folder_works_with_auto_classes_generate_and_pipeline(trained):
+    out, _ = trained
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.padding_side == "left"
+    batch = tok(["ROMEO:", "KING LEAR:"], return_tensors="pt", padding=True)
+    gen = model.generate(**batch, num_beams=4, max_new_tokens=10)
+    assert gen.shape == (2, batch["input_ids"].shape[1] + 10) or gen.shape[1] <= batch["input_ids"].shape[1] + 10
+    text = pipeline("text-generation", model=str(out))("ROMEO:", max_new_tokens=15, do_sample=True, top_k=20)
+    assert text[0]["generated_text"].startswith("ROMEO:")
+
+
+def test_fine_tuning_the_saved_model_on_another_text(trained, tmp_path):
+    out, _ = trained
+    text = tmp_path / "sonnets.txt"
+    text.write_text("Shall I compare thee to a summer's day?\nThou art more lovely and more temperate.\n" * 60)
+    results = run_lm.main(
+        ["rnn_shakespeare_char", "--output_dir", str(tmp_path / "ft"), "--model_name_or_path", str(out),
+         "--train_file", str(text), "--max_steps", "15", "--eval_steps", "15", "--logging_steps", "5",
+         "--block_size", "32", "--per_device_train_batch_size", "8", "--sample_max_new_tokens", "5"]
+    )
+    assert results["train_steps"] == 15
+    assert (tmp_path / "ft" / "model.safetensors").exists()
+
+
+def test_existing_output_folder_is_never_overwritten(tmp_path):
+    (tmp_path / "keep.txt").write_text("user data")
+    with pytest.raises(FileExistsError, match="not empty"):
+        prepare_output_dir(tmp_path)
+    assert (tmp_path / "keep.txt").read_text() == "user data"
+
+
+def test_recipe_keys_are_checked_and_overridable(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("architecture: rnn\nblock_size: 32\noutput_dir: x\n")
+    model_args, data_args, run_args, training_args = parse_args(
+        (run_lm.ModelArguments, run_lm.DataArguments, hfnn.pipelines.common.RunArguments, run_lm.TrainingArguments),
+        [str(recipe), "--block_size", "16"],
+    )
+    assert data_args.block_size == 16 and training_args.output_dir == "x"
+    recipe.write_text("architecture: rnn\nblock_sise: 32\n")
+    with pytest.raises(ValueError, match="block_sise"):
+        parse_args((run_lm.ModelArguments, run_lm.DataArguments), [str(recipe)])
+    assert load_recipe("rnn_shakespeare_char")["architecture"] == "rnn"
+
+
+def test_unknown_architecture_is_a_clear_error():
+    tok = type("T", (), {"pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3, "__len__": lambda self: 10})()
+    with pytest.raises(ValueError, match="Unknown architecture 'lstm'"):
+        run_lm.build_config("lstm", tok, {})
