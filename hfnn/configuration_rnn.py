@@ -37,7 +37,10 @@ class RnnConfig(PreTrainedConfig):
         classifier_dropout: dropout before the classification layer (defaults to ``dropout``).
         tie_word_embeddings: share the input embedding matrix with the output layer (U in the seed's
             y = softmax(U h + b_2)); when ``embedding_size != hidden_size`` a projection is inserted.
-        initializer_range: standard deviation of the normal init of embeddings and linear layers.
+        initializer_range: standard deviation of the normal init of the linear layers.
+        embedding_init_std: standard deviation of the normal init of the token embeddings. The
+            default, 1.0 (PyTorch's own), feeds the recurrent cells inputs of unit scale; the 0.02
+            that suits Transformers leaves gated cells nearly blind to their input early in training.
     """
 
     model_type = "hfnn-rnn"
@@ -55,6 +58,7 @@ class RnnConfig(PreTrainedConfig):
         classifier_dropout: float | None = None,
         tie_word_embeddings: bool = False,
         initializer_range: float = 0.02,
+        embedding_init_std: float = 1.0,
         use_cache: bool = True,
         pad_token_id: int | None = 0,
         bos_token_id: int | None = 2,
@@ -75,6 +79,8 @@ class RnnConfig(PreTrainedConfig):
             _check_probability(name, "classifier_dropout", classifier_dropout)
         if not isinstance(initializer_range, (int, float)) or initializer_range <= 0:
             raise ValueError(f"{name}: initializer_range must be a positive number, got {initializer_range!r}")
+        if not isinstance(embedding_init_std, (int, float)) or embedding_init_std <= 0:
+            raise ValueError(f"{name}: embedding_init_std must be a positive number, got {embedding_init_std!r}")
         for field, value in (("pad_token_id", pad_token_id), ("bos_token_id", bos_token_id), ("eos_token_id", eos_token_id)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < vocab_size):
                 raise ValueError(f"{name}: {field} must be an id in [0, vocab_size={vocab_size}), got {value!r}")
@@ -90,6 +96,7 @@ class RnnConfig(PreTrainedConfig):
         self.classifier_dropout = classifier_dropout
         self.tie_word_embeddings = tie_word_embeddings
         self.initializer_range = float(initializer_range)
+        self.embedding_init_std = float(embedding_init_std)
         self.use_cache = use_cache
         self.pad_token_id = pad_token_id
         self.bos_token_id = bos_token_id

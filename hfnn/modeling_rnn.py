@@ -136,6 +136,10 @@ class RnnPreTrainedModel(PreTrainedModel):
                         param.zero_()
                         if isinstance(module, nn.LSTM) and name.startswith("bias_ih"):
                             param[hidden : 2 * hidden] = 1.0
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=self.config.embedding_init_std)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
         else:
             super()._init_weights(module)
 
@@ -392,6 +396,12 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
 class RnnForSequenceClassification(RnnPreTrainedModel):
     """RNN text classifier: the hidden states are pooled (``config.pooling``: final state of each
     direction, or mean / max over the non-padding positions) and mapped to ``num_labels`` logits."""
+
+    # The loss is a per-example mean. Without this, Trainer sees **kwargs in forward, assumes the loss
+    # divides by its num_items_in_batch and multiplies it by the number of processes (and skips the
+    # division by gradient_accumulation_steps): regression and multi-label losses would come out
+    # world_size (or accumulation) times too large.
+    accepts_loss_kwargs = False
 
     def __init__(self, config: RnnConfig):
         super().__init__(config)

@@ -42,6 +42,7 @@ from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
 from hfnn.tokenization import train_tokenizer
 from hfnn.pipelines.common import (
+    CheckpointCommitCallback,
     RunArguments,
     TimeBudgetCallback,
     parse_args,
@@ -248,7 +249,10 @@ def main(argv=None) -> dict:
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=preprocess,
-        callbacks=[TimeBudgetCallback(run_args.max_train_minutes)],
+        callbacks=[
+            TimeBudgetCallback(run_args.max_train_minutes, anneal=run_args.anneal_by_time),
+            CheckpointCommitCallback(),
+        ],
     )
     start = time.monotonic()
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)

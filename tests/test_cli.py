@@ -1,0 +1,312 @@
+"""The `hfnn` command line, called in-process through hfnn.cli.main (one real subprocess checks the exit status)."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import hfnn.cli as cli
+from hfnn.cli import main, phoneme_scores
+from tests.test_hub import save_tiny_model
+
+SUBCOMMANDS = ["train", "generate", "classify", "transduce", "predict", "evaluate", "corpora", "recipes", "push",
+               "quickstart"]
+LM_TEXT = "Romeo. what light through yonder window breaks\nJuliet. it is the east\n" * 30
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    save_tiny_model("rnn", "AutoModelForCausalLM", root / "lm")
+    save_tiny_model("cnn", "AutoModelForSequenceClassification", root / "cnn")
+    save_tiny_model("rnn_seq2seq", "AutoModelForSeq2SeqLM", root / "g2p")
+    return root
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ---------------------------------------------------------------- help and misuse
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS + [["corpora", "list"], ["corpora", "show"]])
+def test_every_subcommand_has_help(capsys, command):
+    argv = command if isinstance(command, list) else [command]
+    code, out, _ = run(capsys, *argv, "--help")
+    assert code == 0
+    assert out.startswith("usage: hfnn " + " ".join(argv))
+
+
+def test_top_level_help_and_no_command(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and all(c in out for c in SUBCOMMANDS)
+    code, out, _ = run(capsys)
+    assert code == 2 and "usage: hfnn" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["bogus"], "invalid choice: 'bogus'"),
+    (["generate"], "the following arguments are required: model, PROMPT"),
+    (["generate", "{root}/missing", "hi"], "no such model folder: {root}/missing"),
+    (["generate", "{root}/lm/config.json", "hi"], "is a file, not a saved model folder"),
+    (["generate", "{root}", "hi"], "is not a saved model folder (no config.json)"),
+    (["generate", "{root}/bert", "hi"], "is not an hfnn model folder (model_type 'bert'"),
+    (["classify", "{root}/lm", "hi"], "holds a language model (RnnForCausalLM), not a text classifier; use `hfnn generate`"),
+    (["generate", "{root}/cnn", "hi"], "holds a text classifier (CnnForSequenceClassification), not a language model; use `hfnn classify`"),
+    (["transduce", "{root}/lm", "hi"], "not a sequence-to-sequence model; use `hfnn generate`"),
+    (["generate", "{root}/lm", "hi", "--num-beams", "0"], "--num-beams must be at least 1"),
+    (["train", "no_such_recipe"], "is neither a file nor a shipped recipe"),
+    (["train", "--max_steps", "3"], "give a recipe (see `hfnn recipes`) or both --architecture and --task"),
+    (["train", "--architecture", "cnn", "--task", "painting"], "unknown task 'painting'"),
+    (["corpora", "show", "nope"], "Unknown corpus 'nope'"),
+    (["recipes", "nope"], "is neither a file nor a shipped recipe"),
+    (["push", "{root}/missing", "me/x", "--dry-run"], "no such model folder"),
+    (["push", "{root}/bert", "me/x", "--dry-run"], "has no auto_map"),
+    (["evaluate", "{root}/lm", "--file", "{root}/missing.txt"], "no such file"),
+])
+def test_misuse_is_one_line_on_stderr_and_exit_code_2(capsys, models, argv, message):
+    (models / "bert").mkdir(exist_ok=True)
+    (models / "bert" / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
+    code, out, err = run(capsys, *[a.format(root=models) for a in argv])
+    assert code == 2
+    assert message.format(root=models) in err
+    assert "Traceback" not in err and out == ""
+    lines = err.strip().splitlines()
+    if argv in (["bogus"], ["generate"]):  # argparse: usage, then the error
+        assert message in lines[-1] and lines[0].startswith("usage: hfnn")
+    else:
+        assert len(lines) == 1 and lines[0].startswith(f"hfnn {argv[0]}: error: ")
+
+
+def test_real_process_exit_status_and_stderr(models):
+    proc = subprocess.run([sys.executable, "-m", "hfnn.cli", "classify", str(models / "lm"), "hi"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"hfnn classify: error: {models / 'lm'} holds a language model (RnnForCausalLM), not a text classifier; "
+        "use `hfnn generate` (or `hfnn predict`)"
+    ]
+
+
+# ---------------------------------------------------------------- using saved models
+
+
+def test_generate_matches_model_generate(capsys, models):
+    code, out, _ = run(capsys, "generate", models / "lm", "to be", "--max-new-tokens", 8)
+    assert code == 0
+    model = AutoModelForCausalLM.from_pretrained(models / "lm")
+    tok = AutoTokenizer.from_pretrained(models / "lm")
+    ids = tok("to be", add_special_tokens=False, return_tensors="pt")
+    generated = model.generate(**ids, max_new_tokens=8, do_sample=False, pad_token_id=0)[0, ids["input_ids"].shape[1]:]
+    assert len(generated) > 0
+    expected = "to be" + tok.decode(generated, skip_special_tokens=True)
+    assert out == expected + "\n"
+
+
+def test_generate_batch_sampling_and_beams(capsys, models):
+    code, out, _ = run(capsys, "generate", models / "lm", "to", "hello world", "--max-new-tokens", 5, "--do-sample",
+                       "--top-k", 5, "--seed", 0, "--num-return-sequences", 2)
+    assert code == 0
+    texts = out.strip().split("\n" + "-" * 40 + "\n")
+    assert len(texts) == 4 and texts[0].startswith("to") and texts[2].startswith("hello world")
+    code, out, _ = run(capsys, "generate", models / "lm", "to", "--max-new-tokens", 5, "--num-beams", 3)
+    assert code == 0 and out.startswith("to")
+    code, _, err = run(capsys, "generate", models / "lm", "to", "--max-new-tokens", 2, "--top-k", 3)
+    assert code == 0 and "--top-k only apply with --do-sample" in err
+
+
+def test_classify_and_top_k(capsys, models):
+    code, out, _ = run(capsys, "classify", models / "cnn", "a neural network", "hello")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 2
+    label, score, text = lines[0].split("\t")
+    assert label in ("rotten", "fresh") and 0.5 <= float(score) <= 1 and text == "a neural network"
+    code, out, _ = run(capsys, "classify", models / "cnn", "hello", "--top-k", 0)
+    lines = out.strip().splitlines()
+    assert lines[0] == "hello" and {line.split()[0] for line in lines[1:]} == {"rotten", "fresh"}
+    assert sum(float(line.split()[1]) for line in lines[1:]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_transduce_and_predict_dispatch(capsys, models, monkeypatch):
+    code, out, _ = run(capsys, "transduce", models / "g2p", "neural", "light", "--max-new-tokens", 6)
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["neural", "light"]
+    code, out2, _ = run(capsys, "predict", models / "g2p", "neural", "light", "--max-new-tokens", 6)
+    assert code == 0 and out2 == out
+    # hfnn's seq2seq-generation pipeline and the direct generate fallback give the same targets
+    monkeypatch.setattr(cli, "_seq2seq_pipeline", lambda path, device: None)
+    code, out3, _ = run(capsys, "transduce", models / "g2p", "neural", "light", "--max-new-tokens", 6)
+    assert code == 0 and out3 == out
+    code, out, _ = run(capsys, "predict", models / "cnn", "hello")
+    assert code == 0 and out.split("\t")[0] in ("rotten", "fresh")
+    code, out, _ = run(capsys, "predict", models / "lm", "to be", "--max-new-tokens", 3)
+    assert code == 0 and out.startswith("to be")
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def test_evaluate_language_model_on_a_file(capsys, models, tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text(LM_TEXT)
+    code, out, _ = run(capsys, "evaluate", models / "lm", "--file", text, "--block-size", 16, "--max-samples", 5, "--json")
+    assert code == 0
+    metrics = json.loads(out)
+    assert metrics["split"] == "all" and metrics["blocks"] == 5 and metrics["tokens"] == 5 * 15
+    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
+    assert 0 < metrics["loss"] < 20
+
+
+def test_evaluate_classifier_with_string_labels(capsys, models, tmp_path):
+    data = tmp_path / "reviews.csv"
+    data.write_text("text,label\n" + "".join(f"review number {i},{'fresh' if i % 3 else 'rotten'}\n" for i in range(30)))
+    code, out, _ = run(capsys, "evaluate", models / "cnn", "--file", data, "--json")
+    assert code == 0
+    metrics = json.loads(out)
+    assert metrics["examples"] == 30
+    code, pred, _ = run(capsys, "classify", models / "cnn", *[f"review number {i}" for i in range(30)])
+    gold = ["fresh" if i % 3 else "rotten" for i in range(30)]
+    predicted = [line.split("\t")[0] for line in pred.strip().splitlines()]
+    assert metrics["accuracy"] == pytest.approx(sum(p == g for p, g in zip(predicted, gold)) / 30)
+    f1s = []
+    for label in ("rotten", "fresh"):
+        tp = sum(p == g == label for p, g in zip(predicted, gold))
+        fp = sum(p == label != g for p, g in zip(predicted, gold))
+        fn = sum(g == label != p for p, g in zip(predicted, gold))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    assert metrics["f1"] == pytest.approx(sum(f1s) / 2)  # macro F1
+
+
+def test_evaluate_seq2seq_on_a_file(capsys, models, tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"source": w, "target": "HH AH0"}) + "\n" for w in ["neural", "light", "hello"] * 4))
+    code, out, _ = run(capsys, "evaluate", models / "g2p", "--file", data, "--max-new-tokens", 4, "--json")
+    assert code == 0
+    metrics = json.loads(out)
+    assert metrics["examples"] == 12 and {"bleu", "chrf"} <= set(metrics)
+
+
+def test_phoneme_scores_use_the_closest_reference():
+    scores = phoneme_scores(["K AE1 T", "D AO1 G", "B ER1 D"], [["K AE1 T"], ["D AA1 G", "D AO1 G"], ["B ER1 D Z"]])
+    assert scores["wer"] == pytest.approx(1 / 3)
+    assert scores["per"] == pytest.approx(1 / 10)
+
+
+# ---------------------------------------------------------------- corpora, recipes, push
+
+
+def test_corpora_list_and_show(capsys):
+    code, out, _ = run(capsys, "corpora", "list")
+    assert code == 0
+    names = [line.split()[0] for line in out.strip().splitlines()[2:]]
+    assert names == ["shakespeare", "kjv", "rotten_tomatoes", "cmudict", "kjv_french"]
+    code, out, _ = run(capsys, "corpora", "show", "shakespeare")
+    assert code == 0 and out.startswith("shakespeare (language-modeling)") and "columns:  text, title" in out
+
+
+def test_recipes_list_show_and_lookup(capsys):
+    code, out, _ = run(capsys, "recipes")
+    assert code == 0
+    rows = {line.split()[0]: line.split()[1:] for line in out.strip().splitlines()[2:] if line.strip() and not line.startswith("train")}
+    assert rows["rnn_shakespeare_char"] == ["language-modeling", "rnn", "shakespeare"]
+    code, out, _ = run(capsys, "recipes", "rnn_shakespeare_char")
+    assert code == 0 and "task: language-modeling" in out
+    assert cli.find_recipe("rnn", "language-modeling", "shakespeare") == "rnn_shakespeare_char"
+    assert cli.find_recipe("rnn", "lm") == "rnn_shakespeare_char"
+    assert cli.find_recipe("cnn", "language-modeling") is None
+
+
+def test_push_dry_run_lists_the_files(capsys, models):
+    code, out, _ = run(capsys, "push", models / "lm", "me/tiny-rnn", "--dry-run")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0] == f"would upload 7 files from {models / 'lm'} to me/tiny-rnn:"
+    assert [line.strip() for line in lines[1:]] == [
+        "config.json", "configuration_rnn.py", "generation_config.json", "model.safetensors", "modeling_rnn.py",
+        "tokenizer.json", "tokenizer_config.json"]
+
+
+def test_push_without_token_fails_cleanly(capsys, models, monkeypatch, tmp_path):
+    import huggingface_hub.constants as constants
+
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "token"))
+    code, out, err = run(capsys, "push", models / "lm", "me/tiny-rnn")
+    assert code == 2 and out == ""
+    assert err == "hfnn push: error: no Hugging Face token: run `hf auth login` or set HF_TOKEN\n"
+
+
+# ---------------------------------------------------------------- train and quickstart
+
+
+def tiny_lm_args(tmp_path):
+    text = tmp_path / "play.txt"
+    text.write_text(LM_TEXT)
+    return ["--train_file", str(text), "--max_steps", "3", "--block_size", "16", "--per_device_train_batch_size", "4",
+            "--max_eval_samples", "4", "--sample_max_new_tokens", "3", "--num_samples", "1", "--logging_steps", "1",
+            "--config_overrides", '{"hidden_size": 16, "embedding_size": 8, "num_hidden_layers": 1, "rnn_type": "gru"}']
+
+
+def test_train_with_a_shipped_recipe_and_overrides(capsys, tmp_path):
+    pytest.importorskip("hfnn.pipelines.run_lm")
+    out_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", "rnn_shakespeare_char", "--output_dir", out_dir, *tiny_lm_args(tmp_path))
+    assert code == 0, err
+    results = json.loads((out_dir / "results.json").read_text())
+    assert results["train_steps"] == 3 and results["corpus"].endswith("play.txt")
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "README.md"):
+        assert (out_dir / name).is_file(), name
+    assert json.loads((out_dir / "config.json").read_text())["hidden_size"] == 16
+    # the trained folder works with the other commands
+    code, out, _ = run(capsys, "generate", out_dir, "Romeo.", "--max-new-tokens", 4)
+    assert code == 0 and out.startswith("Romeo.")
+
+
+def test_train_by_architecture_and_task(capsys, tmp_path, monkeypatch):
+    pytest.importorskip("hfnn.pipelines.run_lm")
+    seen = {}
+    monkeypatch.setattr(cli, "_pipeline_module", lambda task: type("M", (), {"main": staticmethod(
+        lambda argv: seen.update(task=task, argv=argv) or {})}))
+    code, _, err = run(capsys, "train", "--architecture", "rnn", "--task", "lm", "--corpus", "kjv", "--max_steps", "3")
+    assert code == 0
+    assert seen["task"] == "language-modeling"
+    assert Path(seen["argv"][0]).name == "rnn_shakespeare_char.yaml"
+    assert seen["argv"][1:] == ["--corpus", "kjv", "--max_steps", "3"]  # a different corpus becomes an override
+    assert "using the recipe rnn_shakespeare_char" in err
+
+
+def test_quickstart_trains_what_exists_and_skips_the_rest(capsys, tmp_path, monkeypatch):
+    pytest.importorskip("hfnn.pipelines.run_lm")
+    recipe = tmp_path / "tiny.json"
+    args = tiny_lm_args(tmp_path)
+    values = dict(zip(args[::2], args[1::2]))
+    recipe.write_text(json.dumps({"task": "language-modeling", "architecture": "rnn",
+                                  **{k[2:]: v for k, v in values.items()}}))
+    monkeypatch.setattr(cli, "QUICKSTART_MODELS", (
+        ("RNN LM", "rnn", "language-modeling", "shakespeare", ("rnn",)),
+        ("Imaginary LM", "nothing", "language-modeling", "shakespeare", ("nothing",)),
+    ))
+    real_find = cli.find_recipe
+    monkeypatch.setattr(cli, "find_recipe", lambda arch, *a, **k: str(recipe) if arch == "rnn" else real_find(arch, *a, **k))
+    out_dir = tmp_path / "qs"
+    code, out, err = run(capsys, "quickstart", "--output-dir", out_dir, "--minutes-per-model", 0.5)
+    assert code == 0, err
+    assert "skipping Imaginary LM: no shipped language-modeling recipe for architecture nothing" in err
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["architecture", "task", "params", "metric", "value", "train", "time"]
+    row = next(line for line in lines if line.startswith("RNN LM"))
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary[0]["model"] == "RNN LM" and summary[0]["metric"] == "test perplexity"
+    assert f"{summary[0]['parameters']:,}" in row
+    assert (out_dir / "summary.png").is_file() and (out_dir / "summary.md").is_file()
+    assert (out_dir / "rnn-lm" / "model.safetensors").is_file() and (out_dir / "logs" / "rnn-lm.log").is_file()
