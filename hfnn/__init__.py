@@ -35,6 +35,27 @@ ARCHITECTURES = {
             "AutoModelForSequenceClassification": "RnnForSequenceClassification",
         },
     ),
+    "cnn": (
+        "configuration_cnn", "CnnConfig", "modeling_cnn",
+        {"AutoModel": "CnnModel", "AutoModelForSequenceClassification": "CnnForSequenceClassification"},
+    ),
+    "mlp": (
+        "configuration_mlp", "MlpConfig", "modeling_mlp",
+        {"AutoModel": "MlpModel", "AutoModelForSequenceClassification": "MlpForSequenceClassification"},
+    ),
+    "rnn_seq2seq": (
+        "configuration_rnn_seq2seq", "RnnSeq2SeqConfig", "modeling_rnn_seq2seq",
+        {"AutoModel": "RnnSeq2SeqModel", "AutoModelForSeq2SeqLM": "RnnSeq2SeqForConditionalGeneration"},
+    ),
+    "transformer": (
+        "configuration_transformer", "TransformerConfig", "modeling_transformer",
+        {
+            "AutoModel": "TransformerModel",
+            "AutoModelForCausalLM": "TransformerForCausalLM",
+            "AutoModelForSequenceClassification": "TransformerForSequenceClassification",
+            "AutoModelForSeq2SeqLM": "TransformerForConditionalGeneration",
+        },
+    ),
     # --- more architectures are listed below this line ---
 }
 
@@ -56,3 +77,13 @@ def _register(name, spec):
 
 for _name, _spec in ARCHITECTURES.items():
     globals().update(_register(_name, _spec))
+
+
+# --- pipeline task: seq2seq-generation (encoder–decoder models; see hfnn/pipeline_seq2seq.py) ---
+from transformers.pipelines import PIPELINE_REGISTRY as _PIPELINE_REGISTRY  # noqa: E402
+
+from .pipeline_seq2seq import TASK as _SEQ2SEQ_TASK, Seq2SeqGenerationPipeline  # noqa: E402
+
+_PIPELINE_REGISTRY.register_pipeline(
+    _SEQ2SEQ_TASK, pipeline_class=Seq2SeqGenerationPipeline, pt_model=AutoModelForSeq2SeqLM, type="text"
+)

@@ -1,0 +1,306 @@
+"""CNN sentence classifier of Kim (2014), "Convolutional Neural Networks for Sentence Classification",
+as a `transformers` model.
+
+Seed note, idea 6: a convolution of width h slides over the sentence and computes one feature per
+h-gram, c_t = ReLU(w . x_{t:t+h-1} + b); max-over-time pooling c = max_t c_t keeps the strongest h-gram
+match wherever it occurs (local, position-invariant features). Several widths (3, 4, 5) x 100 feature
+maps are pooled, concatenated, passed through dropout and a linear layer whose rows are held to an l2
+norm of at most `max_norm` (Kim's constraint, 3).
+
+Pooling only sees windows that lie entirely inside the real text: a window overlapping a padding
+position is set to -inf before the max, so a sentence gives the same logits alone or padded in a batch.
+A sentence shorter than a window is right-extended with zero vectors so that exactly one window (the
+one starting at its first token) exists for it.
+
+Classes, in reading order: `CnnEmbeddings` (one or two channels of word vectors), `CnnModel`
+(convolutions + pooling, returns the sentence vector) and `CnnForSequenceClassification`.
+"""
+
+import torch
+from torch import nn
+from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
+from transformers.utils import can_return_tuple
+
+from .configuration_cnn import CnnConfig
+
+__all__ = ["CnnPreTrainedModel", "CnnModel", "CnnForSequenceClassification"]
+
+# Kim 2014: word vectors missing from word2vec are drawn from U[-0.25, 0.25]; random embeddings likewise.
+EMBEDDING_INIT_RANGE = 0.25
+
+
+class CnnEmbeddings(nn.Module):
+    """Token ids -> word vectors, with padding positions zeroed.
+
+    `embedding_mode`: "rand" / "non-static" -> one trainable table; "static" -> one frozen table;
+    "multichannel" -> a trainable table (`word_embeddings`) and a frozen one (`static_word_embeddings`).
+    Each filter is applied to both channels and the results added (Kim 2014, section 2); the convolution
+    being linear, that equals one convolution of the summed channels (its bias counted once), so the two
+    channels are summed here.
+
+    Shapes: `input_ids` (batch, seq_len) -> (batch, seq_len, embedding_size).
+    """
+
+    def __init__(self, config: CnnConfig):
+        super().__init__()
+        self.vocab_size = config.vocab_size
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.static_word_embeddings = None
+        if config.embedding_mode == "multichannel":
+            self.static_word_embeddings = nn.Embedding(
+                config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id
+            )
+        self.frozen_tables = {"static": ["word_embeddings"], "multichannel": ["static_word_embeddings"]}.get(
+            config.embedding_mode, []
+        )
+        self.freeze_()
+
+    def freeze_(self):
+        """Set requires_grad=False on the frozen tables. Loading weights (`from_pretrained`) creates fresh
+        parameters that require grad, so this runs again on every `train()`/`eval()` switch (`from_pretrained`
+        ends with `eval()`) and every forward: a frozen table never receives a gradient."""
+        for name in self.frozen_tables:
+            weight = getattr(self, name).weight
+            if weight.requires_grad:
+                weight.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        self.freeze_()
+        return super().train(mode)
+
+    def check_ids(self, input_ids: torch.Tensor):
+        """Raise a ValueError naming the first token id outside [0, vocab_size)."""
+        bad = (input_ids < 0) | (input_ids >= self.vocab_size)
+        if bad.any():
+            token_id = int(input_ids[bad][0])
+            raise ValueError(
+                f"CnnModel: token id {token_id} is out of range for vocab_size={self.vocab_size} "
+                "(did the tokenizer and the model config come from different vocabularies?)"
+            )
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        self.check_ids(input_ids)
+        self.freeze_()
+        embeds = self.word_embeddings(input_ids)
+        if self.static_word_embeddings is not None:
+            embeds = embeds + self.static_word_embeddings(input_ids)
+        return embeds
+
+
+class CnnPreTrainedModel(PreTrainedModel):
+    config_class = CnnConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    _no_split_modules = ["CnnEmbeddings"]
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Embedding):
+            init.uniform_(module.weight, -EMBEDDING_INIT_RANGE, EMBEDDING_INIT_RANGE)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        else:
+            super()._init_weights(module)
+
+    def load_embeddings(self, vectors: torch.Tensor):
+        """Copy pretrained word vectors, shape (vocab_size, embedding_size), into every embedding channel.
+
+        Row i must be the vector of token id i (see `hfnn.embeddings.load_word_vectors`). Whether the vectors
+        are then trained follows `config.embedding_mode` (static: frozen; non-static: trained; multichannel:
+        one frozen and one trained copy).
+        """
+        embeddings = self.base_model.embeddings
+        vectors = torch.as_tensor(vectors)
+        expected = tuple(embeddings.word_embeddings.weight.shape)
+        if vectors.dim() != 2 or tuple(vectors.shape) != expected:
+            raise ValueError(
+                f"{type(self).__name__}.load_embeddings: vectors must have shape (vocab_size, embedding_size) = "
+                f"{expected}, got {tuple(vectors.shape)}"
+            )
+        if not torch.isfinite(vectors).all():
+            raise ValueError(f"{type(self).__name__}.load_embeddings: vectors contain NaN or inf")
+        with torch.no_grad():
+            for table in (embeddings.word_embeddings, embeddings.static_word_embeddings):
+                if table is not None:
+                    table.weight.copy_(vectors.to(table.weight.dtype))
+        return self
+
+    @classmethod
+    def from_config_with_embeddings(cls, config: CnnConfig, vectors: torch.Tensor, **kwargs):
+        """Build a model from `config` with its embeddings initialised from `vectors` (vocab_size, embedding_size)."""
+        return cls(config, **kwargs).load_embeddings(vectors)
+
+
+class CnnModel(CnnPreTrainedModel):
+    """Embeddings -> one Conv1d + ReLU per window width -> masked max-over-time pooling -> concatenation.
+
+    Returns `BaseModelOutputWithPooling` with
+      - `last_hidden_state` (batch, seq_len, len(window_sizes) * num_filters): the feature map c_t of the
+        window starting at position t, 0 where that window is not counted;
+      - `pooler_output` (batch, len(window_sizes) * num_filters): max over the counted windows.
+    """
+
+    def __init__(self, config: CnnConfig):
+        super().__init__(config)
+        self.embeddings = CnnEmbeddings(config)
+        self.window_sizes = list(config.window_sizes)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(config.embedding_size, config.num_filters, kernel_size=h) for h in self.window_sizes
+        )
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings.word_embeddings = value
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        """input_ids (batch, seq_len) or inputs_embeds (batch, seq_len, embedding_size); attention_mask
+        (batch, seq_len), 1 for real tokens and 0 for padding (left or right). Without a mask, positions
+        holding `pad_token_id` count as padding."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("CnnModel: pass exactly one of input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            embeds = self.embeddings(input_ids)
+        else:
+            embeds = inputs_embeds
+        batch, seq_len, _ = embeds.shape
+        if attention_mask is None:
+            if input_ids is not None and self.config.pad_token_id is not None:
+                attention_mask = input_ids != self.config.pad_token_id
+            else:
+                attention_mask = torch.ones(batch, seq_len, dtype=torch.bool, device=embeds.device)
+        if attention_mask.shape != (batch, seq_len):
+            raise ValueError(
+                f"CnnModel: attention_mask has shape {tuple(attention_mask.shape)}, expected {(batch, seq_len)}"
+            )
+        mask = attention_mask.to(torch.bool)
+        if seq_len == 0:  # an empty text: one all-padding position, so that one (zero) window exists
+            embeds, mask, seq_len = embeds.new_zeros(batch, 1, embeds.shape[-1]), mask.new_zeros(batch, 1), 1
+        lengths = mask.sum(dim=1)  # (batch,)
+        first = mask.int().argmax(dim=1)  # first real position (0 for an empty text)
+        # Padding positions become zero vectors, whatever the (trainable) pad embedding holds.
+        embeds = embeds * mask.unsqueeze(-1).to(embeds.dtype)
+
+        positions = torch.arange(seq_len, device=embeds.device)
+        feature_maps, pooled = [], []
+        for h, conv in zip(self.window_sizes, self.convs):
+            # Extend by h-1 zero vectors so that a window starts at every position t (and a text shorter
+            # than h still has one); conv output t covers positions t .. t+h-1.
+            x = nn.functional.pad(embeds, (0, 0, 0, h - 1)).transpose(1, 2)  # (batch, emb, seq_len + h - 1)
+            c = torch.relu(conv(x))  # (batch, num_filters, seq_len)
+            # A window counts when all h positions are real tokens; a text shorter than h counts the one
+            # window that starts at its first token (the rest of that window is zero vectors).
+            padded_mask = nn.functional.pad(mask.to(embeds.dtype), (0, h - 1))
+            full = padded_mask.unfold(1, h, 1).sum(-1) == h  # (batch, seq_len)
+            short = (lengths < h).unsqueeze(1) & (positions.unsqueeze(0) == first.unsqueeze(1))
+            counted = (full | short).unsqueeze(1)  # (batch, 1, seq_len)
+            pooled.append(c.masked_fill(~counted, float("-inf")).amax(dim=2))
+            feature_maps.append(c.masked_fill(~counted, 0.0))
+        pooled_output = torch.cat(pooled, dim=1)
+        last_hidden_state = torch.cat(feature_maps, dim=1).transpose(1, 2)
+        hidden_states = (embeds, last_hidden_state) if output_hidden_states else None
+        return BaseModelOutputWithPooling(
+            last_hidden_state=last_hidden_state, pooler_output=pooled_output, hidden_states=hidden_states
+        )
+
+
+class CnnForSequenceClassification(CnnPreTrainedModel):
+    """`CnnModel` -> dropout -> linear layer (num_labels).
+
+    Loss from `labels` as transformers' heads do: `problem_type` "regression" -> MSE,
+    "single_label_classification" -> cross-entropy (labels (batch,) long),
+    "multi_label_classification" -> BCE with logits (labels (batch, num_labels) float); inferred from
+    num_labels and the labels' dtype when unset.
+
+    Max-norm (Kim 2014): with `config.max_norm` set, rows of `classifier.weight` longer than `max_norm`
+    are rescaled to `max_norm` at the start of every training-mode forward (so every step computes with
+    constrained weights, the projection of the previous optimizer update) and when the model is switched
+    to eval mode (so evaluation, saving after `Trainer.evaluate` and inference see constrained weights).
+    This needs no callback, so a plain `Trainer` enforces it.
+    """
+
+    def __init__(self, config: CnnConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = CnnModel(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.model.set_input_embeddings(value)
+
+    @torch.no_grad()
+    def apply_max_norm_(self):
+        """Rescale rows of `classifier.weight` to l2 norm <= `config.max_norm` in place (no-op if unset)."""
+        max_norm = self.config.max_norm
+        if max_norm is None:
+            return
+        weight = self.classifier.weight
+        norms = weight.norm(dim=1, keepdim=True)
+        weight.mul_(torch.clamp(max_norm / norms.clamp_min(1e-12), max=1.0))
+
+    def train(self, mode: bool = True):
+        if not mode and hasattr(self, "classifier"):
+            self.apply_max_norm_()
+        return super().train(mode)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        """Returns `logits` (batch, num_labels) and, given `labels`, the loss."""
+        if self.training:
+            self.apply_max_norm_()
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.classifier(self.dropout(outputs.pooler_output))
+
+        loss = None
+        if labels is not None:
+            labels = labels.to(logits.device)
+            if self.config.problem_type is None:
+                if self.num_labels == 1:
+                    self.config.problem_type = "regression"
+                elif labels.dtype in (torch.long, torch.int):
+                    self.config.problem_type = "single_label_classification"
+                else:
+                    self.config.problem_type = "multi_label_classification"
+            if self.config.problem_type == "regression":
+                if self.num_labels == 1:
+                    loss = MSELoss()(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
+                else:
+                    loss = MSELoss()(logits, labels.to(logits.dtype))
+            elif self.config.problem_type == "single_label_classification":
+                loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
+            else:
+                loss = BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
+
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)

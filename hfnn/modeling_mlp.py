@@ -1,0 +1,247 @@
+"""Feed-forward (MLP) text classifier as a `transformers` model.
+
+Seed note, ideas 1-3. A neuron with n-dimensional input x, weights w, bias b and activation f computes
+
+    y = f(w . x + b)
+
+a layer is many neurons side by side, h = f(W x + b), and a multi-layer network stacks them, the
+intermediate outputs being hidden states:
+
+    x      = mean of the embeddings of the text's tokens (and, optionally, hashed n-grams)
+    h^(0)  = x
+    h^(l)  = dropout(f(W^(l) h^(l-1) + b^(l)))          l = 1 .. num_hidden_layers
+    logits = W^(out) h^(L) + b^(out)
+
+With f = identity the whole stack is one affine map of x, whatever its depth (the note's reason for
+activation functions). Padding never enters the mean, so a text gives the same logits alone or padded.
+
+Classes, in reading order: `MlpBagOfEmbeddings`, `MlpLayer`, `MlpModel` (returns the last hidden state
+h^(L)), `MlpForSequenceClassification`.
+"""
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
+from transformers.utils import can_return_tuple
+
+from .configuration_mlp import MlpConfig
+
+__all__ = ["MlpPreTrainedModel", "MlpModel", "MlpForSequenceClassification"]
+
+ACTIVATION_FUNCTIONS = {
+    "identity": nn.Identity,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+}
+# Gain of the Xavier init per activation (torch.nn.init.calculate_gain; gelu treated like relu).
+INIT_GAINS = {"identity": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0), "gelu": math.sqrt(2.0)}
+
+_HASH_PRIME = 2_147_483_647  # 2**31 - 1: keeps h * _HASH_MULTIPLIER + id inside int64
+_HASH_MULTIPLIER = 1_000_003
+
+
+def hash_ngrams(input_ids: torch.Tensor, n: int, num_buckets: int) -> torch.Tensor:
+    """Bucket of every n-gram starting at each position: (batch, seq_len) -> (batch, seq_len - n + 1).
+
+    A polynomial hash modulo 2**31 - 1, seeded with n so that bigrams and trigrams differ; deterministic
+    on every device (no Python `hash`).
+    """
+    windows = input_ids.long().unfold(1, n, 1)  # (batch, seq_len - n + 1, n)
+    h = torch.full(windows.shape[:2], n, dtype=torch.long, device=input_ids.device)
+    for k in range(n):
+        h = (h * _HASH_MULTIPLIER + windows[..., k] + 1) % _HASH_PRIME
+    return h % num_buckets
+
+
+class MlpBagOfEmbeddings(nn.Module):
+    """Masked mean of token embeddings, plus hashed n-gram embeddings when `ngram_range` asks for them.
+
+    Shapes: input_ids, mask (batch, seq_len) -> (batch, embedding_size). An n-gram counts only when all of
+    its tokens are real (mask 1); a text with nothing to average gives the zero vector.
+    """
+
+    def __init__(self, config: MlpConfig):
+        super().__init__()
+        self.vocab_size = config.vocab_size
+        self.min_n, self.max_n = config.ngram_range
+        self.num_buckets = config.ngram_buckets
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.ngram_embeddings = nn.Embedding(config.ngram_buckets, config.embedding_size) if self.max_n > 1 else None
+
+    def check_ids(self, input_ids: torch.Tensor):
+        """Raise a ValueError naming the first token id outside [0, vocab_size)."""
+        bad = (input_ids < 0) | (input_ids >= self.vocab_size)
+        if bad.any():
+            token_id = int(input_ids[bad][0])
+            raise ValueError(
+                f"MlpModel: token id {token_id} is out of range for vocab_size={self.vocab_size} "
+                "(did the tokenizer and the model config come from different vocabularies?)"
+            )
+
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        self.check_ids(input_ids)
+        weights = mask.to(self.word_embeddings.weight.dtype)  # (batch, seq_len)
+        total = weights.new_zeros(input_ids.shape[0], self.word_embeddings.embedding_dim)
+        count = weights.new_zeros(input_ids.shape[0])
+        for n in range(self.min_n, self.max_n + 1):
+            if input_ids.shape[1] < n:
+                continue
+            if n == 1:
+                vectors, valid = self.word_embeddings(input_ids), weights
+            else:
+                vectors = self.ngram_embeddings(hash_ngrams(input_ids, n, self.num_buckets))
+                valid = weights.unfold(1, n, 1).prod(-1)  # 1 only if every token of the n-gram is real
+            total = total + (vectors * valid.unsqueeze(-1)).sum(1)
+            count = count + valid.sum(1)
+        return total / count.clamp_min(1.0).unsqueeze(-1)
+
+
+class MlpLayer(nn.Module):
+    """One layer of neurons: h = dropout(f(W x + b)); shapes (batch, in_features) -> (batch, hidden_size)."""
+
+    def __init__(self, in_features: int, config: MlpConfig):
+        super().__init__()
+        self.dense = nn.Linear(in_features, config.hidden_size)
+        self.activation = ACTIVATION_FUNCTIONS[config.activation]()
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.activation(self.dense(x)))
+
+
+class MlpPreTrainedModel(PreTrainedModel):
+    config_class = MlpConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    _no_split_modules = ["MlpLayer"]
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            # Xavier with the activation's gain keeps the signal's scale through deep stacks.
+            init.xavier_uniform_(module.weight, gain=INIT_GAINS[self.config.activation])
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        else:
+            super()._init_weights(module)
+
+
+class MlpModel(MlpPreTrainedModel):
+    """Bag of embeddings -> `num_hidden_layers` x `MlpLayer`.
+
+    Returns `BaseModelOutputWithPooling` with `last_hidden_state` = `pooler_output` = h^(L), shape
+    (batch, hidden_size), or (batch, embedding_size) with no hidden layer; `hidden_states` (when asked)
+    is (h^(0), ..., h^(L)).
+    """
+
+    def __init__(self, config: MlpConfig):
+        super().__init__(config)
+        self.embeddings = MlpBagOfEmbeddings(config)
+        sizes = [config.embedding_size] + [config.hidden_size] * config.num_hidden_layers
+        self.layers = nn.ModuleList(MlpLayer(sizes[i], config) for i in range(config.num_hidden_layers))
+        self.output_size = sizes[-1]
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings.word_embeddings = value
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        """input_ids, attention_mask (batch, seq_len); attention_mask 1 = real token, 0 = padding. Without a
+        mask, positions holding `pad_token_id` count as padding."""
+        if input_ids is None:
+            raise ValueError("MlpModel: input_ids is required")
+        if attention_mask is None:
+            if self.config.pad_token_id is not None:
+                attention_mask = input_ids != self.config.pad_token_id
+            else:
+                attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
+        if attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"MlpModel: attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(input_ids.shape)}"
+            )
+        h = self.embeddings(input_ids, attention_mask.to(torch.bool))
+        hidden_states = [h]
+        for layer in self.layers:
+            h = layer(h)
+            hidden_states.append(h)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=h,
+            pooler_output=h,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+        )
+
+
+class MlpForSequenceClassification(MlpPreTrainedModel):
+    """`MlpModel` -> output layer W^(out) h^(L) + b^(out), shape (batch, num_labels).
+
+    Loss from `labels` as transformers' heads do: "regression" -> MSE, "single_label_classification" ->
+    cross-entropy, "multi_label_classification" -> BCE with logits (inferred when `problem_type` is unset).
+    """
+
+    def __init__(self, config: MlpConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = MlpModel(config)
+        self.classifier = nn.Linear(self.model.output_size, config.num_labels)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.model.set_input_embeddings(value)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.classifier(outputs.pooler_output)
+
+        loss = None
+        if labels is not None:
+            labels = labels.to(logits.device)
+            if self.config.problem_type is None:
+                if self.num_labels == 1:
+                    self.config.problem_type = "regression"
+                elif labels.dtype in (torch.long, torch.int):
+                    self.config.problem_type = "single_label_classification"
+                else:
+                    self.config.problem_type = "multi_label_classification"
+            if self.config.problem_type == "regression":
+                if self.num_labels == 1:
+                    loss = MSELoss()(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
+                else:
+                    loss = MSELoss()(logits, labels.to(logits.dtype))
+            elif self.config.problem_type == "single_label_classification":
+                loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
+            else:
+                loss = BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
+
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)

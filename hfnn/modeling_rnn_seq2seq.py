@@ -1,0 +1,649 @@
+"""RNN encoder–decoder (seq2seq) with optional attention, as a Hugging Face ``transformers`` model.
+
+Seed note, items 8 and 9. An encoder RNN reads the source x_1..x_S into states h_1..h_S; a decoder RNN generates
+y_1..y_T one symbol at a time from its state s_t. ``config.attention`` chooses how the decoder sees the source:
+
+* ``"none"``: the seed's fixed-size context vector. The encoder's final state c (last forward state, first
+  backward state) initialises the decoder and is concatenated to every decoder input and output (Cho et al.
+  2014); nothing else of the source reaches the decoder.
+* ``"bahdanau"`` (additive, Bahdanau et al. 2015): before step t, e_tj = v^T tanh(W_s s_{t-1} + W_h h_j),
+  a_t = softmax_j(e_t), c_t = sum_j a_tj h_j; the decoder reads [y_{t-1}; c_t].
+* ``"luong"`` (multiplicative, Luong et al. 2015): after step t, e_tj = s_t^T h_j (``"dot"``) or s_t^T W_a h_j
+  (``"general"``); with input feeding the previous attentional vector is concatenated to the decoder input.
+
+In every case the output is o_t = tanh(W_o [s_t; c_t]) and p(y_t | y_<t, x) = softmax(U o_t + b). Padding never
+enters the encoder states (packed sequences) and is masked out of every attention softmax.
+
+Generation carries the decoder's recurrent state (and Luong's input-feeding vector) in
+:class:`RnnSeq2SeqCache`, so each new token costs one recurrent step; ``generate`` with and without the cache
+gives the same tokens and scores, with greedy and beam search.
+
+Tokenizers: source and target vocabularies differ (letters -> phonemes). A saved model folder holds the *target*
+tokenizer at its root (what ``AutoTokenizer.from_pretrained(folder)`` loads, and what decodes ``generate``'s
+output) and the *source* tokenizer in the subfolder ``source_tokenizer/``
+(``AutoTokenizer.from_pretrained(folder, subfolder="source_tokenizer")``). The ``seq2seq-generation`` pipeline of
+hfnn loads both; a folder without ``source_tokenizer/`` uses one tokenizer for both sides. Both sides share the
+pad id (``config.pad_token_id``).
+
+This file imports only ``torch``, ``transformers`` and its sibling configuration file, so that
+``save_pretrained`` can copy it for ``trust_remote_code`` users.
+"""
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
+
+from .configuration_rnn_seq2seq import RnnSeq2SeqConfig
+
+__all__ = [
+    "RnnSeq2SeqCache",
+    "RnnSeq2SeqEncoder",
+    "RnnSeq2SeqDecoder",
+    "RnnSeq2SeqPreTrainedModel",
+    "RnnSeq2SeqModel",
+    "RnnSeq2SeqForConditionalGeneration",
+    "shift_tokens_right",
+]
+
+_RNN_CLASSES = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn_tanh": nn.RNN}
+
+
+def _make_rnn(rnn_type, input_size, hidden_size, num_layers, dropout, bidirectional=False):
+    kwargs = dict(
+        input_size=input_size,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        batch_first=True,
+        dropout=dropout if num_layers > 1 else 0.0,
+        bidirectional=bidirectional,
+    )
+    if rnn_type == "rnn_tanh":
+        kwargs["nonlinearity"] = "tanh"
+    return _RNN_CLASSES[rnn_type](**kwargs)
+
+
+def _check_ids(ids, vocab_size, argument, field):
+    """Raise a clear error for ids outside the embedding table (instead of an index error deep in torch)."""
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+        bad = int(ids[(ids < 0) | (ids >= vocab_size)][0])
+        raise ValueError(f"{argument} contains token id {bad}, outside [0, {field}={vocab_size})")
+
+
+def shift_tokens_right(labels, pad_token_id, decoder_start_token_id):
+    """Decoder inputs for teacher forcing: ``[start, y_1, ..., y_{T-1}]``, with -100 replaced by the pad id.
+
+    Shapes: ``(batch, tgt_len) -> (batch, tgt_len)``.
+    """
+    shifted = labels.new_zeros(labels.shape)
+    shifted[:, 1:] = labels[:, :-1].clone()
+    shifted[:, 0] = decoder_start_token_id
+    if pad_token_id is None:
+        raise ValueError("config.pad_token_id must be set to build decoder_input_ids from labels")
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+class RnnSeq2SeqCache(Cache):
+    """The decoder's recurrent state between generation steps, stored batch first.
+
+    ``generate`` reorders it along dim 0 for beam search (``reorder_cache``), and may repeat or select batch
+    rows; storing ``(batch, num_layers, hidden_size)`` instead of torch's ``(num_layers, batch, hidden_size)``
+    makes those the same one-line ``index_select`` as for attention caches.
+
+    Attributes:
+        hidden: ``(batch, num_decoder_layers, hidden_size)`` decoder state s (h for an LSTM).
+        cell: ``(batch, num_decoder_layers, hidden_size)`` LSTM cell state, else None.
+        feed: ``(batch, hidden_size)`` last attentional vector o_{t-1} (Luong input feeding), else None.
+        seq_length: number of decoder tokens consumed so far.
+    """
+
+    def __init__(self, hidden=None, cell=None, feed=None, seq_length=0):
+        super().__init__(layers=[])
+        self.hidden = hidden
+        self.cell = cell
+        self.feed = feed
+        self.seq_length = seq_length
+
+    def __repr__(self):
+        shape = None if self.hidden is None else tuple(self.hidden.shape)
+        return f"{type(self).__name__}(hidden={shape}, lstm={self.cell is not None}, seq_length={self.seq_length})"
+
+    def _map(self, fn):
+        for name in ("hidden", "cell", "feed"):
+            tensor = getattr(self, name)
+            if tensor is not None:
+                setattr(self, name, fn(tensor))
+
+    def get_seq_length(self, layer_idx=0):
+        return self.seq_length
+
+    def get_max_length(self, layer_idx=None):
+        return -1
+
+    def reorder_cache(self, beam_idx):
+        self._map(lambda t: t.index_select(0, beam_idx.to(t.device)))
+
+    def batch_repeat_interleave(self, repeats):
+        self._map(lambda t: t.repeat_interleave(repeats, dim=0))
+
+    def batch_select_indices(self, indices):
+        self._map(lambda t: t[indices])
+
+    def reset(self):
+        self.hidden = self.cell = self.feed = None
+        self.seq_length = 0
+
+    def crop(self, tokens_to_remove):
+        if tokens_to_remove:
+            raise NotImplementedError("a recurrent state cannot be rolled back to an earlier position")
+
+    @property
+    def batch_size(self):
+        return -1 if self.hidden is None else self.hidden.shape[0]
+
+    @property
+    def is_compileable(self):
+        return False
+
+    @property
+    def is_croppable(self):
+        return False
+
+    @property
+    def is_linear(self):
+        return [True] * (0 if self.hidden is None else self.hidden.shape[1])
+
+    def to_legacy_state(self):
+        """The state as torch's recurrent modules take it: ``(num_layers, batch, hidden_size)`` (pairs for LSTM)."""
+        hidden = self.hidden.transpose(0, 1).contiguous()
+        if self.cell is None:
+            return hidden
+        return hidden, self.cell.transpose(0, 1).contiguous()
+
+    def update(self, state, feed, num_new_tokens):
+        """Store the decoder state after ``num_new_tokens`` more tokens (``state`` as torch returns it)."""
+        if isinstance(state, tuple):
+            self.hidden, self.cell = state[0].transpose(0, 1), state[1].transpose(0, 1)
+        else:
+            self.hidden, self.cell = state.transpose(0, 1), None
+        self.feed = feed
+        self.seq_length += num_new_tokens
+
+
+def _final_encoder_state(states, mask, bidirectional):
+    """The fixed-size summary of the source: last forward state, concatenated with the first backward state.
+
+    ``states``: ``(batch, src_len, hidden)``, ``mask``: ``(batch, src_len)`` bool -> ``(batch, hidden)``. For a
+    unidirectional encoder it is the state at the last non-padding position.
+    """
+    batch, src_len, hidden = states.shape
+    rows = torch.arange(batch, device=states.device)
+    last = src_len - 1 - mask.flip(1).int().argmax(1)
+    if not bidirectional:
+        return states[rows, last]
+    first = mask.int().argmax(1)
+    half = hidden // 2
+    return torch.cat([states[rows, last, :half], states[rows, first, half:]], dim=-1)
+
+
+class RnnSeq2SeqEncoder(nn.Module):
+    """Source embedding + (bi-directional) multi-layer RNN over packed sequences.
+
+    ``forward(input_ids (batch, src_len), attention_mask (batch, src_len))`` returns a ``BaseModelOutput`` whose
+    ``last_hidden_state`` ``(batch, src_len, hidden_size)`` holds h_j at every source position (zeros at padding).
+    Any padding layout works (right, left): each row's tokens are packed before the RNN and put back after, so
+    padding never enters a state.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.source_vocab_size = config.source_vocab_size
+        self.bidirectional = config.bidirectional_encoder
+        direction_size = config.hidden_size // 2 if self.bidirectional else config.hidden_size
+        self.embed_tokens = nn.Embedding(config.source_vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.dropout = nn.Dropout(config.dropout)
+        self.rnn = _make_rnn(
+            config.rnn_type, config.embedding_size, direction_size, config.num_encoder_layers, config.dropout,
+            bidirectional=self.bidirectional,
+        )
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embed_tokens = value
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        if inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("RnnSeq2SeqEncoder needs input_ids or inputs_embeds")
+            _check_ids(input_ids, self.source_vocab_size, "input_ids", "source_vocab_size")
+            inputs_embeds = self.embed_tokens(input_ids)
+        batch, src_len, _ = inputs_embeds.shape
+        if attention_mask is None:
+            attention_mask = torch.ones(batch, src_len, dtype=torch.long, device=inputs_embeds.device)
+        mask = attention_mask.bool()
+        lengths = mask.sum(1)
+        if bool((lengths == 0).any()):
+            row = int((lengths == 0).nonzero()[0])
+            raise ValueError(f"every source sequence needs at least one token; attention_mask row {row} is all zeros")
+
+        embeds = self.dropout(inputs_embeds)
+        # Move each row's tokens to the front (stable, so their order is kept), pack, run, and scatter back.
+        order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+        embeds = embeds.gather(1, order[..., None].expand_as(embeds))
+        packed = pack_padded_sequence(embeds, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed_out, _ = self.rnn(packed)
+        out, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=src_len)
+        states = torch.zeros_like(out).scatter(1, order[..., None].expand_as(out), out)
+
+        if return_dict is False:
+            return (states,)
+        return BaseModelOutput(last_hidden_state=states)
+
+
+class RnnSeq2SeqDecoder(nn.Module):
+    """Target embedding, decoder RNN and attention; returns the attentional vectors o_t.
+
+    ``forward(input_ids (batch, tgt_len), encoder_states (batch, src_len, hidden), encoder_mask (batch, src_len),
+    state, feed, decoder_attention_mask)`` -> ``(outputs (batch, tgt_len, hidden), state, feed, weights)`` with
+    ``weights`` the attention weights ``(batch, tgt_len, src_len)`` (None for ``attention="none"``). ``state`` is
+    torch's ``(num_layers, batch, hidden)`` (a pair for LSTM); ``feed`` the last o_t (Luong input feeding) or None.
+    Positions where ``decoder_attention_mask`` is 0 leave the state unchanged (left-padded decoder prompts).
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        hidden = config.hidden_size
+        self.config = config
+        self.vocab_size = config.vocab_size
+        self.attention = config.attention
+        self.input_feeding = config.input_feeding
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.dropout = nn.Dropout(config.dropout)
+        # The decoder input is [y_{t-1}; c_t] (none, bahdanau), [y_{t-1}; o_{t-1}] (luong + input feeding) or y_{t-1}.
+        extra = hidden if (self.attention in ("none", "bahdanau") or self.input_feeding) else 0
+        self.rnn = _make_rnn(config.rnn_type, config.embedding_size + extra, hidden, config.num_decoder_layers, config.dropout)
+        if self.attention == "bahdanau":
+            self.query_proj = nn.Linear(hidden, hidden, bias=False)  # W_s
+            self.key_proj = nn.Linear(hidden, hidden, bias=True)  # W_h (with the bias of the additive score)
+            self.energy = nn.Linear(hidden, 1, bias=False)  # v
+        elif self.attention == "luong" and config.luong_score == "general":
+            self.key_proj = nn.Linear(hidden, hidden, bias=False)  # W_a, applied to h_j once per call
+        self.output_proj = nn.Linear(2 * hidden, hidden)  # W_o in o_t = tanh(W_o [s_t; c_t])
+        # Without a dependency between steps other than the RNN, the whole sequence runs in one RNN call.
+        self.parallel = self.attention == "none" or (self.attention == "luong" and not self.input_feeding)
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embed_tokens = value
+
+    def attend(self, query, keys, values, mask):
+        """Attention weights and context vectors.
+
+        ``query`` ``(batch, q_len, hidden)``, ``keys``/``values`` ``(batch, src_len, hidden)``, ``mask``
+        ``(batch, src_len)`` bool -> ``context (batch, q_len, hidden)``, ``weights (batch, q_len, src_len)``.
+        """
+        if self.attention == "bahdanau":
+            scores = self.energy(torch.tanh(self.query_proj(query)[:, :, None] + keys[:, None])).squeeze(-1)
+        else:
+            scores = torch.bmm(query, keys.transpose(1, 2))
+        scores = scores.masked_fill(~mask[:, None, :], torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1)
+        return torch.bmm(weights, values), weights
+
+    def forward(self, input_ids, encoder_states, encoder_mask, state, feed=None, decoder_attention_mask=None):
+        _check_ids(input_ids, self.vocab_size, "decoder_input_ids", "vocab_size")
+        batch, tgt_len = input_ids.shape
+        embeds = self.dropout(self.embed_tokens(input_ids))
+        mask = encoder_mask.bool()
+        keys = None
+        fixed_context = None
+        if self.attention == "none":
+            fixed_context = _final_encoder_state(encoder_states, mask, self.config.bidirectional_encoder)
+        elif self.attention == "bahdanau" or self.config.luong_score == "general":
+            keys = self.key_proj(encoder_states)
+        else:
+            keys = encoder_states
+        step_mask = None
+        if decoder_attention_mask is not None:
+            step_mask = decoder_attention_mask[:, -tgt_len:].bool()
+            if bool(step_mask.all()):
+                step_mask = None
+
+        if self.parallel and step_mask is None:
+            if fixed_context is not None:
+                context = fixed_context[:, None].expand(batch, tgt_len, -1)
+                rnn_out, state = self.rnn(torch.cat([embeds, context], dim=-1), state)
+                weights = None
+            else:
+                rnn_out, state = self.rnn(embeds, state)
+                context, weights = self.attend(rnn_out, keys, encoder_states, mask)
+            outputs = torch.tanh(self.output_proj(torch.cat([rnn_out, context], dim=-1)))
+            return outputs, state, feed, weights
+
+        if self.input_feeding and feed is None:
+            feed = embeds.new_zeros(batch, self.config.hidden_size)
+        rnn_outs, contexts, outputs, all_weights = [], [], [], []
+        for t in range(tgt_len):
+            x = embeds[:, t]
+            if self.attention == "bahdanau":
+                top = state[0][-1] if isinstance(state, tuple) else state[-1]  # s_{t-1}, top layer
+                context, weights = self.attend(top[:, None], keys, encoder_states, mask)
+                rnn_in = torch.cat([x, context[:, 0]], dim=-1)
+            elif self.attention == "none":
+                context = fixed_context[:, None]
+                rnn_in = torch.cat([x, fixed_context], dim=-1)
+            else:
+                rnn_in = torch.cat([x, feed], dim=-1) if self.input_feeding else x
+            rnn_out, new_state = self.rnn(rnn_in[:, None], state)
+            if self.attention == "luong":
+                context, weights = self.attend(rnn_out, keys, encoder_states, mask)
+            if step_mask is not None:  # padding steps keep the previous state
+                keep = step_mask[:, t]
+                if isinstance(new_state, tuple):
+                    new_state = tuple(torch.where(keep[None, :, None], n, o) for n, o in zip(new_state, state))
+                else:
+                    new_state = torch.where(keep[None, :, None], new_state, state)
+            state = new_state
+            if self.input_feeding:  # o_t is the next step's input: compute it now
+                out = torch.tanh(self.output_proj(torch.cat([rnn_out[:, 0], context[:, 0]], dim=-1)))
+                feed = out if step_mask is None else torch.where(step_mask[:, t, None], out, feed)
+                outputs.append(out)
+            else:
+                rnn_outs.append(rnn_out)
+                contexts.append(context)
+            if self.attention != "none":
+                all_weights.append(weights[:, 0])
+        if self.input_feeding:
+            outputs = torch.stack(outputs, dim=1)
+        else:  # one batched projection for all steps
+            outputs = torch.tanh(self.output_proj(torch.cat([torch.cat(rnn_outs, 1), torch.cat(contexts, 1)], dim=-1)))
+        weights = torch.stack(all_weights, dim=1) if all_weights else None
+        return outputs, state, feed, weights
+
+
+class RnnSeq2SeqPreTrainedModel(PreTrainedModel):
+    config_class = RnnSeq2SeqConfig
+    config: RnnSeq2SeqConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
+    _no_split_modules = ["RnnSeq2SeqEncoder", "RnnSeq2SeqDecoder"]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        """Recurrent layers: orthogonal W_h per gate, Xavier W_x, zero biases (LSTM forget gate 1); the rest as
+        transformers does (normal(0, initializer_range) for linear layers and embeddings, zero pad row)."""
+        if isinstance(module, (nn.GRU, nn.LSTM, nn.RNN)):
+            hidden = module.hidden_size
+            for name, param in module.named_parameters():
+                if getattr(param, "_is_hf_initialized", False):
+                    continue
+                if name.startswith("weight_hh"):
+                    blocks = []
+                    for _ in range(param.shape[0] // hidden):
+                        block = torch.empty(hidden, param.shape[1], dtype=torch.float32)
+                        torch.nn.init.orthogonal_(block)
+                        blocks.append(block)
+                    init.copy_(param, torch.cat(blocks).to(param.dtype))
+                elif name.startswith("weight_ih"):
+                    init.xavier_uniform_(param)
+                elif name.startswith("bias"):
+                    value = torch.zeros_like(param)
+                    if isinstance(module, nn.LSTM) and name.startswith("bias_hh"):
+                        value[hidden : 2 * hidden] = 1.0  # forget gate (gate order i, f, g, o)
+                    init.copy_(param, value)
+        else:
+            super()._init_weights(module)
+
+
+class RnnSeq2SeqModel(RnnSeq2SeqPreTrainedModel):
+    """Encoder, bridge and decoder; returns the decoder's attentional vectors o_t.
+
+    The bridge maps the encoder's final state c (see :func:`_final_encoder_state`) to the decoder's initial state:
+    s_0 = tanh(W_b c + b_b), one ``hidden_size`` block per decoder layer (and per LSTM h/c).
+    """
+
+    def __init__(self, config):
+        super().__init__(config)
+        state_parts = 2 if config.rnn_type == "lstm" else 1
+        self.encoder = RnnSeq2SeqEncoder(config)
+        self.bridge = nn.Linear(config.hidden_size, state_parts * config.num_decoder_layers * config.hidden_size)
+        self.decoder = RnnSeq2SeqDecoder(config)
+        self.post_init()
+
+    def get_encoder(self):
+        return self.encoder
+
+    def get_decoder(self):
+        return self.decoder
+
+    def get_input_embeddings(self):
+        return self.encoder.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.encoder.embed_tokens = value
+
+    def initial_state(self, encoder_states, attention_mask):
+        """Decoder initial state in torch's layout ``(num_decoder_layers, batch, hidden_size)`` (pair for LSTM)."""
+        config = self.config
+        summary = _final_encoder_state(encoder_states, attention_mask.bool(), config.bidirectional_encoder)
+        batch = summary.shape[0]
+        state = torch.tanh(self.bridge(summary)).view(batch, -1, config.num_decoder_layers, config.hidden_size)
+        state = state.permute(1, 2, 0, 3).contiguous()  # (parts, layers, batch, hidden)
+        return (state[0], state[1]) if config.rnn_type == "lstm" else state[0]
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        cache=None,
+        inputs_embeds=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        r"""
+        Args:
+            input_ids: ``(batch, src_len)`` source ids.
+            attention_mask: ``(batch, src_len)`` 1 for source tokens, 0 for padding.
+            decoder_input_ids: ``(batch, tgt_len)`` decoder inputs (start token first); with a ``cache``, only the
+                new tokens.
+            decoder_attention_mask: ``(batch, tgt_len)`` (or the full length so far): 0 marks padding that leaves
+                the decoder state unchanged.
+            encoder_outputs: precomputed encoder output (``BaseModelOutput`` or a tuple whose first item is
+                ``(batch, src_len, hidden_size)``).
+            cache: :class:`RnnSeq2SeqCache` with the decoder state after the previous tokens.
+            use_cache: return the updated cache.
+            output_attentions: return the attention weights as ``cross_attentions``: a 1-tuple holding
+                ``(batch, 1, tgt_len, src_len)`` (None with ``attention="none"``).
+        """
+        use_cache = use_cache if use_cache is not None else self.config.use_cache
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(last_hidden_state=encoder_outputs[0])
+        encoder_states = encoder_outputs.last_hidden_state
+        if attention_mask is None:
+            attention_mask = torch.ones(encoder_states.shape[:2], dtype=torch.long, device=encoder_states.device)
+        if decoder_input_ids is None:
+            raise ValueError("RnnSeq2SeqModel needs decoder_input_ids (or labels, for the model with a LM head)")
+
+        if cache is not None and not isinstance(cache, RnnSeq2SeqCache):
+            if isinstance(cache, Cache) and cache.get_seq_length() == 0:
+                cache = None  # an empty cache built by a generic caller: start from the bridge
+            else:
+                raise TypeError(f"RnnSeq2SeqModel keeps its decoder state in RnnSeq2SeqCache, got {type(cache).__name__}")
+        if cache is not None and cache.hidden is not None:
+            state, feed = cache.to_legacy_state(), cache.feed
+        else:
+            state, feed = self.initial_state(encoder_states, attention_mask), None
+
+        outputs, state, feed, weights = self.decoder(
+            decoder_input_ids, encoder_states, attention_mask, state, feed, decoder_attention_mask
+        )
+
+        if use_cache:
+            if cache is None:
+                cache = RnnSeq2SeqCache()
+            cache.update(state, feed, decoder_input_ids.shape[1])
+        else:
+            cache = None
+        cross_attentions = (weights[:, None],) if output_attentions and weights is not None else None
+
+        if not return_dict:
+            return tuple(v for v in (outputs, cache, cross_attentions, encoder_states) if v is not None)
+        return Seq2SeqModelOutput(
+            last_hidden_state=outputs,
+            cache=cache,
+            cross_attentions=cross_attentions,
+            encoder_last_hidden_state=encoder_states,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
+class RnnSeq2SeqForConditionalGeneration(RnnSeq2SeqPreTrainedModel, GenerationMixin):
+    """:class:`RnnSeq2SeqModel` + output layer p(y_t | y_<t, x) = softmax(U o_t + b); loss from ``labels``.
+
+    ``labels`` ``(batch, tgt_len)``: target ids, -100 where ignored (padding). Without ``decoder_input_ids`` the
+    decoder reads the labels shifted right behind ``config.decoder_start_token_id`` (teacher forcing).
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "model.decoder.embed_tokens.weight"}
+    _is_stateful = True
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = RnnSeq2SeqModel(config)
+        self.dropout = nn.Dropout(config.dropout)
+        head_input = config.hidden_size
+        if config.tie_word_embeddings and config.embedding_size != config.hidden_size:
+            self.output_projection = nn.Linear(config.hidden_size, config.embedding_size, bias=False)
+            head_input = config.embedding_size
+        else:
+            self.output_projection = None
+        self.lm_head = nn.Linear(head_input, config.vocab_size)
+        self.post_init()
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls):
+        # The decoder state lives in RnnSeq2SeqCache, built inside forward; generate must not wrap a DynamicCache.
+        return False
+
+    def get_encoder(self):
+        return self.model.encoder
+
+    def get_decoder(self):
+        return self.model.decoder
+
+    def get_input_embeddings(self):
+        return self.model.encoder.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.model.encoder.embed_tokens = value
+
+    def get_decoder_input_embeddings(self):
+        return self.model.decoder.embed_tokens
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
+    def prepare_decoder_input_ids_from_labels(self, labels):
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        cache=None,
+        inputs_embeds=None,
+        labels=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        r"""Same arguments as :meth:`RnnSeq2SeqModel.forward`, plus ``labels`` ``(batch, tgt_len)``.
+
+        Returns ``Seq2SeqLMOutput`` with ``logits`` ``(batch, tgt_len, vocab_size)``, ``loss`` (mean token
+        cross-entropy over labels != -100), ``cache`` and ``cross_attentions``.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if labels is not None:
+            use_cache = False
+            if decoder_input_ids is None:
+                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
+        hidden = self.dropout(outputs.last_hidden_state)
+        if self.output_projection is not None:
+            hidden = self.output_projection(hidden)
+        logits = self.lm_head(hidden)
+
+        loss = None
+        if labels is not None:
+            flat_logits, flat_labels = logits.float().view(-1, logits.shape[-1]), labels.to(logits.device).view(-1)
+            num_items = kwargs.get("num_items_in_batch")
+            if num_items is not None:  # Trainer: exact mean over all tokens of an accumulated batch
+                loss = nn.functional.cross_entropy(flat_logits, flat_labels, ignore_index=-100, reduction="sum")
+                loss = loss / torch.as_tensor(num_items, device=loss.device, dtype=loss.dtype)
+            else:
+                loss = nn.functional.cross_entropy(flat_logits, flat_labels, ignore_index=-100)
+
+        if not return_dict:
+            output = (logits,) + tuple(v for v in (outputs.cache, outputs.cross_attentions, outputs.encoder_last_hidden_state) if v is not None)
+            return ((loss,) + output) if loss is not None else output
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+        )

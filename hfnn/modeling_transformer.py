@@ -1,0 +1,876 @@
+"""A small Transformer (Vaswani et al., 2017) as ``transformers`` models.
+
+The seed note ends (section 10) with the Transformer: the architecture that replaces the RNN of
+sequence-to-sequence models and is built on attention alone. Every position looks at every other
+position it is allowed to see through scaled dot-product attention,
+
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(d) + M) V,
+
+where M is 0 where attending is allowed and -inf elsewhere (future tokens, padding). This file
+builds that idea into three models that share one block:
+
+* :class:`TransformerForCausalLM`: a decoder-only language model (GPT-2 / nanoGPT style);
+* :class:`TransformerForSequenceClassification`: the same backbone with a classifier on the last
+  real token;
+* :class:`TransformerForConditionalGeneration`: the encoder-decoder of the original paper, whose
+  decoder also attends to the encoder output (cross-attention), for translation-like tasks.
+
+Design, in the order of the code below:
+
+* positions: ``learned`` (a trained table, GPT-2), ``sinusoidal`` (the paper's fixed table) or
+  ``rotary`` (RoPE, Su et al. 2021: queries and keys are rotated by an angle proportional to their
+  position, so their dot product depends on the relative distance). Position ids come from the
+  attention mask, so a left-padded prompt gets the same positions as the prompt alone.
+* attention: one fused query/key/value projection and ``torch.nn.functional.scaled_dot_product_attention``.
+  The boolean mask is built once per forward pass and shared by every layer; with no padding the
+  causal fast path (``is_causal=True``) is used and no mask is built at all.
+* blocks are pre-norm (GPT-2): ``x = x + Attn(LN(x))``, ``x = x + MLP(LN(x))``; the output
+  projection of each residual branch starts with std ``initializer_range / sqrt(2 * num_layers)``.
+* the key/value cache is a ``transformers`` ``DynamicCache`` (``EncoderDecoderCache`` for the
+  encoder-decoder, whose cross-attention half stores the projected encoder output once).
+
+References: nanoGPT ``model.py`` (Karpathy), GPT-2 (Radford et al., 2019), "Attention Is All You
+Need" (Vaswani et al., 2017), RoFormer (Su et al., 2021).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    CausalLMOutputWithPast,
+    Seq2SeqLMOutput,
+    SequenceClassifierOutputWithPast,
+)
+
+from .configuration_transformer import TransformerConfig
+
+__all__ = [
+    "TransformerPreTrainedModel",
+    "TransformerModel",
+    "TransformerForCausalLM",
+    "TransformerForSequenceClassification",
+    "TransformerForConditionalGeneration",
+    "shift_tokens_right",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# Positions
+# ----------------------------------------------------------------------------------------------
+
+
+class SinusoidalPositions(nn.Module):
+    """The fixed table of Vaswani et al.: PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(...).
+
+    ``forward(position_ids (batch|1, seq))`` returns ``(batch|1, seq, dim)`` vectors added to the
+    token embeddings. The table is a non-persistent buffer: it is not saved, only recomputed.
+    """
+
+    def __init__(self, num_positions: int, dim: int):
+        super().__init__()
+        self.num_positions, self.dim = num_positions, dim
+        self.register_buffer("table", self.compute_table(), persistent=False)
+
+    def compute_table(self) -> torch.Tensor:
+        position = torch.arange(self.num_positions, dtype=torch.float32)[:, None]
+        inv_freq = torch.exp(torch.arange(0, self.dim, 2, dtype=torch.float32) * (-math.log(10000.0) / self.dim))
+        table = torch.zeros(self.num_positions, self.dim)
+        table[:, 0::2] = torch.sin(position * inv_freq)
+        table[:, 1::2] = torch.cos(position * inv_freq)[:, : self.dim // 2]
+        return table
+
+    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(position_ids, self.table)
+
+
+class RotaryPositions(nn.Module):
+    """Rotary position embedding (RoPE) tables of cos and sin, shape ``(num_positions, head_dim)``.
+
+    Dimension pair (j, j + head_dim/2) of a query or key at position p is rotated by the angle
+    p * theta^(-2j / head_dim). ``forward(position_ids (batch|1, seq))`` returns ``(cos, sin)``, each
+    ``(batch|1, 1, seq, head_dim)``, ready to broadcast over the heads.
+    """
+
+    def __init__(self, num_positions: int, head_dim: int, theta: float):
+        super().__init__()
+        self.num_positions, self.head_dim, self.theta = num_positions, head_dim, theta
+        cos, sin = self.compute_tables()
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+
+    def compute_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        inv_freq = 1.0 / (self.theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim))
+        angles = torch.outer(torch.arange(self.num_positions, dtype=torch.float32), inv_freq)
+        angles = torch.cat((angles, angles), dim=-1)
+        return angles.cos(), angles.sin()
+
+    def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return F.embedding(position_ids, self.cos)[:, None], F.embedding(position_ids, self.sin)[:, None]
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x (batch, heads, seq, head_dim)``: x * cos + rotate_half(x) * sin."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+# ----------------------------------------------------------------------------------------------
+# Attention
+# ----------------------------------------------------------------------------------------------
+
+
+def attend(query, key, value, mask=None, is_causal=False, dropout_p=0.0, need_weights=False):
+    """softmax(Q K^T / sqrt(d) + M) V for ``(batch, heads, q_len, head_dim)`` queries and
+    ``(batch, heads, kv_len, head_dim)`` keys and values.
+
+    ``mask`` is None or boolean, broadcastable to ``(batch, heads, q_len, kv_len)``, True where a query
+    may attend. ``is_causal`` asks for the lower-triangular mask without materialising it (only valid
+    when q_len == kv_len). Returns ``(output (batch, heads, q_len, head_dim), weights or None)``: the
+    fused kernel is used unless the attention weights are requested.
+    """
+    if not need_weights:
+        output = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
+        )
+        return output, None
+    scores = (query @ key.transpose(-2, -1)) / math.sqrt(query.size(-1))
+    if is_causal:
+        q_len, kv_len = scores.shape[-2:]
+        mask = torch.ones(q_len, kv_len, dtype=torch.bool, device=scores.device).tril(kv_len - q_len)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)
+    output = F.dropout(weights, p=dropout_p) @ value if dropout_p > 0 else weights @ value
+    return output, weights
+
+
+class TransformerSelfAttention(nn.Module):
+    """Multi-head self-attention with one fused Q/K/V projection (hidden -> 3 * hidden)."""
+
+    def __init__(self, config: TransformerConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.num_heads, self.head_dim = config.num_attention_heads, config.head_dim
+        self.qkv_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.attention_dropout = config.attention_dropout
+
+    def forward(self, hidden_states, mask=None, is_causal=False, rotary=None, cache=None, output_attentions=False):
+        """``hidden_states (batch, seq, hidden)`` -> ``(batch, seq, hidden)``, weights or None.
+
+        ``rotary`` is the ``(cos, sin)`` pair of :class:`RotaryPositions`; ``cache`` a ``Cache`` whose
+        layer ``layer_idx`` receives the new keys and values and returns all of them.
+        """
+        batch, seq, hidden = hidden_states.shape
+        # query, key and value for all heads in one matrix product: (3, batch, heads, seq, head_dim)
+        qkv = self.qkv_proj(hidden_states).view(batch, seq, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if rotary is not None:
+            cos, sin = rotary
+            query, key = apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
+        if cache is not None:
+            key, value = cache.update(key, value, self.layer_idx)
+        dropout_p = self.attention_dropout if self.training else 0.0
+        output, weights = attend(query, key, value, mask, is_causal, dropout_p, output_attentions)
+        output = output.transpose(1, 2).reshape(batch, seq, hidden)
+        return self.out_proj(output), weights
+
+
+class TransformerCrossAttention(nn.Module):
+    """Multi-head attention from the decoder (queries) to the encoder output (keys, values).
+
+    The keys and values depend only on the encoder output, so during generation they are computed
+    once and kept in the cross-attention half of an ``EncoderDecoderCache``.
+    """
+
+    def __init__(self, config: TransformerConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.num_heads, self.head_dim = config.num_attention_heads, config.head_dim
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.kv_proj = nn.Linear(config.hidden_size, 2 * config.hidden_size)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.attention_dropout = config.attention_dropout
+
+    def forward(self, hidden_states, encoder_hidden_states, mask=None, cache=None, output_attentions=False):
+        """``hidden_states (batch, tgt, hidden)``, ``encoder_hidden_states (batch, src, hidden)``,
+        ``mask`` None or boolean ``(batch, 1, 1, src)`` -> ``(batch, tgt, hidden)``, weights
+        ``(batch, heads, tgt, src)`` or None."""
+        batch, seq, hidden = hidden_states.shape
+        query = self.q_proj(hidden_states).view(batch, seq, self.num_heads, self.head_dim).transpose(1, 2)
+        if cache is not None and cache.is_updated.get(self.layer_idx):
+            stored = cache.cross_attention_cache.layers[self.layer_idx]
+            key, value = stored.keys, stored.values
+        else:
+            src = encoder_hidden_states.shape[1]
+            kv = self.kv_proj(encoder_hidden_states).view(batch, src, 2, self.num_heads, self.head_dim)
+            key, value = kv.permute(2, 0, 3, 1, 4).unbind(0)
+            if cache is not None:
+                key, value = cache.cross_attention_cache.update(key, value, self.layer_idx)
+                cache.is_updated[self.layer_idx] = True
+        dropout_p = self.attention_dropout if self.training else 0.0
+        output, weights = attend(query, key, value, mask, False, dropout_p, output_attentions)
+        output = output.transpose(1, 2).reshape(batch, seq, hidden)
+        return self.out_proj(output), weights
+
+
+# ----------------------------------------------------------------------------------------------
+# Block
+# ----------------------------------------------------------------------------------------------
+
+
+class TransformerMLP(nn.Module):
+    """Position-wise feed-forward layer: hidden -> intermediate -> activation -> hidden."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.fc_in = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.fc_out = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, hidden_states):
+        return self.fc_out(self.act(self.fc_in(hidden_states)))
+
+
+class TransformerBlock(GradientCheckpointingLayer):
+    """Pre-norm Transformer block (GPT-2)::
+
+        x = x + Dropout(SelfAttention(LN(x)))
+        x = x + Dropout(CrossAttention(LN(x), encoder_output))     # decoder of the encoder-decoder only
+        x = x + Dropout(MLP(LN(x)))
+
+    ``num_layers`` is the depth of the stack the block belongs to (for the scaled init).
+    """
+
+    def __init__(self, config: TransformerConfig, layer_idx: int, num_layers: int, add_cross_attention: bool):
+        super().__init__()
+        self.self_attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.self_attn = TransformerSelfAttention(config, layer_idx)
+        if add_cross_attention:
+            self.cross_attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+            self.cross_attn = TransformerCrossAttention(config, layer_idx)
+        else:
+            self.cross_attn = None
+        self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = TransformerMLP(config)
+        self.dropout = config.dropout
+        # GPT-2: the layers that write into the residual stream start with a std scaled by
+        # 1/sqrt(2 * layers), so the variance of the stream does not grow with depth (_init_weights)
+        residual_projections = [self.self_attn.out_proj, self.mlp.fc_out]
+        if self.cross_attn is not None:
+            residual_projections.append(self.cross_attn.out_proj)
+        for projection in residual_projections:
+            projection.init_std_scale = 1 / math.sqrt(2 * num_layers)
+
+    def forward(
+        self,
+        hidden_states,
+        encoder_hidden_states=None,
+        mask=None,
+        is_causal=False,
+        rotary=None,
+        encoder_mask=None,
+        cache=None,
+        output_attentions=False,
+    ):
+        """``hidden_states (batch, seq, hidden)`` -> ``(hidden_states, self-attention weights,
+        cross-attention weights)``; the weights are None unless ``output_attentions``.
+
+        ``cache`` is a ``DynamicCache`` (decoder-only) or an ``EncoderDecoderCache`` (decoder of the
+        encoder-decoder); the tensors are positional arguments for activation checkpointing.
+        """
+        self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+        attn_output, self_weights = self.self_attn(
+            self.self_attn_norm(hidden_states), mask, is_causal, rotary, self_cache, output_attentions
+        )
+        hidden_states = hidden_states + F.dropout(attn_output, self.dropout, self.training)
+
+        cross_weights = None
+        if self.cross_attn is not None:
+            cross_output, cross_weights = self.cross_attn(
+                self.cross_attn_norm(hidden_states),
+                encoder_hidden_states,
+                encoder_mask,
+                cache if isinstance(cache, EncoderDecoderCache) else None,
+                output_attentions,
+            )
+            hidden_states = hidden_states + F.dropout(cross_output, self.dropout, self.training)
+
+        mlp_output = self.mlp(self.mlp_norm(hidden_states))
+        hidden_states = hidden_states + F.dropout(mlp_output, self.dropout, self.training)
+        return hidden_states, self_weights, cross_weights
+
+
+# ----------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------
+
+
+class TransformerPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and the ``transformers`` plumbing shared by every Transformer model."""
+
+    config_class = TransformerConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["TransformerBlock"]
+    _supports_sdpa = True
+
+    def _init_weights(self, module):
+        # Linear and Embedding: N(0, initializer_range), biases 0; LayerNorm: weight 1, bias 0
+        super()._init_weights(module)
+        if isinstance(module, nn.Linear) and hasattr(module, "init_std_scale"):
+            # residual output projections: std / sqrt(2 * layers) (see TransformerBlock)
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range * module.init_std_scale)
+        elif isinstance(module, SinusoidalPositions):
+            init.copy_(module.table, module.compute_table())
+        elif isinstance(module, RotaryPositions):
+            cos, sin = module.compute_tables()
+            init.copy_(module.cos, cos)
+            init.copy_(module.sin, sin)
+
+
+class TransformerModel(TransformerPreTrainedModel):
+    """A stack of Transformer blocks with its token and position embeddings and a final LayerNorm.
+
+    ``TransformerModel(config)`` is the decoder-only backbone (causal self-attention). The
+    encoder-decoder builds two more stacks from the same class: the encoder (``is_causal=False``)
+    and the decoder (``add_cross_attention=True``).
+
+    Args:
+        config: the :class:`TransformerConfig`.
+        is_causal: each position attends only to itself and earlier positions.
+        add_cross_attention: each block also attends to ``encoder_hidden_states``.
+        num_layers: number of blocks (default ``config.num_hidden_layers``).
+        vocab_size: size of the token embedding (default ``config.vocab_size``).
+    """
+
+    def __init__(
+        self,
+        config: TransformerConfig,
+        is_causal: bool = True,
+        add_cross_attention: bool = False,
+        num_layers: int | None = None,
+        vocab_size: int | None = None,
+    ):
+        super().__init__(config)
+        if config.is_encoder_decoder and num_layers is None:
+            raise ValueError(
+                "TransformerModel is the decoder-only backbone; this config has is_encoder_decoder=True: "
+                "use TransformerForConditionalGeneration (AutoModelForSeq2SeqLM)"
+            )
+        self.is_causal = is_causal
+        self.add_cross_attention = add_cross_attention
+        self.num_layers = num_layers if num_layers is not None else config.num_hidden_layers
+        self.max_positions = config.max_position_embeddings
+
+        self.embed_tokens = nn.Embedding(vocab_size or config.vocab_size, config.hidden_size)
+        self.embed_positions = None
+        self.rotary = None
+        if config.position_embedding_type == "learned":
+            self.embed_positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        elif config.position_embedding_type == "sinusoidal":
+            self.embed_positions = SinusoidalPositions(config.max_position_embeddings, config.hidden_size)
+        else:
+            self.rotary = RotaryPositions(config.max_position_embeddings, config.head_dim, config.rope_theta)
+        self.dropout = config.dropout
+        self.layers = nn.ModuleList(
+            TransformerBlock(config, i, self.num_layers, add_cross_attention) for i in range(self.num_layers)
+        )
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embed_tokens = value
+
+    def _check_input_ids(self, input_ids: torch.Tensor) -> None:
+        vocab_size = self.embed_tokens.num_embeddings
+        if input_ids.numel() == 0:
+            return
+        low, high = torch.aminmax(input_ids)
+        if low.item() < 0 or high.item() >= vocab_size:
+            bad = input_ids[(input_ids < 0) | (input_ids >= vocab_size)][0].item()
+            raise ValueError(f"token id {bad} is out of range for vocab_size={vocab_size}")
+
+    def _self_attention_mask(self, padding_mask, q_len, past_len, device):
+        """The mask shared by every layer: ``(mask, is_causal)`` for ``attend``.
+
+        ``padding_mask`` is the 2-D attention mask ``(batch, past_len + q_len)`` when the batch has
+        padding, else None. Without padding no mask is built: a causal prefill uses the kernel's
+        ``is_causal`` path and a single new token may see the whole cache.
+        """
+        if padding_mask is None:
+            if not self.is_causal or q_len == 1:
+                return None, False
+            if past_len == 0:
+                return None, True
+        kv_len = past_len + q_len
+        mask = None
+        if self.is_causal:
+            query_pos = torch.arange(past_len, kv_len, device=device)[:, None]
+            key_pos = torch.arange(kv_len, device=device)[None, :]
+            mask = (key_pos <= query_pos)[None, None]  # (1, 1, q_len, kv_len)
+        if padding_mask is not None:
+            keys = padding_mask.bool()[:, None, None, :]  # (batch, 1, 1, kv_len)
+            mask = keys if mask is None else mask & keys
+            if self.is_causal:
+                # a padding query (left padding) would see no key at all: let it see itself so the
+                # softmax stays finite; its output is never used
+                mask = mask | (key_pos == query_pos)
+        return mask, False
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ):
+        """Run the stack.
+
+        Args:
+            input_ids: ``(batch, seq)`` token ids (or ``inputs_embeds (batch, seq, hidden)``). With a
+                cache, only the new tokens.
+            attention_mask: ``(batch, past + seq)``, 1 for real tokens and 0 for padding.
+            position_ids: ``(batch|1, seq)``; by default counted from the attention mask (so padding
+                does not shift positions) or from the cache length.
+            encoder_hidden_states: ``(batch, src, hidden)`` for the cross-attention of a decoder, with
+                ``encoder_attention_mask (batch, src)``.
+            cache: a ``DynamicCache`` (``EncoderDecoderCache`` for a decoder with cross-attention).
+            use_cache: return the cache (default ``config.use_cache``, in eval mode only).
+
+        Returns:
+            ``BaseModelOutputWithPastAndCrossAttentions`` with ``last_hidden_state (batch, seq,
+            hidden)`` (``BaseModelOutput`` for the encoder of the encoder-decoder).
+        """
+        config = self.config
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        return_dict = config.return_dict if return_dict is None else return_dict
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        if use_cache is None:
+            use_cache = cache is not None or (config.use_cache and not self.training)
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            use_cache = False
+        if not self.is_causal:
+            use_cache = False  # the encoder reads its input once
+        if use_cache and cache is None:
+            cache = DynamicCache(config=config)
+            if self.add_cross_attention:
+                cache = EncoderDecoderCache(cache, DynamicCache(config=config))
+        if not use_cache:
+            cache = None
+
+        # 1. token embeddings
+        if inputs_embeds is None:
+            self._check_input_ids(input_ids)
+            inputs_embeds = self.embed_tokens(input_ids)
+        batch, seq, _ = inputs_embeds.shape
+        device = inputs_embeds.device
+        past_len = cache.get_seq_length() if cache is not None else 0
+        if past_len + seq > self.max_positions:
+            raise ValueError(
+                f"input of length {past_len + seq} is longer than max_position_embeddings={self.max_positions}"
+            )
+
+        # 2. padding: build masks only when some position is padded
+        padding_mask = None
+        if attention_mask is not None:
+            if attention_mask.shape != (batch, past_len + seq):
+                raise ValueError(
+                    f"attention_mask must have shape (batch, past + seq) = {(batch, past_len + seq)}, "
+                    f"got {tuple(attention_mask.shape)}"
+                )
+            if not bool(attention_mask.all()):
+                padding_mask = attention_mask
+        encoder_mask = None
+        if encoder_attention_mask is not None and not bool(encoder_attention_mask.all()):
+            encoder_mask = encoder_attention_mask.bool()[:, None, None, :]  # (batch, 1, 1, src)
+        mask, is_causal = self._self_attention_mask(padding_mask, seq, past_len, device)
+
+        # 3. positions: real tokens are numbered 0, 1, 2, ... whatever padding precedes them
+        if position_ids is None:
+            if padding_mask is not None:
+                position_ids = (padding_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past_len:]
+            else:
+                position_ids = torch.arange(past_len, past_len + seq, device=device)[None]
+        hidden_states = inputs_embeds
+        rotary = None
+        if self.rotary is not None:
+            rotary = tuple(t.to(hidden_states.dtype) for t in self.rotary(position_ids))
+        else:
+            hidden_states = hidden_states + self.embed_positions(position_ids).to(hidden_states.dtype)
+        hidden_states = F.dropout(hidden_states, self.dropout, self.training)
+
+        # 4. the blocks
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        all_cross_attentions = () if output_attentions and self.add_cross_attention else None
+        for block in self.layers:
+            hidden_states, self_weights, cross_weights = block(
+                hidden_states,
+                encoder_hidden_states,
+                mask=mask,
+                is_causal=is_causal,
+                rotary=rotary,
+                encoder_mask=encoder_mask,
+                cache=cache,
+                output_attentions=output_attentions,
+            )
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (self_weights,)
+                if all_cross_attentions is not None:
+                    all_cross_attentions += (cross_weights,)
+        hidden_states = self.norm(hidden_states)
+
+        if not self.is_causal:
+            output = BaseModelOutput(
+                last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
+            )
+        else:
+            output = BaseModelOutputWithPastAndCrossAttentions(
+                last_hidden_state=hidden_states,
+                cache=cache,
+                hidden_states=all_hidden_states,
+                attentions=all_attentions,
+                cross_attentions=all_cross_attentions,
+            )
+        return output if return_dict else output.to_tuple()
+
+
+def _keep_last(hidden_states: torch.Tensor, logits_to_keep: int | torch.Tensor) -> torch.Tensor:
+    """Keep the positions whose logits are needed: the last ``logits_to_keep`` (0 = all), or the
+    given indices (a 1-D tensor)."""
+    if isinstance(logits_to_keep, int):
+        return hidden_states if logits_to_keep == 0 else hidden_states[:, -logits_to_keep:]
+    return hidden_states[:, logits_to_keep]
+
+
+class TransformerForCausalLM(TransformerPreTrainedModel, GenerationMixin):
+    """Decoder-only language model: ``p(x_t | x_<t) = softmax(W h_t)``, with W tied to the token
+    embedding by default (``tie_word_embeddings``)."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__(config)
+        self.model = TransformerModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.model.embed_tokens = value
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        """``input_ids (batch, seq)`` -> ``logits (batch, seq, vocab_size)``.
+
+        ``labels (batch, seq)`` are the input ids themselves (shifted inside: position t predicts
+        token t+1); -100 marks positions without a loss. ``logits_to_keep`` limits the logits to the
+        last positions (generation needs only the last one).
+        """
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        outputs = self.model(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            cache=cache,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.lm_head(_keep_last(outputs.last_hidden_state, logits_to_keep))
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
+        output = CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class TransformerForSequenceClassification(TransformerPreTrainedModel):
+    """The decoder-only backbone with a linear classifier on the hidden state of the last real
+    token (the one that has read the whole text), like GPT-2.
+
+    The last real token is found from ``attention_mask`` (or, without one, from ``pad_token_id``),
+    so left and right padding give the same logits as the unpadded text.
+    """
+
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = TransformerModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.dropout
+        self.dropout = nn.Dropout(dropout)
+        self.score = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.model.embed_tokens = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutputWithPast:
+        """``input_ids (batch, seq)`` -> ``logits (batch, num_labels)``; ``labels (batch,)`` class ids
+        (float ``(batch, num_labels)`` for multi-label, float ``(batch,)`` for regression)."""
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        outputs = self.model(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        hidden_states = outputs.last_hidden_state
+        batch, seq = hidden_states.shape[:2]
+        if attention_mask is not None:
+            real = attention_mask.bool()
+        elif input_ids is not None and self.config.pad_token_id is not None:
+            real = input_ids != self.config.pad_token_id
+        else:
+            real = torch.ones(batch, seq, dtype=torch.bool, device=hidden_states.device)
+        # index of the rightmost real token of each row (works for left and right padding)
+        last = (torch.arange(seq, device=hidden_states.device) * real).argmax(-1)
+        pooled = hidden_states[torch.arange(batch, device=hidden_states.device), last]
+        logits = self.score(self.dropout(pooled))
+
+        loss = None
+        if labels is not None:
+            loss = self._classification_loss(logits, labels.to(logits.device))
+        output = SequenceClassifierOutputWithPast(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return output if return_dict else output.to_tuple()
+
+    def _classification_loss(self, logits, labels):
+        """Regression, single-label or multi-label loss, chosen like ``transformers``' own heads."""
+        if self.config.problem_type is None:
+            if self.num_labels == 1:
+                self.config.problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                self.config.problem_type = "single_label_classification"
+            else:
+                self.config.problem_type = "multi_label_classification"
+        if self.config.problem_type == "regression":
+            if self.num_labels == 1:
+                return F.mse_loss(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
+            return F.mse_loss(logits, labels.to(logits.dtype))
+        if self.config.problem_type == "single_label_classification":
+            return F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int) -> torch.Tensor:
+    """Decoder inputs for teacher forcing: ``[start, y_1, ..., y_{n-1}]`` from labels ``[y_1, ..., y_n]``
+    (ignored labels, -100, become ``pad_token_id``)."""
+    shifted = labels.new_empty(labels.shape)
+    shifted[:, 1:] = labels[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    if pad_token_id is None and bool((shifted == -100).any()):
+        raise ValueError("labels contain -100 but config.pad_token_id is None: cannot build decoder inputs")
+    return shifted.masked_fill(shifted == -100, pad_token_id if pad_token_id is not None else 0)
+
+
+class TransformerForConditionalGeneration(TransformerPreTrainedModel, GenerationMixin):
+    """Encoder-decoder Transformer (Vaswani et al., 2017) for sequence-to-sequence tasks.
+
+    The encoder reads the source with bidirectional self-attention; the decoder is a causal language
+    model of the target whose blocks also attend to the encoder output (cross-attention). The
+    cross-attention weights (``output_attentions=True``) show which source positions each target
+    token looked at.
+
+    With a shared vocabulary (``source_vocab_size=None``) and ``tie_word_embeddings``, the encoder
+    embedding, the decoder embedding and the output layer are one matrix; with a separate source
+    vocabulary the encoder has its own embedding.
+    """
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__(config)
+        if not config.is_encoder_decoder:
+            raise ValueError("TransformerForConditionalGeneration needs a config with is_encoder_decoder=True")
+        self._tied_weights_keys = {"lm_head.weight": "decoder.embed_tokens.weight"}
+        if config.source_vocab_size is None:
+            self._tied_weights_keys["encoder.embed_tokens.weight"] = "decoder.embed_tokens.weight"
+        self.encoder = TransformerModel(
+            config, is_causal=False, num_layers=config.encoder_layers, vocab_size=config.encoder_vocab_size
+        )
+        self.decoder = TransformerModel(config, add_cross_attention=True, num_layers=config.decoder_layers)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_encoder(self, modality=None):
+        return self.encoder
+
+    def get_decoder(self):
+        return self.decoder
+
+    def get_input_embeddings(self):
+        return self.encoder.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.encoder.embed_tokens = value
+        if self.config.source_vocab_size is None:
+            self.decoder.embed_tokens = value
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        cache: Cache | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        decoder_position_ids: torch.LongTensor | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> Seq2SeqLMOutput:
+        """Source ``input_ids (batch, src)`` with ``attention_mask (batch, src)``; target
+        ``decoder_input_ids (batch, tgt)`` -> ``logits (batch, tgt, vocab_size)``.
+
+        ``labels (batch, tgt)`` are the target ids (-100 = no loss); without ``decoder_input_ids``
+        they are shifted right behind ``decoder_start_token_id`` to make the decoder input.
+        ``encoder_outputs`` skips the encoder (generation runs it once).
+        """
+        config = self.config
+        return_dict = config.return_dict if return_dict is None else return_dict
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+                return_dict=True,
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(*encoder_outputs)
+        if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
+            decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+
+        decoder_outputs = self.decoder(
+            decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            position_ids=decoder_position_ids,
+            inputs_embeds=decoder_inputs_embeds,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            cache=cache,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.lm_head(_keep_last(decoder_outputs.last_hidden_state, logits_to_keep))
+
+        loss = None
+        if labels is not None:
+            # no shift: logits[:, t] already predicts labels[:, t] (the decoder input is shifted)
+            num_items_in_batch = kwargs.get("num_items_in_batch")
+            loss = F.cross_entropy(
+                logits.float().view(-1, config.vocab_size),
+                labels.to(logits.device).view(-1),
+                ignore_index=-100,
+                reduction="mean" if num_items_in_batch is None else "sum",
+            )
+            if num_items_in_batch is not None:
+                loss = loss / num_items_in_batch
+        output = Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=decoder_outputs.cache,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+        return output if return_dict else output.to_tuple()

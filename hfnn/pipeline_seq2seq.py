@@ -1,0 +1,241 @@
+"""The ``seq2seq-generation`` pipeline: source text in, generated target text out.
+
+transformers v5 removed its ``text2text-generation``/``translation`` pipelines (and refuses to re-register those
+names), so hfnn registers its own task, ``"seq2seq-generation"``, for any encoder–decoder model that
+``AutoModelForSeq2SeqLM`` loads (``RnnSeq2SeqForConditionalGeneration``, ``TransformerForConditionalGeneration``,
+or a Hub model)::
+
+    import hfnn
+    from transformers import pipeline
+
+    g2p = pipeline("seq2seq-generation", model="path/to/saved_model")
+    g2p("knight")                          # [{"generated_text": "N AY1 T"}]
+    g2p(["knight", "night"], num_beams=4)  # [{"generated_text": ...}, {"generated_text": ...}]
+    g2p("knight", return_attentions=True)  # + "attentions" (output x source), "source_tokens", "generated_tokens"
+
+Tokenizers. Source and target vocabularies may differ (letters -> phonemes). A model folder holds the *target*
+tokenizer at its root (what ``AutoTokenizer.from_pretrained(folder)`` and therefore ``pipeline`` load; it decodes
+the output) and the *source* tokenizer in the subfolder ``source_tokenizer/``. Without that subfolder one tokenizer
+serves both sides. A ``source_tokenizer=`` argument (object or path) overrides the folder's.
+
+Task inference. transformers infers the task of a local folder only from ``custom_pipelines`` in its
+``config.json``, and always loads such a pipeline as remote code. :func:`mark_for_pipeline` writes that entry
+(under the name :data:`INFERRED_TASK`) and copies this file into the folder, so that
+``pipeline(model=folder, trust_remote_code=True)`` builds this pipeline, with or without hfnn installed. The entry
+uses its own name so that ``pipeline("seq2seq-generation", model=folder)`` keeps resolving, without remote code,
+to the class hfnn registers.
+
+This file imports only ``torch``, ``transformers`` and the standard library, so that it can travel with a model.
+"""
+
+import os
+import shutil
+
+import torch
+from transformers import AutoTokenizer, Pipeline
+from transformers.utils import ModelOutput
+
+__all__ = [
+    "TASK",
+    "INFERRED_TASK",
+    "SOURCE_TOKENIZER_SUBFOLDER",
+    "Seq2SeqGenerationPipeline",
+    "load_source_tokenizer",
+    "mark_for_pipeline",
+]
+
+TASK = "seq2seq-generation"
+INFERRED_TASK = "hfnn-seq2seq-generation"
+SOURCE_TOKENIZER_SUBFOLDER = "source_tokenizer"
+
+
+def load_source_tokenizer(name_or_path, **kwargs):
+    """The source tokenizer saved in ``<name_or_path>/source_tokenizer``, or None when there is none."""
+    if not name_or_path:
+        return None
+    name_or_path = str(name_or_path)
+    if os.path.isdir(name_or_path):
+        if not os.path.isdir(os.path.join(name_or_path, SOURCE_TOKENIZER_SUBFOLDER)):
+            return None
+        return AutoTokenizer.from_pretrained(os.path.join(name_or_path, SOURCE_TOKENIZER_SUBFOLDER), **kwargs)
+    try:  # a Hub repository
+        return AutoTokenizer.from_pretrained(name_or_path, subfolder=SOURCE_TOKENIZER_SUBFOLDER, **kwargs)
+    except (OSError, ValueError):
+        return None
+
+
+def mark_for_pipeline(config, save_directory=None):
+    """Let ``pipeline(model=folder, trust_remote_code=True)`` infer this pipeline for a saved model.
+
+    Adds a ``custom_pipelines`` entry to ``config`` (call it before ``model.save_pretrained``) and, given the
+    folder, copies this module there (the entry names ``pipeline_seq2seq.Seq2SeqGenerationPipeline`` inside the
+    folder). Returns the config.
+    """
+    entry = {
+        "impl": f"{__name__.rsplit('.', 1)[-1]}.{Seq2SeqGenerationPipeline.__name__}",
+        "pt": ["AutoModelForSeq2SeqLM"],
+        "type": "text",
+    }
+    custom = dict(getattr(config, "custom_pipelines", None) or {})
+    custom[INFERRED_TASK] = entry
+    config.custom_pipelines = custom
+    if save_directory is not None:
+        os.makedirs(save_directory, exist_ok=True)
+        shutil.copyfile(os.path.abspath(__file__), os.path.join(save_directory, os.path.basename(__file__)))
+    return config
+
+
+def _cross_attention_matrix(outputs, batch_size, num_sequences):
+    """Attention weights of each returned sequence: ``(batch, num_sequences, steps, src_len)``.
+
+    Model-agnostic: every step's ``cross_attentions`` is a tuple over layers of ``(rows, heads, q_len, src_len)``;
+    the last layer, averaged over heads, at the newest query position, is kept. Beam search rows are followed
+    through ``beam_indices``.
+    """
+    steps = outputs.cross_attentions
+    if not steps or steps[0] is None:
+        raise ValueError("this model returns no cross-attention weights (e.g. an RNN seq2seq with attention='none')")
+    per_step = torch.stack([layers[-1].float().mean(dim=1)[:, -1] for layers in steps], dim=1)  # (rows, steps, src)
+    beam_indices = getattr(outputs, "beam_indices", None)
+    if beam_indices is not None:
+        beam_indices = beam_indices[:, : per_step.shape[1]]
+        rows = beam_indices.clamp(min=0).long()
+        gathered = per_step[rows, torch.arange(rows.shape[1], device=rows.device)[None, :]]
+        per_step = gathered * (beam_indices >= 0)[..., None]
+    return per_step.reshape(batch_size, num_sequences, *per_step.shape[1:])
+
+
+class Seq2SeqGenerationPipeline(Pipeline):
+    """Generate target text from source text with an encoder–decoder model (greedy, beam search, sampling).
+
+    Call arguments: ``return_attentions`` (add the attention weights, one row per output symbol, one column per
+    source symbol), ``return_tensors`` (add ``generated_token_ids``), ``skip_special_tokens``,
+    ``clean_up_tokenization_spaces``, ``truncation``, and any ``generate`` argument (``num_beams``,
+    ``max_new_tokens``, ``num_return_sequences``, ``do_sample``, ...).
+
+    Returns, per input, a list of ``{"generated_text": str, ...}`` (one per returned sequence); a list of inputs
+    with one sequence each gives a flat list of dicts.
+    """
+
+    _load_processor = False
+    _load_image_processor = False
+    _load_video_processor = False
+    _load_feature_extractor = False
+    _load_tokenizer = True
+    _pipeline_calls_generate = True
+
+    def __init__(self, *args, source_tokenizer=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not getattr(self.model.config, "is_encoder_decoder", False):
+            raise ValueError(
+                f"The {TASK!r} pipeline needs an encoder–decoder model, got {type(self.model).__name__}"
+            )
+        if self.tokenizer is None:
+            raise ValueError(f"The {TASK!r} pipeline needs a (target) tokenizer")
+        if source_tokenizer is None or isinstance(source_tokenizer, (str, os.PathLike)):
+            source_tokenizer = load_source_tokenizer(source_tokenizer or self.model.name_or_path)
+        self.source_tokenizer = source_tokenizer if source_tokenizer is not None else self.tokenizer
+
+    def _sanitize_parameters(
+        self,
+        return_attentions=None,
+        return_tensors=None,
+        skip_special_tokens=None,
+        clean_up_tokenization_spaces=None,
+        truncation=None,
+        **generate_kwargs,
+    ):
+        preprocess_params, forward_params, postprocess_params = {}, dict(generate_kwargs), {}
+        if truncation is not None:
+            preprocess_params["truncation"] = truncation
+        if return_attentions is not None:
+            forward_params["return_attentions"] = return_attentions
+            postprocess_params["return_attentions"] = return_attentions
+        if return_tensors is not None:
+            postprocess_params["return_tensors"] = return_tensors
+        if skip_special_tokens is not None:
+            postprocess_params["skip_special_tokens"] = skip_special_tokens
+        if clean_up_tokenization_spaces is not None:
+            postprocess_params["clean_up_tokenization_spaces"] = clean_up_tokenization_spaces
+        return preprocess_params, forward_params, postprocess_params
+
+    def __call__(self, inputs, **kwargs):
+        """Generate for one source string or a list of them (see the class docstring)."""
+        result = super().__call__(inputs, **kwargs)
+        if isinstance(inputs, (list, tuple)) and all(isinstance(r, list) and len(r) == 1 for r in result):
+            return [r[0] for r in result]
+        return result
+
+    def preprocess(self, text, truncation=False):
+        if not isinstance(text, str):
+            raise TypeError(f"{TASK!r} takes a string or a list of strings, got {type(text).__name__}")
+        encoded = self.source_tokenizer(text, return_tensors="pt", truncation=truncation)
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    def _forward(self, model_inputs, return_attentions=False, **generate_kwargs):
+        input_ids, attention_mask = model_inputs["input_ids"], model_inputs["attention_mask"]
+        generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
+        if return_attentions:
+            generate_kwargs.update(output_attentions=True, return_dict_in_generate=True)
+        output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **generate_kwargs)
+        sequences = output.sequences if isinstance(output, ModelOutput) else output
+        batch_size = input_ids.shape[0]
+        num_sequences = sequences.shape[0] // batch_size
+        model_outputs = {
+            "output_ids": sequences.reshape(batch_size, num_sequences, -1),
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+        }
+        if return_attentions:
+            model_outputs["cross_attentions"] = _cross_attention_matrix(output, batch_size, num_sequences)
+        return model_outputs
+
+    def postprocess(
+        self, model_outputs, return_attentions=False, return_tensors=False, skip_special_tokens=True,
+        clean_up_tokenization_spaces=None,
+    ):
+        output_ids = model_outputs["output_ids"][0]
+        records = []
+        for index, sequence in enumerate(output_ids.tolist()):
+            record = {
+                "generated_text": self.tokenizer.decode(
+                    sequence, skip_special_tokens=skip_special_tokens,
+                    clean_up_tokenization_spaces=clean_up_tokenization_spaces,
+                )
+            }
+            if return_tensors:
+                record["generated_token_ids"] = sequence
+            if return_attentions:
+                record.update(self._attention_record(model_outputs, index, sequence))
+            records.append(record)
+        return records
+
+    def _attention_record(self, model_outputs, index, sequence):
+        """Attention rows for the output symbols (specials dropped) over the source symbols (padding dropped)."""
+        source_positions = model_outputs["attention_mask"][0].bool()
+        source_ids = model_outputs["input_ids"][0][source_positions].tolist()
+        weights = model_outputs["cross_attentions"][0, index][:, source_positions]  # (steps, src_len)
+        special = set(self.tokenizer.all_special_ids)
+        rows, tokens = [], []
+        # The token produced at step t is sequence[t + 1] (sequence[0] is the decoder start token).
+        for step, token_id in enumerate(sequence[1 : 1 + weights.shape[0]]):
+            if token_id in special:
+                if token_id == self.tokenizer.eos_token_id or token_id == self.tokenizer.pad_token_id:
+                    break
+                continue
+            rows.append(weights[step].tolist())
+            tokens.append(self.tokenizer.convert_ids_to_tokens(token_id))
+        return {
+            "attentions": rows,
+            "source_tokens": self.source_tokenizer.convert_ids_to_tokens(source_ids),
+            "generated_tokens": tokens,
+        }
+
+    def save_pretrained(self, save_directory, **kwargs):
+        """Save model, target tokenizer, source tokenizer (subfolder) and this pipeline's code for inference."""
+        os.makedirs(save_directory, exist_ok=True)
+        mark_for_pipeline(self.model.config, save_directory)
+        self.model.save_pretrained(save_directory, **kwargs)
+        self.tokenizer.save_pretrained(save_directory, **kwargs)
+        if self.source_tokenizer is not self.tokenizer:
+            self.source_tokenizer.save_pretrained(os.path.join(save_directory, SOURCE_TOKENIZER_SUBFOLDER), **kwargs)

@@ -1,0 +1,472 @@
+"""Sequence to sequence: train an RNN encoder–decoder or a Transformer with ``Seq2SeqTrainer``.
+
+In the style of transformers' ``run_translation.py``: dataclass arguments parsed by ``HfArgumentParser`` from a
+recipe plus command-line overrides, ``Seq2SeqTrainer`` with ``predict_with_generate``::
+
+    python -m hfnn.pipelines.run_seq2seq rnn_seq2seq_cmudict --output_dir runs/g2p-bahdanau
+    python -m hfnn.pipelines.run_seq2seq rnn_seq2seq_none_cmudict        # the seed's fixed context vector
+    python -m hfnn.pipelines.run_seq2seq transformer_seq2seq_cmudict
+    python -m hfnn.pipelines.run_seq2seq rnn_seq2seq_kjv_french           # English -> French verses
+    python -m hfnn.pipelines.run_seq2seq rnn_seq2seq_cmudict --train_file train.csv --validation_file dev.csv \\
+        --source_column word --target_column phonemes
+
+The run: load the corpus (built-in ``cmudict`` / ``kjv_french``, local csv/json files with a source and a target
+column, or a Hub dataset), train a source and a target tokenizer on the training split (or load them), tokenise
+with ``datasets.map``, train, then generate for the validation and test splits and score them: word error rate
+and phoneme error rate for grapheme-to-phoneme (a prediction counts as right when it matches any reference
+pronunciation of the word, from the ``references`` column), BLEU and chrF for translation. The output folder
+holds the model (safetensors, remote code), the target tokenizer at its root and the source tokenizer in
+``source_tokenizer/`` (what the ``seq2seq-generation`` pipeline loads), the loss curve, a heatmap of the attention
+weights for a few test examples (output symbols x source symbols), ``results.json`` and a model card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import SequentialSampler
+from transformers import (
+    AutoConfig,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    DataCollatorForSeq2Seq,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+    set_seed,
+)
+
+import hfnn
+from hfnn.corpora import load_corpus
+from hfnn.metrics import load_metric
+from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK, mark_for_pipeline
+from hfnn.pipelines.common import (
+    CheckpointCommitCallback,
+    RunArguments,
+    TimeBudgetCallback,
+    parse_args,
+    prepare_output_dir,
+    save_loss_curve,
+    write_results,
+)
+from hfnn.tokenization import train_tokenizer
+
+__all__ = ["ModelArguments", "DataArguments", "ARCHITECTURES", "OrderedEvalSeq2SeqTrainer", "build_config", "main"]
+
+logger = logging.getLogger(__name__)
+
+# pipeline architecture name -> hfnn architecture (key of hfnn.ARCHITECTURES)
+ARCHITECTURES = {"rnn_seq2seq": "rnn_seq2seq", "transformer_seq2seq": "transformer", "transformer": "transformer"}
+# default (source, target) columns of the built-in corpora, tried in this order
+_COLUMN_DEFAULTS = (("word", "phonemes"), ("source", "target"))
+
+
+@dataclasses.dataclass
+class ModelArguments:
+    architecture: str = dataclasses.field(
+        default="rnn_seq2seq", metadata={"help": "rnn_seq2seq (RNN encoder-decoder) or transformer_seq2seq."}
+    )
+    model_name_or_path: str | None = dataclasses.field(
+        default=None, metadata={"help": "Continue training a saved seq2seq folder instead of building a new model."}
+    )
+    config_overrides: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Config fields for a new model: a mapping in the recipe or a JSON string on the command line."},
+    )
+    source_tokenizer_name: str | None = dataclasses.field(
+        default=None, metadata={"help": "Load the source tokenizer (default: <model_name_or_path>/source_tokenizer, or train one)."}
+    )
+    target_tokenizer_name: str | None = dataclasses.field(
+        default=None, metadata={"help": "Load the target tokenizer (default: model_name_or_path, or train one)."}
+    )
+    source_tokenizer_kind: str = dataclasses.field(default="char", metadata={"help": "char, bpe, word or phoneme."})
+    target_tokenizer_kind: str = dataclasses.field(default="phoneme", metadata={"help": "char, bpe, word or phoneme."})
+    source_vocab_size: int | None = dataclasses.field(
+        default=None, metadata={"help": "Largest source vocabulary (None: every symbol seen; bpe: 8000)."}
+    )
+    target_vocab_size: int | None = dataclasses.field(default=None, metadata={"help": "Largest target vocabulary."})
+    min_frequency: int = dataclasses.field(default=1, metadata={"help": "Drop symbols seen fewer times in training."})
+    lowercase_source: bool = dataclasses.field(default=False, metadata={"help": "Lower-case the source text."})
+    max_source_length: int = dataclasses.field(default=64, metadata={"help": "Truncate sources to this many tokens."})
+    max_target_length: int = dataclasses.field(
+        default=64, metadata={"help": "Truncate targets to this many tokens (end-of-sequence included)."}
+    )
+
+
+@dataclasses.dataclass
+class DataArguments:
+    corpus: str | None = dataclasses.field(
+        default="cmudict", metadata={"help": "Built-in corpus (cmudict, kjv_french), local file, or Hub dataset name."}
+    )
+    train_file: str | None = dataclasses.field(default=None, metadata={"help": "Local training data (csv/json/jsonl)."})
+    validation_file: str | None = dataclasses.field(default=None, metadata={"help": "Local validation data."})
+    test_file: str | None = dataclasses.field(default=None, metadata={"help": "Local test data."})
+    source_column: str | None = dataclasses.field(
+        default=None, metadata={"help": "Column of source texts (default: word, else source)."}
+    )
+    target_column: str | None = dataclasses.field(
+        default=None, metadata={"help": "Column of target texts (default: phonemes, else target)."}
+    )
+    references_column: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Column with every acceptable target (list of strings) for scoring; default: "
+                          "'references' when the corpus has it, else the target column."},
+    )
+    metrics: str = dataclasses.field(
+        default="auto",
+        metadata={"help": "g2p (WER + PER against any reference), translation (BLEU + chrF), or auto: g2p when the "
+                          "target tokenizer is phoneme-level, else translation."},
+    )
+    max_train_samples: int | None = dataclasses.field(default=None, metadata={"help": "Train on a random subset."})
+    max_eval_samples: int | None = dataclasses.field(
+        default=None, metadata={"help": "Evaluate on a random subset of this many validation examples."}
+    )
+    max_test_samples: int | None = dataclasses.field(
+        default=None, metadata={"help": "Score a random subset of this many test examples."}
+    )
+    num_attention_examples: int = dataclasses.field(
+        default=4, metadata={"help": "Test examples shown in attention_heatmap.png (0: none)."}
+    )
+
+
+class OrderedEvalSeq2SeqTrainer(Seq2SeqTrainer):
+    """``Seq2SeqTrainer`` that always evaluates in dataset order.
+
+    ``compute_metrics`` matches generated outputs to each example's references by position, but with
+    ``train_sampling_strategy="group_by_length"`` the Trainer would also shuffle evaluation batches by length.
+    The evaluation splits are sorted by source length beforehand instead, which gives the same short padding.
+    """
+
+    def _get_eval_sampler(self, eval_dataset):
+        if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
+            return None
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+
+def _sorted_by_length(ds, column: str):
+    """``ds`` sorted by the length of ``column`` (stable), for evaluation batches with little padding."""
+    lengths = [len(text) for text in ds[column]]
+    return ds.select(sorted(range(len(ds)), key=lengths.__getitem__))
+
+
+def _overrides(value) -> dict:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"config_overrides must be a JSON mapping, got {value!r}: {err}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"config_overrides must be a JSON mapping, got {value!r}")
+    return parsed
+
+
+def _subset(ds, n: int | None, seed: int):
+    if n is None or n >= len(ds):
+        return ds
+    return ds.shuffle(seed=seed).select(range(n))
+
+
+def load_seq2seq_corpus(data_args: DataArguments, seed: int):
+    """(DatasetDict, source column, target column, references column or None)."""
+    if data_args.train_file:
+        files = {"train": data_args.train_file}
+        for split, path in (("validation", data_args.validation_file), ("test", data_args.test_file)):
+            if path:
+                files[split] = path
+        raw = load_corpus(data_files=files, seed=seed)
+    elif data_args.corpus:
+        raw = load_corpus(data_args.corpus, seed=seed)
+    else:
+        raise ValueError("Give a corpus (built-in name, file or Hub dataset) or a train_file.")
+    columns = raw["train"].column_names
+    source, target = data_args.source_column, data_args.target_column
+    if source is None or target is None:
+        for default_source, default_target in _COLUMN_DEFAULTS:
+            if default_source in columns and default_target in columns:
+                source, target = source or default_source, target or default_target
+                break
+    for name, column in (("source_column", source), ("target_column", target)):
+        if column is None or column not in columns:
+            raise ValueError(f"Set {name}: the corpus has no {column!r} column (columns: {columns})")
+    references = data_args.references_column
+    if references is None and "references" in columns:
+        references = "references"
+    if references is not None and references not in columns:
+        raise ValueError(f"references_column {references!r} is not a column of the corpus (columns: {columns})")
+    return raw, source, target, references
+
+
+def build_config(architecture: str, source_tokenizer, target_tokenizer, overrides: dict, max_source_length: int,
+                 max_target_length: int):
+    """A new config of an hfnn encoder–decoder sized to both tokenizers (through ``AutoConfig.for_model``)."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+    name = ARCHITECTURES[architecture]
+    config_cls = getattr(hfnn, hfnn.ARCHITECTURES[name][1])
+    fields = {
+        "source_vocab_size": len(source_tokenizer),
+        "vocab_size": len(target_tokenizer),
+        "pad_token_id": target_tokenizer.pad_token_id,
+        "bos_token_id": target_tokenizer.bos_token_id,
+        "eos_token_id": target_tokenizer.eos_token_id,
+        "decoder_start_token_id": target_tokenizer.bos_token_id,
+        "is_encoder_decoder": True,
+    }
+    if name == "transformer":
+        fields["max_position_embeddings"] = max(max_source_length, max_target_length + 1)
+    else:
+        fields["max_length"] = max_target_length + 1  # generation: start token + target
+    fields.update(overrides)
+    return AutoConfig.for_model(config_cls.model_type, **fields)
+
+
+def make_compute_metrics(kind: str, target_tokenizer, references: list[list[str]]):
+    """``compute_metrics`` for ``Seq2SeqTrainer`` with ``predict_with_generate``: decodes the generated ids and
+    scores them against ``references`` (every acceptable target of each example, in dataset order)."""
+    metrics = ("wer", "per") if kind == "g2p" else ("bleu", "chrf")
+    modules = {name: load_metric(name) for name in metrics}
+
+    def compute_metrics(eval_pred):
+        ids = np.asarray(eval_pred.predictions)
+        ids = np.where(ids < 0, target_tokenizer.pad_token_id, ids)
+        predictions = [" ".join(p.split()) for p in target_tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        if len(predictions) != len(references):
+            raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+        if kind == "g2p":  # the references are matched by position: check the labels line up with them
+            labels = np.where(np.asarray(eval_pred.label_ids) < 0, target_tokenizer.pad_token_id, eval_pred.label_ids)
+            targets = target_tokenizer.batch_decode(labels, skip_special_tokens=True)
+            aligned = np.mean([" ".join(t.split()) in refs for t, refs in zip(targets, references)])
+            if aligned < 0.9:
+                raise RuntimeError(f"only {aligned:.0%} of the labels match their references: evaluation order changed")
+        result = {}
+        for name, module in modules.items():
+            result[name] = float(module.compute(predictions=predictions, references=references)[name])
+        if kind == "g2p":
+            result["accuracy"] = 1.0 - result["wer"]
+        result["predictions_mean_length"] = float(np.mean([len(p.split()) for p in predictions]))
+        return result
+
+    return compute_metrics
+
+
+def save_attention_heatmaps(records: list[dict], sources: list[str], out_dir, title: str) -> Path | None:
+    """Plots each example's attention (rows: output symbols, columns: source symbols) into attention_heatmap.png."""
+    records = [(s, r) for s, r in zip(sources, records) if r.get("attentions")]
+    if not records:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(2, len(records))
+    rows = math.ceil(len(records) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4.5 * rows), squeeze=False)
+    for ax in axes.flat[len(records):]:
+        ax.axis("off")
+    for ax, (source, record) in zip(axes.flat, records):
+        weights = np.asarray(record["attentions"])
+        ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks(range(len(record["source_tokens"])), record["source_tokens"], rotation=90)
+        ax.set_yticks(range(len(record["generated_tokens"])), record["generated_tokens"])
+        ax.set_xlabel("source")
+        ax.set_ylabel("output")
+        ax.set_title(source[:40], fontsize=10)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(out_dir) / "attention_heatmap.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _load_tokenizers(model_args: ModelArguments, train_split, source_column: str, target_column: str):
+    source_name = model_args.source_tokenizer_name
+    target_name = model_args.target_tokenizer_name or model_args.model_name_or_path
+    if source_name is None and model_args.model_name_or_path:
+        folder = Path(model_args.model_name_or_path) / SOURCE_TOKENIZER_SUBFOLDER
+        source_name = str(folder) if folder.is_dir() else model_args.model_name_or_path
+    if source_name:
+        source_tokenizer = AutoTokenizer.from_pretrained(source_name)
+    else:
+        source_tokenizer = train_tokenizer(
+            train_split[source_column], kind=model_args.source_tokenizer_kind, vocab_size=model_args.source_vocab_size,
+            min_frequency=model_args.min_frequency, lowercase=model_args.lowercase_source,
+            model_max_length=model_args.max_source_length,
+        )
+    if target_name:
+        target_tokenizer = AutoTokenizer.from_pretrained(target_name)
+    else:
+        target_tokenizer = train_tokenizer(
+            train_split[target_column], kind=model_args.target_tokenizer_kind, vocab_size=model_args.target_vocab_size,
+            min_frequency=model_args.min_frequency,
+        )
+    source_tokenizer.padding_side = target_tokenizer.padding_side = "right"
+    return source_tokenizer, target_tokenizer
+
+
+def main(argv=None) -> dict:
+    """Runs the pipeline; returns the results dict (``test_wer``, ``test_per`` or ``test_bleu``, ``test_chrf``...)."""
+    model_args, data_args, run_args, training_args = parse_args(
+        (ModelArguments, DataArguments, RunArguments, Seq2SeqTrainingArguments), argv
+    )
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    out_dir = prepare_output_dir(
+        training_args.output_dir, run_args.overwrite_output_dir, bool(training_args.resume_from_checkpoint)
+    )
+    set_seed(training_args.seed)
+
+    # ---- data
+    raw, source_column, target_column, references_column = load_seq2seq_corpus(data_args, training_args.seed)
+    raw["train"] = _subset(raw["train"], data_args.max_train_samples, training_args.seed)
+    for split, limit in (("validation", data_args.max_eval_samples), ("test", data_args.max_test_samples)):
+        if split in raw:
+            raw[split] = _sorted_by_length(_subset(raw[split], limit, training_args.seed), source_column)
+
+    # ---- tokenizers: target at the root of the saved folder, source in source_tokenizer/
+    source_tokenizer, target_tokenizer = _load_tokenizers(model_args, raw["train"], source_column, target_column)
+    kind = data_args.metrics
+    if kind == "auto":
+        kind = "g2p" if (model_args.target_tokenizer_kind == "phoneme" or references_column) else "translation"
+    if kind not in ("g2p", "translation"):
+        raise ValueError(f"metrics must be auto, g2p or translation, got {data_args.metrics!r}")
+
+    # ---- model
+    if model_args.model_name_or_path:
+        model = AutoModelForSeq2SeqLM.from_pretrained(model_args.model_name_or_path)
+    else:
+        config = build_config(
+            model_args.architecture, source_tokenizer, target_tokenizer, _overrides(model_args.config_overrides),
+            model_args.max_source_length, model_args.max_target_length,
+        )
+        model = AutoModelForSeq2SeqLM.from_config(config)
+    if not model.config.is_encoder_decoder:
+        raise ValueError(f"{type(model).__name__} is not an encoder-decoder model")
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("model %s: %.2fM parameters", type(model).__name__, n_params / 1e6)
+
+    # ---- tokenise: labels = target ids + </s>
+    eos = target_tokenizer.eos_token_id
+
+    def preprocess(batch):
+        encoded = source_tokenizer(batch[source_column], truncation=True, max_length=model_args.max_source_length)
+        targets = target_tokenizer(batch[target_column], truncation=True, max_length=model_args.max_target_length - 1)
+        return {
+            "input_ids": encoded["input_ids"],
+            "attention_mask": encoded["attention_mask"],
+            "labels": [ids + [eos] for ids in targets["input_ids"]],
+        }
+
+    tokenized = raw.map(preprocess, batched=True, remove_columns=raw["train"].column_names, desc="tokenizing")
+    train_ds = tokenized["train"]
+    eval_ds = tokenized["validation"] if "validation" in tokenized else None
+    test_ds = tokenized["test"] if "test" in tokenized else None
+
+    def references_of(split):
+        if references_column is not None:
+            return [list(r) if not isinstance(r, str) else [r] for r in raw[split][references_column]]
+        return [[t] for t in raw[split][target_column]]
+
+    trainer = OrderedEvalSeq2SeqTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_collator=DataCollatorForSeq2Seq(source_tokenizer, model=model, label_pad_token_id=-100),
+        processing_class=target_tokenizer,
+        compute_metrics=make_compute_metrics(kind, target_tokenizer, references_of("validation"))
+        if eval_ds is not None and training_args.predict_with_generate else None,
+        callbacks=[TimeBudgetCallback(run_args.max_train_minutes, anneal=run_args.anneal_by_time),
+                   CheckpointCommitCallback()],
+    )
+    start = time.monotonic()
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_seconds = time.monotonic() - start
+
+    corpus = data_args.train_file or data_args.corpus
+    results = {
+        "architecture": model.config.model_type,
+        "attention": getattr(model.config, "attention", "scaled-dot-product"),
+        "parameters": n_params,
+        "train_seconds": round(train_seconds, 1),
+        "train_steps": trainer.state.global_step,
+        "train_epochs": trainer.state.epoch,
+        "train_loss": train_result.training_loss,
+        "train_loss_curve": [[h["step"], h["loss"]] for h in trainer.state.log_history if "loss" in h and "step" in h],
+        "train_examples": len(train_ds),
+        "source_vocab_size": len(source_tokenizer),
+        "target_vocab_size": len(target_tokenizer),
+        "corpus": corpus,
+        "metrics_kind": kind,
+        "generation_num_beams": training_args.generation_num_beams or model.generation_config.num_beams,
+    }
+    start = time.monotonic()
+    for split, dataset in (("validation", eval_ds), ("test", test_ds)):
+        if dataset is None or not len(dataset):
+            continue
+        if training_args.predict_with_generate:
+            trainer.compute_metrics = make_compute_metrics(kind, target_tokenizer, references_of(split))
+        metrics = trainer.evaluate(dataset, metric_key_prefix=split)
+        results.update({k: v for k, v in metrics.items() if not k.endswith(("_runtime", "_per_second"))})
+    results["eval_seconds"] = round(time.monotonic() - start, 1)
+
+    # ---- save: model (+ pipeline marker), target tokenizer at the root, source tokenizer in its subfolder
+    mark_for_pipeline(model.config, out_dir)
+    trainer.save_model(str(out_dir))
+    target_tokenizer.save_pretrained(str(out_dir))
+    source_tokenizer.save_pretrained(str(out_dir / SOURCE_TOKENIZER_SUBFOLDER))
+    title = f"{model.config.model_type} ({results['attention']}) on {corpus}"
+    curve = save_loss_curve(trainer.state.log_history, out_dir, title=title)
+
+    # ---- a few test examples through the seq2seq-generation pipeline, as a user would call the saved folder
+    from transformers import pipeline
+
+    sample_split = raw["test"] if "test" in raw and len(raw["test"]) else raw["train"]
+    count = max(run_args.num_samples, data_args.num_attention_examples)
+    # spread over the split, which is sorted by source length
+    picks = np.linspace(0, len(sample_split) - 1, min(count, len(sample_split)))
+    rows = sample_split.select(sorted({int(i) for i in picks}))
+    model.eval()
+    generator = pipeline(TASK, model=str(out_dir), device=model.device)
+    with_attention = results["attention"] != "none"
+    outputs = generator(list(rows[source_column]), return_attentions=with_attention,
+                        num_beams=results["generation_num_beams"])
+    samples = [
+        {"source": row[source_column], "target": row[target_column], "predicted": out["generated_text"]}
+        for row, out in zip(rows, outputs)
+    ][: run_args.num_samples]
+    heatmap = None
+    if with_attention and data_args.num_attention_examples:
+        n = data_args.num_attention_examples
+        heatmap = save_attention_heatmaps(outputs[:n], list(rows[source_column])[:n], out_dir, title)
+    results["samples"] = samples
+    results["attention_heatmap"] = heatmap.name if heatmap else None
+    write_results(out_dir, results)
+    if run_args.write_model_card:
+        from hfnn.cards import write_model_card
+
+        write_model_card(out_dir, task="seq2seq", results=results, training_args=training_args, dataset=corpus)
+
+    print(f"\n=== {title}: {n_params / 1e6:.2f}M parameters, {results['train_steps']} steps in "
+          f"{train_seconds / 60:.1f} min ===")
+    for split in ("validation", "test"):
+        shown = {k[len(split) + 1:]: v for k, v in results.items()
+                 if k.startswith(split + "_") and isinstance(v, float) and not k.endswith("_length")}
+        if shown:
+            print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+    for sample in samples:
+        print(f"- {sample['source'][:60]!r} -> {sample['predicted'][:80]!r} (reference {sample['target'][:80]!r})")
+    print(f"saved to {out_dir} (loss curve: {curve}, attention heatmap: {heatmap})")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,310 @@
+"""Fault tolerance of training: a language-model pipeline run killed with SIGKILL (between steps,
+and at every stage of writing a checkpoint) and resumed with ``--resume_from_checkpoint latest``
+ends with bitwise the same weights and loss curve as an uninterrupted run with the same seed.
+
+Why bitwise is possible on CPU: one thread, fixed seed, and the Trainer's checkpoint holds
+everything the rest of the run depends on (weights, optimizer and scheduler state, the Python /
+NumPy / torch RNG states for dropout and the data order, the step counter from which the data
+loader skips the batches already seen).
+
+Why the commit marker is needed: ``Trainer._save_checkpoint`` writes straight into
+``checkpoint-N`` and ``transformers.trainer_utils.get_last_checkpoint`` picks the highest ``N``
+without looking inside; so a kill during a save leaves a folder that the plain Trainer would resume
+from. The pipelines commit each checkpoint with ``hfnn_checkpoint.json`` (sizes + SHA-256 of every
+file, written atomically after everything else) and resume only from committed, unchanged ones.
+
+The kills happen in forked children of the test process (no import cost; a real process killed by
+a real SIGKILL); the faults are patched into the child only. The last resume goes through the real
+command line, ``python -m hfnn.pipelines.run_lm ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from transformers.trainer_utils import get_last_checkpoint
+
+from hfnn.pipelines import common, run_lm
+from tests.reliability_utils import (
+    assert_same_weights,
+    kill_self,
+    load_weights,
+    run_cli,
+    run_forked,
+    shakespeare_text,
+)
+
+MAX_STEPS, SAVE_STEPS = 12, 3
+KILLED = -9
+
+
+def pipeline_args(out: Path, data: Path) -> list[str]:
+    # 20 training blocks / batch 4 = 5 steps per epoch: the 12 steps cross two epoch boundaries and
+    # the checkpoints fall at the start, middle and end of epochs. Dropout is on, so the RNG state
+    # of the checkpoint matters.
+    return [
+        "rnn_shakespeare_char", "--output_dir", str(out),
+        "--train_file", str(data / "train.txt"), "--validation_file", str(data / "valid.txt"),
+        "--config_overrides", '{"hidden_size": 16, "embedding_size": 8, "num_hidden_layers": 2, '
+                              '"rnn_type": "lstm", "dropout": 0.2}',
+        "--block_size", "24", "--max_train_samples", "20", "--max_eval_samples", "4",
+        "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4",
+        "--max_steps", str(MAX_STEPS), "--save_strategy", "steps", "--save_steps", str(SAVE_STEPS),
+        "--logging_steps", "1", "--eval_strategy", "no", "--learning_rate", "0.01", "--warmup_steps", "2",
+        "--max_train_minutes", "10", "--num_samples", "0", "--write_model_card", "false", "--seed", "7",
+    ]
+
+
+def files_digest(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def optimizer_state(folder: Path) -> list[torch.Tensor]:
+    state = torch.load(folder / "optimizer.pt", weights_only=True)
+    return [t for s in state["state"].values() for t in s.values() if isinstance(t, torch.Tensor)]
+
+
+def losses(folder: Path) -> list[tuple[int, float]]:
+    history = json.loads((folder / "trainer_state.json").read_text())["log_history"]
+    return [(h["step"], h["loss"]) for h in history if "loss" in h]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    (folder / "train.txt").write_text(shakespeare_text(3000), encoding="utf-8")
+    (folder / "valid.txt").write_text(shakespeare_text(600, offset=50_000), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory, data) -> Path:
+    out = tmp_path_factory.mktemp("baseline") / "run"
+    code = run_forked(run_lm.main, pipeline_args(out, data), out.parent / "log.txt")
+    assert code == 0, (out.parent / "log.txt").read_text()[-3000:]
+    return out
+
+
+# ------------------------------------------------------------------------- faults patched into the child
+
+
+def slow_steps():
+    """0.3 s per step: lets the test process's own SIGKILL land mid-training (numerics unchanged)."""
+    def on_step_end(self, args, state, control, **kwargs):
+        time.sleep(0.3)
+    common.CheckpointCommitCallback.on_step_end = on_step_end
+
+
+def kill_in_safetensors(step):
+    """The weights file of checkpoint-<step> is half written when the process dies."""
+    def setup():
+        import transformers.modeling_utils as mu
+
+        real = mu.safe_save_file
+
+        def partial_save(tensors, filename, *args, **kwargs):
+            real(tensors, filename, *args, **kwargs)
+            if f"checkpoint-{step}" in str(filename):
+                os.truncate(filename, os.path.getsize(filename) // 2)
+                kill_self()
+        mu.safe_save_file = partial_save
+    return setup
+
+
+def kill_in_torch_save(step, name):
+    """``name`` (optimizer.pt, scheduler.pt, rng_state.pth...) of checkpoint-<step> is half written."""
+    def setup():
+        real = torch.save
+
+        def partial_save(obj, f, *args, **kwargs):
+            real(obj, f, *args, **kwargs)
+            if isinstance(f, (str, os.PathLike)) and str(f).endswith(f"checkpoint-{step}{os.sep}{name}"):
+                os.truncate(f, os.path.getsize(f) // 2)
+                kill_self()
+        torch.save = partial_save
+    return setup
+
+
+def kill_in_trainer_state(step):
+    """trainer_state.json, the Trainer's last file, is half written."""
+    def setup():
+        from transformers.trainer_callback import TrainerState
+
+        real = TrainerState.save_to_json
+
+        def partial_save(self, json_path):
+            real(self, json_path)
+            if f"checkpoint-{step}" in str(json_path):
+                os.truncate(json_path, os.path.getsize(json_path) // 2)
+                kill_self()
+        TrainerState.save_to_json = partial_save
+    return setup
+
+
+def kill_before_commit(step):
+    """Every file of checkpoint-<step> is written, the commit marker is not."""
+    def setup():
+        real = common.write_checkpoint_marker
+
+        def no_commit(folder, global_step):
+            if global_step == step:
+                kill_self()
+            return real(folder, global_step)
+        common.write_checkpoint_marker = no_commit
+    return setup
+
+
+def kill_in_commit(step):
+    """The marker's temporary file is written and synced, the rename that commits it is not done."""
+    def setup():
+        real = os.replace
+
+        def no_rename(src, dst, *args, **kwargs):
+            if str(dst).endswith(f"checkpoint-{step}{os.sep}{common.CHECKPOINT_MARKER}"):
+                kill_self()
+            return real(src, dst, *args, **kwargs)
+        os.replace = no_rename
+    return setup
+
+
+# ------------------------------------------------------------------------- the scenario
+
+
+def check_checkpoints(out: Path, baseline: Path, expect_latest: int | None, stage: str) -> None:
+    """Every checkpoint that counts as valid is exactly the uninterrupted run's one of that step; the
+    newest valid one is checkpoint-<expect_latest>."""
+    latest = common.last_valid_checkpoint(out)
+    want = None if expect_latest is None else str(out / f"checkpoint-{expect_latest}")
+    assert latest == want, f"{stage}: newest valid checkpoint {latest}, expected {want}"
+    for folder in sorted(out.glob("checkpoint-*")):
+        if common.checkpoint_problem(folder) is None:
+            reference = baseline / folder.name
+            assert_same_weights(load_weights(folder), load_weights(reference), f"{stage}: {folder.name}")
+            for a, b in zip(optimizer_state(folder), optimizer_state(reference), strict=True):
+                assert torch.equal(a, b), f"{stage}: {folder.name}/optimizer.pt differs from the uninterrupted run"
+
+
+def test_uninterrupted_run_commits_every_checkpoint(baseline):
+    for step in range(SAVE_STEPS, MAX_STEPS + 1, SAVE_STEPS):
+        folder = baseline / f"checkpoint-{step}"
+        assert common.checkpoint_problem(folder) is None
+        marker = json.loads((folder / common.CHECKPOINT_MARKER).read_text())
+        assert marker["global_step"] == step
+        assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"} <= set(marker["files"])
+    assert common.last_valid_checkpoint(baseline) == str(baseline / f"checkpoint-{MAX_STEPS}")
+
+
+def test_killed_anywhere_and_resumed_ends_with_identical_weights(tmp_path, data, baseline):
+    out = tmp_path / "run"
+    argv = pipeline_args(out, data)
+    resume = argv + ["--resume_from_checkpoint", "latest"]
+    log = tmp_path / "log.txt"
+
+    def run(args, setup=None, kill_when=None, stage=""):
+        code = run_forked(run_lm.main, args, log, setup=setup, kill_when=kill_when)
+        assert code == KILLED, f"{stage}: expected the run to be killed, exit code {code}; log:\n{log.read_text()[-3000:]}"
+
+    # 1. SIGKILL from outside, at whatever point the run has reached once checkpoint-3 is committed.
+    run(argv, setup=slow_steps, kill_when=lambda: (out / "checkpoint-3" / common.CHECKPOINT_MARKER).exists(),
+        stage="external kill")
+    check_checkpoints(out, baseline, 3, "external kill")
+    committed_3 = files_digest(out / "checkpoint-3")
+
+    # 2. Killed while writing the weights of checkpoint-6. The plain Trainer would resume from the
+    #    broken folder; the pipeline goes back to checkpoint-3, which is untouched.
+    run(resume, setup=kill_in_safetensors(6), stage="kill in model.safetensors")
+    assert get_last_checkpoint(str(out)) == str(out / "checkpoint-6")
+    assert "never completed" in common.checkpoint_problem(out / "checkpoint-6")
+    check_checkpoints(out, baseline, 3, "kill in model.safetensors")
+
+    # 3. Killed while writing the optimizer state, re-saving into the broken checkpoint-6 folder.
+    run(resume, setup=kill_in_torch_save(6, "optimizer.pt"), stage="kill in optimizer.pt")
+    check_checkpoints(out, baseline, 3, "kill in optimizer.pt")
+
+    # 4. Every file of checkpoint-6 written, killed before the commit.
+    run(resume, setup=kill_before_commit(6), stage="kill before commit")
+    assert (out / "checkpoint-6" / "trainer_state.json").exists()
+    check_checkpoints(out, baseline, 3, "kill before commit")
+    assert files_digest(out / "checkpoint-3") == committed_3, "the previous checkpoint was modified"
+
+    # 5. Resumes from 3, commits 6, killed in trainer_state.json of checkpoint-9.
+    run(resume, setup=kill_in_trainer_state(9), stage="kill in trainer_state.json")
+    check_checkpoints(out, baseline, 6, "kill in trainer_state.json")
+    committed_6 = files_digest(out / "checkpoint-6")
+
+    # 6. Killed between writing the marker's temporary file and the rename that commits it.
+    run(resume, setup=kill_in_commit(9), stage="kill in the commit")
+    assert (out / "checkpoint-9" / f"{common.CHECKPOINT_MARKER}.tmp").exists()
+    check_checkpoints(out, baseline, 6, "kill in the commit")
+    assert files_digest(out / "checkpoint-6") == committed_6, "the previous checkpoint was modified"
+    assert files_digest(out / "checkpoint-3") == committed_3, "an older checkpoint was modified"
+
+    # 7. Restarting without --resume_from_checkpoint is refused and changes nothing.
+    with pytest.raises(FileExistsError, match="not empty"):
+        run_lm.main(argv)
+    assert files_digest(out / "checkpoint-6") == committed_6
+
+    # 8. The real command line resumes from checkpoint-6 and finishes the run.
+    proc = run_cli(["-m", "hfnn.pipelines.run_lm", *resume], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Skipping checkpoint" in proc.stderr and "checkpoint-9" in proc.stderr
+
+    assert_same_weights(load_weights(out), load_weights(baseline), "final model after 6 kills")
+    assert losses(out / f"checkpoint-{MAX_STEPS}") == losses(baseline / f"checkpoint-{MAX_STEPS}")
+    assert [s for s, _ in losses(baseline / f"checkpoint-{MAX_STEPS}")] == list(range(1, MAX_STEPS + 1))
+    assert json.loads((out / "results.json").read_text())["train_steps"] == MAX_STEPS
+
+
+def test_resume_arguments_are_checked(tmp_path, data, baseline):
+    # No checkpoint at all.
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        common.resolve_resume_checkpoint("latest", tmp_path / "nothing")
+    # An explicit checkpoint whose weights were changed after it was committed.
+    out = tmp_path / "run"
+    shutil.copytree(baseline, out)
+    weights = out / "checkpoint-9" / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="model.safetensors differs"):
+        common.resolve_resume_checkpoint(str(out / "checkpoint-9"), out)
+    # An extra file in a committed checkpoint.
+    (out / "checkpoint-6" / "stray.bin").write_bytes(b"x")
+    assert "stray.bin was written after" in common.checkpoint_problem(out / "checkpoint-6")
+    # "latest" goes past both to the newest intact one; false/none mean a fresh start.
+    shutil.rmtree(out / "checkpoint-12")
+    assert common.resolve_resume_checkpoint("latest", out) == str(out / "checkpoint-3")
+    assert common.resolve_resume_checkpoint("false", out) is None
+    assert common.resolve_resume_checkpoint(None, out) is None
+    # parse_args resolves it for every pipeline, and prepare_output_dir then accepts the non-empty folder.
+    *_, training_args = common.parse_args(
+        (run_lm.ModelArguments, run_lm.DataArguments, common.RunArguments, run_lm.TrainingArguments),
+        ["rnn_shakespeare_char", "--output_dir", str(out), "--resume_from_checkpoint", "true"],
+    )
+    assert training_args.resume_from_checkpoint == str(out / "checkpoint-3")
+    assert common.prepare_output_dir(out, resume=bool(training_args.resume_from_checkpoint)) == out
+
+
+def test_checkpoints_of_a_plain_trainer_are_checked_by_structure(tmp_path, baseline):
+    """Folders without markers (a pipeline or script that does not use CheckpointCommitCallback):
+    the newest one whose trainer_state.json (written last) is whole and whose files are whole."""
+    out = tmp_path / "run"
+    shutil.copytree(baseline, out)
+    for marker in out.glob(f"checkpoint-*/{common.CHECKPOINT_MARKER}"):
+        marker.unlink()
+    assert common.last_valid_checkpoint(out) == str(out / "checkpoint-12")
+    state = out / "checkpoint-12" / "trainer_state.json"
+    state.write_text(state.read_text()[:100])
+    weights = out / "checkpoint-9" / "model.safetensors"
+    os.truncate(weights, weights.stat().st_size - 10)
+    (out / "checkpoint-6" / "optimizer.pt").write_bytes((out / "checkpoint-6" / "optimizer.pt").read_bytes()[:200])
+    assert "trainer_state.json" in common.checkpoint_problem(out / "checkpoint-12", require_marker=False)
+    assert "truncated" in common.checkpoint_problem(out / "checkpoint-9", require_marker=False)
+    assert "optimizer.pt" in common.checkpoint_problem(out / "checkpoint-6", require_marker=False)
+    assert common.last_valid_checkpoint(out) == str(out / "checkpoint-3")

@@ -1,0 +1,135 @@
+"""The text-classification pipeline: a short real training run on Rotten Tomatoes, local files with
+string / float labels, fine-tuning a saved folder, and the shipped recipes."""
+
+import json
+
+import pytest
+import torch
+from transformers import TrainingArguments, pipeline
+
+import hfnn
+from hfnn.pipelines.common import RunArguments, parse_args
+from hfnn.pipelines.run_classification import DataArguments, ModelArguments, build_config, main
+
+LOGGING = ["--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0"]
+QUIET = LOGGING + ["--write_model_card", "false"]
+
+
+def test_cnn_on_a_slice_of_rotten_tomatoes_beats_the_majority_class(tmp_path):
+    out = tmp_path / "cnn"
+    results = main([
+        "cnn_rotten_tomatoes",
+        "--output_dir", str(out),
+        "--config_overrides", json.dumps({"embedding_size": 48, "num_filters": 24, "window_sizes": [2, 3, 4]}),
+        "--max_train_samples", "2000",
+        "--max_eval_samples", "400",
+        "--num_train_epochs", "4",
+        "--per_device_train_batch_size", "32",
+        "--learning_rate", "0.005",
+        "--eval_strategy", "no",
+        "--save_strategy", "no",
+        "--load_best_model_at_end", "false",
+        "--logging_steps", "10",
+        "--num_samples", "2",
+        *LOGGING,
+    ])
+    assert results["train_examples"] == 2000
+    assert results["test_accuracy"] > results["test_majority_class_accuracy"] + 0.02, results
+    assert 0.0 < results["test_f1"] <= 1.0 and 0.0 < results["validation_accuracy"] <= 1.0
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "results.json", "loss_curve.png",
+                 "confusion_matrix.png", "modeling_cnn.py", "README.md"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["test_accuracy"] == pytest.approx(results["test_accuracy"])
+    assert len(saved["samples"]) == 2 and saved["samples"][0]["predicted"] in ("rotten", "fresh")
+    # the saved folder is a working text classifier with the corpus' label names
+    classifier = pipeline("text-classification", model=str(out))
+    assert {r["label"] for r in classifier("a dull , lifeless mess", top_k=None)} == {"rotten", "fresh"}
+
+
+def write_csv(path, rows):
+    path.write_text("review,sentiment\n" + "".join(f'"{t}",{y}\n' for t, y in rows), encoding="utf-8")
+    return str(path)
+
+
+GOOD = ["a great film", "wonderful acting", "great fun", "truly wonderful", "a fine great story", "fun and fine"]
+BAD = ["a dull film", "boring acting", "dull mess", "truly boring", "a bad dull story", "bad and boring"]
+
+
+def test_local_csv_with_string_labels_then_fine_tune_the_saved_folder(tmp_path):
+    rows = [(t, "pos") for t in GOOD] + [(t, "neg") for t in BAD]
+    train = write_csv(tmp_path / "train.csv", rows * 3)
+    dev = write_csv(tmp_path / "dev.csv", rows)
+    common = ["--train_file", train, "--validation_file", dev, "--test_file", dev, "--text_column", "review",
+              "--label_column", "sentiment", "--per_device_train_batch_size", "8", "--learning_rate", "0.02",
+              "--save_strategy", "no", "--logging_steps", "5", "--num_samples", "1", *QUIET]
+    first = main(["mlp_rotten_tomatoes", "--output_dir", str(tmp_path / "a"), "--max_steps", "40",
+                  "--config_overrides", json.dumps({"embedding_size": 16, "hidden_size": 16, "dropout": 0.0}),
+                  "--eval_strategy", "no", "--load_best_model_at_end", "false", *common])
+    assert first["labels"] == ["neg", "pos"] and first["problem_type"] == "single_label_classification"
+    assert first["test_accuracy"] == 1.0  # a separable toy set
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["id2label"] == {"0": "neg", "1": "pos"} and config["model_type"] == "hfnn-mlp"
+
+    second = main(["mlp_rotten_tomatoes", "--model_name_or_path", str(tmp_path / "a"),
+                   "--output_dir", str(tmp_path / "b"), "--max_steps", "2", "--eval_strategy", "no",
+                   "--load_best_model_at_end", "false", *common])
+    assert second["architecture"] == "hfnn-mlp" and second["tokenizer_kind"] == "loaded"
+    assert second["test_accuracy"] == 1.0  # it started from the trained weights
+
+
+def test_float_labels_train_a_regression_head(tmp_path):
+    rows = [(t, 0.9) for t in GOOD] + [(t, 0.1) for t in BAD]
+    train = write_csv(tmp_path / "train.csv", rows * 2)
+    results = main(["mlp_rotten_tomatoes", "--output_dir", str(tmp_path / "r"), "--train_file", train,
+                    "--text_column", "review", "--label_column", "sentiment", "--max_steps", "3",
+                    "--config_overrides", json.dumps({"embedding_size": 8, "hidden_size": 8}),
+                    "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+                    "--num_samples", "0", *QUIET])
+    assert results["problem_type"] == "regression"
+    assert "test_mse" in results and "test_accuracy" not in results
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["problem_type"] == "regression" and len(config["id2label"]) == 1
+
+
+def test_unknown_architecture_and_missing_columns_are_explained(tmp_path):
+    rows = [(t, "pos") for t in GOOD] + [(t, "neg") for t in BAD]
+    train = write_csv(tmp_path / "train.csv", rows)
+    with pytest.raises(ValueError, match="'text' column"):
+        main(["--architecture", "mlp", "--train_file", train, "--output_dir", str(tmp_path / "x"), *QUIET])
+    with pytest.raises(ValueError, match="Unknown architecture 'lstm'"):
+        main(["--architecture", "lstm", "--train_file", train, "--text_column", "review", "--label_column",
+              "sentiment", "--output_dir", str(tmp_path / "y"), *QUIET])
+
+
+@pytest.mark.parametrize(
+    "recipe, config_name, expected",
+    [
+        ("cnn_rotten_tomatoes", "CnnConfig", {"window_sizes": [3, 4, 5], "num_filters": 100, "dropout": 0.5,
+                                              "max_norm": 3.0, "embedding_mode": "rand", "embedding_size": 300}),
+        ("mlp_rotten_tomatoes", "MlpConfig", {"activation": "relu", "ngram_range": [1, 2]}),
+        ("rnn_rotten_tomatoes", "RnnConfig", {"rnn_type": "gru", "bidirectional": True}),
+    ],
+)
+def test_shipped_recipes_parse_and_build_their_model(tmp_path, recipe, config_name, expected):
+    from hfnn.tokenization import train_tokenizer
+
+    model_args, data_args, run_args, training_args = parse_args(
+        (ModelArguments, DataArguments, RunArguments, TrainingArguments), [recipe, "--output_dir", str(tmp_path)]
+    )
+    assert run_args.task == "text-classification" and data_args.corpus == "rotten_tomatoes"
+    assert model_args.tokenizer_kind == "word" and model_args.lowercase
+    tokenizer = train_tokenizer(["a good film", "a bad film"], kind="word", lowercase=True)
+    config = build_config(model_args.architecture, tokenizer, ["rotten", "fresh"], "single_label_classification",
+                          model_args.config_overrides)
+    assert type(config).__name__ == config_name
+    assert {k: getattr(config, k) for k in expected} == expected
+    assert config.id2label == {0: "rotten", 1: "fresh"} and config.vocab_size == len(tokenizer)
+    if recipe.startswith("cnn"):
+        assert training_args.per_device_train_batch_size == 50
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_config(config)
+    logits = model(**tokenizer(["a good film"], return_tensors="pt")).logits
+    assert logits.shape == (1, 2) and torch.isfinite(logits).all()
+    assert model_args.architecture in hfnn.ARCHITECTURES
