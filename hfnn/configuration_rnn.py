@@ -66,6 +66,11 @@ class RnnConfig(PreTrainedConfig):
         **kwargs,
     ):
         name = type(self).__name__
+        if kwargs.get("model_type", self.model_type) != self.model_type:  # a config.json of another model
+            raise ValueError(
+                f"{name}: this configuration is for model type {kwargs['model_type']!r}, not {self.model_type!r}; "
+                "load the folder with its own class or with the Auto classes (AutoConfig, AutoModel...)"
+            )
         _check_positive_int(name, "vocab_size", vocab_size)
         _check_positive_int(name, "embedding_size", embedding_size, allow_none=True)
         _check_positive_int(name, "hidden_size", hidden_size)

@@ -156,6 +156,36 @@ def _check_input_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
         )
 
 
+def _check_token_labels(labels: torch.Tensor, vocab_size: int) -> None:
+    bad = labels[(labels != -100) & ((labels < 0) | (labels >= vocab_size))]
+    if bad.numel():
+        raise ValueError(
+            f"labels contains token id {int(bad[0])}, outside the model's vocabulary [0, vocab_size={vocab_size}) "
+            "(use -100 for positions without a loss)"
+        )
+
+
+def _check_class_labels(labels: torch.Tensor, config: RnnConfig) -> None:
+    """Single-label classification (set, or inferred from integer labels the way transformers does)
+    needs integer class ids in [0, num_labels); -100 skips an example."""
+    single = config.problem_type == "single_label_classification" or (
+        config.problem_type is None and config.num_labels > 1 and not labels.is_floating_point()
+    )
+    if not single:
+        return
+    if labels.is_floating_point():
+        raise ValueError(
+            f"labels must be integer class ids for single_label_classification, got dtype {labels.dtype}; for "
+            "regression or multi-label targets set config.problem_type"
+        )
+    bad = labels[(labels != -100) & ((labels < 0) | (labels >= config.num_labels))]
+    if bad.numel():
+        raise ValueError(
+            f"labels contains class id {int(bad[0])}, outside the model's classes [0, num_labels={config.num_labels}); "
+            "use -100 to skip an example"
+        )
+
+
 @dataclass
 class _Layout:
     """How the non-padding tokens sit in each row of a (batch, time) attention mask."""
@@ -387,6 +417,7 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
         logits = self.lm_head(hidden)
         loss = None
         if labels is not None:
+            _check_token_labels(labels, self.config.vocab_size)
             loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
         return CausalLMOutputWithPast(
             loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states
@@ -459,6 +490,7 @@ class RnnForSequenceClassification(RnnPreTrainedModel):
         logits = self.classifier(pooled)
         loss = None
         if labels is not None:
+            _check_class_labels(labels, self.config)
             loss = self.loss_function(labels, logits, self.config, **kwargs)
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=(inputs_embeds, hidden) if output_hidden_states else None

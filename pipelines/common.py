@@ -22,6 +22,8 @@ __all__ = [
     "RECIPES_DIR",
     "RunArguments",
     "TimeBudgetCallback",
+    "check_config_overrides",
+    "check_tokenizer",
     "checkpoint_problem",
     "last_valid_checkpoint",
     "list_recipes",
@@ -125,10 +127,34 @@ def parse_args(dataclass_types, argv=None):
                 action.required = False
         parser.set_defaults(**recipe)
     parsed = parser.parse_args_into_dataclasses(args=argv)
-    for args in parsed:  # TrainingArguments: "--resume_from_checkpoint latest" -> the newest valid checkpoint
+    for args in parsed:
+        for field in _MODEL_PATH_FIELDS:
+            _check_model_path(field, getattr(args, field, None))
+        # TrainingArguments: "--resume_from_checkpoint latest" -> the newest valid checkpoint
         if hasattr(args, "resume_from_checkpoint") and hasattr(args, "output_dir"):
             args.resume_from_checkpoint = resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
     return parsed
+
+
+_MODEL_PATH_FIELDS = ("model_name_or_path", "tokenizer_name")
+
+
+def _check_model_path(field: str, value) -> None:
+    """A model/tokenizer argument that is meant as a local folder (absolute, ./ or ~ prefixed, more
+    than one '/', or in a folder that exists here) must exist: otherwise transformers takes it for a
+    Hub id and, offline, retries for half a minute before an error about the network."""
+    if not isinstance(value, str) or not value or os.path.isdir(os.path.expanduser(value)):
+        return
+    path = Path(os.path.expanduser(value))
+    local = (
+        value.startswith(("/", "./", "../", "~", ".\\"))
+        or value.count("/") > 1
+        or "\\" in value
+        or (len(path.parts) > 1 and path.parent.is_dir())
+    )
+    if local:
+        what = "a file, not a folder" if path.exists() else "no such folder"
+        raise FileNotFoundError(f"--{field} {value}: {what} (a saved model folder or a Hub id is expected)")
 
 
 def prepare_output_dir(path: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> Path:
@@ -410,3 +436,51 @@ class CheckpointCommitCallback(TrainerCallback):
         if args.should_save and folder.is_dir():
             write_checkpoint_marker(folder, state.global_step)
         return control
+
+
+def check_tokenizer(model_or_config, tokenizer, vocab_size_field: str = "vocab_size") -> None:
+    """Raises ValueError when ``tokenizer`` cannot be the one ``model_or_config`` was trained with: it
+    has more tokens than the model's vocabulary (its ids would fall outside the embedding table), or
+    its pad/bos/eos ids differ from the config's. A tokenizer of the same size with other tokens is
+    beyond any check: keep the tokenizer saved beside the model (save_pretrained does)."""
+    config = getattr(model_or_config, "config", model_or_config)
+    vocab_size = getattr(config, vocab_size_field)
+    if len(tokenizer) > vocab_size:
+        raise ValueError(
+            f"The tokenizer has {len(tokenizer)} tokens but the model's {vocab_size_field} is {vocab_size}: they do not "
+            "belong together (ids >= vocab_size are outside the model's embedding table)"
+        )
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        ours, theirs = getattr(config, name, None), getattr(tokenizer, name, None)
+        if ours is not None and theirs is not None and not isinstance(ours, list) and ours != theirs:
+            raise ValueError(
+                f"The tokenizer's {name} is {theirs} but the model config's is {ours}: they do not belong together"
+            )
+
+
+def check_config_overrides(config, overrides: dict) -> None:
+    """Raises ValueError naming the keys of ``overrides`` that ``config`` does not know.
+
+    ``PreTrainedConfig`` keeps any unknown keyword as an attribute, so a misspelt override
+    (``hiden_size``) would otherwise leave the field it meant at its default without a word.
+    """
+    import difflib
+    import inspect
+
+    cls = type(config)
+    known = set(getattr(cls, "attribute_map", {}))
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            known |= {name for name, p in inspect.signature(init).parameters.items() if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD}
+        if dataclasses.is_dataclass(klass):
+            known |= {f.name for f in dataclasses.fields(klass)}
+        known |= {name for name, value in vars(klass).items() if isinstance(value, property)}
+    # keys the config consumed as aliases (e.g. num_encoder_layers) are not left on the instance
+    unknown = sorted(k for k in overrides if k not in known and k in vars(config))
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, sorted(known - {"self"}), n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(f"config_overrides: {cls.__name__} has no field {', '.join(hints)}")

@@ -45,6 +45,7 @@ from hfnn.pipelines.common import (
     CheckpointCommitCallback,
     RunArguments,
     TimeBudgetCallback,
+    check_config_overrides,
     parse_args,
     prepare_output_dir,
     save_loss_curve,
@@ -110,6 +111,8 @@ def build_config(architecture: str, tokenizer, overrides: dict):
     """A new config of an hfnn architecture sized to ``tokenizer``."""
     if architecture not in hfnn.ARCHITECTURES:
         raise ValueError(f"Unknown architecture {architecture!r}; choose one of {', '.join(sorted(hfnn.ARCHITECTURES))}")
+    if "AutoModelForCausalLM" not in hfnn.ARCHITECTURES[architecture][3]:
+        raise ValueError(f"Architecture {architecture!r} has no language-model head")
     config_name = hfnn.ARCHITECTURES[architecture][1]
     config_cls = getattr(hfnn, config_name)
     fields = {
@@ -119,7 +122,9 @@ def build_config(architecture: str, tokenizer, overrides: dict):
         "eos_token_id": tokenizer.eos_token_id,
     }
     fields.update(overrides)
-    return config_cls(**fields)
+    config = config_cls(**fields)
+    check_config_overrides(config, overrides)
+    return config
 
 
 def load_text_corpus(data_args: DataArguments, seed: int):
@@ -235,6 +240,11 @@ def main(argv=None) -> dict:
         train_ds = train_ds.select(range(min(data_args.max_train_samples, len(train_ds))))
     if data_args.max_eval_samples:
         eval_ds = eval_ds.select(range(min(data_args.max_eval_samples, len(eval_ds))))
+    if len(train_ds) == 0:
+        raise ValueError(
+            f"No training example: the training text is shorter than block_size={data_args.block_size} tokens; "
+            "lower --block_size or give more text"
+        )
     test_ds = lm["test"] if "test" in lm else None
     if test_ds is not None and data_args.max_eval_samples:
         test_ds = test_ds.select(range(min(data_args.max_eval_samples, len(test_ds))))

@@ -348,6 +348,7 @@ def main(argv=None) -> dict:
             model_args.max_source_length, model_args.max_target_length,
         )
         model = AutoModelForSeq2SeqLM.from_config(config)
+        model.generation_config.max_length = model_args.max_target_length + 1  # start token + target
     if not model.config.is_encoder_decoder:
         raise ValueError(f"{type(model).__name__} is not an encoder-decoder model")
     n_params = sum(p.numel() for p in model.parameters())

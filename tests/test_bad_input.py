@@ -1,0 +1,581 @@
+"""Bad input, end to end: a catalogue of wrong configurations, inputs, data, files, recipes and command
+lines. Each case must fail fast (under a deadline) with an error that names the problem, and leave
+every existing file as it was. Cases generated from ``hfnn.ARCHITECTURES`` cover new models as
+they are registered.
+
+The catalogue is also written out as a table, ``tests/BAD_INPUT.md``:
+``python -m tests.test_bad_input`` runs every case and rewrites it with the errors actually raised.
+Cases marked ``open`` are known bad errors in other modules; they are expected to fail here
+(non-strict xfail) until the fix named with them is made, and then pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import torch
+
+import hfnn
+from hfnn.corpora import load_corpus
+from hfnn.pipelines import common, run_classification, run_lm
+from hfnn.tokenization import train_tokenizer
+from tests.reliability_utils import VOCAB, build_model, config_class, heads, model_classes, shakespeare_text
+
+DEADLINE_S = 60
+TABLE = Path(__file__).with_name("BAD_INPUT.md")
+
+
+@dataclasses.dataclass
+class Case:
+    id: str
+    input: str  # what the user did (a table column)
+    run: Callable[[Path, Path], Any]  # (fixtures, scratch folder) -> anything
+    error: type | tuple | None  # None: handled without an error, by design (``check`` says how)
+    match: str = ""  # regex the message must match
+    open: str | None = None  # a known bad error in another module: where and how to fix it
+    check: Callable[[Any], None] | None = None
+
+
+CASES: list[Case] = []
+
+
+def case(id, input, error, match="", open=None, check=None):
+    def register(fn):
+        CASES.append(Case(id, input, fn, error, match, open, check))
+        return fn
+    return register
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+
+
+def make_fixtures(root: Path) -> Path:
+    """Data files, recipes and saved model folders the cases use (never modified by them)."""
+    root.mkdir(parents=True, exist_ok=True)
+    text = shakespeare_text(3000)
+    (root / "ok.txt").write_text(text, encoding="utf-8")
+    (root / "one_line.txt").write_text("To be, or not to be, that is the question.\n", encoding="utf-8")
+    (root / "latin1.txt").write_bytes("Caf\xe9 au lait\n".encode("latin-1") * 30)
+    (root / "latin1.csv").write_bytes("text,label\nCaf\xe9,a\nTh\xe9,b\n".encode("latin-1"))
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    (root / "sentences.csv").write_text("sentence,label\n" + "".join(f'"{ln}",{i % 2}\n' for i, ln in enumerate(lines)),
+                                        encoding="utf-8")
+    (root / "text_only.csv").write_text("text\n" + "".join(f'"{ln}"\n' for ln in lines), encoding="utf-8")
+    (root / "negative.csv").write_text("text,label\n" + "".join(f'"{ln}",{i % 3 - 1}\n' for i, ln in enumerate(lines)),
+                                       encoding="utf-8")
+    (root / "one_class.csv").write_text("text,label\n" + "".join(f'"{ln}",x\n' for ln in lines), encoding="utf-8")
+    (root / "notes.docx").write_bytes(b"PK\x03\x04 not really a document")
+    (root / "unknown_key.yaml").write_text("task: language-modeling\narchitecture: rnn\nblock_sise: 32\n")
+    (root / "bad.yaml").write_text("architecture: rnn\n  block_size: [32\n")
+    (root / "list.yaml").write_text("- architecture\n- rnn\n")
+    (root / "bad.json").write_text('{"architecture": "rnn",}')
+    (root / "existing_output").mkdir()
+    (root / "existing_output" / "keep.txt").write_text("user data")
+    (root / "a_file").write_text("not a folder")
+
+    tok = train_tokenizer(text, kind="char")
+    tok.save_pretrained(root / "tokenizer")
+    big = train_tokenizer(text + "".join(chr(c) for c in range(0x3b1, 0x3c9)), kind="char")
+    big.save_pretrained(root / "bigger_tokenizer")
+    saved = {
+        "rnn_lm": build_model("rnn", "AutoModelForCausalLM", vocab_size=len(tok)),
+        "rnn_cls": build_model("rnn", "AutoModelForSequenceClassification", vocab_size=len(tok)),
+        "cnn_cls": build_model("cnn", "AutoModelForSequenceClassification", vocab_size=len(tok)),
+        "transformer_lm": build_model("transformer", "AutoModelForCausalLM", vocab_size=len(tok), max_position_embeddings=16),
+        "transformer_cls": build_model("transformer", "AutoModelForSequenceClassification", vocab_size=len(tok)),
+    }
+    for name, model in saved.items():
+        model.save_pretrained(root / name)
+        tok.save_pretrained(root / name)
+    weights = (root / "rnn_lm" / "model.safetensors").read_bytes()
+    for name, content in (("corrupt", os.urandom(len(weights))), ("truncated", weights[: len(weights) // 2]),
+                          ("empty_weights", b"")):
+        shutil.copytree(root / "rnn_lm", root / name)
+        (root / name / "model.safetensors").write_bytes(content)
+    shutil.copytree(root / "rnn_lm", root / "no_weights")
+    (root / "no_weights" / "model.safetensors").unlink()
+    shutil.copytree(root / "rnn_lm", root / "bad_config_json")
+    (root / "bad_config_json" / "config.json").write_text("{not json")
+    shutil.copytree(root / "rnn_lm", root / "bad_config_value")
+    config = json.loads((root / "rnn_lm" / "config.json").read_text())
+    (root / "bad_config_value" / "config.json").write_text(json.dumps({**config, "hidden_size": 0}))
+    return root
+
+
+def lm_argv(fixtures: Path, out: Path, *extra: str) -> list[str]:
+    return ["rnn_shakespeare_char", "--output_dir", str(out), "--train_file", str(fixtures / "ok.txt"),
+            "--config_overrides", '{"hidden_size": 8, "embedding_size": 8, "num_hidden_layers": 1}',
+            "--max_steps", "1", "--num_samples", "0", "--write_model_card", "false", "--eval_strategy", "no",
+            "--report_to", "none", *extra]
+
+
+def cls_argv(fixtures: Path, out: Path, train: str, *extra: str) -> list[str]:
+    return ["cnn_rotten_tomatoes", "--output_dir", str(out), "--train_file", str(fixtures / train),
+            "--config_overrides", '{"embedding_size": 8, "window_sizes": [2], "num_filters": 2}',
+            "--max_steps", "1", "--num_samples", "0", "--write_model_card", "false", "--eval_strategy", "no",
+            "--save_strategy", "no", "--report_to", "none", *extra]
+
+
+# ------------------------------------------------------------------------------------------------ configs
+
+# architecture -> [(case id, what the message must name, config fields)]
+CONFIG_CASES = {
+    "rnn": [("hidden_size-zero", "hidden_size", {"hidden_size": 0}), ("rnn_type", "rnn_type", {"rnn_type": "transformer"}),
+            ("dropout", "dropout", {"dropout": 1.5}), ("pooling", "pooling", {"pooling": "median"}),
+            ("pad_token_id", "pad_token_id", {"vocab_size": VOCAB, "pad_token_id": VOCAB}),
+            ("hidden_size-string", "hidden_size", {"hidden_size": "32"}),
+            ("num_hidden_layers-bool", "num_hidden_layers", {"num_hidden_layers": True})],
+    "cnn": [("window_sizes", "window_sizes", {"window_sizes": []}),
+            ("embedding_mode", "embedding_mode", {"embedding_mode": "frozen"}),
+            ("max_norm", "max_norm", {"max_norm": -1.0})],
+    "mlp": [("activation", "activation", {"activation": "softplus"}),
+            ("ngram_range", "ngram_range", {"ngram_range": [2, 1]})],
+    "rnn_seq2seq": [("odd-hidden-bidirectional", "even", {"hidden_size": 7, "bidirectional_encoder": True}),
+                    ("input_feeding-without-luong", "input_feeding", {"attention": "bahdanau", "input_feeding": True}),
+                    ("attention", "attention", {"attention": "multihead"})],
+    "transformer": [("heads-not-dividing-hidden", "divisible", {"hidden_size": 10, "num_attention_heads": 3}),
+                    ("position_embedding_type", "position_embedding_type", {"position_embedding_type": "alibi"}),
+                    ("rotary-odd-head-size", "rotary", {"position_embedding_type": "rotary", "hidden_size": 6,
+                                                        "num_attention_heads": 2}),
+                    ("source_vocab_size-decoder-only", "source_vocab_size", {"source_vocab_size": 30})],
+}
+
+for _arch in hfnn.ARCHITECTURES:
+    case(f"config-{_arch}-vocab_size", f"`{hfnn.ARCHITECTURES[_arch][1]}(vocab_size=0)`", ValueError, "vocab_size")(
+        lambda fx, tmp, a=_arch: config_class(a)(vocab_size=0))
+    for _suffix, _field, _values in CONFIG_CASES.get(_arch, []):
+        _shown = ", ".join(f"{k}={v!r}" for k, v in _values.items())
+        case(f"config-{_arch}-{_suffix}", f"`{hfnn.ARCHITECTURES[_arch][1]}({_shown})`", ValueError, _field)(
+            lambda fx, tmp, a=_arch, v=_values: config_class(a)(**v))
+
+case("config-rnn-lm-bidirectional", "`RnnForCausalLM(RnnConfig(bidirectional=True))`", ValueError, "bidirectional")(
+    lambda fx, tmp: hfnn.RnnForCausalLM(hfnn.RnnConfig(vocab_size=VOCAB, bidirectional=True)))
+
+
+# ------------------------------------------------------------------------------------------------ model inputs
+
+
+def _call(model, head, input_ids, **kwargs):
+    if head == "AutoModelForSeq2SeqLM" and "labels" not in kwargs:
+        kwargs.setdefault("decoder_input_ids", torch.tensor([[2, 5]] * input_ids.shape[0]) if input_ids.dim() == 2 else torch.tensor([[2, 5]]))
+    return model(input_ids=input_ids, **kwargs)
+
+
+ONE_D = {"cnn": "modeling_cnn.py", "mlp": "modeling_mlp.py", "rnn_seq2seq": "modeling_rnn_seq2seq.py",
+         "transformer": "modeling_transformer.py"}
+LABELS = {"cnn": "modeling_cnn.py", "mlp": "modeling_mlp.py", "transformer": "modeling_transformer.py"}
+
+for _arch, _head in heads():
+    _name = model_classes(_arch)[_head].__name__
+    _id = f"{_arch}-{_head.removeprefix('AutoModelFor')}"
+    case(f"ids-too-large-{_id}", f"`{_name}` given token id {VOCAB} (vocab_size={VOCAB})", ValueError,
+         rf"{VOCAB}.*vocab_size={VOCAB}|vocab_size={VOCAB}.*{VOCAB}")(
+        lambda fx, tmp, a=_arch, h=_head: _call(build_model(a, h).eval(), h, torch.tensor([[5, VOCAB]])))
+    case(f"ids-negative-{_id}", f"`{_name}` given token id -1", ValueError, r"-1")(
+        lambda fx, tmp, a=_arch, h=_head: _call(build_model(a, h).eval(), h, torch.tensor([[5, -1]])))
+    case(f"ids-1d-{_id}", f"`{_name}` given 1-D input_ids (no batch dimension)", ValueError, r"shape|batch",
+         open=None if _arch not in ONE_D else f"hfnn/{ONE_D[_arch]}: check input_ids.dim() == 2 and name the shape "
+                                                "(now: 'not enough values to unpack' / 'tuple index out of range')")(
+        lambda fx, tmp, a=_arch, h=_head: _call(build_model(a, h).eval(), h, torch.tensor([5, 6, 7])))
+    if _head == "AutoModelForSequenceClassification":
+        case(f"labels-unseen-{_id}", f"`{_name}` (3 classes) given label 7", ValueError, r"7.*num_labels=3",
+             open=None if _arch not in LABELS else f"hfnn/{LABELS[_arch]}: check single-label labels are in "
+                                                    "[0, num_labels) (now torch's IndexError 'Target 7 is out of bounds')")(
+            lambda fx, tmp, a=_arch, h=_head: build_model(a, h)(input_ids=torch.tensor([[5, 6]]), labels=torch.tensor([7])))
+        case(f"labels-float-{_id}", f"`{_name}` (single_label_classification) given float labels", ValueError,
+             r"integer|dtype",
+             open=None if _arch not in LABELS else f"hfnn/{LABELS[_arch]}: check the labels' dtype (now torch's "
+                                                    "'expected target dtype to be Long or Byte')")(
+            lambda fx, tmp, a=_arch, h=_head: build_model(a, h, problem_type="single_label_classification")(
+                input_ids=torch.tensor([[5, 6]]), labels=torch.tensor([1.0])))
+
+case("labels-token-out-of-vocab-rnn-CausalLM", f"`RnnForCausalLM` given label token id {VOCAB + 3}", ValueError,
+     rf"{VOCAB + 3}.*vocab_size={VOCAB}")(
+    lambda fx, tmp: build_model("rnn", "AutoModelForCausalLM")(input_ids=torch.tensor([[5, 6]]),
+                                                                labels=torch.tensor([[5, VOCAB + 3]])))
+case("empty-ids-rnn-CausalLM", "`RnnForCausalLM` given input_ids of shape (1, 0)", ValueError, "empty")(
+    lambda fx, tmp: build_model("rnn", "AutoModelForCausalLM")(input_ids=torch.zeros(1, 0, dtype=torch.long)))
+case("mask-shape-rnn-CausalLM", "`RnnForCausalLM` with a (1, 2) attention_mask for 3 tokens", ValueError,
+     "attention_mask")(
+    lambda fx, tmp: build_model("rnn", "AutoModelForCausalLM")(input_ids=torch.tensor([[5, 6, 7]]),
+                                                               attention_mask=torch.ones(1, 2, dtype=torch.long)))
+case("mask-shape-rnn_seq2seq", "`RnnSeq2SeqForConditionalGeneration` with a (1, 2) mask for 3 source tokens",
+     ValueError, "attention_mask",
+     open="hfnn/modeling_rnn_seq2seq.py: check the attention_mask shape against input_ids (now a RuntimeError "
+          "'The expanded size of the tensor (3) must match ...')")(
+    lambda fx, tmp: build_model("rnn_seq2seq", "AutoModelForSeq2SeqLM")(
+        input_ids=torch.tensor([[5, 6, 7]]), attention_mask=torch.ones(1, 2, dtype=torch.long),
+        decoder_input_ids=torch.tensor([[2, 5]])))
+case("too-long-transformer-CausalLM", "`TransformerForCausalLM` (max_position_embeddings=32) given 40 tokens",
+     ValueError, "40.*max_position_embeddings=32")(
+    lambda fx, tmp: build_model("transformer", "AutoModelForCausalLM")(input_ids=torch.randint(4, VOCAB, (1, 40))))
+case("too-long-generate-transformer", "`generate` from 30 tokens + 10 new with max_position_embeddings=32",
+     ValueError, "max_position_embeddings=32")(
+    lambda fx, tmp: build_model("transformer", "AutoModelForCausalLM").eval().generate(
+        input_ids=torch.randint(4, VOCAB, (1, 30)), max_new_tokens=10, do_sample=False))
+case("too-long-transformer-Seq2SeqLM", "`TransformerForConditionalGeneration` given a 40-token source",
+     ValueError, "max_position_embeddings=32")(
+    lambda fx, tmp: build_model("transformer", "AutoModelForSeq2SeqLM")(
+        input_ids=torch.randint(4, VOCAB, (1, 40)), decoder_input_ids=torch.tensor([[2]])))
+case("empty-generate-transformer", "`TransformerForCausalLM.generate` given input_ids of shape (1, 0)", ValueError,
+     "empty|at least one",
+     open="hfnn/modeling_transformer.py: reject an empty input_ids with a ValueError (now IndexError 'index -1 is "
+          "out of bounds for dimension 1 with size 0')")(
+    lambda fx, tmp: build_model("transformer", "AutoModelForCausalLM").eval().generate(
+        input_ids=torch.zeros(1, 0, dtype=torch.long), max_new_tokens=2))
+
+
+# ------------------------------------------------------------------------------------------------ text and tokenizers
+
+case("tokenizer-no-text", "`train_tokenizer([])`", ValueError, "empty")(lambda fx, tmp: train_tokenizer([]))
+case("tokenizer-empty-strings", "`train_tokenizer(['', ''])`", ValueError, "empty")(
+    lambda fx, tmp: train_tokenizer(["", ""]))
+case("tokenizer-kind", "`train_tokenizer(texts, kind='sentencepiece')`", ValueError, "kind")(
+    lambda fx, tmp: train_tokenizer(["abc"], kind="sentencepiece"))
+case("tokenizer-vocab_size", "`train_tokenizer(texts, kind='bpe', vocab_size=100)`", ValueError, "vocab_size")(
+    lambda fx, tmp: train_tokenizer(["abc"], kind="bpe", vocab_size=100))
+
+
+def _pipe(task, folder, text, **kwargs):
+    from transformers import pipeline
+
+    return pipeline(task, model=str(folder))(text, **kwargs)
+
+
+case("empty-text-rnn-classifier", "`pipeline('text-classification', rnn classifier)('')`", ValueError, "empty")(
+    lambda fx, tmp: _pipe("text-classification", fx / "rnn_cls", ""))
+case("empty-text-transformer-classifier", "`pipeline('text-classification', transformer classifier)('')`",
+     ValueError, "empty|at least one",
+     open="hfnn/modeling_transformer.py: reject an empty input with a ValueError (now IndexError 'argmax(): "
+          "Expected reduction dim 1 to have non-zero size')")(
+    lambda fx, tmp: _pipe("text-classification", fx / "transformer_cls", ""))
+
+
+def _is_prediction(result):
+    assert isinstance(result, list) and 0.0 <= result[0]["score"] <= 1.0, result
+
+
+case("empty-text-cnn-classifier", "`pipeline('text-classification', cnn classifier)('')`", None,
+     "by design: a text with no tokens gets a prediction (max-over-time pooling over one zero window)",
+     check=_is_prediction)(lambda fx, tmp: _pipe("text-classification", fx / "cnn_cls", ""))
+case("empty-prompt-rnn-lm", "`pipeline('text-generation', rnn LM)('')`", None,
+     "by design: an empty prompt starts from <s> (bos_token_id)",
+     check=lambda r: r[0]["generated_text"])(lambda fx, tmp: _pipe("text-generation", fx / "rnn_lm", "", max_new_tokens=3))
+case("whitespace-text-rnn-classifier", "`pipeline('text-classification', rnn classifier)('   ')` (char tokenizer)",
+     None, "by design: spaces are characters (tokens) for a character-level model", check=_is_prediction)(
+    lambda fx, tmp: _pipe("text-classification", fx / "rnn_cls", "   "))
+
+
+def _generate_with(fx, tokenizer):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+    model = AutoModelForCausalLM.from_pretrained(fx / "rnn_lm")
+    tok = AutoTokenizer.from_pretrained(fx / tokenizer)
+    return pipeline("text-generation", model=model, tokenizer=tok)("\u03b1\u03b2\u03b3", max_new_tokens=2)
+
+
+case("tokenizer-mismatch-generate", "text-generation with a tokenizer larger than the model's vocabulary", ValueError,
+     r"token id \d+.*vocab_size")(lambda fx, tmp: _generate_with(fx, "bigger_tokenizer"))
+
+
+def _check_tokenizer(fx):
+    from transformers import AutoConfig, AutoTokenizer
+
+    common.check_tokenizer(AutoConfig.from_pretrained(fx / "rnn_lm"), AutoTokenizer.from_pretrained(fx / "bigger_tokenizer"))
+
+
+case("tokenizer-mismatch-check", "`check_tokenizer(model, tokenizer)` with a larger tokenizer", ValueError,
+     r"tokenizer has \d+ tokens but the model's vocab_size is \d+")(lambda fx, tmp: _check_tokenizer(fx))
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+case("data-missing-text-column", "`load_corpus('x.csv', text_column='text')` (columns: sentence, label)", KeyError,
+     r"'text'.*available columns")(lambda fx, tmp: load_corpus(str(fx / "sentences.csv"), text_column="text"))
+case("data-misnamed-label-column", "`load_corpus('x.csv', text_column='sentence', label_column='labels')`",
+     KeyError, r"'labels'.*available columns")(
+    lambda fx, tmp: load_corpus(str(fx / "sentences.csv"), text_column="sentence", label_column="labels"))
+case("data-not-utf8-txt", "`load_corpus('latin1.txt')`", ValueError, "not UTF-8")(
+    lambda fx, tmp: load_corpus(str(fx / "latin1.txt")))
+case("data-not-utf8-csv", "`load_corpus('latin1.csv')`", ValueError, "not UTF-8")(
+    lambda fx, tmp: load_corpus(str(fx / "latin1.csv")))
+case("data-no-such-file", "`load_corpus(data_files={'train': 'missing.txt'})`", FileNotFoundError, "missing.txt")(
+    lambda fx, tmp: load_corpus(data_files={"train": str(fx / "missing.txt")}))
+case("data-unknown-file-type", "`load_corpus('notes.docx')`", ValueError, "unknown file type")(
+    lambda fx, tmp: load_corpus(str(fx / "notes.docx")))
+case("data-unknown-split", "`load_corpus(data_files={'training': ...})`", ValueError, "training")(
+    lambda fx, tmp: load_corpus(data_files={"training": str(fx / "ok.txt")}))
+case("data-builtin-unknown-option", "`load_corpus('kjv_french', target_language='fr')`", TypeError, "target_language")(
+    lambda fx, tmp: load_corpus("kjv_french", target_language="fr"))
+case("data-one-line-file", "run_lm on a one-line train_file (nothing to hold out for validation/test)",
+     ValueError, "line|validation|too few|too small",
+     open="hfnn/corpora.py _complete_splits: datasets' select(range(n, n)) raises IndexError 'Index 1 out of range "
+          "for dataset of size 1'; select empty splits with [] and say the file is too short to hold out splits")(
+    lambda fx, tmp: run_lm.main(["rnn_shakespeare_char", "--output_dir", str(tmp / "out"),
+                                 "--train_file", str(fx / "one_line.txt"), "--max_steps", "1"]))
+case("pipeline-text-shorter-than-block", "run_lm with block_size=100000 (longer than the whole text)", ValueError,
+     "No training example.*block_size=100000")(
+    lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--block_size", "100000")))
+case("pipeline-no-label-column", "run_classification on a CSV without a label column", ValueError,
+     r"no 'label' column")(
+    lambda fx, tmp: run_classification.main(cls_argv(fx, tmp / "out", "text_only.csv")))
+case("pipeline-negative-labels", "run_classification with integer labels -1, 0, 1", ValueError, ">= 0.*-1")(
+    lambda fx, tmp: run_classification.main(cls_argv(fx, tmp / "out", "negative.csv")))
+case("pipeline-single-class", "run_classification on data whose labels are all 'x'", ValueError, "num_labels")(
+    lambda fx, tmp: run_classification.main(cls_argv(fx, tmp / "out", "one_class.csv")))
+
+
+# ------------------------------------------------------------------------------------------------ saved models
+
+
+def _load(folder, cls=None):
+    from transformers import AutoModelForCausalLM
+
+    return (cls or AutoModelForCausalLM).from_pretrained(folder)
+
+
+case("load-corrupt-safetensors", "`from_pretrained` on a folder whose model.safetensors is random bytes",
+     Exception, "deserializing header")(lambda fx, tmp: _load(fx / "corrupt"))
+case("load-truncated-safetensors", "`from_pretrained` on a half-written model.safetensors", Exception,
+     "deserializing header|incomplete metadata")(lambda fx, tmp: _load(fx / "truncated"))
+case("load-empty-safetensors", "`from_pretrained` on an empty model.safetensors", Exception, "header too small")(
+    lambda fx, tmp: _load(fx / "empty_weights"))
+case("load-no-weights", "`from_pretrained` on a folder with config.json only", OSError, "model.safetensors")(
+    lambda fx, tmp: _load(fx / "no_weights"))
+case("load-bad-config-json", "`from_pretrained` on a folder whose config.json is not JSON", OSError, "not a valid JSON")(
+    lambda fx, tmp: _load(fx / "bad_config_json"))
+case("load-bad-config-value", "`from_pretrained` on a config.json with hidden_size 0", ValueError, "hidden_size")(
+    lambda fx, tmp: _load(fx / "bad_config_value"))
+case("load-wrong-auto-class", "`AutoModelForSeq2SeqLM.from_pretrained(rnn LM folder)`", ValueError,
+     "RnnConfig.*AutoModelForSeq2SeqLM")(
+    lambda fx, tmp: _load(fx / "rnn_lm", __import__("transformers").AutoModelForSeq2SeqLM))
+case("load-other-model-type-rnn", "`RnnForCausalLM.from_pretrained(cnn classifier folder)`", ValueError,
+     "hfnn-cnn.*hfnn-rnn")(lambda fx, tmp: _load(fx / "cnn_cls", hfnn.RnnForCausalLM))
+case("load-other-model-type-cnn", "`CnnForSequenceClassification.from_pretrained(rnn classifier folder)`", ValueError,
+     "hfnn-rnn.*hfnn-cnn",
+     open="hfnn/configuration_cnn.py (and configuration_mlp/_rnn_seq2seq/_transformer.py): raise when "
+          "kwargs['model_type'] differs from cls.model_type, as RnnConfig does (now a warning, then a model with "
+          "default sizes and random weights)")(lambda fx, tmp: _load(fx / "rnn_cls", hfnn.CnnForSequenceClassification))
+case("load-no-such-folder", "`AutoModelForCausalLM.from_pretrained('/nonexistent/model')`", OSError, "/nonexistent/model")(
+    lambda fx, tmp: _load("/nonexistent/model"))
+
+
+# ------------------------------------------------------------------------------------------------ recipes and pipeline arguments
+
+case("recipe-unknown-key", "recipe with `block_sise: 32`", ValueError, "unknown keys: block_sise")(
+    lambda fx, tmp: common.parse_args((run_lm.ModelArguments, run_lm.DataArguments, common.RunArguments),
+                                      [str(fx / "unknown_key.yaml")]))
+case("recipe-bad-yaml", "recipe that is not valid YAML", ValueError, "not valid YAML")(
+    lambda fx, tmp: common.load_recipe(str(fx / "bad.yaml")))
+case("recipe-bad-json", "recipe.json with a trailing comma", ValueError, "not valid JSON")(
+    lambda fx, tmp: common.load_recipe(str(fx / "bad.json")))
+case("recipe-not-a-mapping", "recipe that is a YAML list", ValueError, "mapping")(
+    lambda fx, tmp: common.load_recipe(str(fx / "list.yaml")))
+case("recipe-not-found", "`run_lm nosuchrecipe`", FileNotFoundError, "neither a file nor a shipped recipe")(
+    lambda fx, tmp: common.load_recipe("nosuchrecipe"))
+case("args-unknown-flag", "`run_lm recipe --frobnicate 1`", ValueError, "frobnicate")(
+    lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--frobnicate", "1")))
+
+
+class ExitStatus(Exception):
+    """A command that exited (argparse or the hfnn CLI): the status and the last line of stderr."""
+
+
+def _bad_float(fx, tmp):
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        try:
+            run_lm.main(lm_argv(fx, tmp / "out", "--learning_rate", "abc"))
+        except SystemExit as exc:
+            raise ExitStatus(f"exit status {exc.code}: {stderr.getvalue().strip().splitlines()[-1]}") from None
+
+
+case("args-bad-value", "`run_lm recipe --learning_rate abc`", ExitStatus, "exit status 2.*learning_rate.*abc")(_bad_float)
+case("args-bad-config-override", "`--config_overrides '{\"hidden_size\": 0}'`", ValueError, "hidden_size")(
+    lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out") + ["--config_overrides", '{"hidden_size": 0}']))
+case("args-misspelt-config-override", "`--config_overrides '{\"hiden_size\": 8}'`", ValueError,
+     "hiden_size.*did you mean 'hidden_size'")(
+    lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out") + ["--config_overrides", '{"hiden_size": 8}']))
+case("args-config-override-not-json", "`--config_overrides '{hidden_size: 8'`", ValueError, "JSON mapping")(
+    lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out") + ["--config_overrides", "{hidden_size: 8"]))
+case("args-unknown-architecture", "`run_lm recipe --architecture lstm`", ValueError, "Unknown architecture 'lstm'")(
+    lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--architecture", "lstm")))
+case("args-architecture-without-lm-head", "`run_lm recipe --architecture cnn`", ValueError, "'cnn' has no language-model head")(
+    lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--architecture", "cnn", "--config_overrides", "{}")))
+case("args-block-size-over-max-positions", "run_lm, Transformer with max_position_embeddings=16, block_size=32",
+     ValueError, "block_size=32 exceeds the model's max_position_embeddings=16")(
+    lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--architecture", "transformer", "--block_size", "32",
+                                        "--config_overrides", '{"hidden_size": 8, "num_attention_heads": 2, '
+                                        '"num_hidden_layers": 1, "max_position_embeddings": 16}')))
+case("args-no-such-model-folder", "`run_lm recipe --model_name_or_path ./no/such/model`", FileNotFoundError,
+     "no such folder")(lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--model_name_or_path", "./no/such/model")))
+case("args-tokenizer-mismatch", "fine-tuning the rnn LM with a larger tokenizer (`--tokenizer_name`)", ValueError,
+     r"tokenizer has \d+ tokens but the model's vocab_size is \d+")(
+    lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--model_name_or_path", str(fx / "rnn_lm"),
+                                        "--tokenizer_name", str(fx / "bigger_tokenizer"))))
+case("output-dir-not-empty", "`run_lm recipe --output_dir <folder with files>`", FileExistsError, "not empty")(
+    lambda fx, tmp: run_lm.main(lm_argv(fx, fx / "existing_output")))
+case("output-dir-is-a-file", "`run_lm recipe --output_dir <a file>`", NotADirectoryError, "not a folder")(
+    lambda fx, tmp: run_lm.main(lm_argv(fx, fx / "a_file")))
+case("resume-without-checkpoint", "`--resume_from_checkpoint latest` with no checkpoint", FileNotFoundError,
+     "no complete checkpoint")(lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--resume_from_checkpoint", "latest")))
+case("resume-from-non-checkpoint", "`--resume_from_checkpoint <a model folder without trainer state>`", ValueError,
+     "trainer_state.json")(
+    lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--resume_from_checkpoint", str(fx / "rnn_lm"))))
+
+
+# ------------------------------------------------------------------------------------------------ command line
+
+
+def _cli(argv, one_line=True):
+    """``hfnn.cli.main(argv)``; a user error must exit with status 2 and, unless argparse itself
+    answers (usage + error), print exactly one line."""
+    cli = pytest.importorskip("hfnn.cli")
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = cli.main(argv)
+        except SystemExit as exc:
+            code = exc.code
+    lines = [ln for ln in stderr.getvalue().splitlines() if ln.strip()]
+    if code == 2 and (len(lines) == 1 or not one_line):
+        raise ExitStatus(f"exit status 2: {lines[-1] if lines else ''}")
+    return code, lines
+
+
+for _id, _argv, _match, _what in (
+    ("no-such-model", ["generate", "./no/such/model", "hi"], "no such model folder", "`hfnn generate ./no/such/model hi`"),
+    ("wrong-kind-of-model", ["classify", "{rnn_lm}", "hi"], "language model.*not a text classifier",
+     "`hfnn classify <LM folder> hi`"),
+    ("bad-option-value", ["generate", "{rnn_lm}", "hi", "--max-new-tokens", "0"], "max-new-tokens",
+     "`hfnn generate <LM> hi --max-new-tokens 0`"),
+    ("unknown-recipe", ["train", "nosuchrecipe"], "nosuchrecipe", "`hfnn train nosuchrecipe`"),
+    ("bad-recipe", ["train", "{unknown_key}"], "block_sise", "`hfnn train recipe.yaml` with an unknown key"),
+    ("unknown-command", ["frobnicate"], "invalid choice: 'frobnicate'", "`hfnn frobnicate`"),
+):
+    case(f"cli-{_id}", _what, ExitStatus, "exit status 2: hfnn.*" + _match)(
+        lambda fx, tmp, a=_argv, i=_id: _cli([x.format(rnn_lm=fx / "rnn_lm", unknown_key=fx / "unknown_key.yaml") for x in a],
+                                            one_line=i != "unknown-command"))
+
+
+# ------------------------------------------------------------------------------------------------ running a case
+
+
+@contextlib.contextmanager
+def deadline(seconds: int):
+    def hung(signum, frame):
+        raise TimeoutError(f"no answer after {seconds} s: a bad input must fail fast, not hang")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run_case(c: Case, fixtures: Path, scratch: Path):
+    """Runs a case under the deadline; returns (exception or None, result)."""
+    with deadline(DEADLINE_S):
+        try:
+            return None, c.run(fixtures, scratch)
+        except TimeoutError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - SystemExit included: it is a finding too
+            return exc, None
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory) -> Path:
+    root = make_fixtures(tmp_path_factory.mktemp("bad-input") / "fixtures")
+    return root
+
+
+@pytest.mark.parametrize("c", [pytest.param(c, marks=pytest.mark.xfail(reason=c.open, strict=False) if c.open else ())
+                               for c in CASES], ids=[c.id for c in CASES])
+def test_bad_input(c: Case, fixtures: Path, tmp_path: Path):
+    before = snapshot(fixtures)
+    exc, result = run_case(c, fixtures, tmp_path)
+    assert snapshot(fixtures) == before, "an existing file was modified or removed"
+    if c.error is None:
+        assert exc is None, f"{c.input}: expected no error, got {type(exc).__name__}: {exc}"
+        c.check(result)
+        return
+    assert exc is not None, f"{c.input}: no error was raised"
+    assert isinstance(exc, c.error), f"{c.input}: {type(exc).__name__}: {exc}"
+    message = str(exc)
+    assert re.search(c.match, message, flags=re.S), f"{c.input}: the message does not name the problem: {message[:500]}"
+    assert len(message) < 2000, "the message is a wall of text"
+
+
+def test_catalogue_is_large_and_tabled():
+    assert len(CASES) >= 30
+    table = TABLE.read_text(encoding="utf-8")
+    missing = [c.id for c in CASES if f"| `{c.id}` |" not in table]
+    assert not missing, f"{TABLE.name} lacks {missing}: regenerate it with `python -m tests.test_bad_input`"
+
+
+# ------------------------------------------------------------------------------------------------ the table
+
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def write_table(path: Path = TABLE) -> None:
+    import tempfile
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as folder:
+        fixtures = make_fixtures(Path(folder) / "fixtures")
+        rows = []
+        for c in CASES:
+            scratch = Path(tempfile.mkdtemp(dir=folder))
+            exc, _ = run_case(c, fixtures, scratch)
+            if exc is None:
+                raised, excerpt = "none", c.match
+            else:
+                raised, excerpt = type(exc).__name__, str(exc).replace(str(fixtures), "<fixtures>")
+                excerpt = excerpt.replace(str(scratch), "<tmp>")
+                if isinstance(exc, ExitStatus):
+                    raised, excerpt = "exit status 2", excerpt.removeprefix("exit status 2: ")
+                if len(excerpt) > 180:
+                    excerpt = excerpt[:177] + "..."
+            if c.open:
+                excerpt = f"**open** ({c.open}) — now: {excerpt}"
+            rows.append(f"| `{c.id}` | {_cell(c.input)} | {raised} | {_cell(excerpt)} |")
+    header = (
+        "# Bad input: what hfnn answers\n\n"
+        "Every row is a test case of `tests/test_bad_input.py` (regenerate this file with "
+        "`python -m tests.test_bad_input`). Each case must fail within "
+        f"{DEADLINE_S} s with an error naming the problem and leave existing files untouched; rows marked "
+        "**open** are known bad errors, with the fix that closes them.\n\n"
+        "| case | input | error raised | message excerpt |\n|---|---|---|---|\n"
+    )
+    path.write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    import logging
+
+    logging.disable(logging.WARNING)
+    write_table(Path(sys.argv[1]) if len(sys.argv) > 1 else TABLE)
+    print(f"wrote {TABLE}")
