@@ -190,11 +190,13 @@ def _attention(r: dict, out: Path, headline: list[str]) -> list[str]:
     samples = r["samples"]
     lines = [
         f"Grapheme-to-phoneme on CMUdict with the shipped recipes through `run_seq2seq.main`, "
-        f"{r['minutes']} minutes of training each (the recipes are sized for 24), warm-up steps scaled "
-        f"by the same factor. The pipeline scores {samples['validation']} validation and {samples['test']} test "
-        "words (greedy); it writes no per-word outputs, so the benchmark loads each saved model and generates "
-        "for the same test words again (greedy, batched, up to 32 phonemes) to score them by word length. "
-        "A word is right when the output equals any of its pronunciations.", "",
+        f"{r['minutes']} minutes of training each (the recipes are sized for {_recipe_minutes(runs)}), warm-up "
+        f"steps scaled by the same factor, greedy decoding for all four (`--generation_num_beams 1`"
+        f"{'; the RNN recipes score with beam search by default' if _beams(runs) else ''}). The pipeline scores "
+        f"{samples['validation']} validation and {samples['test']} test words; it writes no per-word outputs, so "
+        "the benchmark loads each saved model and generates for the same test words again (greedy, batched, up "
+        "to 32 phonemes) to score them by word length. A word is right when the output equals any of its "
+        "pronunciations.", "",
     ]
     rows = []
     for name, label in S2S_LABELS.items():
@@ -249,6 +251,17 @@ def _attention(r: dict, out: Path, headline: list[str]) -> list[str]:
         headline.append("CMUdict test WER after " + f"{r['minutes']} min each: " + ", ".join(
             f"{label} {_pct(runs[n]['regenerated']['wer'])}" for n, label in S2S_LABELS.items()) + ".")
     return lines
+
+
+def _recipe_minutes(runs: dict) -> str:
+    values = sorted({x.get("recipe_minutes") for x in runs.values() if x.get("recipe_minutes")})
+    if not values:
+        return "about 24"
+    return f"{values[0]:g}" if values[0] == values[-1] else f"{values[0]:g} to {values[-1]:g}"
+
+
+def _beams(runs: dict) -> bool:
+    return any((x.get("recipe_num_beams") or 1) > 1 for x in runs.values())
 
 
 def _lm(r: dict, out: Path, headline: list[str]) -> list[str]:
@@ -347,11 +360,11 @@ def _rnn_overhead(r: dict, out: Path, headline: list[str]) -> list[str]:
             lines += [f"Profile of {x['rnn_type']} {'generation' if what == 'generate' else 'training step'} "
                       f"(torch.profiler for aten ops, cProfile for Python), {unit}:", ""]
             lines += _table(
-                ["", "aten op calls", "time in aten ops (ms)", "wall time under cProfile (ms)"],
-                [["hfnn", f"{h['aten_calls'] / per:.0f}", f"{h['aten_self_ms'] / per:.3f}",
-                  f"{h['cprofile_wall_ms'] / per:.3f}"],
-                 ["plain", f"{p['aten_calls'] / per:.0f}", f"{p['aten_self_ms'] / per:.3f}",
-                  f"{p['cprofile_wall_ms'] / per:.3f}"]])
+                ["", "aten op calls", "time in aten ops (ms)", "wall under torch.profiler (ms)",
+                 "of which outside aten ops (ms)", "wall under cProfile (ms)"],
+                [[name, f"{q['aten_calls'] / per:.0f}", f"{q['aten_self_ms'] / per:.3f}",
+                  f"{q['profiled_wall_ms'] / per:.3f}", f"{(q['profiled_wall_ms'] - q['aten_self_ms']) / per:.3f}",
+                  f"{q['cprofile_wall_ms'] / per:.3f}"] for name, q in (("hfnn", h), ("plain", p))])
             lines += [f"hfnn's most expensive aten ops ({'whole generation' if per > 1 else 'one step'}):", ""]
             lines += _table(["op", "calls", "self ms"],
                             [[f"`{o['op']}`", o["calls"], f"{o['self_ms']:.2f}"] for o in h["top_ops"]])
@@ -442,6 +455,13 @@ SECTIONS = [
 
 def write(out: Path, saved: dict, run: dict) -> Path:
     """Writes OUT/RESULTS.md (and the PNGs beside it) from the saved benchmark records."""
+    if not run["selected"] and saved:  # --only report: describe the runs that produced the records
+        records = sorted(saved.values(), key=lambda r: r["started"])
+        commands = {r["command"] for r in records}
+        run = {**run, "command": records[-1]["command"] if len(commands) == 1 else run["command"],
+               "started": records[0]["started"],
+               "wall_s": sum(r["wall_s"] for r in records) + records[0].get("preload", {}).get("seconds", 0),
+               "load_average_end": records[-1].get("load_average_end")}
     machine = next((r["machine"] for r in saved.values() if "machine" in r), {})
     minutes = next((r["minutes"] for r in saved.values() if "minutes" in r), {})
     quick = run["quick"] if run["selected"] else any(r.get("mode") == "quick" for r in saved.values())

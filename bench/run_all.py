@@ -379,6 +379,7 @@ def main(argv=None) -> int:
                 status = 1
             record["memory"] = runner.memory
             record["wall_s"] = time.monotonic() - b0
+            record["load_average_end"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
             if "error" in record:
                 print(f"[{name}] FAILED: {record['error'].splitlines()[0]}", flush=True)
             (scratch / "results" / f"{name}.json").write_text(json.dumps(record, indent=1, default=_json_default))

@@ -70,7 +70,8 @@ def command_line(module: str, argv: list[str]) -> str:
 
 def _keep(results: dict, prefixes=("test_", "validation_")) -> dict:
     keep = {"parameters", "train_steps", "train_seconds", "train_loss", "train_examples", "vocab_size",
-            "source_vocab_size", "target_vocab_size", "train_epochs", "architecture", "attention"}
+            "source_vocab_size", "target_vocab_size", "train_epochs", "architecture", "attention",
+            "generation_num_beams"}
     return {k: v for k, v in results.items()
             if k in keep or (k.startswith(prefixes) and isinstance(v, (int, float)))}
 
@@ -290,7 +291,7 @@ def seq2seq_job(argv: list[str], max_source_length: int, max_target_length: int,
 def bench_attention(runner) -> dict:
     mode = "quick" if runner.quick else "full"
     samples = SEQ2SEQ_SAMPLES[mode]
-    recipe_minutes = 24.0  # what the shipped recipes are sized for
+    recipe_minutes = 24.0  # what the shipped recipes are sized for, if one does not say
     runs = {}
     for name, recipe in SEQ2SEQ_RECIPES.items():
         from hfnn.pipelines.common import load_recipe
@@ -299,8 +300,11 @@ def bench_attention(runner) -> dict:
         budget = runner.minutes["seq2seq"]
         # the warm-up takes the same share of the (shorter) budget as in the shipped recipe
         warmup = max(10, round(shipped.get("warmup_steps", 0) * budget / shipped.get("max_train_minutes", recipe_minutes)))
+        # greedy decoding for all four (the RNN recipes score with beam search by default), so that the
+        # pipeline's scores and the benchmark's own regeneration are the same decoding, like for like
         extra = {"max_eval_samples": samples["validation"], "max_test_samples": samples["test"],
-                 "save_strategy": "no", "num_samples": 1, "num_attention_examples": 0, "warmup_steps": warmup}
+                 "save_strategy": "no", "num_samples": 1, "num_attention_examples": 0, "warmup_steps": warmup,
+                 "generation_num_beams": 1}
         quick_extra = {"max_train_samples": 300, "per_device_train_batch_size": 32,
                        "config_overrides": QUICK_SEQ2SEQ_OVERRIDES[name], "warmup_steps": 1}
         argv = pipeline_argv(recipe, runner.scratch / "runs" / recipe, budget, runner.quick, extra=extra,
@@ -311,6 +315,8 @@ def bench_attention(runner) -> dict:
         result["command"] = command_line("hfnn.pipelines.run_seq2seq", argv)
         result["warmup_steps"] = warmup
         result["recipe_warmup_steps"] = shipped.get("warmup_steps")
+        result["recipe_minutes"] = shipped.get("max_train_minutes")
+        result["recipe_num_beams"] = shipped.get("generation_num_beams")
         runs[name] = result
     return {"runs": runs, "minutes": runner.minutes["seq2seq"], "samples": samples,
             "buckets": [_bucket_label(*b) for b in LENGTH_BUCKETS]}

@@ -27,9 +27,9 @@ from tests.reliability_utils import VOCAB, heads, model_classes, tiny_config
 HEADS = heads()
 IDS = [f"{a}-{h.removeprefix('AutoModelFor')}" for a, h in HEADS]
 GENERATIVE = [(a, h) for a, h in HEADS if h in ("AutoModelForCausalLM", "AutoModelForSeq2SeqLM")]
-FAST = settings(max_examples=8, deadline=None, derandomize=True, database=None,
+FAST = settings(max_examples=12, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-FEWER = settings(FAST, max_examples=5)
+FEWER = settings(FAST, max_examples=8)
 
 sizes = st.integers(4, 16)
 layers = st.integers(1, 2)
