@@ -106,6 +106,11 @@ class TransformerConfig(PreTrainedConfig):
         **kwargs,
     ):
         name = type(self).__name__
+        if kwargs.get("model_type", self.model_type) != self.model_type:  # a config.json of another model
+            raise ValueError(
+                f"{name}: this configuration is for model type {kwargs['model_type']!r}, not {self.model_type!r}; "
+                "load the folder with its own class or with the Auto classes (AutoConfig, AutoModel...)"
+            )
         encoder_layers = kwargs.pop("num_encoder_layers", encoder_layers)
         decoder_layers = kwargs.pop("num_decoder_layers", decoder_layers)
 

@@ -398,8 +398,10 @@ class TransformerModel(TransformerPreTrainedModel):
 
     def _check_input_ids(self, input_ids: torch.Tensor) -> None:
         vocab_size = self.embed_tokens.num_embeddings
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must have shape (batch, seq), got {tuple(input_ids.shape)}")
         if input_ids.numel() == 0:
-            return
+            raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)}): give at least one token")
         low, high = torch.aminmax(input_ids)
         if low.item() < 0 or high.item() >= vocab_size:
             bad = input_ids[(input_ids < 0) | (input_ids >= vocab_size)][0].item()
@@ -726,6 +728,17 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
                 return F.mse_loss(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
             return F.mse_loss(logits, labels.to(logits.dtype))
         if self.config.problem_type == "single_label_classification":
+            if labels.is_floating_point():
+                raise ValueError(
+                    f"labels must be integer class ids for single_label_classification, got dtype {labels.dtype}; "
+                    "for regression or multi-label targets set config.problem_type"
+                )
+            bad = labels[(labels != -100) & ((labels < 0) | (labels >= self.num_labels))]
+            if bad.numel():
+                raise ValueError(
+                    f"labels contains class id {int(bad[0])}, outside the model's classes "
+                    f"[0, num_labels={self.num_labels}); use -100 to skip an example"
+                )
             return F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
         return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
