@@ -65,6 +65,11 @@ class CnnConfig(PreTrainedConfig):
         **kwargs,
     ):
         name = type(self).__name__
+        if kwargs.get("model_type", self.model_type) != self.model_type:  # a config.json of another model
+            raise ValueError(
+                f"{name}: this configuration is for model type {kwargs['model_type']!r}, not {self.model_type!r}; "
+                "load the folder with its own class or with the Auto classes (AutoConfig, AutoModel...)"
+            )
         _positive_int(name, "vocab_size", vocab_size)
         _positive_int(name, "embedding_size", embedding_size)
         if isinstance(window_sizes, (str, bytes)) or not hasattr(window_sizes, "__iter__"):

@@ -90,10 +90,28 @@ class CnnEmbeddings(nn.Module):
         return embeds
 
 
+def _check_class_labels(labels: torch.Tensor, num_labels: int) -> None:
+    """Single-label classification needs integer class ids in [0, num_labels); -100 skips an example."""
+    if labels.is_floating_point():
+        raise ValueError(
+            f"labels must be integer class ids for single_label_classification, got dtype {labels.dtype}; "
+            "for regression or multi-label targets set config.problem_type"
+        )
+    bad = labels[(labels != -100) & ((labels < 0) | (labels >= num_labels))]
+    if bad.numel():
+        raise ValueError(
+            f"labels contains class id {int(bad[0])}, outside the model's classes [0, num_labels={num_labels}); "
+            "use -100 to skip an example"
+        )
+
+
 class CnnPreTrainedModel(PreTrainedModel):
     config_class = CnnConfig
     base_model_prefix = "model"
     main_input_name = "input_ids"
+    # The losses are per-example means and ignore the Trainer's num_items_in_batch, so the Trainer
+    # must scale them for gradient accumulation itself.
+    accepts_loss_kwargs = False
     _no_split_modules = ["CnnEmbeddings"]
 
     def _init_weights(self, module):
@@ -172,6 +190,8 @@ class CnnModel(CnnPreTrainedModel):
         holding `pad_token_id` count as padding."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("CnnModel: pass exactly one of input_ids or inputs_embeds")
+        if input_ids is not None and input_ids.dim() != 2:
+            raise ValueError(f"CnnModel: input_ids must have shape (batch, seq_len), got {tuple(input_ids.shape)}")
         if inputs_embeds is None:
             embeds = self.embeddings(input_ids)
         else:
@@ -299,6 +319,7 @@ class CnnForSequenceClassification(CnnPreTrainedModel):
                 else:
                     loss = MSELoss()(logits, labels.to(logits.dtype))
             elif self.config.problem_type == "single_label_classification":
+                _check_class_labels(labels, self.num_labels)
                 loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
             else:
                 loss = BCEWithLogitsLoss()(logits, labels.to(logits.dtype))

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 from transformers import HfArgumentParser, TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 __all__ = [
     "CHECKPOINT_MARKER",
@@ -171,7 +172,7 @@ def prepare_output_dir(path: str | os.PathLike, overwrite: bool = False, resume:
     return path
 
 
-class TimeBudgetCallback(TrainerCallback):
+class TimeBudgetCallback(TrainerCallback, ExportableState):
     """Stops training once ``minutes`` of wall-clock time have passed since training began.
 
     With ``anneal=True`` the learning rate also follows a cosine from its scheduled value down to
@@ -179,6 +180,10 @@ class TimeBudgetCallback(TrainerCallback):
     cut by the clock ends at a low learning rate on any machine (slow or fast). This makes the
     number of steps, and so the result, depend on the machine's speed: for a reproducible run
     use ``max_steps`` with a step-based schedule instead.
+
+    The time spent is saved in each checkpoint (``trainer_state.json``, ``stateful_callbacks``), so
+    a resumed run continues the budget and the annealing where the checkpoint left them instead
+    of starting both again.
     """
 
     def __init__(self, minutes: float | None, anneal: bool = False, final_fraction: float = 0.05):
@@ -186,11 +191,24 @@ class TimeBudgetCallback(TrainerCallback):
         self.anneal = anneal and self.seconds is not None
         self.final_fraction = final_fraction
         self.start = None
+        self.elapsed_before = 0.0  # seconds spent before a resume
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + (0.0 if self.start is None else time.monotonic() - self.start)
 
     def elapsed_fraction(self) -> float:
-        return min(1.0, (time.monotonic() - self.start) / self.seconds)
+        return min(1.0, self.elapsed() / self.seconds)
+
+    def state(self) -> dict:
+        return {
+            "args": {"minutes": None if self.seconds is None else self.seconds / 60.0, "anneal": self.anneal,
+                     "final_fraction": self.final_fraction},
+            "attributes": {"elapsed_before": self.elapsed()},
+        }
 
     def on_train_begin(self, args, state, control, **kwargs):
+        saved = state.stateful_callbacks.get(type(self).__name__) if state.global_step > 0 else None
+        self.elapsed_before = float(saved.get("attributes", {}).get("elapsed_before", 0.0)) if isinstance(saved, dict) else 0.0
         self.start = time.monotonic()
 
     def on_step_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
@@ -201,7 +219,7 @@ class TimeBudgetCallback(TrainerCallback):
             group["lr"] = scheduled * factor
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.seconds is not None and time.monotonic() - self.start >= self.seconds:
+        if self.seconds is not None and self.elapsed() >= self.seconds:
             control.should_training_stop = True
             control.should_evaluate = True
         return control

@@ -96,6 +96,7 @@ def lm_args(out: Path, data: Path, per_device: int) -> list[str]:
         "--max_steps", "12", "--save_strategy", "no", "--eval_strategy", "no", "--logging_steps", "4",
         "--learning_rate", "0.02", "--warmup_steps", "0", "--num_samples", "0", "--write_model_card", "false",
         "--seed", "3", "--report_to", "none", "--ddp_find_unused_parameters", "false",
+        "--anneal_by_time", "false", "--max_train_minutes", "30",
     ]
 
 

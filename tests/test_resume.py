@@ -47,7 +47,8 @@ KILLED = -9
 def pipeline_args(out: Path, data: Path) -> list[str]:
     # 20 training blocks / batch 4 = 5 steps per epoch: the 12 steps cross two epoch boundaries and
     # the checkpoints fall at the start, middle and end of epochs. Dropout is on, so the RNG state
-    # of the checkpoint matters.
+    # of the checkpoint matters. The recipe anneals the learning rate over wall-clock time, which no
+    # two runs share: a bitwise comparison needs the step-based schedule (time budget kept, unused).
     return [
         "rnn_shakespeare_char", "--output_dir", str(out),
         "--train_file", str(data / "train.txt"), "--validation_file", str(data / "valid.txt"),
@@ -57,7 +58,8 @@ def pipeline_args(out: Path, data: Path) -> list[str]:
         "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4",
         "--max_steps", str(MAX_STEPS), "--save_strategy", "steps", "--save_steps", str(SAVE_STEPS),
         "--logging_steps", "1", "--eval_strategy", "no", "--learning_rate", "0.01", "--warmup_steps", "2",
-        "--max_train_minutes", "10", "--num_samples", "0", "--write_model_card", "false", "--seed", "7",
+        "--max_train_minutes", "10", "--anneal_by_time", "false", "--num_samples", "0", "--write_model_card", "false",
+        "--seed", "7",
     ]
 
 
@@ -73,6 +75,11 @@ def optimizer_state(folder: Path) -> list[torch.Tensor]:
 def losses(folder: Path) -> list[tuple[int, float]]:
     history = json.loads((folder / "trainer_state.json").read_text())["log_history"]
     return [(h["step"], h["loss"]) for h in history if "loss" in h]
+
+
+def budget_seconds(folder: Path) -> float:
+    state = json.loads((folder / "trainer_state.json").read_text())
+    return state["stateful_callbacks"]["TimeBudgetCallback"]["attributes"]["elapsed_before"]
 
 
 @pytest.fixture(scope="module")
@@ -256,6 +263,8 @@ def test_killed_anywhere_and_resumed_ends_with_identical_weights(tmp_path, data,
     assert "Skipping checkpoint" in proc.stderr and "checkpoint-9" in proc.stderr
 
     assert_same_weights(load_weights(out), load_weights(baseline), "final model after 6 kills")
+    # The time budget went on from the checkpoint's clock rather than starting again.
+    assert budget_seconds(out / "checkpoint-12") > budget_seconds(out / "checkpoint-6") > 0
     assert losses(out / f"checkpoint-{MAX_STEPS}") == losses(baseline / f"checkpoint-{MAX_STEPS}")
     assert [s for s, _ in losses(baseline / f"checkpoint-{MAX_STEPS}")] == list(range(1, MAX_STEPS + 1))
     assert json.loads((out / "results.json").read_text())["train_steps"] == MAX_STEPS
@@ -308,3 +317,23 @@ def test_checkpoints_of_a_plain_trainer_are_checked_by_structure(tmp_path, basel
     assert "truncated" in common.checkpoint_problem(out / "checkpoint-9", require_marker=False)
     assert "optimizer.pt" in common.checkpoint_problem(out / "checkpoint-6", require_marker=False)
     assert common.last_valid_checkpoint(out) == str(out / "checkpoint-3")
+
+
+def test_time_budget_counts_the_time_before_a_resume():
+    from transformers import TrainerControl, TrainerState
+
+    callback = common.TimeBudgetCallback(minutes=1.0, anneal=True)
+    resumed = TrainerState(global_step=40, stateful_callbacks={
+        "TimeBudgetCallback": {"args": {}, "attributes": {"elapsed_before": 45.0}}})
+    callback.on_train_begin(None, resumed, TrainerControl())
+    assert 45.0 <= callback.elapsed() < 50.0
+    assert callback.elapsed_fraction() == pytest.approx(0.75, abs=0.05)  # annealing goes on from 3/4 of the budget
+    assert not callback.on_step_end(None, resumed, TrainerControl()).should_training_stop
+    callback.elapsed_before = 61.0
+    assert callback.on_step_end(None, resumed, TrainerControl()).should_training_stop
+    assert callback.state()["attributes"]["elapsed_before"] >= 61.0
+    # A new run (step 0) starts the clock at zero even if the state holds an old value.
+    fresh = TrainerState(global_step=0, stateful_callbacks={
+        "TimeBudgetCallback": {"args": {}, "attributes": {"elapsed_before": 45.0}}})
+    callback.on_train_begin(None, fresh, TrainerControl())
+    assert callback.elapsed() < 5.0
