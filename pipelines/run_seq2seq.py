@@ -438,7 +438,7 @@ def main(argv=None) -> dict:
     model.eval()
     generator = pipeline(TASK, model=str(out_dir), device=model.device)
     with_attention = results["attention"] != "none"
-    outputs = generator(list(rows[source_column]), return_attentions=with_attention,
+    outputs = generator(list(rows[source_column]), return_attentions=with_attention, truncation=True,
                         num_beams=results["generation_num_beams"])
     samples = [
         {"source": row[source_column], "target": row[target_column], "predicted": out["generated_text"]}

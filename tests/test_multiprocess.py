@@ -101,8 +101,10 @@ def lm_args(out: Path, data: Path, per_device: int) -> list[str]:
 
 
 # The RNN classifier (bidirectional GRU, mean pooling over the unpadded positions): its loss is a
-# per-example mean that DDP averages. (The CNN and MLP classifiers fail this test until they set
-# accepts_loss_kwargs = False: their validation loss under 2 processes comes out exactly 2x.)
+# per-example mean that DDP averages. (A classifier whose forward takes **kwargs without setting
+# accepts_loss_kwargs = False gets its loss multiplied by the number of processes: the CNN's
+# validation loss under 2 processes came out exactly 2x before that was fixed; the cheap
+# single-process tests below guard every head against it.)
 CLASSIFICATION_RECIPE = """\
 task: text-classification
 architecture: rnn
