@@ -348,9 +348,16 @@ def _rnn_overhead(r: dict, out: Path, headline: list[str]) -> list[str]:
             verdicts.append(f"{'training' if what == 'train' else 'generation'} {100 * over:+.1f} % "
                             f"({'within' if over <= target else 'over'} the {100 * target:.0f} % target)")
         lines.append(f"- {x['rnn_type']}: " + "; ".join(verdicts) + ".")
-        if "one_step_forward" in x:
-            lines.append(f"  One cached step of the model's own `forward` (no `generate` around it) against the "
-                         f"plain module's: {_x(x['one_step_forward']['median'], 2)}.")
+        if "per_token" in x:
+            t = {k: v["median"] for k, v in x["per_token"].items()}
+            forward_part = t["hfnn_step"] - t["plain_step"]
+            loop_part = t["hfnn"] - 1 - forward_part
+            lines.append(
+                f"  Per generated token, relative to the plain loop (1.00): the plain module's forward alone "
+                f"{t['plain_step']:.2f}, hfnn's forward alone (one token, cache, mask, last logits) "
+                f"{t['hfnn_step']:.2f}, hfnn's `generate` {t['hfnn']:.2f}. Of hfnn's extra "
+                f"{100 * (t['hfnn'] - 1):.0f} %, about {100 * forward_part:.0f} points are its forward and "
+                f"{100 * loop_part:.0f} points `generate`'s per-step work around it.")
     lines.append("")
     for x in r["rows"]:
         for what, profile in x.get("profiles", {}).items():
@@ -365,6 +372,10 @@ def _rnn_overhead(r: dict, out: Path, headline: list[str]) -> list[str]:
                 [[name, f"{q['aten_calls'] / per:.0f}", f"{q['aten_self_ms'] / per:.3f}",
                   f"{q['profiled_wall_ms'] / per:.3f}", f"{(q['profiled_wall_ms'] - q['aten_self_ms']) / per:.3f}",
                   f"{q['cprofile_wall_ms'] / per:.3f}"] for name, q in (("hfnn", h), ("plain", p))])
+            if profile.get("extra_ops"):
+                lines += [f"aten ops that hfnn calls more often than the plain model ({unit}):", ""]
+                lines += _table(["op", "hfnn", "plain"], [[f"`{o['op']}`", f"{o['hfnn']:.0f}", f"{o['plain']:.0f}"]
+                                                          for o in profile["extra_ops"]])
             lines += [f"hfnn's most expensive aten ops ({'whole generation' if per > 1 else 'one step'}):", ""]
             lines += _table(["op", "calls", "self ms"],
                             [[f"`{o['op']}`", o["calls"], f"{o['self_ms']:.2f}"] for o in h["top_ops"]])

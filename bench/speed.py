@@ -236,6 +236,7 @@ def _profile_table(fn, rows: int = 8) -> dict:
         "profiled_wall_ms": profiled_s * 1e3,
         "cprofile_wall_ms": plain_s * 1e3,
         "top_ops": [{"op": e.key, "calls": e.count, "self_ms": e.self_cpu_time_total / 1e3} for e in ops[:rows]],
+        "op_counts": {e.key: e.count for e in events},
         "top_python": functions,
     }
 
@@ -282,20 +283,35 @@ def rnn_overhead_job(quick: bool, threads: int) -> dict:
 
         train_times = alternate(train, ["hfnn", "plain"], size["repeats"])
 
-        # greedy generation of new_tokens from a 16-token prompt
+        # greedy generation of new_tokens from a 16-token prompt; beside the two loops, one cached step
+        # of each model's forward alone (as generate calls hfnn's: a one-token input, the attention mask
+        # of the text so far, logits of the last position only), to split hfnn's extra time between its
+        # forward and generate's loop
         hf.eval(), plain.eval()
+        new = size["new_tokens"]
+        with torch.no_grad():
+            hf_state = hf(prompt, use_cache=True).cache
+            plain_state = plain(prompt)[1]
+        token = prompt[:, -1:]
+        mask = torch.ones(1, PROMPT_LEN + 1, dtype=torch.long)
 
         def generate(kind):
-            start = timer()
             with torch.no_grad():
+                start = timer()
                 if kind == "hfnn":
-                    hf.generate(prompt, max_new_tokens=size["new_tokens"], min_new_tokens=size["new_tokens"],
-                                do_sample=False, use_cache=True)
+                    hf.generate(prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False, use_cache=True)
+                elif kind == "plain":
+                    plain.generate(prompt, new)
+                elif kind == "hfnn_step":
+                    for _ in range(new):
+                        hf(token, attention_mask=mask, cache=hf_state, use_cache=True, logits_to_keep=1)
                 else:
-                    plain.generate(prompt, size["new_tokens"])
-            return (timer() - start) / size["new_tokens"]
+                    for _ in range(new):
+                        plain(token, plain_state)
+                return (timer() - start) / new
 
-        gen_times = alternate(generate, ["hfnn", "plain"], size["gen_repeats"])
+        kinds = ["hfnn", "plain", "hfnn_step", "plain_step"]
+        gen_times = alternate(generate, kinds, size["gen_repeats"])
         row = {
             "rnn_type": rnn_type,
             "parameters": sum(p.numel() for p in hf.parameters()),
@@ -303,6 +319,8 @@ def rnn_overhead_job(quick: bool, threads: int) -> dict:
             "check": check,
             "train": paired_ratio(train_times["hfnn"], train_times["plain"]),
             "generate": paired_ratio(gen_times["hfnn"], gen_times["plain"]),
+            # per token, relative to the plain loop's time per token
+            "per_token": {kind: paired_ratio(gen_times[kind], gen_times["plain"]) for kind in kinds},
         }
 
         # where the time goes, when the wrapping costs more than the target
@@ -314,36 +332,21 @@ def rnn_overhead_job(quick: bool, threads: int) -> dict:
             def run(kind):
                 with torch.no_grad():
                     if kind == "hfnn":
-                        return hf.generate(prompt, max_new_tokens=size["new_tokens"],
-                                           min_new_tokens=size["new_tokens"], do_sample=False, use_cache=True)
-                    return plain.generate(prompt, size["new_tokens"])
+                        return hf.generate(prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False,
+                                           use_cache=True)
+                    return plain.generate(prompt, new)
 
             profiles["generate"] = {kind: _profile_table(lambda: run(kind)) for kind in ("hfnn", "plain")}
-            # the model's own forward for one cached step, without generate around it
-            with torch.no_grad():
-                state = hf(prompt, use_cache=True).cache
-                token = prompt[:, -1:]
-                step_hf = lambda: hf(token, cache=state, use_cache=True)  # noqa: E731
-                plain_state = plain(prompt)[1]
-                step_plain = lambda: plain(token, plain_state)  # noqa: E731
-                step_times = alternate(
-                    lambda kind: _time_calls(step_hf if kind == "hfnn" else step_plain, timer, size["new_tokens"]),
-                    ["hfnn", "plain"], size["gen_repeats"])
-            row["one_step_forward"] = paired_ratio(step_times["hfnn"], step_times["plain"])
+        for what, profile in profiles.items():  # the aten ops hfnn runs more often than the plain model
+            per = new if what == "generate" else 1
+            h, p = profile["hfnn"]["op_counts"], profile["plain"]["op_counts"]
+            extra = sorted(((h.get(op, 0) - p.get(op, 0)) / per, op) for op in set(h) | set(p))
+            profile["extra_ops"] = [{"op": op, "hfnn": h.get(op, 0) / per, "plain": p.get(op, 0) / per}
+                                    for diff, op in reversed(extra[-10:]) if diff > 0]
         row["profiles"] = profiles
         results.append(row)
     return {"size": {k: v for k, v in size.items() if k != "rnn_types"}, "rows": results,
             "target": OVERHEAD_TARGET, "clock": "process CPU time" if threads == 1 else "wall clock"}
-
-
-def _time_calls(fn, timer, n: int) -> float:
-    import torch
-
-    with torch.no_grad():
-        start = timer()
-        for _ in range(n):
-            fn()
-        return (timer() - start) / n
 
 
 def bench_rnn_overhead(runner) -> dict:

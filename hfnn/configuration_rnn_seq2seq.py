@@ -99,6 +99,11 @@ class RnnSeq2SeqConfig(PreTrainedConfig):
         **kwargs,
     ):
         name = type(self).__name__
+        if kwargs.get("model_type", self.model_type) != self.model_type:  # a config.json of another model
+            raise ValueError(
+                f"{name}: this configuration is for model type {kwargs['model_type']!r}, not {self.model_type!r}; "
+                "load the folder with its own class or with the Auto classes (AutoConfig, AutoModel...)"
+            )
         if "num_hidden_layers" in kwargs:  # alias of num_decoder_layers
             num_decoder_layers = kwargs.pop("num_hidden_layers")
         _check_positive_int(name, "source_vocab_size", source_vocab_size)

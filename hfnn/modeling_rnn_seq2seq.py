@@ -68,6 +68,8 @@ def _make_rnn(rnn_type, input_size, hidden_size, num_layers, dropout, bidirectio
 
 def _check_ids(ids, vocab_size, argument, field):
     """Raise a clear error for ids outside the embedding table (instead of an index error deep in torch)."""
+    if ids.dim() != 2:
+        raise ValueError(f"{argument} must have shape (batch, length), got {tuple(ids.shape)}")
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
         bad = int(ids[(ids < 0) | (ids >= vocab_size)][0])
         raise ValueError(f"{argument} contains token id {bad}, outside [0, {field}={vocab_size})")
@@ -235,6 +237,10 @@ class RnnSeq2SeqEncoder(nn.Module):
         batch, src_len, _ = inputs_embeds.shape
         if attention_mask is None:
             attention_mask = torch.ones(batch, src_len, dtype=torch.long, device=inputs_embeds.device)
+        if attention_mask.shape != (batch, src_len):
+            raise ValueError(
+                f"attention_mask has shape {tuple(attention_mask.shape)}, expected (batch, src_len) = {(batch, src_len)}"
+            )
         mask = attention_mask.bool()
         lengths = mask.sum(1)
         if bool((lengths == 0).any()):
