@@ -34,6 +34,7 @@ __all__ = [
     "resolve_recipe",
     "resolve_resume_checkpoint",
     "save_loss_curve",
+    "save_model",
     "write_checkpoint_marker",
     "write_results",
 ]
@@ -223,6 +224,14 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
             control.should_training_stop = True
             control.should_evaluate = True
         return control
+
+
+def save_model(trainer, out_dir: str | os.PathLike) -> None:
+    """Saves the trained model into ``out_dir`` on the main process with ``save_pretrained``:
+    safetensors weights, config and model code, and no pickled ``training_args.bin`` (which
+    ``Trainer.save_model`` would add), so the folder is exactly what a Hub upload commits."""
+    if trainer.is_world_process_zero():
+        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(out_dir))
 
 
 def save_loss_curve(log_history: list[dict], out_dir: str | os.PathLike, title: str = "training") -> Path | None:

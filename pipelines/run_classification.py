@@ -49,6 +49,7 @@ from hfnn.pipelines.common import (
     parse_args,
     prepare_output_dir,
     save_loss_curve,
+    save_model,
     write_results,
 )
 from hfnn.tokenization import train_tokenizer
@@ -380,8 +381,9 @@ def main(argv=None) -> dict:
                 np.asarray(prediction.predictions).argmax(-1), refs, labels, out_dir, f"{curve_title}: test"
             )
 
-    trainer.save_model(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
+    save_model(trainer, out_dir)
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(out_dir))
     curve = save_loss_curve(trainer.state.log_history, out_dir, title=curve_title)
 
     # A few predictions through the text-classification pipeline, as a user would call the saved model.
@@ -401,13 +403,10 @@ def main(argv=None) -> dict:
     results["samples"] = samples
     write_results(out_dir, results)
     if run_args.write_model_card:
-        try:
-            from hfnn.cards import write_model_card
-        except ImportError:
-            write_model_card = None
-        if write_model_card is not None:
-            write_model_card(out_dir, task="text-classification", results=results, training_args=training_args,
-                             dataset=corpus)
+        from hfnn.cards import write_model_card
+
+        write_model_card(out_dir, task="text-classification", results=results, training_args=training_args,
+                         dataset=corpus)
 
     print(f"\n=== {model.config.model_type}: {n_params / 1e6:.2f}M parameters, {results['train_steps']} steps in "
           f"{train_seconds / 60:.1f} min ===")

@@ -49,6 +49,7 @@ from hfnn.pipelines.common import (
     parse_args,
     prepare_output_dir,
     save_loss_curve,
+    save_model,
     write_results,
 )
 
@@ -288,10 +289,8 @@ def main(argv=None) -> dict:
         results[f"{split}_loss"] = metrics[f"{split}_loss"]
         results[f"{split}_perplexity"] = metrics.get(f"{split}_perplexity", math.exp(metrics[f"{split}_loss"]))
 
-    # save_pretrained rather than trainer.save_model: the folder holds safetensors and JSON only
-    # (no pickled training_args.bin), exactly what a Hub upload commits.
+    save_model(trainer, out_dir)
     if trainer.is_world_process_zero():
-        trainer.accelerator.unwrap_model(model).save_pretrained(str(out_dir))
         tokenizer.save_pretrained(str(out_dir))
     curve = save_loss_curve(trainer.state.log_history, out_dir, title=f"{model.config.model_type} on {results['corpus']}")
     prompts = [p for p in data_args.sample_prompts.split("|") if p][: run_args.num_samples]

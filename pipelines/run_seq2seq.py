@@ -52,6 +52,7 @@ from hfnn.pipelines.common import (
     parse_args,
     prepare_output_dir,
     save_loss_curve,
+    save_model,
     write_results,
 )
 from hfnn.tokenization import train_tokenizer
@@ -421,7 +422,7 @@ def main(argv=None) -> dict:
 
     # ---- save: model (+ pipeline marker), target tokenizer at the root, source tokenizer in its subfolder
     mark_for_pipeline(model.config, out_dir)
-    trainer.save_model(str(out_dir))
+    save_model(trainer, out_dir)
     target_tokenizer.save_pretrained(str(out_dir))
     source_tokenizer.save_pretrained(str(out_dir / SOURCE_TOKENIZER_SUBFOLDER))
     title = f"{model.config.model_type} ({results['attention']}) on {corpus}"
