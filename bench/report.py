@@ -33,15 +33,20 @@ def _save(fig, out: Path, name: str) -> str:
 
 
 def _log_axes(ax, xs) -> None:
-    """Log-log axes with plain numbers on the ticks."""
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    """Log-log axes with plain numbers on the ticks (powers of two on the y axis)."""
+    import math
+
+    from matplotlib.ticker import NullFormatter
 
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(xs, [str(x) for x in xs])
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.yaxis.set_major_formatter(ScalarFormatter())
+    low, high = ax.get_ylim()
+    ticks = [2.0**k for k in range(math.floor(math.log2(low)), math.ceil(math.log2(high)) + 1)]
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
     ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(low, high)
     ax.grid(alpha=0.3, which="both")
 
 
@@ -68,7 +73,7 @@ def _table(header: list[str], rows: list[list], align: str | None = None) -> lis
 def _stamp(record: dict, run: dict) -> str:
     parts = [f"ran {record['started'][:16].replace('T', ' ')}", f"{record['mode']} mode",
              f"{record['wall_s'] / 60:.1f} min"]
-    if record["command"] != run["command"]:
+    if record["command"].strip() != run["command"]:
         parts.append(f"by `{record['command']}`")
     return "_" + ", ".join(parts) + "._"
 
@@ -115,6 +120,20 @@ def _cnn_rnn(r: dict, out: Path, headline: list[str]) -> list[str]:
     ax.set_ylabel(f"forward+backward time\n(relative to CNN at {lengths[0]})")
     ax.legend()
     lines += [f"![CNN vs RNN time against sequence length]({_save(fig, out, 'cnn_rnn_time.png')})", ""]
+    gru = [timing["seconds"][n]["ratios"]["gru"] for n in lengths]
+    bigru = [timing["seconds"][n]["ratios"]["bigru"] for n in lengths]
+    p = timing["parameters"]
+    lines += [
+        f"On {'one CPU thread' if timing['clock'].startswith('process') else 'this machine'} the GRU / CNN time "
+        f"ratio runs from {min(gru):.2f} to {max(gru):.2f} and the bi-GRU / CNN ratio from {min(bigru):.2f} to "
+        f"{max(bigru):.2f} over lengths {lengths[0]}–{lengths[-1]}: "
+        + ("the ratios hardly move with length, so both costs grow linearly with it and the RNN's step-by-step "
+           "recurrence costs nothing extra here; the CNN's advantage in the seed's table is parallelism within a "
+           "sentence, which needs parallel hardware (several cores or a GPU) to show. "
+           if max(gru) / min(gru) < 1.5 else "")
+        + f"At the same width the three-window CNN has the more parameters ({p['cnn']['non_embedding']:,} against "
+        f"{p['gru']['non_embedding']:,} outside the embeddings: 12 W² weights per token position against the GRU's "
+        "6 W²); \"fewer parameters\" holds for one window size (3 W²), not for Kim's three.", ""]
     first, last = timing["seconds"][lengths[0]]["ratios"], timing["seconds"][lengths[-1]]["ratios"]
     headline.append(f"CNN vs GRU (width {size['width']}): the GRU's forward+backward takes {_x(first['gru'], 1)} the "
                     f"CNN's at {lengths[0]} tokens and {_x(last['gru'], 1)} at {lengths[-1]} tokens; non-embedding "
@@ -218,6 +237,14 @@ def _attention(r: dict, out: Path, headline: list[str]) -> list[str]:
                          f"{x.get('words_with_more_than_19_phonemes')} test words have more than 19 phonemes.")
     if notes:
         lines += ["Notes: " + " ".join(notes), ""]
+    if runs and max(x["regenerated"]["wer"] for x in runs.values()) > 0.9:
+        steps = sorted(x["train_steps"] for x in runs.values())
+        epochs = sorted(x.get("train_epochs") or 0 for x in runs.values())
+        lines += [f"**Under-trained:** with {r['minutes']} minutes the models took {steps[0]}–{steps[-1]} optimizer "
+                  f"steps ({epochs[0]:.2f}–{epochs[-1]:.2f} epochs) and most words are still wrong, so these numbers "
+                  "show the first minutes of training, not what each kind of attention can do; the recipes are sized "
+                  "for about 24 minutes each (`python -m bench --only attention --seq2seq-minutes 24`, about two "
+                  "hours on this machine). The phoneme error rate already separates the models.", ""]
     buckets = r["buckets"]
     rows = []
     for bucket in buckets:
@@ -286,6 +313,12 @@ def _lm(r: dict, out: Path, headline: list[str]) -> list[str]:
     ax.grid(alpha=0.3)
     ax.legend()
     lines += [f"![validation loss against training time]({_save(fig, out, 'lm_budget.png')})", ""]
+    steps = sorted(x["steps"] for x in runs.values())
+    if steps and steps[0] < 500:
+        lines += [f"**Few steps:** in {r['minutes']} minutes on one thread the models took {steps[0]}–{steps[-1]} "
+                  "optimizer steps (the gated RNNs, with the most parameters, are the slowest per step), so the ranking says how fast "
+                  "each one starts, per second of CPU, more than where it ends; `lm_budget.py` is sized for 4 "
+                  "minutes per model (`python -m bench --only lm --lm-minutes 4`).", ""]
     lines += [f"Published context (longer training, other data): {PUBLISHED['nanogpt']}.", ""]
     best = min(runs.items(), key=lambda kv: kv[1]["final_val_loss"])
     headline.append(f"Language models, {r['minutes']} min each: " + ", ".join(
@@ -358,6 +391,11 @@ def _rnn_overhead(r: dict, out: Path, headline: list[str]) -> list[str]:
                 f"{t['hfnn_step']:.2f}, hfnn's `generate` {t['hfnn']:.2f}. Of hfnn's extra "
                 f"{100 * (t['hfnn'] - 1):.0f} %, about {100 * forward_part:.0f} points are its forward and "
                 f"{100 * loop_part:.0f} points `generate`'s per-step work around it.")
+        if x.get("forward_parts"):
+            lines.append("  Pieces of hfnn's forward, timed alone, as a share of the plain loop's time per token: "
+                         + "; ".join(f"{p['piece']} {100 * p['relative']:.1f} %" if "relative" in p
+                                     else f"{p['piece']}: not measured ({p['error']})" for p in x["forward_parts"])
+                         + ".")
     lines.append("")
     for x in r["rows"]:
         for what, profile in x.get("profiles", {}).items():
@@ -365,7 +403,8 @@ def _rnn_overhead(r: dict, out: Path, headline: list[str]) -> list[str]:
             per = s["new_tokens"] if what == "generate" else 1
             unit = "per generated token" if what == "generate" else "per training step"
             lines += [f"Profile of {x['rnn_type']} {'generation' if what == 'generate' else 'training step'} "
-                      f"(torch.profiler for aten ops, cProfile for Python), {unit}:", ""]
+                      f"(torch.profiler for aten ops, cProfile for Python), {unit}; op counts are exact, the times "
+                      "are wall-clock times of single runs on a shared machine:", ""]
             lines += _table(
                 ["", "aten op calls", "time in aten ops (ms)", "wall under torch.profiler (ms)",
                  "of which outside aten ops (ms)", "wall under cProfile (ms)"],
@@ -450,7 +489,8 @@ def _memory(saved: dict) -> list[str]:
         "hfnn.pipelines.run_x` imports the same libraries, so its peak is close to the peak here (minus the "
         "corpora it does not use).", "",
     ]
-    return lines + _table(["benchmark", "run", "peak RSS (MB)", "at start (MB)", "growth (MB)", "wall s"], rows)
+    return lines + _table(["benchmark", "run", "peak RSS (MB)", "at start (MB)", "growth (MB)", "wall s"], rows,
+                          align="llrrrr")
 
 
 SECTIONS = [
@@ -466,13 +506,16 @@ SECTIONS = [
 
 def write(out: Path, saved: dict, run: dict) -> Path:
     """Writes OUT/RESULTS.md (and the PNGs beside it) from the saved benchmark records."""
-    if not run["selected"] and saved:  # --only report: describe the runs that produced the records
+    if saved:  # describe the run that produced most of the records (sections from other runs say so)
         records = sorted(saved.values(), key=lambda r: r["started"])
-        commands = {r["command"] for r in records}
-        run = {**run, "command": records[-1]["command"] if len(commands) == 1 else run["command"],
-               "started": records[0]["started"],
-               "wall_s": sum(r["wall_s"] for r in records) + records[0].get("preload", {}).get("seconds", 0),
-               "load_average_end": records[-1].get("load_average_end")}
+        counts = {}
+        for r in records:
+            counts[r["command"]] = counts.get(r["command"], 0) + 1
+        main_command = max(counts, key=lambda c: (counts[c], c == run["command"])).strip()
+        mine = [r for r in records if r["command"].strip() == main_command]
+        run = {**run, "command": main_command, "started": mine[0]["started"],
+               "wall_s": sum(r["wall_s"] for r in mine) + mine[0].get("preload", {}).get("seconds", 0),
+               "load_average_end": mine[-1].get("load_average_end", run.get("load_average_end"))}
     machine = next((r["machine"] for r in saved.values() if "machine" in r), {})
     minutes = next((r["minutes"] for r in saved.values() if "minutes" in r), {})
     quick = run["quick"] if run["selected"] else any(r.get("mode") == "quick" for r in saved.values())
@@ -530,7 +573,8 @@ def write(out: Path, saved: dict, run: dict) -> Path:
     commands = ["## Commands", "", "The whole run, from the repository root:", "", "```", run["command"], "```", "",
                 "One benchmark: `python -m bench --only NAME` with NAME in " + ", ".join(
                     f"`{n}`" for n, _, _ in SECTIONS) + " (add `--quick` for the tiny version)."]
-    pipeline_commands = [x["command"] for name, record in saved.items()
+    repo = str(Path(__file__).resolve().parent.parent) + os.sep
+    pipeline_commands = [x["command"].replace(repo, "") for name, record in saved.items()
                          for x in _training_runs(name, record.get("result", {})) if "command" in x]
     if pipeline_commands:
         commands += ["Each training run is the same as this command (the benchmark calls the pipeline's or "

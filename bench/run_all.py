@@ -335,7 +335,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    command = "python -m bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    command = " ".join(["python -m bench"] + [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)])
     out = (args.out or (BENCH_DIR / "out" / "quick" if args.quick else BENCH_DIR)).resolve()
     scratch = out / "out"
     out.mkdir(parents=True, exist_ok=True)

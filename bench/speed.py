@@ -195,9 +195,10 @@ def _train_step(kind: str, model, optimizer, ids):
 
     if kind == "hfnn":
         loss = model(input_ids=ids, labels=ids, use_cache=False).loss
-    else:
+    else:  # the same loss with the same work: every position's logits, the last one without a target
         logits, _ = model(ids)
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+        targets = F.pad(ids[:, 1:], (0, 1), value=-100)
+        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -241,6 +242,54 @@ def _profile_table(fn, rows: int = 8) -> dict:
     }
 
 
+def _forward_parts(hf, plain, token, mask, hf_state, plain_state, timer, plain_per_token: float, repeats: int,
+                   calls: int = 2000) -> list[dict]:
+    """CPU time of the pieces of work hfnn's forward does for one cached generation step besides the
+    recurrence, each relative to the plain loop's time per token. Uses the modeling file's own helpers
+    where they exist (they are private: a piece that is not there any more is reported as such)."""
+    import torch
+    from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+
+    from hfnn import modeling_rnn
+
+    vocab = hf.config.vocab_size
+    with torch.no_grad():
+        state = hf_state.states
+        out, _ = plain.rnn(plain.embed(token), plain_state)
+        logits = plain.head(out)
+    pieces = {
+        "input-id check (`_check_input_ids`: min, max, two `int()`)":
+            lambda: modeling_rnn._check_input_ids(token, vocab),
+        "attention-mask check (`_mask_layout`: `mask.all()`, one `bool()`)":
+            lambda: modeling_rnn._mask_layout(mask[:, -1:]),
+        "recurrent state to and from batch-first (transpose + contiguous, both ways)":
+            lambda: tuple(t.transpose(0, 1) for t in (s.transpose(0, 1).contiguous() for s in state)),
+        "two output dataclasses (`BaseModelOutputWithPast`, `CausalLMOutputWithPast`)":
+            lambda: CausalLMOutputWithPast(logits=BaseModelOutputWithPast(last_hidden_state=out, cache=hf_state)
+                                           .last_hidden_state, cache=hf_state),
+        "plain module: embedding + recurrence + output layer": lambda: plain(token, plain_state),
+    }
+    del logits
+    rows = []
+    for label, fn in pieces.items():
+        try:
+            fn()
+        except (AttributeError, TypeError) as err:
+            rows.append({"piece": label, "error": f"{type(err).__name__}: {err}"})
+            continue
+
+        def measure(_, fn=fn):
+            with torch.no_grad():
+                start = timer()
+                for _ in range(calls):
+                    fn()
+                return (timer() - start) / calls
+
+        times = alternate(measure, [label], repeats)[label]
+        rows.append({"piece": label, "relative": statistics.median(times) / plain_per_token})
+    return rows
+
+
 def rnn_overhead_job(quick: bool, threads: int) -> dict:
     import torch
 
@@ -259,7 +308,8 @@ def rnn_overhead_job(quick: bool, threads: int) -> dict:
             hf_out = hf(input_ids=ids, labels=ids, use_cache=False)
             plain_logits, _ = plain(ids)
         plain_loss = torch.nn.functional.cross_entropy(
-            plain_logits[:, :-1].reshape(-1, size["vocab"]), ids[:, 1:].reshape(-1))
+            plain_logits.view(-1, size["vocab"]), torch.nn.functional.pad(ids[:, 1:], (0, 1), value=-100).view(-1),
+            ignore_index=-100)
         hf_tokens = hf.generate(prompt, max_new_tokens=size["new_tokens"], min_new_tokens=size["new_tokens"],
                                 do_sample=False, use_cache=True)
         plain_tokens = plain.generate(prompt, size["new_tokens"])
@@ -322,6 +372,10 @@ def rnn_overhead_job(quick: bool, threads: int) -> dict:
             # per token, relative to the plain loop's time per token
             "per_token": {kind: paired_ratio(gen_times[kind], gen_times["plain"]) for kind in kinds},
         }
+        if row["generate"]["median"] > 1 + OVERHEAD_TARGET:
+            row["forward_parts"] = _forward_parts(hf, plain, token, mask, hf_state, plain_state, timer,
+                                                  statistics.median(gen_times["plain"]), size["gen_repeats"],
+                                                  calls=200 if quick else 2000)
 
         # where the time goes, when the wrapping costs more than the target
         profiles = {}

@@ -152,14 +152,14 @@ def test_batch_and_padding_invariance(arch, head, data):
     together = outputs(model, head, *pad(same, side), target)
     for i, r in enumerate(same):
         torch.testing.assert_close(together[i], outputs(model, head, *pad([r], side), target)[0], **CLOSE,
-                                   msg=f"example {i} changes with the rest of its batch")
+                                   msg=lambda m, i=i: f"example {i} changes with the rest of its batch: {m}")
     # Padding invariance: different lengths, padded on `side` with `extra` more pad tokens.
     ids, mask = pad(rows, side, extra)
     batch = outputs(model, head, ids, mask, target)
     for i in range(len(rows)):
         single_ids, single_mask = pad([rows[i]], side)
         torch.testing.assert_close(real_positions(batch, head, mask, i), real_positions(alone[i], head, single_mask, 0),
-                                   **CLOSE, msg=f"{side} padding changes example {i}")
+                                   **CLOSE, msg=lambda m, i=i: f"{side} padding changes example {i}: {m}")
 
 
 @pytest.mark.parametrize("arch, head", GENERATIVE, ids=[f"{a}-{h.removeprefix('AutoModelFor')}" for a, h in GENERATIVE])

@@ -183,7 +183,7 @@ def assert_pickle_free(folder: Path) -> None:
 
 
 def _saves_with_trainer_save_model(pipeline_file: str) -> bool:
-    return ".save_model(" in (REPO / "pipelines" / pipeline_file).read_text()
+    return "trainer.save_model(" in (REPO / "pipelines" / pipeline_file).read_text()
 
 
 def _save_model_writes_pickle(pipeline_file: str):
