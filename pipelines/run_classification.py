@@ -44,10 +44,12 @@ import hfnn
 from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
 from hfnn.pipelines.common import (
+    CheckpointCommitCallback,
     RunArguments,
     TimeBudgetCallback,
     parse_args,
     prepare_output_dir,
+    run_command,
     save_loss_curve,
     save_model,
     write_results,
@@ -344,7 +346,7 @@ def main(argv=None) -> dict:
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
         compute_metrics=make_compute_metrics(problem_type),
-        callbacks=[TimeBudgetCallback(run_args.max_train_minutes)],
+        callbacks=[TimeBudgetCallback(run_args.max_train_minutes), CheckpointCommitCallback()],
     )
     start = time.monotonic()
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -377,13 +379,17 @@ def main(argv=None) -> dict:
         if problem_type == "single_label_classification":
             counts = np.bincount(refs, minlength=len(labels))
             results["test_majority_class_accuracy"] = float(counts.max() / counts.sum())
-            confusion = save_confusion_matrix(
-                np.asarray(prediction.predictions).argmax(-1), refs, labels, out_dir, f"{curve_title}: test"
-            )
+            if trainer.is_world_process_zero():
+                confusion = save_confusion_matrix(
+                    np.asarray(prediction.predictions).argmax(-1), refs, labels, out_dir, f"{curve_title}: test"
+                )
 
     save_model(trainer, out_dir)
-    if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(str(out_dir))
+    if not trainer.is_world_process_zero():
+        # Under several processes (accelerate / DDP) only the main one writes the output folder and prints.
+        results["samples"] = []
+        return results
+    tokenizer.save_pretrained(str(out_dir))
     curve = save_loss_curve(trainer.state.log_history, out_dir, title=curve_title)
 
     # A few predictions through the text-classification pipeline, as a user would call the saved model.
@@ -422,4 +428,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_command(main))

@@ -48,6 +48,7 @@ from hfnn.pipelines.common import (
     check_config_overrides,
     parse_args,
     prepare_output_dir,
+    run_command,
     save_loss_curve,
     save_model,
     write_results,
@@ -290,8 +291,11 @@ def main(argv=None) -> dict:
         results[f"{split}_perplexity"] = metrics.get(f"{split}_perplexity", math.exp(metrics[f"{split}_loss"]))
 
     save_model(trainer, out_dir)
-    if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(str(out_dir))
+    if not trainer.is_world_process_zero():
+        # Under several processes (accelerate / DDP) only the main one writes the output folder and prints.
+        results["samples"] = []
+        return results
+    tokenizer.save_pretrained(str(out_dir))
     curve = save_loss_curve(trainer.state.log_history, out_dir, title=f"{model.config.model_type} on {results['corpus']}")
     prompts = [p for p in data_args.sample_prompts.split("|") if p][: run_args.num_samples]
     samples = generate_samples(
@@ -299,7 +303,7 @@ def main(argv=None) -> dict:
     ) if prompts else []
     results["samples"] = samples
     write_results(out_dir, results)
-    if run_args.write_model_card and trainer.is_world_process_zero():
+    if run_args.write_model_card:
         write_model_card(out_dir, task="text-generation", results=results, training_args=training_args)
 
     print(f"\n=== {model.config.model_type}: {n_params / 1e6:.2f}M parameters, {results['train_steps']} steps in "
@@ -316,4 +320,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_command(main))

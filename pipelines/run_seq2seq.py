@@ -51,13 +51,15 @@ from hfnn.pipelines.common import (
     TimeBudgetCallback,
     parse_args,
     prepare_output_dir,
+    run_command,
     save_loss_curve,
     save_model,
     write_results,
 )
 from hfnn.tokenization import train_tokenizer
 
-__all__ = ["ModelArguments", "DataArguments", "ARCHITECTURES", "OrderedEvalSeq2SeqTrainer", "build_config", "main"]
+__all__ = ["ModelArguments", "DataArguments", "ARCHITECTURES", "OrderedEvalSeq2SeqTrainer", "build_config",
+           "pick_sample_rows", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +135,27 @@ class DataArguments:
     num_attention_examples: int = dataclasses.field(
         default=4, metadata={"help": "Test examples shown in attention_heatmap.png (0: none)."}
     )
+
+    def __post_init__(self):
+        _check_count("num_attention_examples", self.num_attention_examples)
+
+
+def _check_count(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0 (0: none), got {value!r}")
+
+
+def pick_sample_rows(num_rows: int, num_samples: int, num_attention_examples: int = 0) -> list[int]:
+    """Indices of the rows generated for at the end of a run: enough for ``num_samples`` printed samples
+    and ``num_attention_examples`` heatmap rows, spread evenly over the ``num_rows`` rows (the split is
+    sorted by source length). Empty when both counts are 0 or there are no rows; a negative count is a
+    ValueError naming it."""
+    _check_count("num_samples", num_samples)
+    _check_count("num_attention_examples", num_attention_examples)
+    count = min(max(num_samples, num_attention_examples), num_rows)
+    if count <= 0:
+        return []
+    return sorted({int(i) for i in np.linspace(0, num_rows - 1, count)})
 
 
 class OrderedEvalSeq2SeqTrainer(Seq2SeqTrainer):
@@ -421,8 +444,13 @@ def main(argv=None) -> dict:
     results["eval_seconds"] = round(time.monotonic() - start, 1)
 
     # ---- save: model (+ pipeline marker), target tokenizer at the root, source tokenizer in its subfolder
-    mark_for_pipeline(model.config, out_dir)
+    is_main = trainer.is_world_process_zero()
+    mark_for_pipeline(model.config, out_dir if is_main else None)
     save_model(trainer, out_dir)
+    if not is_main:
+        # Under several processes (accelerate / DDP) only the main one writes the output folder and prints.
+        results.update(samples=[], attention_heatmap=None)
+        return results
     target_tokenizer.save_pretrained(str(out_dir))
     source_tokenizer.save_pretrained(str(out_dir / SOURCE_TOKENIZER_SUBFOLDER))
     title = f"{model.config.model_type} ({results['attention']}) on {corpus}"
@@ -432,23 +460,23 @@ def main(argv=None) -> dict:
     from transformers import pipeline
 
     sample_split = raw["test"] if "test" in raw and len(raw["test"]) else raw["train"]
-    count = max(run_args.num_samples, data_args.num_attention_examples)
-    # spread over the split, which is sorted by source length
-    picks = np.linspace(0, len(sample_split) - 1, min(count, len(sample_split)))
-    rows = sample_split.select(sorted({int(i) for i in picks}))
-    model.eval()
-    generator = pipeline(TASK, model=str(out_dir), device=model.device)
     with_attention = results["attention"] != "none"
-    outputs = generator(list(rows[source_column]), return_attentions=with_attention, truncation=True,
-                        num_beams=results["generation_num_beams"])
-    samples = [
-        {"source": row[source_column], "target": row[target_column], "predicted": out["generated_text"]}
-        for row, out in zip(rows, outputs)
-    ][: run_args.num_samples]
-    heatmap = None
-    if with_attention and data_args.num_attention_examples:
-        n = data_args.num_attention_examples
-        heatmap = save_attention_heatmaps(outputs[:n], list(rows[source_column])[:n], out_dir, title)
+    picks = pick_sample_rows(len(sample_split), run_args.num_samples,
+                             data_args.num_attention_examples if with_attention else 0)
+    samples, heatmap = [], None
+    if picks:
+        rows = sample_split.select(picks)
+        model.eval()
+        generator = pipeline(TASK, model=str(out_dir), device=model.device)
+        outputs = generator(list(rows[source_column]), return_attentions=with_attention, truncation=True,
+                            num_beams=results["generation_num_beams"])
+        samples = [
+            {"source": row[source_column], "target": row[target_column], "predicted": out["generated_text"]}
+            for row, out in zip(rows, outputs)
+        ][: run_args.num_samples]
+        if with_attention and data_args.num_attention_examples:
+            n = data_args.num_attention_examples
+            heatmap = save_attention_heatmaps(outputs[:n], list(rows[source_column])[:n], out_dir, title)
     results["samples"] = samples
     results["attention_heatmap"] = heatmap.name if heatmap else None
     write_results(out_dir, results)
@@ -471,4 +499,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_command(main))

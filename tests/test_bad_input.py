@@ -320,11 +320,12 @@ case("data-unknown-split", "`load_corpus(data_files={'training': ...})`", ValueE
 case("data-builtin-unknown-option", "`load_corpus('kjv_french', target_language='fr')`", TypeError, "target_language")(
     lambda fx, tmp: load_corpus("kjv_french", target_language="fr"))
 case("data-one-line-file", "run_lm on a one-line train_file (nothing to hold out for validation/test)",
-     ValueError, "line|validation|too few|too small",
-     open="hfnn/corpora.py _complete_splits: datasets' select(range(n, n)) raises IndexError 'Index 1 out of range "
-          "for dataset of size 1'; select empty splits with [] and say the file is too short to hold out splits")(
+     ValueError, r"one_line\.txt has 1 line, too few to hold out validation and test splits.*at least 3 lines")(
     lambda fx, tmp: run_lm.main(["rnn_shakespeare_char", "--output_dir", str(tmp / "out"),
                                  "--train_file", str(fx / "one_line.txt"), "--max_steps", "1"]))
+case("data-misspelt-corpus", "`load_corpus('shakespear')` (a typo of a built-in name, offline)", ValueError,
+     "unknown corpus 'shakespear'.*did you mean the built-in corpus 'shakespeare'")(
+    lambda fx, tmp: load_corpus("shakespear"))
 case("pipeline-text-shorter-than-block", "run_lm with block_size=100000 (longer than the whole text)", ValueError,
      "No training example.*block_size=100000")(
     lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--block_size", "100000")))
@@ -397,6 +398,9 @@ case("recipe-not-found", "`run_lm nosuchrecipe`", FileNotFoundError, "neither a 
     lambda fx, tmp: common.load_recipe("nosuchrecipe"))
 case("args-unknown-flag", "`run_lm recipe --frobnicate 1`", ValueError, "frobnicate")(
     lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--frobnicate", "1")))
+case("args-negative-num-samples", "`run_lm recipe --num_samples -1`", ValueError,
+     r"num_samples must be an integer >= 0 \(0: print none\), got -1")(
+    lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--num_samples", "-1")))
 
 
 class ExitStatus(Exception):

@@ -254,6 +254,29 @@ def test_local_txt_lines_and_contiguous_split(tmp_path):
     assert sum(len(ds) for ds in dd2.values()) == 200 - 200 // 7
 
 
+def test_local_txt_too_short_to_split_is_a_clear_error(tmp_path):
+    one = tmp_path / "one_line.txt"
+    one.write_text("To be, or not to be, that is the question.\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"one_line\.txt has 1 line, too few .*validation and test.*at least 3"):
+        load_corpus(str(one))
+    # with the held-out splits given, one line is enough for train
+    dd = load_corpus(data_files={"train": str(one), "validation": str(one), "test": str(one)})
+    assert {s: len(ds) for s, ds in dd.items()} == {"train": 1, "validation": 1, "test": 1}
+    with pytest.raises(ValueError, match=r"one_line\.txt has 1 line, too few to hold out test split .*at least 2"):
+        load_corpus(data_files={"train": str(one), "validation": str(one)})
+    two = tmp_path / "two.txt"
+    two.write_text("a\nb\n", encoding="utf-8")
+    dd = load_corpus(data_files={"train": str(two), "validation": str(one)})
+    assert dd["train"]["text"][:] == ["a\n"] and dd["test"]["text"][:] == ["b\n"]
+    # short files still get a line in each held-out split (10 lines used to fail: 5 % of 10 rounds to 0)
+    for n, sizes in ((3, (1, 1, 1)), (10, (8, 1, 1))):
+        path = tmp_path / f"{n}.txt"
+        path.write_text("".join(f"line {i}\n" for i in range(n)), encoding="utf-8")
+        dd = load_corpus(str(path))
+        assert tuple(len(dd[s]) for s in ("train", "validation", "test")) == sizes
+        assert dd["test"]["text"][:] == [f"line {n - 1}\n"]
+
+
 def test_local_csv_renames_and_encodes_labels(tmp_path):
     path = tmp_path / "reviews.csv"
     rows = ["review,sentiment,film"] + [f"text number {i},{'good' if i % 3 else 'bad'},f{i}" for i in range(300)]
@@ -358,3 +381,22 @@ def test_hub_dataset_gets_missing_splits(monkeypatch):
     assert 5 < len(dd["validation"]) < 40 and 5 < len(dd["test"]) < 40
     assert sum(len(ds) for ds in dd.values()) == 400
     assert _digest(dd) == _digest(load_corpus("someone/data", text_column="sentence", label_column="y", seed=1))
+
+
+def test_misspelt_builtin_name_suggests_it_without_trying_the_hub(monkeypatch):
+    calls = []
+
+    def fake_load(path, **kwargs):
+        calls.append(path)
+        return datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": [f"t{i}" for i in range(100)]})})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    for typo, meant in (("shakespear", "shakespeare"), ("Shakespeare", "shakespeare"), ("cmu_dict", "cmudict"),
+                        ("rotten_tomatos", "rotten_tomatoes"), ("kjv_fr", "kjv_french")):
+        with pytest.raises(ValueError, match=rf"unknown corpus '{typo}'.*did you mean the built-in corpus '{meant}'"):
+            load_corpus(typo)
+    assert calls == []
+    # Hub ids (with a '/') and names far from every built-in still go to the Hub
+    assert sum(len(ds) for ds in load_corpus("someone/shakespear").values()) == 100
+    load_corpus("imdb")
+    assert calls == ["someone/shakespear", "imdb"]

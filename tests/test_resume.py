@@ -337,3 +337,30 @@ def test_time_budget_counts_the_time_before_a_resume():
         "TimeBudgetCallback": {"args": {}, "attributes": {"elapsed_before": 45.0}}})
     callback.on_train_begin(None, fresh, TrainerControl())
     assert callback.elapsed() < 5.0
+
+
+def test_classification_pipeline_commits_its_checkpoints_and_resumes_from_the_latest(tmp_path):
+    from hfnn.pipelines import run_classification
+
+    words = ["great", "fine", "fun", "dull", "bad", "boring"]
+    (tmp_path / "train.csv").write_text(
+        "text,label\n" + "".join(f"{a} and {b},{'pos' if i < 3 else 'neg'}\n"
+                                 for i, a in enumerate(words) for b in words), encoding="utf-8")
+    out = tmp_path / "run"
+    argv = ["mlp_rotten_tomatoes", "--output_dir", str(out), "--train_file", str(tmp_path / "train.csv"),
+            "--validation_file", str(tmp_path / "train.csv"), "--test_file", str(tmp_path / "train.csv"),
+            "--config_overrides", '{"embedding_size": 4, "hidden_size": 4}', "--per_device_train_batch_size", "4",
+            "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "3",
+            "--eval_strategy", "no", "--load_best_model_at_end", "false", "--num_samples", "0", "--write_model_card", "false",
+            "--report_to", "none", "--disable_tqdm", "true"]
+    assert run_classification.main(argv)["train_steps"] == 2
+    for step in (1, 2):
+        assert (out / f"checkpoint-{step}" / common.CHECKPOINT_MARKER).is_file()
+        assert common.checkpoint_problem(out / f"checkpoint-{step}") is None
+    # checkpoint-2 half written and never committed (a kill while saving): "latest" resumes from checkpoint-1
+    (out / "checkpoint-2" / common.CHECKPOINT_MARKER).unlink()
+    (out / "checkpoint-2" / "model.safetensors").write_bytes(b"half")
+    assert common.resolve_resume_checkpoint("latest", out) == str(out / "checkpoint-1")
+    resumed = run_classification.main(argv + ["--resume_from_checkpoint", "latest"])
+    assert resumed["train_steps"] == 2
+    assert common.checkpoint_problem(out / "checkpoint-2") is None  # saved again and committed

@@ -140,6 +140,79 @@ def test_left_padded_batch_generates_what_each_prompt_generates_alone(rnn_type):
         assert batch[row, width:].tolist() == alone[0, len(prompt):].tolist()
 
 
+GENERATION_CASES = {
+    "greedy": dict(do_sample=False),
+    "greedy-eos": dict(do_sample=False, eos_token_id=3),
+    "greedy-max-length": dict(do_sample=False, max_length=9, max_new_tokens=None),
+    "greedy-processors": dict(do_sample=False, repetition_penalty=1.5, min_new_tokens=4, eos_token_id=3),
+    "sample": dict(do_sample=True, top_k=6, temperature=0.8),
+    "sample-eos": dict(do_sample=True, top_p=0.9, eos_token_id=[3, 4]),
+}
+
+
+@pytest.mark.parametrize("rnn_type", ["rnn_tanh", "gru", "lstm"])
+@pytest.mark.parametrize("case", sorted(GENERATION_CASES))
+@pytest.mark.parametrize("tie", [False, True])
+def test_direct_decoding_loop_matches_the_generic_generate_loop(rnn_type, case, tie, monkeypatch):
+    """generate() feeds new tokens straight through the recurrence unless it needs the generic loop
+    of transformers; both must give the same tokens (same processors, stopping, padding, RNG use)."""
+    model = tiny_lm(rnn_type, seed=5, tie_word_embeddings=tie, embedding_size=6 if tie else 8)
+    ids = torch.tensor([[5, 6, 7, 8], [0, 0, 9, 10], [0, 11, 12, 13]])
+    mask = (ids != 0).long()
+    kwargs = {"max_new_tokens": 12, "eos_token_id": None, "pad_token_id": 0, **GENERATION_CASES[case]}
+    calls = []
+    direct = RnnForCausalLM._can_decode_fast
+
+    def spy(self, *args):
+        calls.append(direct(self, *args))
+        return calls[-1]
+
+    monkeypatch.setattr(RnnForCausalLM, "_can_decode_fast", spy)
+    torch.manual_seed(11)
+    fast = model.generate(ids, attention_mask=mask, **kwargs)
+    assert calls == [True]
+    monkeypatch.setattr(RnnForCausalLM, "_can_decode_fast", lambda self, *args: False)
+    torch.manual_seed(11)
+    generic = model.generate(ids, attention_mask=mask, **kwargs)
+    assert fast.shape == generic.shape
+    assert torch.equal(fast, generic)
+    if "eos" in case:  # rows that stopped early are padded, and the loop stops when every row has
+        assert fast.shape[1] <= ids.shape[1] + 12
+
+
+def test_direct_decoding_loop_stops_early_when_every_row_has_finished():
+    model = tiny_lm("gru", seed=6)
+    ids = torch.tensor([[5, 6, 7]])
+    first = model.generate(ids, max_new_tokens=1, do_sample=False, eos_token_id=None, pad_token_id=0)
+    eos = int(first[0, -1])  # the first greedy token, used as the end-of-sequence token
+    out = model.generate(ids, max_new_tokens=20, do_sample=False, eos_token_id=eos, pad_token_id=0)
+    assert out.tolist() == [[5, 6, 7, eos]]
+
+
+def test_generic_loop_is_used_where_the_direct_loop_does_not_apply(monkeypatch):
+    """Streamers, dictionaries of outputs and a cache the caller filled go through transformers' loop."""
+    from transformers import GenerationMixin
+
+    model = tiny_lm("lstm", seed=7)
+    ids = torch.tensor([[5, 6, 7]])
+    used = []
+    generic = GenerationMixin._sample
+
+    def spy(self, *args, **kwargs):
+        used.append("generic")
+        return generic(self, *args, **kwargs)
+
+    monkeypatch.setattr(GenerationMixin, "_sample", spy)
+    common = dict(max_new_tokens=3, do_sample=False, eos_token_id=None, pad_token_id=0)
+    model.generate(ids, **common)
+    assert used == []
+    out = model.generate(ids, return_dict_in_generate=True, output_scores=True, **common)
+    assert used == ["generic"] and len(out.scores) == 3
+    cache = model(ids, use_cache=True).cache
+    model.generate(torch.tensor([[5, 6, 7, 8]]), cache=cache, **common)
+    assert used == ["generic", "generic"]
+
+
 def test_mask_with_holes_skips_the_masked_tokens():
     model = tiny_lm("lstm", seed=3)
     ids = torch.tensor([[5, 6, 0, 7, 8]])

@@ -133,3 +133,31 @@ def test_shipped_recipes_parse_and_build_their_model(tmp_path, recipe, config_na
     logits = model(**tokenizer(["a good film"], return_tensors="pt")).logits
     assert logits.shape == (1, 2) and torch.isfinite(logits).all()
     assert model_args.architecture in hfnn.ARCHITECTURES
+
+
+def test_command_line_user_error_is_one_line_with_exit_status_2(tmp_path, monkeypatch, capsys):
+    from tests.test_run_lm import run_as_command
+
+    (tmp_path / "keep.txt").write_text("user data")
+    code = run_as_command("hfnn.pipelines.run_classification", ["cnn_rotten_tomatoes", "--output_dir", str(tmp_path)],
+                          monkeypatch)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"run_classification: error: output_dir {tmp_path} already exists and is not empty")
+    assert (tmp_path / "keep.txt").read_text() == "user data"
+
+
+def test_only_the_main_process_writes_the_output_folder(tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    rows = [(t, "pos") for t in GOOD] + [(t, "neg") for t in BAD]
+    train, dev = write_csv(tmp_path / "train.csv", rows), write_csv(tmp_path / "dev.csv", rows)
+    monkeypatch.setattr(Trainer, "is_world_process_zero", lambda self: False)  # as on process 1 of 2
+    out = tmp_path / "out"
+    results = main(["mlp_rotten_tomatoes", "--output_dir", str(out), "--train_file", train, "--validation_file", dev,
+                    "--test_file", dev, "--text_column", "review", "--label_column", "sentiment", "--max_steps", "1",
+                    "--config_overrides", json.dumps({"embedding_size": 8, "hidden_size": 8}),
+                    "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+                    "--num_samples", "2", "--write_model_card", "true", *LOGGING])
+    assert results["samples"] == [] and "test_accuracy" in results
+    assert sorted(p.name for p in out.iterdir()) == [], "only the main process may write the output folder"

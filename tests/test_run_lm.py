@@ -106,3 +106,46 @@ def test_unknown_architecture_is_a_clear_error():
     tok = type("T", (), {"pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3, "__len__": lambda self: 10})()
     with pytest.raises(ValueError, match="Unknown architecture 'lstm'"):
         run_lm.build_config("lstm", tok, {})
+
+
+def run_as_command(module: str, argv: list[str], monkeypatch) -> int:
+    """``python -m MODULE ARGV`` in this process (runpy runs its ``__main__`` block); returns the exit status."""
+    import runpy
+    import sys
+    import warnings
+
+    monkeypatch.setattr(sys, "argv", [module, *argv])
+    with pytest.raises(SystemExit) as exit_, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "'.*' found in sys.modules", RuntimeWarning)  # the module was imported
+        runpy.run_module(module, run_name="__main__")
+    return exit_.value.code
+
+
+def test_command_line_user_error_is_one_line_with_exit_status_2(tmp_path, monkeypatch, capsys):
+    (tmp_path / "keep.txt").write_text("user data")
+    code = run_as_command("hfnn.pipelines.run_lm", ["rnn_shakespeare_char", "--output_dir", str(tmp_path)], monkeypatch)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"run_lm: error: output_dir {tmp_path} already exists and is not empty")
+    code = run_as_command("hfnn.pipelines.run_lm", ["rnn_shakespeare_char", "--output_dir", str(tmp_path / "new"),
+                                                    "--num_samples", "-1"], monkeypatch)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and lines == ["run_lm: error: num_samples must be an integer >= 0 (0: print none), got -1"]
+    assert (tmp_path / "keep.txt").read_text() == "user data" and not (tmp_path / "new").exists()
+
+
+def test_only_the_main_process_writes_the_output_folder(tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    text = tmp_path / "text.txt"
+    text.write_text("Shall I compare thee to a summer's day?\nThou art more lovely and more temperate.\n" * 8)
+    monkeypatch.setattr(Trainer, "is_world_process_zero", lambda self: False)  # as on process 1 of 2
+    out = tmp_path / "out"
+    results = run_lm.main(
+        ["rnn_shakespeare_char", "--output_dir", str(out), "--train_file", str(text), "--block_size", "16",
+         "--config_overrides", '{"hidden_size": 8, "embedding_size": 8, "num_hidden_layers": 1}',
+         "--max_steps", "1", "--eval_strategy", "no", "--save_strategy", "no", "--sample_max_new_tokens", "2",
+         "--report_to", "none", "--disable_tqdm", "true"]
+    )
+    assert results["train_steps"] == 1 and results["samples"] == [] and "test_loss" in results
+    assert sorted(p.name for p in out.iterdir()) == [], "only the main process may write the output folder"

@@ -126,3 +126,68 @@ def test_shipped_recipes_parse_and_build_their_models(recipe, tmp_path):
     config = build_config(model_args.architecture, source, target, _overrides(model_args.config_overrides),
                           model_args.max_source_length, model_args.max_target_length)
     assert config.is_encoder_decoder and config.vocab_size == len(target)
+
+
+# ---- printed samples, the main process, and the command line
+
+
+def tiny_run_argv(tmp_path, out, *extra):
+    pairs = [("the cat", "le chat"), ("a dog", "un chien"), ("the dog", "le chien"), ("a cat", "un chat")]
+    for split, rows in (("train", pairs * 3), ("dev", pairs)):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps({"en": s, "fr": t}) + "\n" for s, t in rows))
+    return [
+        "rnn_seq2seq_cmudict", "--output_dir", str(out),
+        "--train_file", str(tmp_path / "train.jsonl"), "--validation_file", str(tmp_path / "dev.jsonl"),
+        "--test_file", str(tmp_path / "dev.jsonl"), "--source_column", "en", "--target_column", "fr",
+        "--source_tokenizer_kind", "word", "--target_tokenizer_kind", "word",
+        "--config_overrides", json.dumps({"hidden_size": 8, "embedding_size": 8, "attention": "bahdanau"}),
+        "--max_steps", "1", "--eval_strategy", "no", "--generation_num_beams", "1", *QUIET, *extra,
+    ]
+
+
+def test_pick_sample_rows_spreads_the_picks_and_zero_means_none(tmp_path):
+    from hfnn.pipelines.run_seq2seq import pick_sample_rows
+
+    assert pick_sample_rows(10, 0, 0) == [] and pick_sample_rows(0, 3, 4) == []
+    assert pick_sample_rows(10, 3, 0) == [0, 4, 9] and pick_sample_rows(10, 0, 4) == [0, 3, 6, 9]
+    assert pick_sample_rows(2, 5, 1) == [0, 1]
+    for args, name in (((10, -1, 0), "num_samples"), ((10, 0, -2), "num_attention_examples")):
+        with pytest.raises(ValueError, match=f"{name} must be an integer >= 0"):
+            pick_sample_rows(*args)
+    # negative values are refused when the arguments are parsed, before anything is trained
+    for flag in ("--num_samples", "--num_attention_examples"):
+        with pytest.raises(ValueError, match=flag[2:] + " must be an integer >= 0"):
+            parse_args((ModelArguments, DataArguments, RunArguments, Seq2SeqTrainingArguments),
+                       ["rnn_seq2seq_cmudict", "--output_dir", str(tmp_path), flag, "-1"])
+
+
+def test_zero_samples_prints_none(tmp_path):
+    out = tmp_path / "out"
+    results = main(tiny_run_argv(tmp_path, out, "--num_samples", "0", "--num_attention_examples", "0"))
+    assert results["samples"] == [] and results["attention_heatmap"] is None
+    assert json.loads((out / "results.json").read_text())["samples"] == []
+    assert not (out / "attention_heatmap.png").exists()
+
+
+def test_only_the_main_process_writes_the_output_folder(tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    monkeypatch.setattr(Trainer, "is_world_process_zero", lambda self: False)  # as on process 1 of 2
+    out = tmp_path / "out"
+    results = main(tiny_run_argv(tmp_path, out, "--num_samples", "2", "--write_model_card", "true"))
+    assert results["samples"] == [] and "test_bleu" in results
+    assert sorted(p.name for p in out.iterdir()) == [], "only the main process may write the output folder"
+
+
+def test_command_line_user_error_is_one_line_with_exit_status_2(tmp_path):
+    from tests.reliability_utils import run_cli
+
+    out = tmp_path / "existing"
+    out.mkdir()
+    (out / "keep.txt").write_text("user data")
+    proc = run_cli(["-m", "hfnn.pipelines.run_seq2seq", "rnn_seq2seq_cmudict", "--output_dir", str(out)], cwd=tmp_path)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert lines[0].startswith("run_seq2seq: error: output_dir ") and str(out) in lines[0] and "not empty" in lines[0]
+    assert (out / "keep.txt").read_text() == "user data"

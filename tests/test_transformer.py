@@ -253,6 +253,74 @@ def test_cached_and_uncached_generation_agree(position):
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
 
 
+GENERATION_CASES = {
+    "greedy": dict(do_sample=False),
+    "greedy-eos": dict(do_sample=False, eos_token_id=3),
+    "greedy-max-length": dict(do_sample=False, max_length=13, max_new_tokens=None),
+    "greedy-processors": dict(do_sample=False, repetition_penalty=1.5, min_new_tokens=4, eos_token_id=3),
+    "sample": dict(do_sample=True, top_k=6, temperature=0.8),
+    "sample-eos": dict(do_sample=True, top_p=0.9, eos_token_id=[3, 4]),
+}
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("case", sorted(GENERATION_CASES))
+@pytest.mark.parametrize("padded", [False, True])
+def test_direct_decoding_loop_matches_the_generic_generate_loop(position, case, padded, monkeypatch):
+    """generate() calls forward with the new token and the cache directly unless it needs the generic
+    loop of transformers; both must give the same tokens (same processors, stopping, padding, RNG use)."""
+    model = tiny_lm(position, std=0.4, seed=2)
+    if padded:
+        ids, mask = left_pad([random_ids(6, seed=7).tolist(), random_ids(3, seed=8).tolist()])
+    else:
+        ids = random_ids(2, 6, seed=7)
+        mask = torch.ones_like(ids)
+    kwargs = {"max_new_tokens": 12, "eos_token_id": None, "pad_token_id": 0, **GENERATION_CASES[case]}
+    calls = []
+    direct = TransformerForCausalLM._can_decode_fast
+
+    def spy(self, *args):
+        calls.append(direct(self, *args))
+        return calls[-1]
+
+    monkeypatch.setattr(TransformerForCausalLM, "_can_decode_fast", spy)
+    torch.manual_seed(11)
+    fast = model.generate(ids, attention_mask=mask, **kwargs)
+    assert calls == [True]
+    monkeypatch.setattr(TransformerForCausalLM, "_can_decode_fast", lambda self, *args: False)
+    torch.manual_seed(11)
+    generic = model.generate(ids, attention_mask=mask, **kwargs)
+    assert fast.shape == generic.shape
+    assert torch.equal(fast, generic)
+
+
+def test_generic_loop_is_used_where_the_direct_loop_does_not_apply(monkeypatch):
+    """Streamers, dictionaries of outputs and a cache the caller filled go through transformers' loop."""
+    from transformers import GenerationMixin
+
+    model = tiny_lm(std=0.4)
+    ids = random_ids(1, 4, seed=3)
+    used = []
+    generic = GenerationMixin._sample
+
+    def spy(self, *args, **kwargs):
+        used.append("generic")
+        return generic(self, *args, **kwargs)
+
+    monkeypatch.setattr(GenerationMixin, "_sample", spy)
+    common = dict(max_new_tokens=3, do_sample=False, eos_token_id=None, pad_token_id=0)
+    plain = model.generate(ids, **common)
+    assert used == []
+    out = model.generate(ids, return_dict_in_generate=True, output_scores=True, **common)
+    assert used == ["generic"] and len(out.scores) == 3 and torch.equal(out.sequences, plain)
+    cache = DynamicCache(config=model.config)
+    model(ids[:, :2], cache=cache)
+    continued = model.generate(ids, cache=cache, **common)
+    assert used == ["generic", "generic"] and torch.equal(continued, plain)
+    shifted = model.generate(ids, position_ids=torch.arange(4)[None] + 5, **common)
+    assert used == ["generic"] * 3 and shifted.shape == plain.shape
+
+
 @pytest.mark.parametrize("position", POSITIONS)
 def test_left_padded_batch_equals_each_prompt_alone(position):
     model = tiny_lm(position, std=0.4, seed=1)
