@@ -487,17 +487,18 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
             if unfinished is not None:  # finished rows get padding
                 next_tokens = next_tokens * unfinished + pad * (1 - unfinished)
             length += 1
+            column = next_tokens[:, None]
             if keep_ids:
-                input_ids = torch.cat([input_ids, next_tokens[:, None]], dim=-1)
+                input_ids = torch.cat([input_ids, column], dim=-1)
             else:
-                pieces.append(next_tokens[:, None])
+                pieces.append(column)
             if length >= max_length:
                 break
             if unfinished is not None:
                 unfinished = unfinished & ~torch.isin(next_tokens, eos)
                 if unfinished.max() == 0:
                     break
-            embeds = backbone.embed_tokens(next_tokens[:, None])
+            embeds = backbone.embed_tokens(column)
             if self.training:
                 embeds = backbone.dropout(embeds)
             hidden, state = backbone.rnn(embeds, state)
