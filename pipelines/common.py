@@ -18,11 +18,15 @@ from transformers import HfArgumentParser, TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 __all__ = [
+    "BaseDataArguments",
+    "BaseModelArguments",
     "CHECKPOINT_MARKER",
     "CheckpointCommitCallback",
     "RECIPES_DIR",
     "RunArguments",
+    "SplitDataArguments",
     "TimeBudgetCallback",
+    "TokenizerModelArguments",
     "USER_ERRORS",
     "check_config_overrides",
     "check_tokenizer",
@@ -31,6 +35,7 @@ __all__ = [
     "list_recipes",
     "load_recipe",
     "parse_args",
+    "parse_config_overrides",
     "prepare_output_dir",
     "resolve_recipe",
     "resolve_resume_checkpoint",
@@ -73,6 +78,69 @@ class RunArguments:
     def __post_init__(self):
         if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples < 0:
             raise ValueError(f"num_samples must be an integer >= 0 (0: print none), got {self.num_samples!r}")
+
+
+# Argument dataclasses shared by the pipelines. A pipeline subclasses them and re-declares a field whose
+# default or help is its own; a re-declared field keeps its place, so every pipeline lists its flags in the
+# same order. `architecture` and `corpus` have no default here: each pipeline gives its own.
+
+
+@dataclasses.dataclass
+class BaseModelArguments:
+    """Model arguments of every pipeline: what to build or load, and config fields for a new model."""
+
+    architecture: str = dataclasses.field(metadata={"help": "hfnn architecture to build."})
+    model_name_or_path: str | None = dataclasses.field(
+        default=None, metadata={"help": "Start from a saved model folder (or Hub id) instead of building a new model."}
+    )
+    config_overrides: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Config fields for a new model: a mapping in the recipe or a JSON string on the command line."},
+    )
+
+
+@dataclasses.dataclass
+class TokenizerModelArguments(BaseModelArguments):
+    """Model arguments of the pipelines with one tokenizer (language modelling, text classification)."""
+
+    tokenizer_name: str | None = dataclasses.field(
+        default=None, metadata={"help": "Load this tokenizer instead of training one (defaults to model_name_or_path)."}
+    )
+
+
+@dataclasses.dataclass
+class BaseDataArguments:
+    """Data arguments of every pipeline: a corpus, or local files for the train and validation splits."""
+
+    corpus: str | None = dataclasses.field(metadata={"help": "Built-in corpus name, local file, or Hub dataset name."})
+    train_file: str | None = dataclasses.field(default=None, metadata={"help": "Local training data (csv/json/jsonl)."})
+    validation_file: str | None = dataclasses.field(default=None, metadata={"help": "Local validation data."})
+
+
+@dataclasses.dataclass
+class SplitDataArguments(BaseDataArguments):
+    """Data arguments of the pipelines that also take a local test file (text classification, seq2seq)."""
+
+    test_file: str | None = dataclasses.field(default=None, metadata={"help": "Local test data."})
+
+
+def parse_config_overrides(value) -> dict:
+    """``config_overrides`` as a dict: None -> {}, a mapping (from a recipe) copied, a string (from the command
+    line) parsed as JSON, which must give a mapping (ValueError otherwise). The keys are checked against the
+    config once it is built (:func:`check_config_overrides`)."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    if not isinstance(value, str):
+        raise ValueError(f"config_overrides must be a mapping of config fields, got {type(value).__name__} {value!r}")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"config_overrides must be a JSON mapping, got {value!r}: {err}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"config_overrides must be a JSON mapping, got {value!r}")
+    return parsed
 
 
 def list_recipes() -> list[str]:

@@ -22,7 +22,6 @@ column a regression head (MSE), a column of label lists a multi-label classifier
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -46,8 +45,12 @@ from hfnn.metrics import load_metric
 from hfnn.pipelines.common import (
     CheckpointCommitCallback,
     RunArguments,
+    SplitDataArguments,
     TimeBudgetCallback,
+    TokenizerModelArguments,
     parse_args,
+    check_config_overrides,
+    parse_config_overrides,
     prepare_output_dir,
     run_command,
     save_loss_curve,
@@ -62,19 +65,12 @@ logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class ModelArguments:
+class ModelArguments(TokenizerModelArguments):
     architecture: str = dataclasses.field(
         default="cnn", metadata={"help": "hfnn architecture to build: cnn, mlp, rnn or transformer."}
     )
     model_name_or_path: str | None = dataclasses.field(
         default=None, metadata={"help": "Fine-tune a saved model folder (or Hub id) instead of building a new model."}
-    )
-    config_overrides: str | None = dataclasses.field(
-        default=None,
-        metadata={"help": "Config fields for a new model: a mapping in the recipe or a JSON string on the command line."},
-    )
-    tokenizer_name: str | None = dataclasses.field(
-        default=None, metadata={"help": "Load this tokenizer instead of training one (defaults to model_name_or_path)."}
     )
     tokenizer_kind: str = dataclasses.field(default="word", metadata={"help": "word, bpe or char."})
     vocab_size: int | None = dataclasses.field(
@@ -94,13 +90,10 @@ class ModelArguments:
 
 
 @dataclasses.dataclass
-class DataArguments:
+class DataArguments(SplitDataArguments):
     corpus: str | None = dataclasses.field(
         default="rotten_tomatoes", metadata={"help": "Built-in corpus name, local file, or Hub dataset name."}
     )
-    train_file: str | None = dataclasses.field(default=None, metadata={"help": "Local training data (csv/json/jsonl)."})
-    validation_file: str | None = dataclasses.field(default=None, metadata={"help": "Local validation data."})
-    test_file: str | None = dataclasses.field(default=None, metadata={"help": "Local test data."})
     text_column: str | None = dataclasses.field(default=None, metadata={"help": "Column holding the text (default: text)."})
     label_column: str | None = dataclasses.field(
         default=None, metadata={"help": "Column holding the label (default: label)."}
@@ -111,20 +104,6 @@ class DataArguments:
     max_eval_samples: int | None = dataclasses.field(
         default=None, metadata={"help": "Evaluate on a random subset of this many validation and test examples."}
     )
-
-
-def _overrides(value) -> dict:
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return dict(value)
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"config_overrides must be a JSON mapping, got {value!r}: {err}") from None
-    if not isinstance(parsed, dict):
-        raise ValueError(f"config_overrides must be a JSON mapping, got {value!r}")
-    return parsed
 
 
 def load_classification_corpus(data_args: DataArguments, seed: int):
@@ -189,7 +168,9 @@ def build_config(architecture: str, tokenizer, labels: list[str], problem_type: 
         "problem_type": problem_type,
     }
     fields.update(overrides)
-    return AutoConfig.for_model(config_cls.model_type, **fields)
+    config = AutoConfig.for_model(config_cls.model_type, **fields)
+    check_config_overrides(config, overrides)
+    return config
 
 
 def make_compute_metrics(problem_type: str):
@@ -305,7 +286,8 @@ def main(argv=None) -> dict:
                 f"The tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {model.config.vocab_size}."
             )
     else:
-        config = build_config(model_args.architecture, tokenizer, labels, problem_type, _overrides(model_args.config_overrides))
+        config = build_config(model_args.architecture, tokenizer, labels, problem_type,
+                              parse_config_overrides(model_args.config_overrides))
         model = AutoModelForSequenceClassification.from_config(config)
         if model_args.embeddings_file:
             if not hasattr(model, "load_embeddings"):

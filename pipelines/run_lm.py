@@ -17,7 +17,6 @@ change (``architecture: rnn`` or ``architecture: transformer`` plus ``config_ove
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -42,11 +41,14 @@ from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
 from hfnn.tokenization import train_tokenizer
 from hfnn.pipelines.common import (
+    BaseDataArguments,
     CheckpointCommitCallback,
     RunArguments,
     TimeBudgetCallback,
+    TokenizerModelArguments,
     check_config_overrides,
     parse_args,
+    parse_config_overrides,
     prepare_output_dir,
     run_command,
     save_loss_curve,
@@ -58,7 +60,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class ModelArguments:
+class ModelArguments(TokenizerModelArguments):
     architecture: str = dataclasses.field(
         default="rnn", metadata={"help": "hfnn architecture to build: rnn or transformer."}
     )
@@ -69,15 +71,12 @@ class ModelArguments:
         default=None,
         metadata={"help": "Config fields for a new model, a mapping in the recipe or a JSON string on the command line."},
     )
-    tokenizer_name: str | None = dataclasses.field(
-        default=None, metadata={"help": "Load this tokenizer instead of training one (defaults to model_name_or_path)."}
-    )
     tokenizer_kind: str = dataclasses.field(default="char", metadata={"help": "char, bpe or word."})
     vocab_size: int | None = dataclasses.field(default=None, metadata={"help": "Vocabulary size for bpe/word tokenizers."})
 
 
 @dataclasses.dataclass
-class DataArguments:
+class DataArguments(BaseDataArguments):
     corpus: str | None = dataclasses.field(
         default="shakespeare", metadata={"help": "Built-in corpus name, local file, or Hub dataset name."}
     )
@@ -93,20 +92,6 @@ class DataArguments:
     sample_max_new_tokens: int = dataclasses.field(default=200)
     sample_top_k: int = dataclasses.field(default=20)
     sample_temperature: float = dataclasses.field(default=0.8)
-
-
-def _overrides(value) -> dict:
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return dict(value)
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"config_overrides must be a JSON mapping, got {value!r}: {err}") from None
-    if not isinstance(parsed, dict):
-        raise ValueError(f"config_overrides must be a JSON mapping, got {value!r}")
-    return parsed
 
 
 def build_config(architecture: str, tokenizer, overrides: dict):
@@ -225,7 +210,7 @@ def main(argv=None) -> dict:
                 f"The tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {model.config.vocab_size}."
             )
     else:
-        config = build_config(model_args.architecture, tokenizer, _overrides(model_args.config_overrides))
+        config = build_config(model_args.architecture, tokenizer, parse_config_overrides(model_args.config_overrides))
         model = AutoModelForCausalLM.from_config(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id

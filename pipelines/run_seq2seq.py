@@ -23,7 +23,6 @@ weights for a few test examples (output symbols x source symbols), ``results.jso
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -46,10 +45,14 @@ from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
 from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK, mark_for_pipeline
 from hfnn.pipelines.common import (
+    BaseModelArguments,
     CheckpointCommitCallback,
     RunArguments,
+    SplitDataArguments,
     TimeBudgetCallback,
     parse_args,
+    check_config_overrides,
+    parse_config_overrides,
     prepare_output_dir,
     run_command,
     save_loss_curve,
@@ -70,16 +73,12 @@ _COLUMN_DEFAULTS = (("word", "phonemes"), ("source", "target"))
 
 
 @dataclasses.dataclass
-class ModelArguments:
+class ModelArguments(BaseModelArguments):
     architecture: str = dataclasses.field(
         default="rnn_seq2seq", metadata={"help": "rnn_seq2seq (RNN encoder-decoder) or transformer_seq2seq."}
     )
     model_name_or_path: str | None = dataclasses.field(
         default=None, metadata={"help": "Continue training a saved seq2seq folder instead of building a new model."}
-    )
-    config_overrides: str | None = dataclasses.field(
-        default=None,
-        metadata={"help": "Config fields for a new model: a mapping in the recipe or a JSON string on the command line."},
     )
     source_tokenizer_name: str | None = dataclasses.field(
         default=None, metadata={"help": "Load the source tokenizer (default: <model_name_or_path>/source_tokenizer, or train one)."}
@@ -102,13 +101,10 @@ class ModelArguments:
 
 
 @dataclasses.dataclass
-class DataArguments:
+class DataArguments(SplitDataArguments):
     corpus: str | None = dataclasses.field(
         default="cmudict", metadata={"help": "Built-in corpus (cmudict, kjv_french), local file, or Hub dataset name."}
     )
-    train_file: str | None = dataclasses.field(default=None, metadata={"help": "Local training data (csv/json/jsonl)."})
-    validation_file: str | None = dataclasses.field(default=None, metadata={"help": "Local validation data."})
-    test_file: str | None = dataclasses.field(default=None, metadata={"help": "Local test data."})
     source_column: str | None = dataclasses.field(
         default=None, metadata={"help": "Column of source texts (default: word, else source)."}
     )
@@ -178,18 +174,7 @@ def _sorted_by_length(ds, column: str):
     return ds.select(sorted(range(len(ds)), key=lengths.__getitem__))
 
 
-def _overrides(value) -> dict:
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return dict(value)
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"config_overrides must be a JSON mapping, got {value!r}: {err}") from None
-    if not isinstance(parsed, dict):
-        raise ValueError(f"config_overrides must be a JSON mapping, got {value!r}")
-    return parsed
+_overrides = parse_config_overrides  # the old private name, for code that imports it
 
 
 def _subset(ds, n: int | None, seed: int):
@@ -249,7 +234,9 @@ def build_config(architecture: str, source_tokenizer, target_tokenizer, override
     else:
         fields["max_length"] = max_target_length + 1  # generation: start token + target
     fields.update(overrides)
-    return AutoConfig.for_model(config_cls.model_type, **fields)
+    config = AutoConfig.for_model(config_cls.model_type, **fields)
+    check_config_overrides(config, overrides)
+    return config
 
 
 def make_compute_metrics(kind: str, target_tokenizer, references: list[list[str]]):
@@ -368,7 +355,7 @@ def main(argv=None) -> dict:
         model = AutoModelForSeq2SeqLM.from_pretrained(model_args.model_name_or_path)
     else:
         config = build_config(
-            model_args.architecture, source_tokenizer, target_tokenizer, _overrides(model_args.config_overrides),
+            model_args.architecture, source_tokenizer, target_tokenizer, parse_config_overrides(model_args.config_overrides),
             model_args.max_source_length, model_args.max_target_length,
         )
         model = AutoModelForSeq2SeqLM.from_config(config)

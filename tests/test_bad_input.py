@@ -422,6 +422,13 @@ case("args-bad-config-override", "`--config_overrides '{\"hidden_size\": 0}'`", 
 case("args-misspelt-config-override", "`--config_overrides '{\"hiden_size\": 8}'`", ValueError,
      "hiden_size.*did you mean 'hidden_size'")(
     lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out") + ["--config_overrides", '{"hiden_size": 8}']))
+case("args-misspelt-config-override-classifier", "`run_classification ... --config_overrides '{\"num_filter\": 2}'`",
+     ValueError, "num_filter.*did you mean 'num_filters'")(
+    lambda fx, tmp: run_classification.main(cls_argv(fx, tmp / "out", "sentences.csv", "--text_column", "sentence", "--config_overrides",
+                                                     '{"embedding_size": 8, "num_filter": 2}')))
+case("recipe-config-overrides-list", "a recipe whose `config_overrides` is a YAML list", ValueError,
+     "config_overrides must be a mapping")(
+    lambda fx, tmp: common.parse_config_overrides(["hidden_size", 8]))
 case("args-config-override-not-json", "`--config_overrides '{hidden_size: 8'`", ValueError, "JSON mapping")(
     lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out") + ["--config_overrides", "{hidden_size: 8"]))
 case("args-unknown-architecture", "`run_lm recipe --architecture lstm`", ValueError, "Unknown architecture 'lstm'")(
