@@ -38,6 +38,7 @@ __all__ = [
     "parse_config_overrides",
     "prepare_output_dir",
     "resolve_recipe",
+    "finish_secondary_process",
     "resolve_resume_checkpoint",
     "run_command",
     "save_loss_curve",
@@ -261,6 +262,16 @@ def run_command(main, argv=None) -> int:
         print(f"{prog}: error: {_first_line(err)}", file=sys.stderr)
         return 2
     return 0
+
+
+def finish_secondary_process(trainer, out_dir) -> bool:
+    """Under several processes (accelerate / DDP) only the main one writes the output folder and prints the
+    summary; the others say in one line that they are done. Returns True on a process other than the main one."""
+    if trainer.is_world_process_zero():
+        return False
+    args = trainer.args
+    print(f"process {args.process_index} of {args.world_size}: finished; process 0 writes {out_dir}")
+    return True
 
 
 def prepare_output_dir(path: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> Path:

@@ -43,6 +43,7 @@ import hfnn
 from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
 from hfnn.pipelines.common import (
+    finish_secondary_process,
     CheckpointCommitCallback,
     RunArguments,
     SplitDataArguments,
@@ -367,8 +368,7 @@ def main(argv=None) -> dict:
                 )
 
     save_model(trainer, out_dir)
-    if not trainer.is_world_process_zero():
-        # Under several processes (accelerate / DDP) only the main one writes the output folder and prints.
+    if finish_secondary_process(trainer, out_dir):
         results["samples"] = []
         return results
     tokenizer.save_pretrained(str(out_dir))

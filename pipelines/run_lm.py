@@ -41,6 +41,7 @@ from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
 from hfnn.tokenization import train_tokenizer
 from hfnn.pipelines.common import (
+    finish_secondary_process,
     BaseDataArguments,
     CheckpointCommitCallback,
     RunArguments,
@@ -276,8 +277,7 @@ def main(argv=None) -> dict:
         results[f"{split}_perplexity"] = metrics.get(f"{split}_perplexity", math.exp(metrics[f"{split}_loss"]))
 
     save_model(trainer, out_dir)
-    if not trainer.is_world_process_zero():
-        # Under several processes (accelerate / DDP) only the main one writes the output folder and prints.
+    if finish_secondary_process(trainer, out_dir):
         results["samples"] = []
         return results
     tokenizer.save_pretrained(str(out_dir))

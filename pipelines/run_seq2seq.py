@@ -45,6 +45,7 @@ from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
 from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK, mark_for_pipeline
 from hfnn.pipelines.common import (
+    finish_secondary_process,
     BaseModelArguments,
     CheckpointCommitCallback,
     RunArguments,
@@ -434,8 +435,7 @@ def main(argv=None) -> dict:
     is_main = trainer.is_world_process_zero()
     mark_for_pipeline(model.config, out_dir if is_main else None)
     save_model(trainer, out_dir)
-    if not is_main:
-        # Under several processes (accelerate / DDP) only the main one writes the output folder and prints.
+    if finish_secondary_process(trainer, out_dir):
         results.update(samples=[], attention_heatmap=None)
         return results
     target_tokenizer.save_pretrained(str(out_dir))
