@@ -45,3 +45,37 @@ def randomize_(model: torch.nn.Module, std: float = 0.5, seed: int = 0) -> torch
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * std)
     return model
+
+
+def generation_cases(prompt_length: int) -> dict[str, dict]:
+    """generate() keyword sets that exercise a decoding loop: greedy and sampling, end-of-sequence
+    tokens (finished rows padded), max_length instead of max_new_tokens, logits processors."""
+    return {
+        "greedy": dict(do_sample=False),
+        "greedy-eos": dict(do_sample=False, eos_token_id=3),
+        "greedy-max-length": dict(do_sample=False, max_length=prompt_length + 5, max_new_tokens=None),
+        "greedy-processors": dict(do_sample=False, repetition_penalty=1.5, min_new_tokens=4, eos_token_id=3),
+        "sample": dict(do_sample=True, top_k=6, temperature=0.8),
+        "sample-eos": dict(do_sample=True, top_p=0.9, eos_token_id=[3, 4]),
+    }
+
+
+def direct_and_generic_generate(model, ids, mask, kwargs: dict, monkeypatch):
+    """``model.generate`` twice from the same seed: through the model's direct decoding loop (checked
+    to be the one taken) and through transformers' generic loop. Returns ``(direct, generic)``."""
+    cls = type(model)
+    taken = []
+    can_decode_fast = cls._can_decode_fast
+
+    def spy(self, *args):
+        taken.append(can_decode_fast(self, *args))
+        return taken[-1]
+
+    monkeypatch.setattr(cls, "_can_decode_fast", spy)
+    torch.manual_seed(11)
+    direct = model.generate(ids, attention_mask=mask, **kwargs)
+    assert taken == [True], "generate did not take the direct decoding loop"
+    monkeypatch.setattr(cls, "_can_decode_fast", lambda self, *args: False)
+    torch.manual_seed(11)
+    generic = model.generate(ids, attention_mask=mask, **kwargs)
+    return direct, generic

@@ -9,7 +9,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceC
 import hfnn
 from hfnn import RnnConfig, RnnForCausalLM, RnnForSequenceClassification, RnnModel
 from hfnn.modeling_rnn import RnnStateCache
-from tests.helpers import randomize_, run_without_hfnn
+from tests.helpers import direct_and_generic_generate, generation_cases, randomize_, run_without_hfnn
 
 RNN_TYPES = ["rnn_tanh", "rnn_relu", "gru", "lstm"]
 
@@ -140,18 +140,8 @@ def test_left_padded_batch_generates_what_each_prompt_generates_alone(rnn_type):
         assert batch[row, width:].tolist() == alone[0, len(prompt):].tolist()
 
 
-GENERATION_CASES = {
-    "greedy": dict(do_sample=False),
-    "greedy-eos": dict(do_sample=False, eos_token_id=3),
-    "greedy-max-length": dict(do_sample=False, max_length=9, max_new_tokens=None),
-    "greedy-processors": dict(do_sample=False, repetition_penalty=1.5, min_new_tokens=4, eos_token_id=3),
-    "sample": dict(do_sample=True, top_k=6, temperature=0.8),
-    "sample-eos": dict(do_sample=True, top_p=0.9, eos_token_id=[3, 4]),
-}
-
-
 @pytest.mark.parametrize("rnn_type", ["rnn_tanh", "gru", "lstm"])
-@pytest.mark.parametrize("case", sorted(GENERATION_CASES))
+@pytest.mark.parametrize("case", sorted(generation_cases(4)))
 @pytest.mark.parametrize("tie", [False, True])
 def test_direct_decoding_loop_matches_the_generic_generate_loop(rnn_type, case, tie, monkeypatch):
     """generate() feeds new tokens straight through the recurrence unless it needs the generic loop
@@ -159,25 +149,10 @@ def test_direct_decoding_loop_matches_the_generic_generate_loop(rnn_type, case, 
     model = tiny_lm(rnn_type, seed=5, tie_word_embeddings=tie, embedding_size=6 if tie else 8)
     ids = torch.tensor([[5, 6, 7, 8], [0, 0, 9, 10], [0, 11, 12, 13]])
     mask = (ids != 0).long()
-    kwargs = {"max_new_tokens": 12, "eos_token_id": None, "pad_token_id": 0, **GENERATION_CASES[case]}
-    calls = []
-    direct = RnnForCausalLM._can_decode_fast
-
-    def spy(self, *args):
-        calls.append(direct(self, *args))
-        return calls[-1]
-
-    monkeypatch.setattr(RnnForCausalLM, "_can_decode_fast", spy)
-    torch.manual_seed(11)
-    fast = model.generate(ids, attention_mask=mask, **kwargs)
-    assert calls == [True]
-    monkeypatch.setattr(RnnForCausalLM, "_can_decode_fast", lambda self, *args: False)
-    torch.manual_seed(11)
-    generic = model.generate(ids, attention_mask=mask, **kwargs)
-    assert fast.shape == generic.shape
-    assert torch.equal(fast, generic)
-    if "eos" in case:  # rows that stopped early are padded, and the loop stops when every row has
-        assert fast.shape[1] <= ids.shape[1] + 12
+    kwargs = {"max_new_tokens": 12, "eos_token_id": None, "pad_token_id": 0, **generation_cases(ids.shape[1])[case]}
+    direct, generic = direct_and_generic_generate(model, ids, mask, kwargs, monkeypatch)
+    assert direct.shape == generic.shape
+    assert torch.equal(direct, generic)
 
 
 def test_direct_decoding_loop_stops_early_when_every_row_has_finished():

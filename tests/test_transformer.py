@@ -27,7 +27,7 @@ from hfnn import (
     TransformerForSequenceClassification,
     TransformerModel,
 )
-from tests.helpers import randomize_, run_without_hfnn
+from tests.helpers import direct_and_generic_generate, generation_cases, randomize_, run_without_hfnn
 
 POSITIONS = ["learned", "sinusoidal", "rotary"]
 VOCAB = 40
@@ -253,18 +253,8 @@ def test_cached_and_uncached_generation_agree(position):
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
 
 
-GENERATION_CASES = {
-    "greedy": dict(do_sample=False),
-    "greedy-eos": dict(do_sample=False, eos_token_id=3),
-    "greedy-max-length": dict(do_sample=False, max_length=13, max_new_tokens=None),
-    "greedy-processors": dict(do_sample=False, repetition_penalty=1.5, min_new_tokens=4, eos_token_id=3),
-    "sample": dict(do_sample=True, top_k=6, temperature=0.8),
-    "sample-eos": dict(do_sample=True, top_p=0.9, eos_token_id=[3, 4]),
-}
-
-
 @pytest.mark.parametrize("position", POSITIONS)
-@pytest.mark.parametrize("case", sorted(GENERATION_CASES))
+@pytest.mark.parametrize("case", sorted(generation_cases(4)))
 @pytest.mark.parametrize("padded", [False, True])
 def test_direct_decoding_loop_matches_the_generic_generate_loop(position, case, padded, monkeypatch):
     """generate() calls forward with the new token and the cache directly unless it needs the generic
@@ -275,23 +265,10 @@ def test_direct_decoding_loop_matches_the_generic_generate_loop(position, case, 
     else:
         ids = random_ids(2, 6, seed=7)
         mask = torch.ones_like(ids)
-    kwargs = {"max_new_tokens": 12, "eos_token_id": None, "pad_token_id": 0, **GENERATION_CASES[case]}
-    calls = []
-    direct = TransformerForCausalLM._can_decode_fast
-
-    def spy(self, *args):
-        calls.append(direct(self, *args))
-        return calls[-1]
-
-    monkeypatch.setattr(TransformerForCausalLM, "_can_decode_fast", spy)
-    torch.manual_seed(11)
-    fast = model.generate(ids, attention_mask=mask, **kwargs)
-    assert calls == [True]
-    monkeypatch.setattr(TransformerForCausalLM, "_can_decode_fast", lambda self, *args: False)
-    torch.manual_seed(11)
-    generic = model.generate(ids, attention_mask=mask, **kwargs)
-    assert fast.shape == generic.shape
-    assert torch.equal(fast, generic)
+    kwargs = {"max_new_tokens": 12, "eos_token_id": None, "pad_token_id": 0, **generation_cases(ids.shape[1])[case]}
+    direct, generic = direct_and_generic_generate(model, ids, mask, kwargs, monkeypatch)
+    assert direct.shape == generic.shape
+    assert torch.equal(direct, generic)
 
 
 def test_generic_loop_is_used_where_the_direct_loop_does_not_apply(monkeypatch):
