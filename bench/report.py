@@ -291,6 +291,15 @@ def _beams(runs: dict) -> bool:
     return any((x.get("recipe_num_beams") or 1) > 1 for x in runs.values())
 
 
+def _threads_of(runs: dict) -> str:
+    """'one thread' / 'N threads', from the --threads flag of the runs' lm_budget commands."""
+    import re
+
+    found = {m.group(1) for run in runs.values() if (m := re.search(r"--threads (\d+)", run.get("command", "")))}
+    count = int(found.pop()) if len(found) == 1 else 1
+    return "one thread" if count == 1 else f"{count} threads"
+
+
 def _lm(r: dict, out: Path, headline: list[str]) -> list[str]:
     runs = {k: v for k, v in r["runs"].items() if "error" not in v}
     lines = [
@@ -315,7 +324,7 @@ def _lm(r: dict, out: Path, headline: list[str]) -> list[str]:
     lines += [f"![validation loss against training time]({_save(fig, out, 'lm_budget.png')})", ""]
     steps = sorted(x["steps"] for x in runs.values())
     if steps and steps[0] < 500:
-        lines += [f"**Few steps:** in {r['minutes']} minutes on one thread the models took {steps[0]}–{steps[-1]} "
+        lines += [f"**Few steps:** in {r['minutes']} minutes on {_threads_of(runs)} the models took {steps[0]}–{steps[-1]} "
                   "optimizer steps (the gated RNNs, with the most parameters, are the slowest per step), so the ranking says how fast "
                   "each one starts, per second of CPU, more than where it ends; `lm_budget.py` is sized for 4 "
                   "minutes per model (`python -m bench --only lm --lm-minutes 4`).", ""]
