@@ -447,6 +447,8 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
             and (cache is None or (isinstance(cache, RnnStateCache) and cache.states is None))
             and all(isinstance(c, (MaxLengthCriteria, EosTokenCriteria)) for c in stopping_criteria)
             and sum(isinstance(c, MaxLengthCriteria) for c in stopping_criteria) == 1
+            and (generation_config._pad_token_tensor is not None
+                 or not any(isinstance(c, EosTokenCriteria) for c in stopping_criteria))
         )
 
     def _sample(self, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus=False,
@@ -458,12 +460,11 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
         eos = [c.eos_token_id for c in stopping_criteria if isinstance(c, EosTokenCriteria)]
         eos = torch.cat([e.reshape(-1) for e in eos]).to(input_ids.device) if eos else None
         pad = generation_config._pad_token_tensor
-        if eos is not None and pad is None:  # generate sets it whenever an EOS is set; keep the generic error
-            return super()._sample(input_ids, logits_processor, stopping_criteria, generation_config,
-                                   synced_gpus=synced_gpus, streamer=streamer, **model_kwargs)
         do_sample = generation_config.do_sample
         backbone = self.model
-        cache = model_kwargs.get("cache") or RnnStateCache()
+        cache = model_kwargs.get("cache")
+        if cache is None:
+            cache = RnnStateCache()
         # prompt: the ordinary forward (it handles padded rows), the state then stays in torch's layout
         outputs = self(input_ids, attention_mask=model_kwargs.get("attention_mask"), cache=cache, use_cache=True,
                        logits_to_keep=1)

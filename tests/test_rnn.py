@@ -186,6 +186,9 @@ def test_generic_loop_is_used_where_the_direct_loop_does_not_apply(monkeypatch):
     cache = model(ids, use_cache=True).cache
     model.generate(torch.tensor([[5, 6, 7, 8]]), cache=cache, **common)
     assert used == ["generic", "generic"]
+    empty = RnnStateCache()  # an empty cache of the caller's takes the direct loop and receives the state
+    model.generate(ids, cache=empty, **common)
+    assert used == ["generic", "generic"] and empty.states is not None and empty.get_seq_length() == 5
 
 
 def test_mask_with_holes_skips_the_masked_tokens():
