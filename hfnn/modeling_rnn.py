@@ -45,6 +45,21 @@ __all__ = [
 _RNN_MODULES = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
+def _run_recurrence(rnn: nn.RNNBase, inputs, state):
+    """``rnn(inputs, state)``, except that an LSTM under CPU autocast runs in float32.
+
+    oneDNN has no reduced-precision LSTM on CPUs without native bfloat16 (it fails with "could not
+    create a primitive descriptor"), so under ``torch.autocast("cpu")`` (``--bf16`` on a CPU) the
+    LSTM's inputs and state are cast to float32 and autocast is paused for that one call; GRU and
+    tanh/ReLU RNNs run under autocast as they are. ``inputs`` may be a tensor or a ``PackedSequence``.
+    """
+    if isinstance(rnn, nn.LSTM) and rnn.weight_ih_l0.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            state = None if state is None else tuple(s.float() for s in state)
+            return rnn(inputs.float(), state)
+    return rnn(inputs, state)
+
+
 class RnnStateCache(Cache):
     """The recurrent state of every layer, used as the generation cache.
 
@@ -247,7 +262,7 @@ class RnnModel(RnnPreTrainedModel):
     def _run(self, inputs, state):
         """Fused recurrence over a packed or dense batch; ``state`` is batch-first."""
         torch_state = tuple(s.transpose(0, 1).contiguous() for s in state)
-        outputs, new_state = self.rnn(inputs, torch_state if len(torch_state) == 2 else torch_state[0])
+        outputs, new_state = _run_recurrence(self.rnn, inputs, torch_state if len(torch_state) == 2 else torch_state[0])
         new_state = new_state if isinstance(new_state, tuple) else (new_state,)
         return outputs, tuple(s.transpose(0, 1) for s in new_state)
 
@@ -502,7 +517,7 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
             embeds = backbone.embed_tokens(column)
             if self.training:
                 embeds = backbone.dropout(embeds)
-            hidden, state = backbone.rnn(embeds, state)
+            hidden, state = _run_recurrence(backbone.rnn, embeds, state)
             hidden = hidden[:, -1]
             if self.training:
                 hidden = backbone.dropout(hidden)

@@ -66,6 +66,21 @@ def _make_rnn(rnn_type, input_size, hidden_size, num_layers, dropout, bidirectio
     return _RNN_CLASSES[rnn_type](**kwargs)
 
 
+def _run_recurrence(rnn: nn.RNNBase, inputs, state):
+    """``rnn(inputs, state)``, except that an LSTM under CPU autocast runs in float32.
+
+    oneDNN has no reduced-precision LSTM on CPUs without native bfloat16 (it fails with "could not
+    create a primitive descriptor"), so under ``torch.autocast("cpu")`` (``--bf16`` on a CPU) the
+    LSTM's inputs and state are cast to float32 and autocast is paused for that one call; GRU and
+    tanh/ReLU RNNs run under autocast as they are. ``inputs`` may be a tensor or a ``PackedSequence``.
+    """
+    if isinstance(rnn, nn.LSTM) and rnn.weight_ih_l0.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            state = None if state is None else tuple(s.float() for s in state)
+            return rnn(inputs.float(), state)
+    return rnn(inputs, state)
+
+
 def _check_ids(ids, vocab_size, argument, field):
     """Raise a clear error for ids outside the embedding table (instead of an index error deep in torch)."""
     if ids.dim() != 2:
@@ -252,7 +267,7 @@ class RnnSeq2SeqEncoder(nn.Module):
         order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
         embeds = embeds.gather(1, order[..., None].expand_as(embeds))
         packed = pack_padded_sequence(embeds, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        packed_out, _ = self.rnn(packed)
+        packed_out, _ = _run_recurrence(self.rnn, packed, None)
         out, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=src_len)
         states = torch.zeros_like(out).scatter(1, order[..., None].expand_as(out), out)
 
@@ -335,10 +350,10 @@ class RnnSeq2SeqDecoder(nn.Module):
         if self.parallel and step_mask is None:
             if fixed_context is not None:
                 context = fixed_context[:, None].expand(batch, tgt_len, -1)
-                rnn_out, state = self.rnn(torch.cat([embeds, context], dim=-1), state)
+                rnn_out, state = _run_recurrence(self.rnn, torch.cat([embeds, context], dim=-1), state)
                 weights = None
             else:
-                rnn_out, state = self.rnn(embeds, state)
+                rnn_out, state = _run_recurrence(self.rnn, embeds, state)
                 context, weights = self.attend(rnn_out, keys, encoder_states, mask)
             outputs = torch.tanh(self.output_proj(torch.cat([rnn_out, context], dim=-1)))
             return outputs, state, feed, weights
@@ -357,7 +372,7 @@ class RnnSeq2SeqDecoder(nn.Module):
                 rnn_in = torch.cat([x, fixed_context], dim=-1)
             else:
                 rnn_in = torch.cat([x, feed], dim=-1) if self.input_feeding else x
-            rnn_out, new_state = self.rnn(rnn_in[:, None], state)
+            rnn_out, new_state = _run_recurrence(self.rnn, rnn_in[:, None], state)
             if self.attention == "luong":
                 context, weights = self.attend(rnn_out, keys, encoder_states, mask)
             if step_mask is not None:  # padding steps keep the previous state

@@ -60,6 +60,22 @@ def generation_cases(prompt_length: int) -> dict[str, dict]:
     }
 
 
+def generic_loop_calls(monkeypatch) -> list:
+    """Records each call of transformers' generic decoding loop (``GenerationMixin._sample``), which
+    still runs: returns the list that receives ``"generic"`` per call."""
+    from transformers import GenerationMixin
+
+    used = []
+    generic = GenerationMixin._sample
+
+    def spy(self, *args, **kwargs):
+        used.append("generic")
+        return generic(self, *args, **kwargs)
+
+    monkeypatch.setattr(GenerationMixin, "_sample", spy)
+    return used
+
+
 def direct_and_generic_generate(model, ids, mask, kwargs: dict, monkeypatch):
     """``model.generate`` twice from the same seed: through the model's direct decoding loop (checked
     to be the one taken) and through transformers' generic loop. Returns ``(direct, generic)``."""

@@ -9,7 +9,13 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceC
 import hfnn
 from hfnn import RnnConfig, RnnForCausalLM, RnnForSequenceClassification, RnnModel
 from hfnn.modeling_rnn import RnnStateCache
-from tests.helpers import direct_and_generic_generate, generation_cases, randomize_, run_without_hfnn
+from tests.helpers import (
+    direct_and_generic_generate,
+    generation_cases,
+    generic_loop_calls,
+    randomize_,
+    run_without_hfnn,
+)
 
 RNN_TYPES = ["rnn_tanh", "rnn_relu", "gru", "lstm"]
 
@@ -166,18 +172,9 @@ def test_direct_decoding_loop_stops_early_when_every_row_has_finished():
 
 def test_generic_loop_is_used_where_the_direct_loop_does_not_apply(monkeypatch):
     """Streamers, dictionaries of outputs and a cache the caller filled go through transformers' loop."""
-    from transformers import GenerationMixin
-
     model = tiny_lm("lstm", seed=7)
     ids = torch.tensor([[5, 6, 7]])
-    used = []
-    generic = GenerationMixin._sample
-
-    def spy(self, *args, **kwargs):
-        used.append("generic")
-        return generic(self, *args, **kwargs)
-
-    monkeypatch.setattr(GenerationMixin, "_sample", spy)
+    used = generic_loop_calls(monkeypatch)
     common = dict(max_new_tokens=3, do_sample=False, eos_token_id=None, pad_token_id=0)
     model.generate(ids, **common)
     assert used == []
@@ -338,3 +335,20 @@ def test_classifier_loads_through_auto_class(tmp_path):
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
     assert isinstance(loaded, RnnForSequenceClassification)
     assert loaded.config.id2label == {0: "rotten", 1: "fresh"}
+
+
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru"])
+def test_trains_and_generates_under_cpu_bfloat16_autocast(rnn_type):
+    """``--bf16`` on a CPU: the loss under autocast is close to float32's and gradients flow; an LSTM
+    runs its recurrence in float32 (oneDNN has no bf16 LSTM on CPUs without native bf16)."""
+    model = tiny_lm(rnn_type, seed=5)
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10], [0, 0, 11, 12, 13, 14]])
+    mask = (ids != 0).long()
+    reference = model(ids, attention_mask=mask, labels=ids).loss
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(ids, attention_mask=mask, labels=ids).loss
+        generated = model.generate(ids[:1], max_new_tokens=3, do_sample=False, eos_token_id=None, pad_token_id=0)
+    loss.backward()
+    assert abs(float(loss) - float(reference)) < 0.05 * float(reference)
+    assert model.model.embed_tokens.weight.grad.abs().sum() > 0
+    assert generated.shape == (1, 9)

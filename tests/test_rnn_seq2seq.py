@@ -395,3 +395,20 @@ def test_remote_code_load_without_hfnn_gives_identical_logits_and_generations(tm
     torch.testing.assert_close(torch.tensor(result["logits"]), expected, atol=1e-6, rtol=1e-6)
     assert result["greedy"] == model.generate(ids, attention_mask=mask, max_new_tokens=6).tolist()
     assert result["beam"] == model.generate(ids, attention_mask=mask, max_new_tokens=6, num_beams=3).tolist()
+
+
+@pytest.mark.parametrize("attention", ["bahdanau", "luong", "none"])
+def test_lstm_trains_and_generates_under_cpu_bfloat16_autocast(attention):
+    """``--bf16`` on a CPU with an LSTM encoder-decoder: the recurrences run in float32 under autocast
+    (oneDNN has no bf16 LSTM on CPUs without native bf16); the loss stays close to float32's."""
+    model = tiny_model(seed=3, std=0.3, rnn_type="lstm", attention=attention)
+    ids, mask = source_batch()
+    labels = torch.randint(4, TGT_VOCAB, (3, 5), generator=torch.Generator().manual_seed(2))
+    reference = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        generated = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, num_beams=2)
+    loss.backward()
+    assert abs(float(loss) - float(reference)) < 0.05 * float(reference)
+    assert model.model.encoder.embed_tokens.weight.grad.abs().sum() > 0
+    assert generated.shape[0] == 3

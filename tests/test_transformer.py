@@ -27,7 +27,13 @@ from hfnn import (
     TransformerForSequenceClassification,
     TransformerModel,
 )
-from tests.helpers import direct_and_generic_generate, generation_cases, randomize_, run_without_hfnn
+from tests.helpers import (
+    direct_and_generic_generate,
+    generation_cases,
+    generic_loop_calls,
+    randomize_,
+    run_without_hfnn,
+)
 
 POSITIONS = ["learned", "sinusoidal", "rotary"]
 VOCAB = 40
@@ -273,18 +279,9 @@ def test_direct_decoding_loop_matches_the_generic_generate_loop(position, case, 
 
 def test_generic_loop_is_used_where_the_direct_loop_does_not_apply(monkeypatch):
     """Streamers, dictionaries of outputs and a cache the caller filled go through transformers' loop."""
-    from transformers import GenerationMixin
-
     model = tiny_lm(std=0.4)
     ids = random_ids(1, 4, seed=3)
-    used = []
-    generic = GenerationMixin._sample
-
-    def spy(self, *args, **kwargs):
-        used.append("generic")
-        return generic(self, *args, **kwargs)
-
-    monkeypatch.setattr(GenerationMixin, "_sample", spy)
+    used = generic_loop_calls(monkeypatch)
     common = dict(max_new_tokens=3, do_sample=False, eos_token_id=None, pad_token_id=0)
     plain = model.generate(ids, **common)
     assert used == []
