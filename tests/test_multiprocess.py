@@ -193,20 +193,6 @@ def trainer_counts_items(model) -> bool:
     return any(p.kind == inspect.Parameter.VAR_KEYWORD for p in inspect.signature(model.forward).parameters.values())
 
 
-def loss_scaling_bug(arch: str, head: str):
-    """Known failures in files of other modules, reported with their fix; they pass once it is made
-    (a plain `accepts_loss_kwargs = False` on the class clears the condition)."""
-    from tests.reliability_utils import model_classes
-
-    cls = model_classes(arch)[head]
-    present = arch in ("cnn", "mlp") and not hasattr(cls, "accepts_loss_kwargs")
-    return pytest.mark.xfail(
-        present, strict=False,
-        reason=f"{cls.__name__}: forward takes **kwargs but the loss ignores num_items_in_batch "
-               f"(fix in hfnn/modeling_{arch}.py: accepts_loss_kwargs = False)",
-    )
-
-
 LOSS_CASES = [(arch, head, None) for arch, head in HEADS] + [
     (arch, head, problem)
     for arch, head in HEADS
@@ -217,7 +203,7 @@ LOSS_CASES = [(arch, head, None) for arch, head in HEADS] + [
 
 @pytest.mark.parametrize(
     "arch, head, problem_type",
-    [pytest.param(*case, marks=loss_scaling_bug(*case[:2])) for case in LOSS_CASES],
+    LOSS_CASES,
     ids=[f"{a}-{h.removeprefix('AutoModelFor')}-{p or 'default'}" for a, h, p in LOSS_CASES],
 )
 def test_loss_honours_the_trainer_item_count(arch, head, problem_type):
@@ -239,7 +225,7 @@ def test_loss_honours_the_trainer_item_count(arch, head, problem_type):
 
 @pytest.mark.parametrize(
     "arch, head",
-    [pytest.param(*case, marks=loss_scaling_bug(*case)) for case in HEADS],
+    HEADS,
     ids=[f"{a}-{h.removeprefix('AutoModelFor')}" for a, h in HEADS],
 )
 def test_gradient_accumulation_matches_one_big_batch(arch, head, tmp_path):

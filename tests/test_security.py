@@ -182,19 +182,6 @@ def assert_pickle_free(folder: Path) -> None:
         assert name.endswith((".safetensors", ".json", ".txt", ".md", ".png", ".py", ".jinja", ".model")), name
 
 
-def _saves_with_trainer_save_model(pipeline_file: str) -> bool:
-    return "trainer.save_model(" in (REPO / "pipelines" / pipeline_file).read_text()
-
-
-def _save_model_writes_pickle(pipeline_file: str):
-    return pytest.mark.xfail(
-        _saves_with_trainer_save_model(pipeline_file), strict=False,
-        reason=f"pipelines/{pipeline_file} saves with trainer.save_model, which writes training_args.bin (a pickle) "
-               "into the model folder; save with trainer.accelerator.unwrap_model(model).save_pretrained(out_dir) on "
-               "the main process, as run_lm does",
-    )
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("data")
@@ -227,7 +214,6 @@ def test_language_model_folder_is_pickle_free(tmp_path, data):
     assert (out / "checkpoint-2" / "optimizer.pt").exists()
 
 
-@_save_model_writes_pickle("run_classification.py")
 def test_classifier_folder_is_pickle_free(tmp_path, data):
     out = tmp_path / "cls"
     recipe = tmp_path / "r.yaml"
@@ -242,7 +228,6 @@ def test_classifier_folder_is_pickle_free(tmp_path, data):
     assert_pickle_free(out)
 
 
-@_save_model_writes_pickle("run_seq2seq.py")
 def test_seq2seq_folder_is_pickle_free(tmp_path, data):
     from hfnn.pipelines import run_seq2seq
 
