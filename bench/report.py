@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 __all__ = ["write"]
@@ -490,12 +491,13 @@ def _generation(r: dict, out: Path, headline: list[str]) -> list[str]:
     return lines
 
 
-def _memory(saved: dict) -> list[str]:
+def _memory(saved: dict, kept_rows: list[str] = ()) -> list[str]:
     rows = []
     for name, record in saved.items():
         for m in record.get("memory", []):
             rows.append([name, m["run"], _mb(m["peak_mb"]), _mb(m["start_mb"]),
                          _mb(m["peak_mb"] - m["start_mb"]) if m["start_mb"] is not None else "–", f"{m['wall_s']:.0f}"])
+    rows += [[cell.strip() for cell in row.strip().strip("|").split("|")] for row in kept_rows]
     if not rows:
         return ["_No training run recorded._", ""]
     base = next((r.get("preload", {}) for r in saved.values()), {})
@@ -511,6 +513,42 @@ def _memory(saved: dict) -> list[str]:
                           align="llrrrr")
 
 
+def _baselines(r: dict, out: Path, headline: list[str]) -> list[str]:
+    lines = ["The models a user would otherwise pick, trained and scored on the same rows as hfnn's recipes "
+             "(`bench/baselines.py`), one thread.", ""]
+    tfidf = r.get("tfidf", {})
+    if "error" in tfidf:
+        lines += ["**TF-IDF baseline failed**:", "", "```", tfidf["error"][-800:], "```", ""]
+    elif tfidf:
+        rows = tfidf["rows"]
+        lines += [f"Rotten Tomatoes ({rows['train']:,} train / {rows['validation']:,} validation / "
+                  f"{rows['test']:,} test snippets): scikit-learn `TfidfVectorizer(sublinear_tf=True)` + "
+                  "`LogisticRegression`, C chosen on validation.", ""]
+        lines += _table(["n-grams", "C", "features", "validation", "test", "CPU s (all C values)"], [
+            [f"{run['ngram_range'][0]}–{run['ngram_range'][1]}", f"{run['C']:g}", f"{run['features']:,}",
+             _pct(run["validation_accuracy"]), _pct(run["test_accuracy"]), f"{run['cpu_s']:.1f}"]
+            for run in tfidf["runs"]])
+        best = max(tfidf["runs"], key=lambda run: run["validation_accuracy"])
+        headline.append(f"TF-IDF logistic regression on Rotten Tomatoes (n-grams {best['ngram_range'][0]}–"
+                        f"{best['ngram_range'][1]}, chosen on validation): {_pct(best['test_accuracy'])} test accuracy "
+                        f"in {best['cpu_s']:.0f} CPU s.")
+    g2p = r.get("phonetisaurus", {})
+    if "error" in g2p:
+        lines += ["**Phonetisaurus baseline failed**:", "", "```", g2p["error"][-800:], "```", ""]
+    elif "skipped" in g2p:
+        lines += [f"Phonetisaurus: not run ({g2p['skipped']}).", ""]
+    elif g2p:
+        lines += [f"CMUdict G2P: Phonetisaurus {g2p.get('version') or ''} trained on {g2p['train_pronunciations']:,} "
+                  f"training pronunciations ({g2p['train_words']:,} words), scored on {g2p['test_words']:,} test "
+                  "words with hfnn's `wer` / `per` metrics (right when any reference matches).", ""]
+        lines += _table(["model", "test WER", "test PER", "training s", "prediction s", "words without answer"], [
+            ["Phonetisaurus", _pct(g2p["wer"]), _pct(g2p["per"]), f"{g2p['train_s']:.0f}", f"{g2p['predict_s']:.0f}",
+             g2p["unanswered"]]])
+        headline.append(f"Phonetisaurus on CMUdict: {_pct(g2p['wer'])} WER / {_pct(g2p['per'])} PER after "
+                        f"{g2p['train_s'] / 60:.1f} min of training.")
+    return lines
+
+
 SECTIONS = [
     ("cnn_rnn", "1. Seed claim: CNN vs RNN", _cnn_rnn),
     ("activations", "2. Activation functions and depth", _activations),
@@ -519,7 +557,9 @@ SECTIONS = [
     ("transformer_speed", "5. Transformer LM vs GPT2LMHeadModel: speed", _transformer_speed),
     ("rnn_overhead", "6. RNN LM vs plain PyTorch: the cost of the Hugging Face wrapping", _rnn_overhead),
     ("generation", "7. Generation cost against the number of new tokens", _generation),
+    ("baselines", "8. Baselines a user would pick instead", _baselines),
 ]
+MEMORY_TITLE = "9. Peak memory of the training runs"
 
 
 def write(out: Path, saved: dict, run: dict) -> Path:
@@ -566,13 +606,19 @@ def write(out: Path, saved: dict, run: dict) -> Path:
             ["platform", machine["platform"]],
             ["hfnn commit", f"{machine['commit']}{' + uncommitted changes' if machine['dirty'] else ''}"],
         ], align="ll")
-    headline: list[str] = []
+    previous = _previous_report(out / "RESULTS.md")
+    headline: list[tuple[str, str]] = []  # (benchmark, line)
     body: list[str] = []
     for name, title, render in SECTIONS:
         body += [f"## {title}", ""]
         record = saved.get(name)
         if record is None:
-            body += ["_Not run (run `python -m bench --only " + name + "`)._", ""]
+            kept = previous["sections"].get(_section_key(title))
+            if kept:  # not run this time: the last report's section stays as it was
+                body += kept
+                headline += [(name, line) for line in previous["headline"].get(name, [])]
+            else:
+                body += ["_Not run (run `python -m bench --only " + name + "`)._", ""]
             continue
         body += [_stamp(record, run), ""]
         if "error" in record and "result" not in record:
@@ -581,13 +627,20 @@ def write(out: Path, saved: dict, run: dict) -> Path:
         if "error" in record.get("result", {}):
             body += ["**Failed**:", "", "```", record["result"]["error"][-1500:], "```", ""]
             continue
+        lines: list[str] = []
         try:
-            body += render(record["result"], out, headline)
+            body += render(record["result"], out, lines)
         except Exception as err:  # a partial record: say so rather than fail the whole report
             body += [f"**Could not render** ({type(err).__name__}: {err}).", ""]
+        headline += [(name, line) for line in lines]
         if "error" in record:
             body += ["**Partly failed**:", "", "```", record["error"][-1500:], "```", ""]
-    body += ["## 8. Peak memory of the training runs", ""] + _memory(saved)
+    kept_memory = [row for row in previous["memory"] if row.strip().strip("|").split("|")[0].strip() not in saved]
+    body += [f"## {MEMORY_TITLE}", ""] + _memory(saved, kept_memory)
+    known = {_section_key(title) for _, title, _ in SECTIONS} | {_section_key(MEMORY_TITLE)}
+    for key, lines in previous["sections"].items():  # sections written by other tools (e.g. mutation testing)
+        if key not in known and key not in ("machine", "headline numbers", "commands"):
+            body += [f"## {previous['titles'][key]}", ""] + lines
     commands = ["## Commands", "", "The whole run, from the repository root:", "", "```", run["command"], "```", "",
                 "One benchmark: `python -m bench --only NAME` with NAME in " + ", ".join(
                     f"`{n}`" for n, _, _ in SECTIONS) + " (add `--quick` for the tiny version)."]
@@ -599,10 +652,45 @@ def write(out: Path, saved: dict, run: dict) -> Path:
                      "`lm_budget.py`'s `main` with these arguments):", "", "```"] + pipeline_commands + ["```"]
     commands += ["", "Logs, saved models and JSON results of the last run: `" + _shown_path(out / "out")
                  + "/` (not committed).", ""]
-    summary = ["## Headline numbers", ""] + [f"- {h}" for h in headline] + [""]
+    summary = ["## Headline numbers", ""] + [f"- {h} <!-- {name} -->" for name, h in headline] + [""]
     path = out / "RESULTS.md"
     path.write_text("\n".join(head + summary + body + commands))
     return path
+
+
+def _section_key(title: str) -> str:
+    """A section's identity across renumbering: its title without the leading number."""
+    return re.sub(r"^\d+\.\s*", "", title).strip().lower()
+
+
+def _previous_report(path: Path) -> dict:
+    """The sections, tagged headline lines and memory rows of an existing RESULTS.md, so that a run of
+    some benchmarks keeps the others' last results (their JSON records are not kept in the repository)."""
+    found = {"sections": {}, "titles": {}, "headline": {}, "memory": []}
+    if not path.is_file():
+        return found
+    key = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            key = _section_key(line[3:])
+            found["titles"][key] = line[3:].strip()
+            found["sections"][key] = []
+            continue
+        if key is None:
+            continue
+        found["sections"][key].append(line)
+        tagged = re.fullmatch(r"- (.*) <!-- (\w+) -->", line)
+        if key == "headline numbers" and tagged:
+            found["headline"].setdefault(tagged.group(2), []).append(tagged.group(1))
+        if key == _section_key(MEMORY_TITLE) and line.startswith("| ") and not re.match(r"\| (benchmark|-)", line):
+            found["memory"].append(line)
+    for key, lines in found["sections"].items():
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        while lines and not lines[-1].strip():
+            lines.pop()
+        lines.append("")
+    return found
 
 
 def _shown_path(path: Path) -> str:

@@ -49,6 +49,7 @@ BENCHMARKS = {
     "transformer_speed": ("bench.speed", "bench_transformer_speed", "Transformer LM vs GPT2LMHeadModel speed"),
     "rnn_overhead": ("bench.speed", "bench_rnn_overhead", "RNN LM vs plain PyTorch: cost of the HF wrapping"),
     "generation": ("bench.speed", "bench_generation", "generation cost vs new tokens, with and without cache"),
+    "baselines": ("bench.baselines", "bench_baselines", "TF-IDF logistic regression and Phonetisaurus on hfnn's splits"),
 }
 # default training budgets per run, in minutes (full mode)
 DEFAULT_MINUTES = {"classification": 1.5, "mlp": 0.5, "seq2seq": 1.25, "lm": 0.75}
@@ -288,6 +289,16 @@ def preload(selected: list[str], quick: bool) -> dict:
 
         for metric in ("accuracy", "f1") if "attention" not in selected else ("accuracy", "f1", "wer", "per"):
             load_metric(metric)
+    if "baselines" in selected:
+        import sklearn.linear_model  # noqa: F401
+
+        from hfnn.metrics import load_metric
+
+        for metric in ("wer", "per"):
+            load_metric(metric)
+        load_corpus("rotten_tomatoes")
+        load_corpus("cmudict")
+        loaded += ["rotten_tomatoes", "cmudict"]
     if {"cnn_rnn", "activations"} & set(selected):
         import hfnn.pipelines.run_classification  # noqa: F401
 

@@ -1,0 +1,114 @@
+"""What a user would pick instead of hfnn, measured on hfnn's own splits.
+
+- Rotten Tomatoes: scikit-learn TF-IDF n-grams + logistic regression, the inverse regularisation
+  strength C chosen on the validation split, accuracy on the test split (the same rows the
+  classification recipes are scored on).
+- CMUdict grapheme-to-phoneme: Phonetisaurus (a joint-sequence WFST model; ``pip install
+  phonetisaurus`` ships its OpenFst/MITLM binaries) trained on every training pronunciation and
+  scored on the test words with hfnn's own WER and PER metric modules (a word is right when it
+  matches any of its reference pronunciations).
+
+Both run on one thread and report their training time, so that they sit beside hfnn's models in
+one report. The ``*_job`` functions run in a child process (see :mod:`bench.run_all`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+__all__ = ["bench_baselines", "phonetisaurus_job", "tfidf_job"]
+
+C_GRID = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+NGRAMS = ((1, 2), (1, 3))
+QUICK_C_GRID = (1.0, 8.0)
+QUICK_ROWS = {"train": 2000, "validation": 300, "test": 300}
+QUICK_WORDS = {"train": 3000, "test": 200}
+
+
+def _rows(split, quick: bool, name: str, sizes: dict):
+    return split.select(range(min(len(split), sizes[name]))) if quick else split
+
+
+def tfidf_job(quick: bool = False) -> dict:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from hfnn.corpora import load_corpus
+
+    data = load_corpus("rotten_tomatoes")
+    splits = {name: _rows(data[name], quick, name, QUICK_ROWS) for name in ("train", "validation", "test")}
+    text = {name: list(split["text"]) for name, split in splits.items()}
+    label = {name: list(split["label"]) for name, split in splits.items()}
+    runs = []
+    for ngram_range in NGRAMS[:1] if quick else NGRAMS:
+        start = time.process_time()
+        vectorizer = TfidfVectorizer(ngram_range=ngram_range, sublinear_tf=True, min_df=1)
+        train = vectorizer.fit_transform(text["train"])
+        validation, test = vectorizer.transform(text["validation"]), vectorizer.transform(text["test"])
+        best = None
+        for c in QUICK_C_GRID if quick else C_GRID:
+            model = LogisticRegression(C=c, max_iter=2000).fit(train, label["train"])
+            score = float((model.predict(validation) == label["validation"]).mean())
+            if best is None or score > best[0]:
+                best = (score, c, model)
+        score, c, model = best
+        runs.append({
+            "ngram_range": list(ngram_range), "C": c, "validation_accuracy": score,
+            "test_accuracy": float((model.predict(test) == label["test"]).mean()),
+            "features": len(vectorizer.vocabulary_), "cpu_s": time.process_time() - start,
+        })
+    return {"runs": runs, "rows": {name: len(split) for name, split in splits.items()}}
+
+
+def phonetisaurus_job(quick: bool = False) -> dict:
+    try:
+        import phonetisaurus
+    except ImportError:
+        return {"skipped": "phonetisaurus is not installed: pip install phonetisaurus (or pip install -e '.[bench]')"}
+    from hfnn.corpora import load_corpus
+    from hfnn.metrics import load_metric
+
+    data = load_corpus("cmudict")
+    train = _rows(data["train"], quick, "train", QUICK_WORDS)
+    test = _rows(data["test"], quick, "test", QUICK_WORDS)
+    lexicon: dict[str, list[list[str]]] = {}
+    for word, phonemes in zip(train["word"], train["phonemes"]):
+        lexicon.setdefault(word, []).append(phonemes.split())
+    env = {**os.environ, **phonetisaurus.guess_environment()}
+    with tempfile.TemporaryDirectory() as folder:
+        model_path = os.path.join(folder, "g2p.fst")
+        start = time.monotonic()
+        phonetisaurus.train(lexicon, model_path, env=env)
+        train_s = time.monotonic() - start
+        start = time.monotonic()
+        guesses = dict(phonetisaurus.predict(list(test["word"]), model_path, nbest=1, env=env))
+        predict_s = time.monotonic() - start
+    # a word the model gives no pronunciation for counts as wrong (an empty prediction)
+    predictions = [" ".join(guesses.get(word, [])) for word in test["word"]]
+    references = [list(refs) for refs in test["references"]]
+    return {
+        "wer": load_metric("wer").compute(predictions=predictions, references=references)["wer"],
+        "per": load_metric("per").compute(predictions=predictions, references=references)["per"],
+        "train_s": train_s, "predict_s": predict_s, "train_words": len(lexicon),
+        "train_pronunciations": len(train), "test_words": len(test),
+        "unanswered": sum(word not in guesses for word in test["word"]),
+        "version": getattr(phonetisaurus, "__version__", None) or _version("phonetisaurus"),
+    }
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def bench_baselines(runner) -> dict:
+    return {
+        "tfidf": runner.run("baselines", "TF-IDF logistic regression (Rotten Tomatoes)", tfidf_job, quick=runner.quick),
+        "phonetisaurus": runner.run("baselines", "Phonetisaurus (CMUdict)", phonetisaurus_job, quick=runner.quick),
+    }

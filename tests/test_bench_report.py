@@ -1,0 +1,80 @@
+"""bench/report.py: a run of some benchmarks rewrites their sections and keeps every other section of
+the last RESULTS.md (its headline lines, memory rows and sections written by other tools included)."""
+
+from __future__ import annotations
+
+from bench import report
+
+RUN = {"command": "python -m bench --only baselines", "started": "2026-11-29T10:00:00", "wall_s": 60.0,
+       "selected": ["baselines"], "quick": False}
+RECORD = {
+    "name": "baselines", "mode": "full", "command": RUN["command"], "started": "2026-11-29T10:00:00", "wall_s": 60.0,
+    "memory": [],
+    "result": {
+        "tfidf": {"rows": {"train": 100, "validation": 10, "test": 10}, "runs": [
+            {"ngram_range": [1, 2], "C": 4.0, "features": 1000, "validation_accuracy": 0.8, "test_accuracy": 0.75,
+             "cpu_s": 2.0},
+            {"ngram_range": [1, 3], "C": 8.0, "features": 2000, "validation_accuracy": 0.7, "test_accuracy": 0.9,
+             "cpu_s": 3.0},
+        ]},
+        "phonetisaurus": {"wer": 0.339, "per": 0.088, "train_s": 180.0, "predict_s": 5.0, "train_words": 50,
+                          "train_pronunciations": 60, "test_words": 10, "unanswered": 0, "version": "0.3.0"},
+    },
+}
+
+OLD = """# hfnn benchmarks
+
+## Headline numbers
+
+- LM line. <!-- lm -->
+- Old baseline line. <!-- baselines -->
+
+## 4. Language models under the same time budget
+
+_ran 2026-11-01 10:00, full mode, 3.0 min._
+
+The LM table, kept.
+
+## 8. Baselines a user would pick instead
+
+Old baseline text.
+
+## 9. Peak memory of the training runs
+
+| benchmark | run | peak RSS (MB) | at start (MB) | growth (MB) | wall s |
+| --- | --- | ---: | ---: | ---: | ---: |
+| lm | lm_budget gru | 749 | 445 | 305 | 207 |
+| baselines | old row | 1 | 1 | 0 | 1 |
+
+## 10. Mutation testing
+
+Score 90 %.
+
+## Commands
+
+old commands
+"""
+
+
+def test_rerun_replaces_its_section_and_keeps_the_others(tmp_path):
+    (tmp_path / "RESULTS.md").write_text(OLD, encoding="utf-8")
+    text = report.write(tmp_path, {"baselines": RECORD}, RUN).read_text(encoding="utf-8")
+    # the rerun benchmark: new numbers (the 1-2-gram run wins on validation), old text and headline gone
+    assert "TF-IDF logistic regression on Rotten Tomatoes (n-grams 1–2, chosen on validation): 75.0 %" in text
+    assert "Phonetisaurus on CMUdict: 33.9 % WER / 8.8 % PER" in text
+    assert "Old baseline" not in text and "old row" not in text
+    # the others: kept as they were
+    assert "- LM line. <!-- lm -->" in text
+    assert "The LM table, kept." in text and "_ran 2026-11-01 10:00, full mode, 3.0 min._" in text
+    assert "| lm | lm_budget gru | 749 | 445 | 305 | 207 |" in text
+    assert "## 10. Mutation testing" in text and "Score 90 %." in text
+    # benchmarks never run and absent from the old report say how to run them
+    assert "_Not run (run `python -m bench --only cnn_rnn`)._" in text
+    # a second write from the same records gives the same report (nothing accumulates)
+    assert report.write(tmp_path, {"baselines": RECORD}, RUN).read_text(encoding="utf-8") == text
+
+
+def test_report_without_previous_file(tmp_path):
+    text = report.write(tmp_path, {"baselines": RECORD}, RUN).read_text(encoding="utf-8")
+    assert text.count("## ") >= 10
+    assert "| Phonetisaurus | 33.9 % | 8.8 % | 180 | 5 | 0 |" in text
