@@ -9,6 +9,7 @@ outputs), ResNet for the attention-free classifiers, Bart for the encoder-decode
 import unittest
 
 import torch
+from transformers.models.auto import modeling_auto
 from hf_common_tests.generation.test_utils import GenerationTesterMixin
 from hf_common_tests.test_modeling_common import ModelTesterMixin, ids_tensor, random_attention_mask
 
@@ -34,7 +35,17 @@ from hfnn import (
     TransformerModel,
 )
 
-assert hfnn.ARCHITECTURES  # every architecture below is registered with the Auto classes
+# A model inside transformers is listed in the Auto mappings by class name; the common tests read these
+# lists (e.g. to give a classifier class-id labels and a language model token labels in test_training).
+_MAPPINGS = {
+    "AutoModel": modeling_auto.MODEL_MAPPING_NAMES,
+    "AutoModelForCausalLM": modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    "AutoModelForSeq2SeqLM": modeling_auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+    "AutoModelForSequenceClassification": modeling_auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+}
+for _arch, (_, _, _, _heads) in hfnn.ARCHITECTURES.items():
+    for _auto, _class_name in _heads.items():
+        _MAPPINGS[_auto].setdefault(f"hfnn-{_arch}-{_auto}", _class_name)
 
 
 class Tester:
