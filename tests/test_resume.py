@@ -339,6 +339,92 @@ def test_time_budget_counts_the_time_before_a_resume():
     assert callback.elapsed() < 5.0
 
 
+def resume_matches_uninterrupted(main, argv, tmp_path: Path, monkeypatch) -> dict:
+    """Runs ``argv(out)`` for 2 steps saving every step, then resumes a fresh output folder holding only
+    that run's committed checkpoint-1. The resumed process must train exactly one step (from global
+    step 1: a fresh start trains two and ends with the same step count) and end with bitwise the same
+    weights as the uninterrupted run. Returns the uninterrupted run's results."""
+    from transformers import Trainer
+
+    steps = ["--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "3",
+             "--anneal_by_time", "false", "--warmup_steps", "0", "--seed", "5"]
+    full = tmp_path / "full"
+    results = main(argv(full) + steps)
+    assert results["train_steps"] == 2
+    assert common.checkpoint_problem(full / "checkpoint-1") is None
+    resumed_out = tmp_path / "resumed"
+    resumed_out.mkdir()
+    shutil.copytree(full / "checkpoint-1", resumed_out / "checkpoint-1")
+
+    trained_from = []
+    training_step = Trainer.training_step
+
+    def counting(self, *args, **kwargs):
+        trained_from.append(self.state.global_step)
+        return training_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", counting)
+    resumed = main(argv(resumed_out) + steps + ["--resume_from_checkpoint", "latest"])
+    monkeypatch.undo()
+    assert trained_from == [1], f"the resumed run trained from global steps {trained_from}, expected [1]"
+    assert resumed["train_steps"] == 2
+    assert_same_weights(load_weights(resumed_out), load_weights(full), "resumed vs uninterrupted run")
+    before = load_weights(resumed_out / "checkpoint-1")
+    assert any(not torch.equal(before[k], v) for k, v in load_weights(full).items()), "the second step changed nothing"
+    return results
+
+
+def test_language_model_pipeline_resumes_to_the_uninterrupted_weights(tmp_path, data, monkeypatch):
+    def argv(out):
+        return ["rnn_shakespeare_char", "--output_dir", str(out), "--train_file", str(data / "train.txt"),
+                "--validation_file", str(data / "valid.txt"),
+                "--config_overrides", '{"hidden_size": 8, "embedding_size": 8, "num_hidden_layers": 1, "dropout": 0.2}',
+                "--block_size", "16", "--max_train_samples", "16", "--max_eval_samples", "2",
+                "--per_device_train_batch_size", "4", "--eval_strategy", "no", "--num_samples", "0",
+                "--write_model_card", "false", "--report_to", "none", "--disable_tqdm", "true"]
+
+    resume_matches_uninterrupted(run_lm.main, argv, tmp_path, monkeypatch)
+
+
+def test_classification_pipeline_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
+    from hfnn.pipelines import run_classification
+
+    words = ["great", "fine", "fun", "dull", "bad", "boring"]
+    (tmp_path / "train.csv").write_text(
+        "text,label\n" + "".join(f"{a} and {b},{'pos' if i < 3 else 'neg'}\n"
+                                 for i, a in enumerate(words) for b in words), encoding="utf-8")
+
+    def argv(out):
+        return ["mlp_rotten_tomatoes", "--output_dir", str(out), "--train_file", str(tmp_path / "train.csv"),
+                "--validation_file", str(tmp_path / "train.csv"), "--test_file", str(tmp_path / "train.csv"),
+                "--config_overrides", '{"embedding_size": 4, "hidden_size": 4}', "--per_device_train_batch_size", "4",
+                "--eval_strategy", "no", "--load_best_model_at_end", "false", "--num_samples", "0",
+                "--write_model_card", "false", "--report_to", "none", "--disable_tqdm", "true"]
+
+    resume_matches_uninterrupted(run_classification.main, argv, tmp_path, monkeypatch)
+
+
+def test_seq2seq_pipeline_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
+    from hfnn.pipelines import run_seq2seq
+
+    pairs = [("the cat", "le chat"), ("a dog", "un chien"), ("the dog", "le chien"), ("a cat", "un chat")]
+    for split, rows in (("train", pairs * 4), ("dev", pairs)):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps({"en": s, "fr": t}) + "\n" for s, t in rows))
+
+    def argv(out):
+        return ["rnn_seq2seq_cmudict", "--output_dir", str(out), "--train_file", str(tmp_path / "train.jsonl"),
+                "--validation_file", str(tmp_path / "dev.jsonl"), "--test_file", str(tmp_path / "dev.jsonl"),
+                "--source_column", "en", "--target_column", "fr", "--source_tokenizer_kind", "word",
+                "--target_tokenizer_kind", "word", "--per_device_train_batch_size", "4",
+                "--config_overrides", json.dumps({"hidden_size": 8, "embedding_size": 8, "attention": "bahdanau",
+                                                  "dropout": 0.2}),
+                "--eval_strategy", "no", "--generation_num_beams", "1", "--num_samples", "0",
+                "--num_attention_examples", "0", "--write_model_card", "false", "--report_to", "none",
+                "--disable_tqdm", "true", "--dataloader_num_workers", "0"]
+
+    resume_matches_uninterrupted(run_seq2seq.main, argv, tmp_path, monkeypatch)
+
+
 def test_classification_pipeline_commits_its_checkpoints_and_resumes_from_the_latest(tmp_path):
     from hfnn.pipelines import run_classification
 

@@ -56,29 +56,67 @@ def test_run_leaves_a_complete_model_folder(trained):
     assert not list(out.glob("*.bin")), "no pickled files in the saved folder"
 
 
+def greedy_by_hand(model, ids: torch.Tensor, steps: int, eos: int | None) -> list[int]:
+    """Greedy continuation from plain forward passes over the whole sequence (no cache, no generate)."""
+    ids = ids.clone()
+    new = []
+    with torch.no_grad():
+        for _ in range(steps):
+            token = int(model(input_ids=ids).logits[0, -1].argmax())
+            new.append(token)
+            if token == eos:
+                break
+            ids = torch.cat([ids, torch.tensor([[token]])], 1)
+    return new
+
+
 def test_saved_folder_works_with_auto_classes_generate_and_pipeline(trained):
     out, _ = trained
-    model = AutoModelForCausalLM.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
     tok = AutoTokenizer.from_pretrained(out)
     assert tok.padding_side == "left"
+    # greedy generate continues the prompt with the tokens the model's own forward passes rank first
+    prompt = tok("ROMEO:", return_tensors="pt")
+    width = prompt["input_ids"].shape[1]
+    expected = greedy_by_hand(model, prompt["input_ids"], 10, model.generation_config.eos_token_id)
+    gen = model.generate(**prompt, max_new_tokens=10, do_sample=False)
+    assert gen.shape[1] > width, "generate returned the prompt without new tokens"
+    assert gen[0, :width].tolist() == prompt["input_ids"][0].tolist()
+    assert gen[0, width:].tolist() == expected
+    # a padded batch with beam search: every row gets new tokens after its prompt
     batch = tok(["ROMEO:", "KING LEAR:"], return_tensors="pt", padding=True)
-    gen = model.generate(**batch, num_beams=4, max_new_tokens=10)
-    assert gen.shape == (2, batch["input_ids"].shape[1] + 10) or gen.shape[1] <= batch["input_ids"].shape[1] + 10
-    text = pipeline("text-generation", model=str(out))("ROMEO:", max_new_tokens=15, do_sample=True, top_k=20)
-    assert text[0]["generated_text"].startswith("ROMEO:")
+    beams = model.generate(**batch, num_beams=4, max_new_tokens=10)
+    assert batch["input_ids"].shape[1] < beams.shape[1] <= batch["input_ids"].shape[1] + 10
+    assert beams[:, : batch["input_ids"].shape[1]].tolist() == batch["input_ids"].tolist()
+    # the text-generation pipeline gives the prompt followed by the same greedy continuation
+    text = pipeline("text-generation", model=str(out))("ROMEO:", max_new_tokens=10, do_sample=False)
+    assert text[0]["generated_text"] == "ROMEO:" + tok.decode(expected, skip_special_tokens=True)
+    assert len(text[0]["generated_text"]) > len("ROMEO:")
+    sampled = pipeline("text-generation", model=str(out))("ROMEO:", max_new_tokens=15, do_sample=True, top_k=20)
+    assert sampled[0]["generated_text"].startswith("ROMEO:") and len(sampled[0]["generated_text"]) > len("ROMEO:")
 
 
 def test_fine_tuning_the_saved_model_on_another_text(trained, tmp_path):
+    from tests.reliability_utils import assert_same_weights, load_weights
+
     out, _ = trained
     text = tmp_path / "sonnets.txt"
     text.write_text("Shall I compare thee to a summer's day?\nThou art more lovely and more temperate.\n" * 60)
-    results = run_lm.main(
-        ["rnn_shakespeare_char", "--output_dir", str(tmp_path / "ft"), "--model_name_or_path", str(out),
-         "--train_file", str(text), "--max_steps", "15", "--eval_steps", "15", "--logging_steps", "5",
-         "--block_size", "32", "--per_device_train_batch_size", "8", "--sample_max_new_tokens", "5"]
-    )
+    argv = ["rnn_shakespeare_char", "--model_name_or_path", str(out), "--train_file", str(text), "--block_size", "32",
+            "--per_device_train_batch_size", "8", "--sample_max_new_tokens", "5", "--eval_steps", "15",
+            "--logging_steps", "1", "--anneal_by_time", "false", "--warmup_steps", "0"]
+    # learning rate 0: the run starts from the saved tensors and leaves them as they were
+    still = run_lm.main(argv + ["--output_dir", str(tmp_path / "lr0"), "--max_steps", "1", "--learning_rate", "0",
+                                "--eval_strategy", "no", "--num_samples", "0"])
+    assert still["train_steps"] == 1
+    assert_same_weights(load_weights(tmp_path / "lr0"), load_weights(out), "fine-tuned with learning rate 0 vs saved")
+    results = run_lm.main(argv + ["--output_dir", str(tmp_path / "ft"), "--max_steps", "15", "--eval_on_start", "true"])
     assert results["train_steps"] == 15
-    assert (tmp_path / "ft" / "model.safetensors").exists()
+    tuned, saved = load_weights(tmp_path / "ft"), load_weights(out)
+    assert tuned.keys() == saved.keys() and any(not torch.equal(tuned[k], saved[k]) for k in saved)
+    # the validation loss on the new text falls from the saved model's to the fine-tuned one's
+    (first_step, first_loss), (last_step, last_loss) = results["eval_history"][0], results["eval_history"][-1]
+    assert (first_step, last_step) == (0, 15) and last_loss < first_loss, results["eval_history"]
 
 
 def test_existing_output_folder_is_never_overwritten(tmp_path):
