@@ -123,12 +123,25 @@ def test_generate_batch_sampling_and_beams(capsys, models):
 
 
 def test_classify_and_top_k(capsys, models):
-    code, out, _ = run(capsys, "classify", models / "cnn", "a neural network", "hello")
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    texts = ["a neural network", "hello", "what light through yonder window breaks", "it is the east"]
+    code, out, _ = run(capsys, "classify", models / "cnn", *texts)
     assert code == 0
     lines = out.strip().splitlines()
-    assert len(lines) == 2
-    label, score, text = lines[0].split("\t")
-    assert label in ("rotten", "fresh") and 0.5 <= float(score) <= 1 and text == "a neural network"
+    assert len(lines) == len(texts)
+    # each printed label is the argmax of the model's own logits, and its score that class's probability
+    model = AutoModelForSequenceClassification.from_pretrained(models / "cnn").eval()
+    tok = AutoTokenizer.from_pretrained(models / "cnn")
+    for line, text in zip(lines, texts):
+        label, score, printed = line.split("\t")
+        with torch.no_grad():
+            probs = model(**tok([text], return_tensors="pt")).logits[0].softmax(-1)
+        assert printed == text
+        assert label == model.config.id2label[int(probs.argmax())], (text, probs)
+        assert float(score) == pytest.approx(float(probs.max()), abs=1e-4)
+    assert len({line.split("\t")[0] for line in lines}) == 2, "the texts should not all get one label"
     code, out, _ = run(capsys, "classify", models / "cnn", "hello", "--top-k", 0)
     lines = out.strip().splitlines()
     assert lines[0] == "hello" and {line.split()[0] for line in lines[1:]} == {"rotten", "fresh"}
@@ -156,14 +169,26 @@ def test_transduce_and_predict_dispatch(capsys, models, monkeypatch):
 
 
 def test_evaluate_language_model_on_a_file(capsys, models, tmp_path):
+    import torch
+
+    line = "Romeo. what light through yonder window breaks"
     text = tmp_path / "text.txt"
-    text.write_text(LM_TEXT)
+    text.write_text((line + "\n") * 40)  # identical lines: the blocks do not depend on how the file is split
     code, out, _ = run(capsys, "evaluate", models / "lm", "--file", text, "--block-size", 16, "--max-samples", 5, "--json")
     assert code == 0
     metrics = json.loads(out)
     assert metrics["split"] == "all" and metrics["blocks"] == 5 and metrics["tokens"] == 5 * 15
-    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
-    assert 0 < metrics["loss"] < 20
+    # the same number computed here: the rows' tokens joined by </s>, cut into 5 blocks of 16, and the mean
+    # cross-entropy of each token given the ones before it
+    model = AutoModelForCausalLM.from_pretrained(models / "lm").eval()
+    tok = AutoTokenizer.from_pretrained(models / "lm")
+    stream = (tok(line + "\n", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]) * 40  # rows keep their newline
+    blocks = torch.tensor(stream[: 5 * 16]).view(5, 16)
+    with torch.no_grad():
+        log_probs = model(input_ids=blocks).logits.float().log_softmax(-1)
+    expected = -log_probs[:, :-1].gather(-1, blocks[:, 1:, None]).mean().item()
+    assert metrics["loss"] == pytest.approx(expected, rel=1e-5)
+    assert metrics["perplexity"] == pytest.approx(math.exp(expected), rel=1e-5)
 
 
 def test_evaluate_classifier_with_string_labels(capsys, models, tmp_path):
@@ -187,12 +212,31 @@ def test_evaluate_classifier_with_string_labels(capsys, models, tmp_path):
 
 
 def test_evaluate_seq2seq_on_a_file(capsys, models, tmp_path):
+    import sacrebleu
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    words = ["neural", "light", "hello", "night", "cat", "window"]
+    model = AutoModelForSeq2SeqLM.from_pretrained(models / "g2p").eval()
+    target = AutoTokenizer.from_pretrained(models / "g2p")
+    source = AutoTokenizer.from_pretrained(models / "g2p" / "source_tokenizer")
+    predicted = []
+    for word in words:  # greedy, one word at a time, decoded with the target tokenizer
+        with torch.no_grad():
+            ids = model.generate(**source([word], return_tensors="pt"), max_new_tokens=4, do_sample=False, num_beams=1)
+        predicted.append(target.decode(ids[0], skip_special_tokens=True))
+    # references: the model's own output for half the words, a fixed pronunciation for the rest
+    references = [p if i % 2 == 0 else "HH AH0 L OW1" for i, p in enumerate(predicted)]
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"source": w, "target": "HH AH0"}) + "\n" for w in ["neural", "light", "hello"] * 4))
-    code, out, _ = run(capsys, "evaluate", models / "g2p", "--file", data, "--max-new-tokens", 4, "--json")
+    data.write_text("".join(json.dumps({"source": w, "target": r}) + "\n" for w, r in zip(words, references)))
+    code, out, _ = run(capsys, "evaluate", models / "g2p", "--file", data, "--max-new-tokens", 4, "--num-beams", 1,
+                       "--json")
     assert code == 0
     metrics = json.loads(out)
-    assert metrics["examples"] == 12 and {"bleu", "chrf"} <= set(metrics)
+    assert metrics["examples"] == len(words)
+    assert metrics["bleu"] == pytest.approx(sacrebleu.corpus_bleu(predicted, [references]).score, abs=1e-6)
+    assert metrics["chrf"] == pytest.approx(sacrebleu.corpus_chrf(predicted, [references]).score, abs=1e-6)
+    assert 0 < metrics["chrf"] < 100
 
 
 def test_phoneme_scores_use_the_closest_reference():
