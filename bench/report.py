@@ -549,6 +549,29 @@ def _baselines(r: dict, out: Path, headline: list[str]) -> list[str]:
     return lines
 
 
+def _threads(r: dict, out: Path, headline: list[str]) -> list[str]:
+    res = r["results"]
+    ref = r["quiet_reference"]
+    lines = [f"The README's main-job model ({r.get('model', 'GRU 2 x 256')}, batch {r['batch'][0]} x {r['batch'][1]} characters), "
+             f"training steps per second over {r['window_s']:.0f}-second windows, settings alternated, median of "
+             f"{r['rounds']} rounds; 'one busy core' runs beside a process spinning on one core. *vs quiet best* is "
+             "against the faster fixed setting on the quiet machine. The tuner (`hfnn.cpu_threads.ThreadTuner`, "
+             "used by the training pipelines) pays for its own probing steps here.", ""]
+    rows = []
+    for load, settings in res.items():
+        for setting, v in settings.items():
+            chosen = ", ".join(str(c) for c in v.get("chosen", [])) if setting == "tuned" else ""
+            rows.append([load, setting, f"{v['steps_per_s']:.2f}", _pct(v["steps_per_s"] / ref, 0),
+                         chosen or "–"])
+    lines += _table(["machine", "threads", "steps/s", "vs quiet best", "tuner's choice"], rows, align="llrrl")
+    busy, quiet = res["one busy core"], res["quiet"]
+    headline.append(
+        f"Main-job GRU beside one busy core: tuned threads keep {_pct(busy['tuned']['steps_per_s'] / ref, 0)} of the "
+        f"quiet speed (2 fixed threads {_pct(busy['2 threads']['steps_per_s'] / ref, 0)}); quiet, tuned "
+        f"{_pct(quiet['tuned']['steps_per_s'] / ref, 0)}.")
+    return lines
+
+
 SECTIONS = [
     ("cnn_rnn", "1. Seed claim: CNN vs RNN", _cnn_rnn),
     ("activations", "2. Activation functions and depth", _activations),
@@ -558,8 +581,9 @@ SECTIONS = [
     ("rnn_overhead", "6. RNN LM vs plain PyTorch: the cost of the Hugging Face wrapping", _rnn_overhead),
     ("generation", "7. Generation cost against the number of new tokens", _generation),
     ("baselines", "8. Baselines a user would pick instead", _baselines),
+    ("threads", "9. Training speed beside a busy core", _threads),
 ]
-MEMORY_TITLE = "9. Peak memory of the training runs"
+MEMORY_TITLE = "10. Peak memory of the training runs"
 
 
 def write(out: Path, saved: dict, run: dict) -> Path:

@@ -50,6 +50,7 @@ BENCHMARKS = {
     "rnn_overhead": ("bench.speed", "bench_rnn_overhead", "RNN LM vs plain PyTorch: cost of the HF wrapping"),
     "generation": ("bench.speed", "bench_generation", "generation cost vs new tokens, with and without cache"),
     "baselines": ("bench.baselines", "bench_baselines", "TF-IDF logistic regression and Phonetisaurus on hfnn's splits"),
+    "threads": ("bench.threads", "bench_threads", "main-job training steps/s quiet and beside a busy core, by threading"),
 }
 # default training budgets per run, in minutes (full mode)
 DEFAULT_MINUTES = {"classification": 1.5, "mlp": 0.5, "seq2seq": 1.25, "lm": 0.75}
