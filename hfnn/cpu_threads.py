@@ -92,10 +92,14 @@ class ThreadTuner(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         device = getattr(args, "device", None)
-        fixed = [name for name in FIXED_BY if os.environ.get(name)]
-        if getattr(device, "type", "cpu") != "cpu" or fixed:
+        fixed = [f"{name} is set" for name in FIXED_BY if os.environ.get(name)]
+        if self._get() != max(self.candidates):  # torch.set_num_threads was called: a choice already made
+            fixed.append(f"torch uses {self._get()} threads, set before training")
+        if getattr(device, "type", "cpu") != "cpu":
+            fixed.append(f"training on {device}")
+        if fixed:
             if self.enabled:
-                _logger.info("cpu threads: not tuned (%s)", f"{fixed[0]} is set" if fixed else f"training on {device}")
+                _logger.info("cpu threads: not tuned (%s)", fixed[0])
             self.enabled = False
         self._reset()
         if self.enabled:

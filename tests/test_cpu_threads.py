@@ -101,6 +101,15 @@ def test_fixed_by_environment_is_left_alone(monkeypatch):
     assert machine.threads == 2 and tuner.chosen is None and not tuner.history
 
 
+def test_threads_set_before_training_are_left_alone():
+    machine = Machine()
+    machine.threads = 1  # e.g. torch.set_num_threads(1) in the user's script
+    machine.table = Machine.QUIET
+    tuner = _tuner(machine)
+    _train(tuner, machine, 30)
+    assert machine.threads == 1 and tuner.chosen is None
+
+
 def test_not_tuned_off_cpu():
     machine = Machine()
     tuner = ThreadTuner(candidates=[2, 1], clock=machine.clock, get_threads=machine.get_threads,
