@@ -31,8 +31,19 @@ from transformers.modeling_outputs import (
     CausalLMOutputWithPast,
     SequenceClassifierOutput,
 )
+from transformers.modeling_utils import slice_logits_to_keep
+from transformers.utils import can_return_tuple
 
 from .configuration_rnn import RnnConfig
+from .modeling_utils import (
+    check_class_labels,
+    check_input_ids,
+    check_token_labels,
+    masked_max,
+    masked_mean,
+    pop_legacy_cache,
+    run_recurrence,
+)
 
 __all__ = [
     "RnnStateCache",
@@ -43,21 +54,6 @@ __all__ = [
 ]
 
 _RNN_MODULES = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
-
-
-def _run_recurrence(rnn: nn.RNNBase, inputs, state):
-    """``rnn(inputs, state)``, except that an LSTM under CPU autocast runs in float32.
-
-    oneDNN has no reduced-precision LSTM on CPUs without native bfloat16 (it fails with "could not
-    create a primitive descriptor"), so under ``torch.autocast("cpu")`` (``--bf16`` on a CPU) the
-    LSTM's inputs and state are cast to float32 and autocast is paused for that one call; GRU and
-    tanh/ReLU RNNs run under autocast as they are. ``inputs`` may be a tensor or a ``PackedSequence``.
-    """
-    if isinstance(rnn, nn.LSTM) and rnn.weight_ih_l0.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-        with torch.autocast("cpu", enabled=False):
-            state = None if state is None else tuple(s.float() for s in state)
-            return rnn(inputs.float(), state)
-    return rnn(inputs, state)
 
 
 class RnnStateCache(Cache):
@@ -160,48 +156,6 @@ class RnnPreTrainedModel(PreTrainedModel):
             super()._init_weights(module)
 
 
-def _check_input_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
-    if input_ids.numel() == 0:
-        raise ValueError("input_ids is empty: give at least one token.")
-    low, high = int(input_ids.min()), int(input_ids.max())
-    if low < 0 or high >= vocab_size:
-        bad = high if high >= vocab_size else low
-        raise ValueError(
-            f"input_ids contains token id {bad}, outside the model's vocabulary [0, vocab_size={vocab_size}). "
-            "Was the text encoded with the tokenizer the model was trained with?"
-        )
-
-
-def _check_token_labels(labels: torch.Tensor, vocab_size: int) -> None:
-    bad = labels[(labels != -100) & ((labels < 0) | (labels >= vocab_size))]
-    if bad.numel():
-        raise ValueError(
-            f"labels contains token id {int(bad[0])}, outside the model's vocabulary [0, vocab_size={vocab_size}) "
-            "(use -100 for positions without a loss)"
-        )
-
-
-def _check_class_labels(labels: torch.Tensor, config: RnnConfig) -> None:
-    """Single-label classification (set, or inferred from integer labels the way transformers does)
-    needs integer class ids in [0, num_labels); -100 skips an example."""
-    single = config.problem_type == "single_label_classification" or (
-        config.problem_type is None and config.num_labels > 1 and not labels.is_floating_point()
-    )
-    if not single:
-        return
-    if labels.is_floating_point():
-        raise ValueError(
-            f"labels must be integer class ids for single_label_classification, got dtype {labels.dtype}; for "
-            "regression or multi-label targets set config.problem_type"
-        )
-    bad = labels[(labels != -100) & ((labels < 0) | (labels >= config.num_labels))]
-    if bad.numel():
-        raise ValueError(
-            f"labels contains class id {int(bad[0])}, outside the model's classes [0, num_labels={config.num_labels}); "
-            "use -100 to skip an example"
-        )
-
-
 @dataclass
 class _Layout:
     """How the non-padding tokens sit in each row of a (batch, time) attention mask."""
@@ -236,6 +190,7 @@ class RnnModel(RnnPreTrainedModel):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
         self.dropout = nn.Dropout(config.dropout)
         rnn_kwargs = {"nonlinearity": "relu" if config.rnn_type == "rnn_relu" else "tanh"} if config.rnn_type.startswith("rnn") else {}
+        self._rnn_kwargs = rnn_kwargs
         self.rnn = _RNN_MODULES[config.rnn_type](
             input_size=config.embedding_size,
             hidden_size=config.hidden_size,
@@ -259,14 +214,32 @@ class RnnModel(RnnPreTrainedModel):
         zeros = like.new_zeros(batch_size, layers, self.config.hidden_size)
         return (zeros, zeros.clone()) if self.config.rnn_type == "lstm" else (zeros,)
 
-    def _run(self, inputs, state):
+    def _run(self, inputs, state, rnn=None):
         """Fused recurrence over a packed or dense batch; ``state`` is batch-first."""
         torch_state = tuple(s.transpose(0, 1).contiguous() for s in state)
-        outputs, new_state = _run_recurrence(self.rnn, inputs, torch_state if len(torch_state) == 2 else torch_state[0])
+        outputs, new_state = (rnn or self._fused)(inputs, torch_state if len(torch_state) == 2 else torch_state[0])
         new_state = new_state if isinstance(new_state, tuple) else (new_state,)
         return outputs, tuple(s.transpose(0, 1) for s in new_state)
 
-    def recur(self, embeds: torch.Tensor, mask: torch.Tensor | None, state: tuple[torch.Tensor, ...]):
+    def _fused(self, inputs, state):
+        return run_recurrence(self.rnn, inputs, state)
+
+    def _layer(self, index: int):
+        """A runner of recurrent layer ``index`` alone, on the stack's own parameters (gradients reach them):
+        used to return one hidden state per layer."""
+        templates = self.__dict__.setdefault("_layer_templates", {})
+        if index not in templates:
+            config = self.config
+            width = config.embedding_size if index == 0 else config.hidden_size * (2 if config.bidirectional else 1)
+            with torch.device("meta"):
+                templates[index] = _OneLayer(type(self.rnn)(width, config.hidden_size, num_layers=1, batch_first=True,
+                                                            bidirectional=config.bidirectional, **self._rnn_kwargs))
+        template = templates[index]
+        params = {f"rnn.{name.replace(f'_l{index}', '_l0')}": p for name, p in self.rnn.named_parameters()
+                  if name.rsplit("_l", 1)[1].split("_")[0] == str(index)}
+        return lambda inputs, state: torch.func.functional_call(template, params, (inputs, state))
+
+    def recur(self, embeds: torch.Tensor, mask: torch.Tensor | None, state: tuple[torch.Tensor, ...], rnn=None):
         """Runs the recurrent stack over ``embeds`` (batch, time, embedding_size) from ``state``.
 
         Positions where ``mask`` is 0 neither change the state nor produce an output (their
@@ -276,7 +249,7 @@ class RnnModel(RnnPreTrainedModel):
         """
         layout = _mask_layout(mask)
         if layout.kind == "full":
-            return self._run(embeds, state)
+            return self._run(embeds, state, rnn)
         batch, time = mask.shape
         if layout.kind == "holes":
             if self.config.bidirectional:
@@ -286,7 +259,7 @@ class RnnModel(RnnPreTrainedModel):
                 )
             outputs = []
             for t in range(time):
-                out_t, new = self._run(embeds[:, t : t + 1], state)
+                out_t, new = self._run(embeds[:, t : t + 1], state, rnn)
                 keep = mask[:, t].bool()
                 state = tuple(torch.where(keep[:, None, None], n, s) for n, s in zip(new, state))
                 outputs.append(out_t * keep[:, None, None])
@@ -297,7 +270,7 @@ class RnnModel(RnnPreTrainedModel):
         gather = (positions[None, :] + layout.starts[:, None]) % time
         compact = embeds.gather(1, gather[..., None].expand_as(embeds))
         packed = pack_padded_sequence(compact, layout.lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-        packed_out, new_state = self._run(packed, state)
+        packed_out, new_state = self._run(packed, state, rnn)
         out, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=time)
         scatter = (positions[None, :] - layout.starts[:, None]) % time
         out = out.gather(1, scatter[..., None].expand_as(out)) * mask[..., None].to(out.dtype)
@@ -306,6 +279,29 @@ class RnnModel(RnnPreTrainedModel):
             new_state = tuple(torch.where(empty[:, None, None], s, n) for n, s in zip(new_state, state))
         return out, new_state
 
+    def encode(self, inputs_embeds, attention_mask, state, output_hidden_states=False):
+        """The stack over ``inputs_embeds`` from ``state``: (top hidden states, new state, per-layer states or
+        None). One fused call, or one call per layer when every layer's output is asked for."""
+        embeds = self.dropout(inputs_embeds)
+        layers = self.config.num_hidden_layers
+        if not output_hidden_states or layers == 1:
+            hidden, new_state = self.recur(embeds, attention_mask, state)
+            hidden = self.dropout(hidden)
+            return hidden, new_state, (inputs_embeds, hidden) if output_hidden_states else None
+        width = 2 if self.config.bidirectional else 1
+        outputs, states = [], []
+        for index in range(layers):
+            chunk = tuple(s[:, index * width : (index + 1) * width] for s in state)
+            embeds, layer_state = self.recur(embeds, attention_mask, chunk, rnn=self._layer(index))
+            states.append(layer_state)
+            if index < layers - 1:
+                outputs.append(embeds)
+                embeds = nn.functional.dropout(embeds, self.config.dropout, self.training)
+        hidden = self.dropout(embeds)
+        new_state = tuple(torch.cat(parts, dim=1) for parts in zip(*states))
+        return hidden, new_state, (inputs_embeds, *outputs, hidden)
+
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -314,7 +310,6 @@ class RnnModel(RnnPreTrainedModel):
         cache: RnnStateCache | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
         """
@@ -325,20 +320,22 @@ class RnnModel(RnnPreTrainedModel):
             inputs_embeds: ``(batch, time, embedding_size)`` instead of ``input_ids``.
             cache: the recurrent state to continue from (see :class:`RnnStateCache`).
             use_cache: return the state after this chunk in ``cache``.
+            output_hidden_states: also return the embeddings and every layer's output.
         """
+        cache = pop_legacy_cache(kwargs, cache)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Give exactly one of input_ids or inputs_embeds.")
         if input_ids is not None:
-            if input_ids.dim() != 2:
-                raise ValueError(f"input_ids must have shape (batch, time), got {tuple(input_ids.shape)}")
-            _check_input_ids(input_ids, self.config.vocab_size)
+            check_input_ids(input_ids, self.config.vocab_size)
             inputs_embeds = self.embed_tokens(input_ids)
         batch, time = inputs_embeds.shape[:2]
         if time == 0:
             raise ValueError("The input sequence is empty: give at least one token.")
         use_cache = self.config.use_cache if use_cache is None else use_cache
-        if use_cache and self.config.bidirectional:
-            raise ValueError("use_cache needs a unidirectional RNN (bidirectional=True reads the whole sequence).")
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        if self.config.bidirectional and cache is not None and cache.states is not None:
+            raise ValueError("A bidirectional RNN cannot continue from a cache: it reads the whole sequence at once.")
         if attention_mask is not None:
             if attention_mask.dim() != 2 or attention_mask.shape[0] != batch or attention_mask.shape[1] < time:
                 raise ValueError(
@@ -352,18 +349,23 @@ class RnnModel(RnnPreTrainedModel):
         state = cache.states if cache is not None and cache.states is not None else None
         if state is None:
             state = self._zero_state(batch, inputs_embeds)
-
-        embeds = self.dropout(inputs_embeds)
-        hidden, new_state = self.recur(embeds, attention_mask, state)
-        hidden = self.dropout(hidden)
+        hidden, new_state, hidden_states = self.encode(inputs_embeds, attention_mask, state, output_hidden_states)
         if use_cache:
             cache.update_states(new_state, time)
-
         return BaseModelOutputWithPast(
-            last_hidden_state=hidden,
-            cache=cache if use_cache else None,
-            hidden_states=(inputs_embeds, hidden) if output_hidden_states else None,
+            last_hidden_state=hidden, cache=cache if use_cache else None, hidden_states=hidden_states
         )
+
+
+class _OneLayer(nn.Module):
+    """Holds a one-layer recurrent module whose parameters ``torch.func.functional_call`` supplies."""
+
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, inputs, state):
+        return run_recurrence(self.rnn, inputs, state)
 
 
 class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
@@ -402,6 +404,7 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value):
         self.lm_head = value
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -410,9 +413,8 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
         cache: RnnStateCache | None = None,
         use_cache: bool | None = None,
         labels: torch.LongTensor | None = None,
-        logits_to_keep: int = 0,
+        logits_to_keep: int | torch.Tensor = 0,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         """Returns logits ``(batch, time, vocab_size)`` (only the last ``logits_to_keep`` positions
@@ -421,23 +423,18 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
             input_ids=input_ids,
             attention_mask=attention_mask,
             inputs_embeds=inputs_embeds,
-            cache=cache,
+            cache=pop_legacy_cache(kwargs, cache),
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
+            return_dict=True,
         )
-        hidden = outputs.last_hidden_state
-        if logits_to_keep:
-            hidden = hidden[:, -logits_to_keep:]
-        if self.proj is not None:
-            hidden = self.proj(hidden)
-        logits = self.lm_head(hidden)
+        hidden = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
+        logits = self.lm_head(hidden if self.proj is None else self.proj(hidden))
         loss = None
         if labels is not None:
-            _check_token_labels(labels, self.config.vocab_size)
+            check_token_labels(labels, self.config.vocab_size)
             loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(
-            loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states
-        )
+        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states)
 
     # -- generation ---------------------------------------------------------------------------
     # ``generate`` prepares everything (generation config, logits processors, stopping criteria) and
@@ -517,7 +514,7 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
             embeds = backbone.embed_tokens(column)
             if self.training:
                 embeds = backbone.dropout(embeds)
-            hidden, state = _run_recurrence(backbone.rnn, embeds, state)
+            hidden, state = run_recurrence(backbone.rnn, embeds, state)
             hidden = hidden[:, -1]
             if self.training:
                 hidden = backbone.dropout(hidden)
@@ -561,11 +558,10 @@ class RnnForSequenceClassification(RnnPreTrainedModel):
             h = state[0]  # (batch, layers * directions, hidden)
             directions = 2 if self.config.bidirectional else 1
             return h[:, -directions:].reshape(h.shape[0], -1)
-        keep = (mask if mask is not None else hidden.new_ones(hidden.shape[:2])).to(hidden.dtype)[..., None]
-        if self.config.pooling == "mean":
-            return (hidden * keep).sum(1) / keep.sum(1).clamp(min=1.0)
-        return hidden.masked_fill(keep == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
+        keep = (mask.bool() if mask is not None else hidden.new_ones(hidden.shape[:2], dtype=torch.bool))[..., None]
+        return (masked_mean if self.config.pooling == "mean" else masked_max)(hidden, keep, dim=1)
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -573,31 +569,29 @@ class RnnForSequenceClassification(RnnPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
         """Returns logits ``(batch, num_labels)`` and the loss for ``labels`` (``(batch,)`` class ids,
         ``(batch, num_labels)`` floats for multi-label, or ``(batch,)`` floats for regression)."""
-        model = self.model
-        if input_ids is not None:
-            if input_ids.dim() != 2:
-                raise ValueError(f"input_ids must have shape (batch, time), got {tuple(input_ids.shape)}")
-            _check_input_ids(input_ids, self.config.vocab_size)
-            inputs_embeds = model.embed_tokens(input_ids)
-        if inputs_embeds is None:
-            raise ValueError("Give input_ids or inputs_embeds.")
-        if attention_mask is not None and attention_mask.shape != inputs_embeds.shape[:2]:
+        source = input_ids if input_ids is not None else inputs_embeds
+        if attention_mask is not None and source is not None and attention_mask.shape != source.shape[:2]:
             raise ValueError(
-                f"attention_mask must have shape {tuple(inputs_embeds.shape[:2])}, got {tuple(attention_mask.shape)}"
+                f"attention_mask must have shape {tuple(source.shape[:2])}, got {tuple(attention_mask.shape)}"
             )
-        state = model._zero_state(inputs_embeds.shape[0], inputs_embeds)
-        hidden, state = model.recur(model.dropout(inputs_embeds), attention_mask, state)
-        pooled = self.dropout(self._pool(hidden, attention_mask, state))
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            cache=RnnStateCache() if self.config.pooling == "last" else None,
+            use_cache=self.config.pooling == "last",
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        state = outputs.cache.states if outputs.cache is not None else None
+        pooled = self.dropout(self._pool(outputs.last_hidden_state, attention_mask, state))
         logits = self.classifier(pooled)
         loss = None
         if labels is not None:
-            _check_class_labels(labels, self.config)
+            check_class_labels(labels, self.config)
             loss = self.loss_function(labels, logits, self.config, **kwargs)
-        return SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=(inputs_embeds, hidden) if output_hidden_states else None
-        )
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)

@@ -1,0 +1,136 @@
+"""What the hfnn modeling files share: input and label checks, the recurrence runner, masked pooling,
+``shift_tokens_right`` and the handling of the pre-v5 cache keyword.
+
+It imports only ``torch`` and ``transformers``: ``save_pretrained`` copies it next to any modeling file
+that imports it (``from .modeling_utils import ...``), so models saved for remote code still load where
+hfnn is not installed.
+"""
+
+import warnings
+
+import torch
+from torch import nn
+
+__all__ = [
+    "check_input_ids",
+    "check_token_labels",
+    "check_class_labels",
+    "check_attention_mask",
+    "pop_legacy_cache",
+    "run_recurrence",
+    "masked_max",
+    "masked_mean",
+    "shift_tokens_right",
+]
+
+
+def check_input_ids(input_ids: torch.Tensor, vocab_size: int, name: str = "input_ids", field: str = "vocab_size",
+                    allow_empty: bool = False) -> None:
+    """A (batch, time) tensor of ids in [0, vocab_size), else a ValueError naming the shape or the bad id."""
+    if input_ids.dim() != 2:
+        raise ValueError(f"{name} must have shape (batch, time), got shape {tuple(input_ids.shape)}")
+    if input_ids.numel() == 0:
+        if allow_empty:
+            return
+        raise ValueError(f"{name} is empty (shape {tuple(input_ids.shape)}): give at least one token.")
+    low, high = int(input_ids.min()), int(input_ids.max())
+    if low < 0 or high >= vocab_size:
+        bad = high if high >= vocab_size else low
+        raise ValueError(
+            f"{name} contains token id {bad}, outside the model's vocabulary [0, {field}={vocab_size}). "
+            "Was the text encoded with the tokenizer the model was trained with?"
+        )
+
+
+def check_attention_mask(mask: torch.Tensor | None, shape, name: str = "attention_mask") -> None:
+    if mask is not None and tuple(mask.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)} (that of the ids it masks), got {tuple(mask.shape)}")
+
+
+def check_token_labels(labels: torch.Tensor, vocab_size: int) -> None:
+    bad = labels[(labels != -100) & ((labels < 0) | (labels >= vocab_size))]
+    if bad.numel():
+        raise ValueError(
+            f"labels contains token id {int(bad[0])}, outside the model's vocabulary [0, vocab_size={vocab_size}) "
+            "(use -100 for positions without a loss)"
+        )
+
+
+def check_class_labels(labels: torch.Tensor, config) -> None:
+    """Single-label classification (set, or inferred from integer labels as transformers' loss does) needs
+    integer class ids in [0, num_labels); -100 skips an example."""
+    single = config.problem_type == "single_label_classification" or (
+        config.problem_type is None and config.num_labels > 1 and not labels.is_floating_point()
+    )
+    if not single:
+        return
+    if labels.is_floating_point():
+        raise ValueError(
+            f"labels must be integer class ids for single_label_classification, got dtype {labels.dtype}; for "
+            "regression or multi-label targets set config.problem_type"
+        )
+    bad = labels[(labels != -100) & ((labels < 0) | (labels >= config.num_labels))]
+    if bad.numel():
+        raise ValueError(
+            f"labels contains class id {int(bad[0])}, outside the model's classes [0, num_labels={config.num_labels}); "
+            "use -100 to skip an example"
+        )
+
+
+def pop_legacy_cache(kwargs: dict, cache):
+    """transformers v5 calls the cache ``cache``; the v4 keyword ``past_key_values`` is still accepted, with
+    a deprecation warning, instead of vanishing into ``**kwargs`` (which would silently drop the cache)."""
+    if "past_key_values" not in kwargs:
+        return cache
+    legacy = kwargs.pop("past_key_values")
+    warnings.warn("`past_key_values` is deprecated, pass the cache as `cache=`", FutureWarning, stacklevel=3)
+    if cache is not None and legacy is not None and legacy is not cache:
+        raise ValueError("Give the cache once: both `cache` and `past_key_values` were passed.")
+    return cache if cache is not None else legacy
+
+
+def run_recurrence(rnn: nn.RNNBase, inputs, state):
+    """``rnn(inputs, state)``, except that an LSTM under CPU autocast runs in float32.
+
+    oneDNN has no reduced-precision LSTM on CPUs without native bfloat16 (it fails with "could not
+    create a primitive descriptor"), so under ``torch.autocast("cpu")`` (``--bf16`` on a CPU) the
+    LSTM's inputs and state are cast to float32 and autocast is paused for that one call; GRU and
+    tanh/ReLU RNNs run under autocast as they are. ``inputs`` may be a tensor or a ``PackedSequence``.
+    """
+    if isinstance(rnn, nn.LSTM) and rnn.weight_ih_l0.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            state = None if state is None else tuple(s.float() for s in state)
+            return rnn(inputs.float(), state)
+    return rnn(inputs, state)
+
+
+def masked_max(values: torch.Tensor, keep: torch.Tensor, dim: int) -> torch.Tensor:
+    """Max of ``values`` over ``dim`` where ``keep`` (broadcastable bool) is True; 0 where nothing is kept.
+
+    Finite in value and gradient whatever the dtype: no -inf or finfo.min enters the result, so a row of
+    pure padding pools to zeros alone or in a batch."""
+    keep = keep.expand_as(values)
+    low = values.detach().min() if values.numel() else values.new_zeros(())
+    pooled = torch.where(keep, values, low).amax(dim=dim)
+    return torch.where(keep.any(dim=dim), pooled, torch.zeros_like(pooled))
+
+
+def masked_mean(values: torch.Tensor, keep: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mean of ``values`` over ``dim`` where ``keep`` is True; 0 where nothing is kept."""
+    weights = keep.to(values.dtype)
+    return (values * weights).sum(dim) / weights.sum(dim).clamp(min=1.0)
+
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None):
+    """Decoder inputs for teacher forcing: ``[start, y_1, ..., y_{T-1}]``, with -100 replaced by the pad id.
+
+    Shapes: ``(batch, tgt_len) -> (batch, tgt_len)``.
+    """
+    if decoder_start_token_id is None:
+        raise ValueError("config.decoder_start_token_id must be set to build decoder_input_ids from labels")
+    shifted = labels.new_zeros(labels.shape)
+    shifted[:, 1:] = labels[:, :-1].clone()
+    shifted[:, 0] = decoder_start_token_id
+    if pad_token_id is None and bool((shifted == -100).any()):
+        raise ValueError("labels contain -100 but config.pad_token_id is None: cannot build decoder_input_ids")
+    return shifted.masked_fill(shifted == -100, 0 if pad_token_id is None else pad_token_id)
