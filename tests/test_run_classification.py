@@ -2,6 +2,7 @@
 string / float labels, fine-tuning a saved folder, and the shipped recipes."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,6 +77,39 @@ def test_local_csv_with_string_labels_then_fine_tune_the_saved_folder(tmp_path):
                    "--load_best_model_at_end", "false", *common])
     assert second["architecture"] == "hfnn-mlp" and second["tokenizer_kind"] == "loaded"
     assert second["test_accuracy"] == 1.0  # it started from the trained weights
+    # learning rate 0: the run starts from the saved tensors and leaves them unchanged
+    from tests.reliability_utils import assert_same_weights, load_weights
+
+    main(["mlp_rotten_tomatoes", "--model_name_or_path", str(tmp_path / "a"), "--output_dir", str(tmp_path / "c"),
+          "--max_steps", "1", "--eval_strategy", "no", "--load_best_model_at_end", "false", *common,
+          "--learning_rate", "0", "--warmup_steps", "0", "--num_samples", "0"])  # the last value of a flag counts
+    assert_same_weights(load_weights(tmp_path / "c"), load_weights(tmp_path / "a"), "fine-tuned with learning rate 0")
+
+
+def test_shipped_recipe_as_configured_ends_with_its_best_checkpoint(tmp_path):
+    """mlp_rotten_tomatoes unchanged but for the data: per-epoch evaluation and saving, load_best_model_at_end
+    on accuracy. The saved model is the best evaluated checkpoint's, and the reported validation accuracy
+    is that best one."""
+    from tests.reliability_utils import assert_same_weights, load_weights
+
+    rows = [(t, "pos") for t in GOOD] + [(t, "neg") for t in BAD]
+    train = write_csv(tmp_path / "train.csv", rows * 3)
+    dev = write_csv(tmp_path / "dev.csv", rows)
+    out = tmp_path / "out"
+    results = main(["mlp_rotten_tomatoes", "--output_dir", str(out), "--train_file", train, "--validation_file", dev,
+                    "--test_file", dev, "--text_column", "review", "--label_column", "sentiment",
+                    "--per_device_train_batch_size", "4", "--num_samples", "0", *QUIET])
+    (checkpoint,) = out.glob("checkpoint-*")  # save_total_limit: 1 keeps the best one
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert state["best_model_checkpoint"] and Path(state["best_model_checkpoint"]).name == checkpoint.name
+    # the toy set is learnt after the first epoch (accuracy 1.0 ties, the first best stays), so the best
+    # checkpoint is not the last step and keeping the last weights would differ
+    assert state["best_global_step"] < results["train_steps"] == 27, (state["best_global_step"], results["train_steps"])
+    (best_eval,) = [h for h in state["log_history"] if h.get("step") == state["best_global_step"] and "eval_loss" in h]
+    assert state["best_metric"] == best_eval["eval_accuracy"] == results["validation_accuracy"]
+    assert results["validation_loss"] == pytest.approx(best_eval["eval_loss"], rel=1e-5)
+    best_folder = checkpoint
+    assert_same_weights(load_weights(out), load_weights(best_folder), "saved model vs best checkpoint")
 
 
 def test_float_labels_train_a_regression_head(tmp_path):
