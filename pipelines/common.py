@@ -22,6 +22,8 @@ __all__ = [
     "BaseModelArguments",
     "CHECKPOINT_MARKER",
     "CheckpointCommitCallback",
+    "NonFiniteGuardCallback",
+    "NonFiniteTrainingError",
     "RECIPES_DIR",
     "RunArguments",
     "SplitDataArguments",
@@ -29,11 +31,15 @@ __all__ = [
     "TokenizerModelArguments",
     "USER_ERRORS",
     "check_config_overrides",
+    "check_finite_model",
+    "check_resume_architecture",
+    "check_run_options",
     "check_tokenizer",
     "checkpoint_problem",
     "last_valid_checkpoint",
     "list_recipes",
     "load_recipe",
+    "merge_mapping",
     "parse_args",
     "parse_config_overrides",
     "prepare_output_dir",
@@ -205,7 +211,10 @@ def parse_args(dataclass_types, argv=None):
             if action.dest in recipe:
                 action.required = False
         parser.set_defaults(**recipe)
+    else:
+        recipe = {}
     parsed = parser.parse_args_into_dataclasses(args=argv)
+    _merge_mapping_fields(parsed, recipe)
     for args in parsed:
         for field in _MODEL_PATH_FIELDS:
             _check_model_path(field, getattr(args, field, None))
@@ -213,6 +222,42 @@ def parse_args(dataclass_types, argv=None):
         if hasattr(args, "resume_from_checkpoint") and hasattr(args, "output_dir"):
             args.resume_from_checkpoint = resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
     return parsed
+
+
+def merge_mapping(base: dict, update: dict) -> dict:
+    """``base`` updated key by key with ``update`` (nested mappings merge the same way); a key whose new
+    value is None (JSON ``null``) is removed, so the field falls back to its default."""
+    merged = dict(base)
+    for key, value in update.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_mapping(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _merge_mapping_fields(parsed, recipe: dict) -> None:
+    """A field the recipe gives as a mapping (``config_overrides``...) and the command line as a JSON string
+    is the recipe's mapping updated key by key with the command line's, not replaced by it."""
+    for key, base in recipe.items():
+        if not isinstance(base, dict):
+            continue
+        for args in parsed:
+            if not hasattr(args, key):
+                continue
+            value = getattr(args, key)
+            if isinstance(value, str):
+                try:
+                    update = json.loads(value)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"--{key} must be a JSON mapping, got {value!r}: {err}") from None
+                if not isinstance(update, dict):
+                    raise ValueError(f"--{key} must be a JSON mapping (it updates the recipe's {key}), got {value!r}")
+                setattr(args, key, merge_mapping(base, update))
+            elif isinstance(value, dict) and value is not base:
+                setattr(args, key, merge_mapping(base, value))
 
 
 _MODEL_PATH_FIELDS = ("model_name_or_path", "tokenizer_name")
@@ -238,7 +283,8 @@ def _check_model_path(field: str, value) -> None:
 
 # Errors that mean the user asked for something wrong (a flag, a recipe, a file, a folder), not a bug:
 # the same ones `hfnn train` reports in one line.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError, ImportError)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError, ImportError,
+               ConnectionError)
 
 
 def run_command(main, argv=None) -> int:
@@ -274,12 +320,21 @@ def finish_secondary_process(trainer, out_dir) -> bool:
     return True
 
 
+def _is_checkpoint_of(checkpoint, folder: Path) -> bool:
+    try:
+        return Path(checkpoint).resolve().parent == Path(folder).resolve()
+    except OSError:
+        return False
+
+
 def prepare_output_dir(path: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> Path:
     """Creates ``path``; refuses a non-empty folder unless overwriting or resuming was asked for."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"output_dir {path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
+    if isinstance(resume, (str, os.PathLike)):  # a checkpoint elsewhere does not open this folder
+        resume = _is_checkpoint_of(resume, path)
+    if path.is_dir() and any(p.name != ".hfnn-run.lock" for p in path.iterdir()) and not (overwrite or resume):
         raise FileExistsError(
             f"output_dir {path} already exists and is not empty; choose another output_dir, pass "
             "--overwrite_output_dir true to write into it, or --resume_from_checkpoint to continue a run."
@@ -341,12 +396,150 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
         return control
 
 
+class NonFiniteTrainingError(ValueError):
+    """Training produced a NaN or infinite loss, gradient or weight: the run stops and nothing is saved."""
+
+
+def non_finite_parameters(model) -> list[str]:
+    """Names of the parameters (and floating-point buffers) of ``model`` holding a NaN or an infinity."""
+    import torch
+
+    tensors = [(n, t) for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_floating_point()]
+    if not tensors:
+        return []
+    with torch.no_grad():
+        finite = torch.stack([torch.isfinite(t).all() for _, t in tensors]).tolist()
+    return [name for (name, _), ok in zip(tensors, finite) if not ok]
+
+
+def check_finite_model(model) -> None:
+    """Raises :class:`NonFiniteTrainingError` naming the parameters of ``model`` that are not finite."""
+    bad = non_finite_parameters(model)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise NonFiniteTrainingError(
+            f"the trained model has non-finite weights ({shown}); it is not saved. Training diverged: lower "
+            "--learning_rate, keep --max_grad_norm above 0, or check the data"
+        )
+
+
+class NonFiniteGuardCallback(TrainerCallback):
+    """Stops training at the first NaN or infinite loss (as logged), gradient (before the optimizer step)
+    or weight (after it), without saving a checkpoint of that step. ``problem`` says what happened;
+    the pipeline then raises :class:`NonFiniteTrainingError` instead of saving the model."""
+
+    def __init__(self):
+        self.problem: str | None = None
+
+    def _trip(self, control, problem: str):
+        if self.problem is None:
+            self.problem = problem
+        control.should_training_stop = True
+        control.should_save = False
+        control.should_evaluate = False
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                return self._trip(control, f"the training {key.replace('_', ' ')} is {value} at step {state.global_step}")
+        return control
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if model is None or getattr(args, "fp16", False):  # fp16 loss scaling skips steps with inf gradients
+            return control
+        import torch
+
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+            return self._trip(control, f"a gradient is NaN or infinite at step {state.global_step + 1}")
+        return control
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if model is not None:
+            bad = non_finite_parameters(model)
+            if bad:
+                return self._trip(control, f"weights became NaN or infinite at step {state.global_step} ({bad[0]}...)")
+        if self.problem is not None:
+            return self._trip(control, self.problem)
+        return control
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.problem is not None:
+            return self._trip(control, self.problem)
+        return control
+
+    def check(self) -> None:
+        """Raises :class:`NonFiniteTrainingError` if training was stopped for a non-finite value."""
+        if self.problem is not None:
+            raise NonFiniteTrainingError(
+                f"training stopped: {self.problem}; the model is not saved. Lower --learning_rate, keep "
+                "--max_grad_norm above 0 (gradient clipping), or check the data"
+            )
+
+
+def check_run_options(training_args, run_args=None, data_args=None) -> None:
+    """Options that the Trainer would take without a word and then fail on (or loop on) late: ValueError
+    naming the option."""
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        value = getattr(training_args, name, None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"--{name} must be a whole number >= 1, got {value!r}")
+    for name in ("learning_rate",):
+        value = getattr(training_args, name, None)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"--{name} must be a finite number >= 0, got {value!r}")
+    if run_args is not None and run_args.max_train_minutes is not None:
+        minutes = run_args.max_train_minutes
+        if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
+            raise ValueError(f"--max_train_minutes must be a number of minutes > 0 (leave it unset for no limit), got {minutes!r}")
+    if data_args is not None:
+        for name in ("max_train_samples", "max_eval_samples", "max_test_samples"):
+            value = getattr(data_args, name, None)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(
+                    f"--{name} must be a whole number >= 1 (leave it unset to use every example), got {value!r}"
+                )
+
+
+def check_resume_architecture(checkpoint, model) -> None:
+    """A ``--resume_from_checkpoint`` folder must hold a model of the same type and shape as the one built
+    for this run; ValueError naming the checkpoint and the first difference otherwise."""
+    if not checkpoint:
+        return
+    path = Path(checkpoint) / "config.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # the checkpoint checks say what is wrong with an unreadable folder
+    ours = model.config.to_dict()
+    fields = ["model_type", "vocab_size", "source_vocab_size", "hidden_size", "embedding_size",
+              "num_hidden_layers", "num_encoder_layers", "num_decoder_layers", "rnn_type", "attention",
+              "num_labels", "intermediate_size", "num_attention_heads", "window_sizes", "num_filters",
+              "bidirectional_encoder", "bidirectional"]
+    for field in fields:
+        if saved.get(field) is not None and ours.get(field) is not None and saved[field] != ours[field]:
+            raise ValueError(
+                f"--resume_from_checkpoint {checkpoint}: it holds another model ({field} {saved[field]!r}, this run "
+                f"builds {ours[field]!r}); resume with the recipe and config_overrides of that run"
+            )
+    if "num_labels" not in saved and "id2label" in saved and "id2label" in ours and len(saved["id2label"]) != len(ours["id2label"]):
+        raise ValueError(
+            f"--resume_from_checkpoint {checkpoint}: it has {len(saved['id2label'])} labels, this run "
+            f"{len(ours['id2label'])}"
+        )
+
+
 def save_model(trainer, out_dir: str | os.PathLike) -> None:
     """Saves the trained model into ``out_dir`` on the main process with ``save_pretrained``:
     safetensors weights, config and model code, and no pickled ``training_args.bin`` (which
-    ``Trainer.save_model`` would add), so the folder is exactly what a Hub upload commits."""
+    ``Trainer.save_model`` would add), so the folder is exactly what a Hub upload commits.
+    A model with a NaN or infinite weight is never saved (:class:`NonFiniteTrainingError`)."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    check_finite_model(model)
     if trainer.is_world_process_zero():
-        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(out_dir))
+        model.save_pretrained(str(out_dir))
 
 
 def save_loss_curve(log_history: list[dict], out_dir: str | os.PathLike, title: str = "training") -> Path | None:

@@ -40,17 +40,20 @@ from hfnn.cards import write_model_card
 from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
 from hfnn.tokenization import train_tokenizer
+from hfnn.pipelines.output_dir import claim_output_dir
 from hfnn.pipelines.common import (
     finish_secondary_process,
     BaseDataArguments,
     CheckpointCommitCallback,
+    NonFiniteGuardCallback,
+    check_resume_architecture,
+    check_run_options,
     RunArguments,
     TimeBudgetCallback,
     TokenizerModelArguments,
     check_config_overrides,
     parse_args,
     parse_config_overrides,
-    prepare_output_dir,
     run_command,
     save_loss_curve,
     save_model,
@@ -189,9 +192,22 @@ def main(argv=None) -> dict:
         (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv
     )
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    out_dir = prepare_output_dir(
-        training_args.output_dir, run_args.overwrite_output_dir, bool(training_args.resume_from_checkpoint)
+    check_run_options(training_args, run_args, data_args)
+    if isinstance(data_args.block_size, bool) or not isinstance(data_args.block_size, int) or data_args.block_size < 2:
+        raise ValueError(
+            f"--block_size must be a whole number of tokens >= 2 (each block predicts its tokens 2..n from the "
+            f"ones before), got {data_args.block_size!r}"
+        )
+    folder = claim_output_dir(
+        training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint
     )
+    with folder:
+        return _run(folder, model_args, data_args, run_args, training_args)
+
+
+def _run(folder, model_args, data_args, run_args, training_args) -> dict:
+    out_dir = folder.work_dir
+    training_args.output_dir = str(out_dir)
     set_seed(training_args.seed)
 
     raw = load_text_corpus(data_args, training_args.seed)
@@ -204,6 +220,7 @@ def main(argv=None) -> dict:
         )
     tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
 
+    overrides = {}
     if model_args.model_name_or_path:
         model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path)
         if model.config.vocab_size < len(tokenizer):
@@ -211,8 +228,10 @@ def main(argv=None) -> dict:
                 f"The tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {model.config.vocab_size}."
             )
     else:
-        config = build_config(model_args.architecture, tokenizer, parse_config_overrides(model_args.config_overrides))
+        overrides = parse_config_overrides(model_args.config_overrides)
+        config = build_config(model_args.architecture, tokenizer, overrides)
         model = AutoModelForCausalLM.from_config(config)
+    check_resume_architecture(training_args.resume_from_checkpoint, model)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
@@ -233,16 +252,23 @@ def main(argv=None) -> dict:
             f"No training example: the training text is shorter than block_size={data_args.block_size} tokens; "
             "lower --block_size or give more text"
         )
+    strategy = getattr(training_args.eval_strategy, "value", training_args.eval_strategy)
+    if len(eval_ds) == 0 and (strategy != "no" or training_args.eval_on_start):
+        raise ValueError(
+            f"The validation split has no block of block_size={data_args.block_size} tokens, but --eval_strategy is "
+            f"{strategy}: give more validation text, lower --block_size, or set --eval_strategy no"
+        )
     test_ds = lm["test"] if "test" in lm else None
     if test_ds is not None and data_args.max_eval_samples:
         test_ds = test_ds.select(range(min(data_args.max_eval_samples, len(test_ds))))
 
     compute_metrics, preprocess = make_compute_metrics()
+    guard = NonFiniteGuardCallback()
     trainer = Trainer(
         model=model,
         args=training_args,
         train_dataset=train_ds,
-        eval_dataset=eval_ds,
+        eval_dataset=eval_ds if len(eval_ds) else None,
         data_collator=default_data_collator,
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
@@ -250,11 +276,21 @@ def main(argv=None) -> dict:
         callbacks=[
             TimeBudgetCallback(run_args.max_train_minutes, anneal=run_args.anneal_by_time),
             CheckpointCommitCallback(),
+            guard,
         ],
     )
     start = time.monotonic()
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.monotonic() - start
+    guard.check()
+
+    # The trained model is saved before anything else can fail (evaluation, plots, samples).
+    def write_model(folder_path):
+        save_model(trainer, folder_path)
+        if trainer.is_world_process_zero():
+            tokenizer.save_pretrained(str(folder_path))
+
+    folder.save(write_model)
 
     results = {
         "architecture": model.config.model_type,
@@ -265,6 +301,7 @@ def main(argv=None) -> dict:
         "tokenizer_kind": model_args.tokenizer_kind if not tokenizer_source else "loaded",
         "corpus": data_args.train_file or data_args.corpus,
         "block_size": data_args.block_size,
+        "config_overrides": overrides,
         "eval_history": [
             [h["step"], h["eval_loss"]] for h in trainer.state.log_history if "eval_loss" in h and "step" in h
         ],
@@ -274,13 +311,11 @@ def main(argv=None) -> dict:
             continue
         metrics = trainer.evaluate(ds, metric_key_prefix=split)
         results[f"{split}_loss"] = metrics[f"{split}_loss"]
-        results[f"{split}_perplexity"] = metrics.get(f"{split}_perplexity", math.exp(metrics[f"{split}_loss"]))
+        results[f"{split}_perplexity"] = metrics.get(f"{split}_perplexity", _perplexity(metrics[f"{split}_loss"]))
 
-    save_model(trainer, out_dir)
-    if finish_secondary_process(trainer, out_dir):
+    if finish_secondary_process(trainer, folder.path):
         results["samples"] = []
         return results
-    tokenizer.save_pretrained(str(out_dir))
     curve = save_loss_curve(trainer.state.log_history, out_dir, title=f"{model.config.model_type} on {results['corpus']}")
     prompts = [p for p in data_args.sample_prompts.split("|") if p][: run_args.num_samples]
     samples = generate_samples(
@@ -290,6 +325,7 @@ def main(argv=None) -> dict:
     write_results(out_dir, results)
     if run_args.write_model_card:
         write_model_card(out_dir, task="text-generation", results=results, training_args=training_args)
+    training_args.output_dir = str(folder.path)
 
     print(f"\n=== {model.config.model_type}: {n_params / 1e6:.2f}M parameters, {results['train_steps']} steps in "
           f"{train_seconds / 60:.1f} min ===")
@@ -300,8 +336,15 @@ def main(argv=None) -> dict:
         print("-" * 60)
         print(sample)
     print("-" * 60)
-    print(f"saved to {out_dir} (loss curve: {curve})")
+    print(f"saved to {folder.path} (loss curve: {folder.path / curve.name if curve else None})")
     return results
+
+
+def _perplexity(loss: float) -> float:
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return float("inf")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,277 @@
+"""Pipeline runs that must not give a silently wrong result nor lose a finished training: the recipe's
+config mapping merged with command-line overrides, the output folder claimed before training and replaced
+as a whole, the trained model saved before evaluation (or beside the folder when the folder fails), and no
+model with NaN/infinite weights ever saved."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hfnn.pipelines import common, run_classification, run_lm, run_seq2seq
+from hfnn.pipelines.output_dir import LOCK_NAME, OutputDirError, claim_output_dir
+from tests.reliability_utils import shakespeare_text
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_RNN = '{"hidden_size": 12, "embedding_size": 8, "num_hidden_layers": 1}'
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "play.txt"
+    path.write_text(shakespeare_text(4000), encoding="utf-8")
+    return path
+
+
+def lm_argv(out: Path, text: Path, *extra: str) -> list[str]:
+    return ["rnn_shakespeare_char", "--output_dir", str(out), "--train_file", str(text),
+            "--config_overrides", TINY_RNN, "--max_steps", "2", "--block_size", "16",
+            "--per_device_train_batch_size", "4", "--num_samples", "0", "--eval_strategy", "no",
+            "--logging_steps", "1", "--report_to", "none", "--save_strategy", "no", *extra]
+
+
+def lm_parse(*argv: str):
+    return common.parse_args((run_lm.ModelArguments, run_lm.DataArguments, common.RunArguments, run_lm.TrainingArguments),
+                             list(argv))
+
+
+def seq2seq_parse(*argv: str):
+    return common.parse_args((run_seq2seq.ModelArguments, run_seq2seq.DataArguments, common.RunArguments,
+                              run_seq2seq.Seq2SeqTrainingArguments), list(argv))
+
+
+# ----------------------------------------------------------------------------------------- config merge
+
+
+def test_command_line_config_overrides_merge_into_the_recipe_mapping():
+    model_args, *_ = seq2seq_parse("rnn_seq2seq_cmudict", "--config_overrides",
+                                   '{"attention": "luong", "input_feeding": false}')
+    overrides = common.parse_config_overrides(model_args.config_overrides)
+    assert overrides["attention"] == "luong" and overrides["input_feeding"] is False
+    # the recipe's other fields stay: 384 / 128, not the config defaults
+    assert overrides["hidden_size"] == 384 and overrides["embedding_size"] == 128
+    assert overrides["bidirectional_encoder"] is True and overrides["rnn_type"] == "gru"
+
+    model_args, *_ = lm_parse("rnn_shakespeare_char", "--config_overrides", '{"hidden_size": 32}')
+    overrides = common.parse_config_overrides(model_args.config_overrides)
+    assert overrides == {"rnn_type": "gru", "embedding_size": 64, "hidden_size": 32, "num_hidden_layers": 2,
+                         "dropout": 0.0}
+
+
+def test_a_null_override_removes_the_recipe_key_and_a_bad_one_names_the_option():
+    model_args, *_ = lm_parse("rnn_shakespeare_char", "--config_overrides", '{"rnn_type": null}')
+    assert "rnn_type" not in common.parse_config_overrides(model_args.config_overrides)
+    with pytest.raises(ValueError, match="--config_overrides must be a JSON mapping"):
+        lm_parse("rnn_shakespeare_char", "--config_overrides", "[1, 2]")
+
+
+def test_the_saved_config_and_results_state_the_effective_config(tmp_path, text_file):
+    out = tmp_path / "run"
+    run_lm.main(lm_argv(out, text_file, "--write_model_card", "true"))
+    config = json.loads((out / "config.json").read_text())
+    # the recipe says GRU, two layers; the command line changed the sizes and one layer
+    assert config["rnn_type"] == "gru" and config["hidden_size"] == 12 and config["num_hidden_layers"] == 1
+    results = json.loads((out / "results.json").read_text())
+    assert results["config_overrides"] == {"rnn_type": "gru", "embedding_size": 8, "hidden_size": 12,
+                                           "num_hidden_layers": 1, "dropout": 0.0}
+    card = (out / "README.md").read_text()
+    assert "gru" in card.lower()
+    assert not (out / LOCK_NAME).exists()
+
+
+# ----------------------------------------------------------------------------------------- output folder
+
+
+def test_overwriting_replaces_the_whole_folder(tmp_path, text_file):
+    out = tmp_path / "run"
+    (out / "checkpoint-7").mkdir(parents=True)
+    (out / "checkpoint-7" / "model.safetensors").write_bytes(b"old")
+    (out / "source_tokenizer").mkdir()
+    (out / "modeling_old.py").write_text("# an old run's code")
+    (out / "attention_heatmap.png").write_bytes(b"png")
+    run_lm.main(lm_argv(out, text_file, "--overwrite_output_dir", "true"))
+    names = sorted(p.name for p in out.iterdir())
+    assert "checkpoint-7" not in names and "source_tokenizer" not in names
+    assert "modeling_old.py" not in names and "attention_heatmap.png" not in names
+    assert "model.safetensors" in names and "results.json" in names
+    # no staging folder left beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_failed_overwrite_leaves_the_old_folder_as_it_was(tmp_path, text_file):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"the user's model")
+    with pytest.raises(ValueError):
+        run_lm.main(lm_argv(out, text_file, "--overwrite_output_dir", "true", "--block_size", "100000"))
+    assert sorted(p.name for p in out.iterdir()) == ["model.safetensors"]
+    assert (out / "model.safetensors").read_bytes() == b"the user's model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_resuming_from_a_checkpoint_elsewhere_does_not_open_a_non_empty_folder(tmp_path, text_file):
+    first = tmp_path / "first"
+    run_lm.main(lm_argv(first, text_file, "--save_strategy", "steps", "--save_steps", "2"))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model.safetensors").write_bytes(b"another model")
+    with pytest.raises(FileExistsError, match="not empty.*not inside it"):
+        run_lm.main(lm_argv(other, text_file, "--max_steps", "4", "--resume_from_checkpoint",
+                            str(first / "checkpoint-2")))
+    assert (other / "model.safetensors").read_bytes() == b"another model"
+    # into an empty folder it resumes
+    results = run_lm.main(lm_argv(tmp_path / "new", text_file, "--max_steps", "4", "--resume_from_checkpoint",
+                                  str(first / "checkpoint-2")))
+    assert results["train_steps"] == 4
+
+
+def test_a_second_run_into_a_claimed_folder_is_refused(tmp_path, text_file):
+    out = tmp_path / "run"
+    with claim_output_dir(out):
+        assert (out / LOCK_NAME).exists()
+        with pytest.raises(FileExistsError, match="in use by another run"):
+            run_lm.main(lm_argv(out, text_file))
+        with pytest.raises(FileExistsError, match="in use by another run"):
+            run_lm.main(lm_argv(out, text_file, "--overwrite_output_dir", "true"))
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path, text_file):
+    out = tmp_path / "run"
+    out.mkdir()
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    import socket
+
+    (out / LOCK_NAME).write_text(json.dumps({"pid": int(proc.stdout), "host": socket.gethostname()}))
+    run_lm.main(lm_argv(out, text_file))
+    assert (out / "model.safetensors").exists() and not (out / LOCK_NAME).exists()
+
+
+def _drop_privileges_if_root():
+    if os.geteuid() == 0:
+        os.setgid(65534)
+        os.setuid(65534)
+
+
+def test_an_unwritable_output_dir_fails_before_training(tmp_path, text_file):
+    from tests.reliability_utils import run_forked
+
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"hfnn-unwritable-{os.getpid()}"
+    work.mkdir(mode=0o755, exist_ok=True)
+    try:
+        text = work / "play.txt"
+        text.write_text(text_file.read_text())
+        out = work / "out"
+        out.mkdir(mode=0o555)
+        os.chmod(work, 0o755)
+        log = tmp_path / "log.txt"
+        code = run_forked(lambda argv: sys.exit(common.run_command(run_lm.main, argv)), lm_argv(out, text), log,
+                          setup=_drop_privileges_if_root)
+        output = log.read_text()
+        assert code != 0
+        assert "not writable" in output and str(out) in output, output[-2000:]
+        assert "Traceback" not in output and "train_runtime" not in output, output[-2000:]
+    finally:
+        import shutil
+
+        os.chmod(work / "out", 0o755) if (work / "out").exists() else None
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_a_model_that_cannot_be_saved_in_output_dir_is_saved_beside_it(tmp_path, text_file, monkeypatch):
+    out = tmp_path / "run"
+    real = common.save_model
+    calls = []
+
+    def failing_once(trainer, folder):
+        calls.append(Path(folder))
+        if len(calls) == 1:
+            raise PermissionError(13, "Permission denied", str(folder))
+        real(trainer, folder)
+
+    monkeypatch.setattr(run_lm, "save_model", failing_once)
+    with pytest.raises(OutputDirError, match="saved to") as err:
+        run_lm.main(lm_argv(out, text_file))
+    fallback = calls[1]
+    assert str(fallback) in str(err.value) and fallback != out
+    assert (fallback / "model.safetensors").exists() and (fallback / "tokenizer.json").exists()
+    assert common.run_command(lambda argv: run_lm.main(argv), lm_argv(tmp_path / "again", text_file)) == 0
+
+
+def test_evaluation_failing_after_training_keeps_the_saved_model(tmp_path, text_file, monkeypatch):
+    out = tmp_path / "run"
+
+    def broken_evaluate(*args, **kwargs):
+        raise RuntimeError("evaluation broke")
+
+    monkeypatch.setattr(run_lm.Trainer, "evaluate", broken_evaluate)
+    with pytest.raises(RuntimeError, match="evaluation broke"):
+        run_lm.main(lm_argv(out, text_file))
+    assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
+    assert not (out / LOCK_NAME).exists()
+
+
+# ----------------------------------------------------------------------------------------- non-finite training
+
+
+def test_a_diverging_run_stops_and_saves_nothing(tmp_path, text_file, capsys):
+    out = tmp_path / "run"
+    code = common.run_command(run_lm.main, lm_argv(out, text_file, "--learning_rate", "3e38", "--max_grad_norm", "0",
+                                                    "--warmup_steps", "0", "--max_steps", "6"))
+    assert code != 0
+    assert "training stopped" in capsys.readouterr().err
+    assert not (out / "model.safetensors").exists()
+
+
+def test_a_huge_finite_loss_is_saved_first_and_reported_without_overflow(tmp_path, text_file):
+    out = tmp_path / "run"
+    argv = lm_argv(out, text_file, "--learning_rate", "1e6", "--max_grad_norm", "0", "--warmup_steps", "1",
+                   "--max_steps", "4", "--eval_strategy", "steps", "--eval_steps", "4")
+    code = common.run_command(run_lm.main, argv)
+    if code == 0:  # finite weights: saved, and a perplexity that overflows a float is reported as inf
+        weights = load_file(out / "model.safetensors")
+        assert all(torch.isfinite(t).all() for t in weights.values())
+        assert json.loads((out / "results.json").read_text())["validation_loss"] > 0
+    else:
+        assert not (out / "model.safetensors").exists()
+
+
+def test_the_guard_stops_at_a_nan_gradient_without_a_checkpoint(tmp_path, text_file, monkeypatch):
+    out = tmp_path / "run"
+    real_step = run_lm.Trainer.training_step
+    count = {"n": 0}
+
+    def poisoned(self, model, inputs, num_items_in_batch=None):
+        count["n"] += 1
+        loss = real_step(self, model, inputs, num_items_in_batch)
+        if count["n"] == 2:
+            for p in model.parameters():
+                if p.grad is not None:
+                    p.grad.fill_(float("nan"))
+        return loss
+
+    monkeypatch.setattr(run_lm.Trainer, "training_step", poisoned)
+    with pytest.raises(common.NonFiniteTrainingError, match="step 2"):
+        run_lm.main(lm_argv(out, text_file, "--max_steps", "4", "--save_strategy", "steps", "--save_steps", "1"))
+    assert not (out / "model.safetensors").exists()
+    assert (out / "checkpoint-1").exists() and not (out / "checkpoint-2").exists()
+    for folder in out.glob("checkpoint-*"):
+        assert all(torch.isfinite(t).all() for t in load_file(folder / "model.safetensors").values())
+
+
+def test_save_model_refuses_non_finite_weights():
+    from tests.reliability_utils import build_model
+
+    model = build_model("rnn", "AutoModelForCausalLM")
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("inf"))
+    with pytest.raises(common.NonFiniteTrainingError, match="non-finite"):
+        common.check_finite_model(model)
