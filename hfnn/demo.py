@@ -183,13 +183,13 @@ def load_demo_model(name: str | os.PathLike, device: str = "cpu") -> DemoModel:
         if bar:
             hf_logging.enable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=remote)
     except (OSError, ValueError, TypeError) as err:
         raise DemoError(f"no usable tokenizer saved in {path}: {_one_line(err)}") from None
     source_tokenizer = None
     if kind == "seq2seq" and (path / SOURCE_TOKENIZER_SUBFOLDER).is_dir():
         try:
-            source_tokenizer = AutoTokenizer.from_pretrained(path / SOURCE_TOKENIZER_SUBFOLDER)
+            source_tokenizer = AutoTokenizer.from_pretrained(path / SOURCE_TOKENIZER_SUBFOLDER, trust_remote_code=remote)
         except (OSError, ValueError, TypeError) as err:
             raise DemoError(f"no usable source tokenizer in {path / SOURCE_TOKENIZER_SUBFOLDER}: {_one_line(err)}") from None
     model.to(device).eval()
