@@ -18,13 +18,13 @@ Classes, in reading order: `CnnEmbeddings` (one or two channels of word vectors)
 
 import torch
 from torch import nn
-from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 from transformers.utils import can_return_tuple
 
 from .configuration_cnn import CnnConfig
+from .modeling_utils import check_input_ids, classification_loss, masked_max
 
 __all__ = ["CnnPreTrainedModel", "CnnModel", "CnnForSequenceClassification"]
 
@@ -71,38 +71,15 @@ class CnnEmbeddings(nn.Module):
         self.freeze_()
         return super().train(mode)
 
-    def check_ids(self, input_ids: torch.Tensor):
-        """Raise a ValueError naming the first token id outside [0, vocab_size)."""
-        bad = (input_ids < 0) | (input_ids >= self.vocab_size)
-        if bad.any():
-            token_id = int(input_ids[bad][0])
-            raise ValueError(
-                f"CnnModel: token id {token_id} is out of range for vocab_size={self.vocab_size} "
-                "(did the tokenizer and the model config come from different vocabularies?)"
-            )
-
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        self.check_ids(input_ids)
+        # the tables' own size: resize_token_embeddings may have grown it since the config was read
+        tables = [t for t in (self.word_embeddings, self.static_word_embeddings) if t is not None]
+        check_input_ids(input_ids, min(t.num_embeddings for t in tables), allow_empty=True)
         self.freeze_()
         embeds = self.word_embeddings(input_ids)
         if self.static_word_embeddings is not None:
             embeds = embeds + self.static_word_embeddings(input_ids)
         return embeds
-
-
-def _check_class_labels(labels: torch.Tensor, num_labels: int) -> None:
-    """Single-label classification needs integer class ids in [0, num_labels); -100 skips an example."""
-    if labels.is_floating_point():
-        raise ValueError(
-            f"labels must be integer class ids for single_label_classification, got dtype {labels.dtype}; "
-            "for regression or multi-label targets set config.problem_type"
-        )
-    bad = labels[(labels != -100) & ((labels < 0) | (labels >= num_labels))]
-    if bad.numel():
-        raise ValueError(
-            f"labels contains class id {int(bad[0])}, outside the model's classes [0, num_labels={num_labels}); "
-            "use -100 to skip an example"
-        )
 
 
 class CnnPreTrainedModel(PreTrainedModel):
@@ -145,6 +122,24 @@ class CnnPreTrainedModel(PreTrainedModel):
                 if table is not None:
                     table.weight.copy_(vectors.to(table.weight.dtype))
         return self
+
+    def resize_token_embeddings(self, *args, **kwargs):
+        """Resizes both channels: the frozen table of "multichannel" follows the trainable one (new rows
+        start as copies of the trainable table's new rows)."""
+        result = super().resize_token_embeddings(*args, **kwargs)
+        embeddings = self.base_model.embeddings
+        static = embeddings.static_word_embeddings
+        words = embeddings.word_embeddings
+        if static is not None and static.num_embeddings != words.num_embeddings:
+            table = nn.Embedding(words.num_embeddings, words.embedding_dim, padding_idx=static.padding_idx,
+                                 device=words.weight.device, dtype=words.weight.dtype)
+            kept = min(static.num_embeddings, words.num_embeddings)
+            with torch.no_grad():
+                table.weight.copy_(words.weight)
+                table.weight[:kept] = static.weight[:kept]
+            embeddings.static_word_embeddings = table
+            embeddings.freeze_()
+        return result
 
     @classmethod
     def from_config_with_embeddings(cls, config: CnnConfig, vectors: torch.Tensor, **kwargs):
@@ -190,8 +185,8 @@ class CnnModel(CnnPreTrainedModel):
         holding `pad_token_id` count as padding."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("CnnModel: pass exactly one of input_ids or inputs_embeds")
-        if input_ids is not None and input_ids.dim() != 2:
-            raise ValueError(f"CnnModel: input_ids must have shape (batch, seq_len), got {tuple(input_ids.shape)}")
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         if inputs_embeds is None:
             embeds = self.embeddings(input_ids)
         else:
@@ -227,7 +222,7 @@ class CnnModel(CnnPreTrainedModel):
             full = padded_mask.unfold(1, h, 1).sum(-1) == h  # (batch, seq_len)
             short = (lengths < h).unsqueeze(1) & (positions.unsqueeze(0) == first.unsqueeze(1))
             counted = (full | short).unsqueeze(1)  # (batch, 1, seq_len)
-            pooled.append(c.masked_fill(~counted, float("-inf")).amax(dim=2))
+            pooled.append(masked_max(c, counted, dim=2))  # zeros when no window is counted
             feature_maps.append(c.masked_fill(~counted, 0.0))
         pooled_output = torch.cat(pooled, dim=1)
         last_hidden_state = torch.cat(feature_maps, dim=1).transpose(1, 2)
@@ -303,25 +298,5 @@ class CnnForSequenceClassification(CnnPreTrainedModel):
         )
         logits = self.classifier(self.dropout(outputs.pooler_output))
 
-        loss = None
-        if labels is not None:
-            labels = labels.to(logits.device)
-            if self.config.problem_type is None:
-                if self.num_labels == 1:
-                    self.config.problem_type = "regression"
-                elif labels.dtype in (torch.long, torch.int):
-                    self.config.problem_type = "single_label_classification"
-                else:
-                    self.config.problem_type = "multi_label_classification"
-            if self.config.problem_type == "regression":
-                if self.num_labels == 1:
-                    loss = MSELoss()(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
-                else:
-                    loss = MSELoss()(logits, labels.to(logits.dtype))
-            elif self.config.problem_type == "single_label_classification":
-                _check_class_labels(labels, self.num_labels)
-                loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
-            else:
-                loss = BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
-
+        loss = classification_loss(self, labels, logits, **kwargs) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)

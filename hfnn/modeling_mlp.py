@@ -23,13 +23,13 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 from transformers.utils import can_return_tuple
 
 from .configuration_mlp import MlpConfig
+from .modeling_utils import check_input_ids, classification_loss
 
 __all__ = ["MlpPreTrainedModel", "MlpModel", "MlpForSequenceClassification"]
 
@@ -75,18 +75,8 @@ class MlpBagOfEmbeddings(nn.Module):
         self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
         self.ngram_embeddings = nn.Embedding(config.ngram_buckets, config.embedding_size) if self.max_n > 1 else None
 
-    def check_ids(self, input_ids: torch.Tensor):
-        """Raise a ValueError naming the first token id outside [0, vocab_size)."""
-        bad = (input_ids < 0) | (input_ids >= self.vocab_size)
-        if bad.any():
-            token_id = int(input_ids[bad][0])
-            raise ValueError(
-                f"MlpModel: token id {token_id} is out of range for vocab_size={self.vocab_size} "
-                "(did the tokenizer and the model config come from different vocabularies?)"
-            )
-
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        self.check_ids(input_ids)
+        check_input_ids(input_ids, self.word_embeddings.num_embeddings, allow_empty=True)
         weights = mask.to(self.word_embeddings.weight.dtype)  # (batch, seq_len)
         total = weights.new_zeros(input_ids.shape[0], self.word_embeddings.embedding_dim)
         count = weights.new_zeros(input_ids.shape[0])
@@ -114,21 +104,6 @@ class MlpLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.activation(self.dense(x)))
-
-
-def _check_class_labels(labels: torch.Tensor, num_labels: int) -> None:
-    """Single-label classification needs integer class ids in [0, num_labels); -100 skips an example."""
-    if labels.is_floating_point():
-        raise ValueError(
-            f"labels must be integer class ids for single_label_classification, got dtype {labels.dtype}; "
-            "for regression or multi-label targets set config.problem_type"
-        )
-    bad = labels[(labels != -100) & ((labels < 0) | (labels >= num_labels))]
-    if bad.numel():
-        raise ValueError(
-            f"labels contains class id {int(bad[0])}, outside the model's classes [0, num_labels={num_labels}); "
-            "use -100 to skip an example"
-        )
 
 
 class MlpPreTrainedModel(PreTrainedModel):
@@ -184,8 +159,9 @@ class MlpModel(MlpPreTrainedModel):
         mask, positions holding `pad_token_id` count as padding."""
         if input_ids is None:
             raise ValueError("MlpModel: input_ids is required")
-        if input_ids.dim() != 2:
-            raise ValueError(f"MlpModel: input_ids must have shape (batch, seq_len), got {tuple(input_ids.shape)}")
+        check_input_ids(input_ids, self.embeddings.word_embeddings.num_embeddings, allow_empty=True)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         if attention_mask is None:
             if self.config.pad_token_id is not None:
                 attention_mask = input_ids != self.config.pad_token_id
@@ -244,25 +220,5 @@ class MlpForSequenceClassification(MlpPreTrainedModel):
         )
         logits = self.classifier(outputs.pooler_output)
 
-        loss = None
-        if labels is not None:
-            labels = labels.to(logits.device)
-            if self.config.problem_type is None:
-                if self.num_labels == 1:
-                    self.config.problem_type = "regression"
-                elif labels.dtype in (torch.long, torch.int):
-                    self.config.problem_type = "single_label_classification"
-                else:
-                    self.config.problem_type = "multi_label_classification"
-            if self.config.problem_type == "regression":
-                if self.num_labels == 1:
-                    loss = MSELoss()(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
-                else:
-                    loss = MSELoss()(logits, labels.to(logits.dtype))
-            elif self.config.problem_type == "single_label_classification":
-                _check_class_labels(labels, self.num_labels)
-                loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
-            else:
-                loss = BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
-
+        loss = classification_loss(self, labels, logits, **kwargs) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)

@@ -16,6 +16,7 @@ __all__ = [
     "check_token_labels",
     "check_class_labels",
     "check_attention_mask",
+    "classification_loss",
     "pop_legacy_cache",
     "run_recurrence",
     "masked_max",
@@ -75,6 +76,24 @@ def check_class_labels(labels: torch.Tensor, config) -> None:
             f"labels contains class id {int(bad[0])}, outside the model's classes [0, num_labels={config.num_labels}); "
             "use -100 to skip an example"
         )
+
+
+def classification_loss(model, labels: torch.Tensor, logits: torch.Tensor, **kwargs) -> torch.Tensor:
+    """``model.loss_function`` of a sequence classifier, after checking the labels. ``problem_type`` is
+    inferred (and stored) as transformers does; regression and multi-label targets are cast to the logits'
+    dtype, single-label ones must be class ids in [0, num_labels)."""
+    config = model.config
+    if config.problem_type is None:
+        if config.num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    check_class_labels(labels, config)
+    if config.problem_type != "single_label_classification":
+        labels = labels.to(logits.dtype)
+    return model.loss_function(labels.to(logits.device), logits, config, **kwargs)
 
 
 def pop_legacy_cache(kwargs: dict, cache):

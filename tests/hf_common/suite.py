@@ -120,6 +120,24 @@ class MlpCommonTest(_Common, unittest.TestCase):
         self.model_tester = Tester(self, MlpConfig, dict(embedding_size=16, hidden_size=16, num_hidden_layers=2,
                                                          dropout=0.0))
 
+    def test_hidden_states_output(self):
+        # As ResNet's own test does for its (batch, channels, height, width) states: an MLP's hidden states
+        # are one vector per text, (batch, hidden_size), not one per token; count and shape are checked,
+        # set by the call and by the config.
+        for model_class in self.all_model_classes:
+            for by_config in (False, True):
+                config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
+                if by_config:
+                    config.output_hidden_states = True
+                else:
+                    inputs["output_hidden_states"] = True
+                model = model_class(config).eval()
+                with torch.no_grad():
+                    states = model(**inputs).hidden_states
+                self.assertEqual(len(states), self.model_tester.num_hidden_layers + 1)
+                for state in states:
+                    self.assertEqual(tuple(state.shape), (self.model_tester.batch_size, self.model_tester.hidden_size))
+
 
 # --- encoder-decoders: flags of Bart --------------------------------------------------------------
 class RnnSeq2SeqCommonTest(_Common, GenerationTesterMixin, unittest.TestCase):
