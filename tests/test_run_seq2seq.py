@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from transformers import Seq2SeqTrainingArguments, pipeline
 
 from hfnn.pipelines.common import RunArguments, load_recipe, parse_args
@@ -100,9 +101,14 @@ def test_transformer_architecture_trains_through_the_same_pipeline(tmp_path):
         "--num_train_epochs", "1",
         "--per_device_train_batch_size", "32",
         "--num_attention_examples", "1",
+        "--logging_steps", "1",
         *QUIET,
+        "--learning_rate", "0.003", "--warmup_steps", "0", "--anneal_by_time", "false",  # the recipe warms up over 500 steps
     ])
     assert results["architecture"] == "hfnn-transformer" and "test_per" in results
+    assert results["train_steps"] == 10  # 300 examples, batches of 32, one epoch
+    curve = [loss for _, loss in results["train_loss_curve"]]
+    assert len(curve) == 10 and sum(curve[-3:]) < sum(curve[:3]) - 0.3, curve
     assert (out / "attention_heatmap.png").is_file() or results["samples"][0]["predicted"] == ""
 
 
@@ -143,6 +149,27 @@ def tiny_run_argv(tmp_path, out, *extra):
         "--config_overrides", json.dumps({"hidden_size": 8, "embedding_size": 8, "attention": "bahdanau"}),
         "--max_steps", "1", "--eval_strategy", "no", "--generation_num_beams", "1", *QUIET, *extra,
     ]
+
+
+def test_fine_tuning_a_saved_folder_starts_from_its_weights(tmp_path):
+    from tests.reliability_utils import assert_same_weights, load_weights
+
+    first = tmp_path / "first"
+    main(tiny_run_argv(tmp_path, first, "--num_samples", "0", "--num_attention_examples", "0", "--max_steps", "3",
+                       "--learning_rate", "0.05"))
+    saved = load_weights(first)
+    tune = ["--model_name_or_path", str(first), "--num_samples", "0", "--num_attention_examples", "0",
+            "--warmup_steps", "0", "--anneal_by_time", "false"]
+    # learning rate 0: the saved tensors come through the run unchanged (a model built from the config would not)
+    still = main(tiny_run_argv(tmp_path, tmp_path / "lr0", *tune, "--learning_rate", "0"))
+    assert still["train_steps"] == 1
+    assert_same_weights(load_weights(tmp_path / "lr0"), saved, "fine-tuned with learning rate 0 vs saved")
+    # a real fine-tuning run changes them, and keeps both tokenizers of the saved folder
+    main(tiny_run_argv(tmp_path, tmp_path / "ft", *tune, "--learning_rate", "0.05", "--max_steps", "2"))
+    tuned = load_weights(tmp_path / "ft")
+    assert any(not torch.equal(tuned[k], saved[k]) for k in saved)
+    for name in ("tokenizer.json", "source_tokenizer/tokenizer.json"):
+        assert (tmp_path / "ft" / name).read_text() == (first / name).read_text(), name
 
 
 def test_pick_sample_rows_spreads_the_picks_and_zero_means_none(tmp_path):
