@@ -39,6 +39,7 @@ __all__ = [
     "QUICKSTART_MODELS",
     "SavedModel",
     "build_parser",
+    "check_options",
     "classify_texts",
     "evaluate_lm",
     "find_recipe",
@@ -267,6 +268,15 @@ def _out(text: str = "") -> None:
     print(text, flush=True)
 
 
+def _silence_stdout() -> None:
+    """Points stdout at /dev/null so that the final flush at exit cannot raise BrokenPipeError again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout replaced by an object without a file descriptor
+        pass
+
+
 def _read_inputs(items: list[str]) -> list[str]:
     out = []
     for item in items:
@@ -374,6 +384,8 @@ def _quiet_loading():
 
 
 def _load(saved: SavedModel, device):
+    """The model and tokenizer of a checked folder: the head config.json names must have all its weights."""
+    from hfnn.tokenization import text_only
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
 
     import hfnn  # noqa: F401  (registers the Auto classes)
@@ -384,16 +396,86 @@ def _load(saved: SavedModel, device):
         "seq2seq": AutoModelForSeq2SeqLM,
     }[saved.kind]
     try:
-        with _quiet_loading():
-            model = auto.from_pretrained(saved.path)
+        with _quiet_loading(), _no_load_report():
+            model, info = auto.from_pretrained(saved.path, output_loading_info=True)
     except (OSError, ValueError) as err:
         raise CliError(f"cannot load the model in {saved.path}: {_first_line(err)}") from None
+    _check_loaded_weights(saved, info)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(saved.path)
+        tokenizer = text_only(AutoTokenizer.from_pretrained(saved.path))
     except (OSError, ValueError, TypeError) as err:
         raise CliError(f"no usable tokenizer saved in {saved.path}: {_first_line(err)}") from None
+    _fit_tokenizer_to_model(tokenizer, model.config, saved.path)
     model.to(device).eval()
     return model, tokenizer
+
+
+def _load_source_tokenizer(saved: SavedModel, model, target_tokenizer):
+    """The source tokenizer of a seq2seq folder (``source_tokenizer/``); the target one only for a shared vocabulary."""
+    from hfnn.tokenization import text_only
+    from transformers import AutoTokenizer
+
+    folder = saved.path / "source_tokenizer"
+    if not folder.is_dir():
+        if getattr(model.config, "source_vocab_size", None) is not None:
+            raise CliError(
+                f"{saved.path} has no source_tokenizer/ folder: this {type(model).__name__} reads its sources with "
+                f"its own tokenizer (source_vocab_size={model.config.source_vocab_size}); save it there "
+                f"(source_tokenizer.save_pretrained('{saved.path}/source_tokenizer'))"
+            )
+        return target_tokenizer
+    try:
+        source = text_only(AutoTokenizer.from_pretrained(folder))
+    except (OSError, ValueError, TypeError) as err:
+        raise CliError(f"no usable tokenizer saved in {folder}: {_first_line(err)}") from None
+    encoder_vocab = getattr(model.config, "source_vocab_size", None) or model.config.vocab_size
+    if len(source) > encoder_vocab:
+        raise CliError(f"{folder} has {len(source)} tokens but the model's encoder takes {encoder_vocab} "
+                       "(source_vocab_size); the folder's source tokenizer does not belong to its model")
+    _fit_tokenizer_to_model(source, model.config, folder)
+    return source
+
+
+@contextlib.contextmanager
+def _no_load_report():
+    """transformers prints a table of missing/unexpected weights; hfnn checks them itself (one-line error)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def _check_loaded_weights(saved: SavedModel, info: dict) -> None:
+    """The weights file must hold every weight of the head config.json names: none may be freshly random."""
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in (info.get("mismatched_keys") or []))
+    head = (saved.config.get("architectures") or ["?"])[0]
+    if missing:
+        unexpected = sorted(info.get("unexpected_keys") or [])
+        other = f"; it holds weights of another head instead ({', '.join(unexpected[:3])})" if unexpected else ""
+        raise CliError(
+            f"{saved.path}: config.json names {head} ({_KIND_WORDS[saved.kind]}) but the weights file has no "
+            f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}{other}; refusing to run a randomly "
+            "initialised head (fix `architectures` in config.json or use the right folder)"
+        )
+    if mismatched:
+        raise CliError(f"{saved.path}: weights of the wrong shape for {head}: {', '.join(mismatched[:3])} "
+                       "(config.json does not match the weights file)")
+
+
+def _fit_tokenizer_to_model(tokenizer, config, where) -> None:
+    """A tokenizer must not make ids the model lacks, nor promise longer inputs than its positions allow."""
+    vocab = getattr(config, "vocab_size", None)
+    if vocab and getattr(config, "source_vocab_size", None) is None and len(tokenizer) > vocab:
+        raise CliError(f"the tokenizer in {where} has {len(tokenizer)} tokens but the model's vocab_size is {vocab}; "
+                       "it does not belong to this model")
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and (tokenizer.model_max_length or 0) > positions:
+        tokenizer.model_max_length = positions  # a saved model_max_length beyond the positions would overflow them
 
 
 def _first_line(err: BaseException) -> str:
@@ -404,16 +486,39 @@ def _first_line(err: BaseException) -> str:
     return line if len(line) <= 400 else line[:400] + "..."
 
 
+# Every numeric option of every command, checked in one place (main, before any command runs):
+# option destination -> (test, what the value must be).
+_OPTION_RULES = {
+    "batch_size": (lambda v: v >= 1, "at least 1"),
+    "max_new_tokens": (lambda v: v >= 1, "at least 1"),
+    "num_beams": (lambda v: v >= 1, "at least 1"),
+    "num_return_sequences": (lambda v: v >= 1, "at least 1"),
+    "top_k": (lambda v: v >= 0, "0 or positive"),
+    "top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "temperature": (lambda v: 0 < v < math.inf, "a positive finite number"),
+    "seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
+    "max_samples": (lambda v: v >= 1, "at least 1"),
+    "block_size": (lambda v: v >= 2, "at least 2 (one token predicts the next)"),
+    "minutes_per_model": (lambda v: 0 < v < math.inf, "a positive finite number"),
+    "max_eval_samples": (lambda v: v >= 1, "at least 1"),
+}
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Raises CliError naming the first numeric option whose value is out of range (None: not given)."""
+    for dest, (ok, rule) in _OPTION_RULES.items():
+        value = getattr(args, dest, None)
+        if value is None or isinstance(value, bool):
+            continue
+        if isinstance(value, float) and math.isnan(value) or not ok(value):
+            raise CliError(f"--{dest.replace('_', '-')} must be {rule}, got {value}")
+
+
 def _generation_kwargs(args) -> dict:
     """``generate`` keyword arguments from the generation options of a command."""
-    if args.max_new_tokens is not None and args.max_new_tokens < 1:
-        raise CliError("--max-new-tokens must be at least 1")
-    if args.num_beams < 1:
-        raise CliError("--num-beams must be at least 1")
+    check_options(args)
     kwargs = {"max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}
     n = getattr(args, "num_return_sequences", 1) or 1
-    if n < 1:
-        raise CliError("--num-return-sequences must be at least 1")
     if n > 1:
         if not args.do_sample and n > args.num_beams:
             raise CliError("--num-return-sequences larger than --num-beams needs --do-sample")
@@ -453,9 +558,8 @@ def generate_texts(model, tokenizer, prompts: list[str], **gen_kwargs) -> list[l
     vocab = model.config.vocab_size
     width = max(len(ids) for ids in encoded)
     max_positions = getattr(model.config, "max_position_embeddings", None)
-    learned = getattr(model.config, "position_embedding_type", "learned") in (None, "learned")
     new_tokens = gen_kwargs.get("max_new_tokens") or 0
-    if max_positions and learned and width + new_tokens > max_positions:
+    if max_positions and width + new_tokens > max_positions:
         raise CliError(
             f"the prompt ({width} tokens) plus --max-new-tokens {new_tokens} exceeds the model's "
             f"max_position_embeddings={max_positions}"
@@ -521,8 +625,7 @@ def classify_texts(model, tokenizer, texts: list[str], top_k: int = 1, batch_siz
 def _cmd_classify(args) -> int:
     saved = open_model_dir(args.model)
     _require_kind(saved, "classification", args.model)
-    if args.top_k is not None and args.top_k < 0:
-        raise CliError("--top-k must be 0 (all labels) or positive")
+    check_options(args)
     texts = _read_inputs(args.texts)
     model, tokenizer = _load(saved, _device(args.device))
     results = classify_texts(model, tokenizer, texts, top_k=args.top_k, batch_size=args.batch_size)
@@ -537,8 +640,16 @@ def _cmd_classify(args) -> int:
     return 0
 
 
-def _seq2seq_pipeline(path: Path, device):
-    """hfnn's registered seq2seq pipeline for the folder, or None when that task is not registered."""
+@dataclasses.dataclass
+class _LoadedSeq2Seq:
+    path: Path
+    model: object
+    tokenizer: object
+    source_tokenizer: object
+
+
+def _seq2seq_pipeline(loaded: _LoadedSeq2Seq, device):
+    """hfnn's registered seq2seq pipeline around a checked, loaded folder, or None when that task is not registered."""
     try:
         importlib.import_module("hfnn.pipeline_seq2seq")
     except ModuleNotFoundError as err:
@@ -551,7 +662,8 @@ def _seq2seq_pipeline(path: Path, device):
     from transformers import pipeline
 
     with _quiet_loading():
-        return pipeline(SEQ2SEQ_TASK, model=str(path), device=device)
+        return pipeline(SEQ2SEQ_TASK, model=loaded.model, tokenizer=loaded.tokenizer,
+                        source_tokenizer=loaded.source_tokenizer, device=device)
 
 
 def _text_of(output) -> str:
@@ -569,8 +681,24 @@ def _text_of(output) -> str:
 
 def transduce_texts(saved: SavedModel, sources: list[str], device, batch_size: int = 32, progress: bool = False, **gen_kwargs) -> list[list[str]]:
     """Targets generated for ``sources`` by a saved seq2seq model: one list (num_return_sequences) per source."""
+    import torch
+
     n = gen_kwargs.get("num_return_sequences", 1)
-    pipe = _seq2seq_pipeline(saved.path, device)
+    model, target_tok = _load(saved, device)
+    source_tok = _load_source_tokenizer(saved, model, target_tok)
+    source_tok.padding_side = "right"
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(limit, int):
+        for row, source in enumerate(sources, 1):
+            length = len(source_tok(source, add_special_tokens=True)["input_ids"])
+            if length > limit:
+                shown = source if len(source) <= 40 else source[:37] + "..."
+                raise CliError(f"source {row} ({shown!r}) is {length} tokens long; this model reads at most {limit} "
+                               "(max_position_embeddings); shorten it")
+    for row, source in enumerate(sources, 1):
+        if not source_tok(source, add_special_tokens=False)["input_ids"]:
+            print(f"hfnn: note: source {row} is empty; its output is empty", file=sys.stderr)
+    pipe = _seq2seq_pipeline(_LoadedSeq2Seq(saved.path, model, target_tok, source_tok), device)
     batches = range(0, len(sources), batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -584,26 +712,19 @@ def transduce_texts(saved: SavedModel, sources: list[str], device, batch_size: i
                 results.append([_text_of(o) for o in outs][:n])
         return results
 
-    import torch
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-    import hfnn  # noqa: F401
-
-    with _quiet_loading():
-        model = AutoModelForSeq2SeqLM.from_pretrained(saved.path).to(device).eval()
-    target_tok = AutoTokenizer.from_pretrained(saved.path)
-    source_tok = (
-        AutoTokenizer.from_pretrained(saved.path, subfolder="source_tokenizer")
-        if (saved.path / "source_tokenizer").is_dir() else target_tok
-    )
-    source_tok.padding_side = "right"
     for start in batches:
-        enc = source_tok(sources[start:start + batch_size], padding=True, return_tensors="pt")
-        inputs = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-        with torch.no_grad():
-            out = model.generate(**inputs, **gen_kwargs)
-        texts = target_tok.batch_decode(out, skip_special_tokens=True)
-        results.extend(texts[i * n:(i + 1) * n] for i in range(len(texts) // n))
+        chunk = sources[start:start + batch_size]
+        enc = source_tok(chunk, padding=True, return_tensors="pt")
+        filled = [i for i, row in enumerate(enc["attention_mask"].tolist()) if any(row)]
+        texts = [[""] * n for _ in chunk]
+        if filled:
+            inputs = {k: v[filled].to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+            with torch.no_grad():
+                out = model.generate(**inputs, **gen_kwargs)
+            decoded = target_tok.batch_decode(out, skip_special_tokens=True)
+            for j, i in enumerate(filled):
+                texts[i] = decoded[j * n:(j + 1) * n]
+        results.extend(texts)
     return results
 
 
@@ -1034,14 +1155,25 @@ def _captured(log_path: Path):
 def _cmd_quickstart(args) -> int:
     from tqdm.auto import tqdm
 
-    if args.minutes_per_model <= 0:
-        raise CliError("--minutes-per-model must be positive")
+    check_options(args)
     out_dir = Path(args.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CliError(f"--output-dir {out_dir} is a file, not a folder")
     plan, skipped = [], []
     only = {o.lower() for o in args.only} if args.only else None
+
+    def selected(model, names) -> bool:
+        label, arch, task = model[0], model[1], model[2]
+        return bool({arch, task, _KIND_OF_TASK[task], label.lower()} & names or any(o in label.lower() for o in names))
+
+    if only:
+        unknown = sorted(o for o in only if not any(selected(m, {o}) for m in QUICKSTART_MODELS))
+        if unknown:
+            choices = sorted({m[1] for m in QUICKSTART_MODELS} | {m[2] for m in QUICKSTART_MODELS}
+                             | {_KIND_OF_TASK[m[2]] for m in QUICKSTART_MODELS})
+            raise CliError(f"--only {' '.join(unknown)}: no quickstart model has that name; use one of {', '.join(choices)}")
     for label, arch, task, corpus, names in QUICKSTART_MODELS:
-        if only and not ({arch, task, _KIND_OF_TASK[task], label.lower()} & only or any(o in label.lower() for o in only)):
+        if only and not selected((label, arch, task), only):
             continue
         try:
             module = _pipeline_module(task)
@@ -1057,6 +1189,7 @@ def _cmd_quickstart(args) -> int:
         print(f"hfnn quickstart: skipping {label}: {reason}", file=sys.stderr)
     if not plan:
         raise CliError("nothing to train: no architecture has both a pipeline and a shipped recipe")
+    out_dir.mkdir(parents=True, exist_ok=True)
 
     rows, summary = [], []
     bar = tqdm(plan, desc="quickstart", unit="model", file=sys.stderr)
@@ -1184,6 +1317,7 @@ def main(argv: list[str] | None = None) -> int:
         if command is None:
             parser.print_help()
             return 2
+        check_options(args)
         return _COMMANDS[command](args)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2, message already printed)
         code = exit_.code
@@ -1191,6 +1325,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hfnn: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`hfnn generate ... | head`): stop quietly, like other tools
+        _silence_stdout()
+        return 141
     except CliError as err:
         if debug:
             raise

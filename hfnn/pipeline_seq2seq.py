@@ -15,8 +15,16 @@ or a Hub model)::
 
 Tokenizers. Source and target vocabularies may differ (letters -> phonemes). A model folder holds the *target*
 tokenizer at its root (what ``AutoTokenizer.from_pretrained(folder)`` and therefore ``pipeline`` load; it decodes
-the output) and the *source* tokenizer in the subfolder ``source_tokenizer/``. Without that subfolder one tokenizer
-serves both sides. A ``source_tokenizer=`` argument (object or path) overrides the folder's.
+the output) and the *source* tokenizer in the subfolder ``source_tokenizer/``. A ``source_tokenizer=`` argument
+(object or path) overrides the folder's. Without either, the target tokenizer reads the sources only when the
+model's config declares one shared vocabulary (``source_vocab_size`` None); any other model is refused with a
+message naming the missing ``source_tokenizer/`` (reading letters with a phoneme vocabulary gives wrong output).
+Both tokenizers read their input as plain text (``split_special_tokens``): ``"<s>"`` in a source is three
+characters, never the special token.
+
+Inputs. An empty source (no token) gives an empty output without running the model. A source longer than the
+model's ``max_position_embeddings`` is an error naming its length and the limit, unless ``truncation=True``, which
+cuts it there; a tokenizer's ``model_max_length`` larger than that limit is lowered to it.
 
 Task inference. transformers infers the task of a local folder only from ``custom_pipelines`` in its
 ``config.json``, and always loads such a pipeline as remote code. :func:`mark_for_pipeline` writes that entry
@@ -47,6 +55,21 @@ __all__ = [
 TASK = "seq2seq-generation"
 INFERRED_TASK = "hfnn-seq2seq-generation"
 SOURCE_TOKENIZER_SUBFOLDER = "source_tokenizer"
+
+
+def _text_only(tokenizer):
+    """Special-token strings in the input are plain text (same as ``hfnn.tokenization.text_only``)."""
+    if tokenizer is not None and hasattr(tokenizer, "split_special_tokens"):
+        tokenizer.split_special_tokens = True
+        if hasattr(tokenizer, "init_kwargs"):
+            tokenizer.init_kwargs["split_special_tokens"] = True
+    return tokenizer
+
+
+def _position_limit(config):
+    """The longest source the encoder takes (``max_position_embeddings``), or None when unbounded."""
+    limit = getattr(config, "max_position_embeddings", None)
+    return limit if isinstance(limit, int) and limit > 0 else None
 
 
 def load_source_tokenizer(name_or_path, **kwargs):
@@ -132,9 +155,32 @@ class Seq2SeqGenerationPipeline(Pipeline):
             )
         if self.tokenizer is None:
             raise ValueError(f"The {TASK!r} pipeline needs a (target) tokenizer")
+        config = self.model.config
         if source_tokenizer is None or isinstance(source_tokenizer, (str, os.PathLike)):
-            source_tokenizer = load_source_tokenizer(source_tokenizer or self.model.name_or_path)
-        self.source_tokenizer = source_tokenizer if source_tokenizer is not None else self.tokenizer
+            where = source_tokenizer or self.model.name_or_path
+            source_tokenizer = load_source_tokenizer(where)
+            if source_tokenizer is None:
+                if getattr(config, "source_vocab_size", None) is not None:
+                    raise ValueError(
+                        f"{where or 'the model'} has no {SOURCE_TOKENIZER_SUBFOLDER}/ folder: this "
+                        f"{type(self.model).__name__} reads its sources with its own tokenizer (source_vocab_size="
+                        f"{config.source_vocab_size}), and the target tokenizer would give wrong ids; save the "
+                        f"source tokenizer to <folder>/{SOURCE_TOKENIZER_SUBFOLDER} or pass source_tokenizer="
+                    )
+                source_tokenizer = self.tokenizer  # the config declares one vocabulary for both sides
+        self.source_tokenizer = _text_only(source_tokenizer)
+        _text_only(self.tokenizer)
+        source_vocab = getattr(config, "source_vocab_size", None) or getattr(config, "vocab_size", None)
+        if source_vocab is not None and len(self.source_tokenizer) > source_vocab:
+            raise ValueError(
+                f"the source tokenizer has {len(self.source_tokenizer)} tokens but the model's encoder takes "
+                f"{source_vocab} (source_vocab_size); this tokenizer does not belong to this model"
+            )
+        self.max_source_length = _position_limit(config)
+        if self.max_source_length is not None:
+            for tokenizer in {id(t): t for t in (self.source_tokenizer, self.tokenizer)}.values():
+                if (tokenizer.model_max_length or 0) > self.max_source_length:
+                    tokenizer.model_max_length = self.max_source_length
 
     def _sanitize_parameters(
         self,
@@ -170,24 +216,51 @@ class Seq2SeqGenerationPipeline(Pipeline):
         if not isinstance(text, str):
             raise TypeError(f"{TASK!r} takes a string or a list of strings, got {type(text).__name__}")
         encoded = self.source_tokenizer(text, return_tensors="pt", truncation=truncation)
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        input_ids, attention_mask = encoded["input_ids"], encoded["attention_mask"]
+        limit = self.max_source_length
+        if limit is not None and input_ids.shape[1] > limit:
+            if not truncation:
+                shown = text if len(text) <= 40 else text[:37] + "..."
+                raise ValueError(
+                    f"source {shown!r} is {input_ids.shape[1]} tokens long; this model reads at most {limit} "
+                    f"(max_position_embeddings); shorten it or pass truncation=True"
+                )
+            keep = limit
+            if self.source_tokenizer.truncation_side == "left":
+                input_ids, attention_mask = input_ids[:, -keep:], attention_mask[:, -keep:]
+            else:
+                input_ids, attention_mask = input_ids[:, :keep], attention_mask[:, :keep]
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
 
     def _forward(self, model_inputs, return_attentions=False, **generate_kwargs):
         input_ids, attention_mask = model_inputs["input_ids"], model_inputs["attention_mask"]
         generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
         if return_attentions:
             generate_kwargs.update(output_attentions=True, return_dict_in_generate=True)
-        output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **generate_kwargs)
-        sequences = output.sequences if isinstance(output, ModelOutput) else output
         batch_size = input_ids.shape[0]
-        num_sequences = sequences.shape[0] // batch_size
-        model_outputs = {
-            "output_ids": sequences.reshape(batch_size, num_sequences, -1),
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-        }
+        num_sequences = int(generate_kwargs.get("num_return_sequences") or 1)
+        # An empty source has nothing to read: its output is empty, the other sources are generated as usual.
+        filled = attention_mask.bool().any(dim=1) if input_ids.shape[1] else torch.zeros(batch_size, dtype=torch.bool)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        if not bool(filled.any()):
+            output_ids = torch.full((batch_size, num_sequences, 1), pad, dtype=torch.long, device=input_ids.device)
+            model_outputs = {"output_ids": output_ids, "input_ids": input_ids, "attention_mask": attention_mask}
+            if return_attentions:
+                model_outputs["cross_attentions"] = torch.zeros(batch_size, num_sequences, 0, input_ids.shape[1])
+            return model_outputs
+        rows = filled.nonzero().flatten()
+        output = self.model.generate(input_ids=input_ids[rows], attention_mask=attention_mask[rows], **generate_kwargs)
+        sequences = output.sequences if isinstance(output, ModelOutput) else output
+        num_sequences = sequences.shape[0] // len(rows)
+        generated = sequences.reshape(len(rows), num_sequences, -1)
+        output_ids = torch.full((batch_size, *generated.shape[1:]), pad, dtype=generated.dtype, device=generated.device)
+        output_ids[rows] = generated
+        model_outputs = {"output_ids": output_ids, "input_ids": input_ids, "attention_mask": attention_mask}
         if return_attentions:
-            model_outputs["cross_attentions"] = _cross_attention_matrix(output, batch_size, num_sequences)
+            weights = _cross_attention_matrix(output, len(rows), num_sequences)
+            full = weights.new_zeros((batch_size, *weights.shape[1:]))
+            full[rows] = weights
+            model_outputs["cross_attentions"] = full
         return model_outputs
 
     def postprocess(

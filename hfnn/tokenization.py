@@ -8,7 +8,7 @@
 kind      what a token is
 ========= =================================================================================
 char      one character; whitespace and newlines are tokens too, ``decode`` concatenates, so
-          ``tok.decode(tok(s).input_ids) == s`` for every ``s`` made of known characters;
+          ``tok.decode(tok(s).input_ids) == s`` for every NFC-normalised ``s`` made of known characters;
           unseen characters become ``<unk>``
 bpe       byte-level BPE (GPT-2 style): every string encodes, ``decode`` gives it back exactly
 word      words and single punctuation marks (split on whitespace and punctuation); rare words
@@ -21,6 +21,18 @@ phoneme   whitespace-separated symbols, e.g. ARPAbet targets ``"K AE1 T"``; ``de
 Every kind has the special tokens ``<pad>`` = 0, ``<unk>`` = 1, ``<s>`` = 2, ``</s>`` = 3, set as
 the tokenizer's pad/unk/bos/eos tokens. Encoding adds no special tokens unless
 ``add_bos_eos=True``, which installs a ``"<s> $A </s>"`` post-processor.
+
+Text is text. Special tokens are only ever added by the tokenizer (padding, the post-processor),
+never read out of the text: ``"<s>"`` inside HTML or code encodes as the characters/pieces
+``<``, ``s``, ``>``. Every tokenizer is built with ``split_special_tokens=True``, which
+``save_pretrained`` writes to ``tokenizer_config.json`` so ``AutoTokenizer.from_pretrained`` keeps
+it; :func:`text_only` sets it on a tokenizer loaded from elsewhere. The phoneme kind also splits
+``<`` and ``>`` off symbols, so that a whitespace-separated ``<pad>`` cannot match the vocabulary
+entry of the special token.
+
+The char, word and phoneme kinds NFC-normalise text (training text too), so a decomposed
+``"e" + U+0301`` is the same token as ``"é"``. The byte-level bpe kind keeps bytes as they are
+(its exact round trip).
 """
 
 from __future__ import annotations
@@ -28,12 +40,13 @@ from __future__ import annotations
 import collections
 import collections.abc
 import os
+import unicodedata
 from typing import Iterable
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-__all__ = ["KINDS", "SPECIAL_TOKENS", "train_tokenizer", "load_or_train_tokenizer"]
+__all__ = ["KINDS", "SPECIAL_TOKENS", "train_tokenizer", "load_or_train_tokenizer", "text_only"]
 
 KINDS = ("char", "bpe", "word", "phoneme")
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>")  # ids 0, 1, 2, 3
@@ -69,6 +82,7 @@ def _as_text_list(texts) -> list[str]:
 def _char_vocab(texts: list[str], vocab_size: int | None, min_frequency: int, lowercase: bool) -> dict[str, int]:
     counts: collections.Counter[str] = collections.Counter()
     for text in texts:
+        text = unicodedata.normalize("NFC", text)
         counts.update(text.lower() if lowercase else text)
     chars = [c for c, n in counts.items() if n >= min_frequency and c not in SPECIAL_TOKENS]
     chars.sort(key=lambda c: (-counts[c], c))  # most frequent first, ties by code point
@@ -80,14 +94,21 @@ def _char_vocab(texts: list[str], vocab_size: int | None, min_frequency: int, lo
     return vocab
 
 
+def _normalizer(lowercase: bool, nfc: bool = True):
+    """NFC (composed characters) then, optionally, lower case."""
+    steps = ([normalizers.NFC()] if nfc else []) + ([normalizers.Lowercase()] if lowercase else [])
+    if not steps:
+        return None
+    return steps[0] if len(steps) == 1 else normalizers.Sequence(steps)
+
+
 def _build(texts: list[str], kind: str, vocab_size: int | None, min_frequency: int, lowercase: bool) -> Tokenizer:
     specials = list(SPECIAL_TOKENS)
     if kind == "char":
         # BPE without merges: every character is one token, unknown characters map to <unk>.
         tok = Tokenizer(models.BPE(vocab=_char_vocab(texts, vocab_size, min_frequency, lowercase),
                                    merges=[], unk_token=UNK, fuse_unk=False))
-        if lowercase:
-            tok.normalizer = normalizers.Lowercase()
+        tok.normalizer = _normalizer(lowercase)
         tok.decoder = decoders.Fuse()
         tok.add_special_tokens(specials)
         return tok
@@ -106,16 +127,16 @@ def _build(texts: list[str], kind: str, vocab_size: int | None, min_frequency: i
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     else:
         tok = Tokenizer(models.WordLevel(unk_token=UNK))
+        tok.normalizer = _normalizer(lowercase)
         if kind == "word":
-            if lowercase:
-                tok.normalizer = normalizers.Lowercase()
+            # punctuation (< and > included) is split off, so no word is ever spelt like a special token
             tok.pre_tokenizer = pre_tokenizers.Sequence(
                 [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="isolated")]
             )
-        else:  # phoneme
-            if lowercase:
-                tok.normalizer = normalizers.Lowercase()
-            tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        else:  # phoneme: < and > are split off so that a symbol "<pad>" in the text is not the special <pad>
+            tok.pre_tokenizer = pre_tokenizers.Sequence(
+                [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex("[<>]"), behavior="isolated")]
+            )
         trainer = trainers.WordLevelTrainer(vocab_size=vocab_size if vocab_size is not None else 10**9,
                                             min_frequency=min_frequency, special_tokens=specials,
                                             show_progress=False)
@@ -178,6 +199,7 @@ def train_tokenizer(
         tokenizer_object=tok,
         pad_token=PAD, unk_token=UNK, bos_token=BOS, eos_token=EOS,
         padding_side=padding_side,
+        split_special_tokens=True,  # text is text: "<s>" in the input is three characters, not id 2
         # only word-level text reads better with " ." -> "." clean-up; every other kind round-trips
         clean_up_tokenization_spaces=(kind == "word"),
         **kwargs,
@@ -199,7 +221,21 @@ def load_or_train_tokenizer(
         path = os.fspath(path_or_none)
         if os.path.exists(path) and not os.path.isdir(path):
             raise ValueError(f"load_or_train_tokenizer: {path} is a file; give the folder save_pretrained wrote")
-        return AutoTokenizer.from_pretrained(path)
+        return text_only(AutoTokenizer.from_pretrained(path))
     if texts is None:
         raise ValueError("load_or_train_tokenizer: give a tokenizer path or texts to train on")
     return train_tokenizer(texts, kind, **train_kwargs)
+
+
+def text_only(tokenizer):
+    """Makes ``tokenizer`` read special-token strings in its input as plain text; returns it.
+
+    Sets ``split_special_tokens=True`` (kept in ``tokenizer_config.json`` by ``save_pretrained``), for a
+    tokenizer saved before hfnn set it or loaded from elsewhere. Special tokens are still added by
+    the tokenizer itself (post-processor, padding) and still decoded. ``None`` passes through.
+    """
+    if tokenizer is not None and hasattr(tokenizer, "split_special_tokens"):
+        tokenizer.split_special_tokens = True
+        if hasattr(tokenizer, "init_kwargs"):
+            tokenizer.init_kwargs["split_special_tokens"] = True
+    return tokenizer
