@@ -239,3 +239,24 @@ def test_gradient_accumulation_matches_one_big_batch(arch, head, tmp_path):
     assert losses_acc == pytest.approx(losses_big, rel=1e-5)
     for name in weights_big:
         torch.testing.assert_close(weights_acc[name], weights_big[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("arch", [a for a, h in HEADS if h == "AutoModelForCausalLM"])
+def test_causal_lm_loss_is_the_shifted_cross_entropy_without_ignored_labels(arch):
+    """Position t predicts token t + 1: the first label is never a target and -100 labels are left out.
+    Changing exactly those labels leaves the loss as it was; changing a counted one does not."""
+    model = build_model(arch, "AutoModelForCausalLM").eval()
+    ids = torch.tensor([[5, 9, 7, 12, 6, 8], [4, 11, 10, 13, 5, 7]])
+    labels = ids.clone()
+    labels[0, 4:] = -100
+    labels[1, 2] = -100
+    out = model(input_ids=ids, labels=labels)
+    logits, targets = out.logits[:, :-1].reshape(-1, out.logits.shape[-1]), labels[:, 1:].reshape(-1)
+    keep = targets != -100
+    torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(logits[keep], targets[keep]))
+    ignored = labels.clone()
+    ignored[:, 0] = 15  # never a target
+    assert torch.equal(model(input_ids=ids, labels=ignored).loss, out.loss)
+    counted = labels.clone()
+    counted[0, 3] = 15 if int(labels[0, 3]) != 15 else 16
+    assert not torch.equal(model(input_ids=ids, labels=counted).loss, out.loss)

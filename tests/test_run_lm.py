@@ -92,6 +92,12 @@ def test_saved_folder_works_with_auto_classes_generate_and_pipeline(trained):
     text = pipeline("text-generation", model=str(out))("ROMEO:", max_new_tokens=10, do_sample=False)
     assert text[0]["generated_text"] == "ROMEO:" + tok.decode(expected, skip_special_tokens=True)
     assert len(text[0]["generated_text"]) > len("ROMEO:")
+    # a batch of prompts of different lengths (left-padded) gives each prompt's own greedy continuation
+    prompts = ["ROMEO:", "KING LEAR:", "O"]
+    batched = pipeline("text-generation", model=str(out))(prompts, max_new_tokens=8, do_sample=False, batch_size=3)
+    for prompt, result in zip(prompts, batched):
+        alone = greedy_by_hand(model, tok(prompt, return_tensors="pt")["input_ids"], 8, model.generation_config.eos_token_id)
+        assert result[0]["generated_text"] == prompt + tok.decode(alone, skip_special_tokens=True), prompt
     sampled = pipeline("text-generation", model=str(out))("ROMEO:", max_new_tokens=15, do_sample=True, top_k=20)
     assert sampled[0]["generated_text"].startswith("ROMEO:") and len(sampled[0]["generated_text"]) > len("ROMEO:")
 
@@ -187,3 +193,35 @@ def test_only_the_main_process_writes_the_output_folder(tmp_path, monkeypatch):
     )
     assert results["train_steps"] == 1 and results["samples"] == [] and "test_loss" in results
     assert sorted(p.name for p in out.iterdir()) == [], "only the main process may write the output folder"
+
+
+def test_transformer_language_model_trains_under_bf16_autocast(tmp_path):
+    """``--bf16 true`` on a CPU: the Trainer runs forward and loss under bfloat16 autocast. The Transformer's
+    logits there stay close to its float32 ones, the loss falls and the saved weights are float32."""
+    from transformers import AutoModelForCausalLM as Auto
+
+    from tests.reliability_utils import load_weights
+
+    text = tmp_path / "text.txt"
+    text.write_text("Shall I compare thee to a summer's day?\nThou art more lovely and more temperate.\n" * 20)
+    out = tmp_path / "out"
+    results = run_lm.main(
+        ["transformer_shakespeare_char", "--output_dir", str(out), "--train_file", str(text), "--block_size", "32",
+         "--config_overrides", '{"hidden_size": 16, "num_attention_heads": 2, "num_hidden_layers": 1, '
+                               '"intermediate_size": 32, "max_position_embeddings": 32, "dropout": 0.0}',
+         "--max_steps", "12", "--per_device_train_batch_size", "8", "--learning_rate", "0.01", "--warmup_steps", "0",
+         "--anneal_by_time", "false", "--bf16", "true", "--use_cpu", "true", "--eval_strategy", "steps", "--eval_steps", "12",
+         "--eval_on_start", "true", "--num_samples", "0", "--write_model_card", "false", "--report_to", "none",
+         "--disable_tqdm", "true"])
+    (first_step, first_loss), (last_step, last_loss) = results["eval_history"][0], results["eval_history"][-1]
+    assert (first_step, last_step) == (0, 12) and last_loss < first_loss - 0.3, results["eval_history"]
+    assert all(t.dtype == torch.float32 for t in load_weights(out).values())
+    model = Auto.from_pretrained(out).eval()
+    ids = AutoTokenizer.from_pretrained(out)(["Shall I compare thee"], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        full = model(input_ids=ids, labels=ids)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = model(input_ids=ids, labels=ids)
+    assert half.logits.dtype in (torch.bfloat16, torch.float32) and torch.isfinite(half.logits).all()
+    torch.testing.assert_close(half.logits.float(), full.logits, atol=0.15, rtol=0.05)
+    assert half.loss.dtype == torch.float32 and abs(half.loss.item() - full.loss.item()) < 0.05
