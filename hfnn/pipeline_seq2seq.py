@@ -27,11 +27,14 @@ model's ``max_position_embeddings`` is an error naming its length and the limit,
 cuts it there; a tokenizer's ``model_max_length`` larger than that limit is lowered to it.
 
 Task inference. transformers infers the task of a local folder only from ``custom_pipelines`` in its
-``config.json``, and always loads such a pipeline as remote code. :func:`mark_for_pipeline` writes that entry
-(under the name :data:`INFERRED_TASK`) and copies this file into the folder, so that
-``pipeline(model=folder, trust_remote_code=True)`` builds this pipeline, with or without hfnn installed. The entry
-uses its own name so that ``pipeline("seq2seq-generation", model=folder)`` keeps resolving, without remote code,
-to the class hfnn registers.
+``config.json`` (otherwise it asks the Hub, which fails for a folder), and always loads such a pipeline as remote
+code. :func:`mark_for_pipeline` writes that entry and copies this file into the folder, so that
+``pipeline(model=folder, trust_remote_code=True)`` builds the right pipeline, with or without hfnn installed;
+without ``trust_remote_code=True`` transformers says that it is needed. The entry depends on the head the config
+names: an encoder–decoder gets this pipeline (task :data:`INFERRED_TASK`, its own name so that
+``pipeline("seq2seq-generation", model=folder)`` keeps resolving, without remote code, to the class hfnn registers);
+a language model gets transformers' text-generation pipeline and a classifier its text-classification pipeline
+(tasks in :data:`INFERRED_TASKS`, re-exported by this file for that purpose).
 
 This file imports only ``torch``, ``transformers`` and the standard library, so that it can travel with a model.
 """
@@ -40,12 +43,13 @@ import os
 import shutil
 
 import torch
-from transformers import AutoTokenizer, Pipeline
+from transformers import AutoTokenizer, Pipeline, TextClassificationPipeline, TextGenerationPipeline
 from transformers.utils import ModelOutput
 
 __all__ = [
     "TASK",
     "INFERRED_TASK",
+    "INFERRED_TASKS",
     "SOURCE_TOKENIZER_SUBFOLDER",
     "Seq2SeqGenerationPipeline",
     "load_source_tokenizer",
@@ -55,6 +59,12 @@ __all__ = [
 TASK = "seq2seq-generation"
 INFERRED_TASK = "hfnn-seq2seq-generation"
 SOURCE_TOKENIZER_SUBFOLDER = "source_tokenizer"
+# head (architecture name suffix) -> (task name in custom_pipelines, pipeline class name in this file, Auto class)
+INFERRED_TASKS = {
+    "ForCausalLM": ("hfnn-text-generation", "TextGenerationPipeline", "AutoModelForCausalLM"),
+    "ForSequenceClassification": ("hfnn-text-classification", "TextClassificationPipeline",
+                                  "AutoModelForSequenceClassification"),
+}
 
 
 def _text_only(tokenizer):
@@ -90,17 +100,29 @@ def load_source_tokenizer(name_or_path, **kwargs):
 def mark_for_pipeline(config, save_directory=None):
     """Let ``pipeline(model=folder, trust_remote_code=True)`` infer this pipeline for a saved model.
 
-    Adds a ``custom_pipelines`` entry to ``config`` (call it before ``model.save_pretrained``) and, given the
-    folder, copies this module there (the entry names ``pipeline_seq2seq.Seq2SeqGenerationPipeline`` inside the
-    folder). Returns the config.
+    Adds a ``custom_pipelines`` entry to ``config`` (call it before ``model.save_pretrained``; the head is read
+    from ``config.architectures``, which ``save_pretrained`` sets, or ``is_encoder_decoder``) and, given the
+    folder, copies this module there (the entry names a class of ``pipeline_seq2seq`` inside the folder).
+    Returns the config.
     """
-    entry = {
-        "impl": f"{__name__.rsplit('.', 1)[-1]}.{Seq2SeqGenerationPipeline.__name__}",
+    module = __name__.rsplit(".", 1)[-1]
+    task, entry = INFERRED_TASK, {
+        "impl": f"{module}.{Seq2SeqGenerationPipeline.__name__}",
         "pt": ["AutoModelForSeq2SeqLM"],
         "type": "text",
     }
+    if not getattr(config, "is_encoder_decoder", False):
+        for name in getattr(config, "architectures", None) or []:
+            head = next((h for h in INFERRED_TASKS if name.endswith(h)), None)
+            if head is not None:
+                task, class_name, auto = INFERRED_TASKS[head]
+                entry = {"impl": f"{module}.{class_name}", "pt": [auto], "type": "text"}
+                break
     custom = dict(getattr(config, "custom_pipelines", None) or {})
-    custom[INFERRED_TASK] = entry
+    for other, _, _ in INFERRED_TASKS.values():  # one inferred task per folder (a config may change head)
+        custom.pop(other, None)
+    custom.pop(INFERRED_TASK, None)
+    custom[task] = entry
     config.custom_pipelines = custom
     if save_directory is not None:
         os.makedirs(save_directory, exist_ok=True)
