@@ -61,6 +61,8 @@ __all__ = [
 SPACE_MODULE = "hfnn_demo.py"  # the copy of this module that write_space_files puts in a model folder
 SOURCE_TOKENIZER_SUBFOLDER = "source_tokenizer"
 GRADIO_REQUIREMENT = "gradio>=5,<7"
+_NAMES = {"hfnn-rnn": "An RNN", "hfnn-cnn": "A CNN", "hfnn-mlp": "An MLP", "hfnn-transformer": "A Transformer",
+          "hfnn-rnn-seq2seq": "An RNN encoder-decoder"}
 _KIND_WORDS = {"causal-lm": "language model", "classification": "text classifier", "seq2seq": "sequence-to-sequence model"}
 
 
@@ -524,8 +526,10 @@ def build_app(model_or_folder):
     with gr.Blocks(title=title, analytics_enabled=False) as app:
         gr.Markdown(
             f"# {html.escape(demo_model.name)}\n"
-            f"A {demo_model.architecture.upper()} {_KIND_WORDS[demo_model.kind]} "
-            f"(`{type(demo_model.model).__name__}`, {sum(p.numel() for p in demo_model.model.parameters()):,} parameters)."
+            f"{_NAMES.get(demo_model.model_type, 'A ' + demo_model.architecture)} {_KIND_WORDS[demo_model.kind]} "
+            f"(`{type(demo_model.model).__name__}`, {sum(p.numel() for p in demo_model.model.parameters()):,} parameters"
+            + (f", attention: {demo_model.model.config.attention}" if demo_model.model_type == "hfnn-rnn-seq2seq" else "")
+            + ")."
         )
         {"causal-lm": _lm_view, "classification": _classifier_view, "seq2seq": _seq2seq_view}[demo_model.kind](gr, demo_model)
     return app
@@ -540,13 +544,20 @@ def _alternatives_frame(rows: list[dict], position: int):
 
     if not rows:
         return pd.DataFrame({"token": [], "probability": []})
-    row = rows[max(0, min(int(position), len(rows) - 1))]
-    chosen = row["token"]
+    row = rows[max(0, min(int(position or 0), len(rows) - 1))]
+    bars = list(row["alternatives"])
+    if all(t != row["token"] for t, _ in bars):  # a sampled token outside the top k: shown after them
+        bars.append((row["token"], row["probability"]))
     return pd.DataFrame({
-        "token": [repr(t)[1:-1] or "(empty)" for t, _ in row["alternatives"]],
-        "probability": [p for _, p in row["alternatives"]],
-        "chosen": ["chosen" if t == chosen else "alternative" for t, _ in row["alternatives"]],
+        "token": [_visible(t) for t, _ in bars],
+        "probability": [p for _, p in bars],
+        "chosen": ["chosen" if t == row["token"] else "alternative" for t, _ in bars],
     })
+
+
+def _visible(token: str) -> str:
+    """A token as a readable label: spaces and line breaks made visible."""
+    return token.replace(" ", "\u2423").replace("\n", "\\n").replace("\t", "\\t") or "(empty)"
 
 
 def _lm_view(gr, dm: DemoModel) -> None:
@@ -706,7 +717,7 @@ def _seq2seq_view(gr, dm: DemoModel) -> None:
         with gr.Column(scale=1):
             max_new = gr.Slider(1, 200, value=40, step=1, label="Max new tokens")
             beams = gr.Slider(1, 8, value=1, step=1, label="Beams")
-            layer = gr.Slider(0, max(num_layers - 1, 0), value=max(num_layers - 1, 0), step=1, label="Decoder layer",
+            layer = gr.Slider(0, max(num_layers - 1, 1), value=num_layers - 1, step=1, label="Decoder layer",
                               visible=has_attention and num_layers > 1)
             head = gr.Dropdown(["mean"] + [str(h) for h in range(num_heads)], value="mean", label="Attention head",
                                visible=has_attention and num_heads > 1)

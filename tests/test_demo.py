@@ -262,6 +262,17 @@ def test_attention_none_has_no_matrix(loaded):
     assert data["text"] == dm.tokenizer.decode(data["output_ids"], skip_special_tokens=True)
 
 
+def test_an_app_is_built_for_every_kind(loaded):
+    gr = pytest.importorskip("gradio", reason="gradio is not installed (pip install 'hfnn[demo]'): the app is not built")
+    for name, dm in loaded.items():
+        app = demo.build_app(dm)
+        assert isinstance(app, gr.Blocks), name
+        ids = {getattr(block, "elem_id", None) for block in app.blocks.values()}
+        assert {"prompt", "submit"} <= ids, name
+        assert {"causal-lm": "token-probs", "classification": "highlight", "seq2seq": "heatmap"}[dm.kind] in ids, name
+        assert ("hidden-norms" in ids) == (name == "rnn-lm"), name
+
+
 def test_heatmap_html_has_a_cell_per_weight():
     page = demo.heatmap_html(["a", "<b>"], ["X"], [[0.25, 0.75]], "layer 0")
     assert page.count("<td") == 2 and "&lt;b&gt;" in page and 'title="0.750"' in page
