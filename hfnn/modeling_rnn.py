@@ -39,6 +39,7 @@ from .modeling_utils import (
     check_class_labels,
     check_input_ids,
     check_token_labels,
+    layer_runner,
     masked_max,
     masked_mean,
     pop_legacy_cache,
@@ -190,7 +191,6 @@ class RnnModel(RnnPreTrainedModel):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
         self.dropout = nn.Dropout(config.dropout)
         rnn_kwargs = {"nonlinearity": "relu" if config.rnn_type == "rnn_relu" else "tanh"} if config.rnn_type.startswith("rnn") else {}
-        self._rnn_kwargs = rnn_kwargs
         self.rnn = _RNN_MODULES[config.rnn_type](
             input_size=config.embedding_size,
             hidden_size=config.hidden_size,
@@ -223,21 +223,6 @@ class RnnModel(RnnPreTrainedModel):
 
     def _fused(self, inputs, state):
         return run_recurrence(self.rnn, inputs, state)
-
-    def _layer(self, index: int):
-        """A runner of recurrent layer ``index`` alone, on the stack's own parameters (gradients reach them):
-        used to return one hidden state per layer."""
-        templates = self.__dict__.setdefault("_layer_templates", {})
-        if index not in templates:
-            config = self.config
-            width = config.embedding_size if index == 0 else config.hidden_size * (2 if config.bidirectional else 1)
-            with torch.device("meta"):
-                templates[index] = _OneLayer(type(self.rnn)(width, config.hidden_size, num_layers=1, batch_first=True,
-                                                            bidirectional=config.bidirectional, **self._rnn_kwargs))
-        template = templates[index]
-        params = {f"rnn.{name.replace(f'_l{index}', '_l0')}": p for name, p in self.rnn.named_parameters()
-                  if name.rsplit("_l", 1)[1].split("_")[0] == str(index)}
-        return lambda inputs, state: torch.func.functional_call(template, params, (inputs, state))
 
     def recur(self, embeds: torch.Tensor, mask: torch.Tensor | None, state: tuple[torch.Tensor, ...], rnn=None):
         """Runs the recurrent stack over ``embeds`` (batch, time, embedding_size) from ``state``.
@@ -292,7 +277,7 @@ class RnnModel(RnnPreTrainedModel):
         outputs, states = [], []
         for index in range(layers):
             chunk = tuple(s[:, index * width : (index + 1) * width] for s in state)
-            embeds, layer_state = self.recur(embeds, attention_mask, chunk, rnn=self._layer(index))
+            embeds, layer_state = self.recur(embeds, attention_mask, chunk, rnn=layer_runner(self.rnn, index))
             states.append(layer_state)
             if index < layers - 1:
                 outputs.append(embeds)
@@ -355,17 +340,6 @@ class RnnModel(RnnPreTrainedModel):
         return BaseModelOutputWithPast(
             last_hidden_state=hidden, cache=cache if use_cache else None, hidden_states=hidden_states
         )
-
-
-class _OneLayer(nn.Module):
-    """Holds a one-layer recurrent module whose parameters ``torch.func.functional_call`` supplies."""
-
-    def __init__(self, rnn):
-        super().__init__()
-        self.rnn = rnn
-
-    def forward(self, inputs, state):
-        return run_recurrence(self.rnn, inputs, state)
 
 
 class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):

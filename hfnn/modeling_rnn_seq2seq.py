@@ -36,8 +36,10 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
+from transformers.utils import can_return_tuple
 
 from .configuration_rnn_seq2seq import RnnSeq2SeqConfig
+from .modeling_utils import check_attention_mask, check_input_ids, pop_legacy_cache, run_stack, shift_tokens_right
 
 __all__ = [
     "RnnSeq2SeqCache",
@@ -64,43 +66,6 @@ def _make_rnn(rnn_type, input_size, hidden_size, num_layers, dropout, bidirectio
     if rnn_type == "rnn_tanh":
         kwargs["nonlinearity"] = "tanh"
     return _RNN_CLASSES[rnn_type](**kwargs)
-
-
-def _run_recurrence(rnn: nn.RNNBase, inputs, state):
-    """``rnn(inputs, state)``, except that an LSTM under CPU autocast runs in float32.
-
-    oneDNN has no reduced-precision LSTM on CPUs without native bfloat16 (it fails with "could not
-    create a primitive descriptor"), so under ``torch.autocast("cpu")`` (``--bf16`` on a CPU) the
-    LSTM's inputs and state are cast to float32 and autocast is paused for that one call; GRU and
-    tanh/ReLU RNNs run under autocast as they are. ``inputs`` may be a tensor or a ``PackedSequence``.
-    """
-    if isinstance(rnn, nn.LSTM) and rnn.weight_ih_l0.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-        with torch.autocast("cpu", enabled=False):
-            state = None if state is None else tuple(s.float() for s in state)
-            return rnn(inputs.float(), state)
-    return rnn(inputs, state)
-
-
-def _check_ids(ids, vocab_size, argument, field):
-    """Raise a clear error for ids outside the embedding table (instead of an index error deep in torch)."""
-    if ids.dim() != 2:
-        raise ValueError(f"{argument} must have shape (batch, length), got {tuple(ids.shape)}")
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
-        bad = int(ids[(ids < 0) | (ids >= vocab_size)][0])
-        raise ValueError(f"{argument} contains token id {bad}, outside [0, {field}={vocab_size})")
-
-
-def shift_tokens_right(labels, pad_token_id, decoder_start_token_id):
-    """Decoder inputs for teacher forcing: ``[start, y_1, ..., y_{T-1}]``, with -100 replaced by the pad id.
-
-    Shapes: ``(batch, tgt_len) -> (batch, tgt_len)``.
-    """
-    shifted = labels.new_zeros(labels.shape)
-    shifted[:, 1:] = labels[:, :-1].clone()
-    shifted[:, 0] = decoder_start_token_id
-    if pad_token_id is None:
-        raise ValueError("config.pad_token_id must be set to build decoder_input_ids from labels")
-    return shifted.masked_fill(shifted == -100, pad_token_id)
 
 
 class RnnSeq2SeqCache(Cache):
@@ -247,15 +212,14 @@ class RnnSeq2SeqEncoder(nn.Module):
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("RnnSeq2SeqEncoder needs input_ids or inputs_embeds")
-            _check_ids(input_ids, self.source_vocab_size, "input_ids", "source_vocab_size")
+            check_input_ids(input_ids, self.embed_tokens.num_embeddings, "input_ids", "source_vocab_size")
             inputs_embeds = self.embed_tokens(input_ids)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         batch, src_len, _ = inputs_embeds.shape
         if attention_mask is None:
             attention_mask = torch.ones(batch, src_len, dtype=torch.long, device=inputs_embeds.device)
-        if attention_mask.shape != (batch, src_len):
-            raise ValueError(
-                f"attention_mask has shape {tuple(attention_mask.shape)}, expected (batch, src_len) = {(batch, src_len)}"
-            )
+        check_attention_mask(attention_mask, (batch, src_len))
         mask = attention_mask.bool()
         lengths = mask.sum(1)
         if bool((lengths == 0).any()):
@@ -267,13 +231,16 @@ class RnnSeq2SeqEncoder(nn.Module):
         order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
         embeds = embeds.gather(1, order[..., None].expand_as(embeds))
         packed = pack_padded_sequence(embeds, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        packed_out, _ = _run_recurrence(self.rnn, packed, None)
-        out, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=src_len)
-        states = torch.zeros_like(out).scatter(1, order[..., None].expand_as(out), out)
+        packed_out, _, below = run_stack(self.rnn, packed, None, per_layer=bool(output_hidden_states))
 
-        if return_dict is False:
-            return (states,)
-        return BaseModelOutput(last_hidden_state=states)
+        def unpack(packed_states):
+            out, _ = pad_packed_sequence(packed_states, batch_first=True, total_length=src_len)
+            return torch.zeros_like(out).scatter(1, order[..., None].expand_as(out), out)
+
+        states = unpack(packed_out)
+        hidden_states = (inputs_embeds, *map(unpack, below), states) if output_hidden_states else None
+        output = BaseModelOutput(last_hidden_state=states, hidden_states=hidden_states)
+        return output.to_tuple() if return_dict is False else output
 
 
 class RnnSeq2SeqDecoder(nn.Module):
@@ -328,10 +295,13 @@ class RnnSeq2SeqDecoder(nn.Module):
         weights = torch.softmax(scores, dim=-1)
         return torch.bmm(weights, values), weights
 
-    def forward(self, input_ids, encoder_states, encoder_mask, state, feed=None, decoder_attention_mask=None):
-        _check_ids(input_ids, self.vocab_size, "decoder_input_ids", "vocab_size")
-        batch, tgt_len = input_ids.shape
-        embeds = self.dropout(self.embed_tokens(input_ids))
+    def forward(self, input_ids, encoder_states, encoder_mask, state, feed=None, decoder_attention_mask=None,
+                inputs_embeds=None, output_hidden_states=False):
+        if inputs_embeds is None:
+            check_input_ids(input_ids, self.embed_tokens.num_embeddings, "decoder_input_ids", "vocab_size")
+            inputs_embeds = self.embed_tokens(input_ids)
+        batch, tgt_len = inputs_embeds.shape[:2]
+        embeds = self.dropout(inputs_embeds)
         mask = encoder_mask.bool()
         keys = None
         fixed_context = None
@@ -347,20 +317,23 @@ class RnnSeq2SeqDecoder(nn.Module):
             if bool(step_mask.all()):
                 step_mask = None
 
+        def states(outputs, below):
+            return (inputs_embeds, *below, outputs) if output_hidden_states else None
+
         if self.parallel and step_mask is None:
             if fixed_context is not None:
                 context = fixed_context[:, None].expand(batch, tgt_len, -1)
-                rnn_out, state = _run_recurrence(self.rnn, torch.cat([embeds, context], dim=-1), state)
+                rnn_out, state, below = run_stack(self.rnn, torch.cat([embeds, context], dim=-1), state, output_hidden_states)
                 weights = None
             else:
-                rnn_out, state = _run_recurrence(self.rnn, embeds, state)
+                rnn_out, state, below = run_stack(self.rnn, embeds, state, output_hidden_states)
                 context, weights = self.attend(rnn_out, keys, encoder_states, mask)
             outputs = torch.tanh(self.output_proj(torch.cat([rnn_out, context], dim=-1)))
-            return outputs, state, feed, weights
+            return outputs, state, feed, weights, states(outputs, below)
 
         if self.input_feeding and feed is None:
             feed = embeds.new_zeros(batch, self.config.hidden_size)
-        rnn_outs, contexts, outputs, all_weights = [], [], [], []
+        rnn_outs, contexts, outputs, all_weights, below_steps = [], [], [], [], []
         for t in range(tgt_len):
             x = embeds[:, t]
             if self.attention == "bahdanau":
@@ -372,7 +345,8 @@ class RnnSeq2SeqDecoder(nn.Module):
                 rnn_in = torch.cat([x, fixed_context], dim=-1)
             else:
                 rnn_in = torch.cat([x, feed], dim=-1) if self.input_feeding else x
-            rnn_out, new_state = _run_recurrence(self.rnn, rnn_in[:, None], state)
+            rnn_out, new_state, below = run_stack(self.rnn, rnn_in[:, None], state, output_hidden_states)
+            below_steps.append(below)
             if self.attention == "luong":
                 context, weights = self.attend(rnn_out, keys, encoder_states, mask)
             if step_mask is not None:  # padding steps keep the previous state
@@ -396,7 +370,8 @@ class RnnSeq2SeqDecoder(nn.Module):
         else:  # one batched projection for all steps
             outputs = torch.tanh(self.output_proj(torch.cat([torch.cat(rnn_outs, 1), torch.cat(contexts, 1)], dim=-1)))
         weights = torch.stack(all_weights, dim=1) if all_weights else None
-        return outputs, state, feed, weights
+        below = [torch.cat(layer, dim=1) for layer in zip(*below_steps)] if output_hidden_states else []
+        return outputs, state, feed, weights, states(outputs, below)
 
 
 class RnnSeq2SeqPreTrainedModel(PreTrainedModel):
@@ -432,6 +407,27 @@ class RnnSeq2SeqPreTrainedModel(PreTrainedModel):
                     init.copy_(param, value)
         else:
             super()._init_weights(module)
+
+
+    def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True):
+        """``resize_token_embeddings`` resizes the target side (decoder embeddings, output layer, ``config.vocab_size``), the vocabulary of
+        the tokenizer saved at the model folder's root; the source side too when both sides share one
+        vocabulary (``source_vocab_size == vocab_size``). Returns the resized input (encoder) embeddings when
+        shared, else the decoder's."""
+        config, model = self.config, self.base_model
+        shared = config.source_vocab_size == config.vocab_size
+        decoder = self._get_resized_embeddings(model.decoder.embed_tokens, new_num_tokens, pad_to_multiple_of,
+                                               mean_resizing)
+        model.decoder.embed_tokens = decoder
+        size = decoder.num_embeddings
+        head = self.get_output_embeddings()
+        if head is not None:
+            self.set_output_embeddings(self._get_resized_lm_head(head, size, mean_resizing=mean_resizing))
+        if shared:
+            model.encoder.embed_tokens = self._get_resized_embeddings(model.encoder.embed_tokens, size,
+                                                                      mean_resizing=mean_resizing)
+            config.source_vocab_size = size
+        return model.encoder.embed_tokens if shared else decoder
 
 
 class RnnSeq2SeqModel(RnnSeq2SeqPreTrainedModel):
@@ -470,6 +466,7 @@ class RnnSeq2SeqModel(RnnSeq2SeqPreTrainedModel):
         state = state.permute(1, 2, 0, 3).contiguous()  # (parts, layers, batch, hidden)
         return (state[0], state[1]) if config.rnn_type == "lstm" else state[0]
 
+    @can_return_tuple
     def forward(
         self,
         input_ids=None,
@@ -479,12 +476,12 @@ class RnnSeq2SeqModel(RnnSeq2SeqPreTrainedModel):
         encoder_outputs=None,
         cache=None,
         inputs_embeds=None,
+        decoder_inputs_embeds=None,
         use_cache=None,
         output_attentions=None,
         output_hidden_states=None,
-        return_dict=None,
         **kwargs,
-    ):
+    ) -> Seq2SeqModelOutput:
         r"""
         Args:
             input_ids: ``(batch, src_len)`` source ids.
@@ -496,25 +493,31 @@ class RnnSeq2SeqModel(RnnSeq2SeqPreTrainedModel):
             encoder_outputs: precomputed encoder output (``BaseModelOutput`` or a tuple whose first item is
                 ``(batch, src_len, hidden_size)``).
             cache: :class:`RnnSeq2SeqCache` with the decoder state after the previous tokens.
+            inputs_embeds, decoder_inputs_embeds: embeddings instead of ``input_ids`` / ``decoder_input_ids``.
             use_cache: return the updated cache.
             output_attentions: return the attention weights as ``cross_attentions``: a 1-tuple holding
                 ``(batch, 1, tgt_len, src_len)`` (None with ``attention="none"``).
+            output_hidden_states: return the embeddings and every layer's states of the encoder and the decoder
+                (the decoder's last entry is its output o_t).
         """
+        cache = pop_legacy_cache(kwargs, cache)
         use_cache = use_cache if use_cache is not None else self.config.use_cache
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
 
         if encoder_outputs is None:
-            encoder_outputs = self.encoder(
-                input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True
-            )
+            encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                                           output_hidden_states=output_hidden_states, return_dict=True)
         elif not isinstance(encoder_outputs, BaseModelOutput):
             encoder_outputs = BaseModelOutput(last_hidden_state=encoder_outputs[0])
         encoder_states = encoder_outputs.last_hidden_state
         if attention_mask is None:
             attention_mask = torch.ones(encoder_states.shape[:2], dtype=torch.long, device=encoder_states.device)
-        if decoder_input_ids is None:
-            raise ValueError("RnnSeq2SeqModel needs decoder_input_ids (or labels, for the model with a LM head)")
+        check_attention_mask(attention_mask, encoder_states.shape[:2])
+        if (decoder_input_ids is None) == (decoder_inputs_embeds is None):
+            raise ValueError("RnnSeq2SeqModel needs exactly one of decoder_input_ids or decoder_inputs_embeds (or labels, "
+                             "for the model with a LM head)")
 
         if cache is not None and not isinstance(cache, RnnSeq2SeqCache):
             if isinstance(cache, Cache) and cache.get_seq_length() == 0:
@@ -526,24 +529,21 @@ class RnnSeq2SeqModel(RnnSeq2SeqPreTrainedModel):
         else:
             state, feed = self.initial_state(encoder_states, attention_mask), None
 
-        outputs, state, feed, weights = self.decoder(
-            decoder_input_ids, encoder_states, attention_mask, state, feed, decoder_attention_mask
+        outputs, state, feed, weights, decoder_states = self.decoder(
+            decoder_input_ids, encoder_states, attention_mask, state, feed, decoder_attention_mask,
+            inputs_embeds=decoder_inputs_embeds, output_hidden_states=output_hidden_states,
         )
-
         if use_cache:
             if cache is None:
                 cache = RnnSeq2SeqCache()
-            cache.update(state, feed, decoder_input_ids.shape[1])
+            cache.update(state, feed, outputs.shape[1])
         else:
             cache = None
-        cross_attentions = (weights[:, None],) if output_attentions and weights is not None else None
-
-        if not return_dict:
-            return tuple(v for v in (outputs, cache, cross_attentions, encoder_states) if v is not None)
         return Seq2SeqModelOutput(
             last_hidden_state=outputs,
             cache=cache,
-            cross_attentions=cross_attentions,
+            decoder_hidden_states=decoder_states,
+            cross_attentions=(weights[:, None],) if output_attentions and weights is not None else None,
             encoder_last_hidden_state=encoder_states,
             encoder_hidden_states=encoder_outputs.hidden_states,
             encoder_attentions=encoder_outputs.attentions,
@@ -602,6 +602,7 @@ class RnnSeq2SeqForConditionalGeneration(RnnSeq2SeqPreTrainedModel, GenerationMi
     def prepare_decoder_input_ids_from_labels(self, labels):
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
+    @can_return_tuple
     def forward(
         self,
         input_ids=None,
@@ -611,22 +612,21 @@ class RnnSeq2SeqForConditionalGeneration(RnnSeq2SeqPreTrainedModel, GenerationMi
         encoder_outputs=None,
         cache=None,
         inputs_embeds=None,
+        decoder_inputs_embeds=None,
         labels=None,
         use_cache=None,
         output_attentions=None,
         output_hidden_states=None,
-        return_dict=None,
         **kwargs,
-    ):
+    ) -> Seq2SeqLMOutput:
         r"""Same arguments as :meth:`RnnSeq2SeqModel.forward`, plus ``labels`` ``(batch, tgt_len)``.
 
         Returns ``Seq2SeqLMOutput`` with ``logits`` ``(batch, tgt_len, vocab_size)``, ``loss`` (mean token
         cross-entropy over labels != -100), ``cache`` and ``cross_attentions``.
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         if labels is not None:
             use_cache = False
-            if decoder_input_ids is None:
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
 
         outputs = self.model(
@@ -635,34 +635,27 @@ class RnnSeq2SeqForConditionalGeneration(RnnSeq2SeqPreTrainedModel, GenerationMi
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
             encoder_outputs=encoder_outputs,
-            cache=cache,
+            cache=pop_legacy_cache(kwargs, cache),
             inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
             output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
             return_dict=True,
         )
         hidden = self.dropout(outputs.last_hidden_state)
         if self.output_projection is not None:
             hidden = self.output_projection(hidden)
         logits = self.lm_head(hidden)
-
         loss = None
-        if labels is not None:
-            flat_logits, flat_labels = logits.float().view(-1, logits.shape[-1]), labels.to(logits.device).view(-1)
-            num_items = kwargs.get("num_items_in_batch")
-            if num_items is not None:  # Trainer: exact mean over all tokens of an accumulated batch
-                loss = nn.functional.cross_entropy(flat_logits, flat_labels, ignore_index=-100, reduction="sum")
-                loss = loss / torch.as_tensor(num_items, device=loss.device, dtype=loss.dtype)
-            else:
-                loss = nn.functional.cross_entropy(flat_logits, flat_labels, ignore_index=-100)
-
-        if not return_dict:
-            output = (logits,) + tuple(v for v in (outputs.cache, outputs.cross_attentions, outputs.encoder_last_hidden_state) if v is not None)
-            return ((loss,) + output) if loss is not None else output
+        if labels is not None:  # the shift is already done: labels[t] is the target of decoder position t
+            loss = self.loss_function(logits.float(), labels, vocab_size=self.config.vocab_size, shift_labels=labels,
+                                      num_items_in_batch=kwargs.get("num_items_in_batch"))
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
             cache=outputs.cache,
+            decoder_hidden_states=outputs.decoder_hidden_states,
             cross_attentions=outputs.cross_attentions,
             encoder_last_hidden_state=outputs.encoder_last_hidden_state,
             encoder_hidden_states=outputs.encoder_hidden_states,

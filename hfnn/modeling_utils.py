@@ -19,6 +19,8 @@ __all__ = [
     "classification_loss",
     "pop_legacy_cache",
     "run_recurrence",
+    "layer_runner",
+    "run_stack",
     "masked_max",
     "masked_mean",
     "shift_tokens_right",
@@ -121,6 +123,60 @@ def run_recurrence(rnn: nn.RNNBase, inputs, state):
             state = None if state is None else tuple(s.float() for s in state)
             return rnn(inputs.float(), state)
     return rnn(inputs, state)
+
+
+class _OneLayer(nn.Module):
+    """A one-layer recurrent module whose parameters ``torch.func.functional_call`` supplies."""
+
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, inputs, state):
+        return run_recurrence(self.rnn, inputs, state)
+
+
+def layer_runner(rnn: nn.RNNBase, index: int):
+    """``f(inputs, state)`` running layer ``index`` of ``rnn`` alone, on ``rnn``'s own parameters (gradients
+    reach them); ``state`` in torch's layout for that layer. Used to return one hidden state per layer."""
+    templates = rnn.__dict__.setdefault("_hfnn_layer_templates", {})
+    if index not in templates:
+        width = rnn.input_size if index == 0 else rnn.hidden_size * (2 if rnn.bidirectional else 1)
+        extra = {"nonlinearity": rnn.nonlinearity} if isinstance(rnn, nn.RNN) else {}
+        with torch.device("meta"):
+            templates[index] = _OneLayer(type(rnn)(width, rnn.hidden_size, num_layers=1, bias=rnn.bias,
+                                                   batch_first=rnn.batch_first, bidirectional=rnn.bidirectional,
+                                                   **extra))
+    params = {f"rnn.{name.replace(f'_l{index}', '_l0')}": p for name, p in rnn.named_parameters()
+              if name.rsplit("_l", 1)[1].split("_")[0] == str(index)}
+    template = templates[index]
+    return lambda inputs, state: torch.func.functional_call(template, params, (inputs, state))
+
+
+def run_stack(rnn: nn.RNNBase, inputs, state, per_layer: bool = False):
+    """``rnn(inputs, state)`` (torch's state layout; ``inputs`` a tensor or a ``PackedSequence``), in one fused
+    call, or layer by layer when ``per_layer``. Returns ``(output, state, below)`` with ``below`` the outputs
+    of the layers under the top one (a list; None unless ``per_layer``)."""
+    if not per_layer or rnn.num_layers == 1:
+        output, state = run_recurrence(rnn, inputs, state)
+        return output, state, [] if per_layer else None
+    width = 2 if rnn.bidirectional else 1
+    pieces, below, x = [], [], inputs
+    for index in range(rnn.num_layers):
+        rows = slice(index * width, (index + 1) * width)
+        chunk = None if state is None else tuple(s[rows] for s in state) if isinstance(state, tuple) else state[rows]
+        x, layer_state = layer_runner(rnn, index)(x, chunk)
+        pieces.append(layer_state)
+        if index < rnn.num_layers - 1:
+            below.append(x)
+            if rnn.dropout and rnn.training:  # what the fused module does between layers
+                if isinstance(x, torch.Tensor):
+                    x = nn.functional.dropout(x, rnn.dropout, True)
+                else:
+                    x = x._replace(data=nn.functional.dropout(x.data, rnn.dropout, True))
+    if isinstance(pieces[0], tuple):
+        return x, tuple(torch.cat(parts, 0) for parts in zip(*pieces)), below
+    return x, torch.cat(pieces, 0), below
 
 
 def masked_max(values: torch.Tensor, keep: torch.Tensor, dim: int) -> torch.Tensor:

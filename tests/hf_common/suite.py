@@ -151,6 +151,19 @@ class RnnSeq2SeqCommonTest(_Common, GenerationTesterMixin, unittest.TestCase):
                                                                 num_decoder_layers=2, dropout=0.0),
                                    seq2seq=True, encoder_seq_length=7, decoder_seq_length=7)
 
+    def test_inputs_embeds_matches_input_ids(self):
+        # The common test embeds the decoder ids with the encoder's table (Bart shares one); source and target
+        # have tables of their own here, so each side is embedded with its own.
+        config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
+        for model_class in self.all_model_classes:
+            model = model_class(config).eval()
+            with torch.no_grad():
+                by_ids = model(**inputs)[0]
+                embeds = dict(inputs, inputs_embeds=model.get_input_embeddings()(inputs["input_ids"]),
+                              decoder_inputs_embeds=model.get_decoder().get_input_embeddings()(inputs["decoder_input_ids"]))
+                del embeds["input_ids"], embeds["decoder_input_ids"]
+                torch.testing.assert_close(model(**embeds)[0], by_ids)
+
 
 class TransformerCommonTest(_Common, GenerationTesterMixin, unittest.TestCase):
     all_model_classes = (TransformerModel, TransformerForCausalLM, TransformerForSequenceClassification)
