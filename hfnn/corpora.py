@@ -578,9 +578,85 @@ def _read_text_file(path: pathlib.Path, keep_linebreaks: bool) -> Dataset:
     return Dataset.from_dict({"text": lines}, features=Features({"text": Value("string")}))
 
 
-def _read_local(paths: list[str], keep_linebreaks: bool, cache_dir) -> Dataset:
+def _check_encoding(path: str) -> None:
+    """A UTF-16/32 file (byte-order mark, or NUL bytes in its first kilobyte) is a ValueError naming it."""
+    name = str(path).lower()
+    if name.endswith((".gz", ".bz2", ".xz", ".zst")):
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1024)
+    except OSError:
+        return
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (b"\x00" in head):
+        kind = "UTF-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head.count(b"\x00") < len(head) * 0.6 else "UTF-32"
+        raise ValueError(
+            f"load_corpus: {path} is {kind} text (or binary), not UTF-8; convert it first, e.g. "
+            f"`iconv -f {kind} -t UTF-8 {os.path.basename(path)} > converted{os.path.splitext(name)[1]}`"
+        )
+
+
+def _bad_json_line(path: str) -> str | None:
+    """The first line of a JSON Lines file that is not a JSON object: 'line N: why', or None."""
+    import gzip
+
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError as err:
+                    return f"line {number} is not valid JSON ({err.msg} at column {err.colno}): {line.strip()[:80]!r}"
+                if not isinstance(value, dict):
+                    return f"line {number} is a JSON {type(value).__name__}, not an object of columns: {line.strip()[:80]!r}"
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _read_one_local(path: str, kind: str, keep_linebreaks: bool, cache_dir) -> Dataset:
+    _check_encoding(path)
+    if kind == "text":
+        return _read_text_file(pathlib.Path(path), keep_linebreaks)
+    kwargs: dict[str, Any] = {}
+    if kind == "csv" and str(path).lower().split(".gz")[0].endswith(".tsv"):
+        kwargs["sep"] = "\t"
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"load_corpus: {path} is empty (no header, no rows)")
+    if kind == "csv" and not str(path).lower().endswith((".gz", ".bz2", ".xz", ".zst")):
+        with open(path, "rb") as f:
+            lines = [line for line in f.read(1 << 16).splitlines() if line.strip()]
+        if len(lines) <= 1 and os.path.getsize(path) < (1 << 16):
+            raise ValueError(f"load_corpus: {path} has a header but no rows" if lines else f"load_corpus: {path} is empty")
+    try:
+        ds = datasets.load_dataset(kind, data_files=[path], split="train", cache_dir=cache_dir, **kwargs)
+    except UnicodeDecodeError:
+        raise ValueError(f"load_corpus: {path} is not UTF-8 text") from None
+    except Exception as exc:  # datasets wraps parse errors in DatasetGenerationError
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, UnicodeDecodeError):
+            raise ValueError(f"load_corpus: {path} is not UTF-8 text") from None
+        if kind == "json":
+            bad = _bad_json_line(path)
+            if bad:
+                raise ValueError(f"load_corpus: {path}: {bad}") from None
+        detail = str(cause or exc).strip().splitlines()
+        raise ValueError(f"load_corpus: could not read {path} as {kind}: {detail[0] if detail else type(exc).__name__}") from None
+    if len(ds) == 0:
+        what = "has a header but no rows" if kind == "csv" else "has no rows"
+        raise ValueError(f"load_corpus: {path} {what}")
+    return ds
+
+
+def _read_local(paths: list[str], keep_linebreaks: bool, cache_dir, origins: list | None = None) -> Dataset:
+    """The rows of ``paths`` (one split), in order; ``origins`` gets one ``(path, kind, rows)`` per file."""
     kinds = set()
     for p in paths:
+        if os.path.isdir(p):
+            raise ValueError(f"load_corpus: {p} is a folder; give the data files in it (.txt, .csv, .tsv, .json, .jsonl)")
         if not os.path.exists(p):
             raise FileNotFoundError(f"load_corpus: no such file: {p}")
         kind = _file_kind(p)
@@ -593,21 +669,15 @@ def _read_local(paths: list[str], keep_linebreaks: bool, cache_dir) -> Dataset:
     if len(kinds) > 1:
         raise ValueError(f"load_corpus: files of one split must share one type, got {sorted(kinds)} in {paths}")
     kind = kinds.pop()
-    if kind == "text":
-        parts = [_read_text_file(pathlib.Path(p), keep_linebreaks) for p in paths]
-        return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
-    kwargs: dict[str, Any] = {}
-    if kind == "csv" and any(str(p).lower().split(".gz")[0].endswith(".tsv") for p in paths):
-        kwargs["sep"] = "\t"
+    parts = [_read_one_local(p, kind, keep_linebreaks, cache_dir) for p in paths]
+    if origins is not None:
+        origins.extend((p, kind, len(ds)) for p, ds in zip(paths, parts))
+    if len(parts) == 1:
+        return parts[0]
     try:
-        return datasets.load_dataset(kind, data_files=list(paths), split="train", cache_dir=cache_dir, **kwargs)
-    except UnicodeDecodeError:
-        raise ValueError(f"load_corpus: {', '.join(map(str, paths))} is not UTF-8 text") from None
-    except Exception as exc:  # datasets wraps parse errors in DatasetGenerationError
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, UnicodeDecodeError):
-            raise ValueError(f"load_corpus: {', '.join(map(str, paths))} is not UTF-8 text") from None
-        raise ValueError(f"load_corpus: could not read {', '.join(map(str, paths))} as {kind}: {exc}") from exc
+        return datasets.concatenate_datasets(parts)
+    except ValueError as exc:
+        raise ValueError(f"load_corpus: the files {', '.join(paths)} do not have the same columns: {exc}") from None
 
 
 def _load_local(data_files, keep_linebreaks: bool, cache_dir) -> DatasetDict:
@@ -618,15 +688,20 @@ def _load_local(data_files, keep_linebreaks: bool, cache_dir) -> DatasetDict:
     elif not isinstance(data_files, Mapping):
         raise TypeError(f"load_corpus: data_files must be a path, a list of paths or a dict split -> path(s), got {type(data_files).__name__}")
     out = {}
+    origins: dict[str, list] = {}
     for split, files in data_files.items():
         split = {"dev": "validation", "valid": "validation", "val": "validation", "eval": "validation"}.get(split, split)
         if split not in SPLITS:
             raise ValueError(f"load_corpus: data_files split {split!r} is not one of {SPLITS}")
         files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
-        out[split] = _read_local([os.fspath(os.path.expanduser(f)) for f in files], keep_linebreaks, cache_dir)
+        origins[split] = []
+        out[split] = _read_local([os.fspath(os.path.expanduser(f)) for f in files], keep_linebreaks, cache_dir,
+                                 origins[split])
     if "train" not in out:
         raise ValueError("load_corpus: data_files needs a 'train' entry")
-    return DatasetDict(out)
+    dd = DatasetDict(out)
+    dd.origins = origins
+    return dd
 
 
 # ---------------------------------------------------------------------------------------------
@@ -723,21 +798,141 @@ def _rename_columns(dd: DatasetDict, mapping: dict[str, str]) -> DatasetDict:
     return dd
 
 
-def _encode_labels(dd: DatasetDict) -> DatasetDict:
-    """String labels -> ClassLabel with sorted names shared by every split."""
-    if not all("label" in ds.column_names for ds in dd.values()):
+def _where(origins: dict | None, split: str, i: int) -> str:
+    """Where row ``i`` of ``split`` comes from: 'FILE row N' for local files (a CSV's header is row 1, a
+    JSON Lines file's first record row 1), else "split 'train' row N"."""
+    for path, kind, n in (origins or {}).get(split, []):
+        if i < n:
+            return f"{path} row {i + 2 if kind == 'csv' else i + 1}"
+        i -= n
+    return f"split {split!r} row {i + 1}"
+
+
+def _is_blank(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and value != value:  # NaN: an empty cell of a numeric CSV column
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+_TEXT_COLUMNS = ("text", "source", "target")
+
+
+def _check_text_cells(dd: DatasetDict, origins: dict | None, empty_text: str) -> DatasetDict:
+    """Text columns must hold text: a numeric column is a ValueError naming its first row; an empty or
+    whitespace-only cell is a ValueError naming its row (``empty_text="error"``), dropped (``"drop"``) or kept.
+    Lines of .txt files are never checked (a blank line is part of the text)."""
+    out = {}
+    for split, ds in dd.items():
+        kinds = {kind for _, kind, _ in (origins or {}).get(split, [])}
+        drop = set()
+        for column in _TEXT_COLUMNS:
+            if column not in ds.column_names:
+                continue
+            feature = ds.features[column]
+            if isinstance(feature, Value) and not _is_string(feature) and len(ds):
+                values = ds[column][:]
+                first = next((i for i, v in enumerate(values) if v is not None), 0)
+                raise ValueError(
+                    f"load_corpus: {_where(origins, split, first)}: the {column} column holds {feature.dtype} values "
+                    f"({values[first]!r}), not text; give the column of texts (text_column / source_column / target_column)"
+                )
+            if kinds == {"text"} or empty_text == "keep" or not _is_string(feature):
+                continue
+            for i, value in enumerate(ds[column][:]):
+                if _is_blank(value):
+                    if empty_text == "error":
+                        raise ValueError(
+                            f"load_corpus: {_where(origins, split, i)}: the {column} cell is empty; fill it or remove the row"
+                        )
+                    drop.add(i)
+        if drop:
+            logger.warning("load_corpus: dropped %d row(s) of split %r with an empty text", len(drop), split)
+            ds = ds.select([i for i in range(len(ds)) if i not in drop])
+        out[split] = ds
+    result = DatasetDict(out)
+    return result
+
+
+def _integral(value) -> bool:
+    return isinstance(value, (int, bool)) or (isinstance(value, float) and value.is_integer())
+
+
+def _class_name(value) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _class_order(names: set[str], values: list) -> list[str]:
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return sorted(names, key=lambda n: float(n))
+    return sorted(names)
+
+
+def _encode_labels(dd: DatasetDict, origins: dict | None = None, label_type: str = "classes") -> DatasetDict:
+    """Reads the ``label`` column as a set of named classes shared by every split (``label_type="classes"``):
+    strings are stripped (" pos" and "pos" are one class), numbers are classes named by their value (labels 5
+    and 100 are two classes, star ratings 1-5 five), booleans are "False"/"True". A column of lists becomes
+    lists of class ids (``Sequence(ClassLabel)``, multi-label). ``label_type="regression"``: numbers, as
+    float32. An empty label cell is a ValueError naming its row; a ``ClassLabel`` column is kept as it is."""
+    if label_type not in ("classes", "regression", "keep"):
+        raise ValueError(f"load_corpus: label_type must be 'classes', 'regression' or 'keep', got {label_type!r}")
+    if label_type == "keep" or not dd or not all("label" in ds.column_names for ds in dd.values()):
         return dd
     first = next(iter(dd.values()))
-    if not _is_string(first.features["label"]):
+    feature = first.features["label"]
+    if isinstance(feature, ClassLabel):
         return dd
-    names = sorted({str(x) for ds in dd.values() for x in ds["label"][:]})
+    is_list = isinstance(feature, (Sequence, list))
+    if is_list and isinstance(feature.feature if isinstance(feature, Sequence) else feature[0], ClassLabel):
+        return dd
+    columns = {split: ds["label"][:] for split, ds in dd.items()}
+    for split, values in columns.items():
+        for i, value in enumerate(values):
+            if _is_blank(value) or (is_list and value is not None and any(_is_blank(v) for v in value)):
+                raise ValueError(f"load_corpus: {_where(origins, split, i)}: the label cell is empty; every row needs a label")
+    if label_type == "regression":
+        if is_list:
+            raise ValueError("load_corpus: label_type 'regression' needs one number per row, the label column holds lists")
+        out = DatasetDict()
+        for split, values in columns.items():
+            for i, value in enumerate(values):
+                try:
+                    float(value)
+                except (TypeError, ValueError):
+                    raise ValueError(
+                        f"load_corpus: {_where(origins, split, i)}: the label {value!r} is not a number (regression)"
+                    ) from None
+            features = dd[split].features.copy()
+            features["label"] = Value("float32")
+            out[split] = dd[split].map(lambda b: {"label": [float(x) for x in b["label"]]}, batched=True,
+                                       features=features, load_from_cache_file=False, keep_in_memory=True)
+        return out
+    flat = [v for values in columns.values() for row in values for v in (row if is_list else [row])]
+    for split, values in columns.items():
+        for i, row in enumerate(values):
+            for value in (row if is_list else [row]):
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError(
+                        f"load_corpus: {_where(origins, split, i)}: the label {value!r} is not a class (a whole number "
+                        "or a name); for a numeric target train a regression (problem_type regression)"
+                    )
+    names = _class_order({_class_name(v) for v in flat}, flat)
     index = {name: i for i, name in enumerate(names)}
     out = DatasetDict()
     for split, ds in dd.items():
         features = ds.features.copy()
-        features["label"] = ClassLabel(names=names)
-        out[split] = ds.map(lambda b: {"label": [index[str(x)] for x in b["label"]]}, batched=True,
-                            features=features, load_from_cache_file=False, keep_in_memory=True)
+        if is_list:
+            features["label"] = Sequence(ClassLabel(names=names))
+            encode = lambda b: {"label": [[index[_class_name(x)] for x in row] for row in b["label"]]}  # noqa: E731
+        else:
+            features["label"] = ClassLabel(names=names)
+            encode = lambda b: {"label": [index[_class_name(x)] for x in b["label"]]}  # noqa: E731
+        out[split] = ds.map(encode, batched=True, features=features, load_from_cache_file=False, keep_in_memory=True)
     return out
 
 
@@ -792,6 +987,8 @@ def load_corpus(
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     keep_linebreaks: bool = True,
+    empty_text: str = "keep",
+    label_type: str = "classes",
     **kwargs,
 ) -> DatasetDict:
     """Load a corpus as a ``DatasetDict`` with ``train``, ``validation`` and ``test`` splits.
@@ -817,6 +1014,13 @@ def load_corpus(
         keep_linebreaks: ``.txt`` files: one row per line; True keeps each line's ``\\n`` and the
             blank lines (so the rows concatenate back to the file, as ``run_clm`` does), False
             drops line breaks and blank lines.
+        empty_text: what an empty or whitespace-only cell of a ``text``/``source``/``target`` column of a
+            local csv/json file or Hub dataset gets: ``"error"`` (a ValueError naming the file and row),
+            ``"drop"`` (the row is left out, with a warning) or ``"keep"``. Lines of ``.txt`` files are
+            never dropped (a blank line is part of the text). A text column of numbers is always an error.
+        label_type: how a ``label`` column of a local file or Hub dataset is read: ``"classes"`` (a set of
+            named classes: stripped strings, numbers named by their value, lists for multi-label; an empty
+            label cell is a ValueError naming the row), ``"regression"`` (numbers) or ``"keep"`` (as read).
         **kwargs: options of a built-in corpus (``kjv_french``: ``source_version``,
             ``target_version``), otherwise passed to ``datasets.load_dataset`` for Hub datasets.
 
@@ -832,6 +1036,10 @@ def load_corpus(
         ConnectionError: a Hub dataset could not be loaded (offline, or no such dataset).
     """
     _check_fractions(validation_fraction, test_fraction)
+    if empty_text not in ("error", "drop", "keep"):
+        raise ValueError(f"load_corpus: empty_text must be 'error', 'drop' or 'keep', got {empty_text!r}")
+    if label_type not in ("classes", "regression", "keep"):
+        raise ValueError(f"load_corpus: label_type must be 'classes', 'regression' or 'keep', got {label_type!r}")
     mapping = {text_column: "text", label_column: "label", source_column: "source", target_column: "target"}
     mapping = {k: v for k, v in mapping.items() if k is not None}
     contiguous = False
@@ -855,17 +1063,50 @@ def load_corpus(
         if kwargs:
             raise TypeError(f"load_corpus: unknown option(s) for local files: {', '.join(sorted(kwargs))}")
         dd = _load_local(data_files, keep_linebreaks, cache_dir)
+        origins = dd.origins
         contiguous = all(ds.column_names == ["text"] for ds in dd.values()) and _all_text_files(data_files)
         source = ", ".join(os.fspath(f) for f in _files_of(data_files, "train"))
     else:
+        if name is not None and os.path.isdir(name):
+            found = sorted(p.name for p in pathlib.Path(name).iterdir() if _file_kind(p) is not None)[:5]
+            raise ValueError(
+                f"load_corpus: {name} is a folder, not a corpus file: give its files with --train_file / "
+                f"--validation_file (or data_files=...)" + (f"; it holds {', '.join(found)}" if found else
+                                                            "; it holds no .txt, .csv, .tsv, .json or .jsonl file")
+            )
         _check_not_misspelt(name)
         dd = _load_hub(name, cache_dir, kwargs)
         if not isinstance(dd, DatasetDict):
             return dd  # streaming (IterableDatasetDict): returned as loaded
+        origins = None
         source = f"the dataset {name!r}"
     dd = _rename_columns(dd, mapping)
+    dd = _encode_labels(dd, origins, label_type)
+    dd = _check_text_cells(dd, origins, empty_text)
     dd = _complete_splits(dd, validation_fraction, test_fraction, seed, contiguous, source)
-    return _encode_labels(dd)
+    dd.document_ends = _document_ends(dd, origins) if contiguous else None
+    return dd
+
+
+def _document_ends(dd: DatasetDict, origins: dict) -> dict[str, list[int]]:
+    """For corpora of ``.txt`` files (one row per line): the rows of each split that end a document (the
+    last line of a file), so that a language model closes documents, not lines, with end-of-sequence.
+    A split carved out of train (its contiguous tail) gets the file ends that fall inside it."""
+    ends = {}
+    for split, files in origins.items():
+        total, ends[split] = 0, []
+        for _, _, n in files:
+            total += n
+            if n:
+                ends[split].append(total - 1)
+    carved = [s for s in ("train", "validation", "test") if s in dd and s not in origins or s == "train"]
+    offset = 0
+    train_ends = ends.get("train", [])
+    for split in carved:
+        n = len(dd[split])
+        ends[split] = [e - offset for e in train_ends if offset <= e < offset + n]
+        offset += n
+    return ends
 
 
 def _check_not_misspelt(name: str) -> None:
@@ -898,11 +1139,47 @@ def _all_text_files(data_files) -> bool:
     return all(_file_kind(f) == "text" for f in _files_of(data_files))
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hub (``HF_ENDPOINT``, default huggingface.co:443) opens within
+    ``timeout`` seconds; name resolution included, so an offline machine answers at once."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    result = []
+
+    def probe():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(result and result[0])
+
+
+def _offline_mode() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
 def _load_hub(name: str, cache_dir, kwargs: dict):
-    if os.path.isdir(name):
-        description = f"local folder {name!r}"
-    else:
-        description = f"the Hugging Face Hub dataset {name!r}"
+    description = f"the Hugging Face Hub dataset {name!r}"
+    # Without a network the Hub client retries for about half a minute and ends in a long traceback: check
+    # once, fast. (A replaced loader, e.g. an offline mirror or a test double, is called as it is; with
+    # HF_HUB_OFFLINE=1 datasets reads its cache.)
+    real_loader = getattr(datasets.load_dataset, "__module__", "").startswith("datasets")
+    if real_loader and not _offline_mode() and not _hub_reachable():
+        raise ConnectionError(
+            f"load_corpus: {name!r} is not a built-in corpus ({', '.join(BUILTIN_CORPORA)}) nor a local file, and the "
+            "Hugging Face Hub cannot be reached from this machine (no network?); give a local file, or set "
+            "HF_HUB_OFFLINE=1 to use a copy already in the datasets cache"
+        )
     try:
         loaded = datasets.load_dataset(name, cache_dir=None if cache_dir is None else str(cache_dir), **kwargs)
     except Exception as exc:

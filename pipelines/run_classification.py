@@ -42,9 +42,13 @@ from transformers import (
 import hfnn
 from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
+from hfnn.pipelines.output_dir import claim_output_dir
 from hfnn.pipelines.common import (
     finish_secondary_process,
     CheckpointCommitCallback,
+    NonFiniteGuardCallback,
+    check_resume_architecture,
+    check_run_options,
     RunArguments,
     SplitDataArguments,
     TimeBudgetCallback,
@@ -52,7 +56,6 @@ from hfnn.pipelines.common import (
     parse_args,
     check_config_overrides,
     parse_config_overrides,
-    prepare_output_dir,
     run_command,
     save_loss_curve,
     save_model,
@@ -105,20 +108,30 @@ class DataArguments(SplitDataArguments):
     max_eval_samples: int | None = dataclasses.field(
         default=None, metadata={"help": "Evaluate on a random subset of this many validation and test examples."}
     )
+    problem_type: str = dataclasses.field(
+        default="auto",
+        metadata={"help": "auto (labels are named classes; a column of label lists: multi-label), "
+                          "single_label_classification, multi_label_classification, or regression (numeric labels)."},
+    )
 
 
 def load_classification_corpus(data_args: DataArguments, seed: int):
     """A DatasetDict with train/validation/test and the canonical ``text`` and ``label`` columns."""
     columns = {"text_column": data_args.text_column, "label_column": data_args.label_column}
     columns = {k: v for k, v in columns.items() if v}
+    if data_args.problem_type not in _PROBLEM_TYPES:
+        raise ValueError(f"--problem_type must be one of {', '.join(_PROBLEM_TYPES)}, got {data_args.problem_type!r}")
+    # labels are named classes unless the recipe asks for regression; an empty text or label is an error
+    options = dict(columns, empty_text="error",
+                   label_type="regression" if data_args.problem_type == "regression" else "classes")
     if data_args.train_file:
         files = {"train": data_args.train_file}
         for split, path in (("validation", data_args.validation_file), ("test", data_args.test_file)):
             if path:
                 files[split] = path
-        raw = load_corpus(data_files=files, seed=seed, **columns)
+        raw = load_corpus(data_files=files, seed=seed, **options)
     elif data_args.corpus:
-        raw = load_corpus(data_args.corpus, seed=seed, **columns)
+        raw = load_corpus(data_args.corpus, seed=seed, **options)
     else:
         raise ValueError("Give a corpus (built-in name, file or Hub dataset) or a train_file.")
     for column in ("text", "label"):
@@ -129,25 +142,31 @@ def load_classification_corpus(data_args: DataArguments, seed: int):
     return raw
 
 
-def label_info(raw) -> tuple[str, list[str]]:
-    """(problem_type, label names) read off the training split's ``label`` feature."""
+_PROBLEM_TYPES = ("auto", "single_label_classification", "multi_label_classification", "regression")
+
+
+def label_info(raw, problem_type: str = "auto") -> tuple[str, list[str]]:
+    """(problem_type, label names) read off the training split's ``label`` feature, as ``load_corpus`` gives
+    it: ``ClassLabel`` (named classes) -> single-label, a sequence of ``ClassLabel`` -> multi-label, a
+    float column (``problem_type="regression"``) -> regression."""
     feature = raw["train"].features["label"]
     if isinstance(feature, ClassLabel):
-        return "single_label_classification", list(feature.names)
-    if isinstance(feature, (Sequence, list)):
+        found = "single_label_classification", list(feature.names)
+    elif isinstance(feature, (Sequence, list)) and isinstance(
+            feature.feature if isinstance(feature, Sequence) else feature[0], ClassLabel):
         inner = feature.feature if isinstance(feature, Sequence) else feature[0]
-        if isinstance(inner, ClassLabel):
-            return "multi_label_classification", list(inner.names)
-        values = sorted({int(x) for split in raw.values() for row in split["label"][:] for x in row})
-        return "multi_label_classification", [str(v) for v in range(max(values) + 1)]
-    if isinstance(feature, Value) and feature.dtype.startswith("float"):
-        return "regression", ["score"]
-    if isinstance(feature, Value) and feature.dtype.startswith(("int", "uint", "bool")):
-        values = sorted({int(x) for split in raw.values() for x in split["label"][:]})
-        if values[0] < 0:
-            raise ValueError(f"Integer labels must be >= 0, found {values[0]}")
-        return "single_label_classification", [str(v) for v in range(values[-1] + 1)]
-    raise ValueError(f"Unsupported label column type {feature}; use class names, integers, floats or lists of labels.")
+        found = "multi_label_classification", list(inner.names)
+    elif isinstance(feature, Value) and feature.dtype.startswith("float") and problem_type == "regression":
+        found = "regression", ["score"]
+    else:
+        raise ValueError(
+            f"Unsupported label column type {feature}; use class names or whole numbers, lists of them (multi-label), "
+            "or numbers with --problem_type regression."
+        )
+    if problem_type not in ("auto", found[0]):
+        raise ValueError(f"--problem_type {problem_type}, but the label column holds "
+                         f"{'lists of classes' if found[0].startswith('multi') else 'one class per row'}")
+    return found
 
 
 def build_config(architecture: str, tokenizer, labels: list[str], problem_type: str, overrides: dict):
@@ -250,14 +269,22 @@ def main(argv=None) -> dict:
         (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv
     )
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    out_dir = prepare_output_dir(
-        training_args.output_dir, run_args.overwrite_output_dir, bool(training_args.resume_from_checkpoint)
+    check_run_options(training_args, run_args, data_args)
+    folder = claim_output_dir(
+        training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint
     )
+    with folder:
+        return _run(folder, model_args, data_args, run_args, training_args)
+
+
+def _run(folder, model_args, data_args, run_args, training_args) -> dict:
+    out_dir = folder.work_dir
+    training_args.output_dir = str(out_dir)
     set_seed(training_args.seed)
 
     # ---- data and labels
     raw = load_classification_corpus(data_args, training_args.seed)
-    problem_type, labels = label_info(raw)
+    problem_type, labels = label_info(raw, data_args.problem_type)
     raw["train"] = _subset(raw["train"], data_args.max_train_samples, training_args.seed)
     for split in ("validation", "test"):
         if split in raw:
@@ -276,6 +303,7 @@ def main(argv=None) -> dict:
     tokenizer.padding_side = "right"
 
     # ---- model
+    overrides = {}
     if model_args.model_name_or_path:
         model = AutoModelForSequenceClassification.from_pretrained(
             model_args.model_name_or_path,
@@ -287,8 +315,15 @@ def main(argv=None) -> dict:
                 f"The tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {model.config.vocab_size}."
             )
     else:
-        config = build_config(model_args.architecture, tokenizer, labels, problem_type,
-                              parse_config_overrides(model_args.config_overrides))
+        overrides = parse_config_overrides(model_args.config_overrides)
+        config = build_config(model_args.architecture, tokenizer, labels, problem_type, overrides)
+        mode = getattr(config, "embedding_mode", None)
+        if mode in ("static", "multichannel") and not model_args.embeddings_file:
+            raise ValueError(
+                f"config_overrides embedding_mode={mode!r} freezes the word vectors, but no --embeddings_file was "
+                "given: the frozen vectors would be random. Give --embeddings_file (word2vec/GloVe text) or use "
+                "embedding_mode 'rand' / 'non-static'"
+            )
         model = AutoModelForSequenceClassification.from_config(config)
         if model_args.embeddings_file:
             if not hasattr(model, "load_embeddings"):
@@ -297,6 +332,7 @@ def main(argv=None) -> dict:
 
             model.load_embeddings(load_word_vectors(model_args.embeddings_file, tokenizer, vocab_size=config.vocab_size,
                                                     lowercase=model_args.lowercase))
+    check_resume_architecture(training_args.resume_from_checkpoint, model)
     max_length = model_args.max_length
     max_positions = getattr(model.config, "max_position_embeddings", None)
     if max_positions is not None:
@@ -321,19 +357,35 @@ def main(argv=None) -> dict:
     eval_ds = tokenized["validation"] if "validation" in tokenized else None
     test_ds = tokenized["test"] if "test" in tokenized else None
 
+    strategy = getattr(training_args.eval_strategy, "value", training_args.eval_strategy)
+    if (eval_ds is None or not len(eval_ds)) and (strategy != "no" or training_args.eval_on_start):
+        raise ValueError(
+            f"The validation split is empty (after the split of {data_args.validation_file or data_args.train_file or data_args.corpus}), "
+            f"but --eval_strategy is {strategy}: give a --validation_file, more data, or set --eval_strategy no"
+        )
+    guard = NonFiniteGuardCallback()
     trainer = Trainer(
         model=model,
         args=training_args,
         train_dataset=train_ds,
-        eval_dataset=eval_ds,
+        eval_dataset=eval_ds if eval_ds is not None and len(eval_ds) else None,
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
         compute_metrics=make_compute_metrics(problem_type),
-        callbacks=[TimeBudgetCallback(run_args.max_train_minutes), CheckpointCommitCallback()],
+        callbacks=[TimeBudgetCallback(run_args.max_train_minutes), CheckpointCommitCallback(), guard],
     )
     start = time.monotonic()
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.monotonic() - start
+    guard.check()
+
+    # The trained model is saved before anything else can fail (evaluation, plots, samples).
+    def write_model(folder_path):
+        save_model(trainer, folder_path)
+        if trainer.is_world_process_zero():
+            tokenizer.save_pretrained(str(folder_path))
+
+    folder.save(write_model)
 
     corpus = data_args.train_file or data_args.corpus
     results = {
@@ -349,6 +401,7 @@ def main(argv=None) -> dict:
         "corpus": corpus,
         "problem_type": problem_type,
         "labels": labels,
+        "config_overrides": overrides,
     }
     if eval_ds is not None and len(eval_ds):
         metrics = trainer.evaluate(eval_ds, metric_key_prefix="validation")
@@ -367,11 +420,9 @@ def main(argv=None) -> dict:
                     np.asarray(prediction.predictions).argmax(-1), refs, labels, out_dir, f"{curve_title}: test"
                 )
 
-    save_model(trainer, out_dir)
-    if finish_secondary_process(trainer, out_dir):
+    if finish_secondary_process(trainer, folder.path):
         results["samples"] = []
         return results
-    tokenizer.save_pretrained(str(out_dir))
     curve = save_loss_curve(trainer.state.log_history, out_dir, title=curve_title)
 
     # A few predictions through the text-classification pipeline, as a user would call the saved model.
@@ -405,7 +456,9 @@ def main(argv=None) -> dict:
             print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
     for sample in samples:
         print(f"- [{sample['predicted']} {sample['score']:.2f} | true {sample['label']}] {sample['text'][:100]}")
-    print(f"saved to {out_dir} (loss curve: {curve}, confusion matrix: {confusion})")
+    training_args.output_dir = str(folder.path)
+    print(f"saved to {folder.path} (loss curve: {folder.path / curve.name if curve else None}, confusion matrix: "
+          f"{folder.path / confusion.name if confusion else None})")
     return results
 
 

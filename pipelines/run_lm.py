@@ -25,6 +25,7 @@ from itertools import chain
 
 import numpy as np
 import torch
+from datasets import DatasetDict
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -123,22 +124,36 @@ def load_text_corpus(data_args: DataArguments, seed: int):
         files = {"train": data_args.train_file}
         if data_args.validation_file:
             files["validation"] = data_args.validation_file
-        return load_corpus(data_files=files, text_column=data_args.text_column, seed=seed)
+        return load_corpus(data_files=files, text_column=data_args.text_column, seed=seed, empty_text="drop")
     if not data_args.corpus:
         raise ValueError("Give a corpus (built-in name, file or Hub dataset) or a train_file.")
     kwargs = {"text_column": data_args.text_column} if data_args.text_column else {}
-    return load_corpus(data_args.corpus, seed=seed, **kwargs)
+    # an empty csv/json text cell is an empty document: dropped (it would only add an end-of-sequence)
+    return load_corpus(data_args.corpus, seed=seed, empty_text="drop", **kwargs)
 
 
-def tokenize_and_group(raw, tokenizer, block_size: int, num_proc: int | None = None):
-    """Tokenises every document (closing each with eos) and cuts the stream into ``block_size`` blocks."""
+def tokenize_and_group(raw, tokenizer, block_size: int, num_proc: int | None = None, document_ends=None):
+    """Tokenises the text as one stream per split and cuts it into ``block_size`` blocks.
+
+    End-of-sequence closes documents, not rows. ``document_ends`` (default: ``raw.document_ends``, which
+    ``load_corpus`` sets for ``.txt`` files, whose rows are lines that keep their newline) lists, per
+    split, the rows that end a document (the last line of each file); without it every row is a document
+    (a csv/json text cell, a row of a built-in corpus such as one Shakespeare work).
+    """
     if "text" not in raw["train"].column_names:
         raise ValueError(f"The corpus has no 'text' column (columns: {raw['train'].column_names}); set text_column.")
     eos = tokenizer.eos_token_id
+    if document_ends is None:
+        document_ends = getattr(raw, "document_ends", None)
 
-    def tokenize(batch):
-        ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
-        return {"input_ids": [x + [eos] for x in ids]}
+    def tokenizer_for(split):
+        ends = None if document_ends is None else set(document_ends.get(split, []))
+
+        def tokenize(batch, indices):
+            ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
+            return {"input_ids": [x + [eos] if ends is None or i in ends else x for x, i in zip(ids, indices)]}
+
+        return tokenize
 
     def group(batch):
         stream = list(chain.from_iterable(batch["input_ids"]))
@@ -146,7 +161,11 @@ def tokenize_and_group(raw, tokenizer, block_size: int, num_proc: int | None = N
         blocks = [stream[i : i + block_size] for i in range(0, usable, block_size)]
         return {"input_ids": blocks, "labels": [b[:] for b in blocks]}
 
-    tokenized = raw.map(tokenize, batched=True, remove_columns=raw["train"].column_names, desc="tokenizing")
+    tokenized = DatasetDict({
+        split: ds.map(tokenizer_for(split), batched=True, with_indices=True, remove_columns=ds.column_names,
+                      desc="tokenizing")
+        for split, ds in raw.items()
+    })
     return tokenized.map(group, batched=True, batch_size=1000, desc=f"grouping into blocks of {block_size}")
 
 

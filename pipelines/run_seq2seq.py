@@ -44,17 +44,20 @@ import hfnn
 from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
 from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK, mark_for_pipeline
+from hfnn.pipelines.output_dir import claim_output_dir
 from hfnn.pipelines.common import (
     finish_secondary_process,
     BaseModelArguments,
     CheckpointCommitCallback,
+    NonFiniteGuardCallback,
+    check_resume_architecture,
+    check_run_options,
     RunArguments,
     SplitDataArguments,
     TimeBudgetCallback,
     parse_args,
     check_config_overrides,
     parse_config_overrides,
-    prepare_output_dir,
     run_command,
     save_loss_curve,
     save_model,
@@ -240,9 +243,22 @@ def build_config(architecture: str, source_tokenizer, target_tokenizer, override
     return config
 
 
-def make_compute_metrics(kind: str, target_tokenizer, references: list[list[str]]):
+def _label_rows(label_ids, pad_id) -> list[tuple[int, ...]]:
+    """Label id rows without padding (-100 or ``pad_id``), as tuples, for comparing orders."""
+    rows = []
+    for row in np.asarray(label_ids):
+        rows.append(tuple(int(x) for x in row if x >= 0 and x != pad_id))
+    return rows
+
+
+def make_compute_metrics(kind: str, target_tokenizer, references: list[list[str]], expected_labels=None):
     """``compute_metrics`` for ``Seq2SeqTrainer`` with ``predict_with_generate``: decodes the generated ids and
-    scores them against ``references`` (every acceptable target of each example, in dataset order)."""
+    scores them against ``references`` (every acceptable target of each example, in dataset order).
+
+    ``expected_labels`` (the label ids of the evaluated split, in dataset order) checks that the evaluation
+    came back in that order by comparing ids, so targets with symbols the tokenizer maps to unk or cut by
+    ``max_target_length`` score as errors instead of stopping the evaluation. A reference symbol unseen in
+    training cannot be predicted: such an example counts as wrong."""
     metrics = ("wer", "per") if kind == "g2p" else ("bleu", "chrf")
     modules = {name: load_metric(name) for name in metrics}
 
@@ -252,12 +268,13 @@ def make_compute_metrics(kind: str, target_tokenizer, references: list[list[str]
         predictions = [" ".join(p.split()) for p in target_tokenizer.batch_decode(ids, skip_special_tokens=True)]
         if len(predictions) != len(references):
             raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
-        if kind == "g2p":  # the references are matched by position: check the labels line up with them
-            labels = np.where(np.asarray(eval_pred.label_ids) < 0, target_tokenizer.pad_token_id, eval_pred.label_ids)
-            targets = target_tokenizer.batch_decode(labels, skip_special_tokens=True)
-            aligned = np.mean([" ".join(t.split()) in refs for t, refs in zip(targets, references)])
-            if aligned < 0.9:
-                raise RuntimeError(f"only {aligned:.0%} of the labels match their references: evaluation order changed")
+        if expected_labels is not None and eval_pred.label_ids is not None:
+            # the references are matched by position: check the labels came back in dataset order
+            pad = target_tokenizer.pad_token_id
+            got, want = _label_rows(eval_pred.label_ids, pad), [tuple(x for x in row if x != pad) for row in expected_labels]
+            if len(got) != len(want) or got != want:
+                raise RuntimeError("the evaluation returned the examples in another order than the dataset's; "
+                                   "the predictions cannot be matched to their references")
         result = {}
         for name, module in modules.items():
             result[name] = float(module.compute(predictions=predictions, references=references)[name])
@@ -331,9 +348,21 @@ def main(argv=None) -> dict:
         (ModelArguments, DataArguments, RunArguments, Seq2SeqTrainingArguments), argv
     )
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    out_dir = prepare_output_dir(
-        training_args.output_dir, run_args.overwrite_output_dir, bool(training_args.resume_from_checkpoint)
+    check_run_options(training_args, run_args, data_args)
+    for name in ("max_source_length", "max_target_length"):
+        value = getattr(model_args, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+            raise ValueError(f"--{name} must be a whole number of tokens >= 2, got {value!r}")
+    folder = claim_output_dir(
+        training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint
     )
+    with folder:
+        return _run(folder, model_args, data_args, run_args, training_args)
+
+
+def _run(folder, model_args, data_args, run_args, training_args) -> dict:
+    out_dir = folder.work_dir
+    training_args.output_dir = str(out_dir)
     set_seed(training_args.seed)
 
     # ---- data
@@ -352,17 +381,20 @@ def main(argv=None) -> dict:
         raise ValueError(f"metrics must be auto, g2p or translation, got {data_args.metrics!r}")
 
     # ---- model
+    overrides = {}
     if model_args.model_name_or_path:
         model = AutoModelForSeq2SeqLM.from_pretrained(model_args.model_name_or_path)
     else:
+        overrides = parse_config_overrides(model_args.config_overrides)
         config = build_config(
-            model_args.architecture, source_tokenizer, target_tokenizer, parse_config_overrides(model_args.config_overrides),
+            model_args.architecture, source_tokenizer, target_tokenizer, overrides,
             model_args.max_source_length, model_args.max_target_length,
         )
         model = AutoModelForSeq2SeqLM.from_config(config)
         model.generation_config.max_length = model_args.max_target_length + 1  # start token + target
     if not model.config.is_encoder_decoder:
         raise ValueError(f"{type(model).__name__} is not an encoder-decoder model")
+    check_resume_architecture(training_args.resume_from_checkpoint, model)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("model %s: %.2fM parameters", type(model).__name__, n_params / 1e6)
 
@@ -388,21 +420,42 @@ def main(argv=None) -> dict:
             return [list(r) if not isinstance(r, str) else [r] for r in raw[split][references_column]]
         return [[t] for t in raw[split][target_column]]
 
+    strategy = getattr(training_args.eval_strategy, "value", training_args.eval_strategy)
+    if (eval_ds is None or not len(eval_ds)) and (strategy != "no" or training_args.eval_on_start):
+        raise ValueError(
+            f"The validation split is empty, but --eval_strategy is {strategy}: give a --validation_file, more data, "
+            "or set --eval_strategy no"
+        )
+    guard = NonFiniteGuardCallback()
     trainer = OrderedEvalSeq2SeqTrainer(
         model=model,
         args=training_args,
         train_dataset=train_ds,
-        eval_dataset=eval_ds,
+        eval_dataset=eval_ds if eval_ds is not None and len(eval_ds) else None,
         data_collator=DataCollatorForSeq2Seq(source_tokenizer, model=model, label_pad_token_id=-100),
         processing_class=target_tokenizer,
-        compute_metrics=make_compute_metrics(kind, target_tokenizer, references_of("validation"))
-        if eval_ds is not None and training_args.predict_with_generate else None,
+        compute_metrics=make_compute_metrics(kind, target_tokenizer, references_of("validation"), eval_ds["labels"])
+        if eval_ds is not None and len(eval_ds) and training_args.predict_with_generate else None,
         callbacks=[TimeBudgetCallback(run_args.max_train_minutes, anneal=run_args.anneal_by_time),
-                   CheckpointCommitCallback()],
+                   CheckpointCommitCallback(), guard],
     )
     start = time.monotonic()
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.monotonic() - start
+    guard.check()
+
+    # ---- save first (model + pipeline marker, target tokenizer at the root, source tokenizer in its subfolder):
+    # nothing after this point can lose the training
+    is_main = trainer.is_world_process_zero()
+
+    def write_model(folder_path):
+        mark_for_pipeline(model.config, folder_path if is_main else None)
+        save_model(trainer, folder_path)
+        if is_main:
+            target_tokenizer.save_pretrained(str(folder_path))
+            source_tokenizer.save_pretrained(str(Path(folder_path) / SOURCE_TOKENIZER_SUBFOLDER))
+
+    folder.save(write_model)
 
     corpus = data_args.train_file or data_args.corpus
     results = {
@@ -420,26 +473,21 @@ def main(argv=None) -> dict:
         "corpus": corpus,
         "metrics_kind": kind,
         "generation_num_beams": training_args.generation_num_beams or model.generation_config.num_beams,
+        "config_overrides": overrides,
     }
     start = time.monotonic()
     for split, dataset in (("validation", eval_ds), ("test", test_ds)):
         if dataset is None or not len(dataset):
             continue
         if training_args.predict_with_generate:
-            trainer.compute_metrics = make_compute_metrics(kind, target_tokenizer, references_of(split))
+            trainer.compute_metrics = make_compute_metrics(kind, target_tokenizer, references_of(split), dataset["labels"])
         metrics = trainer.evaluate(dataset, metric_key_prefix=split)
         results.update({k: v for k, v in metrics.items() if not k.endswith(("_runtime", "_per_second"))})
     results["eval_seconds"] = round(time.monotonic() - start, 1)
 
-    # ---- save: model (+ pipeline marker), target tokenizer at the root, source tokenizer in its subfolder
-    is_main = trainer.is_world_process_zero()
-    mark_for_pipeline(model.config, out_dir if is_main else None)
-    save_model(trainer, out_dir)
-    if finish_secondary_process(trainer, out_dir):
+    if finish_secondary_process(trainer, folder.path):
         results.update(samples=[], attention_heatmap=None)
         return results
-    target_tokenizer.save_pretrained(str(out_dir))
-    source_tokenizer.save_pretrained(str(out_dir / SOURCE_TOKENIZER_SUBFOLDER))
     title = f"{model.config.model_type} ({results['attention']}) on {corpus}"
     curve = save_loss_curve(trainer.state.log_history, out_dir, title=title)
 
@@ -481,7 +529,9 @@ def main(argv=None) -> dict:
             print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
     for sample in samples:
         print(f"- {sample['source'][:60]!r} -> {sample['predicted'][:80]!r} (reference {sample['target'][:80]!r})")
-    print(f"saved to {out_dir} (loss curve: {curve}, attention heatmap: {heatmap})")
+    training_args.output_dir = str(folder.path)
+    print(f"saved to {folder.path} (loss curve: {folder.path / curve.name if curve else None}, attention heatmap: "
+          f"{folder.path / heatmap.name if heatmap else None})")
     return results
 
 

@@ -275,3 +275,53 @@ def test_save_model_refuses_non_finite_weights():
         next(model.parameters()).fill_(float("inf"))
     with pytest.raises(common.NonFiniteTrainingError, match="non-finite"):
         common.check_finite_model(model)
+
+
+# ----------------------------------------------------------------------------------------- seq2seq: save, then score
+
+
+def _g2p_files(tmp_path: Path) -> tuple[Path, Path]:
+    words = ["cat", "bat", "tab", "act", "cab", "bag", "gab", "tag"]
+    phones = {"c": "K", "a": "AE1", "t": "T", "b": "B", "g": "G"}
+    train = tmp_path / "train.csv"
+    train.write_text("word,phonemes\n" + "".join(f"{w},{' '.join(phones[c] for c in w)}\n" for w in words * 4))
+    dev = tmp_path / "dev.csv"
+    # ZH and OY never occur in training (unk); the last target is longer than --max_target_length
+    dev.write_text("word,phonemes\ncat,K AE1 T\nzat,ZH AE1 T\nboy,B OY1\n"
+                   "tattattat,T AE1 T T AE1 T T AE1 T T AE1 T\n")
+    return train, dev
+
+
+def test_seq2seq_targets_with_unseen_symbols_or_cut_are_scored_as_errors_after_the_save(tmp_path):
+    train, dev = _g2p_files(tmp_path)
+    out = tmp_path / "run"
+    results = run_seq2seq.main([
+        "rnn_seq2seq_cmudict", "--output_dir", str(out), "--train_file", str(train), "--validation_file", str(dev),
+        "--test_file", str(dev), "--config_overrides", '{"hidden_size": 8, "embedding_size": 8}',
+        "--max_target_length", "6", "--max_steps", "2", "--per_device_train_batch_size", "8",
+        "--eval_strategy", "steps", "--eval_steps", "2", "--generation_num_beams", "1", "--num_samples", "0",
+        "--num_attention_examples", "0", "--report_to", "none", "--save_strategy", "no", "--write_model_card", "false",
+        "--max_train_minutes", "1",
+    ])
+    # every example is scored; the unseen and the cut targets cannot be matched, so they count as errors
+    assert 0.5 <= results["test_wer"] <= 1.0 and 0.5 <= results["validation_wer"] <= 1.0
+    assert (out / "model.safetensors").exists() and (out / "source_tokenizer" / "tokenizer.json").exists()
+
+
+def test_seq2seq_model_is_saved_before_the_final_evaluation(tmp_path, monkeypatch):
+    train, dev = _g2p_files(tmp_path)
+    out = tmp_path / "run"
+
+    def broken(*args, **kwargs):
+        assert (out / "model.safetensors").exists() or any(tmp_path.glob(".run.hfnn-new/model.safetensors"))
+        raise RuntimeError("evaluation broke")
+
+    monkeypatch.setattr(run_seq2seq.OrderedEvalSeq2SeqTrainer, "evaluate", broken)
+    with pytest.raises(RuntimeError, match="evaluation broke"):
+        run_seq2seq.main([
+            "rnn_seq2seq_cmudict", "--output_dir", str(out), "--train_file", str(train), "--validation_file", str(dev),
+            "--config_overrides", '{"hidden_size": 8, "embedding_size": 8}', "--max_steps", "1",
+            "--per_device_train_batch_size", "8", "--num_samples", "0", "--report_to", "none", "--save_strategy", "no",
+            "--max_train_minutes", "1",
+        ])
+    assert (out / "model.safetensors").exists() and (out / "source_tokenizer").is_dir()
