@@ -82,13 +82,23 @@ def _position_limit(config):
     return limit if isinstance(limit, int) and limit > 0 else None
 
 
+def _is_tokenizer_folder(path):
+    return any(os.path.isfile(os.path.join(path, name)) for name in ("tokenizer.json", "tokenizer_config.json"))
+
+
 def load_source_tokenizer(name_or_path, **kwargs):
-    """The source tokenizer saved in ``<name_or_path>/source_tokenizer``, or None when there is none."""
+    """The source tokenizer saved in ``<name_or_path>/source_tokenizer``, or None when there is none.
+
+    ``name_or_path`` may also be that tokenizer folder itself (no ``source_tokenizer/`` inside, no ``config.json``).
+    """
     if not name_or_path:
         return None
     name_or_path = str(name_or_path)
     if os.path.isdir(name_or_path):
         if not os.path.isdir(os.path.join(name_or_path, SOURCE_TOKENIZER_SUBFOLDER)):
+            is_model_folder = os.path.isfile(os.path.join(name_or_path, "config.json"))
+            if not is_model_folder and _is_tokenizer_folder(name_or_path):
+                return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
             return None
         return AutoTokenizer.from_pretrained(os.path.join(name_or_path, SOURCE_TOKENIZER_SUBFOLDER), **kwargs)
     try:  # a Hub repository
@@ -239,6 +249,10 @@ class Seq2SeqGenerationPipeline(Pipeline):
             raise TypeError(f"{TASK!r} takes a string or a list of strings, got {type(text).__name__}")
         encoded = self.source_tokenizer(text, return_tensors="pt", truncation=truncation)
         input_ids, attention_mask = encoded["input_ids"], encoded["attention_mask"]
+        if input_ids.shape[1] == 0:  # an empty source: one masked pad keeps batching (padding) working
+            pad = self.source_tokenizer.pad_token_id if self.source_tokenizer.pad_token_id is not None else 0
+            input_ids = torch.full((1, 1), pad, dtype=torch.long)
+            attention_mask = torch.zeros((1, 1), dtype=torch.long)
         limit = self.max_source_length
         if limit is not None and input_ids.shape[1] > limit:
             if not truncation:
@@ -262,7 +276,7 @@ class Seq2SeqGenerationPipeline(Pipeline):
         batch_size = input_ids.shape[0]
         num_sequences = int(generate_kwargs.get("num_return_sequences") or 1)
         # An empty source has nothing to read: its output is empty, the other sources are generated as usual.
-        filled = attention_mask.bool().any(dim=1) if input_ids.shape[1] else torch.zeros(batch_size, dtype=torch.bool)
+        filled = attention_mask.bool().any(dim=1)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         if not bool(filled.any()):
             output_ids = torch.full((batch_size, num_sequences, 1), pad, dtype=torch.long, device=input_ids.device)
