@@ -116,8 +116,15 @@ def test_generate_batch_sampling_and_beams(capsys, models):
     assert code == 0
     texts = out.strip().split("\n" + "-" * 40 + "\n")
     assert len(texts) == 4 and texts[0].startswith("to") and texts[2].startswith("hello world")
+    assert all(len(t) > len("to") for t in texts[:2]) and all(len(t) > len("hello world") for t in texts[2:])
     code, out, _ = run(capsys, "generate", models / "lm", "to", "--max-new-tokens", 5, "--num-beams", 3)
-    assert code == 0 and out.startswith("to")
+    assert code == 0
+    model = AutoModelForCausalLM.from_pretrained(models / "lm")
+    tok = AutoTokenizer.from_pretrained(models / "lm")
+    ids = tok("to", add_special_tokens=False, return_tensors="pt")
+    beams = model.generate(**ids, max_new_tokens=5, num_beams=3, do_sample=False, pad_token_id=0)
+    beams = beams[0, ids["input_ids"].shape[1]:]
+    assert len(beams) > 0 and out == "to" + tok.decode(beams, skip_special_tokens=True) + "\n"
     code, _, err = run(capsys, "generate", models / "lm", "to", "--max-new-tokens", 2, "--top-k", 3)
     assert code == 0 and "--top-k only apply with --do-sample" in err
 
@@ -149,10 +156,21 @@ def test_classify_and_top_k(capsys, models):
 
 
 def test_transduce_and_predict_dispatch(capsys, models, monkeypatch):
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
     code, out, _ = run(capsys, "transduce", models / "g2p", "neural", "light", "--max-new-tokens", 6)
     assert code == 0
     lines = out.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == ["neural", "light"]
+    # the targets are the model's own greedy outputs, decoded with the target tokenizer
+    model = AutoModelForSeq2SeqLM.from_pretrained(models / "g2p").eval()
+    target = AutoTokenizer.from_pretrained(models / "g2p")
+    source = AutoTokenizer.from_pretrained(models / "g2p" / "source_tokenizer")
+    for line, word in zip(lines, ["neural", "light"]):
+        with torch.no_grad():
+            ids = model.generate(**source([word], return_tensors="pt"), max_new_tokens=6, do_sample=False, num_beams=1)
+        assert line == f"{word}\t{target.decode(ids[0], skip_special_tokens=True)}", line
     code, out2, _ = run(capsys, "predict", models / "g2p", "neural", "light", "--max-new-tokens", 6)
     assert code == 0 and out2 == out
     # hfnn's seq2seq-generation pipeline and the direct generate fallback give the same targets
@@ -162,7 +180,7 @@ def test_transduce_and_predict_dispatch(capsys, models, monkeypatch):
     code, out, _ = run(capsys, "predict", models / "cnn", "hello")
     assert code == 0 and out.split("\t")[0] in ("rotten", "fresh")
     code, out, _ = run(capsys, "predict", models / "lm", "to be", "--max-new-tokens", 3)
-    assert code == 0 and out.startswith("to be")
+    assert code == 0 and out.startswith("to be") and len(out) > len("to be\n")
 
 
 # ---------------------------------------------------------------- evaluate
@@ -313,7 +331,7 @@ def test_train_with_a_shipped_recipe_and_overrides(capsys, tmp_path):
     assert json.loads((out_dir / "config.json").read_text())["hidden_size"] == 16
     # the trained folder works with the other commands
     code, out, _ = run(capsys, "generate", out_dir, "Romeo.", "--max-new-tokens", 4)
-    assert code == 0 and out.startswith("Romeo.")
+    assert code == 0 and out.startswith("Romeo.") and len(out) > len("Romeo.\n")  # new tokens after the prompt
 
 
 def test_train_by_architecture_and_task(capsys, tmp_path, monkeypatch):
