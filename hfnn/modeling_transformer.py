@@ -52,7 +52,11 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutputWithPast,
 )
 
+from transformers.modeling_utils import slice_logits_to_keep
+from transformers.utils import can_return_tuple
+
 from .configuration_transformer import TransformerConfig
+from .modeling_utils import check_input_ids, classification_loss, pop_legacy_cache, shift_tokens_right
 
 __all__ = [
     "TransformerPreTrainedModel",
@@ -397,17 +401,6 @@ class TransformerModel(TransformerPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embed_tokens = value
 
-    def _check_input_ids(self, input_ids: torch.Tensor) -> None:
-        vocab_size = self.embed_tokens.num_embeddings
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must have shape (batch, seq), got {tuple(input_ids.shape)}")
-        if input_ids.numel() == 0:
-            raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)}): give at least one token")
-        low, high = torch.aminmax(input_ids)
-        if low.item() < 0 or high.item() >= vocab_size:
-            bad = input_ids[(input_ids < 0) | (input_ids >= vocab_size)][0].item()
-            raise ValueError(f"token id {bad} is out of range for vocab_size={vocab_size}")
-
     def _self_attention_mask(self, padding_mask, q_len, past_len, device):
         """The mask shared by every layer: ``(mask, is_causal)`` for ``attend``.
 
@@ -435,6 +428,7 @@ class TransformerModel(TransformerPreTrainedModel):
                 mask = mask | (key_pos == query_pos)
         return mask, False
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -447,7 +441,6 @@ class TransformerModel(TransformerPreTrainedModel):
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
     ):
         """Run the stack.
@@ -468,9 +461,9 @@ class TransformerModel(TransformerPreTrainedModel):
             hidden)`` (``BaseModelOutput`` for the encoder of the encoder-decoder).
         """
         config = self.config
+        cache = pop_legacy_cache(kwargs, cache)
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.return_dict if return_dict is None else return_dict
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if use_cache is None:
@@ -488,7 +481,7 @@ class TransformerModel(TransformerPreTrainedModel):
 
         # 1. token embeddings
         if inputs_embeds is None:
-            self._check_input_ids(input_ids)
+            check_input_ids(input_ids, self.embed_tokens.num_embeddings)
             inputs_embeds = self.embed_tokens(input_ids)
         batch, seq, _ = inputs_embeds.shape
         device = inputs_embeds.device
@@ -562,15 +555,7 @@ class TransformerModel(TransformerPreTrainedModel):
                 attentions=all_attentions,
                 cross_attentions=all_cross_attentions,
             )
-        return output if return_dict else output.to_tuple()
-
-
-def _keep_last(hidden_states: torch.Tensor, logits_to_keep: int | torch.Tensor) -> torch.Tensor:
-    """Keep the positions whose logits are needed: the last ``logits_to_keep`` (0 = all), or the
-    given indices (a 1-D tensor)."""
-    if isinstance(logits_to_keep, int):
-        return hidden_states if logits_to_keep == 0 else hidden_states[:, -logits_to_keep:]
-    return hidden_states[:, logits_to_keep]
+        return output
 
 
 class TransformerForCausalLM(TransformerPreTrainedModel, GenerationMixin):
@@ -597,6 +582,7 @@ class TransformerForCausalLM(TransformerPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value):
         self.lm_head = value
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -608,7 +594,6 @@ class TransformerForCausalLM(TransformerPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
     ) -> CausalLMOutputWithPast:
@@ -618,30 +603,28 @@ class TransformerForCausalLM(TransformerPreTrainedModel, GenerationMixin):
         token t+1); -100 marks positions without a loss. ``logits_to_keep`` limits the logits to the
         last positions (generation needs only the last one).
         """
-        return_dict = self.config.return_dict if return_dict is None else return_dict
         outputs = self.model(
             input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
-            cache=cache,
+            cache=pop_legacy_cache(kwargs, cache),
             use_cache=use_cache,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        logits = self.lm_head(_keep_last(outputs.last_hidden_state, logits_to_keep))
+        logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
         loss = None
         if labels is not None:
             loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
-        output = CausalLMOutputWithPast(
+        return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
-        return output if return_dict else output.to_tuple()
 
     # -- generation ---------------------------------------------------------------------------
     # ``generate`` prepares everything (generation config, logits processors, stopping criteria, an
@@ -764,6 +747,7 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
     def set_input_embeddings(self, value):
         self.model.embed_tokens = value
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -773,12 +757,10 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
     ) -> SequenceClassifierOutputWithPast:
         """``input_ids (batch, seq)`` -> ``logits (batch, num_labels)``; ``labels (batch,)`` class ids
         (float ``(batch, num_labels)`` for multi-label, float ``(batch,)`` for regression)."""
-        return_dict = self.config.return_dict if return_dict is None else return_dict
         outputs = self.model(
             input_ids,
             attention_mask=attention_mask,
@@ -802,52 +784,10 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
         pooled = hidden_states[torch.arange(batch, device=hidden_states.device), last]
         logits = self.score(self.dropout(pooled))
 
-        loss = None
-        if labels is not None:
-            loss = self._classification_loss(logits, labels.to(logits.device))
-        output = SequenceClassifierOutputWithPast(
+        loss = classification_loss(self, labels, logits) if labels is not None else None
+        return SequenceClassifierOutputWithPast(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return output if return_dict else output.to_tuple()
-
-    def _classification_loss(self, logits, labels):
-        """Regression, single-label or multi-label loss, chosen like ``transformers``' own heads."""
-        if self.config.problem_type is None:
-            if self.num_labels == 1:
-                self.config.problem_type = "regression"
-            elif labels.dtype in (torch.long, torch.int):
-                self.config.problem_type = "single_label_classification"
-            else:
-                self.config.problem_type = "multi_label_classification"
-        if self.config.problem_type == "regression":
-            if self.num_labels == 1:
-                return F.mse_loss(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
-            return F.mse_loss(logits, labels.to(logits.dtype))
-        if self.config.problem_type == "single_label_classification":
-            if labels.is_floating_point():
-                raise ValueError(
-                    f"labels must be integer class ids for single_label_classification, got dtype {labels.dtype}; "
-                    "for regression or multi-label targets set config.problem_type"
-                )
-            bad = labels[(labels != -100) & ((labels < 0) | (labels >= self.num_labels))]
-            if bad.numel():
-                raise ValueError(
-                    f"labels contains class id {int(bad[0])}, outside the model's classes "
-                    f"[0, num_labels={self.num_labels}); use -100 to skip an example"
-                )
-            return F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
-        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-
-
-def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int) -> torch.Tensor:
-    """Decoder inputs for teacher forcing: ``[start, y_1, ..., y_{n-1}]`` from labels ``[y_1, ..., y_n]``
-    (ignored labels, -100, become ``pad_token_id``)."""
-    shifted = labels.new_empty(labels.shape)
-    shifted[:, 1:] = labels[:, :-1]
-    shifted[:, 0] = decoder_start_token_id
-    if pad_token_id is None and bool((shifted == -100).any()):
-        raise ValueError("labels contain -100 but config.pad_token_id is None: cannot build decoder inputs")
-    return shifted.masked_fill(shifted == -100, pad_token_id if pad_token_id is not None else 0)
 
 
 class TransformerForConditionalGeneration(TransformerPreTrainedModel, GenerationMixin):
@@ -900,6 +840,7 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -912,7 +853,6 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         decoder_position_ids: torch.LongTensor | None = None,
@@ -927,7 +867,7 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
         ``encoder_outputs`` skips the encoder (generation runs it once).
         """
         config = self.config
-        return_dict = config.return_dict if return_dict is None else return_dict
+        cache = pop_legacy_cache(kwargs, cache)
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
         if encoder_outputs is None:
@@ -957,21 +897,13 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        logits = self.lm_head(_keep_last(decoder_outputs.last_hidden_state, logits_to_keep))
+        logits = self.lm_head(slice_logits_to_keep(decoder_outputs.last_hidden_state, logits_to_keep))
 
         loss = None
-        if labels is not None:
-            # no shift: logits[:, t] already predicts labels[:, t] (the decoder input is shifted)
-            num_items_in_batch = kwargs.get("num_items_in_batch")
-            loss = F.cross_entropy(
-                logits.float().view(-1, config.vocab_size),
-                labels.to(logits.device).view(-1),
-                ignore_index=-100,
-                reduction="mean" if num_items_in_batch is None else "sum",
-            )
-            if num_items_in_batch is not None:
-                loss = loss / num_items_in_batch
-        output = Seq2SeqLMOutput(
+        if labels is not None:  # no shift: logits[:, t] already predicts labels[:, t] (the decoder input is)
+            loss = self.loss_function(logits, labels, vocab_size=config.vocab_size, shift_labels=labels,
+                                      num_items_in_batch=kwargs.get("num_items_in_batch"))
+        return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
             cache=decoder_outputs.cache,
@@ -982,4 +914,3 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
             encoder_hidden_states=encoder_outputs.hidden_states,
             encoder_attentions=encoder_outputs.attentions,
         )
-        return output if return_dict else output.to_tuple()

@@ -40,7 +40,7 @@ def check_input_ids(input_ids: torch.Tensor, vocab_size: int, name: str = "input
     if low < 0 or high >= vocab_size:
         bad = high if high >= vocab_size else low
         raise ValueError(
-            f"{name} contains token id {bad}, outside the model's vocabulary [0, {field}={vocab_size}). "
+            f"{name} contains token id {bad} outside the model's vocabulary [0, {field}={vocab_size}). "
             "Was the text encoded with the tokenizer the model was trained with?"
         )
 

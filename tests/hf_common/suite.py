@@ -179,6 +179,11 @@ class TransformerSeq2SeqCommonTest(_Common, GenerationTesterMixin, unittest.Test
     all_model_classes = (TransformerForConditionalGeneration,)
     is_encoder_decoder = True
 
+    @unittest.skip("encoder and decoder sit at the top of the model (no base model under a prefix), so that saved "
+                   "checkpoints keep their weight names; the test's docstring allows the skip for such layouts")
+    def test_model_base_model_prefix(self):
+        pass
+
     def setUp(self):
         self.model_tester = Tester(self, TransformerConfig, dict(hidden_size=16, num_hidden_layers=2,
                                                                  num_attention_heads=2, intermediate_size=32,
