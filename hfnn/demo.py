@@ -480,10 +480,11 @@ def heatmap_html(source_tokens: list[str], output_tokens: list[str], weights: li
     esc = html.escape
     head = "".join(f'<th style="padding:2px 6px;font-weight:600">{esc(t)}</th>' for t in source_tokens)
     body = []
+    top = max((float(w) for row in weights for w in row), default=0.0)
     for token, row in zip(output_tokens, weights):
         cells = []
         for w in row:
-            shade = max(0.0, min(1.0, float(w)))
+            shade = max(0.0, min(1.0, float(w) / top)) if top > 0 else 0.0  # relative to the largest weight
             color = "#fff" if shade > 0.55 else "#111"
             cells.append(
                 f'<td title="{w:.3f}" style="background:rgba(37,99,235,{shade:.3f});color:{color};'
@@ -579,12 +580,12 @@ def _lm_view(gr, dm: DemoModel) -> None:
             top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p")
             seed = gr.Number(value=0, precision=0, label="Seed")
     output = gr.Textbox(label="Generated text", lines=6, elem_id="output", interactive=False)
-    gr.Markdown("### Probability of each generated token\nDarker: the model was surer of the token it produced "
-                "(probabilities at temperature 1).")
+    gr.Markdown("### Probability of each generated token\nDarker red: the model was surer of the token it "
+                "produced (probabilities at temperature 1). Pick a position to see the alternatives it weighed.")
     probs_view = gr.HighlightedText(label="Token probabilities", elem_id="token-probs", show_legend=False,
                                     combine_adjacent=False)
     position = gr.Slider(0, 1, value=0, step=1, label="Generated token to inspect (0 = first)", elem_id="position")
-    alternatives = gr.BarPlot(x="token", y="probability", color="chosen", sort="-y", y_lim=[0, 1],
+    alternatives = gr.BarPlot(x="token", y="probability", color="chosen", sort="-y",
                               label="Top alternatives at that position", elem_id="alternatives",
                               color_map={"chosen": "#2563eb", "alternative": "#9ca3af"})
     norms_plot = None
@@ -640,7 +641,7 @@ def _lm_view(gr, dm: DemoModel) -> None:
             raise _gr_error(gr, failure["error"])
         full = result["ids"]
         rows = token_probabilities(model, tok, full, start=len(ids))
-        highlighted = [(r["token"], r["probability"]) for r in rows]
+        highlighted = [(_visible(r["token"]), r["probability"]) for r in rows]
         outs = [text, highlighted, gr.update(maximum=max(len(rows) - 1, 1), value=0), _alternatives_frame(rows, 0)]
         if is_rnn:
             norms = hidden_state_norms(model, tok, full)
@@ -668,10 +669,10 @@ def _classifier_view(gr, dm: DemoModel) -> None:
     if is_cnn:
         gr.Markdown("### The n-gram detectors that fired\nFor each filter, max-over-time pooling keeps its strongest "
                     "window. Highlighted: the tokens of the winning windows, by what they add to the predicted "
-                    "class's logit (blue: for it, red: against).")
+                    "class's logit (red: for it, blue: against; the table lists the windows).")
     else:
         gr.Markdown("### What each token contributes\nLeave-one-out: the predicted class's score minus the score "
-                    "with that token deleted (blue: the token pushes towards the class, red: away from it).")
+                    "with that token deleted (red: the token pushes towards the class, blue: away from it).")
     highlight = gr.HighlightedText(label="Highlighted tokens", elem_id="highlight", show_legend=False,
                                    combine_adjacent=False)
     details = gr.Dataframe(label="Winning windows" if is_cnn else "Contributions", elem_id="details",
@@ -722,8 +723,9 @@ def _seq2seq_view(gr, dm: DemoModel) -> None:
             head = gr.Dropdown(["mean"] + [str(h) for h in range(num_heads)], value="mean", label="Attention head",
                                visible=has_attention and num_heads > 1)
     output = gr.Textbox(label="Output", elem_id="output", interactive=False)
-    gr.Markdown("### Cross-attention\nEach row is an output token; the shade shows how much of its attention went "
-                "to each source token.")
+    gr.Markdown("### Cross-attention\nEach row is an output token, each column a source token; a cell holds the "
+                "weight of that source token in the output token's attention (rows sum to 1; darkest: the largest "
+                "weight of the matrix).")
     heatmap = gr.HTML(elem_id="heatmap")
     state = gr.State(None)
 

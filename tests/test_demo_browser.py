@@ -226,3 +226,30 @@ def test_seq2seq_without_attention_says_so(browser, folders, shots):
         assert not browser.find_elements(By.CSS_SELECTOR, "#heatmap table")
     finally:
         app.close()
+
+
+def _capture(folder: str, text: str, out: str, wait_for: str) -> None:
+    """Screenshot of the demo page of ``folder`` after submitting ``text`` (what the README shows), once the
+    element matching the CSS selector ``wait_for`` is rendered."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1200"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    app, url = served(folder)
+    try:
+        submit(driver, url, text)
+        wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, wait_for), wait_for)
+        time.sleep(2)  # let the plots finish drawing
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1280, min(int(height) + 200, 3200))
+        time.sleep(1)
+        driver.save_screenshot(out)
+        print(f"screenshot: {out}")
+    finally:
+        driver.quit()
+        app.close()
+
+
+if __name__ == "__main__":  # python -m tests.test_demo_browser FOLDER TEXT OUT.png CSS_SELECTOR
+    _capture(*sys.argv[1:5])
