@@ -543,7 +543,14 @@ def _load_builtin(name: str, cache_dir, options: dict) -> DatasetDict:
     cached = _load_builtin_cached(name, str(root), tuple(sorted(options.items())))
     # shallow copies share the Arrow data but not the format state: a caller's set_format() or
     # column edits cannot reach the cached corpus
-    return DatasetDict({split: copy.copy(ds) for split, ds in cached.items()})
+    dd = DatasetDict({split: copy.copy(ds) for split, ds in cached.items()})
+    if name == "kjv":  # verses are lines of a book: the book is the document
+        dd.document_ends = {}
+        for split, ds in dd.items():
+            books = ds["book"][:]
+            dd.document_ends[split] = [i for i in range(len(books)) if i + 1 == len(books) or books[i + 1] != books[i]]
+        dd.line_separator = "\n"
+    return dd
 
 
 # ---------------------------------------------------------------------------------------------
@@ -600,7 +607,12 @@ def _bad_json_line(path: str) -> str | None:
     """The first line of a JSON Lines file that is not a JSON object: 'line N: why', or None."""
     import gzip
 
+    def kind(value) -> str:
+        return {bool: "boolean", int: "number", float: "number", str: "string", list: "list", dict: "object"}.get(
+            type(value), "null")
+
     opener = gzip.open if str(path).lower().endswith(".gz") else open
+    seen: dict[str, tuple[str, int]] = {}  # column -> (JSON type, first line with it)
     try:
         with opener(path, "rt", encoding="utf-8") as f:
             for number, line in enumerate(f, 1):
@@ -612,6 +624,14 @@ def _bad_json_line(path: str) -> str | None:
                     return f"line {number} is not valid JSON ({err.msg} at column {err.colno}): {line.strip()[:80]!r}"
                 if not isinstance(value, dict):
                     return f"line {number} is a JSON {type(value).__name__}, not an object of columns: {line.strip()[:80]!r}"
+                for column, cell in value.items():
+                    this = kind(cell)
+                    if this == "null":
+                        continue
+                    first = seen.setdefault(column, (this, number))
+                    if first[0] != this and {first[0], this} != {"number"}:
+                        return (f"line {number}: the {column!r} value {cell!r} is a {this}, but line {first[1]} has a "
+                                f"{first[0]} there (one type per column)")
     except (OSError, UnicodeDecodeError):
         return None
     return None
@@ -831,14 +851,17 @@ def _check_text_cells(dd: DatasetDict, origins: dict | None, empty_text: str) ->
             if column not in ds.column_names:
                 continue
             feature = ds.features[column]
-            if isinstance(feature, Value) and not _is_string(feature) and len(ds):
+            if not _is_string(feature) and len(ds):
                 values = ds[column][:]
-                first = next((i for i, v in enumerate(values) if v is not None), 0)
-                raise ValueError(
-                    f"load_corpus: {_where(origins, split, first)}: the {column} column holds {feature.dtype} values "
-                    f"({values[first]!r}), not text; give the column of texts (text_column / source_column / target_column)"
-                )
-            if kinds == {"text"} or empty_text == "keep" or not _is_string(feature):
+                first = next((i for i, v in enumerate(values) if v is not None and not isinstance(v, str)), None)
+                if first is not None:
+                    what = f"the {column} column holds {feature.dtype} values" if isinstance(feature, Value) else \
+                        f"the {column} cell is a {type(values[first]).__name__}, not a string"
+                    raise ValueError(
+                        f"load_corpus: {_where(origins, split, first)}: {what} ({values[first]!r}); give the "
+                        "column of texts (text_column / source_column / target_column), or quote the text"
+                    )
+            if kinds == {"text"} or empty_text == "keep":
                 continue
             for i, value in enumerate(ds[column][:]):
                 if _is_blank(value):
@@ -1085,6 +1108,7 @@ def load_corpus(
     dd = _check_text_cells(dd, origins, empty_text)
     dd = _complete_splits(dd, validation_fraction, test_fraction, seed, contiguous, source)
     dd.document_ends = _document_ends(dd, origins) if contiguous else None
+    dd.line_separator = ""  # .txt rows keep their newline (keep_linebreaks=True)
     return dd
 
 

@@ -248,6 +248,14 @@ def _merge_mapping_fields(parsed, recipe: dict) -> None:
             if not hasattr(args, key):
                 continue
             value = getattr(args, key)
+            if key == "config_overrides" and recipe.get("architecture", getattr(args, "architecture", None)) != \
+                    getattr(args, "architecture", recipe.get("architecture")):
+                # the recipe's config fields are for its architecture; another one on the command line starts
+                # from its own defaults (plus the command line's fields)
+                _logger.warning("--architecture %s: the recipe's config_overrides (for %s) are not used",
+                                args.architecture, recipe["architecture"])
+                setattr(args, key, value if not isinstance(value, dict) or value is not base else None)
+                continue
             if isinstance(value, str):
                 try:
                     update = json.loads(value)

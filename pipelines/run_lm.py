@@ -136,21 +136,25 @@ def tokenize_and_group(raw, tokenizer, block_size: int, num_proc: int | None = N
     """Tokenises the text as one stream per split and cuts it into ``block_size`` blocks.
 
     End-of-sequence closes documents, not rows. ``document_ends`` (default: ``raw.document_ends``, which
-    ``load_corpus`` sets for ``.txt`` files, whose rows are lines that keep their newline) lists, per
-    split, the rows that end a document (the last line of each file); without it every row is a document
-    (a csv/json text cell, a row of a built-in corpus such as one Shakespeare work).
+    ``load_corpus`` sets for ``.txt`` files, whose rows are lines that keep their newline, and for ``kjv``,
+    whose rows are verses, each a line of its book) lists, per split, the rows that end a document (the
+    last line of each file, the last verse of each book); without it every row is a document (a csv/json
+    text cell, a row of a built-in corpus that is a whole work, such as one Shakespeare play).
     """
     if "text" not in raw["train"].column_names:
         raise ValueError(f"The corpus has no 'text' column (columns: {raw['train'].column_names}); set text_column.")
     eos = tokenizer.eos_token_id
+    separator = ""
     if document_ends is None:
         document_ends = getattr(raw, "document_ends", None)
+        separator = getattr(raw, "line_separator", "") or ""
 
     def tokenizer_for(split):
         ends = None if document_ends is None else set(document_ends.get(split, []))
 
         def tokenize(batch, indices):
-            ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
+            texts = batch["text"] if not separator or ends is None else [t + separator for t in batch["text"]]
+            ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
             return {"input_ids": [x + [eos] if ends is None or i in ends else x for x, i in zip(ids, indices)]}
 
         return tokenize

@@ -124,6 +124,13 @@ def test_a_numeric_text_column_is_an_error_naming_the_file(tmp_path):
         run_classification.main(cls_argv(tmp_path / "out", train))
 
 
+def test_a_number_among_json_texts_is_an_error_naming_its_row(tmp_path):
+    path = write(tmp_path / "j.jsonl", "".join(json.dumps({"text": t if i != 7 else 5, "label": i % 2}) + "\n"
+                                               for i, t in enumerate(TEXTS)))
+    with pytest.raises(ValueError, match=r"j.jsonl row 8: the text cell is a int, not a string \(5\)"):
+        run_classification.main(cls_argv(tmp_path / "out", path))
+
+
 def test_language_model_drops_empty_text_cells_the_same_in_a_batch_as_alone(tmp_path):
     rows = [shakespeare_text(200, offset=300 * i) for i in range(20)]
     with_empty = rows[:5] + ["", "  "] + rows[5:]
@@ -255,3 +262,23 @@ def test_an_unreachable_hub_fails_fast_in_one_line(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert code == 2 and time.monotonic() - start < 10
     assert "Hub cannot be reached" in err and "someone/dataset" in err and "Traceback" not in err
+
+
+def test_kjv_verses_are_lines_of_their_book():
+    try:
+        raw = load_corpus("kjv")
+    except ImportError:
+        pytest.skip("the kjv corpus package is not installed")
+    for split, ds in raw.items():
+        assert len(raw.document_ends[split]) == len(set(ds["book"][:]))
+    assert raw.line_separator == "\n"
+    # the stream of a split: verses joined by newlines, one end-of-sequence per book
+    small = raw["test"].select(range(40))
+    from datasets import DatasetDict
+
+    part = DatasetDict({"train": small})
+    part.document_ends = {"train": [i for i in raw.document_ends["test"] if i < 40] + [39]}
+    part.line_separator = "\n"
+    tok = train_tokenizer(small["text"], kind="char")
+    ids = [i for b in run_lm.tokenize_and_group(part, tok, block_size=8)["train"]["input_ids"] for i in b]
+    assert ids.count(tok.eos_token_id) <= 1 and ids.count(tok.convert_tokens_to_ids("\n")) >= 35

@@ -73,6 +73,12 @@ def test_a_null_override_removes_the_recipe_key_and_a_bad_one_names_the_option()
         lm_parse("rnn_shakespeare_char", "--config_overrides", "[1, 2]")
 
 
+def test_another_architecture_on_the_command_line_does_not_inherit_the_recipe_config():
+    model_args, *_ = lm_parse("rnn_shakespeare_char", "--architecture", "transformer", "--config_overrides",
+                              '{"hidden_size": 16}')
+    assert common.parse_config_overrides(model_args.config_overrides) == {"hidden_size": 16}
+
+
 def test_the_saved_config_and_results_state_the_effective_config(tmp_path, text_file):
     out = tmp_path / "run"
     run_lm.main(lm_argv(out, text_file, "--write_model_card", "true"))
@@ -325,3 +331,17 @@ def test_seq2seq_model_is_saved_before_the_final_evaluation(tmp_path, monkeypatc
             "--max_train_minutes", "1",
         ])
     assert (out / "model.safetensors").exists() and (out / "source_tokenizer").is_dir()
+
+
+def test_resuming_a_checkpoint_of_another_architecture_is_an_error_naming_it(tmp_path, text_file):
+    out = tmp_path / "run"
+    run_lm.main(lm_argv(out, text_file, "--save_strategy", "steps", "--save_steps", "2"))
+    argv = lm_argv(out, text_file, "--max_steps", "4", "--resume_from_checkpoint", "latest")
+    argv[argv.index("--config_overrides") + 1] = '{"hidden_size": 16, "embedding_size": 8, "num_hidden_layers": 1}'
+    with pytest.raises(ValueError, match=r"checkpoint-2: it holds another model \(hidden_size 12, this run builds 16\)"):
+        run_lm.main(argv)
+    argv[argv.index("--config_overrides") + 1] = '{"rnn_type": "lstm", "hidden_size": 12, "embedding_size": 8, ' \
+                                                 '"num_hidden_layers": 1}'
+    with pytest.raises(ValueError, match=r"another model \(rnn_type 'gru', this run builds 'lstm'\)"):
+        run_lm.main(argv)
+    assert not (out / LOCK_NAME).exists()
