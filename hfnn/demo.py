@@ -736,7 +736,9 @@ def _seq2seq_view(gr, dm: DemoModel) -> None:
             return ('<p class="hfnn-no-attention">This model has no attention to show: an RNN encoder-decoder with '
                     'attention="none" passes the source through one fixed-size context vector (the final encoder '
                     'state).</p>')
-        which = f"layer {data['layer']}, " + ("mean over heads" if data["head"] is None else f"head {data['head']}")
+        which = f"layer {data['layer']}"
+        if data["num_heads"] > 1:
+            which += ", " + ("mean over heads" if data["head"] is None else f"head {data['head']}")
         return heatmap_html(data["source_tokens"], data["output_tokens"], data["weights"], which)
 
     def run(source, n_new, n_beams, layer_value, head_value):
