@@ -8,7 +8,8 @@ maps are pooled, concatenated, passed through dropout and a linear layer whose r
 norm of at most `max_norm` (Kim's constraint, 3).
 
 Pooling only sees windows that lie entirely inside the real text: a window overlapping a padding
-position is set to -inf before the max, so a sentence gives the same logits alone or padded in a batch.
+position is left out of the max, so a sentence gives the same logits alone or padded in a batch (a row
+with no window left, e.g. all padding, pools to zeros).
 A sentence shorter than a window is right-extended with zero vectors so that exactly one window (the
 one starting at its first token) exists for it.
 
@@ -16,8 +17,11 @@ Classes, in reading order: `CnnEmbeddings` (one or two channels of word vectors)
 (convolutions + pooling, returns the sentence vector) and `CnnForSequenceClassification`.
 """
 
+import weakref
+
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
@@ -240,11 +244,10 @@ class CnnForSequenceClassification(CnnPreTrainedModel):
     "multi_label_classification" -> BCE with logits (labels (batch, num_labels) float); inferred from
     num_labels and the labels' dtype when unset.
 
-    Max-norm (Kim 2014): with `config.max_norm` set, rows of `classifier.weight` longer than `max_norm`
-    are rescaled to `max_norm` at the start of every training-mode forward (so every step computes with
-    constrained weights, the projection of the previous optimizer update) and when the model is switched
-    to eval mode (so evaluation, saving after `Trainer.evaluate` and inference see constrained weights).
-    This needs no callback, so a plain `Trainer` enforces it.
+    Max-norm (Kim 2014): with `config.max_norm` set, rows of `classifier.weight` longer than `max_norm` are
+    rescaled to `max_norm` after every optimizer step that updates them (an optimizer step post-hook, so a
+    plain `Trainer` or any training loop enforces it; `forward` never modifies a parameter) and when the
+    model is switched to eval mode (for weights loaded or set by hand).
     """
 
     def __init__(self, config: CnnConfig):
@@ -254,6 +257,7 @@ class CnnForSequenceClassification(CnnPreTrainedModel):
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
+        _watch_optimizer_steps(self)
 
     def get_input_embeddings(self):
         return self.model.get_input_embeddings()
@@ -287,8 +291,6 @@ class CnnForSequenceClassification(CnnPreTrainedModel):
         **kwargs,
     ) -> SequenceClassifierOutput:
         """Returns `logits` (batch, num_labels) and, given `labels`, the loss."""
-        if self.training:
-            self.apply_max_norm_()
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -300,3 +302,26 @@ class CnnForSequenceClassification(CnnPreTrainedModel):
 
         loss = classification_loss(self, labels, logits, **kwargs) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+
+
+_RETIRED_HOOKS = []  # hooks of models that are gone, removed at the next registration (never during a step)
+
+
+def _watch_optimizer_steps(model: CnnForSequenceClassification) -> None:
+    """Applies ``model.apply_max_norm_`` after each step of any optimizer that holds the classifier weight.
+
+    The hook is global to torch's optimizers and keeps only a weak reference to the model; once the model is
+    gone its hook does nothing and is removed when the next model registers one."""
+    while _RETIRED_HOOKS:
+        _RETIRED_HOOKS.pop().remove()
+    model_ref = weakref.ref(model)
+
+    def after_step(optimizer, args, kwargs):
+        model = model_ref()
+        if model is None:
+            return
+        weight = model.classifier.weight
+        if model.config.max_norm is not None and any(p is weight for group in optimizer.param_groups for p in group["params"]):
+            model.apply_max_norm_()
+
+    weakref.finalize(model, _RETIRED_HOOKS.append, register_optimizer_step_post_hook(after_step))

@@ -296,27 +296,30 @@ def classifier_row_norms(model):
     return model.classifier.weight.detach().norm(dim=1)
 
 
-def test_max_norm_is_enforced_in_training_and_on_eval():
+def test_max_norm_is_enforced_after_each_optimizer_step_and_on_eval():
     model = tiny_model(max_norm=0.5)  # randomize_ gives rows of norm ~3.9, far above 0.5
     model.train()
     with torch.no_grad():
         model.classifier.weight.mul_(10.0)
-    assert classifier_row_norms(model).max() > 0.5
     optimizer = torch.optim.SGD(model.parameters(), lr=5.0)
     ids = torch.tensor([[3, 4, 5, 6, 7]])
     for _ in range(3):
+        before = model.classifier.weight.detach().clone()
         loss = model(ids, labels=torch.tensor([1])).loss
-        # the forward computed with the projected weights
-        assert classifier_row_norms(model).max() <= 0.5 + 1e-6
+        assert torch.equal(model.classifier.weight, before)  # forward never changes a parameter
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert classifier_row_norms(model).max() > 0.5  # the last update is not projected yet...
+        assert classifier_row_norms(model).max() <= 0.5 + 1e-6  # projected right after the update
+    with torch.no_grad():
+        model.classifier.weight.mul_(10.0)  # set by hand: projected when switching to evaluation
     model.eval()
-    assert classifier_row_norms(model).max() <= 0.5 + 1e-6  # ...until evaluation
-    # rows already inside the ball are left alone
+    assert classifier_row_norms(model).max() <= 0.5 + 1e-6
+    # rows already inside the ball are left alone; an optimizer without the classifier does not touch it
     small = tiny_model(max_norm=100.0)
     before = small.classifier.weight.detach().clone()
+    other = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=1.0)
+    other.step()
     small.train()(ids)
     assert torch.equal(small.classifier.weight, before)
 
