@@ -148,16 +148,17 @@ def _is_skipped_dir(name: str) -> bool:
 def upload_manifest(folder: str | os.PathLike) -> list[str]:
     """The exact, sorted list of files (relative POSIX paths) an upload of ``folder`` commits.
 
-    Included: ``config.json`` (must carry ``auto_map``), the modules ``auto_map`` names and every
-    sibling module they import (recursively), the safetensors weights (with the shard index when
+    Included: ``config.json`` (must carry ``auto_map``), the modules ``auto_map`` and ``custom_pipelines``
+    name and every sibling module they import (recursively), the safetensors weights (with the shard index when
     sharded), ``generation_config.json``, tokenizer files (also those in a sub-folder such as
     ``source_tokenizer/``), ``README.md``, ``results.json`` and the PNG plots at the top level.
     Left out: checkpoints, optimizer/scheduler/RNG state, ``training_args.bin``, logs, other files.
 
     Raises:
         FileNotFoundError: ``folder`` does not exist.
-        ManifestError (a ValueError): no ``config.json``, no ``auto_map``, a missing sibling module,
-            no safetensors weights, or weights only as pickle files.
+        ManifestError (a ValueError): no ``config.json``, no ``auto_map``, a missing sibling module (of
+            ``auto_map`` or of a ``custom_pipelines`` entry), no safetensors weights, weights only as pickle
+            files, no tokenizer, or a seq2seq model with its own source vocabulary but no ``source_tokenizer/``.
     """
     folder = Path(folder)
     if not folder.exists():
@@ -177,6 +178,10 @@ def upload_manifest(folder: str | os.PathLike) -> list[str]:
 
     files = {"config.json"}
     files.update(_code_closure(folder, _auto_map_modules(auto_map), "config.json auto_map"))
+    custom_pipelines = config.get("custom_pipelines")
+    if isinstance(custom_pipelines, dict):  # pipeline(model=repo, trust_remote_code=True) imports these
+        impls = {task: entry.get("impl") for task, entry in custom_pipelines.items() if isinstance(entry, dict)}
+        files.update(_code_closure(folder, _auto_map_modules(impls), "config.json custom_pipelines"))
 
     top = {p.name for p in folder.iterdir() if p.is_file()}
     safetensors = sorted(n for n in top if n.endswith(".safetensors"))
@@ -215,7 +220,23 @@ def upload_manifest(folder: str | os.PathLike) -> list[str]:
         for path in sorted(sub.iterdir()):
             if path.is_file() and path.name in TOKENIZER_FILES:
                 files.add(f"{sub.name}/{path.name}")
+    _check_tokenizers(folder, config, files)
     return sorted(files)
+
+
+def _check_tokenizers(folder: Path, config: dict, files: set[str]) -> None:
+    """A shared model must be able to read text: a tokenizer at the top, and a seq2seq model with its own source
+    vocabulary (``source_vocab_size``) its source tokenizer in ``source_tokenizer/``."""
+    if "tokenizer_config.json" not in files and "tokenizer.json" not in files:
+        raise ManifestError(
+            f"{folder} has no tokenizer (tokenizer.json / tokenizer_config.json): the uploaded model could not read "
+            "text; save it there with tokenizer.save_pretrained"
+        )
+    if config.get("source_vocab_size") is not None and not any(f.startswith("source_tokenizer/") for f in files):
+        raise ManifestError(
+            f"{folder} has no source_tokenizer/ folder, but this seq2seq model reads its sources with its own "
+            f"tokenizer (source_vocab_size={config['source_vocab_size']}); save it to {folder}/source_tokenizer"
+        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -175,3 +175,10 @@ def test_closed_output_pipe_in_a_real_process(models):
     err = err.decode()
     assert "BrokenPipeError" not in err and "Traceback" not in err, err
     assert proc.returncode == 141
+
+
+def test_push_refuses_a_seq2seq_folder_without_its_source_tokenizer(capsys, models, tmp_path):
+    folder = _copy(models, "g2p", tmp_path)
+    shutil.rmtree(folder / "source_tokenizer")
+    code, out, err = run(capsys, "push", folder, "me/g2p", "--dry-run")
+    assert code == 2 and "has no source_tokenizer/ folder" in err and out == ""

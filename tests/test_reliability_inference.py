@@ -207,3 +207,38 @@ def test_model_object_pipeline_uses_its_positions_even_without_a_folder(folders)
     with pytest.raises(ValueError, match="at most 64"):
         pipe("hello" * 15)
     assert torch.is_tensor(pipe.preprocess("hello")["input_ids"])
+
+
+# ---------------------------------------------------------------- sharing: what the Hub copy needs to load
+
+
+def test_manifest_carries_the_custom_pipeline_code(folders, tmp_path):
+    from hfnn.hub import upload_manifest
+
+    folder = tmp_path / "g2p"
+    shutil.copytree(folders / "g2p", folder)
+    config = json.loads((folder / "config.json").read_text())
+
+    class Config:
+        architectures = config["architectures"]
+        is_encoder_decoder = True
+
+    config["custom_pipelines"] = mark_for_pipeline(Config(), folder).custom_pipelines
+    (folder / "config.json").write_text(json.dumps(config))
+    assert "pipeline_seq2seq.py" in upload_manifest(folder)
+
+
+@pytest.mark.parametrize("remove,message", [
+    (["tokenizer.json", "tokenizer_config.json"], "has no tokenizer"),
+    ([SOURCE_TOKENIZER_SUBFOLDER], "has no source_tokenizer/ folder"),
+])
+def test_manifest_refuses_a_folder_that_cannot_read_text(folders, tmp_path, remove, message):
+    from hfnn.hub import ManifestError, upload_manifest
+
+    folder = tmp_path / "g2p"
+    shutil.copytree(folders / "g2p", folder)
+    for name in remove:
+        path = folder / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    with pytest.raises(ManifestError, match=message):
+        upload_manifest(folder)
