@@ -102,7 +102,9 @@ def run_tests(python: str, tree: Path, groups: list[list[str]], timeout: float, 
                                   timeout=max(left, 1))
         except subprocess.TimeoutExpired:
             return "timeout", time.monotonic() - start, f"timeout after {timeout:.0f} s in {' '.join(group)}"
-        tail = (proc.stdout + proc.stderr)[-1500:]
+        output = proc.stdout + proc.stderr
+        first_error = next((ln for ln in output.splitlines() if ln.startswith("E ")), "")
+        tail = (f"{first_error}\n" if first_error else "") + output[-1500:]
         if proc.returncode == 1:
             return "failed", time.monotonic() - start, tail
         if proc.returncode != 0:  # 2: interrupted/collection error, 4: usage, 5: nothing collected
@@ -197,7 +199,7 @@ def run_mutant(python, tree, target, path, apply, timeout) -> dict:
         path.write_text(before, encoding="utf-8")
     status = {"passed": "survived", "failed": "killed", "timeout": "killed", "error": "error"}[outcome]
     return {"outcome": status, "how": outcome, "seconds": round(seconds, 1), "diff": short_diff(before, after, target["file"]),
-            "tail": tail[-600:] if status != "killed" else tail[-300:]}
+            "tail": tail[:200] + " ... " + tail[-400:] if len(tail) > 600 else tail}
 
 
 def sampled_mutants(tree, target, lines, seed, sample):

@@ -208,6 +208,14 @@ case("mask-shape-rnn_seq2seq", "`RnnSeq2SeqForConditionalGeneration` with a (1, 
     lambda fx, tmp: build_model("rnn_seq2seq", "AutoModelForSeq2SeqLM")(
         input_ids=torch.tensor([[5, 6, 7]]), attention_mask=torch.ones(1, 2, dtype=torch.long),
         decoder_input_ids=torch.tensor([[2, 5]])))
+def _decoder_inputs_from_labels(fx, tmp):
+    from hfnn.modeling_utils import shift_tokens_right
+
+    return shift_tokens_right(torch.tensor([[5, -100, 6]]), None, 2)  # the -100 reaches the decoder inputs
+
+
+case("labels-minus-100-without-pad", "decoder inputs built from labels holding -100 when `pad_token_id` is None",
+     ValueError, "-100.*pad_token_id")(_decoder_inputs_from_labels)
 case("too-long-transformer-CausalLM", "`TransformerForCausalLM` (max_position_embeddings=32) given 40 tokens",
      ValueError, "40.*max_position_embeddings=32")(
     lambda fx, tmp: build_model("transformer", "AutoModelForCausalLM")(input_ids=torch.randint(4, VOCAB, (1, 40))))
