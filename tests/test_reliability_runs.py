@@ -345,3 +345,26 @@ def test_resuming_a_checkpoint_of_another_architecture_is_an_error_naming_it(tmp
     with pytest.raises(ValueError, match=r"another model \(rnn_type 'gru', this run builds 'lstm'\)"):
         run_lm.main(argv)
     assert not (out / LOCK_NAME).exists()
+
+
+def test_a_run_in_another_process_holds_the_folder_until_it_ends(tmp_path, text_file):
+    out = tmp_path / "run"
+    out.mkdir()
+    # a live process holding the lock, as a run does (written without importing hfnn: quick to start)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import json, os, socket, sys\n"
+         f"lock = os.path.join({str(out)!r}, {LOCK_NAME!r})\n"
+         "fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)\n"
+         "os.write(fd, json.dumps({'pid': os.getpid(), 'host': socket.gethostname()}).encode()); os.close(fd)\n"
+         "print('claimed', flush=True)\nsys.stdin.readline()\nos.unlink(lock)"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "claimed"
+        with pytest.raises(FileExistsError, match=rf"in use by another run \(process {holder.pid}"):
+            run_lm.main(lm_argv(out, text_file))
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+    finally:
+        holder.communicate("\n", timeout=60)
+    assert holder.returncode == 0 and not (out / LOCK_NAME).exists()
+    run_lm.main(lm_argv(out, text_file))
+    assert (out / "model.safetensors").exists()
