@@ -1,0 +1,212 @@
+"""What every hfnn model owes a transformers user, in the spirit of transformers' ``ModelTesterMixin``,
+parametrised over every task head of every architecture in ``hfnn.ARCHITECTURES``:
+
+* ``return_dict=False`` (argument or config) returns ``to_tuple()`` of the dataclass output;
+* ``output_hidden_states`` works from the call and from the config, one entry per layer plus the embeddings;
+* ``resize_token_embeddings`` leaves a usable model: the new ids are accepted everywhere;
+* the pre-v5 cache keyword ``past_key_values`` is honoured (with a FutureWarning), never silently dropped;
+* a row of pure padding gives finite logits and gradients, the same alone and in a batch, for every pooling;
+* encoder-decoders accept ``decoder_inputs_embeds``.
+
+The full transformers suite runs with ``python tests/hf_common/run.py``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import hfnn
+from tests.helpers import randomize_
+from tests.reliability_utils import VOCAB, heads, model_classes, tiny_config
+
+HEADS = heads()
+IDS = [f"{a}-{h.removeprefix('AutoModelFor')}" for a, h in HEADS]
+GENERATIVE = [(a, h) for a, h in HEADS if h in ("AutoModelForCausalLM", "AutoModelForSeq2SeqLM")]
+CLASSIFIERS = [(a, h) for a, h in HEADS if h == "AutoModelForSequenceClassification"]
+DEEP = {"rnn": dict(num_hidden_layers=2), "transformer": dict(num_hidden_layers=2), "mlp": dict(num_hidden_layers=2),
+        "rnn_seq2seq": dict(num_encoder_layers=2, num_decoder_layers=2), "cnn": {}}
+NO_DROPOUT = {"rnn": dict(dropout=0.0), "cnn": dict(dropout=0.0), "mlp": dict(dropout=0.0),
+              "rnn_seq2seq": dict(dropout=0.0), "transformer": dict(dropout=0.0, attention_dropout=0.0)}
+
+
+def build(arch, head, **overrides):
+    torch.manual_seed(0)
+    config = tiny_config(arch, head, **{**NO_DROPOUT[arch], **DEEP[arch], **overrides})
+    return model_classes(arch)[head](config).eval()
+
+
+def inputs(head, batch=2, length=5, high=VOCAB):
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(4, high, (batch, length), generator=generator)
+    kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if head == "AutoModelForSeq2SeqLM":
+        kwargs["decoder_input_ids"] = torch.randint(4, high, (batch, 3), generator=generator)
+    return kwargs
+
+
+def test_every_architecture_is_covered():
+    assert {a for a, _ in HEADS} == set(hfnn.ARCHITECTURES)
+
+
+@pytest.mark.parametrize("arch,head", HEADS, ids=IDS)
+@pytest.mark.parametrize("where", ["argument", "config"])
+def test_return_dict_false_gives_the_tuple_of_the_output(arch, head, where):
+    model = build(arch, head)
+    kwargs = inputs(head)
+    with torch.no_grad():
+        expected = model(**kwargs).to_tuple()
+        if where == "config":
+            model.config.return_dict = False
+            got = model(**kwargs)
+        else:
+            got = model(**kwargs, return_dict=False)
+    assert isinstance(got, tuple) and len(got) == len(expected)
+    for a, b in zip(got, expected):
+        if isinstance(a, torch.Tensor):
+            torch.testing.assert_close(a, b)
+
+
+def _hidden_states(out, head):
+    if head == "AutoModelForSeq2SeqLM":
+        return out.encoder_hidden_states, out.decoder_hidden_states
+    return (out.hidden_states,)
+
+
+def _layers(model, arch):
+    config = model.config
+    if arch == "rnn_seq2seq":
+        return [config.num_encoder_layers, config.num_decoder_layers]
+    if arch == "transformer" and config.is_encoder_decoder:
+        return [config.encoder_layers, config.decoder_layers]
+    if arch == "cnn":
+        return [1]  # embeddings, then the feature maps
+    return [config.num_hidden_layers]
+
+
+@pytest.mark.parametrize("arch,head", HEADS, ids=IDS)
+def test_output_hidden_states_from_the_call_and_from_the_config(arch, head):
+    model = build(arch, head)
+    kwargs = inputs(head)
+    with torch.no_grad():
+        assert all(h is None for h in _hidden_states(model(**kwargs), head))
+        by_call = _hidden_states(model(**kwargs, output_hidden_states=True), head)
+        model.config.output_hidden_states = True
+        by_config = _hidden_states(model(**kwargs), head)
+    for states, again, layers in zip(by_call, by_config, _layers(model, arch)):
+        assert states is not None and len(states) == layers + 1  # the embeddings, then one entry per layer
+        for a, b in zip(states, again):
+            torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("arch,head", HEADS, ids=IDS)
+def test_resize_token_embeddings_accepts_the_new_ids(arch, head):
+    model = build(arch, head)
+    model.resize_token_embeddings(VOCAB + 6)
+    assert model.config.vocab_size == VOCAB + 6
+    kwargs = inputs(head)
+    for key in ("input_ids", "decoder_input_ids"):
+        if key in kwargs:
+            kwargs[key][:, -1] = VOCAB + 5  # a new token
+    with torch.no_grad():
+        out = model(**kwargs)
+    assert torch.isfinite(out.logits).all()
+    if head != "AutoModelForSequenceClassification":
+        assert out.logits.shape[-1] == VOCAB + 6
+    model.resize_token_embeddings(VOCAB - 2)
+    kwargs[next(iter(kwargs))][:, -1] = VOCAB + 1  # beyond the smaller vocabulary: a clear error
+    with pytest.raises(ValueError, match=f"token id {VOCAB + 1}"):
+        model(**kwargs)
+
+
+@pytest.mark.parametrize("arch,head", GENERATIVE, ids=lambda x: x if isinstance(x, str) else None)
+def test_past_key_values_is_honoured_with_a_deprecation_warning(arch, head):
+    model = build(arch, head)
+    kwargs = inputs(head)
+    with torch.no_grad():
+        first = model(**kwargs, use_cache=True)
+        step = {"input_ids": torch.tensor([[5], [6]])} if head == "AutoModelForCausalLM" else {
+            "decoder_input_ids": torch.tensor([[5], [6]]), "encoder_outputs": (first.encoder_last_hidden_state,),
+            "attention_mask": kwargs["attention_mask"]}
+        if head == "AutoModelForCausalLM":
+            step["attention_mask"] = torch.ones(2, kwargs["input_ids"].shape[1] + 1, dtype=torch.long)
+        cache_copy = __import__("copy").deepcopy(first.cache)
+        expected = model(**step, cache=first.cache, use_cache=True).logits
+        without_cache = model(**{k: v for k, v in step.items() if k != "attention_mask" or head != "AutoModelForCausalLM"},
+                              use_cache=False).logits if head == "AutoModelForCausalLM" else None
+        with pytest.warns(FutureWarning, match="past_key_values"):
+            got = model(**step, past_key_values=cache_copy, use_cache=True).logits
+    torch.testing.assert_close(got, expected)
+    if without_cache is not None:  # the cache matters: dropping it would change the logits
+        assert not torch.allclose(without_cache, expected)
+
+
+@pytest.mark.parametrize("arch,head", GENERATIVE, ids=lambda x: x if isinstance(x, str) else None)
+def test_cache_given_twice_is_an_error(arch, head):
+    model = build(arch, head)
+    kwargs = inputs(head)
+    with torch.no_grad():
+        cache = model(**kwargs, use_cache=True).cache
+        other = __import__("copy").deepcopy(cache)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            with pytest.raises(ValueError, match="past_key_values"):
+                model(**kwargs, cache=cache, past_key_values=other)
+
+
+POOLINGS = [("rnn", dict(pooling=p, bidirectional=b)) for p in ("last", "mean", "max") for b in (False, True)]
+POOLINGS += [(a, {}) for a, _ in CLASSIFIERS if a != "rnn"]
+
+
+@pytest.mark.parametrize("arch,fields", POOLINGS, ids=[f"{a}-{'-'.join(map(str, f.values())) or 'default'}"
+                                                       for a, f in POOLINGS])
+def test_an_all_padding_row_is_finite_and_the_same_alone_and_in_a_batch(arch, fields):
+    head = "AutoModelForSequenceClassification"
+    model = randomize_(build(arch, head, **fields), std=1.0)  # weights of a trained model's scale
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]])
+    mask = torch.tensor([[1, 1, 1, 1], [0, 0, 0, 0]])  # the second text has no token left (e.g. blank)
+    batch = model(input_ids=ids, attention_mask=mask).logits
+    alone = model(input_ids=ids[1:], attention_mask=mask[1:]).logits
+    assert torch.isfinite(batch).all() and torch.isfinite(alone).all()
+    torch.testing.assert_close(batch[1:], alone)
+    if arch == "rnn":  # pooling over nothing gives the zero vector: the logits are the bias
+        torch.testing.assert_close(alone[0], model.classifier.bias)
+    model.train()
+    loss = model(input_ids=ids, attention_mask=mask, labels=torch.tensor([0, 1])).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_cnn_mask_with_gaps_and_no_full_window_pools_to_zeros():
+    model = build("cnn", "AutoModelForSequenceClassification", window_sizes=(3,))
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    mask = torch.tensor([[1, 1, 0, 1, 1, 0]])  # no three real tokens in a row, yet the text is not short
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    assert torch.isfinite(out.logits).all()
+    pooled = model.model(input_ids=ids, attention_mask=mask).pooler_output
+    assert torch.equal(pooled, torch.zeros_like(pooled))
+
+
+def test_rnn_seq2seq_accepts_decoder_inputs_embeds():
+    model = build("rnn_seq2seq", "AutoModelForSeq2SeqLM")
+    kwargs = inputs("AutoModelForSeq2SeqLM")
+    with torch.no_grad():
+        expected = model(**kwargs).logits
+        embeds = model.get_decoder().get_input_embeddings()(kwargs.pop("decoder_input_ids"))
+        got = model(**kwargs, decoder_inputs_embeds=embeds).logits
+    torch.testing.assert_close(got, expected)
+    with pytest.raises(ValueError, match="decoder_inputs_embeds"):
+        model(**kwargs, decoder_inputs_embeds=embeds, decoder_input_ids=torch.tensor([[4, 5, 6]] * 2))
+
+
+def test_rnn_classifier_reads_through_its_backbone(monkeypatch):
+    model = build("rnn", "AutoModelForSequenceClassification")
+    calls = []
+    forward = type(model.model).forward
+    monkeypatch.setattr(type(model.model), "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
+    model(**inputs("AutoModelForSequenceClassification"))
+    assert calls == [1]
