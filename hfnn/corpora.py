@@ -836,10 +836,8 @@ def _is_blank(value) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
-_TEXT_COLUMNS = ("text", "source", "target")
-
-
-def _check_text_cells(dd: DatasetDict, origins: dict | None, empty_text: str) -> DatasetDict:
+def _check_text_cells(dd: DatasetDict, origins: dict | None, empty_text: str,
+                      columns: tuple[str, ...] = ("text", "source", "target")) -> DatasetDict:
     """Text columns must hold text: a numeric column is a ValueError naming its first row; an empty or
     whitespace-only cell is a ValueError naming its row (``empty_text="error"``), dropped (``"drop"``) or kept.
     Lines of .txt files are never checked (a blank line is part of the text)."""
@@ -847,7 +845,7 @@ def _check_text_cells(dd: DatasetDict, origins: dict | None, empty_text: str) ->
     for split, ds in dd.items():
         kinds = {kind for _, kind, _ in (origins or {}).get(split, [])}
         drop = set()
-        for column in _TEXT_COLUMNS:
+        for column in columns:
             if column not in ds.column_names:
                 continue
             feature = ds.features[column]
@@ -1012,6 +1010,7 @@ def load_corpus(
     keep_linebreaks: bool = True,
     empty_text: str = "keep",
     label_type: str = "classes",
+    text_columns: tuple[str, ...] = ("text", "source", "target"),
     **kwargs,
 ) -> DatasetDict:
     """Load a corpus as a ``DatasetDict`` with ``train``, ``validation`` and ``test`` splits.
@@ -1041,6 +1040,7 @@ def load_corpus(
             local csv/json file or Hub dataset gets: ``"error"`` (a ValueError naming the file and row),
             ``"drop"`` (the row is left out, with a warning) or ``"keep"``. Lines of ``.txt`` files are
             never dropped (a blank line is part of the text). A text column of numbers is always an error.
+            ``text_columns`` names the columns (after renaming) that hold text.
         label_type: how a ``label`` column of a local file or Hub dataset is read: ``"classes"`` (a set of
             named classes: stripped strings, numbers named by their value, lists for multi-label; an empty
             label cell is a ValueError naming the row), ``"regression"`` (numbers) or ``"keep"`` (as read).
@@ -1105,7 +1105,7 @@ def load_corpus(
         source = f"the dataset {name!r}"
     dd = _rename_columns(dd, mapping)
     dd = _encode_labels(dd, origins, label_type)
-    dd = _check_text_cells(dd, origins, empty_text)
+    dd = _check_text_cells(dd, origins, empty_text, tuple(text_columns))
     dd = _complete_splits(dd, validation_fraction, test_fraction, seed, contiguous, source)
     dd.document_ends = _document_ends(dd, origins) if contiguous else None
     dd.line_separator = ""  # .txt rows keep their newline (keep_linebreaks=True)

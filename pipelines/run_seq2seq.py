@@ -189,14 +189,18 @@ def _subset(ds, n: int | None, seed: int):
 
 def load_seq2seq_corpus(data_args: DataArguments, seed: int):
     """(DatasetDict, source column, target column, references column or None)."""
+    # an empty source or target cell is an error naming the file row (the candidate columns are checked)
+    candidates = [c for c in (data_args.source_column, data_args.target_column) if c]
+    candidates += [c for pair in _COLUMN_DEFAULTS for c in pair]
+    options = dict(empty_text="error", text_columns=tuple(dict.fromkeys(candidates)))
     if data_args.train_file:
         files = {"train": data_args.train_file}
         for split, path in (("validation", data_args.validation_file), ("test", data_args.test_file)):
             if path:
                 files[split] = path
-        raw = load_corpus(data_files=files, seed=seed)
+        raw = load_corpus(data_files=files, seed=seed, **options)
     elif data_args.corpus:
-        raw = load_corpus(data_args.corpus, seed=seed)
+        raw = load_corpus(data_args.corpus, seed=seed, **options)
     else:
         raise ValueError("Give a corpus (built-in name, file or Hub dataset) or a train_file.")
     columns = raw["train"].column_names

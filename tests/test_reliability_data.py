@@ -282,3 +282,12 @@ def test_kjv_verses_are_lines_of_their_book():
     tok = train_tokenizer(small["text"], kind="char")
     ids = [i for b in run_lm.tokenize_and_group(part, tok, block_size=8)["train"]["input_ids"] for i in b]
     assert ids.count(tok.eos_token_id) <= 1 and ids.count(tok.convert_tokens_to_ids("\n")) >= 35
+
+
+def test_an_empty_seq2seq_target_is_an_error_naming_the_file_row(tmp_path):
+    from hfnn.pipelines import run_seq2seq
+
+    train = write(tmp_path / "t.csv", "word,phonemes\n" + "".join(f"w{i},W {i % 3}\n" for i in range(30)) + "w99,\n")
+    with pytest.raises(ValueError, match=r"t.csv row 32: the phonemes cell is empty"):
+        run_seq2seq.main(["rnn_seq2seq_cmudict", "--output_dir", str(tmp_path / "out"), "--train_file", str(train),
+                          "--max_steps", "1", "--report_to", "none"])
