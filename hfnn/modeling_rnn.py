@@ -24,7 +24,6 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
-from transformers.cache_utils import Cache
 from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria
 from transformers.modeling_outputs import (
     BaseModelOutputWithPast,
@@ -36,6 +35,7 @@ from transformers.utils import can_return_tuple
 
 from .configuration_rnn import RnnConfig
 from .modeling_utils import (
+    RecurrentCache,
     check_class_labels,
     check_input_ids,
     check_token_labels,
@@ -57,70 +57,25 @@ __all__ = [
 _RNN_MODULES = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
-class RnnStateCache(Cache):
+class RnnStateCache(RecurrentCache):
     """The recurrent state of every layer, used as the generation cache.
 
     ``states`` is a tuple with one tensor for RNN/GRU (h) and two for LSTM (h, c), each of shape
-    ``(batch, num_layers * num_directions, hidden_size)``. The batch dimension comes first so that
-    beam search can reorder it like any other cache. Unlike a key/value cache it does not grow: its
-    size is fixed whatever the number of tokens read.
+    ``(batch, num_layers * num_directions, hidden_size)``; ``cache.layers`` holds one recurrent layer per
+    entry of dim 1. The batch dimension comes first so that beam search can reorder it like any other
+    cache. Unlike a key/value cache it does not grow: its size is fixed whatever the number of tokens read.
     """
 
-    is_compileable = False
-
-    def __init__(self):
-        super().__init__(layers=[])
-        self.states: tuple[torch.Tensor, ...] | None = None
-        self.seen_tokens = 0
-
-    def __len__(self):
-        return 0 if self.states is None else self.states[0].shape[1]
+    @property
+    def states(self) -> tuple[torch.Tensor, ...] | None:
+        return self.stacked()
 
     @property
-    def is_croppable(self) -> bool:
-        # A recurrent state cannot be rolled back to an earlier token.
-        return False
-
-    @property
-    def is_linear(self) -> list[bool]:
-        return [True]
-
-    @property
-    def batch_size(self) -> int:
-        return -1 if self.states is None else self.states[0].shape[0]
-
-    def get_seq_length(self, layer_idx: int = 0) -> int:
-        return self.seen_tokens
-
-    def get_max_length(self, layer_idx: int | None = None) -> int:
-        return self.seen_tokens
+    def seen_tokens(self) -> int:
+        return self.get_seq_length()
 
     def update_states(self, states: tuple[torch.Tensor, ...], num_new_tokens: int) -> None:
-        self.states = states
-        self.seen_tokens += num_new_tokens
-
-    def reset(self) -> None:
-        self.states = None
-        self.seen_tokens = 0
-
-    def crop(self, tokens_to_remove: int) -> None:
-        if tokens_to_remove:
-            raise NotImplementedError("RnnStateCache cannot be cropped: a recurrent state has no per-token entries.")
-
-    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        if self.states is not None:
-            self.states = tuple(s.index_select(0, beam_idx.to(s.device)) for s in self.states)
-
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        if self.states is not None:
-            self.states = tuple(s.repeat_interleave(repeats, dim=0) for s in self.states)
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if self.states is not None:
-            self.states = tuple(s[indices] for s in self.states)
-
-    def activate_past_recording(self) -> None:
-        pass
+        self.store(states, num_new_tokens)
 
 
 class RnnPreTrainedModel(PreTrainedModel):

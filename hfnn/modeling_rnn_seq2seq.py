@@ -39,7 +39,14 @@ from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2
 from transformers.utils import can_return_tuple
 
 from .configuration_rnn_seq2seq import RnnSeq2SeqConfig
-from .modeling_utils import check_attention_mask, check_input_ids, pop_legacy_cache, run_stack, shift_tokens_right
+from .modeling_utils import (
+    RecurrentCache,
+    check_attention_mask,
+    check_input_ids,
+    pop_legacy_cache,
+    run_stack,
+    shift_tokens_right,
+)
 
 __all__ = [
     "RnnSeq2SeqCache",
@@ -68,8 +75,9 @@ def _make_rnn(rnn_type, input_size, hidden_size, num_layers, dropout, bidirectio
     return _RNN_CLASSES[rnn_type](**kwargs)
 
 
-class RnnSeq2SeqCache(Cache):
-    """The decoder's recurrent state between generation steps, stored batch first.
+class RnnSeq2SeqCache(RecurrentCache):
+    """The decoder's recurrent state between generation steps, stored batch first, one cache layer per decoder
+    layer (see :class:`RecurrentCache`).
 
     ``generate`` reorders it along dim 0 for beam search (``reorder_cache``), and may repeat or select batch
     rows; storing ``(batch, num_layers, hidden_size)`` instead of torch's ``(num_layers, batch, hidden_size)``
@@ -83,60 +91,48 @@ class RnnSeq2SeqCache(Cache):
     """
 
     def __init__(self, hidden=None, cell=None, feed=None, seq_length=0):
-        super().__init__(layers=[])
-        self.hidden = hidden
-        self.cell = cell
+        super().__init__()
         self.feed = feed
-        self.seq_length = seq_length
+        if hidden is not None:
+            self.store((hidden,) if cell is None else (hidden, cell), seq_length)
 
     def __repr__(self):
         shape = None if self.hidden is None else tuple(self.hidden.shape)
         return f"{type(self).__name__}(hidden={shape}, lstm={self.cell is not None}, seq_length={self.seq_length})"
 
-    def _map(self, fn):
-        for name in ("hidden", "cell", "feed"):
-            tensor = getattr(self, name)
-            if tensor is not None:
-                setattr(self, name, fn(tensor))
+    @property
+    def hidden(self):
+        states = self.stacked()
+        return None if states is None else states[0]
 
-    def get_seq_length(self, layer_idx=0):
-        return self.seq_length
+    @property
+    def cell(self):
+        states = self.stacked()
+        return None if states is None or len(states) < 2 else states[1]
 
-    def get_max_length(self, layer_idx=None):
-        return -1
+    @property
+    def seq_length(self):
+        return self.get_seq_length()
+
+    def _map_feed(self, fn):
+        if self.feed is not None:
+            self.feed = fn(self.feed)
 
     def reorder_cache(self, beam_idx):
-        self._map(lambda t: t.index_select(0, beam_idx.to(t.device)))
+        super().reorder_cache(beam_idx)
+        self._map_feed(lambda t: t.index_select(0, beam_idx.to(t.device)))
 
     def batch_repeat_interleave(self, repeats):
-        self._map(lambda t: t.repeat_interleave(repeats, dim=0))
+        super().batch_repeat_interleave(repeats)
+        self._map_feed(lambda t: t.repeat_interleave(repeats, dim=0))
 
     def batch_select_indices(self, indices):
-        self._map(lambda t: t[indices])
+        super().batch_select_indices(indices)
+        self._map_feed(lambda t: t[indices])
 
     def reset(self):
-        self.hidden = self.cell = self.feed = None
-        self.seq_length = 0
-
-    def crop(self, tokens_to_remove):
-        if tokens_to_remove:
-            raise NotImplementedError("a recurrent state cannot be rolled back to an earlier position")
-
-    @property
-    def batch_size(self):
-        return -1 if self.hidden is None else self.hidden.shape[0]
-
-    @property
-    def is_compileable(self):
-        return False
-
-    @property
-    def is_croppable(self):
-        return False
-
-    @property
-    def is_linear(self):
-        return [True] * (0 if self.hidden is None else self.hidden.shape[1])
+        super().reset()
+        self.feed = None
 
     def to_legacy_state(self):
         """The state as torch's recurrent modules take it: ``(num_layers, batch, hidden_size)`` (pairs for LSTM)."""
@@ -147,12 +143,9 @@ class RnnSeq2SeqCache(Cache):
 
     def update(self, state, feed, num_new_tokens):
         """Store the decoder state after ``num_new_tokens`` more tokens (``state`` as torch returns it)."""
-        if isinstance(state, tuple):
-            self.hidden, self.cell = state[0].transpose(0, 1), state[1].transpose(0, 1)
-        else:
-            self.hidden, self.cell = state.transpose(0, 1), None
+        parts = state if isinstance(state, tuple) else (state,)
+        self.store(tuple(p.transpose(0, 1) for p in parts), num_new_tokens)
         self.feed = feed
-        self.seq_length += num_new_tokens
 
 
 def _final_encoder_state(states, mask, bidirectional):

@@ -10,8 +10,11 @@ import warnings
 
 import torch
 from torch import nn
+from transformers.cache_utils import Cache, CacheLayerMixin
 
 __all__ = [
+    "RecurrentStateLayer",
+    "RecurrentCache",
     "check_input_ids",
     "check_token_labels",
     "check_class_labels",
@@ -209,3 +212,113 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_s
     if pad_token_id is None and bool((shifted == -100).any()):
         raise ValueError("labels contain -100 but config.pad_token_id is None: cannot build decoder_input_ids")
     return shifted.masked_fill(shifted == -100, 0 if pad_token_id is None else pad_token_id)
+
+
+class RecurrentStateLayer(CacheLayerMixin):
+    """The state of one recurrent layer as a cache layer: ``states`` holds one ``(batch, hidden)`` tensor per
+    part (h, and c for an LSTM). It does not grow with the text and cannot be rolled back."""
+
+    is_compileable = False
+    is_croppable = False
+
+    def __init__(self):
+        super().__init__()
+        self.states: tuple[torch.Tensor, ...] | None = None
+        self.seen_tokens = 0
+
+    def __repr__(self):
+        shape = None if self.states is None else tuple(self.states[0].shape)
+        return f"{type(self).__name__}(state={shape}, parts={0 if self.states is None else len(self.states)})"
+
+    def lazy_initialization(self, key_states, value_states):
+        raise NotImplementedError("a recurrent layer keeps a state, not keys and values")
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        raise NotImplementedError("a recurrent layer keeps a state, not keys and values: use the cache's own update")
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return query_length, 0  # nothing to attend to: the past lives in the state
+
+    def get_seq_length(self) -> int:
+        return self.seen_tokens
+
+    def get_max_length(self) -> int:
+        return -1
+
+    def _map(self, fn):
+        if self.states is not None:
+            self.states = tuple(fn(s) for s in self.states)
+
+    def offload(self):
+        self._map(lambda s: s.to("cpu", non_blocking=True))
+
+    def prefetch(self):
+        pass
+
+    def reset(self) -> None:
+        self.states, self.seen_tokens, self.is_initialized = None, 0, False
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self._map(lambda s: s.index_select(0, beam_idx.to(s.device)))
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        self._map(lambda s: s.repeat_interleave(repeats, dim=0))
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._map(lambda s: s[indices])
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if tokens_to_remove:
+            raise NotImplementedError("a recurrent state cannot be rolled back to an earlier token")
+
+
+class RecurrentCache(Cache):
+    """A cache of recurrent states with one :class:`RecurrentStateLayer` per recurrent layer (and direction),
+    so ``len(cache)``, ``cache.layers`` and transformers' generic cache helpers (reorder, repeat, select,
+    reset, offload) work on it. The layers appear with the first state stored.
+
+    ``stacked()`` / ``store(...)`` read and write the states of all layers at once, as tensors of shape
+    ``(batch, layers, hidden)`` (batch first, so beam search reorders them like any cache)."""
+
+    is_compileable = False
+
+    def __init__(self):
+        super().__init__(layers=[])
+
+    @property
+    def is_croppable(self) -> bool:
+        return False
+
+    @property
+    def is_linear(self) -> list[bool]:
+        return [True] * len(self.layers)
+
+    @property
+    def batch_size(self) -> int:
+        return -1 if not self.layers or self.layers[0].states is None else self.layers[0].states[0].shape[0]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.layers[0].get_seq_length() if self.layers else 0
+
+    def get_max_length(self, layer_idx: int | None = None) -> int:
+        return -1
+
+    def stacked(self) -> tuple[torch.Tensor, ...] | None:
+        if not self.layers or self.layers[0].states is None:
+            return None
+        return tuple(torch.stack(parts, dim=1) for parts in zip(*(layer.states for layer in self.layers)))
+
+    def store(self, states: tuple[torch.Tensor, ...], num_new_tokens: int) -> None:
+        while len(self.layers) < states[0].shape[1]:
+            self.layers.append(RecurrentStateLayer())
+        for index, layer in enumerate(self.layers):
+            layer.states = tuple(s[:, index] for s in states)
+            layer.seen_tokens += num_new_tokens
+            layer.is_initialized = True
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if tokens_to_remove:
+            raise NotImplementedError(f"{type(self).__name__} cannot be cropped: a recurrent state has no per-token entries")
+
+    def activate_past_recording(self) -> None:
+        pass

@@ -156,6 +156,31 @@ def test_cache_given_twice_is_an_error(arch, head):
                 model(**kwargs, cache=cache, past_key_values=other)
 
 
+@pytest.mark.parametrize("arch", ["rnn", "rnn_seq2seq"])
+def test_recurrent_caches_have_one_layer_per_recurrent_layer(arch):
+    from transformers.cache_utils import CacheLayerMixin
+
+    head = "AutoModelForCausalLM" if arch == "rnn" else "AutoModelForSeq2SeqLM"
+    model = build(arch, head)
+    kwargs = inputs(head, batch=3)
+    with torch.no_grad():
+        cache = model(**kwargs, use_cache=True).cache
+    layers = model.config.num_hidden_layers
+    assert len(cache) == len(cache.layers) == layers and all(isinstance(x, CacheLayerMixin) for x in cache.layers)
+    assert cache.get_seq_length() == kwargs.get("decoder_input_ids", kwargs["input_ids"]).shape[1]
+    assert cache.get_mask_sizes(1, 0) == (1, 0)
+    # transformers' generic helpers walk cache.layers: reorder (beam search), repeat and select rows, reset
+    first = [layer.states[0].clone() for layer in cache.layers]
+    cache.reorder_cache(torch.tensor([2, 0, 1]))
+    assert all(torch.equal(layer.states[0], f[[2, 0, 1]]) for layer, f in zip(cache.layers, first))
+    cache.batch_repeat_interleave(2)
+    assert cache.batch_size == 6
+    cache.batch_select_indices(torch.tensor([0, 1]))
+    assert cache.batch_size == 2
+    cache.reset()
+    assert cache.get_seq_length() == 0
+
+
 POOLINGS = [("rnn", dict(pooling=p, bidirectional=b)) for p in ("last", "mean", "max") for b in (False, True)]
 POOLINGS += [(a, {}) for a, _ in CLASSIFIERS if a != "rnn"]
 
