@@ -689,6 +689,10 @@ def transduce_texts(saved: SavedModel, sources: list[str], device, batch_size: i
     source_tok.padding_side = "right"
     limit = getattr(model.config, "max_position_embeddings", None)
     if isinstance(limit, int):
+        new_tokens = gen_kwargs.get("max_new_tokens")
+        if new_tokens and new_tokens > limit:
+            raise CliError(f"--max-new-tokens {new_tokens} is more than this model's decoder can take: at most {limit} "
+                           "(max_position_embeddings)")
         for row, source in enumerate(sources, 1):
             length = len(source_tok(source, add_special_tokens=True)["input_ids"])
             if length > limit:

@@ -108,13 +108,19 @@ def load_source_tokenizer(name_or_path, **kwargs):
 
 
 def mark_for_pipeline(config, save_directory=None):
-    """Let ``pipeline(model=folder, trust_remote_code=True)`` infer this pipeline for a saved model.
+    """Let ``pipeline(model=folder, trust_remote_code=True)`` infer the right pipeline for a saved model.
 
-    Adds a ``custom_pipelines`` entry to ``config`` (call it before ``model.save_pretrained``; the head is read
-    from ``config.architectures``, which ``save_pretrained`` sets, or ``is_encoder_decoder``) and, given the
-    folder, copies this module there (the entry names a class of ``pipeline_seq2seq`` inside the folder).
-    Returns the config.
+    ``config`` is the model's config or the model itself (then its class names the head). Adds a
+    ``custom_pipelines`` entry to the config (call it before ``model.save_pretrained``) and, given the folder,
+    copies this module there (the entry names a class of ``pipeline_seq2seq`` inside the folder). The head is read
+    from ``is_encoder_decoder``, the model's class or ``config.architectures``; a config that names none of an
+    encoder–decoder, a language model or a classifier is an error. Returns the config.
     """
+    names = []
+    if hasattr(config, "config") and not isinstance(config, type):  # a model
+        names.append(type(config).__name__)
+        config = config.config
+    names.extend(getattr(config, "architectures", None) or [])
     module = __name__.rsplit(".", 1)[-1]
     task, entry = INFERRED_TASK, {
         "impl": f"{module}.{Seq2SeqGenerationPipeline.__name__}",
@@ -122,12 +128,14 @@ def mark_for_pipeline(config, save_directory=None):
         "type": "text",
     }
     if not getattr(config, "is_encoder_decoder", False):
-        for name in getattr(config, "architectures", None) or []:
-            head = next((h for h in INFERRED_TASKS if name.endswith(h)), None)
-            if head is not None:
-                task, class_name, auto = INFERRED_TASKS[head]
-                entry = {"impl": f"{module}.{class_name}", "pt": [auto], "type": "text"}
-                break
+        heads = [h for name in names for h in INFERRED_TASKS if name.endswith(h)]
+        if not heads:
+            raise ValueError(
+                f"mark_for_pipeline: cannot tell the head of this {type(config).__name__} (architectures "
+                f"{names or None}, not an encoder–decoder); pass the model, or a config whose architectures name it"
+            )
+        task, class_name, auto = INFERRED_TASKS[heads[0]]
+        entry = {"impl": f"{module}.{class_name}", "pt": [auto], "type": "text"}
     custom = dict(getattr(config, "custom_pipelines", None) or {})
     for other, _, _ in INFERRED_TASKS.values():  # one inferred task per folder (a config may change head)
         custom.pop(other, None)

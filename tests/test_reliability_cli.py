@@ -182,3 +182,9 @@ def test_push_refuses_a_seq2seq_folder_without_its_source_tokenizer(capsys, mode
     shutil.rmtree(folder / "source_tokenizer")
     code, out, err = run(capsys, "push", folder, "me/g2p", "--dry-run")
     assert code == 2 and "has no source_tokenizer/ folder" in err and out == ""
+
+
+def test_too_many_new_tokens_for_the_decoder_positions_names_the_option(capsys, models):
+    code, out, err = run(capsys, "transduce", models / "tf", "hello", "--max-new-tokens", "100")
+    assert code == 2 and "--max-new-tokens 100 is more than this model's decoder can take: at most 64" in err
+    assert out == ""
