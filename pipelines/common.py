@@ -415,8 +415,8 @@ def non_finite_parameters(model) -> list[str]:
     tensors = [(n, t) for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_floating_point()]
     if not tensors:
         return []
-    with torch.no_grad():
-        finite = torch.stack([torch.isfinite(t).all() for _, t in tensors]).tolist()
+    with torch.no_grad():  # a NaN or an infinity anywhere makes its tensor's (float64) sum non-finite
+        finite = torch.isfinite(torch.stack([t.sum(dtype=torch.float64) for _, t in tensors])).tolist()
     return [name for (name, _), ok in zip(tensors, finite) if not ok]
 
 
@@ -460,7 +460,7 @@ class NonFiniteGuardCallback(TrainerCallback):
         import torch
 
         grads = [p.grad for p in model.parameters() if p.grad is not None]
-        if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+        if grads and not bool(torch.isfinite(torch.stack([g.detach().sum(dtype=torch.float64) for g in grads])).all()):
             return self._trip(control, f"a gradient is NaN or infinite at step {state.global_step + 1}")
         return control
 

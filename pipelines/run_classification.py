@@ -15,8 +15,12 @@ save model + tokenizer (safetensors) + loss curve + confusion matrix + results.j
 print a few predictions. Switching architecture is a recipe change (``architecture: cnn`` / ``mlp`` /
 ``rnn`` / ``transformer`` plus ``config_overrides``); ``model_name_or_path`` fine-tunes a saved folder.
 
-Labels: a ``ClassLabel`` or integer column trains a single-label classifier (cross-entropy), a float
-column a regression head (MSE), a column of label lists a multi-label classifier (BCE with logits).
+Labels are read as a set of named classes (``load_corpus``): strings stripped (" pos" and "pos" are one
+class), numbers named by their value (labels 5 and 100 are two classes, star ratings 1-5 five, never an
+index), a blank label cell an error naming the file row. One label per row trains a single-label
+classifier (cross-entropy), a column of label lists a multi-label classifier (BCE with logits); a
+regression head (MSE) only with ``problem_type: regression`` in the recipe (or ``--problem_type regression``).
+An empty or whitespace-only text cell is an error naming the file row.
 """
 
 from __future__ import annotations
