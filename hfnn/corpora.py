@@ -1035,7 +1035,9 @@ def load_corpus(
             ``~/.cache/hfnn/corpora``).
         keep_linebreaks: ``.txt`` files: one row per line; True keeps each line's ``\\n`` and the
             blank lines (so the rows concatenate back to the file, as ``run_clm`` does), False
-            drops line breaks and blank lines.
+            drops line breaks and blank lines. The result's ``document_ends`` lists, per split,
+            the rows that end a file (a language model puts end-of-sequence there, not after
+            every line); it is None for csv/json/Hub data, where every row is a document.
         empty_text: what an empty or whitespace-only cell of a ``text``/``source``/``target`` column of a
             local csv/json file or Hub dataset gets: ``"error"`` (a ValueError naming the file and row),
             ``"drop"`` (the row is left out, with a warning) or ``"keep"``. Lines of ``.txt`` files are

@@ -68,7 +68,9 @@ class RunArguments:
         metadata={"help": "Pipeline the recipe is for (language-modeling, text-classification, seq2seq); used by `hfnn train`."},
     )
     overwrite_output_dir: bool = dataclasses.field(
-        default=False, metadata={"help": "Allow writing into a non-empty output_dir (its files may be replaced)."}
+        default=False,
+        metadata={"help": "Replace the whole content of a non-empty output_dir: the run writes beside it and the "
+                          "new folder takes its place at the end (the old one stays as it was if the run fails)."},
     )
     max_train_minutes: float | None = dataclasses.field(
         default=None, metadata={"help": "Stop training after this many minutes of wall-clock time."}

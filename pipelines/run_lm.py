@@ -12,6 +12,11 @@ The run: load the corpus (built-in name, local text files, or a Hub dataset), bu
 and perplexity on the validation and test splits, save model + tokenizer (safetensors) + loss curve
 + results.json + model card, and print a few generated passages. Switching architecture is a recipe
 change (``architecture: rnn`` or ``architecture: transformer`` plus ``config_overrides``).
+
+The text is a stream: a ``.txt`` file's lines keep their newlines and end-of-sequence separates
+documents only (files; the works of a built-in corpus such as Shakespeare's plays; the books of the
+KJV, whose verses are its lines). Each cell of a csv/json text column is a document of its own; an
+empty cell is an empty document and is dropped.
 """
 
 from __future__ import annotations
