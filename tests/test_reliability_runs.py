@@ -112,12 +112,24 @@ def test_overwriting_replaces_the_whole_folder(tmp_path, text_file):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
-def test_a_failed_overwrite_leaves_the_old_folder_as_it_was(tmp_path, text_file):
+def test_a_failed_overwrite_leaves_the_old_folder_as_it_was(tmp_path, text_file, monkeypatch):
     out = tmp_path / "run"
     out.mkdir()
     (out / "model.safetensors").write_bytes(b"the user's model")
-    with pytest.raises(ValueError):
-        run_lm.main(lm_argv(out, text_file, "--overwrite_output_dir", "true", "--block_size", "100000"))
+    real_step = run_lm.Trainer.training_step
+    count = {"n": 0}
+
+    def crash_at_step_3(self, *args, **kwargs):
+        count["n"] += 1
+        if count["n"] == 3:
+            raise RuntimeError("the machine broke")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(run_lm.Trainer, "training_step", crash_at_step_3)
+    with pytest.raises(RuntimeError, match="the machine broke"):
+        run_lm.main(lm_argv(out, text_file, "--overwrite_output_dir", "true", "--max_steps", "4",
+                            "--save_strategy", "steps", "--save_steps", "1"))
+    # no checkpoint of the failed run mixed into the user's folder
     assert sorted(p.name for p in out.iterdir()) == ["model.safetensors"]
     assert (out / "model.safetensors").read_bytes() == b"the user's model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
