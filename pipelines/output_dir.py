@@ -65,6 +65,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` in clock ticks since boot (Linux ``/proc``), or None where it
+    cannot be read: with the pid, it tells a live run from an unrelated process that got a reused pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def _contents(path: Path) -> list[Path]:
     return [p for p in path.iterdir() if p.name != LOCK_NAME] if path.is_dir() else []
 
@@ -94,7 +104,7 @@ class OutputDir:
     # -- lock -----------------------------------------------------------------------------------
     def _lock(self) -> None:
         lock = self.path / LOCK_NAME
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "process_start": _process_start(os.getpid()),
                 "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         for _ in range(3):
             try:
@@ -112,7 +122,9 @@ class OutputDir:
                     except OSError:
                         stale = True
                 else:
-                    stale = host == socket.gethostname() and not ours and not _pid_alive(pid)
+                    reused = held.get("process_start") is not None and _process_start(pid) not in (
+                        None, held.get("process_start"))
+                    stale = host == socket.gethostname() and not ours and (not _pid_alive(pid) or reused)
                 if (ours and str(self.path.resolve()) in _CLAIMED) or not (stale or ours):
                     raise FileExistsError(
                         f"output_dir {self.path} is in use by another run (process {pid} on {host}, started "

@@ -380,3 +380,14 @@ def test_a_run_in_another_process_holds_the_folder_until_it_ends(tmp_path, text_
     assert holder.returncode == 0 and not (out / LOCK_NAME).exists()
     run_lm.main(lm_argv(out, text_file))
     assert (out / "model.safetensors").exists()
+
+
+def test_a_lock_whose_pid_now_belongs_to_another_process_is_stale(tmp_path, text_file):
+    import socket
+
+    out = tmp_path / "run"
+    out.mkdir()
+    # the pid of this (live) process, but a start time that is not its own: a killed run's reused pid
+    (out / LOCK_NAME).write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname(), "process_start": "1"}))
+    run_lm.main(lm_argv(out, text_file))
+    assert (out / "model.safetensors").exists() and not (out / LOCK_NAME).exists()
