@@ -4,9 +4,9 @@
 
 * a path that is a file, or a folder that cannot be created or written, is an error at once (not a
   ``PermissionError`` once training has finished);
-* a lock file (``.hfnn-run.lock``: process id, host, start time) is created with ``O_EXCL`` in the folder,
-  so a second run into the same folder is refused while the first one lives. A lock left by a process
-  that no longer exists (a killed run) is taken over;
+* a lock (``flock`` on ``.hfnn-run.lock``, which names the process, host and start time) is held in the
+  folder for the whole run, so a second run into the same folder is refused while the first one lives;
+  the kernel drops the lock of a process that ends in any way, so a killed run leaves none behind;
 * a non-empty folder is refused unless ``--overwrite_output_dir`` is given or the run resumes from a
   checkpoint *inside* that folder (a checkpoint elsewhere does not open another run's folder);
 * overwriting never writes into the old folder: the run writes into a sibling (``.NAME.hfnn-new``),
@@ -37,7 +37,6 @@ __all__ = ["LOCK_NAME", "OutputDir", "OutputDirError", "claim_output_dir", "proc
 _logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".hfnn-run.lock"
-_CLAIMED: set[str] = set()  # folders claimed by this process (a lock with our own pid is not stale)
 
 
 class OutputDirError(OSError, ValueError):
@@ -96,6 +95,7 @@ class OutputDir:
         self.main = main
         self.saved_to: Path | None = None
         self.closed = False
+        self._fd: int | None = None
 
     @property
     def staged(self) -> bool:
@@ -103,35 +103,26 @@ class OutputDir:
 
     # -- lock -----------------------------------------------------------------------------------
     def _lock(self) -> None:
+        """Takes the folder's lock: an ``flock`` on ``.hfnn-run.lock`` held open for the whole run, which the
+        kernel releases when the process ends however it ends (a killed run leaves no lock behind). The
+        file names the holder (pid, host, start) for the message another run gets. Without ``fcntl``, the
+        file is created with O_EXCL and a lock of a dead process on this host is taken over."""
         lock = self.path / LOCK_NAME
         info = {"pid": os.getpid(), "host": socket.gethostname(), "process_start": _process_start(os.getpid()),
                 "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-        for _ in range(3):
+        try:
+            import fcntl
+        except ImportError:
+            fcntl = None
+        for _ in range(5):
             try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    held = json.loads(lock.read_text(encoding="utf-8"))
-                    pid, host = int(held["pid"]), str(held["host"])
-                except (OSError, ValueError, KeyError, TypeError):
-                    held, pid, host = {}, None, None
-                ours = pid == os.getpid() and host == socket.gethostname()
-                if pid is None:  # being written by a run that has just claimed it, or garbage left long ago
-                    try:
-                        stale = time.time() - lock.stat().st_mtime > 60
-                    except OSError:
-                        stale = True
+                if fcntl is not None:
+                    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
                 else:
-                    reused = held.get("process_start") is not None and _process_start(pid) not in (
-                        None, held.get("process_start"))
-                    stale = host == socket.gethostname() and not ours and (not _pid_alive(pid) or reused)
-                if (ours and str(self.path.resolve()) in _CLAIMED) or not (stale or ours):
-                    raise FileExistsError(
-                        f"output_dir {self.path} is in use by another run (process {pid} on {host}, started "
-                        f"{held.get('started', '?')}; lock file {lock}): choose another output_dir, or wait for "
-                        "that run to end (delete the lock file only if no such run exists)"
-                    ) from None
-                _logger.warning("output_dir %s: taking over the lock of a run that no longer exists (%s)", self.path, held)
+                    fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+            except FileExistsError:  # no fcntl: decide from the holder's pid
+                if self._holder_alive(lock):
+                    self._refuse(lock)
                 try:
                     lock.unlink()
                 except FileNotFoundError:
@@ -142,21 +133,61 @@ class OutputDir:
                                      "output_dir") from None
             except OSError as err:
                 raise OutputDirError(f"output_dir {self.path}: cannot write in it ({err})") from None
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(info, f)
-            _CLAIMED.add(str(self.path.resolve()))
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    os.close(fd)
+                    self._refuse(lock)
+                try:  # the file may have been removed by the run that just ended: lock the one in place
+                    same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    os.close(fd)
+                    continue
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(info).encode("utf-8"))
+            self._fd = fd
             return
         raise FileExistsError(f"output_dir {self.path}: could not take its lock file {lock}")
 
-    def _unlock(self) -> None:
-        _CLAIMED.discard(str(self.path.resolve()))
-        lock = self.path / LOCK_NAME
+    @staticmethod
+    def _holder_alive(lock: Path) -> bool:
         try:
             held = json.loads(lock.read_text(encoding="utf-8"))
-            if held.get("pid") == os.getpid():
-                lock.unlink()
+            pid, host = int(held["pid"]), str(held["host"])
+        except (OSError, ValueError, KeyError, TypeError):
+            try:  # being written by a run that has just claimed it, or garbage left long ago
+                return time.time() - lock.stat().st_mtime < 60
+            except OSError:
+                return False
+        if host != socket.gethostname():
+            return True
+        reused = held.get("process_start") is not None and _process_start(pid) not in (None, held.get("process_start"))
+        return _pid_alive(pid) and not reused
+
+    def _refuse(self, lock: Path):
+        try:
+            held = json.loads(lock.read_text(encoding="utf-8"))
         except (OSError, ValueError):
+            held = {}
+        raise FileExistsError(
+            f"output_dir {self.path} is in use by another run (process {held.get('pid', '?')} on "
+            f"{held.get('host', '?')}, started {held.get('started', '?')}; lock file {lock}): choose another "
+            "output_dir, or wait for that run to end"
+        ) from None
+
+    def _unlock(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is None:
+            return
+        self._fd = None
+        try:
+            (self.path / LOCK_NAME).unlink()
+        except OSError:
             pass
+        os.close(fd)
 
     # -- saving ---------------------------------------------------------------------------------
     def save(self, write: Callable[[Path], None]) -> Path:
@@ -204,7 +235,9 @@ class OutputDir:
             shutil.rmtree(old, ignore_errors=True)
             os.replace(self.path, old)
             os.replace(self.work_dir, self.path)
-            _CLAIMED.discard(str(self.path.resolve()))
+            fd, self._fd = getattr(self, "_fd", None), None
+            if fd is not None:
+                os.close(fd)
             shutil.rmtree(old, ignore_errors=True)
         else:
             self._unlock()

@@ -364,11 +364,11 @@ def test_a_run_in_another_process_holds_the_folder_until_it_ends(tmp_path, text_
     out.mkdir()
     # a live process holding the lock, as a run does (written without importing hfnn: quick to start)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import json, os, socket, sys\n"
+        [sys.executable, "-c", "import fcntl, json, os, socket, sys\n"
          f"lock = os.path.join({str(out)!r}, {LOCK_NAME!r})\n"
-         "fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)\n"
-         "os.write(fd, json.dumps({'pid': os.getpid(), 'host': socket.gethostname()}).encode()); os.close(fd)\n"
-         "print('claimed', flush=True)\nsys.stdin.readline()\nos.unlink(lock)"],
+         "fd = os.open(lock, os.O_CREAT | os.O_RDWR)\nfcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "os.write(fd, json.dumps({'pid': os.getpid(), 'host': socket.gethostname()}).encode())\n"
+         "print('claimed', flush=True)\nsys.stdin.readline()\nos.unlink(lock)\nos.close(fd)"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "claimed"
@@ -382,12 +382,12 @@ def test_a_run_in_another_process_holds_the_folder_until_it_ends(tmp_path, text_
     assert (out / "model.safetensors").exists()
 
 
-def test_a_lock_whose_pid_now_belongs_to_another_process_is_stale(tmp_path, text_file):
+def test_a_lock_file_nobody_holds_is_taken_over_even_if_its_pid_lives(tmp_path, text_file):
     import socket
 
     out = tmp_path / "run"
     out.mkdir()
-    # the pid of this (live) process, but a start time that is not its own: a killed run's reused pid
+    # a live pid (a killed run's pid reused by another process), but nobody holds the lock
     (out / LOCK_NAME).write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname(), "process_start": "1"}))
     run_lm.main(lm_argv(out, text_file))
     assert (out / "model.safetensors").exists() and not (out / LOCK_NAME).exists()
