@@ -573,7 +573,8 @@ def _lm_view(gr, dm: DemoModel) -> None:
             prompt = gr.Textbox(label="Prompt", value="", lines=3, elem_id="prompt", placeholder="Type the start of a text")
             button = gr.Button("Generate", variant="primary", elem_id="submit")
         with gr.Column(scale=1):
-            max_new = gr.Slider(1, 500, value=80, step=1, label="New tokens")
+            limit = max_positions - 1 if max_positions and learned else 500  # room for at least a one-token prompt
+            max_new = gr.Slider(1, max(limit, 2), value=min(80, max(limit // 2, 1)), step=1, label="New tokens")
             do_sample = gr.Checkbox(value=True, label="Sample (off: greedy)")
             temperature = gr.Slider(0.05, 2.0, value=0.8, step=0.05, label="Temperature")
             top_k = gr.Slider(0, 100, value=0, step=1, label="Top-k (0: off)")

@@ -49,6 +49,7 @@ from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import TimeoutException, WebDriverException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from hfnn.demo import build_app, load_demo_model  # noqa: E402
@@ -198,6 +199,13 @@ def test_classifier_page(browser, folders, shots, name, view):
         else:
             assert len(marked) >= 1 and "contribution to" in table
         screenshot(browser, shots, f"classifier-{name}")
+        # an empty text: a one-line message on the page, not a traceback
+        box = browser.find_element(By.CSS_SELECTOR, "#prompt textarea")
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(Keys.BACKSPACE)  # typed, so that the page sees the change (clear() fires no input event)
+        browser.find_element(By.CSS_SELECTOR, "#submit").click()
+        wait(browser, lambda d: "type a text to classify" in d.find_element(By.TAG_NAME, "body").text, "the empty-text message")
+        assert "Traceback" not in browser.find_element(By.TAG_NAME, "body").text
     finally:
         app.close()
 
