@@ -115,7 +115,10 @@ def _hfnn_model_types() -> set[str] | None:
         import hfnn
     except ImportError:
         return None
-    return {getattr(hfnn, spec[1]).model_type for spec in hfnn.ARCHITECTURES.values()}
+    try:
+        return {getattr(hfnn, spec[1]).model_type for spec in hfnn.ARCHITECTURES.values()}
+    except (AttributeError, TypeError, IndexError, KeyError):  # another layout of the registry: go by the prefix
+        return None
 
 
 def _resolve_folder(name: str) -> Path:
@@ -174,7 +177,7 @@ def load_demo_model(name: str | os.PathLike, device: str = "cpu") -> DemoModel:
 
     auto = {"causal-lm": AutoModelForCausalLM, "classification": AutoModelForSequenceClassification,
             "seq2seq": AutoModelForSeq2SeqLM}[kind]
-    remote = known is None  # without hfnn, the folder's own code (auto_map) defines the model
+    remote = "hfnn" not in sys.modules  # without hfnn, the folder's own code (auto_map) defines the model
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
