@@ -112,6 +112,10 @@ def run_tests(python: str, tree: Path, groups: list[list[str]], timeout: float, 
     return "passed", time.monotonic() - start, ""
 
 
+class BaselineFailed(Exception):
+    """The target's tests fail without any mutation: its mutants would all look killed."""
+
+
 def covered_lines(python: str, tree: Path, target: dict, timeout: float, coverage_path: str | None,
                   workdir: Path) -> tuple[set[int] | None, str, float]:
     """The lines of the target file its tests execute (None when coverage is not available), after
@@ -129,7 +133,7 @@ def covered_lines(python: str, tree: Path, target: dict, timeout: float, coverag
                     *command[1:]]
     outcome, seconds, tail = run_tests(python, tree, target["tests"], timeout * 3, env=env, wrap=wrap)
     if outcome != "passed":
-        raise SystemExit(f"{target['name']}: the unmutated tests do not pass ({outcome}):\n{tail}")
+        raise BaselineFailed(f"the unmutated tests do not pass ({outcome}): {tail[:300]}")
     if not has_coverage:
         return None, "no coverage module: every line is a candidate", seconds
     report = workdir / f"coverage-{target['name']}.json"
@@ -262,6 +266,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sample", type=int, default=None, help="sites per target (default: the config's)")
     parser.add_argument("--seed", default=None)
     parser.add_argument("--no-fixed", action="store_true")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="start no further target after this many minutes (the fixed mutations still run)")
     parser.add_argument("--list", action="store_true", help="show the sampled mutants, run nothing")
     args = parser.parse_args(argv)
     config = tomllib.loads(Path(args.config).read_text(encoding="utf-8"))
@@ -283,7 +289,17 @@ def main(argv=None) -> int:
     for target in config["target"]:
         if chosen is not None and target["name"] not in chosen:
             continue
-        lines, frame, base_seconds = covered_lines(args.python, tree, target, timeout, args.coverage_path, workdir)
+        if args.max_minutes and time.monotonic() - started > 60 * args.max_minutes:
+            results["targets"][target["name"]] = {"file": target["file"], "sites": 0, "frame": "not run (time)",
+                                                  "mutants": []}
+            print(f"{target['name']}: not run, --max-minutes reached", flush=True)
+            continue
+        try:
+            lines, frame, base_seconds = covered_lines(args.python, tree, target, timeout, args.coverage_path, workdir)
+        except BaselineFailed as err:
+            results["targets"][target["name"]] = {"file": target["file"], "sites": 0, "frame": str(err), "mutants": []}
+            print(f"{target['name']}: skipped, {err}", flush=True)
+            continue
         n_sites, mutants = sampled_mutants(tree, target, lines, seed, sample)
         print(f"[{time.monotonic() - started:6.0f} s] {target['name']}: {n_sites} candidate sites ({frame}; "
               f"tests {base_seconds:.0f} s), {len(mutants)} sampled", flush=True)

@@ -328,6 +328,10 @@ case("data-misspelt-corpus", "`load_corpus('shakespear')` (a typo of a built-in 
 case("pipeline-text-shorter-than-block", "run_lm with block_size=100000 (longer than the whole text)", ValueError,
      "No training example.*block_size=100000")(
     lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--block_size", "100000")))
+case("pipeline-validation-shorter-than-block", "run_lm evaluating on a validation file shorter than one block",
+     ValueError, r"validation split has no block of block_size=64.*eval_strategy")(
+    lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--validation_file", str(fx / "one_line.txt"), "--block_size", "64",
+                                        "--eval_strategy", "steps", "--eval_steps", "1")))
 case("pipeline-no-label-column", "run_classification on a CSV without a label column", ValueError,
      r"no 'label' column")(
     lambda fx, tmp: run_classification.main(cls_argv(fx, tmp / "out", "text_only.csv")))

@@ -291,10 +291,11 @@ def test_push_dry_run_lists_the_files(capsys, models):
     code, out, _ = run(capsys, "push", models / "lm", "me/tiny-rnn", "--dry-run")
     assert code == 0
     lines = out.strip().splitlines()
-    assert lines[0] == f"would upload 7 files from {models / 'lm'} to me/tiny-rnn:"
-    assert [line.strip() for line in lines[1:]] == [
-        "config.json", "configuration_rnn.py", "generation_config.json", "model.safetensors", "modeling_rnn.py",
-        "tokenizer.json", "tokenizer_config.json"]
+    files = sorted(p.name for p in (models / "lm").iterdir() if p.is_file())  # everything the folder holds
+    assert lines[0] == f"would upload {len(files)} files from {models / 'lm'} to me/tiny-rnn:"
+    assert [line.strip() for line in lines[1:]] == files
+    assert {"config.json", "configuration_rnn.py", "generation_config.json", "model.safetensors", "modeling_rnn.py",
+            "tokenizer.json", "tokenizer_config.json"} <= set(files)
 
 
 def test_push_without_token_fails_cleanly(capsys, models, monkeypatch, tmp_path):
