@@ -642,8 +642,11 @@ def _read_one_local(path: str, kind: str, keep_linebreaks: bool, cache_dir) -> D
     if kind == "text":
         return _read_text_file(pathlib.Path(path), keep_linebreaks)
     kwargs: dict[str, Any] = {}
-    if kind == "csv" and str(path).lower().split(".gz")[0].endswith(".tsv"):
-        kwargs["sep"] = "\t"
+    if kind == "csv":
+        # cells are read as written: "NA", "None" or "null" are texts (or class names), an empty cell is empty
+        kwargs["keep_default_na"] = False
+        if str(path).lower().split(".gz")[0].endswith(".tsv"):
+            kwargs["sep"] = "\t"
     if os.path.getsize(path) == 0:
         raise ValueError(f"load_corpus: {path} is empty (no header, no rows)")
     if kind == "csv" and not str(path).lower().endswith((".gz", ".bz2", ".xz", ".zst")):
@@ -889,8 +892,15 @@ def _class_name(value) -> str:
 
 
 def _class_order(names: set[str], values: list) -> list[str]:
-    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return sorted(names, key=lambda n: float(n))
+    """Class names sorted by value when every one is a number ("2" before "10"), else alphabetically."""
+    def number(name):
+        try:
+            return float(name)
+        except ValueError:
+            return None
+
+    if names and not any(isinstance(v, bool) for v in values) and all(number(n) is not None for n in names):
+        return sorted(names, key=lambda n: (number(n), n))
     return sorted(names)
 
 

@@ -291,3 +291,14 @@ def test_an_empty_seq2seq_target_is_an_error_naming_the_file_row(tmp_path):
     with pytest.raises(ValueError, match=r"t.csv row 32: the phonemes cell is empty"):
         run_seq2seq.main(["rnn_seq2seq_cmudict", "--output_dir", str(tmp_path / "out"), "--train_file", str(train),
                           "--max_steps", "1", "--report_to", "none"])
+
+
+def test_csv_cells_are_read_as_written(tmp_path):
+    rows = [("NA" if i == 0 else t, ["None", "NA", "neutral"][i % 3]) for i, t in enumerate(TEXTS)]
+    dd = load_corpus(str(write(tmp_path / "d.csv", csv_rows(rows))), validation_fraction=0.0, test_fraction=0.0)
+    assert label_names(dd) == ["NA", "None", "neutral"]
+    assert "NA" in dd["train"]["text"]
+    # whole numbers written as strings still sort by value
+    path = write(tmp_path / "n.jsonl", "".join(json.dumps({"text": t, "label": ["2", "10", "1"][i % 3]}) + "\n"
+                                               for i, t in enumerate(TEXTS)))
+    assert label_names(load_corpus(str(path))) == ["1", "2", "10"]
