@@ -244,6 +244,11 @@ def _merge_mapping_fields(parsed, recipe: dict) -> None:
     """A field the recipe gives as a mapping (``config_overrides``...) and the command line as a JSON string
     is the recipe's mapping updated key by key with the command line's, not replaced by it."""
     for key, base in recipe.items():
+        if isinstance(base, str) and key == "config_overrides":  # a recipe may give it as a JSON string too
+            try:
+                base = json.loads(base)
+            except json.JSONDecodeError:
+                continue
         if not isinstance(base, dict):
             continue
         for args in parsed:
@@ -500,6 +505,9 @@ def check_run_options(training_args, run_args=None, data_args=None) -> None:
         value = getattr(training_args, name, None)
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise ValueError(f"--{name} must be a finite number >= 0, got {value!r}")
+    max_steps, epochs = getattr(training_args, "max_steps", -1), getattr(training_args, "num_train_epochs", 1)
+    if (max_steps is None or max_steps <= 0) and epochs is not None and not (math.isfinite(epochs) and epochs > 0):
+        raise ValueError(f"--num_train_epochs must be > 0 (or give --max_steps), got {epochs!r}: nothing would be trained")
     if run_args is not None and run_args.max_train_minutes is not None:
         minutes = run_args.max_train_minutes
         if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
@@ -524,6 +532,12 @@ def check_resume_architecture(checkpoint, model) -> None:
     except (OSError, ValueError):
         return  # the checkpoint checks say what is wrong with an unreadable folder
     ours = model.config.to_dict()
+    saved_classes = saved.get("architectures") or []
+    if saved_classes and type(model).__name__ not in saved_classes:
+        raise ValueError(
+            f"--resume_from_checkpoint {checkpoint}: it holds a {', '.join(saved_classes)}, this run trains a "
+            f"{type(model).__name__}; resume with the pipeline and recipe of that run"
+        )
     fields = ["model_type", "vocab_size", "source_vocab_size", "hidden_size", "embedding_size",
               "num_hidden_layers", "num_encoder_layers", "num_decoder_layers", "rnn_type", "attention",
               "num_labels", "intermediate_size", "num_attention_heads", "window_sizes", "num_filters",

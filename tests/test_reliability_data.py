@@ -190,12 +190,14 @@ def lm_argv(out: Path, text: Path, *extra: str) -> list[str]:
     ("--per_device_train_batch_size", "-2", "--per_device_train_batch_size must be"),
     ("--per_device_eval_batch_size", "0", "--per_device_eval_batch_size must be"),
     ("--max_train_samples", "0", "--max_train_samples must be"),
+    ("--num_train_epochs", "0", "--num_train_epochs must be"),
 ])
 def test_options_that_would_train_on_nothing_are_errors_naming_them(tmp_path, option, value, message):
     text = write(tmp_path / "t.txt", shakespeare_text(2000))
     start = time.monotonic()
+    extra = ("--max_steps", "-1") if option == "--num_train_epochs" else ()
     with pytest.raises(ValueError, match=message):
-        run_lm.main(lm_argv(tmp_path / "out", text, option, value))
+        run_lm.main(lm_argv(tmp_path / "out", text, option, value, *extra))
     assert time.monotonic() - start < 20
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 

@@ -79,6 +79,13 @@ def test_another_architecture_on_the_command_line_does_not_inherit_the_recipe_co
     assert common.parse_config_overrides(model_args.config_overrides) == {"hidden_size": 16}
 
 
+def test_a_recipe_giving_config_overrides_as_a_json_string_is_merged_too(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("architecture: rnn\nconfig_overrides: '{\"rnn_type\": \"gru\", \"hidden_size\": 64}'\n")
+    model_args, *_ = lm_parse(str(recipe), "--config_overrides", '{"hidden_size": 32}')
+    assert common.parse_config_overrides(model_args.config_overrides) == {"rnn_type": "gru", "hidden_size": 32}
+
+
 def test_the_saved_config_and_results_state_the_effective_config(tmp_path, text_file):
     out = tmp_path / "run"
     run_lm.main(lm_argv(out, text_file, "--write_model_card", "true"))
@@ -391,3 +398,17 @@ def test_a_lock_file_nobody_holds_is_taken_over_even_if_its_pid_lives(tmp_path, 
     (out / LOCK_NAME).write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname(), "process_start": "1"}))
     run_lm.main(lm_argv(out, text_file))
     assert (out / "model.safetensors").exists() and not (out / LOCK_NAME).exists()
+
+
+def test_resuming_a_checkpoint_of_another_head_is_an_error_naming_it(tmp_path, text_file):
+    out = tmp_path / "run"
+    run_lm.main(lm_argv(out, text_file, "--save_strategy", "steps", "--save_steps", "2"))
+    config = json.loads((out / "checkpoint-2" / "config.json").read_text())
+    assert config["architectures"] == ["RnnForCausalLM"]
+    train = tmp_path / "d.csv"
+    train.write_text("text,label\n" + "".join(f"review {i},{i % 2}\n" for i in range(40)))
+    with pytest.raises(ValueError, match=r"checkpoint-2: it holds a RnnForCausalLM, this run trains a RnnForSequenceClassification"):
+        run_classification.main(["rnn_rotten_tomatoes", "--output_dir", str(out), "--train_file", str(train),
+                                 "--config_overrides", TINY_RNN, "--max_steps", "4", "--eval_strategy", "no",
+                                 "--save_strategy", "no", "--load_best_model_at_end", "false", "--report_to", "none",
+                                 "--num_samples", "0", "--resume_from_checkpoint", str(out / "checkpoint-2")])
