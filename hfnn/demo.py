@@ -60,7 +60,7 @@ __all__ = [
 
 SPACE_MODULE = "hfnn_demo.py"  # the copy of this module that write_space_files puts in a model folder
 SOURCE_TOKENIZER_SUBFOLDER = "source_tokenizer"
-GRADIO_REQUIREMENT = "gradio>=5,<7"
+GRADIO_REQUIREMENT = "gradio>=6,<7"
 _NAMES = {"hfnn-rnn": "An RNN", "hfnn-cnn": "A CNN", "hfnn-mlp": "An MLP", "hfnn-transformer": "A Transformer",
           "hfnn-rnn-seq2seq": "An RNN encoder-decoder"}
 _KIND_WORDS = {"causal-lm": "language model", "classification": "text classifier", "seq2seq": "sequence-to-sequence model"}
