@@ -119,8 +119,8 @@ def test_tokenizers_loaded_by_the_cli_read_special_token_strings_as_text(models,
         config.pop("split_special_tokens", None)
         (sub / "tokenizer_config.json").write_text(json.dumps(config))
     saved = cli.open_model_dir(str(folder))
-    model, target = cli._load(saved, cli._device("cpu"))
-    source = cli._load_source_tokenizer(saved, model, target)
+    model, target = cli.load_saved(saved, cli.resolve_device("cpu"))
+    source = cli.load_source_tokenizer(saved, model, target)
     for tok in (target, source):
         assert not SPECIAL_IDS & set(tok("<s>hello</s><pad>")["input_ids"])
 
@@ -130,9 +130,9 @@ def test_saved_model_max_length_beyond_the_positions_is_lowered(models, tmp_path
     _edit_json(folder / "tokenizer_config.json", model_max_length=1000)
     _edit_json(folder / "source_tokenizer" / "tokenizer_config.json", model_max_length=1000)
     saved = cli.open_model_dir(str(folder))
-    model, target = cli._load(saved, cli._device("cpu"))
+    model, target = cli.load_saved(saved, cli.resolve_device("cpu"))
     assert target.model_max_length == 64
-    assert cli._load_source_tokenizer(saved, model, target).model_max_length == 64
+    assert cli.load_source_tokenizer(saved, model, target).model_max_length == 64
 
 
 # ---------------------------------------------------------------- inputs
