@@ -377,3 +377,15 @@ def test_space_files_run_the_demo_without_hfnn(folders, loaded, tmp_path):
     assert [score for _, score in remote] == pytest.approx([score for _, score in local], abs=1e-6)
     with pytest.raises(DemoError, match="no such model folder"):
         write_space_files(tmp_path / "nowhere")
+
+
+def test_a_hub_id_that_cannot_be_downloaded_is_named(monkeypatch):
+    import huggingface_hub
+
+    def offline(*args, **kwargs):
+        raise huggingface_hub.errors.LocalEntryNotFoundError("offline")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(DemoError, match=r"no such model folder: someone/rnn-lm \(and it could not be downloaded from the Hub: "
+                                        r"LocalEntryNotFoundError\)"):
+        load_demo_model("someone/rnn-lm")
