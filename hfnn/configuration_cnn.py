@@ -6,9 +6,7 @@ and keeps local, position-invariant patterns; here the window widths are the n o
 max-over-time pooling keeps the strongest match of each feature map anywhere in the sentence.
 """
 
-from numbers import Real
-
-from transformers import PreTrainedConfig
+from .configuration_utils import HfnnConfig, hfnn_config
 
 __all__ = ["CnnConfig", "EMBEDDING_MODES"]
 
@@ -16,16 +14,8 @@ __all__ = ["CnnConfig", "EMBEDDING_MODES"]
 EMBEDDING_MODES = ("rand", "static", "non-static", "multichannel")
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _positive_int(cls_name, field, value):
-    if not _is_int(value) or value <= 0:
-        raise ValueError(f"{cls_name}: {field} must be a positive integer, got {value!r}")
-
-
-class CnnConfig(PreTrainedConfig):
+@hfnn_config
+class CnnConfig(HfnnConfig):
     r"""Configuration of [`CnnModel`] and [`CnnForSequenceClassification`].
 
     Defaults follow Kim (2014): windows of 3, 4 and 5 tokens with 100 feature maps each, dropout 0.5 on
@@ -51,56 +41,31 @@ class CnnConfig(PreTrainedConfig):
 
     model_type = "hfnn-cnn"
 
-    def __init__(
-        self,
-        vocab_size=20000,
-        embedding_size=300,
-        window_sizes=(3, 4, 5),
-        num_filters=100,
-        dropout=0.5,
-        max_norm=3.0,
-        embedding_mode="rand",
-        pad_token_id=0,
-        initializer_range=0.02,
-        **kwargs,
-    ):
-        name = type(self).__name__
-        if kwargs.get("model_type", self.model_type) != self.model_type:  # a config.json of another model
-            raise ValueError(
-                f"{name}: this configuration is for model type {kwargs['model_type']!r}, not {self.model_type!r}; "
-                "load the folder with its own class or with the Auto classes (AutoConfig, AutoModel...)"
-            )
-        _positive_int(name, "vocab_size", vocab_size)
-        _positive_int(name, "embedding_size", embedding_size)
-        if isinstance(window_sizes, (str, bytes)) or not hasattr(window_sizes, "__iter__"):
-            raise ValueError(f"{name}: window_sizes must be a non-empty list of positive integers, got {window_sizes!r}")
-        window_sizes = list(window_sizes)
-        if not window_sizes or not all(_is_int(w) and w > 0 for w in window_sizes):
-            raise ValueError(f"{name}: window_sizes must be a non-empty list of positive integers, got {window_sizes!r}")
-        _positive_int(name, "num_filters", num_filters)
-        if isinstance(dropout, bool) or not isinstance(dropout, Real) or not 0 <= dropout < 1:
-            raise ValueError(f"{name}: dropout must be a number in [0, 1), got {dropout!r}")
-        if max_norm is not None and (isinstance(max_norm, bool) or not isinstance(max_norm, Real) or max_norm <= 0):
-            raise ValueError(f"{name}: max_norm must be None or a positive number, got {max_norm!r}")
-        if embedding_mode not in EMBEDDING_MODES:
-            raise ValueError(f"{name}: embedding_mode must be one of {list(EMBEDDING_MODES)}, got {embedding_mode!r}")
-        if pad_token_id is not None and (not _is_int(pad_token_id) or not 0 <= pad_token_id < vocab_size):
-            raise ValueError(
-                f"{name}: pad_token_id must be None or an integer in [0, vocab_size={vocab_size}), got {pad_token_id!r}"
-            )
-        if isinstance(initializer_range, bool) or not isinstance(initializer_range, Real) or initializer_range <= 0:
-            raise ValueError(f"{name}: initializer_range must be a positive number, got {initializer_range!r}")
+    vocab_size: int = 20000
+    embedding_size: int = 300
+    window_sizes: list[int] | tuple[int, ...] = (3, 4, 5)
+    num_filters: int = 100
+    dropout: float | int = 0.5
+    max_norm: float | int | None = 3.0
+    embedding_mode: str = "rand"
+    pad_token_id: int | None = 0
+    initializer_range: float | int = 0.02
 
-        self.vocab_size = vocab_size
-        self.embedding_size = embedding_size
-        self.window_sizes = window_sizes
-        self.num_filters = num_filters
-        self.dropout = float(dropout)
-        self.max_norm = None if max_norm is None else float(max_norm)
-        self.embedding_mode = embedding_mode
-        self.pad_token_id = pad_token_id
-        self.initializer_range = float(initializer_range)
-        super().__init__(**kwargs)
+    def __post_init__(self, **kwargs):
+        self.window_sizes = list(self.window_sizes)
+        super().__post_init__(**kwargs)
+
+    def validate_fields(self):
+        self.check_positive_int("vocab_size", "embedding_size", "num_filters")
+        if not self.window_sizes or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0
+                                            for w in self.window_sizes):
+            self._fail("window_sizes", "a non-empty list of positive integers")
+        self.check_probability("dropout")
+        if self.max_norm is not None:
+            self.check_positive_number("max_norm")
+        self.check_choice("embedding_mode", EMBEDDING_MODES)
+        self.check_token_ids("pad_token_id")
+        self.check_positive_number("initializer_range")
 
     @property
     def hidden_size(self):

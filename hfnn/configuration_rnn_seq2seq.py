@@ -6,7 +6,7 @@ state), ``"bahdanau"`` (additive) and ``"luong"`` (multiplicative) let every out
 positions differently.
 """
 
-from transformers import PreTrainedConfig
+from .configuration_utils import HfnnConfig, hfnn_config
 
 __all__ = ["RnnSeq2SeqConfig", "RNN_TYPES", "ATTENTION_TYPES", "LUONG_SCORES"]
 
@@ -15,24 +15,8 @@ ATTENTION_TYPES = ("none", "bahdanau", "luong")
 LUONG_SCORES = ("dot", "general")
 
 
-def _check_positive_int(cls_name, field, value, allow_none=False):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{cls_name}: {field} must be a positive integer, got {value!r}")
-
-
-def _check_probability(cls_name, field, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{cls_name}: {field} must be a number in [0, 1), got {value!r}")
-
-
-def _check_bool(cls_name, field, value):
-    if not isinstance(value, bool):
-        raise ValueError(f"{cls_name}: {field} must be True or False, got {value!r}")
-
-
-class RnnSeq2SeqConfig(PreTrainedConfig):
+@hfnn_config
+class RnnSeq2SeqConfig(HfnnConfig):
     r"""Configuration of :class:`RnnSeq2SeqModel` and :class:`RnnSeq2SeqForConditionalGeneration`.
 
     Source and target have their own vocabularies (e.g. letters -> ARPAbet phonemes for grapheme-to-phoneme),
@@ -70,107 +54,55 @@ class RnnSeq2SeqConfig(PreTrainedConfig):
     model_type = "hfnn-rnn-seq2seq"
     attribute_map = {"num_hidden_layers": "num_decoder_layers"}
     keys_to_ignore_at_inference = ["cache", "encoder_last_hidden_state"]
-    # Declared as a field so that `max_length` is a model default rather than a stray generation parameter.
+    source_vocab_size: int = 64
+    vocab_size: int = 64
+    embedding_size: int | None = None
+    hidden_size: int = 256
+    num_encoder_layers: int = 1
+    num_decoder_layers: int = 1
+    rnn_type: str = "gru"
+    bidirectional_encoder: bool = True
+    attention: str = "bahdanau"
+    luong_score: str = "general"
+    input_feeding: bool | None = None
+    dropout: float | int = 0.1
+    tie_word_embeddings: bool = False
+    initializer_range: float | int = 0.02
+    use_cache: bool = True
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = 2
+    eos_token_id: int | None = 3
+    decoder_start_token_id: int | None = None
+    # A field, so that `max_length` is a model default rather than a stray generation parameter.
     max_length: int = 64
+    is_encoder_decoder: bool = True
 
-    def __init__(
-        self,
-        source_vocab_size: int = 64,
-        vocab_size: int = 64,
-        embedding_size: int | None = None,
-        hidden_size: int = 256,
-        num_encoder_layers: int = 1,
-        num_decoder_layers: int = 1,
-        rnn_type: str = "gru",
-        bidirectional_encoder: bool = True,
-        attention: str = "bahdanau",
-        luong_score: str = "general",
-        input_feeding: bool | None = None,
-        dropout: float = 0.1,
-        tie_word_embeddings: bool = False,
-        initializer_range: float = 0.02,
-        use_cache: bool = True,
-        pad_token_id: int | None = 0,
-        bos_token_id: int | None = 2,
-        eos_token_id: int | None = 3,
-        decoder_start_token_id: int | None = None,
-        max_length: int = 64,
-        is_encoder_decoder: bool = True,
-        **kwargs,
-    ):
-        name = type(self).__name__
-        if kwargs.get("model_type", self.model_type) != self.model_type:  # a config.json of another model
-            raise ValueError(
-                f"{name}: this configuration is for model type {kwargs['model_type']!r}, not {self.model_type!r}; "
-                "load the folder with its own class or with the Auto classes (AutoConfig, AutoModel...)"
-            )
+    def __post_init__(self, **kwargs):
         if "num_hidden_layers" in kwargs:  # alias of num_decoder_layers
-            num_decoder_layers = kwargs.pop("num_hidden_layers")
-        _check_positive_int(name, "source_vocab_size", source_vocab_size)
-        _check_positive_int(name, "vocab_size", vocab_size)
-        _check_positive_int(name, "embedding_size", embedding_size, allow_none=True)
-        _check_positive_int(name, "hidden_size", hidden_size)
-        _check_positive_int(name, "num_encoder_layers", num_encoder_layers)
-        _check_positive_int(name, "num_decoder_layers", num_decoder_layers)
-        _check_positive_int(name, "max_length", max_length)
-        if rnn_type not in RNN_TYPES:
-            raise ValueError(f"{name}: rnn_type must be one of {RNN_TYPES}, got {rnn_type!r}")
-        if attention not in ATTENTION_TYPES:
-            raise ValueError(f"{name}: attention must be one of {ATTENTION_TYPES}, got {attention!r}")
-        if luong_score not in LUONG_SCORES:
-            raise ValueError(f"{name}: luong_score must be one of {LUONG_SCORES}, got {luong_score!r}")
-        _check_bool(name, "bidirectional_encoder", bidirectional_encoder)
-        _check_bool(name, "tie_word_embeddings", tie_word_embeddings)
-        if bidirectional_encoder and hidden_size % 2:
-            raise ValueError(
-                f"{name}: hidden_size must be even when bidirectional_encoder=True (each direction has "
-                f"hidden_size // 2 units), got {hidden_size}"
-            )
-        if input_feeding is None:
-            input_feeding = attention == "luong"
-        _check_bool(name, "input_feeding", input_feeding)
-        if input_feeding and attention != "luong":
-            raise ValueError(f"{name}: input_feeding is only defined for attention='luong', got attention={attention!r}")
-        _check_probability(name, "dropout", dropout)
-        if isinstance(initializer_range, bool) or not isinstance(initializer_range, (int, float)) or initializer_range <= 0:
-            raise ValueError(f"{name}: initializer_range must be a positive number, got {initializer_range!r}")
-        for field, value in (("pad_token_id", pad_token_id), ("bos_token_id", bos_token_id), ("eos_token_id", eos_token_id)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab_size):
-                raise ValueError(f"{name}: {field} must be an id in [0, vocab_size={vocab_size}), got {value!r}")
-        if pad_token_id is not None and pad_token_id >= source_vocab_size:
-            raise ValueError(
-                f"{name}: pad_token_id must also be a source id in [0, source_vocab_size={source_vocab_size}), "
-                f"got {pad_token_id!r}"
-            )
-        if decoder_start_token_id is None:
-            decoder_start_token_id = bos_token_id
-        if decoder_start_token_id is None:
-            raise ValueError(f"{name}: decoder_start_token_id (or bos_token_id) must be set")
-        if isinstance(decoder_start_token_id, bool) or not isinstance(decoder_start_token_id, int) or not 0 <= decoder_start_token_id < vocab_size:
-            raise ValueError(
-                f"{name}: decoder_start_token_id must be an id in [0, vocab_size={vocab_size}), got {decoder_start_token_id!r}"
-            )
-        if is_encoder_decoder is not True:
-            raise ValueError(f"{name}: is_encoder_decoder must be True for this encoder–decoder model, got {is_encoder_decoder!r}")
+            self.num_decoder_layers = kwargs.pop("num_hidden_layers")
+        if self.embedding_size is None:
+            self.embedding_size = self.hidden_size
+        if self.input_feeding is None:
+            self.input_feeding = self.attention == "luong"
+        if self.decoder_start_token_id is None:
+            self.decoder_start_token_id = self.bos_token_id
+        super().__post_init__(**kwargs)
 
-        self.source_vocab_size = source_vocab_size
-        self.vocab_size = vocab_size
-        self.embedding_size = embedding_size if embedding_size is not None else hidden_size
-        self.hidden_size = hidden_size
-        self.num_encoder_layers = num_encoder_layers
-        self.num_decoder_layers = num_decoder_layers
-        self.rnn_type = rnn_type
-        self.bidirectional_encoder = bidirectional_encoder
-        self.attention = attention
-        self.luong_score = luong_score
-        self.input_feeding = input_feeding
-        self.dropout = float(dropout)
-        self.tie_word_embeddings = tie_word_embeddings
-        self.initializer_range = float(initializer_range)
-        self.use_cache = use_cache
-        self.pad_token_id = pad_token_id
-        self.bos_token_id = bos_token_id
-        self.eos_token_id = eos_token_id
-        self.decoder_start_token_id = decoder_start_token_id
-        self.max_length = max_length
-        super().__init__(is_encoder_decoder=is_encoder_decoder, **kwargs)
+    def validate_fields(self):
+        self.check_positive_int("source_vocab_size", "vocab_size", "hidden_size", "embedding_size",
+                                "num_encoder_layers", "num_decoder_layers", "max_length")
+        self.check_choice("rnn_type", RNN_TYPES)
+        self.check_choice("attention", ATTENTION_TYPES)
+        self.check_choice("luong_score", LUONG_SCORES)
+        if self.bidirectional_encoder and self.hidden_size % 2:
+            self._fail("hidden_size", "even when bidirectional_encoder=True (each direction has hidden_size // 2 units)")
+        if self.input_feeding and self.attention != "luong":
+            self._fail("input_feeding", f"False unless attention='luong' (attention={self.attention!r})")
+        self.check_probability("dropout")
+        self.check_positive_number("initializer_range")
+        self.check_token_ids("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
+        self.check_token_ids("pad_token_id", size_field="source_vocab_size")  # the source shares the pad id
+        if self.decoder_start_token_id is None:
+            self._fail("decoder_start_token_id", "set (or bos_token_id)")
+        if self.is_encoder_decoder is not True:
+            self._fail("is_encoder_decoder", "True for this encoder-decoder model")
