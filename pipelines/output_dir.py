@@ -271,14 +271,31 @@ class OutputDir:
         return False
 
 
-def claim_output_dir(path, overwrite: bool = False, resume_from=None) -> OutputDir:
-    """Checks and claims ``path`` for a run (see the module docstring); returns the :class:`OutputDir`."""
+def _within(child, folder: Path) -> bool:
+    try:
+        child, folder = Path(child).expanduser().resolve(), folder.resolve()
+    except OSError:
+        return False
+    return child == folder or folder in child.parents
+
+
+def claim_output_dir(path, overwrite: bool = False, resume_from=None, inputs=()) -> OutputDir:
+    """Checks and claims ``path`` for a run (see the module docstring); returns the :class:`OutputDir`.
+    ``inputs`` are the files and folders the run reads (data, a model to start from): overwriting a folder
+    that holds one of them is refused, since replacing the folder would delete it."""
     path = Path(path)
     main = process_rank() == 0
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"output_dir {path} exists and is not a folder")
     resume_inside = bool(resume_from) and (resume_from is True or _inside(resume_from, path))
     busy = bool(_contents(path))
+    if busy and overwrite and not resume_inside:
+        for item in inputs:
+            if item and os.path.exists(os.path.expanduser(str(item))) and _within(item, path):
+                raise ValueError(
+                    f"--overwrite_output_dir: {item} is inside output_dir {path}, whose content the run replaces; "
+                    "move it out or choose another output_dir"
+                )
     if busy and not (overwrite or resume_inside):
         where = "" if not resume_from or resume_inside else (
             f" (--resume_from_checkpoint {resume_from} is not inside it, so resuming does not open it)")

@@ -275,7 +275,9 @@ def main(argv=None) -> dict:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     check_run_options(training_args, run_args, data_args)
     folder = claim_output_dir(
-        training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint
+        training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint,
+        inputs=[data_args.train_file, data_args.validation_file, data_args.test_file, data_args.corpus,
+                model_args.embeddings_file],
     )
     with folder:
         return _run(folder, model_args, data_args, run_args, training_args)

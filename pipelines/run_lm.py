@@ -227,7 +227,8 @@ def main(argv=None) -> dict:
             f"ones before), got {data_args.block_size!r}"
         )
     folder = claim_output_dir(
-        training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint
+        training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint,
+        inputs=[data_args.train_file, data_args.validation_file, data_args.corpus],
     )
     with folder:
         return _run(folder, model_args, data_args, run_args, training_args)

@@ -412,3 +412,23 @@ def test_resuming_a_checkpoint_of_another_head_is_an_error_naming_it(tmp_path, t
                                  "--config_overrides", TINY_RNN, "--max_steps", "4", "--eval_strategy", "no",
                                  "--save_strategy", "no", "--load_best_model_at_end", "false", "--report_to", "none",
                                  "--num_samples", "0", "--resume_from_checkpoint", str(out / "checkpoint-2")])
+
+
+def test_overwriting_a_folder_that_holds_the_training_data_is_refused(tmp_path, text_file):
+    out = tmp_path / "run"
+    out.mkdir()
+    data = out / "play.txt"
+    data.write_text(text_file.read_text())
+    with pytest.raises(ValueError, match=r"play.txt is inside output_dir .* move it out"):
+        run_lm.main(lm_argv(out, data, "--overwrite_output_dir", "true"))
+    assert data.exists() and sorted(p.name for p in out.iterdir()) == ["play.txt"]
+
+
+def test_fine_tuning_a_model_in_its_own_folder_with_overwrite_replaces_it(tmp_path, text_file):
+    out = tmp_path / "run"
+    run_lm.main(lm_argv(out, text_file, "--save_strategy", "steps", "--save_steps", "1"))
+    before = load_file(out / "model.safetensors")
+    results = run_lm.main(lm_argv(out, text_file, "--model_name_or_path", str(out), "--overwrite_output_dir", "true"))
+    after = load_file(out / "model.safetensors")
+    assert results["train_steps"] == 2 and not list(out.glob("checkpoint-*"))
+    assert any(not torch.equal(before[k], after[k]) for k in before)
