@@ -269,6 +269,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="start no further target after this many minutes (the fixed mutations still run)")
     parser.add_argument("--list", action="store_true", help="show the sampled mutants, run nothing")
+    parser.add_argument("--check-fixed", action="store_true", help="only check that the fixed mutations still apply")
     args = parser.parse_args(argv)
     config = tomllib.loads(Path(args.config).read_text(encoding="utf-8"))
     seed = args.seed if args.seed is not None else config.get("seed", 0)
@@ -278,6 +279,17 @@ def main(argv=None) -> int:
         os.nice(10)
     except OSError:
         pass
+    if args.check_fixed:  # every fixed mutation still applies to the working tree (nothing is written)
+        missing = 0
+        for fixed in config.get("fixed", []):
+            path = REPO / fixed["file"]
+            try:
+                fixed_apply(fixed["edits"])(path, path.read_text(encoding="utf-8"))
+                print(f"applies   {fixed['id']}")
+            except LookupError as err:
+                missing += 1
+                print(f"MISSING   {fixed['id']}: {err}")
+        return 1 if missing else 0
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     tree = make_copy(workdir)
