@@ -145,13 +145,18 @@ def _is_skipped_dir(name: str) -> bool:
     return any(name == d or (d.endswith("-") and name.startswith(d)) for d in _SKIPPED_DIRS)
 
 
+# written by hfnn.demo.write_space_files: the folder pushed to a Space serves the demo
+SPACE_FILES = ("app.py", "requirements.txt", "hfnn_demo.py")
+
+
 def upload_manifest(folder: str | os.PathLike) -> list[str]:
     """The exact, sorted list of files (relative POSIX paths) an upload of ``folder`` commits.
 
     Included: ``config.json`` (must carry ``auto_map``), the modules ``auto_map`` and ``custom_pipelines``
     name and every sibling module they import (recursively), the safetensors weights (with the shard index when
     sharded), ``generation_config.json``, tokenizer files (also those in a sub-folder such as
-    ``source_tokenizer/``), ``README.md``, ``results.json`` and the PNG plots at the top level.
+    ``source_tokenizer/``), ``README.md``, ``results.json``, the PNG plots at the top level and the demo a Space
+    runs (``app.py``, ``requirements.txt``, ``hfnn_demo.py``; see :func:`hfnn.demo.write_space_files`).
     Left out: checkpoints, optimizer/scheduler/RNG state, ``training_args.bin``, logs, other files.
 
     Raises:
@@ -211,7 +216,7 @@ def upload_manifest(folder: str | os.PathLike) -> list[str]:
             files.update(_code_closure(folder, _auto_map_modules(tok_map), "tokenizer_config.json auto_map"))
 
     for name in top:
-        if name in TOKENIZER_FILES or name in ("generation_config.json", "README.md", "results.json"):
+        if name in TOKENIZER_FILES or name in ("generation_config.json", "README.md", "results.json") + SPACE_FILES:
             files.add(name)
         elif name.lower().endswith(".png"):
             files.add(name)

@@ -377,6 +377,10 @@ def test_space_files_run_the_demo_without_hfnn(folders, loaded, tmp_path):
     assert [score for _, score in remote] == pytest.approx([score for _, score in local], abs=1e-6)
     with pytest.raises(DemoError, match="no such model folder"):
         write_space_files(tmp_path / "nowhere")
+    # an upload of the folder carries the Space's files
+    from hfnn.hub import upload_manifest
+
+    assert {"app.py", "hfnn_demo.py", "requirements.txt"} <= set(upload_manifest(folder))
 
 
 def test_a_hub_id_that_cannot_be_downloaded_is_named(monkeypatch):
