@@ -24,7 +24,6 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
-from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria
 from transformers.modeling_outputs import (
     BaseModelOutputWithPast,
     CausalLMOutputWithPast,
@@ -35,6 +34,7 @@ from transformers.utils import can_return_tuple
 
 from .configuration_rnn import RnnConfig
 from .modeling_utils import (
+    DirectDecodingMixin,
     RecurrentCache,
     check_class_labels,
     check_input_ids,
@@ -297,7 +297,7 @@ class RnnModel(RnnPreTrainedModel):
         )
 
 
-class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
+class RnnForCausalLM(DirectDecodingMixin, RnnPreTrainedModel, GenerationMixin):
     """RNN language model: y_i = softmax(U h_i + b_2), the distribution of token i + 1.
 
     ``forward(input_ids, labels=input_ids)`` returns the mean next-token cross-entropy (labels are
@@ -366,94 +366,42 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states)
 
     # -- generation ---------------------------------------------------------------------------
-    # ``generate`` prepares everything (generation config, logits processors, stopping criteria) and
-    # then runs ``_sample`` for greedy decoding and sampling. Its generic loop rebuilds the model inputs,
-    # the attention mask and the output dataclasses at every token, which costs as much as the
-    # recurrence itself for small RNNs. When nothing needs that generality, the loop below feeds each
-    # new token straight through embedding -> recurrence -> output layer and carries the state in
-    # torch's own layout. It applies the same processors, the same token selection (argmax, or
-    # multinomial on the softmax), the same padding of finished rows and the same stopping rules, so
-    # it returns the same tokens; anything else goes to the generic loop.
+    # The direct decoding loop (DirectDecodingMixin) feeds each new token straight through embedding ->
+    # recurrence -> output layer and carries the state in torch's own layout.
     _FAST_DECODE_KWARGS = frozenset({"attention_mask", "logits_to_keep", "use_cache", "cache"})
 
-    def _can_decode_fast(self, stopping_criteria, generation_config, synced_gpus, streamer, model_kwargs) -> bool:
+    def _decode_allowed(self, model_kwargs) -> bool:
         cache = model_kwargs.get("cache")
-        return (
-            not synced_gpus
-            and streamer is None
-            and not generation_config.return_dict_in_generate
-            and not getattr(generation_config, "is_assistant", False)
-            and model_kwargs.get("use_cache", True)
-            and set(model_kwargs) <= self._FAST_DECODE_KWARGS
-            and (cache is None or (isinstance(cache, RnnStateCache) and cache.states is None))
-            and all(isinstance(c, (MaxLengthCriteria, EosTokenCriteria)) for c in stopping_criteria)
-            and sum(isinstance(c, MaxLengthCriteria) for c in stopping_criteria) == 1
-            and (generation_config._pad_token_tensor is not None
-                 or not any(isinstance(c, EosTokenCriteria) for c in stopping_criteria))
-        )
+        return cache is None or (isinstance(cache, RnnStateCache) and cache.states is None)
 
-    def _sample(self, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus=False,
-                streamer=None, **model_kwargs):
-        if not self._can_decode_fast(stopping_criteria, generation_config, synced_gpus, streamer, model_kwargs):
-            return super()._sample(input_ids, logits_processor, stopping_criteria, generation_config,
-                                   synced_gpus=synced_gpus, streamer=streamer, **model_kwargs)
-        max_length = next(c.max_length for c in stopping_criteria if isinstance(c, MaxLengthCriteria))
-        eos = [c.eos_token_id for c in stopping_criteria if isinstance(c, EosTokenCriteria)]
-        eos = torch.cat([e.reshape(-1) for e in eos]).to(input_ids.device) if eos else None
-        pad = generation_config._pad_token_tensor
-        do_sample = generation_config.do_sample
-        backbone = self.model
+    def _decode_start(self, input_ids, model_kwargs):
         cache = model_kwargs.get("cache")
         if cache is None:
             cache = RnnStateCache()
-        # prompt: the ordinary forward (it handles padded rows), the state then stays in torch's layout
+        # the prompt: the ordinary forward (it handles padded rows); the state then stays in torch's layout
         outputs = self(input_ids, attention_mask=model_kwargs.get("attention_mask"), cache=cache, use_cache=True,
                        logits_to_keep=1)
-        logits = outputs.logits[:, -1]
         torch_state = tuple(s.transpose(0, 1).contiguous() for s in cache.states)
-        state = torch_state if len(torch_state) == 2 else torch_state[0]
-        unfinished = torch.ones(input_ids.shape[0], dtype=torch.long, device=input_ids.device) if eos is not None else None
-        keep_ids = len(logits_processor) > 0  # processors read the text so far
-        pieces = [input_ids]
-        length = input_ids.shape[1]
-        steps = 0
-        while True:
-            if keep_ids:
-                scores = logits_processor(input_ids, logits.to(dtype=torch.float32, copy=True))
-            else:
-                scores = logits.float()
-            if do_sample:
-                next_tokens = torch.multinomial(nn.functional.softmax(scores, dim=-1), num_samples=1).squeeze(1)
-            else:
-                next_tokens = torch.argmax(scores, dim=-1)
-            if unfinished is not None:  # finished rows get padding
-                next_tokens = next_tokens * unfinished + pad * (1 - unfinished)
-            length += 1
-            column = next_tokens[:, None]
-            if keep_ids:
-                input_ids = torch.cat([input_ids, column], dim=-1)
-            else:
-                pieces.append(column)
-            if length >= max_length:
-                break
-            if unfinished is not None:
-                unfinished = unfinished & ~torch.isin(next_tokens, eos)
-                if unfinished.max() == 0:
-                    break
-            embeds = backbone.embed_tokens(column)
-            if self.training:
-                embeds = backbone.dropout(embeds)
-            hidden, state = run_recurrence(backbone.rnn, embeds, state)
-            hidden = hidden[:, -1]
-            if self.training:
-                hidden = backbone.dropout(hidden)
-            if self.proj is not None:
-                hidden = self.proj(hidden)
-            logits = self.lm_head(hidden)
-            steps += 1
+        return outputs.logits[:, -1], (cache, torch_state if len(torch_state) == 2 else torch_state[0])
+
+    def _decode_step(self, tokens, state):
+        cache, state = state
+        backbone = self.model
+        embeds = backbone.embed_tokens(tokens)
+        if self.training:
+            embeds = backbone.dropout(embeds)
+        hidden, state = run_recurrence(backbone.rnn, embeds, state)
+        hidden = hidden[:, -1]
+        if self.training:
+            hidden = backbone.dropout(hidden)
+        if self.proj is not None:
+            hidden = self.proj(hidden)
+        return self.lm_head(hidden), (cache, state)
+
+    def _decode_end(self, state, steps):
+        cache, state = state
         state = state if isinstance(state, tuple) else (state,)
         cache.update_states(tuple(s.transpose(0, 1) for s in state), steps)
-        return input_ids if keep_ids else torch.cat(pieces, dim=-1)
 
 
 class RnnForSequenceClassification(RnnPreTrainedModel):

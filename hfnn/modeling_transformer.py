@@ -42,7 +42,6 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
-from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
@@ -56,7 +55,13 @@ from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils import can_return_tuple
 
 from .configuration_transformer import TransformerConfig
-from .modeling_utils import check_input_ids, classification_loss, pop_legacy_cache, shift_tokens_right
+from .modeling_utils import (
+    DirectDecodingMixin,
+    check_input_ids,
+    classification_loss,
+    pop_legacy_cache,
+    shift_tokens_right,
+)
 
 __all__ = [
     "TransformerPreTrainedModel",
@@ -558,7 +563,7 @@ class TransformerModel(TransformerPreTrainedModel):
         return output
 
 
-class TransformerForCausalLM(TransformerPreTrainedModel, GenerationMixin):
+class TransformerForCausalLM(DirectDecodingMixin, TransformerPreTrainedModel, GenerationMixin):
     """Decoder-only language model: ``p(x_t | x_<t) = softmax(W h_t)``, with W tied to the token
     embedding by default (``tie_word_embeddings``)."""
 
@@ -627,14 +632,8 @@ class TransformerForCausalLM(TransformerPreTrainedModel, GenerationMixin):
         )
 
     # -- generation ---------------------------------------------------------------------------
-    # ``generate`` prepares everything (generation config, logits processors, stopping criteria, an
-    # empty DynamicCache) and then runs ``_sample`` for greedy decoding and sampling. Its generic loop
-    # rebuilds the model inputs and the attention mask through several layers of helpers at every
-    # token; for a small model that costs about as much as the forward itself. When nothing needs
-    # that generality, the loop below calls forward with the new token, the cache and (only if the
-    # batch is padded) the growing attention mask. It applies the same processors, the same token
-    # selection (argmax, or multinomial on the softmax), the same padding of finished rows and the
-    # same stopping rules, so it returns the same tokens; anything else goes to the generic loop.
+    # The direct decoding loop (DirectDecodingMixin) calls forward with the new token, the cache and (only if
+    # the batch is padded) the growing attention mask.
     _FAST_DECODE_KWARGS = frozenset({"attention_mask", "position_ids", "logits_to_keep", "use_cache", "cache"})
 
     @staticmethod
@@ -654,33 +653,12 @@ class TransformerForCausalLM(TransformerPreTrainedModel, GenerationMixin):
         real = attention_mask.bool()
         return torch.equal(position_ids.expand_as(expected)[real], expected[real])
 
-    def _can_decode_fast(self, stopping_criteria, generation_config, synced_gpus, streamer, model_kwargs) -> bool:
+    def _decode_allowed(self, model_kwargs) -> bool:
         cache = model_kwargs.get("cache")
-        return (
-            not synced_gpus
-            and streamer is None
-            and not generation_config.return_dict_in_generate
-            and not getattr(generation_config, "is_assistant", False)
-            and bool(model_kwargs.get("use_cache", True))
-            and set(model_kwargs) <= self._FAST_DECODE_KWARGS
-            and (cache is None or (type(cache) is DynamicCache and cache.get_seq_length() == 0))
-            and all(isinstance(c, (MaxLengthCriteria, EosTokenCriteria)) for c in stopping_criteria)
-            and sum(isinstance(c, MaxLengthCriteria) for c in stopping_criteria) == 1
-            and (generation_config._pad_token_tensor is not None
-                 or not any(isinstance(c, EosTokenCriteria) for c in stopping_criteria))
-            and self._default_positions(model_kwargs.get("position_ids"), model_kwargs.get("attention_mask"))
-        )
+        return (cache is None or (type(cache) is DynamicCache and cache.get_seq_length() == 0)) and self._default_positions(
+            model_kwargs.get("position_ids"), model_kwargs.get("attention_mask"))
 
-    def _sample(self, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus=False,
-                streamer=None, **model_kwargs):
-        if not self._can_decode_fast(stopping_criteria, generation_config, synced_gpus, streamer, model_kwargs):
-            return super()._sample(input_ids, logits_processor, stopping_criteria, generation_config,
-                                   synced_gpus=synced_gpus, streamer=streamer, **model_kwargs)
-        max_length = next(c.max_length for c in stopping_criteria if isinstance(c, MaxLengthCriteria))
-        eos = [c.eos_token_id.reshape(-1) for c in stopping_criteria if isinstance(c, EosTokenCriteria)]
-        eos = torch.cat(eos).to(input_ids.device) if eos else None
-        pad = generation_config._pad_token_tensor
-        do_sample = generation_config.do_sample
+    def _decode_start(self, input_ids, model_kwargs):
         cache = model_kwargs.get("cache")
         if cache is None:
             cache = DynamicCache(config=self.config)
@@ -688,38 +666,13 @@ class TransformerForCausalLM(TransformerPreTrainedModel, GenerationMixin):
         if mask is not None and bool(mask.all()):
             mask = None  # without padding, positions and visibility follow from the cache length
         logits = self(input_ids, attention_mask=mask, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-        batch = input_ids.shape[0]
-        unfinished = torch.ones(batch, dtype=torch.long, device=input_ids.device) if eos is not None else None
-        keep_ids = len(logits_processor) > 0  # processors read the text so far
-        pieces = [input_ids]
-        length = input_ids.shape[1]
-        while True:
-            if keep_ids:
-                scores = logits_processor(input_ids, logits.to(dtype=torch.float32, copy=True))
-            else:
-                scores = logits.float()
-            if do_sample:
-                next_tokens = torch.multinomial(F.softmax(scores, dim=-1), num_samples=1).squeeze(1)
-            else:
-                next_tokens = torch.argmax(scores, dim=-1)
-            if unfinished is not None:  # finished rows get padding
-                next_tokens = next_tokens * unfinished + pad * (1 - unfinished)
-            length += 1
-            if keep_ids:
-                input_ids = torch.cat([input_ids, next_tokens[:, None]], dim=-1)
-            else:
-                pieces.append(next_tokens[:, None])
-            if length >= max_length:
-                break
-            if unfinished is not None:
-                unfinished = unfinished & ~torch.isin(next_tokens, eos)
-                if unfinished.max() == 0:
-                    break
-            if mask is not None:
-                mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=-1)
-            logits = self(next_tokens[:, None], attention_mask=mask, cache=cache, use_cache=True,
-                          logits_to_keep=1).logits[:, -1]
-        return input_ids if keep_ids else torch.cat(pieces, dim=-1)
+        return logits, (cache, mask)
+
+    def _decode_step(self, tokens, state):
+        cache, mask = state
+        if mask is not None:
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)
+        return self(tokens, attention_mask=mask, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1], (cache, mask)
 
 
 class TransformerForSequenceClassification(TransformerPreTrainedModel):

@@ -11,8 +11,10 @@ import warnings
 import torch
 from torch import nn
 from transformers.cache_utils import Cache, CacheLayerMixin
+from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria
 
 __all__ = [
+    "DirectDecodingMixin",
     "RecurrentStateLayer",
     "RecurrentCache",
     "check_input_ids",
@@ -322,3 +324,76 @@ class RecurrentCache(Cache):
 
     def activate_past_recording(self) -> None:
         pass
+
+
+class DirectDecodingMixin:
+    """A direct decoding loop for greedy decoding and sampling, used by ``generate`` in place of transformers'
+    generic ``_sample`` loop when nothing needs that loop's generality.
+
+    The generic loop rebuilds the model inputs, the attention mask and the output dataclasses at every token,
+    which for small models costs about as much as the forward itself. This loop applies the same logits
+    processors, the same token selection (argmax, or multinomial on the softmax), the same padding of finished
+    rows and the same stopping rules, so it returns the same tokens; anything else goes to the generic loop.
+
+    A model provides ``_FAST_DECODE_KWARGS`` (the model keywords the loop understands) and three hooks:
+    ``_decode_allowed(model_kwargs)`` (its own conditions, e.g. an empty cache), ``_decode_start(input_ids,
+    model_kwargs)`` -> ``(last logits, step state)`` for the prompt, and ``_decode_step(tokens, state, steps)``
+    -> ``(logits, state)`` for one new token per row; ``_decode_end(state, steps)`` may store the state back.
+    """
+
+    _FAST_DECODE_KWARGS = frozenset()
+
+    def _decode_end(self, state, steps):
+        pass
+
+    def _can_decode_fast(self, stopping_criteria, generation_config, synced_gpus, streamer, model_kwargs) -> bool:
+        return (
+            not synced_gpus
+            and streamer is None
+            and not generation_config.return_dict_in_generate
+            and not getattr(generation_config, "is_assistant", False)
+            and bool(model_kwargs.get("use_cache", True))
+            and set(model_kwargs) <= self._FAST_DECODE_KWARGS
+            and all(isinstance(c, (MaxLengthCriteria, EosTokenCriteria)) for c in stopping_criteria)
+            and sum(isinstance(c, MaxLengthCriteria) for c in stopping_criteria) == 1
+            and (generation_config._pad_token_tensor is not None
+                 or not any(isinstance(c, EosTokenCriteria) for c in stopping_criteria))
+            and self._decode_allowed(model_kwargs)
+        )
+
+    def _sample(self, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus=False,
+                streamer=None, **model_kwargs):
+        if not self._can_decode_fast(stopping_criteria, generation_config, synced_gpus, streamer, model_kwargs):
+            return super()._sample(input_ids, logits_processor, stopping_criteria, generation_config,
+                                   synced_gpus=synced_gpus, streamer=streamer, **model_kwargs)
+        max_length = next(c.max_length for c in stopping_criteria if isinstance(c, MaxLengthCriteria))
+        eos = [c.eos_token_id.reshape(-1) for c in stopping_criteria if isinstance(c, EosTokenCriteria)]
+        eos = torch.cat(eos).to(input_ids.device) if eos else None
+        pad = generation_config._pad_token_tensor
+        logits, state = self._decode_start(input_ids, model_kwargs)
+        unfinished = torch.ones(input_ids.shape[0], dtype=torch.long, device=input_ids.device) if eos is not None else None
+        keep_ids = len(logits_processor) > 0  # processors read the text so far
+        pieces, length, steps = [input_ids], input_ids.shape[1], 0
+        while True:
+            scores = logits_processor(input_ids, logits.to(dtype=torch.float32, copy=True)) if keep_ids else logits.float()
+            if generation_config.do_sample:
+                next_tokens = torch.multinomial(nn.functional.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+            else:
+                next_tokens = torch.argmax(scores, dim=-1)
+            if unfinished is not None:  # finished rows get padding
+                next_tokens = next_tokens * unfinished + pad * (1 - unfinished)
+            length += 1
+            if keep_ids:
+                input_ids = torch.cat([input_ids, next_tokens[:, None]], dim=-1)
+            else:
+                pieces.append(next_tokens[:, None])
+            if length >= max_length:
+                break
+            if unfinished is not None:
+                unfinished = unfinished & ~torch.isin(next_tokens, eos)
+                if unfinished.max() == 0:
+                    break
+            logits, state = self._decode_step(next_tokens[:, None], state)
+            steps += 1
+        self._decode_end(state, steps)
+        return input_ids if keep_ids else torch.cat(pieces, dim=-1)
