@@ -76,14 +76,15 @@ _GENERATION = (
 )
 
 
-def _command(sub, name, help_, description, *options, inputs=None, epilog=None):
+def _command(sub, name, help_, description, *options, inputs=None, epilog=None, defaults=None):
     """A subcommand; ``inputs`` = (dest, METAVAR, what) adds MODEL and the inputs read from the line or stdin."""
     p = sub.add_parser(name, help=help_, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     if inputs:
         p.add_argument("model", help="saved model folder (or Hub repo id)")
-        p.add_argument(inputs[0], nargs="+", metavar=inputs[1], help=f"{inputs[2]} ('-' reads one per line from stdin)")
+        p.add_argument("inputs", nargs="+", metavar=inputs[0], help=f"{inputs[1]} ('-' reads one per line from stdin)")
     for flag, kwargs in options:
-        p.add_argument(*flag.split("|"), **kwargs)
+        p.add_argument(flag, **kwargs)
+    p.set_defaults(**(defaults or {}))
     return p
 
 
@@ -114,21 +115,22 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "generate", "continue text prompts with a saved language model",
              "Generate continuations of PROMPTs with a saved language model (folder or Hub id).",
              ("--max-new-tokens", dict(type=int, default=100, help="tokens to generate (default 100)")), *_GENERATION,
-             inputs=("prompts", "PROMPT", "text to continue"))
+             inputs=("PROMPT", "text to continue"))
     _command(sub, "classify", "classify texts with a saved text classifier", "Predict the label of each TEXT with a saved text classifier.",
              ("--top-k", dict(type=int, default=1, help="labels to show per text, best first (0: all)")),
-             ("--batch-size", dict(type=int, default=32)), _DEVICE, inputs=("texts", "TEXT", "texts to classify"))
+             ("--batch-size", dict(type=int, default=32)), _DEVICE, inputs=("TEXT", "texts to classify"))
     _command(sub, "transduce", "map source sequences to targets with a saved seq2seq model",
              f"Generate the target of each SOURCE with a saved sequence-to-sequence model (the "
              f"`{registry.TASKS['seq2seq'].pipeline_task}`\npipeline of hfnn), e.g. a word's pronunciation.",
              ("--max-new-tokens", dict(type=int, default=64, help="tokens to generate (default 64)")), *_GENERATION,
-             inputs=("sources", "SOURCE", "source sequences"))
+             inputs=("SOURCE", "source sequences"))
     _command(sub, "predict", "run a saved model on inputs, whatever its head",
              "Run a saved model on INPUTs: generates for a language model, classifies for a\n"
              "classifier, transduces for a seq2seq model (default options of those commands).",
              ("--max-new-tokens", dict(type=int, help="for generating models")),
              ("--top-k", dict(type=int, help="labels to show (classifier) or sampling top-k (generation, with --do-sample)")),
-             *_GENERATION[:1], _GENERATION[4], ("--seed", dict(type=int)), _DEVICE, inputs=("inputs", "INPUT", "inputs"))
+             *_GENERATION[:1], _GENERATION[4], ("--seed", dict(type=int)), _DEVICE, inputs=("INPUT", "inputs"),
+             defaults=dict(batch_size=32, temperature=None, top_p=None, num_return_sequences=1))
     p = _command(sub, "evaluate", "score a saved model on a corpus split",
                  "Evaluate a saved model on a corpus split: language models report loss and perplexity, classifiers\n"
                  "accuracy and macro F1, seq2seq models WER/PER (pronunciations) or BLEU/chrF (the training pipelines'\n"
@@ -464,60 +466,36 @@ def transduce_texts(pipe, sources: list[str], batch_size: int = 32, **gen_kwargs
     return [[o["generated_text"] for o in (out if isinstance(out, list) else [out])] for out in outputs]
 
 
-def _print_outputs(outputs, sep: str | None = None, prefixes=None) -> None:
-    first = True
-    for i, texts in enumerate(outputs):
-        for text in texts:
-            if sep is not None and not first:
-                _out(sep)
-            _out(text if prefixes is None else f"{prefixes[i]}\t{text}")
-            first = False
-
-
-def _cmd_generate(args) -> int:
+def _cmd_run(args) -> int:
+    """generate, classify and transduce (the folder's task must be the command's), predict (whatever its task)."""
     saved = open_model_dir(args.model)
-    _require_task(saved, "language-modeling", args.model)
-    prompts = _read_inputs(args.prompts)
+    task = saved.task
+    if args.command != "predict":
+        _require_task(saved, next(t.name for t in registry.TASKS.values() if t.command == args.command), args.model)
+    elif task.name == "text-classification":  # predict: the defaults of the task's own command
+        args.top_k = 1 if args.top_k is None else args.top_k
+    else:
+        args.max_new_tokens = args.max_new_tokens or (100 if task.name == "language-modeling" else 64)
+    inputs = _read_inputs(args.inputs)
+    kwargs = {} if task.name == "text-classification" else _generation_kwargs(args)
     pipe = _pipeline(saved, resolve_device(args.device))
-    _print_outputs(generate_texts(pipe, prompts, args.batch_size, **_generation_kwargs(args)), sep="-" * 40)
-    return 0
-
-
-def _cmd_classify(args) -> int:
-    saved = open_model_dir(args.model)
-    _require_task(saved, "text-classification", args.model)
-    texts = _read_inputs(args.texts)
-    pipe = _pipeline(saved, resolve_device(args.device))
-    for text, labels in zip(texts, classify_texts(pipe, texts, top_k=args.top_k, batch_size=args.batch_size)):
-        if len(labels) == 1:
-            _out(f"{labels[0][0]}\t{labels[0][1]:.4f}\t{text}")
-        else:
+    if task.name == "text-classification":
+        for text, labels in zip(inputs, classify_texts(pipe, inputs, top_k=args.top_k, batch_size=args.batch_size)):
+            if len(labels) == 1:
+                _out(f"{labels[0][0]}\t{labels[0][1]:.4f}\t{text}")
+                continue
             _out(text)
             for label, score in labels:
                 _out(f"  {label}\t{score:.4f}")
+    elif task.name == "language-modeling":
+        texts = [t for outputs in generate_texts(pipe, inputs, args.batch_size, **kwargs) for t in outputs]
+        for i, text in enumerate(texts):
+            _out(f"{'-' * 40}\n{text}" if i else text)
+    else:
+        for source, targets in zip(inputs, transduce_texts(pipe, inputs, args.batch_size, **kwargs)):
+            for target in targets:
+                _out(f"{source}\t{target}")
     return 0
-
-
-def _cmd_transduce(args) -> int:
-    saved = open_model_dir(args.model)
-    _require_task(saved, "seq2seq", args.model)
-    sources = _read_inputs(args.sources)
-    pipe = _pipeline(saved, resolve_device(args.device))
-    _print_outputs(transduce_texts(pipe, sources, args.batch_size, **_generation_kwargs(args)), prefixes=sources)
-    return 0
-
-
-def _cmd_predict(args) -> int:
-    task = open_model_dir(args.model).task
-    ns = argparse.Namespace(**vars(args), batch_size=32, temperature=None, top_p=None, num_return_sequences=1)
-    if task.name == "text-classification":
-        ns.texts, ns.top_k = args.inputs, 1 if args.top_k is None else args.top_k
-        return _cmd_classify(ns)
-    if task.name == "language-modeling":
-        ns.prompts, ns.max_new_tokens = args.inputs, args.max_new_tokens or 100
-        return _cmd_generate(ns)
-    ns.sources, ns.max_new_tokens = args.inputs, args.max_new_tokens or 64
-    return _cmd_transduce(ns)
 
 
 # --------------------------------------------------------------------------------------------- evaluate
@@ -955,7 +933,7 @@ def _summary_plot(done: list[dict], path: Path) -> bool:
 # --------------------------------------------------------------------------------------------- main
 
 _COMMANDS = {
-    "generate": _cmd_generate, "classify": _cmd_classify, "transduce": _cmd_transduce, "predict": _cmd_predict,
+    "generate": _cmd_run, "classify": _cmd_run, "transduce": _cmd_run, "predict": _cmd_run,
     "evaluate": _cmd_evaluate, "corpora": _cmd_corpora, "recipes": _cmd_recipes, "push": _cmd_push,
     "quickstart": _cmd_quickstart,
 }
