@@ -188,3 +188,44 @@ def test_too_many_new_tokens_for_the_decoder_positions_names_the_option(capsys, 
     code, out, err = run(capsys, "transduce", models / "tf", "hello", "--max-new-tokens", "100")
     assert code == 2 and "--max-new-tokens 100 is more than this model's decoder can take: at most 64" in err
     assert out == ""
+
+
+# ---------------------------------------------------------------- one registry, the library composed
+
+@pytest.mark.parametrize("alias", [a for t in __import__("hfnn.registry").registry.TASKS.values() for a in t.names])
+def test_every_task_name_of_the_registry_is_accepted_by_train(capsys, monkeypatch, alias):
+    from hfnn import registry
+
+    seen = {}
+    monkeypatch.setattr(cli, "_pipeline_module", lambda task: type("M", (), {"main": staticmethod(
+        lambda argv: seen.update(task=task) or {})}))
+    monkeypatch.setattr(cli, "find_recipe", lambda arch, task, corpus=None, names=None: "rnn_shakespeare_char")
+    code, _, err = run(capsys, "train", "--architecture", "rnn", "--task", alias)
+    assert code == 0, err
+    assert seen["task"] == registry.task(alias).name
+
+
+def test_batched_prompts_and_texts_give_what_each_gives_alone(capsys, models):
+    prompts = ["to be", "hello world, what light", "a"]
+    code, batched, _ = run(capsys, "generate", models / "lm", *prompts, "--max-new-tokens", "6")
+    assert code == 0
+    alone = []
+    for prompt in prompts:
+        code, out, _ = run(capsys, "generate", models / "lm", prompt, "--max-new-tokens", "6")
+        alone.append(out.rstrip("\n"))
+    assert batched.rstrip("\n").split("\n" + "-" * 40 + "\n") == alone
+    texts = ["hello", "a much longer review than the first one, padded in a batch", "x"]
+    code, batched, _ = run(capsys, "classify", models / "cnn", *texts, "--batch-size", "3")
+    single = [run(capsys, "classify", models / "cnn", t)[1] for t in texts]
+    assert batched == "".join(single)
+
+
+def test_cli_imports_no_private_name_and_keeps_no_task_table():
+    import ast
+
+    tree = ast.parse((REPO / "hfnn" / "cli.py").read_text())
+    private = [(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert private == []
+    strings = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    assert not {"causal-lm", "g2p", "text2text-generation", "AutoModelForCausalLM"} & strings
