@@ -302,6 +302,15 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryErro
                ConnectionError)
 
 
+def _one_line(err: BaseException, limit: int = 400) -> str:
+    """An error's message on one line (whitespace runs, newlines included, become one space), without the
+    quotes a KeyError adds, cut at ``limit`` characters."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, KeyError) and len(text) > 1 and text[0] == text[-1] == "'":
+        text = text[1:-1]
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def run_command(main, argv=None) -> int:
     """Runs a pipeline's ``main(argv)`` as a command (``python -m hfnn.pipelines.run_x ...``) and returns
     its exit status, like ``hfnn train``: 0 when it finished; for a user error (:data:`USER_ERRORS`)
@@ -318,9 +327,7 @@ def run_command(main, argv=None) -> int:
     except USER_ERRORS as err:
         if os.environ.get("HFNN_DEBUG", "") not in ("", "0"):
             raise
-        from hfnn.cli import _first_line
-
-        print(f"{prog}: error: {_first_line(err)}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     return 0
 
