@@ -90,6 +90,7 @@ class CnnPreTrainedModel(PreTrainedModel):
     config_class = CnnConfig
     base_model_prefix = "model"
     main_input_name = "input_ids"
+    _input_embed_layer = "word_embeddings"  # at self.embeddings.word_embeddings
     # The losses are per-example means and ignore the Trainer's num_items_in_batch, so the Trainer
     # must scale them for gradient accumulation itself.
     accepts_loss_kwargs = False
@@ -168,12 +169,6 @@ class CnnModel(CnnPreTrainedModel):
             nn.Conv1d(config.embedding_size, config.num_filters, kernel_size=h) for h in self.window_sizes
         )
         self.post_init()
-
-    def get_input_embeddings(self):
-        return self.embeddings.word_embeddings
-
-    def set_input_embeddings(self, value):
-        self.embeddings.word_embeddings = value
 
     @can_return_tuple
     def forward(
@@ -258,12 +253,6 @@ class CnnForSequenceClassification(CnnPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
         _watch_optimizer_steps(self)
-
-    def get_input_embeddings(self):
-        return self.model.get_input_embeddings()
-
-    def set_input_embeddings(self, value):
-        self.model.set_input_embeddings(value)
 
     @torch.no_grad()
     def apply_max_norm_(self):

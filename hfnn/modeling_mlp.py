@@ -110,6 +110,7 @@ class MlpPreTrainedModel(PreTrainedModel):
     config_class = MlpConfig
     base_model_prefix = "model"
     main_input_name = "input_ids"
+    _input_embed_layer = "word_embeddings"  # at self.embeddings.word_embeddings
     # The losses are per-example means and ignore the Trainer's num_items_in_batch, so the Trainer
     # must scale them for gradient accumulation itself.
     accepts_loss_kwargs = False
@@ -140,12 +141,6 @@ class MlpModel(MlpPreTrainedModel):
         self.layers = nn.ModuleList(MlpLayer(sizes[i], config) for i in range(config.num_hidden_layers))
         self.output_size = sizes[-1]
         self.post_init()
-
-    def get_input_embeddings(self):
-        return self.embeddings.word_embeddings
-
-    def set_input_embeddings(self, value):
-        self.embeddings.word_embeddings = value
 
     @can_return_tuple
     def forward(
@@ -196,12 +191,6 @@ class MlpForSequenceClassification(MlpPreTrainedModel):
         self.model = MlpModel(config)
         self.classifier = nn.Linear(self.model.output_size, config.num_labels)
         self.post_init()
-
-    def get_input_embeddings(self):
-        return self.model.get_input_embeddings()
-
-    def set_input_embeddings(self, value):
-        self.model.set_input_embeddings(value)
 
     @can_return_tuple
     def forward(

@@ -157,12 +157,6 @@ class RnnModel(RnnPreTrainedModel):
         )
         self.post_init()
 
-    def get_input_embeddings(self):
-        return self.embed_tokens
-
-    def set_input_embeddings(self, value):
-        self.embed_tokens = value
-
     # -- the recurrence -------------------------------------------------------------------------
     def _zero_state(self, batch_size: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
         layers = self.config.num_hidden_layers * (2 if self.config.bidirectional else 1)
@@ -321,18 +315,6 @@ class RnnForCausalLM(DirectDecodingMixin, RnnPreTrainedModel, GenerationMixin):
         # The state cache is built in forward; a key/value DynamicCache would never be filled.
         return False
 
-    def get_input_embeddings(self):
-        return self.model.embed_tokens
-
-    def set_input_embeddings(self, value):
-        self.model.embed_tokens = value
-
-    def get_output_embeddings(self):
-        return self.lm_head
-
-    def set_output_embeddings(self, value):
-        self.lm_head = value
-
     @can_return_tuple
     def forward(
         self,
@@ -423,12 +405,6 @@ class RnnForSequenceClassification(RnnPreTrainedModel):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(width, config.num_labels)
         self.post_init()
-
-    def get_input_embeddings(self):
-        return self.model.embed_tokens
-
-    def set_input_embeddings(self, value):
-        self.model.embed_tokens = value
 
     def _pool(self, hidden, mask, state):
         if self.config.pooling == "last":

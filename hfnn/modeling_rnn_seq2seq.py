@@ -577,20 +577,8 @@ class RnnSeq2SeqForConditionalGeneration(RnnSeq2SeqPreTrainedModel, GenerationMi
     def get_decoder(self):
         return self.model.decoder
 
-    def get_input_embeddings(self):
-        return self.model.encoder.embed_tokens
-
-    def set_input_embeddings(self, value):
-        self.model.encoder.embed_tokens = value
-
     def get_decoder_input_embeddings(self):
         return self.model.decoder.embed_tokens
-
-    def get_output_embeddings(self):
-        return self.lm_head
-
-    def set_output_embeddings(self, value):
-        self.lm_head = value
 
     def prepare_decoder_input_ids_from_labels(self, labels):
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)

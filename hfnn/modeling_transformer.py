@@ -400,12 +400,6 @@ class TransformerModel(TransformerPreTrainedModel):
         self.gradient_checkpointing = False
         self.post_init()
 
-    def get_input_embeddings(self):
-        return self.embed_tokens
-
-    def set_input_embeddings(self, value):
-        self.embed_tokens = value
-
     def _self_attention_mask(self, padding_mask, q_len, past_len, device):
         """The mask shared by every layer: ``(mask, is_causal)`` for ``attend``.
 
@@ -575,18 +569,6 @@ class TransformerForCausalLM(DirectDecodingMixin, TransformerPreTrainedModel, Ge
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
-    def get_input_embeddings(self):
-        return self.model.embed_tokens
-
-    def set_input_embeddings(self, value):
-        self.model.embed_tokens = value
-
-    def get_output_embeddings(self):
-        return self.lm_head
-
-    def set_output_embeddings(self, value):
-        self.lm_head = value
-
     @can_return_tuple
     def forward(
         self,
@@ -694,12 +676,6 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
         self.score = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def get_input_embeddings(self):
-        return self.model.embed_tokens
-
-    def set_input_embeddings(self, value):
-        self.model.embed_tokens = value
-
     @can_return_tuple
     def forward(
         self,
@@ -783,12 +759,6 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
         self.encoder.embed_tokens = value
         if self.config.source_vocab_size is None:
             self.decoder.embed_tokens = value
-
-    def get_output_embeddings(self):
-        return self.lm_head
-
-    def set_output_embeddings(self, value):
-        self.lm_head = value
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
