@@ -341,7 +341,7 @@ def _quiet():
             hf_logging.enable_progress_bar()
 
 
-def _tokenizer(folder: Path, config):
+def _tokenizer(folder: Path, config, check_vocab: bool = True):
     """The tokenizer saved in ``folder``, reading special-token strings as text, fitted to the model."""
     from transformers import AutoTokenizer
 
@@ -352,7 +352,7 @@ def _tokenizer(folder: Path, config):
     except (OSError, ValueError, TypeError) as err:
         raise CliError(f"no usable tokenizer saved in {folder}: {first_line(err)}") from None
     vocab = getattr(config, "vocab_size", None)
-    if vocab and getattr(config, "source_vocab_size", None) is None and len(tokenizer) > vocab:
+    if check_vocab and vocab and getattr(config, "source_vocab_size", None) is None and len(tokenizer) > vocab:
         raise CliError(f"the tokenizer in {folder} has {len(tokenizer)} tokens but the model's vocab_size is {vocab}; "
                        "it does not belong to this model")
     positions = getattr(config, "max_position_embeddings", None)
@@ -398,7 +398,7 @@ def load_source_tokenizer(saved: SavedModel, model, target_tokenizer):
                            f"its own tokenizer (source_vocab_size={encoder_vocab}); save it there "
                            f"(source_tokenizer.save_pretrained('{saved.path}/source_tokenizer'))")
         return target_tokenizer
-    source = _tokenizer(folder, model.config)
+    source = _tokenizer(folder, model.config, check_vocab=False)  # checked against the encoder's vocabulary here
     if len(source) > (encoder_vocab or model.config.vocab_size):
         raise CliError(f"{folder} has {len(source)} tokens but the model's encoder takes {encoder_vocab or model.config.vocab_size} "
                        "(source_vocab_size); the folder's source tokenizer does not belong to its model")
@@ -532,10 +532,9 @@ def _load_eval_split(args, info: dict):
     return name, data[args.split]
 
 
-def _require_columns(name, ds, needed, options):
+def _require_columns(ds, needed, problem: str, options: str) -> None:
     if not set(needed) <= set(ds.column_names):
-        raise CliError(f"{name} needs {' and '.join(repr(c) for c in needed)} column{'s' if len(needed) > 1 else ''} "
-                       f"(columns: {', '.join(ds.column_names)}); use {options}")
+        raise CliError(f"{problem} (columns: {', '.join(ds.column_names)}); use {options}")
 
 
 def evaluate_lm(model, tokenizer, texts: list[str], block_size: int, max_blocks: int | None = None, batch_size: int = 16) -> dict:
@@ -584,7 +583,7 @@ def _evaluate_classifier(pipe, name, ds, batch_size) -> dict:
     for row, labels in enumerate(classify_texts(pipe, list(ds["text"]), top_k=0, batch_size=batch_size)):
         for label, score in labels:
             scores[row, label2id[label]] = score
-    metrics = make_compute_metrics(config.problem_type or "single_label_classification")(
+    metrics = make_compute_metrics("single_label_classification")(  # one label per text, as `classify` shows
         EvalPrediction(predictions=scores, label_ids=np.asarray(gold_ids)))
     return {**metrics, "examples": len(gold_ids)}
 
@@ -600,19 +599,19 @@ def _cmd_evaluate(args) -> int:
     device = resolve_device(args.device)
     name, ds = _load_eval_split(args, info)
     if saved.task.name == "language-modeling":
-        _require_columns(name, ds, ["text"], "--text-column")
+        _require_columns(ds, ["text"], f"{name} has no 'text' column", "--text-column")
         model, tokenizer = load_saved(saved, device)
         block_size = min(args.block_size or info.get("block_size") or 128, getattr(model.config, "max_position_embeddings", None) or math.inf)
         metrics = evaluate_lm(model, tokenizer, ds["text"], block_size, args.max_samples, args.batch_size)
     else:
         ds = ds.select(range(min(args.max_samples, len(ds)))) if args.max_samples else ds
         if saved.task.name == "text-classification":
-            _require_columns(name, ds, ["text", "label"], "--text-column/--label-column")
+            _require_columns(ds, ["text", "label"], f"{name} needs 'text' and 'label' columns", "--text-column/--label-column")
             metrics = _evaluate_classifier(_pipeline(saved, device), name, ds, args.batch_size)
         else:
             cols = ds.column_names
             src, tgt = ("word", "phonemes") if {"word", "phonemes"} <= set(cols) and "source" not in cols else ("source", "target")
-            _require_columns(name, ds, [src, tgt], "--source-column/--target-column")
+            _require_columns(ds, [src, tgt], f"{name} needs source/target (or word/phonemes) columns", "--source-column/--target-column")
             references = list(ds["references"]) if "references" in cols else [[t] for t in ds[tgt]]
             kwargs = {"num_beams": args.num_beams, "do_sample": False, **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {})}
             preds = [o[0] for o in transduce_texts(_pipeline(saved, device), list(ds[src]), args.batch_size, **kwargs)]
