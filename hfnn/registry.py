@@ -21,6 +21,7 @@ __all__ = [
     "TASKS",
     "Task",
     "architecture",
+    "architecture_for",
     "hub_pipeline_tag",
     "task",
     "task_aliases",
@@ -38,6 +39,7 @@ class Task:
     name: str  # canonical name, the ``task`` of a recipe
     kind: str  # short name of the head, as ``task_of_config`` reads it from a config's ``architectures``
     words: str  # the kind in words, for messages ("a language model")
+    head: str  # the head in words ("language-model": "Architecture 'cnn' has no language-model head")
     auto_class: str  # transformers Auto class that loads a model with this head
     pipeline_task: str  # ``transformers.pipeline`` task name the command line runs it with
     hub_tag: str  # Hub ``pipeline_tag`` of a model card
@@ -84,20 +86,20 @@ def _architectures(*entries: Architecture) -> Mapping[str, Architecture]:
 
 TASKS: Mapping[str, Task] = _tasks(
     Task(
-        name="language-modeling", kind="causal-lm", words="a language model",
+        name="language-modeling", kind="causal-lm", words="a language model", head="language-model",
         auto_class="AutoModelForCausalLM", pipeline_task="text-generation", hub_tag="text-generation",
         training_module="hfnn.pipelines.run_lm", command="generate", metrics=("perplexity",),
         model_suffixes=("ForCausalLM",), aliases=("lm", "causal-lm", "text-generation"),
     ),
     Task(
-        name="text-classification", kind="classification", words="a text classifier",
+        name="text-classification", kind="classification", words="a text classifier", head="sequence-classification",
         auto_class="AutoModelForSequenceClassification", pipeline_task="text-classification",
         hub_tag="text-classification", training_module="hfnn.pipelines.run_classification", command="classify",
         metrics=("accuracy", "f1"), model_suffixes=("ForSequenceClassification",),
         aliases=("classification", "sequence-classification"),
     ),
     Task(
-        name="seq2seq", kind="seq2seq", words="a sequence-to-sequence model",
+        name="seq2seq", kind="seq2seq", words="a sequence-to-sequence model", head="sequence-to-sequence",
         auto_class="AutoModelForSeq2SeqLM", pipeline_task="seq2seq-generation", hub_tag="text2text-generation",
         training_module="hfnn.pipelines.run_seq2seq", command="transduce", metrics=("per", "wer", "bleu", "chrf"),
         model_suffixes=("ForConditionalGeneration", "ForSeq2SeqLM"),
@@ -168,7 +170,18 @@ def architecture(name: Any) -> Architecture:
     for entry in ARCHITECTURES.values():
         if key == entry.name or key in entry.aliases:
             return entry
-    raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+    raise ValueError(f"Unknown architecture {name!r}; choose one of {', '.join(sorted(ARCHITECTURES))}")
+
+
+def architecture_for(name: Any, task_name: Any) -> Architecture:
+    """The architecture ``name`` (or an alias) checked to have a model for ``task_name``.
+
+    Raises ``ValueError`` naming the architectures for an unknown name, and the missing head otherwise.
+    """
+    entry, found = task(task_name), architecture(name)
+    if not found.supports(entry.name):
+        raise ValueError(f"Architecture {name!r} has no {entry.head} head")
+    return found
 
 
 def task_of_config(config: Mapping[str, Any]) -> Task | None:

@@ -69,7 +69,7 @@ def test_aliases_are_unambiguous_and_unknown_names_are_named():
             assert seen.setdefault(name, entry.name) == entry.name, name
     with pytest.raises(ValueError, match="unknown task 'poetry'.*language-modeling"):
         registry.task("poetry")
-    with pytest.raises(ValueError, match="unknown architecture 'lstm'.*rnn"):
+    with pytest.raises(ValueError, match="Unknown architecture 'lstm'; choose one of cnn, mlp, rnn"):
         registry.architecture("lstm")
 
 
@@ -89,3 +89,14 @@ def test_task_of_config_reads_the_head():
     assert registry.task_of_config({"architectures": ["TransformerForConditionalGeneration"]}).command == "transduce"
     assert registry.task_of_config({"is_encoder_decoder": True}).name == "seq2seq"
     assert registry.task_of_config({"architectures": ["RnnModel"]}) is None
+
+
+def test_architecture_for_a_task_names_the_missing_head():
+    assert registry.architecture_for("transformer_seq2seq", "seq2seq").config_class == "TransformerConfig"
+    assert registry.architecture_for("rnn", "lm").name == "rnn"
+    with pytest.raises(ValueError, match="Architecture 'cnn' has no language-model head"):
+        registry.architecture_for("cnn", "language-modeling")
+    with pytest.raises(ValueError, match="Architecture 'mlp' has no sequence-to-sequence head"):
+        registry.architecture_for("mlp", "g2p")
+    with pytest.raises(ValueError, match="Unknown architecture 'lstm'"):
+        registry.architecture_for("lstm", "text-classification")
