@@ -50,7 +50,6 @@ class CnnEmbeddings(nn.Module):
 
     def __init__(self, config: CnnConfig):
         super().__init__()
-        self.vocab_size = config.vocab_size
         self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
         self.static_word_embeddings = None
         if config.embedding_mode == "multichannel":

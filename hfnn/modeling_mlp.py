@@ -69,7 +69,6 @@ class MlpBagOfEmbeddings(nn.Module):
 
     def __init__(self, config: MlpConfig):
         super().__init__()
-        self.vocab_size = config.vocab_size
         self.min_n, self.max_n = config.ngram_range
         self.num_buckets = config.ngram_buckets
         self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)

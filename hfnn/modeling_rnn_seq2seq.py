@@ -176,7 +176,6 @@ class RnnSeq2SeqEncoder(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
-        self.source_vocab_size = config.source_vocab_size
         self.bidirectional = config.bidirectional_encoder
         direction_size = config.hidden_size // 2 if self.bidirectional else config.hidden_size
         self.embed_tokens = nn.Embedding(config.source_vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
@@ -250,7 +249,6 @@ class RnnSeq2SeqDecoder(nn.Module):
         super().__init__()
         hidden = config.hidden_size
         self.config = config
-        self.vocab_size = config.vocab_size
         self.attention = config.attention
         self.input_feeding = config.input_feeding
         self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
