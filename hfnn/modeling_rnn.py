@@ -39,6 +39,7 @@ from .modeling_utils import (
     check_class_labels,
     check_input_ids,
     check_token_labels,
+    init_recurrent_,
     layer_runner,
     masked_max,
     masked_mean,
@@ -90,20 +91,7 @@ class RnnPreTrainedModel(PreTrainedModel):
         """Orthogonal recurrent weights (one block per gate), Xavier input weights, zero biases; for the
         LSTM a forget-gate bias of 1 so that memory is kept by default early in training."""
         if isinstance(module, (nn.RNN, nn.GRU, nn.LSTM)):
-            hidden = module.hidden_size
-            with torch.no_grad():
-                for name, param in module.named_parameters():
-                    if getattr(param, "_is_hf_initialized", False):
-                        continue
-                    if name.startswith("weight_hh"):
-                        for block in param.split(hidden, dim=0):
-                            nn.init.orthogonal_(block)
-                    elif name.startswith("weight_ih"):
-                        nn.init.xavier_uniform_(param)
-                    elif name.startswith("bias"):
-                        param.zero_()
-                        if isinstance(module, nn.LSTM) and name.startswith("bias_ih"):
-                            param[hidden : 2 * hidden] = 1.0
+            init_recurrent_(module)
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=self.config.embedding_init_std)
             if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):

@@ -33,7 +33,6 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import GenerationMixin, PreTrainedModel
-from transformers import initialization as init
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.utils import can_return_tuple
@@ -43,6 +42,7 @@ from .modeling_utils import (
     RecurrentCache,
     check_attention_mask,
     check_input_ids,
+    init_recurrent_,
     pop_legacy_cache,
     run_stack,
     shift_tokens_right,
@@ -378,24 +378,7 @@ class RnnSeq2SeqPreTrainedModel(PreTrainedModel):
         """Recurrent layers: orthogonal W_h per gate, Xavier W_x, zero biases (LSTM forget gate 1); the rest as
         transformers does (normal(0, initializer_range) for linear layers and embeddings, zero pad row)."""
         if isinstance(module, (nn.GRU, nn.LSTM, nn.RNN)):
-            hidden = module.hidden_size
-            for name, param in module.named_parameters():
-                if getattr(param, "_is_hf_initialized", False):
-                    continue
-                if name.startswith("weight_hh"):
-                    blocks = []
-                    for _ in range(param.shape[0] // hidden):
-                        block = torch.empty(hidden, param.shape[1], dtype=torch.float32)
-                        torch.nn.init.orthogonal_(block)
-                        blocks.append(block)
-                    init.copy_(param, torch.cat(blocks).to(param.dtype))
-                elif name.startswith("weight_ih"):
-                    init.xavier_uniform_(param)
-                elif name.startswith("bias"):
-                    value = torch.zeros_like(param)
-                    if isinstance(module, nn.LSTM) and name.startswith("bias_hh"):
-                        value[hidden : 2 * hidden] = 1.0  # forget gate (gate order i, f, g, o)
-                    init.copy_(param, value)
+            init_recurrent_(module, forget_gate_bias="bias_hh")
         else:
             super()._init_weights(module)
 

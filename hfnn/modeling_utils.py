@@ -10,6 +10,7 @@ import warnings
 
 import torch
 from torch import nn
+from transformers import initialization as init
 from transformers.cache_utils import Cache, CacheLayerMixin
 from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria
 
@@ -24,6 +25,7 @@ __all__ = [
     "classification_loss",
     "pop_legacy_cache",
     "run_recurrence",
+    "init_recurrent_",
     "layer_runner",
     "run_stack",
     "masked_max",
@@ -128,6 +130,26 @@ def run_recurrence(rnn: nn.RNNBase, inputs, state):
             state = None if state is None else tuple(s.float() for s in state)
             return rnn(inputs.float(), state)
     return rnn(inputs, state)
+
+
+def init_recurrent_(module: nn.RNNBase, forget_gate_bias: str = "bias_ih") -> None:
+    """Orthogonal recurrent weights (one block per gate), Xavier input weights, zero biases, and for an LSTM a
+    forget-gate bias of 1 (in ``forget_gate_bias``) so that memory is kept by default early in training.
+    Parameters already initialised (loaded) are left alone."""
+    hidden = module.hidden_size
+    for name, param in module.named_parameters():
+        if getattr(param, "_is_hf_initialized", False):
+            continue
+        if name.startswith("weight_hh"):
+            blocks = [nn.init.orthogonal_(torch.empty(hidden, param.shape[1])) for _ in range(param.shape[0] // hidden)]
+            init.copy_(param, torch.cat(blocks).to(param.dtype))
+        elif name.startswith("weight_ih"):
+            init.xavier_uniform_(param)
+        elif name.startswith("bias"):
+            value = torch.zeros_like(param)
+            if isinstance(module, nn.LSTM) and name.startswith(forget_gate_bias):
+                value[hidden : 2 * hidden] = 1.0  # gate order i, f, g, o
+            init.copy_(param, value)
 
 
 class _OneLayer(nn.Module):

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 import transformers
 from transformers import AutoConfig
 
-import hfnn
+import hfnn  # noqa: F401  (registers the hfnn classes with the Auto classes)
 from tests.helpers import randomize_
 from tests.reliability_utils import VOCAB, heads, model_classes, tiny_config
 

@@ -11,7 +11,7 @@ import unittest
 import torch
 from transformers.models.auto import modeling_auto
 from hf_common_tests.generation.test_utils import GenerationTesterMixin
-from hf_common_tests.test_modeling_common import ModelTesterMixin, ids_tensor, random_attention_mask
+from hf_common_tests.test_modeling_common import ModelTesterMixin, ids_tensor
 
 import hfnn
 from hfnn import (
