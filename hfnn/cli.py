@@ -426,13 +426,15 @@ def generate_texts(pipe, prompts: list[str], batch_size: int = 32, **gen_kwargs)
     """Continuations of ``prompts`` by a text-generation pipeline (each prefixed with its prompt); one list per prompt."""
     tokenizer, config = pipe.tokenizer, pipe.model.config
     lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
-    if 0 in lengths and tokenizer.bos_token_id is None and tokenizer.eos_token_id is None:
-        raise CliError("an empty prompt needs a tokenizer with a bos or eos token")
+    if 0 in lengths and pipe.model.generation_config.bos_token_id is None:
+        raise CliError("an empty prompt needs a model with a bos_token_id to start from")
     width, positions = max(max(lengths), 1), getattr(config, "max_position_embeddings", None)
     new_tokens = gen_kwargs.get("max_new_tokens") or 0
     if positions and width + new_tokens > positions:
         raise CliError(f"the prompt ({width} tokens) plus --max-new-tokens {new_tokens} exceeds the model's "
                        f"max_position_embeddings={positions}")
+    if 0 in lengths:  # the pipeline starts an empty prompt from bos, one prompt at a time
+        batch_size = 1
     outputs = pipe(prompts, batch_size=batch_size, return_full_text=False, add_special_tokens=False, **gen_kwargs)
     return [[prompt + o["generated_text"] for o in out] for prompt, out in zip(prompts, outputs)]
 

@@ -229,3 +229,11 @@ def test_cli_imports_no_private_name_and_keeps_no_task_table():
     assert private == []
     strings = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
     assert not {"causal-lm", "g2p", "text2text-generation", "AutoModelForCausalLM"} & strings
+
+
+def test_an_empty_prompt_among_others_starts_from_bos(capsys, models):
+    code, out, err = run(capsys, "generate", models / "lm", "", "to be", "--max-new-tokens", "3")
+    assert code == 0, err
+    empty, prompt = out.rstrip("\n").split("\n" + "-" * 40 + "\n")
+    assert prompt.startswith("to be") and len(prompt) > len("to be")
+    assert empty == run(capsys, "generate", models / "lm", "", "--max-new-tokens", "3")[1].rstrip("\n")
