@@ -753,7 +753,7 @@ def _task_of(value, where: str) -> str:
 
 def _cmd_train(rest: list[str], train_parser: argparse.ArgumentParser) -> int:
     """Picks the recipe and its task; the task's training pipeline parses the recipe and every override."""
-    from hfnn.pipelines.common import load_recipe, resolve_recipe
+    from hfnn.pipelines.common import USER_ERRORS, load_recipe, resolve_recipe
 
     if any(a in ("-h", "--help") for a in rest):
         train_parser.print_help()
@@ -780,8 +780,6 @@ def _cmd_train(rest: list[str], train_parser: argparse.ArgumentParser) -> int:
         path = resolve_recipe(name)
         rest = (["--corpus", corpus] if corpus and load_recipe(name).get("corpus") != corpus else []) + rest
         print(f"hfnn train: using the recipe {name} ({path})", file=sys.stderr)
-    from hfnn.pipelines.common import USER_ERRORS
-
     try:
         _pipeline_module(task).main([str(path)] + rest)
     except USER_ERRORS as err:
