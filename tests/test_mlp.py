@@ -179,26 +179,6 @@ def test_hidden_states_are_returned_per_layer():
 # ---------------------------------------------------------------- losses and training
 
 
-def test_losses_follow_problem_type():
-    ids, mask = right_pad([[5, 6, 7, 8], [9, 10, 11]])
-    single = tiny_model()
-    labels = torch.tensor([2, 0])
-    out = single(ids, attention_mask=mask, labels=labels)
-    assert single.config.problem_type == "single_label_classification"
-    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, labels))
-
-    multi = tiny_model(problem_type="multi_label_classification")
-    targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
-    out = multi(ids, attention_mask=mask, labels=targets)
-    torch.testing.assert_close(out.loss, F.binary_cross_entropy_with_logits(out.logits, targets))
-
-    regression = tiny_model(num_labels=1)
-    values = torch.tensor([0.5, -1.5])
-    out = regression(ids, attention_mask=mask, labels=values)
-    assert regression.config.problem_type == "regression"
-    torch.testing.assert_close(out.loss, F.mse_loss(out.logits.squeeze(-1), values))
-
-
 def test_loss_falls_when_training_a_few_steps():
     torch.manual_seed(0)
     model = MlpForSequenceClassification(tiny_config(num_labels=2, ngram_range=[1, 2], ngram_buckets=32)).train()

@@ -6,7 +6,9 @@ parametrised over every task head of every architecture in ``hfnn.ARCHITECTURES`
 * ``resize_token_embeddings`` leaves a usable model: the new ids are accepted everywhere;
 * the pre-v5 cache keyword ``past_key_values`` is honoured (with a FutureWarning), never silently dropped;
 * a row of pure padding gives finite logits and gradients, the same alone and in a batch, for every pooling;
-* encoder-decoders accept ``decoder_inputs_embeds``.
+* encoder-decoders accept ``decoder_inputs_embeds``;
+* classifier losses follow ``problem_type`` as transformers' heads do;
+* modeling and configuration files import only what travels with remote code.
 
 The full transformers suite runs with ``python tests/hf_common/run.py``.
 """
@@ -251,3 +253,45 @@ def test_rnn_classifier_reads_through_its_backbone(monkeypatch):
     monkeypatch.setattr(type(model.model), "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
     model(**inputs("AutoModelForSequenceClassification"))
     assert calls == [1]
+
+
+@pytest.mark.parametrize("arch,head", CLASSIFIERS, ids=[a for a, _ in CLASSIFIERS])
+def test_classifier_losses_follow_problem_type(arch, head):
+    F = torch.nn.functional
+    kwargs = inputs(head, batch=3)
+    single = build(arch, head, num_labels=3)
+    labels = torch.tensor([0, 2, 1])
+    out = single(**kwargs, labels=labels)
+    assert single.config.problem_type == "single_label_classification"  # inferred from integer labels
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, labels))
+    multi = build(arch, head, num_labels=3)
+    targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    out = multi(**kwargs, labels=targets)
+    assert multi.config.problem_type == "multi_label_classification"
+    torch.testing.assert_close(out.loss, F.binary_cross_entropy_with_logits(out.logits, targets))
+    regression = build(arch, head, num_labels=1)
+    values = torch.tensor([0.5, -1.0, 2.0])
+    out = regression(**kwargs, labels=values)
+    assert regression.config.problem_type == "regression"
+    torch.testing.assert_close(out.loss, F.mse_loss(out.logits[:, 0], values))
+
+
+def test_modeling_and_configuration_files_import_only_what_travels_with_remote_code():
+    import ast
+    import sys
+    from pathlib import Path
+
+    folder = Path(hfnn.__file__).parent
+    names = {f"{module}.py" for spec in hfnn.ARCHITECTURES.values() for module in (spec[0], spec[2])}
+    names |= {"modeling_utils.py", "configuration_utils.py"}
+    allowed = {"torch", "transformers", "huggingface_hub"} | set(sys.stdlib_module_names)
+    for name in sorted(names):
+        for node in ast.walk(ast.parse((folder / name).read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    assert node.level == 1, f"{name}: only single-dot sibling imports travel with remote code"
+                    assert (folder / f"{node.module}.py").is_file(), f"{name}: {node.module} is not a sibling file"
+                else:
+                    assert node.module.split(".")[0] in allowed, f"{name} imports {node.module}"
+            elif isinstance(node, ast.Import):
+                assert all(a.name.split(".")[0] in allowed for a in node.names), name
