@@ -23,7 +23,9 @@ Run (about 15-25 minutes on one free core with the shipped config; ``nice -n 10`
 
 ``--coverage-path DIR`` adds a folder holding the ``coverage`` package to the test interpreter's
 path when it lacks one (without coverage every line of a target is a candidate). ``--only NAME``
-runs some targets or fixed mutations; ``--list`` shows the sampled mutants without running them.
+runs some targets or fixed mutations; ``--list`` shows the sampled mutants without running them;
+``--replay OLD/results.json`` re-runs only the mutants that survived an earlier run (from their diffs,
+e.g. after tests were added); ``--check-fixed`` checks that the fixed mutations still apply.
 The results go to ``<workdir>/results.json``; the summary is printed (Markdown).
 """
 
@@ -270,6 +272,7 @@ def main(argv=None) -> int:
                         help="start no further target after this many minutes (the fixed mutations still run)")
     parser.add_argument("--list", action="store_true", help="show the sampled mutants, run nothing")
     parser.add_argument("--check-fixed", action="store_true", help="only check that the fixed mutations still apply")
+    parser.add_argument("--replay", default=None, help="results.json of an earlier run: re-run its surviving mutants only")
     args = parser.parse_args(argv)
     config = tomllib.loads(Path(args.config).read_text(encoding="utf-8"))
     seed = args.seed if args.seed is not None else config.get("seed", 0)
@@ -299,7 +302,7 @@ def main(argv=None) -> int:
     started = time.monotonic()
 
     for target in config["target"]:
-        if chosen is not None and target["name"] not in chosen:
+        if args.replay or (chosen is not None and target["name"] not in chosen):
             continue
         if args.max_minutes and time.monotonic() - started > 60 * args.max_minutes:
             results["targets"][target["name"]] = {"file": target["file"], "sites": 0, "frame": "not run (time)",
@@ -333,6 +336,26 @@ def main(argv=None) -> int:
             info["mutants"].append(record)
             print(f"    {record['outcome']:<9} {where} ({record['seconds']} s)", flush=True)
             (workdir / "results.json").write_text(json.dumps(results, indent=1))
+
+    if args.replay:  # the surviving mutants of an earlier run, re-applied from their diffs (after new tests)
+        earlier = json.loads(Path(args.replay).read_text())
+        for name, info in earlier["targets"].items():
+            target = next(t for t in config["target"] if t["name"] == name)
+            for old in info["mutants"]:
+                if old["outcome"] != "survived":
+                    continue
+                removed = "\n".join(ln[1:] for ln in old["diff"].splitlines() if ln.startswith("-"))
+                added = "\n".join(ln[1:] for ln in old["diff"].splitlines() if ln.startswith("+"))
+
+                def apply(path, text, removed=removed, added=added):
+                    return text.replace(removed, added, 1) if removed in text else None
+
+                record = run_mutant(args.python, tree, target, tree / target["file"], apply, timeout)
+                record.update(operator=old["operator"], line=old["line"], function=old.get("function"))
+                results["targets"].setdefault(name, {"file": target["file"], "sites": info["sites"],
+                                                     "frame": "replayed survivors", "mutants": []})["mutants"].append(record)
+                print(f"    replayed {name} {old['operator']} line {old['line']}: {record['outcome']}", flush=True)
+        (workdir / "results.json").write_text(json.dumps(results, indent=1))
 
     if not args.no_fixed and not args.list:
         for fixed in config.get("fixed", []):

@@ -216,6 +216,21 @@ def _decoder_inputs_from_labels(fx, tmp):
 
 case("labels-minus-100-without-pad", "decoder inputs built from labels holding -100 when `pad_token_id` is None",
      ValueError, "-100.*pad_token_id")(_decoder_inputs_from_labels)
+
+
+def _decoder_inputs_without_ignored_labels(fx, tmp):
+    from hfnn.modeling_utils import shift_tokens_right
+
+    return shift_tokens_right(torch.tensor([[5, 6, 7]]), None, 2)
+
+
+def _shifted_right(result):
+    assert result.tolist() == [[2, 5, 6]], result
+
+
+case("decoder-inputs-without-pad-id", "decoder inputs built from labels without -100 when `pad_token_id` is None",
+     None, "by design: no padding is needed, the labels shift right behind decoder_start_token_id",
+     check=_shifted_right)(_decoder_inputs_without_ignored_labels)
 case("too-long-transformer-CausalLM", "`TransformerForCausalLM` (max_position_embeddings=32) given 40 tokens",
      ValueError, "40.*max_position_embeddings=32")(
     lambda fx, tmp: build_model("transformer", "AutoModelForCausalLM")(input_ids=torch.randint(4, VOCAB, (1, 40))))
