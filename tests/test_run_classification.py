@@ -115,11 +115,14 @@ def test_shipped_recipe_as_configured_ends_with_its_best_checkpoint(tmp_path):
 def test_float_labels_train_a_regression_head(tmp_path):
     rows = [(t, 0.9) for t in GOOD] + [(t, 0.1) for t in BAD]
     train = write_csv(tmp_path / "train.csv", rows * 2)
-    results = main(["mlp_rotten_tomatoes", "--output_dir", str(tmp_path / "r"), "--train_file", train,
-                    "--text_column", "review", "--label_column", "sentiment", "--max_steps", "3",
-                    "--config_overrides", json.dumps({"embedding_size": 8, "hidden_size": 8}),
-                    "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
-                    "--num_samples", "0", *QUIET])
+    argv = ["mlp_rotten_tomatoes", "--train_file", train, "--text_column", "review", "--label_column", "sentiment",
+            "--max_steps", "3", "--config_overrides", json.dumps({"embedding_size": 8, "hidden_size": 8}),
+            "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+            "--num_samples", "0", *QUIET]
+    # fractional labels are not classes: without --problem_type regression the error names the file row
+    with pytest.raises(ValueError, match=r"train\.csv row \d+: the label 0\.9 is not a class.*regression"):
+        main([*argv, "--output_dir", str(tmp_path / "c")])
+    results = main([*argv, "--output_dir", str(tmp_path / "r"), "--problem_type", "regression"])
     assert results["problem_type"] == "regression"
     assert "test_mse" in results and "test_accuracy" not in results
     config = json.loads((tmp_path / "r" / "config.json").read_text())
