@@ -188,9 +188,15 @@ def test_pick_sample_rows_spreads_the_picks_and_zero_means_none(tmp_path):
                        ["rnn_seq2seq_cmudict", "--output_dir", str(tmp_path), flag, "-1"])
 
 
-def test_zero_samples_prints_none(tmp_path):
+def test_zero_samples_prints_none(tmp_path, capsys):
     out = tmp_path / "out"
     results = main(tiny_run_argv(tmp_path, out, "--num_samples", "0", "--num_attention_examples", "0"))
+    printed = capsys.readouterr().out.splitlines()
+    # the closing summary prints each split's scores (and, with --num_samples 0, no sample line)
+    for split in ("validation", "test"):
+        line = next((ln for ln in printed if ln.startswith(f"{split}: ")), None)
+        assert line is not None and f"bleu {results[f'{split}_bleu']:.4f}" in line, printed[-8:]
+    assert not [ln for ln in printed if ln.startswith("- '")], printed[-8:]
     assert results["samples"] == [] and results["attention_heatmap"] is None
     assert json.loads((out / "results.json").read_text())["samples"] == []
     assert not (out / "attention_heatmap.png").exists()
