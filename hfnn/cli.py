@@ -13,6 +13,7 @@
     hfnn recipes
     hfnn push runs/rnn-char me/rnn-shakespeare-char --dry-run
     hfnn quickstart --minutes-per-model 1
+    hfnn demo runs/rnn-shakespeare-char --port 7860
 
 The commands compose the library: tasks and architectures come from :mod:`hfnn.registry`, saved
 models run through ``transformers.pipeline`` (the task's ``pipeline_task``), training and scoring
@@ -169,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
              ("--minutes-per-model", dict(type=float, default=1.5, help="training time budget per model (minutes)")),
              ("--only", dict(nargs="+", metavar="NAME", help="train only these (architecture or task names, e.g. rnn classification)")),
              ("--max-eval-samples", dict(type=int, default=200, help="evaluation examples per split")))
+    sub.add_parser("demo", help="serve a Gradio page showing the inside of a saved model (needs hfnn[demo])",
+                   add_help=False)
     return parser
 
 
@@ -950,6 +953,10 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:1] == ["train"]:
             command = "train"
             return _cmd_train(argv[1:], parser.train_parser)
+        if argv[:1] == ["demo"]:  # the demo has its own parser (python -m hfnn.demo)
+            from hfnn.demo import main as demo_main
+
+            return demo_main(argv[1:])
         args = parser.parse_args(argv)
         command = args.command
         if command is None:

@@ -237,3 +237,12 @@ def test_an_empty_prompt_among_others_starts_from_bos(capsys, models):
     empty, prompt = out.rstrip("\n").split("\n" + "-" * 40 + "\n")
     assert prompt.startswith("to be") and len(prompt) > len("to be")
     assert empty == run(capsys, "generate", models / "lm", "", "--max-new-tokens", "3")[1].rstrip("\n")
+
+
+def test_demo_command_hands_over_to_the_demo(capsys, tmp_path):
+    code, out, err = run(capsys, "demo", str(tmp_path / "nowhere"))
+    assert code == 2 and err.count("\n") == 1 and "no such model folder" in err and "Traceback" not in err
+    code, out, err = run(capsys, "demo", "--help")
+    assert code == 0 and "FOLDER_OR_HUB_ID" in out
+    code, out, err = run(capsys, "--help")
+    assert "demo" in out
