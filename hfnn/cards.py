@@ -537,6 +537,19 @@ def write_model_card(
         extra_intended_use=extra.get("intended_use"),
         extra_limitations=extra.get("limitations"),
     )
+    if (out_dir / "app.py").is_file() and (out_dir / "requirements.txt").is_file():
+        card.text = card.text.rstrip("\n") + "\n\n" + _demo_section(model_name) + "\n"
     path = out_dir / "README.md"
     card.save(str(path))
     return path
+
+
+def _demo_section(model_name: str) -> str:
+    """The card's paragraph on the folder's demo. It stays in the body: front-matter keys of a Space
+    (``sdk``, ``app_file``) would make the Hub read the model card as a Space card."""
+    return (
+        "## Demo\n\n"
+        f"Run `hfnn demo {model_name}` to try the model in a local web page, or push this folder to a Hugging Face "
+        "Space with the Gradio SDK (for instance `huggingface_hub.create_repo(..., repo_type=\"space\", "
+        "space_sdk=\"gradio\")`): it already holds the Space's `app.py`, `requirements.txt` and `hfnn_demo.py`."
+    )

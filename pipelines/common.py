@@ -28,6 +28,9 @@ __all__ = [
     "RunArguments",
     "SplitDataArguments",
     "TimeBudgetCallback",
+    "BudgetProgressCallback",
+    "budget_callbacks",
+    "use_budget_progress",
     "TokenizerModelArguments",
     "USER_ERRORS",
     "check_config_overrides",
@@ -49,6 +52,9 @@ __all__ = [
     "run_command",
     "save_loss_curve",
     "save_model",
+    "save_trained",
+    "log_thread_choice",
+    "cap_model_max_length",
     "write_checkpoint_marker",
     "write_results",
 ]
@@ -366,7 +372,20 @@ def prepare_output_dir(path: str | os.PathLike, overwrite: bool = False, resume:
 
 
 class TimeBudgetCallback(TrainerCallback, ExportableState):
-    """Stops training once ``minutes`` of wall-clock time have passed since training began.
+    """Stops training once ``minutes`` of wall-clock time have passed since training began, and runs the
+    learning-rate warm-up of a time-budgeted run in time.
+
+    Warm-up: a step-based warm-up does not scale with a time budget (200 warm-up steps are most of a
+    1.5-minute run on a slow machine and a sliver of it on a fast one). In a budgeted run the callback
+    takes it over (:meth:`take_over_warmup` moves ``warmup_steps`` from the Trainer's scheduler to here)
+    when it is a fraction, or when the learning rate is annealed by time (a warm-up given in steps
+    with a step-based schedule stays with the scheduler, so that such a run stays reproducible):
+    the learning rate rises linearly with the time spent and reaches its scheduled value once
+    ``warmup`` of the expected training time has passed, given as a fraction (``warmup_steps`` < 1,
+    transformers' ratio form). The expected time is the budget, or less when ``max_steps`` (or the
+    epochs) will end the run first, estimated from the mean step time so far. A warm-up given as a
+    number of steps (>= 1) lasts that many steps at the measured speed, but at most
+    ``max_step_warmup_fraction`` of the expected time.
 
     With ``anneal=True`` the learning rate also follows a cosine from its scheduled value down to
     ``final_fraction`` of it over the time budget rather than over ``max_steps``, so that a run
@@ -375,47 +394,212 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
     use ``max_steps`` with a step-based schedule instead.
 
     The time spent is saved in each checkpoint (``trainer_state.json``, ``stateful_callbacks``), so
-    a resumed run continues the budget and the annealing where the checkpoint left them instead
-    of starting both again.
+    a resumed run continues the budget, the warm-up and the annealing where the checkpoint left them
+    instead of starting them again. ``clock`` (seconds, monotonic) is for tests.
     """
 
-    def __init__(self, minutes: float | None, anneal: bool = False, final_fraction: float = 0.05):
+    def __init__(self, minutes: float | None, anneal: bool = False, final_fraction: float = 0.05,
+                 warmup: float = 0.0, max_step_warmup_fraction: float = 0.1, clock=None):
         self.seconds = None if minutes is None else 60.0 * minutes
         self.anneal = anneal and self.seconds is not None
         self.final_fraction = final_fraction
+        self.warmup = float(warmup or 0.0) if self.seconds is not None else 0.0
+        self.max_step_warmup_fraction = max_step_warmup_fraction
+        self.clock = clock or time.monotonic
         self.start = None
         self.elapsed_before = 0.0  # seconds spent before a resume
+        self.lr_factor = 1.0  # the factor applied to the scheduled learning rate at the last step
+
+    def take_over_warmup(self, training_args) -> None:
+        """In a budgeted run, moves the warm-up of ``training_args`` (``warmup_steps``, a count or a fraction)
+        from the Trainer's step-based scheduler to this callback, which runs it in time."""
+        if self.seconds is None:
+            return
+        warmup = float(getattr(training_args, "warmup_steps", 0) or 0)
+        if warmup >= 1 and not self.anneal:
+            return  # a step count with a step-based schedule: the Trainer's scheduler, reproducibly
+        if warmup > 0:
+            self.warmup = warmup
+            training_args.warmup_steps = 0
+            kind = f"{warmup:g} of the training time" if warmup < 1 else f"{warmup:g} steps at the measured speed"
+            _logger.info("time budget: the learning-rate warm-up runs in time (%s)", kind)
 
     def elapsed(self) -> float:
-        return self.elapsed_before + (0.0 if self.start is None else time.monotonic() - self.start)
+        return self.elapsed_before + (0.0 if self.start is None else self.clock() - self.start)
 
     def elapsed_fraction(self) -> float:
         return min(1.0, self.elapsed() / self.seconds)
 
+    def expected_seconds(self, state=None) -> float:
+        """The wall-clock time training is expected to take: the budget, or less when the step limit comes
+        first (estimated from the mean step time so far)."""
+        elapsed = self.elapsed()
+        step, max_steps = getattr(state, "global_step", 0) or 0, getattr(state, "max_steps", 0) or 0
+        if step > 0 and max_steps > 0 and elapsed > 0:
+            by_steps = elapsed + (max_steps - step) * elapsed / step
+            return min(self.seconds, max(by_steps, elapsed))
+        return self.seconds
+
+    def warmup_seconds(self, state=None) -> float:
+        """How long the warm-up lasts, in seconds of training time (0: none)."""
+        if self.seconds is None or self.warmup <= 0:
+            return 0.0
+        expected = self.expected_seconds(state)
+        if self.warmup < 1:
+            return self.warmup * expected
+        step = getattr(state, "global_step", 0) or 0
+        if step == 0:
+            return self.max_step_warmup_fraction * expected  # no step time measured yet
+        return min(self.warmup * self.elapsed() / step, self.max_step_warmup_fraction * expected)
+
+    def factor(self, state=None) -> float:
+        """The factor on the scheduled learning rate now: warm-up times the cosine anneal."""
+        factor = 1.0
+        warm = self.warmup_seconds(state)
+        if warm > 0:
+            factor = min(1.0, self.elapsed() / warm)
+        if self.anneal:
+            factor *= self.final_fraction + (1 - self.final_fraction) * 0.5 * (1 + math.cos(math.pi * self.elapsed_fraction()))
+        return factor
+
     def state(self) -> dict:
         return {
             "args": {"minutes": None if self.seconds is None else self.seconds / 60.0, "anneal": self.anneal,
-                     "final_fraction": self.final_fraction},
+                     "final_fraction": self.final_fraction, "warmup": self.warmup,
+                     "max_step_warmup_fraction": self.max_step_warmup_fraction},
             "attributes": {"elapsed_before": self.elapsed()},
         }
 
     def on_train_begin(self, args, state, control, **kwargs):
         saved = state.stateful_callbacks.get(type(self).__name__) if state.global_step > 0 else None
+        if isinstance(saved, list):
+            saved = saved[0] if saved else None
         self.elapsed_before = float(saved.get("attributes", {}).get("elapsed_before", 0.0)) if isinstance(saved, dict) else 0.0
-        self.start = time.monotonic()
+        self.start = self.clock()
 
     def on_step_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
-        if not self.anneal or optimizer is None or lr_scheduler is None:
+        if not (self.anneal or self.warmup > 0) or optimizer is None or lr_scheduler is None:
             return
-        factor = self.final_fraction + (1 - self.final_fraction) * 0.5 * (1 + math.cos(math.pi * self.elapsed_fraction()))
+        self.lr_factor = self.factor(state)
         for group, scheduled in zip(optimizer.param_groups, lr_scheduler.get_last_lr()):
-            group["lr"] = scheduled * factor
+            group["lr"] = scheduled * self.lr_factor
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        # the Trainer logs the scheduler's value; the optimizer ran at this factor of it
+        if logs is not None and isinstance(logs.get("learning_rate"), (int, float)) and (self.anneal or self.warmup > 0):
+            logs["learning_rate"] = logs["learning_rate"] * self.lr_factor
+            if state.log_history and state.log_history[-1].get("learning_rate") is not None \
+                    and state.log_history[-1].get("step") == state.global_step:
+                state.log_history[-1]["learning_rate"] = logs["learning_rate"]
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.seconds is not None and self.elapsed() >= self.seconds:
             control.should_training_stop = True
             control.should_evaluate = True
         return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        # the run's settings as given (model card, results), not the scheduler's
+        if self.seconds is not None and self.warmup > 0 and not getattr(args, "warmup_steps", 0):
+            args.warmup_steps = self.warmup
+
+
+class BudgetProgressCallback(TrainerCallback):
+    """The training progress bar of a time-budgeted run: the share of the budget spent, the steps done and the
+    time left (to the budget, or to ``max_steps`` if that comes first), instead of a bar that counts to a
+    ``max_steps`` the clock will never let the run reach. It replaces transformers' ``ProgressCallback``
+    (:func:`use_budget_progress`); evaluation bars and logs are shown as that one shows them."""
+
+    def __init__(self, minutes: float, clock=None):
+        from transformers.trainer_callback import ProgressCallback
+
+        self.seconds = 60.0 * minutes
+        self.clock = clock or time.monotonic
+        self._inner = ProgressCallback()  # evaluation bars and log lines
+        self.bar = None
+        self.start = None
+        self.elapsed_before = 0.0
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + (0.0 if self.start is None else self.clock() - self.start)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        saved = state.stateful_callbacks.get(TimeBudgetCallback.__name__) if state.global_step > 0 else None
+        if isinstance(saved, list):
+            saved = saved[0] if saved else None
+        self.elapsed_before = float(saved.get("attributes", {}).get("elapsed_before", 0.0)) if isinstance(saved, dict) else 0.0
+        self.start = self.clock()
+        if state.is_world_process_zero:
+            from tqdm.auto import tqdm
+
+            minutes = self.seconds / 60.0
+            self.bar = tqdm(total=100.0, dynamic_ncols=True, unit="%",
+                            bar_format="{l_bar}{bar}| {n:.0f}% of " + f"{minutes:g} min" + " {postfix}")
+            self._inner.training_bar = self.bar
+            self._update(state)
+
+    def _update(self, state):
+        if self.bar is None:
+            return
+        elapsed = self._elapsed()
+        done = min(100.0, 100.0 * elapsed / self.seconds)
+        left = max(0.0, self.seconds - elapsed)
+        step, max_steps = state.global_step, state.max_steps or 0
+        if step > 0 and max_steps > 0 and elapsed > 0:
+            left = min(left, (max_steps - step) * elapsed / step)
+        self.bar.n = done
+        self.bar.set_postfix_str(f"step {step}, {_clock_time(elapsed)} elapsed, ~{_clock_time(left)} left",
+                                 refresh=False)
+        self.bar.refresh()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._update(state)
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        self._inner.on_prediction_step(args, state, control, **kwargs)
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self._inner.on_evaluate(args, state, control, **kwargs)
+
+    def on_predict(self, args, state, control, **kwargs):
+        self._inner.on_predict(args, state, control, **kwargs)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self._inner.on_log(args, state, control, logs=logs, **kwargs)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self._update(state)
+            self.bar.close()
+            self.bar = None
+            self._inner.training_bar = None
+
+
+def _clock_time(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+
+
+def budget_callbacks(run_args, training_args) -> list:
+    """The time-budget callbacks of a pipeline run: :class:`TimeBudgetCallback` (which takes the warm-up over in
+    a budgeted run) and, for a budgeted run with progress bars, :class:`BudgetProgressCallback`. Call before the
+    Trainer is built (it reads ``training_args``), then :func:`use_budget_progress` on the Trainer."""
+    budget = TimeBudgetCallback(run_args.max_train_minutes, anneal=getattr(run_args, "anneal_by_time", False))
+    budget.take_over_warmup(training_args)
+    callbacks = [budget]
+    if run_args.max_train_minutes is not None and not training_args.disable_tqdm:
+        callbacks.append(BudgetProgressCallback(run_args.max_train_minutes))
+    return callbacks
+
+
+def use_budget_progress(trainer) -> None:
+    """Removes transformers' ``ProgressCallback`` from ``trainer`` when a :class:`BudgetProgressCallback` shows
+    the progress instead."""
+    from transformers.trainer_callback import ProgressCallback
+
+    if any(isinstance(cb, BudgetProgressCallback) for cb in trainer.callback_handler.callbacks):
+        trainer.remove_callback(ProgressCallback)
 
 
 class NonFiniteTrainingError(ValueError):
@@ -571,6 +755,50 @@ def save_model(trainer, out_dir: str | os.PathLike) -> None:
     check_finite_model(model)
     if trainer.is_world_process_zero():
         model.save_pretrained(str(out_dir))
+
+
+def cap_model_max_length(tokenizer, config) -> None:
+    """Lowers ``tokenizer.model_max_length`` to the model's ``max_position_embeddings`` when the config has one
+    and the tokenizer allows longer inputs (a tokenizer's default is a huge number), so that truncation to the
+    tokenizer's length never gives the model more positions than it has."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+        current = getattr(tokenizer, "model_max_length", None)
+        if current is None or current > limit:
+            tokenizer.model_max_length = limit
+            if hasattr(tokenizer, "init_kwargs"):
+                tokenizer.init_kwargs["model_max_length"] = limit
+
+
+def save_trained(trainer, out_dir: str | os.PathLike, tokenizers: dict) -> None:
+    """The pipelines' save step: the model (with the entry that lets ``pipeline(model=folder,
+    trust_remote_code=True)`` infer its task), its tokenizers (``{subfolder: tokenizer}``, ``""`` for the
+    folder itself) with ``model_max_length`` capped to the model's positions, and the files that make the
+    folder a Hugging Face Space (``app.py``, ``requirements.txt``, ``hfnn_demo.py``)."""
+    from hfnn.demo import write_space_files
+    from hfnn.pipeline_seq2seq import mark_for_pipeline
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    is_main = trainer.is_world_process_zero()
+    mark_for_pipeline(model, out_dir if is_main else None)
+    save_model(trainer, out_dir)
+    if not is_main:
+        return
+    for subfolder, tokenizer in tokenizers.items():
+        cap_model_max_length(tokenizer, model.config)
+        tokenizer.save_pretrained(str(Path(out_dir) / subfolder) if subfolder else str(out_dir))
+    write_space_files(out_dir)
+
+
+def log_thread_choice(tuner) -> None:
+    """Logs the CPU thread count a :class:`hfnn.cpu_threads.ThreadTuner` settled on (or that it was not tuned)."""
+    if tuner.history:
+        last = tuner.history[-1]
+        _logger.info("cpu threads: trained with %d (%d measurement%s)", last["threads"], len(tuner.history),
+                     "" if len(tuner.history) == 1 else "s")
+    else:
+        _logger.info("cpu threads: not tuned (the thread count was fixed, training ran on an accelerator or "
+                     "was too short to measure)")
 
 
 def save_loss_curve(log_history: list[dict], out_dir: str | os.PathLike, title: str = "training") -> Path | None:

@@ -44,6 +44,7 @@ from transformers import (
 )
 
 import hfnn
+from hfnn.cpu_threads import ThreadTuner
 from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
 from hfnn.pipelines.output_dir import claim_output_dir
@@ -55,17 +56,19 @@ from hfnn.pipelines.common import (
     check_run_options,
     RunArguments,
     SplitDataArguments,
-    TimeBudgetCallback,
+    budget_callbacks,
+    use_budget_progress,
     TokenizerModelArguments,
     parse_args,
     check_config_overrides,
     parse_config_overrides,
     run_command,
     save_loss_curve,
-    save_model,
+    log_thread_choice,
+    save_trained,
     write_results,
 )
-from hfnn.tokenization import train_tokenizer
+from hfnn.tokenization import text_only, train_tokenizer
 
 __all__ = ["ModelArguments", "DataArguments", "build_config", "main"]
 
@@ -299,7 +302,7 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
     # ---- tokenizer
     tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
     if tokenizer_source:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+        tokenizer = text_only(AutoTokenizer.from_pretrained(tokenizer_source))
     else:
         tokenizer = train_tokenizer(
             raw["train"]["text"], kind=model_args.tokenizer_kind, vocab_size=model_args.vocab_size,
@@ -370,6 +373,7 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
             f"but --eval_strategy is {strategy}: give a --validation_file, more data, or set --eval_strategy no"
         )
     guard = NonFiniteGuardCallback()
+    tuner = ThreadTuner()
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -378,23 +382,21 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
         compute_metrics=make_compute_metrics(problem_type),
-        callbacks=[TimeBudgetCallback(run_args.max_train_minutes), CheckpointCommitCallback(), guard],
+        callbacks=[*budget_callbacks(run_args, training_args), CheckpointCommitCallback(), guard, tuner],
     )
+    use_budget_progress(trainer)
     start = time.monotonic()
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.monotonic() - start
     guard.check()
 
     # The trained model is saved before anything else can fail (evaluation, plots, samples).
-    def write_model(folder_path):
-        save_model(trainer, folder_path)
-        if trainer.is_world_process_zero():
-            tokenizer.save_pretrained(str(folder_path))
-
-    folder.save(write_model)
+    folder.save(lambda folder_path: save_trained(trainer, folder_path, {"": tokenizer}))
 
     corpus = data_args.train_file or data_args.corpus
+    log_thread_choice(tuner)
     results = {
+        "cpu_threads": tuner.history,
         "architecture": model.config.model_type,
         "parameters": n_params,
         "trainable_parameters": n_trainable,

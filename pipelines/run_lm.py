@@ -42,10 +42,11 @@ from transformers import (
 )
 
 import hfnn
+from hfnn.cpu_threads import ThreadTuner
 from hfnn.cards import write_model_card
 from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
-from hfnn.tokenization import train_tokenizer
+from hfnn.tokenization import text_only, train_tokenizer
 from hfnn.pipelines.output_dir import claim_output_dir
 from hfnn.pipelines.common import (
     finish_secondary_process,
@@ -55,14 +56,16 @@ from hfnn.pipelines.common import (
     check_resume_architecture,
     check_run_options,
     RunArguments,
-    TimeBudgetCallback,
+    budget_callbacks,
+    use_budget_progress,
     TokenizerModelArguments,
     check_config_overrides,
     parse_args,
     parse_config_overrides,
     run_command,
     save_loss_curve,
-    save_model,
+    log_thread_choice,
+    save_trained,
     write_results,
 )
 
@@ -242,7 +245,7 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
     raw = load_text_corpus(data_args, training_args.seed)
     tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
     if tokenizer_source:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+        tokenizer = text_only(AutoTokenizer.from_pretrained(tokenizer_source))
     else:
         tokenizer = train_tokenizer(
             raw["train"]["text"], kind=model_args.tokenizer_kind, vocab_size=model_args.vocab_size, padding_side="left"
@@ -293,6 +296,7 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
 
     compute_metrics, preprocess = make_compute_metrics()
     guard = NonFiniteGuardCallback()
+    tuner = ThreadTuner()
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -303,25 +307,24 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=preprocess,
         callbacks=[
-            TimeBudgetCallback(run_args.max_train_minutes, anneal=run_args.anneal_by_time),
+            *budget_callbacks(run_args, training_args),
             CheckpointCommitCallback(),
             guard,
+            tuner,
         ],
     )
+    use_budget_progress(trainer)
     start = time.monotonic()
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.monotonic() - start
     guard.check()
 
     # The trained model is saved before anything else can fail (evaluation, plots, samples).
-    def write_model(folder_path):
-        save_model(trainer, folder_path)
-        if trainer.is_world_process_zero():
-            tokenizer.save_pretrained(str(folder_path))
+    folder.save(lambda folder_path: save_trained(trainer, folder_path, {"": tokenizer}))
 
-    folder.save(write_model)
-
+    log_thread_choice(tuner)
     results = {
+        "cpu_threads": tuner.history,
         "architecture": model.config.model_type,
         "parameters": n_params,
         "train_seconds": round(train_seconds, 1),

@@ -41,9 +41,10 @@ from transformers import (
 )
 
 import hfnn
+from hfnn.cpu_threads import ThreadTuner
 from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
-from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK, mark_for_pipeline
+from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK
 from hfnn.pipelines.output_dir import claim_output_dir
 from hfnn.pipelines.common import (
     finish_secondary_process,
@@ -54,16 +55,18 @@ from hfnn.pipelines.common import (
     check_run_options,
     RunArguments,
     SplitDataArguments,
-    TimeBudgetCallback,
+    budget_callbacks,
+    use_budget_progress,
     parse_args,
     check_config_overrides,
     parse_config_overrides,
     run_command,
     save_loss_curve,
-    save_model,
+    log_thread_choice,
+    save_trained,
     write_results,
 )
-from hfnn.tokenization import train_tokenizer
+from hfnn.tokenization import text_only, train_tokenizer
 
 __all__ = ["ModelArguments", "DataArguments", "ARCHITECTURES", "OrderedEvalSeq2SeqTrainer", "build_config",
            "pick_sample_rows", "main"]
@@ -328,7 +331,7 @@ def _load_tokenizers(model_args: ModelArguments, train_split, source_column: str
         folder = Path(model_args.model_name_or_path) / SOURCE_TOKENIZER_SUBFOLDER
         source_name = str(folder) if folder.is_dir() else model_args.model_name_or_path
     if source_name:
-        source_tokenizer = AutoTokenizer.from_pretrained(source_name)
+        source_tokenizer = text_only(AutoTokenizer.from_pretrained(source_name))
     else:
         source_tokenizer = train_tokenizer(
             train_split[source_column], kind=model_args.source_tokenizer_kind, vocab_size=model_args.source_vocab_size,
@@ -336,7 +339,7 @@ def _load_tokenizers(model_args: ModelArguments, train_split, source_column: str
             model_max_length=model_args.max_source_length,
         )
     if target_name:
-        target_tokenizer = AutoTokenizer.from_pretrained(target_name)
+        target_tokenizer = text_only(AutoTokenizer.from_pretrained(target_name))
     else:
         target_tokenizer = train_tokenizer(
             train_split[target_column], kind=model_args.target_tokenizer_kind, vocab_size=model_args.target_vocab_size,
@@ -432,6 +435,7 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
             "or set --eval_strategy no"
         )
     guard = NonFiniteGuardCallback()
+    tuner = ThreadTuner()
     trainer = OrderedEvalSeq2SeqTrainer(
         model=model,
         args=training_args,
@@ -441,9 +445,10 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
         processing_class=target_tokenizer,
         compute_metrics=make_compute_metrics(kind, target_tokenizer, references_of("validation"), eval_ds["labels"])
         if eval_ds is not None and len(eval_ds) and training_args.predict_with_generate else None,
-        callbacks=[TimeBudgetCallback(run_args.max_train_minutes, anneal=run_args.anneal_by_time),
-                   CheckpointCommitCallback(), guard],
+        callbacks=[*budget_callbacks(run_args, training_args),
+                   CheckpointCommitCallback(), guard, tuner],
     )
+    use_budget_progress(trainer)
     start = time.monotonic()
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.monotonic() - start
@@ -451,19 +456,13 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
 
     # ---- save first (model + pipeline marker, target tokenizer at the root, source tokenizer in its subfolder):
     # nothing after this point can lose the training
-    is_main = trainer.is_world_process_zero()
-
-    def write_model(folder_path):
-        mark_for_pipeline(model.config, folder_path if is_main else None)
-        save_model(trainer, folder_path)
-        if is_main:
-            target_tokenizer.save_pretrained(str(folder_path))
-            source_tokenizer.save_pretrained(str(Path(folder_path) / SOURCE_TOKENIZER_SUBFOLDER))
-
-    folder.save(write_model)
+    folder.save(lambda folder_path: save_trained(
+        trainer, folder_path, {"": target_tokenizer, SOURCE_TOKENIZER_SUBFOLDER: source_tokenizer}))
 
     corpus = data_args.train_file or data_args.corpus
+    log_thread_choice(tuner)
     results = {
+        "cpu_threads": tuner.history,
         "architecture": model.config.model_type,
         "attention": getattr(model.config, "attention", "scaled-dot-product"),
         "parameters": n_params,

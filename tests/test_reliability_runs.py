@@ -222,7 +222,7 @@ def test_a_model_that_cannot_be_saved_in_output_dir_is_saved_beside_it(tmp_path,
             raise PermissionError(13, "Permission denied", str(folder))
         real(trainer, folder)
 
-    monkeypatch.setattr(run_lm, "save_model", failing_once)
+    monkeypatch.setattr(common, "save_model", failing_once)  # the save step of every pipeline
     with pytest.raises(OutputDirError, match="saved to") as err:
         run_lm.main(lm_argv(out, text_file))
     fallback = calls[1]
