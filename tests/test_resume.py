@@ -450,3 +450,26 @@ def test_classification_pipeline_commits_its_checkpoints_and_resumes_from_the_la
     resumed = run_classification.main(argv + ["--resume_from_checkpoint", "latest"])
     assert resumed["train_steps"] == 2
     assert common.checkpoint_problem(out / "checkpoint-2") is None  # saved again and committed
+
+
+def test_time_annealing_runs_the_learning_rate_down_to_its_final_fraction():
+    """The cosine over the time budget: the full scheduled rate at the start, half-way between it and
+    5 % (the default final fraction) at half the budget, 5 % once the budget is spent."""
+    callback = common.TimeBudgetCallback(minutes=1.0, anneal=True)
+    callback.start = callback.clock()
+    for spent, expected in ((0.0, 1.0), (30.0, 0.05 + 0.95 * 0.5), (60.0, 0.05)):
+        callback.elapsed_before = spent
+        assert callback.factor() == pytest.approx(expected, abs=2e-3), spent
+
+
+def test_the_guard_stops_at_non_finite_weights_after_a_step():
+    from transformers import TrainerControl, TrainerState
+
+    guard = common.NonFiniteGuardCallback()
+    model = torch.nn.Linear(2, 2)
+    state = TrainerState(global_step=3)
+    assert not guard.on_step_end(None, state, TrainerControl(), model=model).should_training_stop
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    control = guard.on_step_end(None, state, TrainerControl(), model=model)
+    assert control.should_training_stop and "weights became NaN or infinite at step 3" in guard.problem
