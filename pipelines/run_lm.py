@@ -273,7 +273,9 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("model %s: %.2fM parameters", type(model).__name__, n_params / 1e6)
 
-    lm = tokenize_and_group(raw, tokenizer, data_args.block_size)
+    # the main process fills the datasets cache first; the others (multi-process training) read it
+    with training_args.main_process_first(desc="dataset preprocessing"):
+        lm = tokenize_and_group(raw, tokenizer, data_args.block_size)
     train_ds, eval_ds = lm["train"], lm["validation"]
     if data_args.max_train_samples:
         train_ds = train_ds.select(range(min(data_args.max_train_samples, len(train_ds))))

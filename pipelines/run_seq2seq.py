@@ -418,7 +418,9 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
             "labels": [ids + [eos] for ids in targets["input_ids"]],
         }
 
-    tokenized = raw.map(preprocess, batched=True, remove_columns=raw["train"].column_names, desc="tokenizing")
+    # the main process fills the datasets cache first; the others (multi-process training) read it
+    with training_args.main_process_first(desc="dataset preprocessing"):
+        tokenized = raw.map(preprocess, batched=True, remove_columns=raw["train"].column_names, desc="tokenizing")
     train_ds = tokenized["train"]
     eval_ds = tokenized["validation"] if "validation" in tokenized else None
     test_ds = tokenized["test"] if "test" in tokenized else None

@@ -304,3 +304,60 @@ def test_a_budgeted_pipeline_run_shows_the_budget_bar_instead_of_the_step_bar(tm
                  "--config_overrides", TINY_RNN, "--max_steps", "2", "--block_size", "16",
                  "--per_device_train_batch_size", "4", "--max_train_minutes", "1", *QUIET])
     assert common.BudgetProgressCallback in kinds and ProgressCallback not in kinds
+
+
+# ------------------------------------------------------------------------------------------ structure
+
+
+def test_checkpoint_integrity_lives_in_its_own_module_and_stays_importable_from_common():
+    from hfnn.pipelines import checkpoints
+
+    for name in ("CHECKPOINT_MARKER", "checkpoint_problem", "last_valid_checkpoint", "resolve_resume_checkpoint",
+                 "write_checkpoint_marker"):
+        assert getattr(common, name) is getattr(checkpoints, name)
+    assert common.checkpoint_problem.__module__ == checkpoints.__name__
+
+
+@pytest.mark.parametrize("pipeline_module", ["lm", "classification"])
+def test_dataset_preprocessing_runs_main_process_first(tmp_path, text_file, monkeypatch, pipeline_module):
+    from contextlib import contextmanager
+
+    from transformers import TrainingArguments
+
+    inside, entered = [False], []
+    real = TrainingArguments.main_process_first
+
+    @contextmanager
+    def spy(self, local=True, desc="work"):
+        entered.append(desc)
+        with real(self, local=local, desc=desc):
+            inside[0] = True
+            try:
+                yield
+            finally:
+                inside[0] = False
+
+    mapped_inside = []
+    import datasets
+
+    real_map = datasets.Dataset.map  # DatasetDict.map maps each split with it
+
+    def map_spy(self, *args, **kwargs):
+        if kwargs.get("desc") == "tokenizing":
+            mapped_inside.append(inside[0])
+        return real_map(self, *args, **kwargs)
+
+    monkeypatch.setattr(TrainingArguments, "main_process_first", spy)
+    monkeypatch.setattr(datasets.Dataset, "map", map_spy)
+    if pipeline_module == "lm":
+        run_lm.main(["rnn_shakespeare_char", "--output_dir", str(tmp_path / "run"), "--train_file", str(text_file),
+                     "--config_overrides", TINY_RNN, "--max_steps", "1", "--block_size", "16",
+                     "--per_device_train_batch_size", "4", *QUIET])
+    else:
+        train = tmp_path / "train.csv"
+        train.write_text("text,label\n" + "".join(f"review {i},{i % 2}\n" for i in range(40)))
+        run_classification.main(["rnn_rotten_tomatoes", "--output_dir", str(tmp_path / "run"), "--train_file",
+                                 str(train), "--config_overrides", TINY_RNN, "--max_steps", "1",
+                                 "--load_best_model_at_end", "false", *QUIET])
+    assert "dataset preprocessing" in entered
+    assert mapped_inside and all(mapped_inside), "tokenisation ran outside main_process_first"
