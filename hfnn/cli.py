@@ -25,18 +25,18 @@ with status 2. ``--debug`` (or ``HFNN_DEBUG=1``) shows the traceback instead.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
-import importlib
 import json
-import logging
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
-from hfnn import registry
+from hfnn import quickstart, registry
+from hfnn.console import UserError, first_line, format_table
+from hfnn.recipes import find_recipe, shipped_recipes, task_name
+from hfnn.saved import (SavedModel, load_saved, load_source_tokenizer, open_model_dir, quiet_loading, require_task,
+                        resolve_device)
+from hfnn.recipes import pipeline_module as _pipeline_module
 
 __all__ = [
     "CliError", "QUICKSTART_MODELS", "SavedModel", "build_parser", "check_options", "classify_texts", "evaluate_lm",
@@ -44,21 +44,9 @@ __all__ = [
     "phoneme_scores", "resolve_device", "transduce_texts",
 ]
 
-# (label, architecture, task, corpus, architecture names a recipe may use)
-QUICKSTART_MODELS = (
-    ("RNN LM", "rnn", "language-modeling", "shakespeare", ("rnn",)),
-    ("Transformer LM", "transformer", "language-modeling", "shakespeare", ("transformer",)),
-    ("CNN classifier", "cnn", "text-classification", "rotten_tomatoes", ("cnn",)),
-    ("MLP classifier", "mlp", "text-classification", "rotten_tomatoes", ("mlp",)),
-    ("RNN classifier", "rnn", "text-classification", "rotten_tomatoes", ("rnn",)),
-    ("RNN attention seq2seq", "rnn_seq2seq", "seq2seq", "cmudict", ("rnn_seq2seq", "rnn-seq2seq")),
-    ("Transformer seq2seq", "transformer", "seq2seq", "cmudict", ("transformer", "transformer_seq2seq")),
-)
 _seq2seq_pipeline = None  # former name of the removed generate-by-hand fallback of transduce; kept for old imports
-
-
-class CliError(Exception):
-    """A user error: printed as one line on stderr, exit status 2."""
+CliError = UserError  # a user error: printed as one line on stderr, exit status 2
+QUICKSTART_MODELS = quickstart.QUICKSTART_MODELS
 
 
 # --------------------------------------------------------------------------------------------- parser
@@ -229,14 +217,6 @@ def _generation_kwargs(args) -> dict:
 # --------------------------------------------------------------------------------------------- helpers
 
 
-def first_line(err: BaseException) -> str:
-    """The error message on one line (a multi-line message, e.g. an install hint, is joined), at most 400 characters."""
-    line = " ".join(str(err).split()) or type(err).__name__
-    if line.startswith("'") and line.endswith("'") and isinstance(err, KeyError):
-        line = line[1:-1]
-    return line if len(line) <= 400 else line[:400] + "..."
-
-
 def _out(text: str = "") -> None:
     print(text, flush=True)
 
@@ -258,156 +238,6 @@ def _read_inputs(items: list[str]) -> list[str]:
     return out
 
 
-def resolve_device(name: str):
-    """The torch device of a ``--device`` value (``auto``: cuda when available, else cpu)."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise CliError(f"bad --device {name!r}: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CliError(f"--device {name}: CUDA is not available here")
-    return device
-
-
-def _resolve_dir(name: str) -> Path:
-    """A local folder, or a Hub repository id downloaded to the cache."""
-    path = Path(name).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise CliError(f"{name} is a file, not a saved model folder")
-        return path
-    if name.startswith((".", "/", "~")) or name.count("/") != 1 or os.path.splitext(name)[1]:
-        raise CliError(f"no such model folder: {name}")
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(name, repo_type="model"))
-    except Exception as err:  # offline, no such repo, gated...
-        raise CliError(f"no such model folder: {name} (and it could not be downloaded from the Hub: {type(err).__name__})") from None
-
-
-@dataclasses.dataclass
-class SavedModel:
-    path: Path
-    config: dict
-    model_type: str
-    architecture: str
-    task: registry.Task
-
-
-def open_model_dir(name: str) -> SavedModel:
-    """Checks that ``name`` is a saved hfnn model folder and says which task its head does."""
-    import hfnn
-
-    path = _resolve_dir(name)
-    config_path = path / "config.json"
-    if not config_path.is_file():
-        raise CliError(f"{name} is not a saved model folder (no config.json); save models with save_pretrained or `hfnn train`")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise CliError(f"{config_path} cannot be read: {err}") from None
-    types = {getattr(hfnn, a.config_class).model_type: a.name for a in registry.ARCHITECTURES.values()}
-    model_type = config.get("model_type")
-    if model_type not in types:
-        raise CliError(f"{name} is not an hfnn model folder (model_type {model_type!r}; hfnn models are {', '.join(sorted(types))})")
-    task = registry.task_of_config(config)
-    if task is None:
-        archs = ", ".join(config.get("architectures") or ["?"])
-        raise CliError(f"{name} holds a {archs} without a task head (language model, classifier or seq2seq); nothing to run")
-    return SavedModel(path, config, model_type, types[model_type], task)
-
-
-def _require_task(saved: SavedModel, task: str, name: str) -> None:
-    if saved.task.name != task:
-        raise CliError(f"{name} holds {saved.task.words} ({(saved.config.get('architectures') or ['?'])[0]}), not "
-                       f"{registry.TASKS[task].words}; use `hfnn {saved.task.command}` (or `hfnn predict`)")
-
-
-@contextlib.contextmanager
-def _quiet():
-    """No "Loading weights" progress bar nor table of missing weights (checked here, in one line)."""
-    from transformers.utils import logging as hf_logging
-
-    enabled, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if enabled:
-            hf_logging.enable_progress_bar()
-
-
-def _tokenizer(folder: Path, config, check_vocab: bool = True):
-    """The tokenizer saved in ``folder``, reading special-token strings as text, fitted to the model."""
-    from transformers import AutoTokenizer
-
-    from hfnn.tokenization import text_only
-
-    try:
-        tokenizer = text_only(AutoTokenizer.from_pretrained(folder))
-    except (OSError, ValueError, TypeError) as err:
-        raise CliError(f"no usable tokenizer saved in {folder}: {first_line(err)}") from None
-    vocab = getattr(config, "vocab_size", None)
-    if check_vocab and vocab and getattr(config, "source_vocab_size", None) is None and len(tokenizer) > vocab:
-        raise CliError(f"the tokenizer in {folder} has {len(tokenizer)} tokens but the model's vocab_size is {vocab}; "
-                       "it does not belong to this model")
-    positions = getattr(config, "max_position_embeddings", None)
-    if isinstance(positions, int) and (tokenizer.model_max_length or 0) > positions:
-        tokenizer.model_max_length = positions  # a saved model_max_length beyond the positions would overflow them
-    return tokenizer
-
-
-def load_saved(saved: SavedModel, device):
-    """The model and tokenizer of a checked folder: the head config.json names must have all its weights."""
-    import transformers
-
-    import hfnn  # noqa: F401  (registers the Auto classes)
-
-    try:
-        with _quiet():
-            model, info = getattr(transformers, saved.task.auto_class).from_pretrained(saved.path, output_loading_info=True)
-    except (OSError, ValueError) as err:
-        raise CliError(f"cannot load the model in {saved.path}: {first_line(err)}") from None
-    missing = sorted(info.get("missing_keys") or [])
-    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in (info.get("mismatched_keys") or []))
-    head = (saved.config.get("architectures") or ["?"])[0]
-    if missing:
-        unexpected = sorted(info.get("unexpected_keys") or [])
-        other = f"; it holds weights of another head instead ({', '.join(unexpected[:3])})" if unexpected else ""
-        raise CliError(f"{saved.path}: config.json names {head} ({saved.task.words}) but the weights file has no "
-                       f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}{other}; refusing to run a randomly "
-                       "initialised head (fix `architectures` in config.json or use the right folder)")
-    if mismatched:
-        raise CliError(f"{saved.path}: weights of the wrong shape for {head}: {', '.join(mismatched[:3])} "
-                       "(config.json does not match the weights file)")
-    tokenizer = _tokenizer(saved.path, model.config)
-    return model.to(device).eval(), tokenizer
-
-
-def load_source_tokenizer(saved: SavedModel, model, target_tokenizer):
-    """The source tokenizer of a seq2seq folder (``source_tokenizer/``); the target one only for a shared vocabulary."""
-    folder = saved.path / "source_tokenizer"
-    encoder_vocab = getattr(model.config, "source_vocab_size", None)
-    if not folder.is_dir():
-        if encoder_vocab is not None:
-            raise CliError(f"{saved.path} has no source_tokenizer/ folder: this {type(model).__name__} reads its sources with "
-                           f"its own tokenizer (source_vocab_size={encoder_vocab}); save it there "
-                           f"(source_tokenizer.save_pretrained('{saved.path}/source_tokenizer'))")
-        return target_tokenizer
-    source = _tokenizer(folder, model.config, check_vocab=False)  # checked against the encoder's vocabulary here
-    if len(source) > (encoder_vocab or model.config.vocab_size):
-        raise CliError(f"{folder} has {len(source)} tokens but the model's encoder takes {encoder_vocab or model.config.vocab_size} "
-                       "(source_vocab_size); the folder's source tokenizer does not belong to its model")
-    return source
-
-
 def _pipeline(saved: SavedModel, device):
     """``transformers.pipeline`` of the folder's task around its checked model and tokenizer(s)."""
     from transformers import pipeline
@@ -418,7 +248,7 @@ def _pipeline(saved: SavedModel, device):
         extra["source_tokenizer"] = load_source_tokenizer(saved, model, tokenizer)
     elif saved.task.name == "language-modeling":
         tokenizer.padding_side = "left"  # a batch of prompts continues at its right edge
-    with _quiet():
+    with quiet_loading():
         return pipeline(saved.task.pipeline_task, model=model, tokenizer=tokenizer, device=device, **extra)
 
 
@@ -476,7 +306,7 @@ def _cmd_run(args) -> int:
     saved = open_model_dir(args.model)
     task = saved.task
     if args.command != "predict":
-        _require_task(saved, next(t.name for t in registry.TASKS.values() if t.command == args.command), args.model)
+        require_task(saved, next(t.name for t in registry.TASKS.values() if t.command == args.command), args.model)
     elif task.name == "text-classification":  # predict: the defaults of the task's own command
         args.top_k = 1 if args.top_k is None else args.top_k
     else:
@@ -638,10 +468,8 @@ def _cmd_evaluate(args) -> int:
 
 
 def _print_table(header, rows) -> None:
-    rows = [tuple(str(c) for c in r) for r in rows]
-    widths = [max([len(str(h))] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
-    for r in [tuple(map(str, header)), tuple("-" * w for w in widths), *rows]:
-        _out("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    for line in format_table(header, rows):
+        _out(line)
 
 
 def _cmd_corpora(args) -> int:
@@ -657,33 +485,6 @@ def _cmd_corpora(args) -> int:
     return 0
 
 
-def _recipes() -> list[tuple[str, dict]]:
-    from hfnn.pipelines.common import list_recipes, load_recipe
-
-    out = []
-    for name in list_recipes():
-        try:
-            out.append((name, load_recipe(name)))
-        except ValueError:
-            out.append((name, {}))
-    return out
-
-
-def _task_name(value) -> str | None:
-    try:
-        return registry.task(value).name
-    except ValueError:
-        return None
-
-
-def find_recipe(architecture: str, task: str, corpus: str | None = None, names: tuple[str, ...] | None = None) -> str | None:
-    """The shipped recipe for ``architecture`` + ``task`` (preferring ``corpus``), or None."""
-    task, names = _task_name(task) or task, names or (architecture,)
-    matches = sorted((n, r) for n, r in _recipes()
-                     if _task_name(r.get("task")) == task and str(r.get("architecture", "")) in names)
-    return next((n for n, r in matches if corpus and r.get("corpus") == corpus), matches[0][0] if matches else None)
-
-
 def _cmd_recipes(args) -> int:
     from hfnn.pipelines.common import resolve_recipe
 
@@ -696,7 +497,7 @@ def _cmd_recipes(args) -> int:
         _out(path.read_text(encoding="utf-8").rstrip())
         return 0
     _print_table(("recipe", "task", "architecture", "corpus"),
-                 [(n, *(str(r.get(k, "?")) for k in ("task", "architecture", "corpus"))) for n, r in _recipes()])
+                 [(n, *(str(r.get(k, "?")) for k in ("task", "architecture", "corpus"))) for n, r in shipped_recipes()])
     _out("\ntrain one with: hfnn train RECIPE [--key value ...]")
     return 0
 
@@ -723,17 +524,6 @@ def _cmd_push(args) -> int:
 # --------------------------------------------------------------------------------------------- train
 
 
-def _pipeline_module(task: str):
-    """The training module of ``task`` (its ``main(argv)`` parses the recipe and every override)."""
-    module_name = registry.task(task).training_module
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name in (module_name, "hfnn.pipelines"):
-            raise CliError(f"the {task} pipeline ({module_name}) is not available in this installation") from None
-        raise
-
-
 def _take(rest: list[str], name: str, remove: bool = True) -> str | None:
     """The value of ``--name value`` / ``--name=value`` in ``rest`` (removed from it unless ``remove`` is False)."""
     for i, item in enumerate(rest):
@@ -748,7 +538,7 @@ def _take(rest: list[str], name: str, remove: bool = True) -> str | None:
 
 
 def _task_of(value, where: str) -> str:
-    task = _task_name(value) if value else None
+    task = task_name(value) if value else None
     if task is None:
         raise CliError(f"{where}: unknown task {value!r}; use {', '.join(registry.TASKS)}")
     return task
@@ -793,143 +583,8 @@ def _cmd_train(rest: list[str], train_parser: argparse.ArgumentParser) -> int:
 # --------------------------------------------------------------------------------------------- quickstart
 
 
-def _pipeline_fields(module) -> set[str]:
-    """Every option a training module's parser takes (its argument dataclasses and Seq2SeqTrainingArguments)."""
-    from transformers import Seq2SeqTrainingArguments
-
-    fields = {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)}
-    for obj in vars(module).values():
-        if isinstance(obj, type) and dataclasses.is_dataclass(obj):
-            fields.update(f.name for f in dataclasses.fields(obj))
-    return fields
-
-
-def _headline(task: str, results: dict) -> tuple[str, float | None]:
-    """The task's first headline metric (registry order) found in a run's results, test split first."""
-    for metric in registry.task(task).metrics:
-        for split in ("test", "validation", "eval"):
-            value = results.get(f"{split}_{metric}")
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return f"{split} {metric}", float(value)
-    return "-", None
-
-
-@contextlib.contextmanager
-def _captured(log_path: Path):
-    """Sends stdout, stderr and log records of a pipeline run into ``log_path``."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    root, before = logging.getLogger(), list(logging.getLogger().handlers)
-    with open(log_path, "w", encoding="utf-8") as log:
-        root.addHandler(logging.StreamHandler(log))
-        try:
-            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-                yield
-        finally:
-            for h in [h for h in root.handlers if h not in before]:
-                root.removeHandler(h)
-
-
-def _quickstart_plan(only):
-    def names(model):
-        return {model[1], model[2], registry.task(model[2]).kind, model[0].lower()}
-
-    def selected(model, wanted):
-        return bool(names(model) & wanted or any(o in model[0].lower() for o in wanted))
-
-    unknown = sorted(o for o in only or () if not any(selected(m, {o}) for m in QUICKSTART_MODELS))
-    if unknown:
-        choices = sorted(set().union(*(names(m) - {m[0].lower()} for m in QUICKSTART_MODELS)))
-        raise CliError(f"--only {' '.join(unknown)}: no quickstart model has that name; use one of {', '.join(choices)}")
-    plan, skipped = [], []
-    for label, arch, task, corpus, arch_names in QUICKSTART_MODELS:
-        if only and not selected((label, arch, task), only):
-            continue
-        try:
-            module = _pipeline_module(task)
-        except CliError as err:
-            skipped.append((label, str(err)))
-            continue
-        recipe = find_recipe(arch, task, corpus, arch_names)
-        if recipe is None:
-            skipped.append((label, f"no shipped {task} recipe for architecture {arch}"))
-        else:
-            plan.append((label, arch, task, corpus, recipe, module))
-    return plan, skipped
-
-
 def _cmd_quickstart(args) -> int:
-    from tqdm.auto import tqdm
-
-    out_dir = Path(args.output_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CliError(f"--output-dir {out_dir} is a file, not a folder")
-    plan, skipped = _quickstart_plan({o.lower() for o in args.only} if args.only else None)
-    for label, reason in skipped:
-        print(f"hfnn quickstart: skipping {label}: {reason}", file=sys.stderr)
-    if not plan:
-        raise CliError("nothing to train: no architecture has both a pipeline and a shipped recipe")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows, summary = [], []
-    overrides = {"overwrite_output_dir": "true", "max_train_minutes": str(args.minutes_per_model), "disable_tqdm": "true",
-                 "report_to": "none", "max_eval_samples": str(args.max_eval_samples), "num_samples": "1"}
-    for label, arch, task, corpus, recipe, module in tqdm(plan, desc="quickstart", unit="model", file=sys.stderr):
-        slug = label.lower().replace(" ", "-")
-        known, values = _pipeline_fields(module), {"output_dir": str(out_dir / slug), **overrides}
-        argv = [recipe] + [x for k, v in values.items() if k in known for x in (f"--{k}", v)]
-        start = time.monotonic()
-        try:
-            with _captured(out_dir / "logs" / f"{slug}.log"):
-                results = module.main(argv) or {}
-        except Exception as err:  # one failed model does not stop the others
-            rows.append((label, task, "-", "failed", first_line(err)[:60], "-"))
-            summary.append({"model": label, "task": task, "recipe": recipe, "error": first_line(err)})
-            continue
-        seconds, params = results.get("train_seconds") or (time.monotonic() - start), results.get("parameters")
-        metric, value = _headline(task, results)
-        rows.append((label, task, f"{params:,}" if params else "?", metric, "-" if value is None else f"{value:.4g}", f"{seconds:.0f} s"))
-        summary.append({"model": label, "architecture": arch, "task": task, "corpus": corpus, "recipe": recipe,
-                        "output_dir": str(out_dir / slug), "parameters": params, "metric": metric, "value": value,
-                        "train_seconds": seconds})
-    header = ("architecture", "task", "params", "metric", "value", "train time")
-    _out()
-    _print_table(header, rows)
-    for label, reason in skipped:
-        _out(f"(skipped {label}: {reason})")
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    md = ["| " + " | ".join(r) + " |" for r in [header, ("---",) * len(header), *rows]]
-    (out_dir / "summary.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    plot = _summary_plot([s for s in summary if "error" not in s], out_dir / "summary.png")
-    _out(f"\nmodels, logs and loss curves in {out_dir}/ (summary.md, summary.json{', summary.png' if plot else ''})")
-    return 0 if all("error" not in s for s in summary) else 1
-
-
-def _summary_plot(done: list[dict], path: Path) -> bool:
-    """Parameters (log scale) and training time of each trained model, side by side."""
-    if not done:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.5 * len(done) + 2), sharey=True)
-    labels = [s["model"] for s in done]
-    for ax, key, color, xlabel in ((axes[0], "parameters", "tab:blue", "parameters (log scale)"),
-                                   (axes[1], "train_seconds", "tab:orange", "training time (s)")):
-        values = [s[key] or 1 for s in done]
-        ax.barh(labels, values, color=color)
-        ax.set_xlabel(xlabel)
-        ax.grid(alpha=0.3, axis="x")
-        for i, (v, s) in enumerate(zip(values, done)):
-            note = f"{v:,}" if key == "parameters" else f"{v:.0f} s; " + ("-" if s["value"] is None else f"{s['metric']} {s['value']:.3g}")
-            ax.text(v, i, " " + note, va="center", fontsize=8)
-    axes[0].set_xscale("log")
-    axes[0].invert_yaxis()
-    fig.suptitle("hfnn quickstart")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return quickstart.run_quickstart(args.output_dir, args.minutes_per_model, args.only, args.max_eval_samples)
 
 
 # --------------------------------------------------------------------------------------------- main

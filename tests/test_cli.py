@@ -355,18 +355,25 @@ def test_quickstart_trains_what_exists_and_skips_the_rest(capsys, tmp_path, monk
     values = dict(zip(args[::2], args[1::2]))
     recipe.write_text(json.dumps({"task": "language-modeling", "architecture": "rnn",
                                   **{k[2:]: v for k, v in values.items()}}))
-    monkeypatch.setattr(cli, "QUICKSTART_MODELS", (
+    from hfnn import quickstart
+
+    monkeypatch.setattr(quickstart, "QUICKSTART_MODELS", (
         ("RNN LM", "rnn", "language-modeling", "shakespeare", ("rnn",)),
         ("Imaginary LM", "nothing", "language-modeling", "shakespeare", ("nothing",)),
     ))
-    real_find = cli.find_recipe
-    monkeypatch.setattr(cli, "find_recipe", lambda arch, *a, **k: str(recipe) if arch == "rnn" else real_find(arch, *a, **k))
+    real_find = quickstart.find_recipe
+    monkeypatch.setattr(quickstart, "find_recipe",
+                        lambda arch, *a, **k: str(recipe) if arch == "rnn" else real_find(arch, *a, **k))
     out_dir = tmp_path / "qs"
     code, out, err = run(capsys, "quickstart", "--output-dir", out_dir, "--minutes-per-model", 0.5)
-    assert code == 0, err
+    summary = json.loads((out_dir / "summary.json").read_text())
+    # the unigram baseline sits beside the metric; a model that does not beat it is flagged and fails the run
+    assert isinstance(summary[0]["baseline"], float) and summary[0]["baseline"] > 1
+    assert code == (0 if summary[0]["beats_baseline"] else 1), err
+    assert ("NOT BETTER THAN BASELINE" in out) == (not summary[0]["beats_baseline"])
     assert "skipping Imaginary LM: no shipped language-modeling recipe for architecture nothing" in err
     lines = out.strip().splitlines()
-    assert lines[0].split() == ["architecture", "task", "params", "metric", "value", "train", "time"]
+    assert lines[0].split() == ["architecture", "task", "params", "metric", "value", "baseline", "train", "time"]
     row = next(line for line in lines if line.startswith("RNN LM"))
     summary = json.loads((out_dir / "summary.json").read_text())
     assert summary[0]["model"] == "RNN LM" and summary[0]["metric"] == "test perplexity"

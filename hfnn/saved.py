@@ -1,0 +1,168 @@
+"""Saved model folders as the command line runs them: a local folder or a Hub id, checked to be an hfnn
+model whose config names a task head that its weights really hold, with tokenizers that read text as
+text and stay within the model's positions. Every problem is a :class:`hfnn.console.UserError` naming
+the folder and what is wrong."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+from hfnn import registry
+from hfnn.console import UserError, first_line
+
+__all__ = ["SavedModel", "load_saved", "load_source_tokenizer", "open_model_dir", "quiet_loading", "require_task",
+           "resolve_device"]
+
+
+def resolve_device(name: str):
+    """The torch device of a ``--device`` value (``auto``: cuda when available, else cpu)."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise UserError(f"bad --device {name!r}: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available here")
+    return device
+
+
+def _resolve_dir(name: str) -> Path:
+    """A local folder, or a Hub repository id downloaded to the cache."""
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"{name} is a file, not a saved model folder")
+        return path
+    if name.startswith((".", "/", "~")) or name.count("/") != 1 or os.path.splitext(name)[1]:
+        raise UserError(f"no such model folder: {name}")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, repo_type="model"))
+    except Exception as err:  # offline, no such repo, gated...
+        raise UserError(f"no such model folder: {name} (and it could not be downloaded from the Hub: {type(err).__name__})") from None
+
+
+@dataclasses.dataclass
+class SavedModel:
+    path: Path
+    config: dict
+    model_type: str
+    architecture: str
+    task: registry.Task
+
+
+def open_model_dir(name: str) -> SavedModel:
+    """Checks that ``name`` is a saved hfnn model folder and says which task its head does."""
+    import hfnn
+
+    path = _resolve_dir(name)
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise UserError(f"{name} is not a saved model folder (no config.json); save models with save_pretrained or `hfnn train`")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"{config_path} cannot be read: {err}") from None
+    types = {getattr(hfnn, a.config_class).model_type: a.name for a in registry.ARCHITECTURES.values()}
+    model_type = config.get("model_type")
+    if model_type not in types:
+        raise UserError(f"{name} is not an hfnn model folder (model_type {model_type!r}; hfnn models are {', '.join(sorted(types))})")
+    task = registry.task_of_config(config)
+    if task is None:
+        archs = ", ".join(config.get("architectures") or ["?"])
+        raise UserError(f"{name} holds a {archs} without a task head (language model, classifier or seq2seq); nothing to run")
+    return SavedModel(path, config, model_type, types[model_type], task)
+
+
+def require_task(saved: SavedModel, task: str, name: str) -> None:
+    if saved.task.name != task:
+        raise UserError(f"{name} holds {saved.task.words} ({(saved.config.get('architectures') or ['?'])[0]}), not "
+                       f"{registry.TASKS[task].words}; use `hfnn {saved.task.command}` (or `hfnn predict`)")
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """No "Loading weights" progress bar nor table of missing weights (checked here, in one line)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _tokenizer(folder: Path, config, check_vocab: bool = True):
+    """The tokenizer saved in ``folder``, reading special-token strings as text, fitted to the model."""
+    from transformers import AutoTokenizer
+
+    from hfnn.tokenization import text_only
+
+    try:
+        tokenizer = text_only(AutoTokenizer.from_pretrained(folder))
+    except (OSError, ValueError, TypeError) as err:
+        raise UserError(f"no usable tokenizer saved in {folder}: {first_line(err)}") from None
+    vocab = getattr(config, "vocab_size", None)
+    if check_vocab and vocab and getattr(config, "source_vocab_size", None) is None and len(tokenizer) > vocab:
+        raise UserError(f"the tokenizer in {folder} has {len(tokenizer)} tokens but the model's vocab_size is {vocab}; "
+                       "it does not belong to this model")
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and (tokenizer.model_max_length or 0) > positions:
+        tokenizer.model_max_length = positions  # a saved model_max_length beyond the positions would overflow them
+    return tokenizer
+
+
+def load_saved(saved: SavedModel, device):
+    """The model and tokenizer of a checked folder: the head config.json names must have all its weights."""
+    import transformers
+
+    import hfnn  # noqa: F401  (registers the Auto classes)
+
+    try:
+        with quiet_loading():
+            model, info = getattr(transformers, saved.task.auto_class).from_pretrained(saved.path, output_loading_info=True)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load the model in {saved.path}: {first_line(err)}") from None
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in (info.get("mismatched_keys") or []))
+    head = (saved.config.get("architectures") or ["?"])[0]
+    if missing:
+        unexpected = sorted(info.get("unexpected_keys") or [])
+        other = f"; it holds weights of another head instead ({', '.join(unexpected[:3])})" if unexpected else ""
+        raise UserError(f"{saved.path}: config.json names {head} ({saved.task.words}) but the weights file has no "
+                       f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}{other}; refusing to run a randomly "
+                       "initialised head (fix `architectures` in config.json or use the right folder)")
+    if mismatched:
+        raise UserError(f"{saved.path}: weights of the wrong shape for {head}: {', '.join(mismatched[:3])} "
+                       "(config.json does not match the weights file)")
+    tokenizer = _tokenizer(saved.path, model.config)
+    return model.to(device).eval(), tokenizer
+
+
+def load_source_tokenizer(saved: SavedModel, model, target_tokenizer):
+    """The source tokenizer of a seq2seq folder (``source_tokenizer/``); the target one only for a shared vocabulary."""
+    folder = saved.path / "source_tokenizer"
+    encoder_vocab = getattr(model.config, "source_vocab_size", None)
+    if not folder.is_dir():
+        if encoder_vocab is not None:
+            raise UserError(f"{saved.path} has no source_tokenizer/ folder: this {type(model).__name__} reads its sources with "
+                           f"its own tokenizer (source_vocab_size={encoder_vocab}); save it there "
+                           f"(source_tokenizer.save_pretrained('{saved.path}/source_tokenizer'))")
+        return target_tokenizer
+    source = _tokenizer(folder, model.config, check_vocab=False)  # checked against the encoder's vocabulary here
+    if len(source) > (encoder_vocab or model.config.vocab_size):
+        raise UserError(f"{folder} has {len(source)} tokens but the model's encoder takes {encoder_vocab or model.config.vocab_size} "
+                       "(source_vocab_size); the folder's source tokenizer does not belong to its model")
+    return source
