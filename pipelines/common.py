@@ -50,6 +50,12 @@ __all__ = [
     "save_loss_curve",
     "save_model",
     "save_trained",
+    "PipelineCallbacks",
+    "check_eval_split",
+    "print_summary",
+    "report",
+    "run_pipeline",
+    "split_metrics",
     "log_thread_choice",
     "cap_model_max_length",
     "write_checkpoint_marker",
@@ -785,6 +791,106 @@ def save_trained(trainer, out_dir: str | os.PathLike, tokenizers: dict) -> None:
         cap_model_max_length(tokenizer, model.config)
         tokenizer.save_pretrained(str(Path(out_dir) / subfolder) if subfolder else str(out_dir))
     write_space_files(out_dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run skeleton every pipeline shares: prepare the output folder -> (task: data, tokenizer, model)
+# -> train -> save -> (task: evaluate) -> report
+# ---------------------------------------------------------------------------------------------
+
+
+def run_pipeline(argv, dataclass_types, body, check=None, extra_inputs=None):
+    """Parses ``argv`` into (model, data, run, training) arguments, checks them (the common options, then
+    ``check(model_args, data_args)``), claims the output folder (refusing one that holds an input: the
+    data files, corpus and ``extra_inputs(model_args)``), seeds, and calls ``body(folder, model_args,
+    data_args, run_args, training_args)`` with the Trainer's ``output_dir`` set to the folder's work dir.
+    Returns what ``body`` returns (the results dict)."""
+    model_args, data_args, run_args, training_args = parse_args(dataclass_types, argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    check_run_options(training_args, run_args, data_args)
+    if check is not None:
+        check(model_args, data_args)
+    from hfnn.pipelines.output_dir import claim_output_dir
+    from transformers import set_seed
+
+    inputs = [getattr(data_args, name, None) for name in ("train_file", "validation_file", "test_file", "corpus")]
+    folder = claim_output_dir(
+        training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint,
+        inputs=inputs + list(extra_inputs(model_args) if extra_inputs else []),
+    )
+    with folder:
+        training_args.output_dir = str(folder.work_dir)
+        set_seed(training_args.seed)
+        return body(folder, model_args, data_args, run_args, training_args)
+
+
+def check_eval_split(eval_ds, training_args, what: str = "is empty",
+                     advice: str = "give a --validation_file, more data") -> None:
+    """An evaluation strategy needs validation examples: ValueError naming the option otherwise."""
+    strategy = getattr(training_args.eval_strategy, "value", training_args.eval_strategy)
+    if (eval_ds is None or not len(eval_ds)) and (strategy != "no" or training_args.eval_on_start):
+        raise ValueError(
+            f"The validation split {what}, but --eval_strategy is {strategy}: {advice}, or set --eval_strategy no"
+        )
+
+
+class PipelineCallbacks:
+    """The callbacks of every pipeline's Trainer: the time budget (and its progress bar), checkpoint commit
+    markers, the non-finite guard and the CPU thread tuner. Build it before the Trainer (the budget reads
+    ``training_args``), pass ``.callbacks``, then :meth:`train`."""
+
+    def __init__(self, run_args, training_args):
+        from hfnn.cpu_threads import ThreadTuner
+
+        self.guard = NonFiniteGuardCallback()
+        self.tuner = ThreadTuner()
+        self.callbacks = [*budget_callbacks(run_args, training_args), CheckpointCommitCallback(), self.guard,
+                          self.tuner]
+
+    def train(self, trainer, folder, tokenizers: dict) -> dict:
+        """Trains, stops on a non-finite value, then saves (:func:`save_trained`) before anything else can fail
+        (evaluation, plots, samples). Returns the run facts every pipeline reports."""
+        use_budget_progress(trainer)
+        start = time.monotonic()
+        train_result = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
+        seconds = time.monotonic() - start
+        self.guard.check()
+        folder.save(lambda path: save_trained(trainer, path, tokenizers))
+        log_thread_choice(self.tuner)
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        return {
+            "architecture": model.config.model_type,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "train_seconds": round(seconds, 1),
+            "train_steps": trainer.state.global_step,
+            "train_loss": train_result.training_loss,
+            "cpu_threads": self.tuner.history,
+        }
+
+
+def split_metrics(metrics: dict) -> dict:
+    """A Trainer's evaluation metrics without the timing entries."""
+    return {k: v for k, v in metrics.items() if not k.endswith(("_runtime", "_per_second"))}
+
+
+def report(out_dir, results: dict, run_args, training_args, task: str, dataset=None) -> None:
+    """Writes results.json and, unless switched off, the model card."""
+    write_results(out_dir, results)
+    if run_args.write_model_card:
+        from hfnn.cards import write_model_card
+
+        write_model_card(out_dir, task=task, results=results, training_args=training_args, dataset=dataset)
+
+
+def print_summary(title: str, results: dict, skip=()) -> None:
+    """The run's headline and its validation and test metrics, on the console."""
+    print(f"\n=== {title}: {results['parameters'] / 1e6:.2f}M parameters, {results['train_steps']} steps in "
+          f"{results['train_seconds'] / 60:.1f} min ===")
+    for split in ("validation", "test"):
+        shown = {k[len(split) + 1:]: v for k, v in results.items()
+                 if k.startswith(split + "_") and isinstance(v, float) and not k.endswith(tuple(skip))}
+        if shown:
+            print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
 
 
 def log_thread_choice(tuner) -> None:

@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from datasets import ClassLabel, Sequence, Value
 from transformers import (
     AutoConfig,
@@ -40,33 +38,27 @@ from transformers import (
     DataCollatorWithPadding,
     Trainer,
     TrainingArguments,
-    set_seed,
 )
 
 import hfnn
-from hfnn.cpu_threads import ThreadTuner
 from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
-from hfnn.pipelines.output_dir import claim_output_dir
 from hfnn.pipelines.common import (
-    finish_secondary_process,
-    CheckpointCommitCallback,
-    NonFiniteGuardCallback,
-    check_resume_architecture,
-    check_run_options,
+    PipelineCallbacks,
     RunArguments,
     SplitDataArguments,
-    budget_callbacks,
-    use_budget_progress,
     TokenizerModelArguments,
-    parse_args,
     check_config_overrides,
+    check_eval_split,
+    check_resume_architecture,
+    finish_secondary_process,
     parse_config_overrides,
+    print_summary,
+    report,
     run_command,
+    run_pipeline,
     save_loss_curve,
-    log_thread_choice,
-    save_trained,
-    write_results,
+    split_metrics,
 )
 from hfnn.tokenization import text_only, train_tokenizer
 
@@ -272,24 +264,12 @@ def _subset(ds, n: int | None, seed: int):
 
 def main(argv=None) -> dict:
     """Runs the pipeline; returns the results dict (``test_accuracy``, ``validation_f1``, ...)."""
-    model_args, data_args, run_args, training_args = parse_args(
-        (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv
-    )
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    check_run_options(training_args, run_args, data_args)
-    folder = claim_output_dir(
-        training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint,
-        inputs=[data_args.train_file, data_args.validation_file, data_args.test_file, data_args.corpus,
-                model_args.embeddings_file],
-    )
-    with folder:
-        return _run(folder, model_args, data_args, run_args, training_args)
+    return run_pipeline(argv, (ModelArguments, DataArguments, RunArguments, TrainingArguments), _run,
+                        extra_inputs=lambda model_args: [model_args.embeddings_file])
 
 
 def _run(folder, model_args, data_args, run_args, training_args) -> dict:
     out_dir = folder.work_dir
-    training_args.output_dir = str(out_dir)
-    set_seed(training_args.seed)
 
     # ---- data and labels
     raw = load_classification_corpus(data_args, training_args.seed)
@@ -368,14 +348,9 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
     eval_ds = tokenized["validation"] if "validation" in tokenized else None
     test_ds = tokenized["test"] if "test" in tokenized else None
 
-    strategy = getattr(training_args.eval_strategy, "value", training_args.eval_strategy)
-    if (eval_ds is None or not len(eval_ds)) and (strategy != "no" or training_args.eval_on_start):
-        raise ValueError(
-            f"The validation split is empty (after the split of {data_args.validation_file or data_args.train_file or data_args.corpus}), "
-            f"but --eval_strategy is {strategy}: give a --validation_file, more data, or set --eval_strategy no"
-        )
-    guard = NonFiniteGuardCallback()
-    tuner = ThreadTuner()
+    check_eval_split(eval_ds, training_args, "is empty (after the split of "
+                     f"{data_args.validation_file or data_args.train_file or data_args.corpus})")
+    callbacks = PipelineCallbacks(run_args, training_args)
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -384,27 +359,12 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
         compute_metrics=make_compute_metrics(problem_type),
-        callbacks=[*budget_callbacks(run_args, training_args), CheckpointCommitCallback(), guard, tuner],
+        callbacks=callbacks.callbacks,
     )
-    use_budget_progress(trainer)
-    start = time.monotonic()
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    train_seconds = time.monotonic() - start
-    guard.check()
-
-    # The trained model is saved before anything else can fail (evaluation, plots, samples).
-    folder.save(lambda folder_path: save_trained(trainer, folder_path, {"": tokenizer}))
-
+    results = callbacks.train(trainer, folder, {"": tokenizer})
     corpus = data_args.train_file or data_args.corpus
-    log_thread_choice(tuner)
-    results = {
-        "cpu_threads": tuner.history,
-        "architecture": model.config.model_type,
-        "parameters": n_params,
+    results.update({
         "trainable_parameters": n_trainable,
-        "train_seconds": round(train_seconds, 1),
-        "train_steps": trainer.state.global_step,
-        "train_loss": train_result.training_loss,
         "train_examples": len(train_ds),
         "tokenizer_kind": model_args.tokenizer_kind if not tokenizer_source else "loaded",
         "vocab_size": len(tokenizer),
@@ -412,15 +372,15 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
         "problem_type": problem_type,
         "labels": labels,
         "config_overrides": overrides,
-    }
+    })
     if eval_ds is not None and len(eval_ds):
         metrics = trainer.evaluate(eval_ds, metric_key_prefix="validation")
-        results.update({k: v for k, v in metrics.items() if not k.endswith(("_runtime", "_per_second"))})
+        results.update(split_metrics(metrics))
     curve_title = f"{model.config.model_type} on {corpus}"
     confusion = None
     if test_ds is not None and len(test_ds):
         prediction = trainer.predict(test_ds, metric_key_prefix="test")
-        results.update({k: v for k, v in prediction.metrics.items() if not k.endswith(("_runtime", "_per_second"))})
+        results.update(split_metrics(prediction.metrics))
         refs = np.asarray(prediction.label_ids)
         if problem_type == "single_label_classification":
             counts = np.bincount(refs, minlength=len(labels))
@@ -450,20 +410,8 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
                 truth = labels[truth]
             samples.append({"text": row["text"], "label": truth, "predicted": pred["label"], "score": round(pred["score"], 4)})
     results["samples"] = samples
-    write_results(out_dir, results)
-    if run_args.write_model_card:
-        from hfnn.cards import write_model_card
-
-        write_model_card(out_dir, task="text-classification", results=results, training_args=training_args,
-                         dataset=corpus)
-
-    print(f"\n=== {model.config.model_type}: {n_params / 1e6:.2f}M parameters, {results['train_steps']} steps in "
-          f"{train_seconds / 60:.1f} min ===")
-    for split in ("validation", "test"):
-        shown = {k[len(split) + 1:]: v for k, v in results.items()
-                 if k.startswith(split + "_") and isinstance(v, float)}
-        if shown:
-            print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+    report(out_dir, results, run_args, training_args, "text-classification", dataset=corpus)
+    print_summary(model.config.model_type, results)
     for sample in samples:
         print(f"- [{sample['predicted']} {sample['score']:.2f} | true {sample['label']}] {sample['text'][:100]}")
     training_args.output_dir = str(folder.path)

@@ -24,15 +24,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
-import time
 from itertools import chain
 
 import numpy as np
 import torch
 from datasets import DatasetDict
 from transformers import (
-    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     Trainer,
@@ -42,31 +39,24 @@ from transformers import (
 )
 
 import hfnn
-from hfnn.cpu_threads import ThreadTuner
-from hfnn.cards import write_model_card
 from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
 from hfnn.tokenization import text_only, train_tokenizer
-from hfnn.pipelines.output_dir import claim_output_dir
 from hfnn.pipelines.common import (
-    finish_secondary_process,
     BaseDataArguments,
-    CheckpointCommitCallback,
-    NonFiniteGuardCallback,
-    check_resume_architecture,
-    check_run_options,
+    PipelineCallbacks,
     RunArguments,
-    budget_callbacks,
-    use_budget_progress,
     TokenizerModelArguments,
     check_config_overrides,
-    parse_args,
+    check_eval_split,
+    check_resume_architecture,
+    finish_secondary_process,
     parse_config_overrides,
+    print_summary,
+    report,
     run_command,
+    run_pipeline,
     save_loss_curve,
-    log_thread_choice,
-    save_trained,
-    write_results,
 )
 
 logger = logging.getLogger(__name__)
@@ -219,28 +209,20 @@ def generate_samples(model, tokenizer, prompts, max_new_tokens, top_k, temperatu
 
 
 def main(argv=None) -> dict:
-    model_args, data_args, run_args, training_args = parse_args(
-        (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv
-    )
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    check_run_options(training_args, run_args, data_args)
+    return run_pipeline(argv, (ModelArguments, DataArguments, RunArguments, TrainingArguments), _run,
+                        check=_check_block_size)
+
+
+def _check_block_size(model_args, data_args) -> None:
     if isinstance(data_args.block_size, bool) or not isinstance(data_args.block_size, int) or data_args.block_size < 2:
         raise ValueError(
             f"--block_size must be a whole number of tokens >= 2 (each block predicts its tokens 2..n from the "
             f"ones before), got {data_args.block_size!r}"
         )
-    folder = claim_output_dir(
-        training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint,
-        inputs=[data_args.train_file, data_args.validation_file, data_args.corpus],
-    )
-    with folder:
-        return _run(folder, model_args, data_args, run_args, training_args)
 
 
 def _run(folder, model_args, data_args, run_args, training_args) -> dict:
     out_dir = folder.work_dir
-    training_args.output_dir = str(out_dir)
-    set_seed(training_args.seed)
 
     raw = load_text_corpus(data_args, training_args.seed)
     tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
@@ -286,19 +268,14 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
             f"No training example: the training text is shorter than block_size={data_args.block_size} tokens; "
             "lower --block_size or give more text"
         )
-    strategy = getattr(training_args.eval_strategy, "value", training_args.eval_strategy)
-    if len(eval_ds) == 0 and (strategy != "no" or training_args.eval_on_start):
-        raise ValueError(
-            f"The validation split has no block of block_size={data_args.block_size} tokens, but --eval_strategy is "
-            f"{strategy}: give more validation text, lower --block_size, or set --eval_strategy no"
-        )
+    check_eval_split(eval_ds, training_args, f"has no block of block_size={data_args.block_size} tokens",
+                     "give more validation text, lower --block_size")
     test_ds = lm["test"] if "test" in lm else None
     if test_ds is not None and data_args.max_eval_samples:
         test_ds = test_ds.select(range(min(data_args.max_eval_samples, len(test_ds))))
 
     compute_metrics, preprocess = make_compute_metrics()
-    guard = NonFiniteGuardCallback()
-    tuner = ThreadTuner()
+    callbacks = PipelineCallbacks(run_args, training_args)
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -308,30 +285,10 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=preprocess,
-        callbacks=[
-            *budget_callbacks(run_args, training_args),
-            CheckpointCommitCallback(),
-            guard,
-            tuner,
-        ],
+        callbacks=callbacks.callbacks,
     )
-    use_budget_progress(trainer)
-    start = time.monotonic()
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    train_seconds = time.monotonic() - start
-    guard.check()
-
-    # The trained model is saved before anything else can fail (evaluation, plots, samples).
-    folder.save(lambda folder_path: save_trained(trainer, folder_path, {"": tokenizer}))
-
-    log_thread_choice(tuner)
-    results = {
-        "cpu_threads": tuner.history,
-        "architecture": model.config.model_type,
-        "parameters": n_params,
-        "train_seconds": round(train_seconds, 1),
-        "train_steps": trainer.state.global_step,
-        "train_loss": train_result.training_loss,
+    results = callbacks.train(trainer, folder, {"": tokenizer})
+    results.update({
         "tokenizer_kind": model_args.tokenizer_kind if not tokenizer_source else "loaded",
         "corpus": data_args.train_file or data_args.corpus,
         "block_size": data_args.block_size,
@@ -339,7 +296,7 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
         "eval_history": [
             [h["step"], h["eval_loss"]] for h in trainer.state.log_history if "eval_loss" in h and "step" in h
         ],
-    }
+    })
     for split, ds in (("validation", eval_ds), ("test", test_ds)):
         if ds is None or len(ds) == 0:
             continue
@@ -356,16 +313,9 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
         model, tokenizer, prompts, data_args.sample_max_new_tokens, data_args.sample_top_k, data_args.sample_temperature
     ) if prompts else []
     results["samples"] = samples
-    write_results(out_dir, results)
-    if run_args.write_model_card:
-        write_model_card(out_dir, task="text-generation", results=results, training_args=training_args)
+    report(out_dir, results, run_args, training_args, "text-generation")
     training_args.output_dir = str(folder.path)
-
-    print(f"\n=== {model.config.model_type}: {n_params / 1e6:.2f}M parameters, {results['train_steps']} steps in "
-          f"{train_seconds / 60:.1f} min ===")
-    for split in ("validation", "test"):
-        if f"{split}_loss" in results:
-            print(f"{split}: loss {results[f'{split}_loss']:.4f} nats/token, perplexity {results[f'{split}_perplexity']:.3f}")
+    print_summary(model.config.model_type, results)
     for sample in samples:
         print("-" * 60)
         print(sample)

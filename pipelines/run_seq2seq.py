@@ -37,34 +37,28 @@ from transformers import (
     DataCollatorForSeq2Seq,
     Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
-    set_seed,
 )
 
 import hfnn
-from hfnn.cpu_threads import ThreadTuner
 from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
 from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK
-from hfnn.pipelines.output_dir import claim_output_dir
 from hfnn.pipelines.common import (
-    finish_secondary_process,
     BaseModelArguments,
-    CheckpointCommitCallback,
-    NonFiniteGuardCallback,
-    check_resume_architecture,
-    check_run_options,
+    PipelineCallbacks,
     RunArguments,
     SplitDataArguments,
-    budget_callbacks,
-    use_budget_progress,
-    parse_args,
     check_config_overrides,
+    check_eval_split,
+    check_resume_architecture,
+    finish_secondary_process,
     parse_config_overrides,
+    print_summary,
+    report,
     run_command,
+    run_pipeline,
     save_loss_curve,
-    log_thread_choice,
-    save_trained,
-    write_results,
+    split_metrics,
 )
 from hfnn.tokenization import text_only, train_tokenizer
 
@@ -351,27 +345,19 @@ def _load_tokenizers(model_args: ModelArguments, train_split, source_column: str
 
 def main(argv=None) -> dict:
     """Runs the pipeline; returns the results dict (``test_wer``, ``test_per`` or ``test_bleu``, ``test_chrf``...)."""
-    model_args, data_args, run_args, training_args = parse_args(
-        (ModelArguments, DataArguments, RunArguments, Seq2SeqTrainingArguments), argv
-    )
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    check_run_options(training_args, run_args, data_args)
+    return run_pipeline(argv, (ModelArguments, DataArguments, RunArguments, Seq2SeqTrainingArguments), _run,
+                        check=_check_lengths)
+
+
+def _check_lengths(model_args, data_args) -> None:
     for name in ("max_source_length", "max_target_length"):
         value = getattr(model_args, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 2:
             raise ValueError(f"--{name} must be a whole number of tokens >= 2, got {value!r}")
-    folder = claim_output_dir(
-        training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint,
-        inputs=[data_args.train_file, data_args.validation_file, data_args.test_file, data_args.corpus],
-    )
-    with folder:
-        return _run(folder, model_args, data_args, run_args, training_args)
 
 
 def _run(folder, model_args, data_args, run_args, training_args) -> dict:
     out_dir = folder.work_dir
-    training_args.output_dir = str(out_dir)
-    set_seed(training_args.seed)
 
     # ---- data
     raw, source_column, target_column, references_column = load_seq2seq_corpus(data_args, training_args.seed)
@@ -430,14 +416,8 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
             return [list(r) if not isinstance(r, str) else [r] for r in raw[split][references_column]]
         return [[t] for t in raw[split][target_column]]
 
-    strategy = getattr(training_args.eval_strategy, "value", training_args.eval_strategy)
-    if (eval_ds is None or not len(eval_ds)) and (strategy != "no" or training_args.eval_on_start):
-        raise ValueError(
-            f"The validation split is empty, but --eval_strategy is {strategy}: give a --validation_file, more data, "
-            "or set --eval_strategy no"
-        )
-    guard = NonFiniteGuardCallback()
-    tuner = ThreadTuner()
+    check_eval_split(eval_ds, training_args)
+    callbacks = PipelineCallbacks(run_args, training_args)
     trainer = OrderedEvalSeq2SeqTrainer(
         model=model,
         args=training_args,
@@ -447,31 +427,14 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
         processing_class=target_tokenizer,
         compute_metrics=make_compute_metrics(kind, target_tokenizer, references_of("validation"), eval_ds["labels"])
         if eval_ds is not None and len(eval_ds) and training_args.predict_with_generate else None,
-        callbacks=[*budget_callbacks(run_args, training_args),
-                   CheckpointCommitCallback(), guard, tuner],
+        callbacks=callbacks.callbacks,
     )
-    use_budget_progress(trainer)
-    start = time.monotonic()
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    train_seconds = time.monotonic() - start
-    guard.check()
-
-    # ---- save first (model + pipeline marker, target tokenizer at the root, source tokenizer in its subfolder):
-    # nothing after this point can lose the training
-    folder.save(lambda folder_path: save_trained(
-        trainer, folder_path, {"": target_tokenizer, SOURCE_TOKENIZER_SUBFOLDER: source_tokenizer}))
-
+    # saved first (target tokenizer at the root, source tokenizer in its subfolder): nothing after can lose it
+    results = callbacks.train(trainer, folder, {"": target_tokenizer, SOURCE_TOKENIZER_SUBFOLDER: source_tokenizer})
     corpus = data_args.train_file or data_args.corpus
-    log_thread_choice(tuner)
-    results = {
-        "cpu_threads": tuner.history,
-        "architecture": model.config.model_type,
+    results.update({
         "attention": getattr(model.config, "attention", "scaled-dot-product"),
-        "parameters": n_params,
-        "train_seconds": round(train_seconds, 1),
-        "train_steps": trainer.state.global_step,
         "train_epochs": trainer.state.epoch,
-        "train_loss": train_result.training_loss,
         "train_loss_curve": [[h["step"], h["loss"]] for h in trainer.state.log_history if "loss" in h and "step" in h],
         "train_examples": len(train_ds),
         "source_vocab_size": len(source_tokenizer),
@@ -480,7 +443,7 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
         "metrics_kind": kind,
         "generation_num_beams": training_args.generation_num_beams or model.generation_config.num_beams,
         "config_overrides": overrides,
-    }
+    })
     start = time.monotonic()
     for split, dataset in (("validation", eval_ds), ("test", test_ds)):
         if dataset is None or not len(dataset):
@@ -488,7 +451,7 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
         if training_args.predict_with_generate:
             trainer.compute_metrics = make_compute_metrics(kind, target_tokenizer, references_of(split), dataset["labels"])
         metrics = trainer.evaluate(dataset, metric_key_prefix=split)
-        results.update({k: v for k, v in metrics.items() if not k.endswith(("_runtime", "_per_second"))})
+        results.update(split_metrics(metrics))
     results["eval_seconds"] = round(time.monotonic() - start, 1)
 
     if finish_secondary_process(trainer, folder.path):
@@ -520,19 +483,8 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
             heatmap = save_attention_heatmaps(outputs[:n], list(rows[source_column])[:n], out_dir, title)
     results["samples"] = samples
     results["attention_heatmap"] = heatmap.name if heatmap else None
-    write_results(out_dir, results)
-    if run_args.write_model_card:
-        from hfnn.cards import write_model_card
-
-        write_model_card(out_dir, task="seq2seq", results=results, training_args=training_args, dataset=corpus)
-
-    print(f"\n=== {title}: {n_params / 1e6:.2f}M parameters, {results['train_steps']} steps in "
-          f"{train_seconds / 60:.1f} min ===")
-    for split in ("validation", "test"):
-        shown = {k[len(split) + 1:]: v for k, v in results.items()
-                 if k.startswith(split + "_") and isinstance(v, float) and not k.endswith("_length")}
-        if shown:
-            print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+    report(out_dir, results, run_args, training_args, "seq2seq", dataset=corpus)
+    print_summary(title, results, skip=("_length",))
     for sample in samples:
         print(f"- {sample['source'][:60]!r} -> {sample['predicted'][:80]!r} (reference {sample['target'][:80]!r})")
     training_args.output_dir = str(folder.path)

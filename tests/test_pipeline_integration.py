@@ -293,13 +293,13 @@ def test_a_budgeted_pipeline_run_shows_the_budget_bar_instead_of_the_step_bar(tm
     from transformers.trainer_callback import ProgressCallback
 
     kinds = []
-    real = run_lm.use_budget_progress
+    real = common.use_budget_progress
 
     def spy(trainer):
         real(trainer)
         kinds.extend(type(cb) for cb in trainer.callback_handler.callbacks)
 
-    monkeypatch.setattr(run_lm, "use_budget_progress", spy)
+    monkeypatch.setattr(common, "use_budget_progress", spy)
     run_lm.main(["rnn_shakespeare_char", "--output_dir", str(tmp_path / "run"), "--train_file", str(text_file),
                  "--config_overrides", TINY_RNN, "--max_steps", "2", "--block_size", "16",
                  "--per_device_train_batch_size", "4", "--max_train_minutes", "1", *QUIET])
