@@ -34,8 +34,10 @@ from pathlib import Path
 from hfnn import quickstart, registry
 from hfnn.console import UserError, first_line, format_table
 from hfnn.recipes import find_recipe, shipped_recipes, task_name
-from hfnn.saved import (SavedModel, load_saved, load_source_tokenizer, open_model_dir, quiet_loading, require_task,
-                        resolve_device)
+from hfnn.inference import (classify_texts, evaluate_classifier, evaluate_lm, generate_texts, load_eval_split,
+                            phoneme_scores, require_columns, transduce_texts)
+from hfnn.saved import (SavedModel, load_saved, load_source_tokenizer, open_model_dir, require_task, resolve_device,
+                        saved_pipeline)
 from hfnn.recipes import pipeline_module as _pipeline_module
 
 __all__ = [
@@ -238,67 +240,7 @@ def _read_inputs(items: list[str]) -> list[str]:
     return out
 
 
-def _pipeline(saved: SavedModel, device):
-    """``transformers.pipeline`` of the folder's task around its checked model and tokenizer(s)."""
-    from transformers import pipeline
-
-    model, tokenizer = load_saved(saved, device)
-    extra = {}
-    if saved.task.name == "seq2seq":
-        extra["source_tokenizer"] = load_source_tokenizer(saved, model, tokenizer)
-    elif saved.task.name == "language-modeling":
-        tokenizer.padding_side = "left"  # a batch of prompts continues at its right edge
-    with quiet_loading():
-        return pipeline(saved.task.pipeline_task, model=model, tokenizer=tokenizer, device=device, **extra)
-
-
 # --------------------------------------------------------------------------------------------- generate / classify / transduce
-
-
-def generate_texts(pipe, prompts: list[str], batch_size: int = 32, **gen_kwargs) -> list[list[str]]:
-    """Continuations of ``prompts`` by a text-generation pipeline (each prefixed with its prompt); one list per prompt."""
-    tokenizer, config = pipe.tokenizer, pipe.model.config
-    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
-    if 0 in lengths and pipe.model.generation_config.bos_token_id is None:
-        raise CliError("an empty prompt needs a model with a bos_token_id to start from")
-    width, positions = max(max(lengths), 1), getattr(config, "max_position_embeddings", None)
-    new_tokens = gen_kwargs.get("max_new_tokens") or 0
-    if positions and width + new_tokens > positions:
-        raise CliError(f"the prompt ({width} tokens) plus --max-new-tokens {new_tokens} exceeds the model's "
-                       f"max_position_embeddings={positions}")
-    if 0 in lengths:  # the pipeline starts an empty prompt from bos, one prompt at a time
-        batch_size = 1
-    outputs = pipe(prompts, batch_size=batch_size, return_full_text=False, add_special_tokens=False, **gen_kwargs)
-    return [[prompt + o["generated_text"] for o in out] for prompt, out in zip(prompts, outputs)]
-
-
-def classify_texts(pipe, texts: list[str], top_k: int = 1, batch_size: int = 32) -> list[list[tuple[str, float]]]:
-    """For each text, its ``top_k`` (label, score) pairs by a text-classification pipeline, best first (0: every label)."""
-    config = pipe.model.config
-    k = config.num_labels if top_k in (0, None) else min(top_k, config.num_labels)
-    outputs = pipe(texts, top_k=k, batch_size=batch_size, truncation=True)
-    if getattr(config, "problem_type", None) == "regression":
-        return [[("score", out[0]["score"])] for out in outputs]
-    return [[(o["label"], o["score"]) for o in out] for out in outputs]
-
-
-def transduce_texts(pipe, sources: list[str], batch_size: int = 32, **gen_kwargs) -> list[list[str]]:
-    """Targets generated for ``sources`` by hfnn's seq2seq pipeline: one list (num_return_sequences) per source."""
-    source_tok, limit = pipe.source_tokenizer, getattr(pipe.model.config, "max_position_embeddings", None)
-    new_tokens = gen_kwargs.get("max_new_tokens")
-    if isinstance(limit, int) and new_tokens and new_tokens > limit:
-        raise CliError(f"--max-new-tokens {new_tokens} is more than this model's decoder can take: at most {limit} "
-                       "(max_position_embeddings)")
-    for row, source in enumerate(sources, 1):
-        length = len(source_tok(source, add_special_tokens=True)["input_ids"])
-        if isinstance(limit, int) and length > limit:
-            shown = source if len(source) <= 40 else source[:37] + "..."
-            raise CliError(f"source {row} ({shown!r}) is {length} tokens long; this model reads at most {limit} "
-                           "(max_position_embeddings); shorten it")
-        if not source_tok(source, add_special_tokens=False)["input_ids"]:
-            print(f"hfnn: note: source {row} is empty; its output is empty", file=sys.stderr)
-    outputs = pipe(sources, batch_size=batch_size, **gen_kwargs)
-    return [[o["generated_text"] for o in (out if isinstance(out, list) else [out])] for out in outputs]
 
 
 def _cmd_run(args) -> int:
@@ -313,7 +255,7 @@ def _cmd_run(args) -> int:
         args.max_new_tokens = args.max_new_tokens or (100 if task.name == "language-modeling" else 64)
     inputs = _read_inputs(args.inputs)
     kwargs = {} if task.name == "text-classification" else _generation_kwargs(args)
-    pipe = _pipeline(saved, resolve_device(args.device))
+    pipe = saved_pipeline(saved, resolve_device(args.device))
     if task.name == "text-classification":
         for text, labels in zip(inputs, classify_texts(pipe, inputs, top_k=args.top_k, batch_size=args.batch_size)):
             if len(labels) == 1:
@@ -336,93 +278,6 @@ def _cmd_run(args) -> int:
 # --------------------------------------------------------------------------------------------- evaluate
 
 
-def phoneme_scores(predictions: list[str], references: list[list[str]]) -> dict:
-    """G2P scores with hfnn's metric modules: ``wer`` = share of words matching none of their
-    pronunciations, ``per`` = phoneme edits to the closest pronunciation / its length."""
-    from hfnn.metrics import load_metric
-
-    return {name: load_metric(name).compute(predictions=predictions, references=references)[name] for name in ("wer", "per")}
-
-
-def _load_eval_split(args, info: dict):
-    from hfnn.corpora import load_corpus
-
-    columns = {f"{c}_column": getattr(args, f"{c}_column") for c in ("text", "label", "source", "target")}
-    name = args.file or args.corpus or info.get("corpus")
-    if not name:
-        raise CliError("which data? give --corpus NAME or --file PATH (the folder's results.json names no corpus)")
-    if args.file and not Path(args.file).is_file():
-        raise CliError(f"no such file: {args.file}")
-    try:
-        data = load_corpus(name, **{k: v for k, v in columns.items() if v})
-    except (FileNotFoundError, KeyError, ValueError, ConnectionError, ImportError) as err:
-        raise CliError(f"cannot load {name}: {first_line(err)}") from None
-    args.split = args.split or ("all" if args.file else "test")
-    if args.split == "all":
-        from datasets import concatenate_datasets
-
-        return name, concatenate_datasets([data[s] for s in data if len(data[s])])
-    if args.split not in data:
-        raise CliError(f"{name} has no split {args.split!r} (splits: {', '.join(data)}, or all)")
-    return name, data[args.split]
-
-
-def _require_columns(ds, needed, problem: str, options: str) -> None:
-    if not set(needed) <= set(ds.column_names):
-        raise CliError(f"{problem} (columns: {', '.join(ds.column_names)}); use {options}")
-
-
-def evaluate_lm(model, tokenizer, texts: list[str], block_size: int, max_blocks: int | None = None, batch_size: int = 16) -> dict:
-    """Mean next-token loss (nats) and perplexity over ``block_size`` blocks of the concatenated texts, scored
-    by the language-modeling pipeline's metric code (``run_lm.make_compute_metrics``)."""
-    import numpy as np
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import EvalPrediction
-
-    from hfnn.pipelines.run_lm import make_compute_metrics
-
-    stream: list[int] = []
-    for text in texts:
-        stream += tokenizer(text, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
-        if max_blocks is not None and len(stream) >= max_blocks * block_size:
-            break
-    if len(stream) < 2:
-        raise CliError("the evaluation text is empty")
-    blocks = [stream[i:i + block_size] for i in range(0, len(stream) - block_size + 1, block_size)] or [stream]
-    blocks = blocks[:max_blocks] if max_blocks is not None else blocks
-    compute_metrics, token_nll = make_compute_metrics()
-    nll = []
-    for start in tqdm(range(0, len(blocks), batch_size), desc="evaluating", unit="batch", file=sys.stderr):
-        batch = torch.tensor(blocks[start:start + batch_size], device=model.device)
-        with torch.no_grad():
-            nll.append(token_nll(model(input_ids=batch).logits, batch).double().cpu().numpy().reshape(-1))
-    scores = compute_metrics(EvalPrediction(predictions=np.concatenate(nll), label_ids=None))
-    return {"loss": scores["mean_nll"], "perplexity": scores["perplexity"], "tokens": int(scores["num_tokens"]), "blocks": len(blocks)}
-
-
-def _evaluate_classifier(pipe, name, ds, batch_size) -> dict:
-    import numpy as np
-    from transformers import EvalPrediction
-
-    from hfnn.pipelines.run_classification import make_compute_metrics
-
-    config = pipe.model.config
-    label2id = {v: int(k) for k, v in (config.id2label or {}).items()}
-    names = getattr(ds.features["label"], "names", None)
-    gold = [names[y] if names else y for y in ds["label"]]
-    gold_ids = [label2id.get(g, g) if isinstance(g, str) else int(g) for g in gold]
-    if any(isinstance(g, str) for g in gold_ids):
-        raise CliError(f"labels of {name} ({', '.join(sorted(set(map(str, gold)))[:5])}) are not the model's ({', '.join(label2id)})")
-    scores = np.zeros((len(gold_ids), config.num_labels))
-    for row, labels in enumerate(classify_texts(pipe, list(ds["text"]), top_k=0, batch_size=batch_size)):
-        for label, score in labels:
-            scores[row, label2id[label]] = score
-    metrics = make_compute_metrics("single_label_classification")(  # one label per text, as `classify` shows
-        EvalPrediction(predictions=scores, label_ids=np.asarray(gold_ids)))
-    return {**metrics, "examples": len(gold_ids)}
-
-
 def _cmd_evaluate(args) -> int:
     from hfnn.metrics import load_metric
 
@@ -432,24 +287,24 @@ def _cmd_evaluate(args) -> int:
     except (OSError, json.JSONDecodeError):
         info = {}
     device = resolve_device(args.device)
-    name, ds = _load_eval_split(args, info)
+    name, ds = load_eval_split(args, info)
     if saved.task.name == "language-modeling":
-        _require_columns(ds, ["text"], f"{name} has no 'text' column", "--text-column")
+        require_columns(ds, ["text"], f"{name} has no 'text' column", "--text-column")
         model, tokenizer = load_saved(saved, device)
         block_size = min(args.block_size or info.get("block_size") or 128, getattr(model.config, "max_position_embeddings", None) or math.inf)
         metrics = evaluate_lm(model, tokenizer, ds["text"], block_size, args.max_samples, args.batch_size)
     else:
         ds = ds.select(range(min(args.max_samples, len(ds)))) if args.max_samples else ds
         if saved.task.name == "text-classification":
-            _require_columns(ds, ["text", "label"], f"{name} needs 'text' and 'label' columns", "--text-column/--label-column")
-            metrics = _evaluate_classifier(_pipeline(saved, device), name, ds, args.batch_size)
+            require_columns(ds, ["text", "label"], f"{name} needs 'text' and 'label' columns", "--text-column/--label-column")
+            metrics = evaluate_classifier(saved_pipeline(saved, device), name, ds, args.batch_size)
         else:
             cols = ds.column_names
             src, tgt = ("word", "phonemes") if {"word", "phonemes"} <= set(cols) and "source" not in cols else ("source", "target")
-            _require_columns(ds, [src, tgt], f"{name} needs source/target (or word/phonemes) columns", "--source-column/--target-column")
+            require_columns(ds, [src, tgt], f"{name} needs source/target (or word/phonemes) columns", "--source-column/--target-column")
             references = list(ds["references"]) if "references" in cols else [[t] for t in ds[tgt]]
             kwargs = {"num_beams": args.num_beams, "do_sample": False, **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {})}
-            preds = [o[0] for o in transduce_texts(_pipeline(saved, device), list(ds[src]), args.batch_size, **kwargs)]
+            preds = [o[0] for o in transduce_texts(saved_pipeline(saved, device), list(ds[src]), args.batch_size, **kwargs)]
             if tgt == "phonemes" or info.get("task") == "grapheme-to-phoneme":
                 metrics = phoneme_scores(preds, references)
             else:

@@ -15,7 +15,7 @@ from hfnn import registry
 from hfnn.console import UserError, first_line
 
 __all__ = ["SavedModel", "load_saved", "load_source_tokenizer", "open_model_dir", "quiet_loading", "require_task",
-           "resolve_device"]
+           "resolve_device", "saved_pipeline"]
 
 
 def resolve_device(name: str):
@@ -166,3 +166,17 @@ def load_source_tokenizer(saved: SavedModel, model, target_tokenizer):
         raise UserError(f"{folder} has {len(source)} tokens but the model's encoder takes {encoder_vocab or model.config.vocab_size} "
                        "(source_vocab_size); the folder's source tokenizer does not belong to its model")
     return source
+
+
+def saved_pipeline(saved: SavedModel, device):
+    """``transformers.pipeline`` of the folder's task around its checked model and tokenizer(s)."""
+    from transformers import pipeline
+
+    model, tokenizer = load_saved(saved, device)
+    extra = {}
+    if saved.task.name == "seq2seq":
+        extra["source_tokenizer"] = load_source_tokenizer(saved, model, tokenizer)
+    elif saved.task.name == "language-modeling":
+        tokenizer.padding_side = "left"  # a batch of prompts continues at its right edge
+    with quiet_loading():
+        return pipeline(saved.task.pipeline_task, model=model, tokenizer=tokenizer, device=device, **extra)

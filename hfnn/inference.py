@@ -1,0 +1,147 @@
+"""Running saved models on texts and scoring them on corpus splits, through transformers' pipelines and the
+training pipelines' own metric code: what ``hfnn generate / classify / transduce / evaluate`` do, as
+functions. Inputs a model cannot take (a prompt past its positions, an over-long source) are a
+:class:`hfnn.console.UserError` naming the row and the limit."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from hfnn.console import UserError, first_line
+
+__all__ = ["classify_texts", "evaluate_classifier", "evaluate_lm", "generate_texts", "load_eval_split",
+           "phoneme_scores", "require_columns", "transduce_texts"]
+
+
+def generate_texts(pipe, prompts: list[str], batch_size: int = 32, **gen_kwargs) -> list[list[str]]:
+    """Continuations of ``prompts`` by a text-generation pipeline (each prefixed with its prompt); one list per prompt."""
+    tokenizer, config = pipe.tokenizer, pipe.model.config
+    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    if 0 in lengths and pipe.model.generation_config.bos_token_id is None:
+        raise UserError("an empty prompt needs a model with a bos_token_id to start from")
+    width, positions = max(max(lengths), 1), getattr(config, "max_position_embeddings", None)
+    new_tokens = gen_kwargs.get("max_new_tokens") or 0
+    if positions and width + new_tokens > positions:
+        raise UserError(f"the prompt ({width} tokens) plus --max-new-tokens {new_tokens} exceeds the model's "
+                       f"max_position_embeddings={positions}")
+    if 0 in lengths:  # the pipeline starts an empty prompt from bos, one prompt at a time
+        batch_size = 1
+    outputs = pipe(prompts, batch_size=batch_size, return_full_text=False, add_special_tokens=False, **gen_kwargs)
+    return [[prompt + o["generated_text"] for o in out] for prompt, out in zip(prompts, outputs)]
+
+
+def classify_texts(pipe, texts: list[str], top_k: int = 1, batch_size: int = 32) -> list[list[tuple[str, float]]]:
+    """For each text, its ``top_k`` (label, score) pairs by a text-classification pipeline, best first (0: every label)."""
+    config = pipe.model.config
+    k = config.num_labels if top_k in (0, None) else min(top_k, config.num_labels)
+    outputs = pipe(texts, top_k=k, batch_size=batch_size, truncation=True)
+    if getattr(config, "problem_type", None) == "regression":
+        return [[("score", out[0]["score"])] for out in outputs]
+    return [[(o["label"], o["score"]) for o in out] for out in outputs]
+
+
+def transduce_texts(pipe, sources: list[str], batch_size: int = 32, **gen_kwargs) -> list[list[str]]:
+    """Targets generated for ``sources`` by hfnn's seq2seq pipeline: one list (num_return_sequences) per source."""
+    source_tok, limit = pipe.source_tokenizer, getattr(pipe.model.config, "max_position_embeddings", None)
+    new_tokens = gen_kwargs.get("max_new_tokens")
+    if isinstance(limit, int) and new_tokens and new_tokens > limit:
+        raise UserError(f"--max-new-tokens {new_tokens} is more than this model's decoder can take: at most {limit} "
+                       "(max_position_embeddings)")
+    for row, source in enumerate(sources, 1):
+        length = len(source_tok(source, add_special_tokens=True)["input_ids"])
+        if isinstance(limit, int) and length > limit:
+            shown = source if len(source) <= 40 else source[:37] + "..."
+            raise UserError(f"source {row} ({shown!r}) is {length} tokens long; this model reads at most {limit} "
+                           "(max_position_embeddings); shorten it")
+        if not source_tok(source, add_special_tokens=False)["input_ids"]:
+            print(f"hfnn: note: source {row} is empty; its output is empty", file=sys.stderr)
+    outputs = pipe(sources, batch_size=batch_size, **gen_kwargs)
+    return [[o["generated_text"] for o in (out if isinstance(out, list) else [out])] for out in outputs]
+
+
+def phoneme_scores(predictions: list[str], references: list[list[str]]) -> dict:
+    """G2P scores with hfnn's metric modules: ``wer`` = share of words matching none of their
+    pronunciations, ``per`` = phoneme edits to the closest pronunciation / its length."""
+    from hfnn.metrics import load_metric
+
+    return {name: load_metric(name).compute(predictions=predictions, references=references)[name] for name in ("wer", "per")}
+
+
+def load_eval_split(args, info: dict):
+    from hfnn.corpora import load_corpus
+
+    columns = {f"{c}_column": getattr(args, f"{c}_column") for c in ("text", "label", "source", "target")}
+    name = args.file or args.corpus or info.get("corpus")
+    if not name:
+        raise UserError("which data? give --corpus NAME or --file PATH (the folder's results.json names no corpus)")
+    if args.file and not Path(args.file).is_file():
+        raise UserError(f"no such file: {args.file}")
+    try:
+        data = load_corpus(name, **{k: v for k, v in columns.items() if v})
+    except (FileNotFoundError, KeyError, ValueError, ConnectionError, ImportError) as err:
+        raise UserError(f"cannot load {name}: {first_line(err)}") from None
+    args.split = args.split or ("all" if args.file else "test")
+    if args.split == "all":
+        from datasets import concatenate_datasets
+
+        return name, concatenate_datasets([data[s] for s in data if len(data[s])])
+    if args.split not in data:
+        raise UserError(f"{name} has no split {args.split!r} (splits: {', '.join(data)}, or all)")
+    return name, data[args.split]
+
+
+def require_columns(ds, needed, problem: str, options: str) -> None:
+    if not set(needed) <= set(ds.column_names):
+        raise UserError(f"{problem} (columns: {', '.join(ds.column_names)}); use {options}")
+
+
+def evaluate_lm(model, tokenizer, texts: list[str], block_size: int, max_blocks: int | None = None, batch_size: int = 16) -> dict:
+    """Mean next-token loss (nats) and perplexity over ``block_size`` blocks of the concatenated texts, scored
+    by the language-modeling pipeline's metric code (``run_lm.make_compute_metrics``)."""
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import EvalPrediction
+
+    from hfnn.pipelines.run_lm import make_compute_metrics
+
+    stream: list[int] = []
+    for text in texts:
+        stream += tokenizer(text, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+        if max_blocks is not None and len(stream) >= max_blocks * block_size:
+            break
+    if len(stream) < 2:
+        raise UserError("the evaluation text is empty")
+    blocks = [stream[i:i + block_size] for i in range(0, len(stream) - block_size + 1, block_size)] or [stream]
+    blocks = blocks[:max_blocks] if max_blocks is not None else blocks
+    compute_metrics, token_nll = make_compute_metrics()
+    nll = []
+    for start in tqdm(range(0, len(blocks), batch_size), desc="evaluating", unit="batch", file=sys.stderr):
+        batch = torch.tensor(blocks[start:start + batch_size], device=model.device)
+        with torch.no_grad():
+            nll.append(token_nll(model(input_ids=batch).logits, batch).double().cpu().numpy().reshape(-1))
+    scores = compute_metrics(EvalPrediction(predictions=np.concatenate(nll), label_ids=None))
+    return {"loss": scores["mean_nll"], "perplexity": scores["perplexity"], "tokens": int(scores["num_tokens"]), "blocks": len(blocks)}
+
+
+def evaluate_classifier(pipe, name, ds, batch_size) -> dict:
+    import numpy as np
+    from transformers import EvalPrediction
+
+    from hfnn.pipelines.run_classification import make_compute_metrics
+
+    config = pipe.model.config
+    label2id = {v: int(k) for k, v in (config.id2label or {}).items()}
+    names = getattr(ds.features["label"], "names", None)
+    gold = [names[y] if names else y for y in ds["label"]]
+    gold_ids = [label2id.get(g, g) if isinstance(g, str) else int(g) for g in gold]
+    if any(isinstance(g, str) for g in gold_ids):
+        raise UserError(f"labels of {name} ({', '.join(sorted(set(map(str, gold)))[:5])}) are not the model's ({', '.join(label2id)})")
+    scores = np.zeros((len(gold_ids), config.num_labels))
+    for row, labels in enumerate(classify_texts(pipe, list(ds["text"]), top_k=0, batch_size=batch_size)):
+        for label, score in labels:
+            scores[row, label2id[label]] = score
+    metrics = make_compute_metrics("single_label_classification")(  # one label per text, as `classify` shows
+        EvalPrediction(predictions=scores, label_ids=np.asarray(gold_ids)))
+    return {**metrics, "examples": len(gold_ids)}
