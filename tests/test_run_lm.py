@@ -225,3 +225,25 @@ def test_transformer_language_model_trains_under_bf16_autocast(tmp_path):
     assert half.logits.dtype in (torch.bfloat16, torch.float32) and torch.isfinite(half.logits).all()
     torch.testing.assert_close(half.logits.float(), full.logits, atol=0.15, rtol=0.05)
     assert half.loss.dtype == torch.float32 and abs(half.loss.item() - full.loss.item()) < 0.05
+
+
+def test_max_eval_samples_caps_the_validation_and_test_splits(tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    text = tmp_path / "text.txt"
+    text.write_text("Shall I compare thee to a summer's day?\nThou art more lovely and more temperate.\n" * 30)
+    sizes = {}
+    evaluate = Trainer.evaluate
+
+    def recording(self, eval_dataset=None, *args, metric_key_prefix="eval", **kwargs):
+        sizes[metric_key_prefix] = len(eval_dataset if eval_dataset is not None else self.eval_dataset)
+        return evaluate(self, eval_dataset, *args, metric_key_prefix=metric_key_prefix, **kwargs)
+
+    monkeypatch.setattr(Trainer, "evaluate", recording)
+    results = run_lm.main(
+        ["rnn_shakespeare_char", "--output_dir", str(tmp_path / "out"), "--train_file", str(text), "--block_size", "8",
+         "--config_overrides", '{"hidden_size": 8, "embedding_size": 8, "num_hidden_layers": 1}',
+         "--max_steps", "1", "--eval_strategy", "no", "--max_eval_samples", "2", "--num_samples", "0",
+         "--write_model_card", "false", "--report_to", "none", "--disable_tqdm", "true"])
+    assert sizes.get("validation") == 2 and sizes.get("test") == 2, sizes
+    assert "validation_loss" in results and "test_loss" in results
