@@ -56,6 +56,8 @@ __all__ = [
     "report",
     "run_pipeline",
     "split_metrics",
+    "load_split_corpus",
+    "subset",
     "log_thread_choice",
     "cap_model_max_length",
     "write_checkpoint_marker",
@@ -832,6 +834,31 @@ def check_eval_split(eval_ds, training_args, what: str = "is empty",
         raise ValueError(
             f"The validation split {what}, but --eval_strategy is {strategy}: {advice}, or set --eval_strategy no"
         )
+
+
+def load_split_corpus(data_args, seed: int, **options):
+    """The run's data through :func:`hfnn.corpora.load_corpus`: the local ``train_file`` (with the
+    ``validation_file`` and ``test_file`` that are given; the missing splits are cut from the training data),
+    else the ``corpus``. ``options`` go to ``load_corpus`` (columns, empty-cell handling)."""
+    from hfnn.corpora import load_corpus
+
+    if data_args.train_file:
+        files = {"train": data_args.train_file}
+        for split in ("validation", "test"):
+            path = getattr(data_args, f"{split}_file", None)
+            if path:
+                files[split] = path
+        return load_corpus(data_files=files, seed=seed, **options)
+    if data_args.corpus:
+        return load_corpus(data_args.corpus, seed=seed, **options)
+    raise ValueError("Give a corpus (built-in name, file or Hub dataset) or a train_file.")
+
+
+def subset(ds, n: int | None, seed: int):
+    """``n`` examples of ``ds`` drawn at random (with ``seed``), or all of them when ``n`` is None or too many."""
+    if n is None or n >= len(ds):
+        return ds
+    return ds.shuffle(seed=seed).select(range(n))
 
 
 class PipelineCallbacks:

@@ -41,7 +41,6 @@ from transformers import (
 )
 
 import hfnn
-from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
 from hfnn.pipelines.common import (
     PipelineCallbacks,
@@ -51,6 +50,7 @@ from hfnn.pipelines.common import (
     check_config_overrides,
     check_eval_split,
     check_resume_architecture,
+    load_split_corpus,
     finish_secondary_process,
     parse_config_overrides,
     print_summary,
@@ -59,6 +59,7 @@ from hfnn.pipelines.common import (
     run_pipeline,
     save_loss_curve,
     split_metrics,
+    subset,
 )
 from hfnn.tokenization import text_only, train_tokenizer
 
@@ -123,16 +124,7 @@ def load_classification_corpus(data_args: DataArguments, seed: int):
     # labels are named classes unless the recipe asks for regression; an empty text or label is an error
     options = dict(columns, empty_text="error",
                    label_type="regression" if data_args.problem_type == "regression" else "classes")
-    if data_args.train_file:
-        files = {"train": data_args.train_file}
-        for split, path in (("validation", data_args.validation_file), ("test", data_args.test_file)):
-            if path:
-                files[split] = path
-        raw = load_corpus(data_files=files, seed=seed, **options)
-    elif data_args.corpus:
-        raw = load_corpus(data_args.corpus, seed=seed, **options)
-    else:
-        raise ValueError("Give a corpus (built-in name, file or Hub dataset) or a train_file.")
+    raw = load_split_corpus(data_args, seed, **options)
     for column in ("text", "label"):
         if column not in raw["train"].column_names:
             raise ValueError(
@@ -256,12 +248,6 @@ def save_confusion_matrix(predictions, references, labels: list[str], out_dir, t
     return path
 
 
-def _subset(ds, n: int | None, seed: int):
-    if n is None or n >= len(ds):
-        return ds
-    return ds.shuffle(seed=seed).select(range(n))
-
-
 def main(argv=None) -> dict:
     """Runs the pipeline; returns the results dict (``test_accuracy``, ``validation_f1``, ...)."""
     return run_pipeline(argv, (ModelArguments, DataArguments, RunArguments, TrainingArguments), _run,
@@ -274,10 +260,10 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
     # ---- data and labels
     raw = load_classification_corpus(data_args, training_args.seed)
     problem_type, labels = label_info(raw, data_args.problem_type)
-    raw["train"] = _subset(raw["train"], data_args.max_train_samples, training_args.seed)
+    raw["train"] = subset(raw["train"], data_args.max_train_samples, training_args.seed)
     for split in ("validation", "test"):
         if split in raw:
-            raw[split] = _subset(raw[split], data_args.max_eval_samples, training_args.seed)
+            raw[split] = subset(raw[split], data_args.max_eval_samples, training_args.seed)
 
     # ---- tokenizer
     tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path

@@ -39,7 +39,6 @@ from transformers import (
 )
 
 import hfnn
-from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
 from hfnn.tokenization import text_only, train_tokenizer
 from hfnn.pipelines.common import (
@@ -50,6 +49,7 @@ from hfnn.pipelines.common import (
     check_config_overrides,
     check_eval_split,
     check_resume_architecture,
+    load_split_corpus,
     finish_secondary_process,
     parse_config_overrides,
     print_summary,
@@ -118,16 +118,9 @@ def build_config(architecture: str, tokenizer, overrides: dict):
 
 
 def load_text_corpus(data_args: DataArguments, seed: int):
-    if data_args.train_file:
-        files = {"train": data_args.train_file}
-        if data_args.validation_file:
-            files["validation"] = data_args.validation_file
-        return load_corpus(data_files=files, text_column=data_args.text_column, seed=seed, empty_text="drop")
-    if not data_args.corpus:
-        raise ValueError("Give a corpus (built-in name, file or Hub dataset) or a train_file.")
-    kwargs = {"text_column": data_args.text_column} if data_args.text_column else {}
     # an empty csv/json text cell is an empty document: dropped (it would only add an end-of-sequence)
-    return load_corpus(data_args.corpus, seed=seed, empty_text="drop", **kwargs)
+    options = {"text_column": data_args.text_column} if data_args.text_column else {}
+    return load_split_corpus(data_args, seed, empty_text="drop", **options)
 
 
 def tokenize_and_group(raw, tokenizer, block_size: int, num_proc: int | None = None, document_ends=None):

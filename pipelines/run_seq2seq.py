@@ -40,7 +40,6 @@ from transformers import (
 )
 
 import hfnn
-from hfnn.corpora import load_corpus
 from hfnn.metrics import load_metric
 from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK
 from hfnn.pipelines.common import (
@@ -51,6 +50,7 @@ from hfnn.pipelines.common import (
     check_config_overrides,
     check_eval_split,
     check_resume_architecture,
+    load_split_corpus,
     finish_secondary_process,
     parse_config_overrides,
     print_summary,
@@ -59,6 +59,7 @@ from hfnn.pipelines.common import (
     run_pipeline,
     save_loss_curve,
     split_metrics,
+    subset,
 )
 from hfnn.tokenization import text_only, train_tokenizer
 
@@ -178,10 +179,7 @@ def _sorted_by_length(ds, column: str):
 _overrides = parse_config_overrides  # the old private name, for code that imports it
 
 
-def _subset(ds, n: int | None, seed: int):
-    if n is None or n >= len(ds):
-        return ds
-    return ds.shuffle(seed=seed).select(range(n))
+_subset = subset  # the old private name, for code that imports it
 
 
 def load_seq2seq_corpus(data_args: DataArguments, seed: int):
@@ -190,16 +188,7 @@ def load_seq2seq_corpus(data_args: DataArguments, seed: int):
     candidates = [c for c in (data_args.source_column, data_args.target_column) if c]
     candidates += [c for pair in _COLUMN_DEFAULTS for c in pair]
     options = dict(empty_text="error", text_columns=tuple(dict.fromkeys(candidates)))
-    if data_args.train_file:
-        files = {"train": data_args.train_file}
-        for split, path in (("validation", data_args.validation_file), ("test", data_args.test_file)):
-            if path:
-                files[split] = path
-        raw = load_corpus(data_files=files, seed=seed, **options)
-    elif data_args.corpus:
-        raw = load_corpus(data_args.corpus, seed=seed, **options)
-    else:
-        raise ValueError("Give a corpus (built-in name, file or Hub dataset) or a train_file.")
+    raw = load_split_corpus(data_args, seed, **options)
     columns = raw["train"].column_names
     source, target = data_args.source_column, data_args.target_column
     if source is None or target is None:
@@ -361,10 +350,10 @@ def _run(folder, model_args, data_args, run_args, training_args) -> dict:
 
     # ---- data
     raw, source_column, target_column, references_column = load_seq2seq_corpus(data_args, training_args.seed)
-    raw["train"] = _subset(raw["train"], data_args.max_train_samples, training_args.seed)
+    raw["train"] = subset(raw["train"], data_args.max_train_samples, training_args.seed)
     for split, limit in (("validation", data_args.max_eval_samples), ("test", data_args.max_test_samples)):
         if split in raw:
-            raw[split] = _sorted_by_length(_subset(raw[split], limit, training_args.seed), source_column)
+            raw[split] = _sorted_by_length(subset(raw[split], limit, training_args.seed), source_column)
 
     # ---- tokenizers: target at the root of the saved folder, source in source_tokenizer/
     source_tokenizer, target_tokenizer = _load_tokenizers(model_args, raw["train"], source_column, target_column)
