@@ -57,6 +57,7 @@ __all__ = [
     "run_pipeline",
     "split_metrics",
     "load_split_corpus",
+    "config_class",
     "subset",
     "log_thread_choice",
     "cap_model_max_length",
@@ -834,6 +835,17 @@ def check_eval_split(eval_ds, training_args, what: str = "is empty",
         raise ValueError(
             f"The validation split {what}, but --eval_strategy is {strategy}: {advice}, or set --eval_strategy no"
         )
+
+
+def config_class(architecture: str, task: str):
+    """The configuration class of ``architecture`` (a name or alias in :mod:`hfnn.registry`) for a new model of
+    ``task``; ValueError naming the architectures for an unknown name, or the missing head."""
+    import importlib
+
+    from hfnn import registry
+
+    entry = registry.architecture_for(architecture, task)
+    return getattr(importlib.import_module(f"hfnn.{entry.config_module}"), entry.config_class)
 
 
 def load_split_corpus(data_args, seed: int, **options):

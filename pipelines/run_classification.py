@@ -40,7 +40,6 @@ from transformers import (
     TrainingArguments,
 )
 
-import hfnn
 from hfnn.metrics import load_metric
 from hfnn.pipelines.common import (
     PipelineCallbacks,
@@ -50,6 +49,7 @@ from hfnn.pipelines.common import (
     check_config_overrides,
     check_eval_split,
     check_resume_architecture,
+    config_class,
     load_split_corpus,
     finish_secondary_process,
     parse_config_overrides,
@@ -166,11 +166,7 @@ def build_config(architecture: str, tokenizer, labels: list[str], problem_type: 
     The architecture name maps to its registered model type (``cnn`` -> ``hfnn-cnn``) and the config is
     built through ``AutoConfig.for_model``, so any architecture in ``hfnn.ARCHITECTURES`` works.
     """
-    if architecture not in hfnn.ARCHITECTURES:
-        raise ValueError(f"Unknown architecture {architecture!r}; choose one of {', '.join(sorted(hfnn.ARCHITECTURES))}")
-    config_cls = getattr(hfnn, hfnn.ARCHITECTURES[architecture][1])
-    if "AutoModelForSequenceClassification" not in hfnn.ARCHITECTURES[architecture][3]:
-        raise ValueError(f"Architecture {architecture!r} has no sequence-classification head")
+    config_cls = config_class(architecture, "text-classification")
     fields = {
         "vocab_size": len(tokenizer),
         "pad_token_id": tokenizer.pad_token_id,

@@ -38,7 +38,6 @@ from transformers import (
     set_seed,
 )
 
-import hfnn
 from hfnn.metrics import load_metric
 from hfnn.tokenization import text_only, train_tokenizer
 from hfnn.pipelines.common import (
@@ -49,6 +48,7 @@ from hfnn.pipelines.common import (
     check_config_overrides,
     check_eval_split,
     check_resume_architecture,
+    config_class,
     load_split_corpus,
     finish_secondary_process,
     parse_config_overrides,
@@ -99,12 +99,7 @@ class DataArguments(BaseDataArguments):
 
 def build_config(architecture: str, tokenizer, overrides: dict):
     """A new config of an hfnn architecture sized to ``tokenizer``."""
-    if architecture not in hfnn.ARCHITECTURES:
-        raise ValueError(f"Unknown architecture {architecture!r}; choose one of {', '.join(sorted(hfnn.ARCHITECTURES))}")
-    if "AutoModelForCausalLM" not in hfnn.ARCHITECTURES[architecture][3]:
-        raise ValueError(f"Architecture {architecture!r} has no language-model head")
-    config_name = hfnn.ARCHITECTURES[architecture][1]
-    config_cls = getattr(hfnn, config_name)
+    config_cls = config_class(architecture, "language-modeling")
     fields = {
         "vocab_size": len(tokenizer),
         "pad_token_id": tokenizer.pad_token_id,

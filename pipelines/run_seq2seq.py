@@ -39,7 +39,7 @@ from transformers import (
     Seq2SeqTrainingArguments,
 )
 
-import hfnn
+from hfnn import registry
 from hfnn.metrics import load_metric
 from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK
 from hfnn.pipelines.common import (
@@ -50,6 +50,7 @@ from hfnn.pipelines.common import (
     check_config_overrides,
     check_eval_split,
     check_resume_architecture,
+    config_class,
     load_split_corpus,
     finish_secondary_process,
     parse_config_overrides,
@@ -68,8 +69,9 @@ __all__ = ["ModelArguments", "DataArguments", "ARCHITECTURES", "OrderedEvalSeq2S
 
 logger = logging.getLogger(__name__)
 
-# pipeline architecture name -> hfnn architecture (key of hfnn.ARCHITECTURES)
-ARCHITECTURES = {"rnn_seq2seq": "rnn_seq2seq", "transformer_seq2seq": "transformer", "transformer": "transformer"}
+# architecture names and aliases this pipeline builds -> hfnn architecture (read from hfnn.registry)
+ARCHITECTURES = {name: entry.name for entry in registry.ARCHITECTURES.values() if entry.supports("seq2seq")
+                 for name in (entry.name, *entry.aliases)}
 # default (source, target) columns of the built-in corpora, tried in this order
 _COLUMN_DEFAULTS = (("word", "phonemes"), ("source", "target"))
 
@@ -210,10 +212,8 @@ def load_seq2seq_corpus(data_args: DataArguments, seed: int):
 def build_config(architecture: str, source_tokenizer, target_tokenizer, overrides: dict, max_source_length: int,
                  max_target_length: int):
     """A new config of an hfnn encoder–decoder sized to both tokenizers (through ``AutoConfig.for_model``)."""
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"Unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
-    name = ARCHITECTURES[architecture]
-    config_cls = getattr(hfnn, hfnn.ARCHITECTURES[name][1])
+    config_cls = config_class(architecture, "seq2seq")
+    name = registry.architecture(architecture).name
     fields = {
         "source_vocab_size": len(source_tokenizer),
         "vocab_size": len(target_tokenizer),

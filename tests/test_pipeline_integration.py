@@ -361,3 +361,15 @@ def test_dataset_preprocessing_runs_main_process_first(tmp_path, text_file, monk
                                  "--load_best_model_at_end", "false", *QUIET])
     assert "dataset preprocessing" in entered
     assert mapped_inside and all(mapped_inside), "tokenisation ran outside main_process_first"
+
+
+def test_pipelines_read_architectures_from_the_registry():
+    assert common.config_class("rnn-seq2seq", "seq2seq").__name__ == "RnnSeq2SeqConfig"  # an alias of the registry
+    assert common.config_class("transformer_seq2seq", "g2p").__name__ == "TransformerConfig"
+    assert run_seq2seq.ARCHITECTURES["rnn-seq2seq"] == "rnn_seq2seq"
+    with pytest.raises(ValueError, match="Architecture 'cnn' has no language-model head"):
+        run_lm.build_config("cnn", None, {})
+    with pytest.raises(ValueError, match="Architecture 'mlp' has no sequence-to-sequence head"):
+        run_seq2seq.build_config("mlp", None, None, {}, 8, 8)
+    with pytest.raises(ValueError, match="Unknown architecture 'lstm'; choose one of"):
+        run_classification.build_config("lstm", None, ["a", "b"], "single_label_classification", {})
