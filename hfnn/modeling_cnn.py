@@ -28,7 +28,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceCl
 from transformers.utils import can_return_tuple
 
 from .configuration_cnn import CnnConfig
-from .modeling_utils import check_input_ids, classification_loss, masked_max
+from .modeling_utils import check_input_ids, classifier_output, masked_max, real_token_mask
 
 __all__ = ["CnnPreTrainedModel", "CnnModel", "CnnForSequenceClassification"]
 
@@ -88,11 +88,8 @@ class CnnEmbeddings(nn.Module):
 class CnnPreTrainedModel(PreTrainedModel):
     config_class = CnnConfig
     base_model_prefix = "model"
-    main_input_name = "input_ids"
     _input_embed_layer = "word_embeddings"  # at self.embeddings.word_embeddings
-    # The losses are per-example means and ignore the Trainer's num_items_in_batch, so the Trainer
-    # must scale them for gradient accumulation itself.
-    accepts_loss_kwargs = False
+    accepts_loss_kwargs = False  # per-example mean losses: the Trainer scales them for accumulation itself
     _no_split_modules = ["CnnEmbeddings"]
 
     def _init_weights(self, module):
@@ -170,36 +167,18 @@ class CnnModel(CnnPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        **kwargs,
-    ) -> BaseModelOutputWithPooling:
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                inputs_embeds: torch.Tensor | None = None, output_hidden_states: bool | None = None,
+                **kwargs) -> BaseModelOutputWithPooling:
         """input_ids (batch, seq_len) or inputs_embeds (batch, seq_len, embedding_size); attention_mask
         (batch, seq_len), 1 for real tokens and 0 for padding (left or right). Without a mask, positions
         holding `pad_token_id` count as padding."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("CnnModel: pass exactly one of input_ids or inputs_embeds")
-        if output_hidden_states is None:
-            output_hidden_states = self.config.output_hidden_states
-        if inputs_embeds is None:
-            embeds = self.embeddings(input_ids)
-        else:
-            embeds = inputs_embeds
+        embeds = self.embeddings(input_ids) if inputs_embeds is None else inputs_embeds
         batch, seq_len, _ = embeds.shape
-        if attention_mask is None:
-            if input_ids is not None and self.config.pad_token_id is not None:
-                attention_mask = input_ids != self.config.pad_token_id
-            else:
-                attention_mask = torch.ones(batch, seq_len, dtype=torch.bool, device=embeds.device)
-        if attention_mask.shape != (batch, seq_len):
-            raise ValueError(
-                f"CnnModel: attention_mask has shape {tuple(attention_mask.shape)}, expected {(batch, seq_len)}"
-            )
-        mask = attention_mask.to(torch.bool)
+        mask = real_token_mask(attention_mask, input_ids, self.config.pad_token_id, (batch, seq_len), embeds.device,
+                               "CnnModel")
         if seq_len == 0:  # an empty text: one all-padding position, so that one (zero) window exists
             embeds, mask, seq_len = embeds.new_zeros(batch, 1, embeds.shape[-1]), mask.new_zeros(batch, 1), 1
         lengths = mask.sum(dim=1)  # (batch,)
@@ -224,10 +203,10 @@ class CnnModel(CnnPreTrainedModel):
             feature_maps.append(c.masked_fill(~counted, 0.0))
         pooled_output = torch.cat(pooled, dim=1)
         last_hidden_state = torch.cat(feature_maps, dim=1).transpose(1, 2)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         hidden_states = (embeds, last_hidden_state) if output_hidden_states else None
-        return BaseModelOutputWithPooling(
-            last_hidden_state=last_hidden_state, pooler_output=pooled_output, hidden_states=hidden_states
-        )
+        return BaseModelOutputWithPooling(last_hidden_state, pooled_output, hidden_states=hidden_states)
 
 
 class CnnForSequenceClassification(CnnPreTrainedModel):
@@ -269,27 +248,12 @@ class CnnForSequenceClassification(CnnPreTrainedModel):
         return super().train(mode)
 
     @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutput:
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                inputs_embeds: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                output_hidden_states: bool | None = None, **kwargs) -> SequenceClassifierOutput:
         """Returns `logits` (batch, num_labels) and, given `labels`, the loss."""
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            inputs_embeds=inputs_embeds,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
-        logits = self.classifier(self.dropout(outputs.pooler_output))
-
-        loss = classification_loss(self, labels, logits, **kwargs) if labels is not None else None
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+        outputs = self.model(input_ids, attention_mask, inputs_embeds, output_hidden_states, return_dict=True)
+        return classifier_output(self, self.classifier, self.dropout(outputs.pooler_output), labels, outputs, **kwargs)
 
 
 _RETIRED_HOOKS = []  # hooks of models that are gone, removed at the next registration (never during a step)

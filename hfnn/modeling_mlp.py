@@ -29,7 +29,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceCl
 from transformers.utils import can_return_tuple
 
 from .configuration_mlp import MlpConfig
-from .modeling_utils import check_input_ids, classification_loss
+from .modeling_utils import check_input_ids, classifier_output, real_token_mask
 
 __all__ = ["MlpPreTrainedModel", "MlpModel", "MlpForSequenceClassification"]
 
@@ -108,11 +108,8 @@ class MlpLayer(nn.Module):
 class MlpPreTrainedModel(PreTrainedModel):
     config_class = MlpConfig
     base_model_prefix = "model"
-    main_input_name = "input_ids"
     _input_embed_layer = "word_embeddings"  # at self.embeddings.word_embeddings
-    # The losses are per-example means and ignore the Trainer's num_items_in_batch, so the Trainer
-    # must scale them for gradient accumulation itself.
-    accepts_loss_kwargs = False
+    accepts_loss_kwargs = False  # per-example mean losses: the Trainer scales them for accumulation itself
     _no_split_modules = ["MlpLayer"]
 
     def _init_weights(self, module):
@@ -142,39 +139,21 @@ class MlpModel(MlpPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        **kwargs,
-    ) -> BaseModelOutputWithPooling:
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                output_hidden_states: bool | None = None, **kwargs) -> BaseModelOutputWithPooling:
         """input_ids, attention_mask (batch, seq_len); attention_mask 1 = real token, 0 = padding. Without a
         mask, positions holding `pad_token_id` count as padding."""
         if input_ids is None:
             raise ValueError("MlpModel: input_ids is required")
-        check_input_ids(input_ids, self.embeddings.word_embeddings.num_embeddings, allow_empty=True)
+        mask = real_token_mask(attention_mask, input_ids, self.config.pad_token_id, input_ids.shape, input_ids.device,
+                               "MlpModel")
+        hidden_states = [self.embeddings(input_ids, mask)]
+        for layer in self.layers:
+            hidden_states.append(layer(hidden_states[-1]))
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
-        if attention_mask is None:
-            if self.config.pad_token_id is not None:
-                attention_mask = input_ids != self.config.pad_token_id
-            else:
-                attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
-        if attention_mask.shape != input_ids.shape:
-            raise ValueError(
-                f"MlpModel: attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(input_ids.shape)}"
-            )
-        h = self.embeddings(input_ids, attention_mask.to(torch.bool))
-        hidden_states = [h]
-        for layer in self.layers:
-            h = layer(h)
-            hidden_states.append(h)
-        return BaseModelOutputWithPooling(
-            last_hidden_state=h,
-            pooler_output=h,
-            hidden_states=tuple(hidden_states) if output_hidden_states else None,
-        )
+        return BaseModelOutputWithPooling(last_hidden_state=hidden_states[-1], pooler_output=hidden_states[-1],
+                                          hidden_states=tuple(hidden_states) if output_hidden_states else None)
 
 
 class MlpForSequenceClassification(MlpPreTrainedModel):
@@ -192,21 +171,8 @@ class MlpForSequenceClassification(MlpPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutput:
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
-        logits = self.classifier(outputs.pooler_output)
-
-        loss = classification_loss(self, labels, logits, **kwargs) if labels is not None else None
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
+                **kwargs) -> SequenceClassifierOutput:
+        outputs = self.model(input_ids, attention_mask, output_hidden_states=output_hidden_states, return_dict=True)
+        return classifier_output(self, self.classifier, outputs.pooler_output, labels, outputs, **kwargs)

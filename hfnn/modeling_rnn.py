@@ -24,38 +24,17 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_outputs import (
-    BaseModelOutputWithPast,
-    CausalLMOutputWithPast,
-    SequenceClassifierOutput,
-)
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast, SequenceClassifierOutput
 from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils import can_return_tuple
 
 from .configuration_rnn import RnnConfig
 from .modeling_utils import (
-    DirectDecodingMixin,
-    RecurrentCache,
-    check_class_labels,
-    check_input_ids,
-    check_token_labels,
-    init_recurrent_,
-    layer_runner,
-    masked_max,
-    masked_mean,
-    pop_legacy_cache,
-    run_recurrence,
+    DirectDecodingMixin, RecurrentCache, batch_first, check_input_ids, check_token_labels, classifier_output,
+    init_recurrent_, layer_runner, make_rnn, masked_max, masked_mean, pop_legacy_cache, run_recurrence, torch_layout,
 )
 
-__all__ = [
-    "RnnStateCache",
-    "RnnPreTrainedModel",
-    "RnnModel",
-    "RnnForCausalLM",
-    "RnnForSequenceClassification",
-]
-
-_RNN_MODULES = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+__all__ = ["RnnStateCache", "RnnPreTrainedModel", "RnnModel", "RnnForCausalLM", "RnnForSequenceClassification"]
 
 
 class RnnStateCache(RecurrentCache):
@@ -82,8 +61,6 @@ class RnnStateCache(RecurrentCache):
 class RnnPreTrainedModel(PreTrainedModel):
     config_class = RnnConfig
     base_model_prefix = "model"
-    main_input_name = "input_ids"
-    supports_gradient_checkpointing = False
     _no_split_modules = ["RnnModel"]
     _is_stateful = True
 
@@ -133,16 +110,8 @@ class RnnModel(RnnPreTrainedModel):
         super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
         self.dropout = nn.Dropout(config.dropout)
-        rnn_kwargs = {"nonlinearity": "relu" if config.rnn_type == "rnn_relu" else "tanh"} if config.rnn_type.startswith("rnn") else {}
-        self.rnn = _RNN_MODULES[config.rnn_type](
-            input_size=config.embedding_size,
-            hidden_size=config.hidden_size,
-            num_layers=config.num_hidden_layers,
-            dropout=config.dropout if config.num_hidden_layers > 1 else 0.0,
-            bidirectional=config.bidirectional,
-            batch_first=True,
-            **rnn_kwargs,
-        )
+        self.rnn = make_rnn(config.rnn_type, config.embedding_size, config.hidden_size, config.num_hidden_layers,
+                            config.dropout, config.bidirectional)
         self.post_init()
 
     # -- the recurrence -------------------------------------------------------------------------
@@ -153,10 +122,8 @@ class RnnModel(RnnPreTrainedModel):
 
     def _run(self, inputs, state, rnn=None):
         """Fused recurrence over a packed or dense batch; ``state`` is batch-first."""
-        torch_state = tuple(s.transpose(0, 1).contiguous() for s in state)
-        outputs, new_state = (rnn or self._fused)(inputs, torch_state if len(torch_state) == 2 else torch_state[0])
-        new_state = new_state if isinstance(new_state, tuple) else (new_state,)
-        return outputs, tuple(s.transpose(0, 1) for s in new_state)
+        outputs, new_state = (rnn or self._fused)(inputs, torch_layout(state))
+        return outputs, batch_first(new_state)
 
     def _fused(self, inputs, state):
         return run_recurrence(self.rnn, inputs, state)
@@ -224,16 +191,10 @@ class RnnModel(RnnPreTrainedModel):
         return hidden, new_state, (inputs_embeds, *outputs, hidden)
 
     @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        cache: RnnStateCache | None = None,
-        use_cache: bool | None = None,
-        output_hidden_states: bool | None = None,
-        **kwargs,
-    ) -> BaseModelOutputWithPast:
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                inputs_embeds: torch.Tensor | None = None, cache: RnnStateCache | None = None,
+                use_cache: bool | None = None, output_hidden_states: bool | None = None,
+                **kwargs) -> BaseModelOutputWithPast:
         """
         Args:
             input_ids: ``(batch, time)`` token ids.
@@ -274,9 +235,7 @@ class RnnModel(RnnPreTrainedModel):
         hidden, new_state, hidden_states = self.encode(inputs_embeds, attention_mask, state, output_hidden_states)
         if use_cache:
             cache.update_states(new_state, time)
-        return BaseModelOutputWithPast(
-            last_hidden_state=hidden, cache=cache if use_cache else None, hidden_states=hidden_states
-        )
+        return BaseModelOutputWithPast(hidden, cache=cache if use_cache else None, hidden_states=hidden_states)
 
 
 class RnnForCausalLM(DirectDecodingMixin, RnnPreTrainedModel, GenerationMixin):
@@ -304,29 +263,15 @@ class RnnForCausalLM(DirectDecodingMixin, RnnPreTrainedModel, GenerationMixin):
         return False
 
     @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        cache: RnnStateCache | None = None,
-        use_cache: bool | None = None,
-        labels: torch.LongTensor | None = None,
-        logits_to_keep: int | torch.Tensor = 0,
-        output_hidden_states: bool | None = None,
-        **kwargs,
-    ) -> CausalLMOutputWithPast:
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                inputs_embeds: torch.Tensor | None = None, cache: RnnStateCache | None = None,
+                use_cache: bool | None = None, labels: torch.LongTensor | None = None,
+                logits_to_keep: int | torch.Tensor = 0, output_hidden_states: bool | None = None,
+                **kwargs) -> CausalLMOutputWithPast:
         """Returns logits ``(batch, time, vocab_size)`` (only the last ``logits_to_keep`` positions
         when it is positive), the loss when ``labels`` ``(batch, time)`` are given, and the state."""
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            inputs_embeds=inputs_embeds,
-            cache=pop_legacy_cache(kwargs, cache),
-            use_cache=use_cache,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
+        outputs = self.model(input_ids, attention_mask, inputs_embeds, pop_legacy_cache(kwargs, cache), use_cache,
+                             output_hidden_states, return_dict=True)
         hidden = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
         logits = self.lm_head(hidden if self.proj is None else self.proj(hidden))
         loss = None
@@ -351,8 +296,7 @@ class RnnForCausalLM(DirectDecodingMixin, RnnPreTrainedModel, GenerationMixin):
         # the prompt: the ordinary forward (it handles padded rows); the state then stays in torch's layout
         outputs = self(input_ids, attention_mask=model_kwargs.get("attention_mask"), cache=cache, use_cache=True,
                        logits_to_keep=1)
-        torch_state = tuple(s.transpose(0, 1).contiguous() for s in cache.states)
-        return outputs.logits[:, -1], (cache, torch_state if len(torch_state) == 2 else torch_state[0])
+        return outputs.logits[:, -1], (cache, torch_layout(cache.states))
 
     def _decode_step(self, tokens, state):
         cache, state = state
@@ -370,8 +314,7 @@ class RnnForCausalLM(DirectDecodingMixin, RnnPreTrainedModel, GenerationMixin):
 
     def _decode_end(self, state, steps):
         cache, state = state
-        state = state if isinstance(state, tuple) else (state,)
-        cache.update_states(tuple(s.transpose(0, 1) for s in state), steps)
+        cache.update_states(batch_first(state), steps)
 
 
 class RnnForSequenceClassification(RnnPreTrainedModel):
@@ -403,15 +346,9 @@ class RnnForSequenceClassification(RnnPreTrainedModel):
         return (masked_mean if self.config.pooling == "mean" else masked_max)(hidden, keep, dim=1)
 
     @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutput:
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                inputs_embeds: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                output_hidden_states: bool | None = None, **kwargs) -> SequenceClassifierOutput:
         """Returns logits ``(batch, num_labels)`` and the loss for ``labels`` (``(batch,)`` class ids,
         ``(batch, num_labels)`` floats for multi-label, or ``(batch,)`` floats for regression)."""
         source = input_ids if input_ids is not None else inputs_embeds
@@ -419,20 +356,8 @@ class RnnForSequenceClassification(RnnPreTrainedModel):
             raise ValueError(
                 f"attention_mask must have shape {tuple(source.shape[:2])}, got {tuple(attention_mask.shape)}"
             )
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            inputs_embeds=inputs_embeds,
-            cache=RnnStateCache() if self.config.pooling == "last" else None,
-            use_cache=self.config.pooling == "last",
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
-        state = outputs.cache.states if outputs.cache is not None else None
-        pooled = self.dropout(self._pool(outputs.last_hidden_state, attention_mask, state))
-        logits = self.classifier(pooled)
-        loss = None
-        if labels is not None:
-            check_class_labels(labels, self.config)
-            loss = self.loss_function(labels, logits, self.config, **kwargs)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+        last = self.config.pooling == "last"
+        outputs = self.model(input_ids, attention_mask, inputs_embeds, RnnStateCache() if last else None, last,
+                             output_hidden_states, return_dict=True)
+        pooled = self._pool(outputs.last_hidden_state, attention_mask, outputs.cache.states if last else None)
+        return classifier_output(self, self.classifier, self.dropout(pooled), labels, outputs, **kwargs)

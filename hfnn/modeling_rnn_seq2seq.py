@@ -39,40 +39,14 @@ from transformers.utils import can_return_tuple
 
 from .configuration_rnn_seq2seq import RnnSeq2SeqConfig
 from .modeling_utils import (
-    RecurrentCache,
-    check_attention_mask,
-    check_input_ids,
-    init_recurrent_,
-    pop_legacy_cache,
-    run_stack,
-    shift_tokens_right,
+    RecurrentCache, batch_first, check_attention_mask, check_input_ids, init_recurrent_, make_rnn, pop_legacy_cache,
+    run_stack, seq2seq_lm_output, shift_tokens_right, torch_layout,
 )
 
 __all__ = [
-    "RnnSeq2SeqCache",
-    "RnnSeq2SeqEncoder",
-    "RnnSeq2SeqDecoder",
-    "RnnSeq2SeqPreTrainedModel",
-    "RnnSeq2SeqModel",
-    "RnnSeq2SeqForConditionalGeneration",
-    "shift_tokens_right",
+    "RnnSeq2SeqCache", "RnnSeq2SeqEncoder", "RnnSeq2SeqDecoder", "RnnSeq2SeqPreTrainedModel", "RnnSeq2SeqModel",
+    "RnnSeq2SeqForConditionalGeneration", "shift_tokens_right",
 ]
-
-_RNN_CLASSES = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn_tanh": nn.RNN}
-
-
-def _make_rnn(rnn_type, input_size, hidden_size, num_layers, dropout, bidirectional=False):
-    kwargs = dict(
-        input_size=input_size,
-        hidden_size=hidden_size,
-        num_layers=num_layers,
-        batch_first=True,
-        dropout=dropout if num_layers > 1 else 0.0,
-        bidirectional=bidirectional,
-    )
-    if rnn_type == "rnn_tanh":
-        kwargs["nonlinearity"] = "tanh"
-    return _RNN_CLASSES[rnn_type](**kwargs)
 
 
 class RnnSeq2SeqCache(RecurrentCache):
@@ -136,15 +110,11 @@ class RnnSeq2SeqCache(RecurrentCache):
 
     def to_legacy_state(self):
         """The state as torch's recurrent modules take it: ``(num_layers, batch, hidden_size)`` (pairs for LSTM)."""
-        hidden = self.hidden.transpose(0, 1).contiguous()
-        if self.cell is None:
-            return hidden
-        return hidden, self.cell.transpose(0, 1).contiguous()
+        return torch_layout(self.stacked())
 
     def update(self, state, feed, num_new_tokens):
         """Store the decoder state after ``num_new_tokens`` more tokens (``state`` as torch returns it)."""
-        parts = state if isinstance(state, tuple) else (state,)
-        self.store(tuple(p.transpose(0, 1) for p in parts), num_new_tokens)
+        self.store(batch_first(state), num_new_tokens)
         self.feed = feed
 
 
@@ -164,7 +134,17 @@ def _final_encoder_state(states, mask, bidirectional):
     return torch.cat([states[rows, last, :half], states[rows, first, half:]], dim=-1)
 
 
-class RnnSeq2SeqEncoder(nn.Module):
+class _TokenInput(nn.Module):
+    """A module whose input embedding is ``embed_tokens``."""
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embed_tokens = value
+
+
+class RnnSeq2SeqEncoder(_TokenInput):
     """Source embedding + (bi-directional) multi-layer RNN over packed sequences.
 
     ``forward(input_ids (batch, src_len), attention_mask (batch, src_len))`` returns a ``BaseModelOutput`` whose
@@ -180,27 +160,11 @@ class RnnSeq2SeqEncoder(nn.Module):
         direction_size = config.hidden_size // 2 if self.bidirectional else config.hidden_size
         self.embed_tokens = nn.Embedding(config.source_vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
         self.dropout = nn.Dropout(config.dropout)
-        self.rnn = _make_rnn(
-            config.rnn_type, config.embedding_size, direction_size, config.num_encoder_layers, config.dropout,
-            bidirectional=self.bidirectional,
-        )
+        self.rnn = make_rnn(config.rnn_type, config.embedding_size, direction_size, config.num_encoder_layers,
+                            config.dropout, self.bidirectional)
 
-    def get_input_embeddings(self):
-        return self.embed_tokens
-
-    def set_input_embeddings(self, value):
-        self.embed_tokens = value
-
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        inputs_embeds=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
-    ):
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None, **kwargs):
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("RnnSeq2SeqEncoder needs input_ids or inputs_embeds")
@@ -235,7 +199,7 @@ class RnnSeq2SeqEncoder(nn.Module):
         return output.to_tuple() if return_dict is False else output
 
 
-class RnnSeq2SeqDecoder(nn.Module):
+class RnnSeq2SeqDecoder(_TokenInput):
     """Target embedding, decoder RNN and attention; returns the attentional vectors o_t.
 
     ``forward(input_ids (batch, tgt_len), encoder_states (batch, src_len, hidden), encoder_mask (batch, src_len),
@@ -255,7 +219,8 @@ class RnnSeq2SeqDecoder(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         # The decoder input is [y_{t-1}; c_t] (none, bahdanau), [y_{t-1}; o_{t-1}] (luong + input feeding) or y_{t-1}.
         extra = hidden if (self.attention in ("none", "bahdanau") or self.input_feeding) else 0
-        self.rnn = _make_rnn(config.rnn_type, config.embedding_size + extra, hidden, config.num_decoder_layers, config.dropout)
+        self.rnn = make_rnn(config.rnn_type, config.embedding_size + extra, hidden, config.num_decoder_layers,
+                            config.dropout)
         if self.attention == "bahdanau":
             self.query_proj = nn.Linear(hidden, hidden, bias=False)  # W_s
             self.key_proj = nn.Linear(hidden, hidden, bias=True)  # W_h (with the bias of the additive score)
@@ -265,12 +230,6 @@ class RnnSeq2SeqDecoder(nn.Module):
         self.output_proj = nn.Linear(2 * hidden, hidden)  # W_o in o_t = tanh(W_o [s_t; c_t])
         # Without a dependency between steps other than the RNN, the whole sequence runs in one RNN call.
         self.parallel = self.attention == "none" or (self.attention == "luong" and not self.input_feeding)
-
-    def get_input_embeddings(self):
-        return self.embed_tokens
-
-    def set_input_embeddings(self, value):
-        self.embed_tokens = value
 
     def attend(self, query, keys, values, mask):
         """Attention weights and context vectors.
@@ -369,8 +328,6 @@ class RnnSeq2SeqPreTrainedModel(PreTrainedModel):
     config_class = RnnSeq2SeqConfig
     config: RnnSeq2SeqConfig
     base_model_prefix = "model"
-    main_input_name = "input_ids"
-    supports_gradient_checkpointing = False
     _no_split_modules = ["RnnSeq2SeqEncoder", "RnnSeq2SeqDecoder"]
 
     @torch.no_grad()
@@ -381,7 +338,6 @@ class RnnSeq2SeqPreTrainedModel(PreTrainedModel):
             init_recurrent_(module, forget_gate_bias="bias_hh")
         else:
             super()._init_weights(module)
-
 
     def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True):
         """``resize_token_embeddings`` resizes the target side (decoder embeddings, output layer, ``config.vocab_size``), the vocabulary of
@@ -441,21 +397,9 @@ class RnnSeq2SeqModel(RnnSeq2SeqPreTrainedModel):
         return (state[0], state[1]) if config.rnn_type == "lstm" else state[0]
 
     @can_return_tuple
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        decoder_input_ids=None,
-        decoder_attention_mask=None,
-        encoder_outputs=None,
-        cache=None,
-        inputs_embeds=None,
-        decoder_inputs_embeds=None,
-        use_cache=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        **kwargs,
-    ) -> Seq2SeqModelOutput:
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                encoder_outputs=None, cache=None, inputs_embeds=None, decoder_inputs_embeds=None, use_cache=None,
+                output_attentions=None, output_hidden_states=None, **kwargs) -> Seq2SeqModelOutput:
         r"""
         Args:
             input_ids: ``(batch, src_len)`` source ids.
@@ -565,22 +509,9 @@ class RnnSeq2SeqForConditionalGeneration(RnnSeq2SeqPreTrainedModel, GenerationMi
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
     @can_return_tuple
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        decoder_input_ids=None,
-        decoder_attention_mask=None,
-        encoder_outputs=None,
-        cache=None,
-        inputs_embeds=None,
-        decoder_inputs_embeds=None,
-        labels=None,
-        use_cache=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        **kwargs,
-    ) -> Seq2SeqLMOutput:
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                encoder_outputs=None, cache=None, inputs_embeds=None, decoder_inputs_embeds=None, labels=None,
+                use_cache=None, output_attentions=None, output_hidden_states=None, **kwargs) -> Seq2SeqLMOutput:
         r"""Same arguments as :meth:`RnnSeq2SeqModel.forward`, plus ``labels`` ``(batch, tgt_len)``.
 
         Returns ``Seq2SeqLMOutput`` with ``logits`` ``(batch, tgt_len, vocab_size)``, ``loss`` (mean token
@@ -591,35 +522,11 @@ class RnnSeq2SeqForConditionalGeneration(RnnSeq2SeqPreTrainedModel, GenerationMi
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
 
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            decoder_input_ids=decoder_input_ids,
-            decoder_attention_mask=decoder_attention_mask,
-            encoder_outputs=encoder_outputs,
-            cache=pop_legacy_cache(kwargs, cache),
-            inputs_embeds=inputs_embeds,
-            decoder_inputs_embeds=decoder_inputs_embeds,
-            use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
+        outputs = self.model(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
+                             pop_legacy_cache(kwargs, cache), inputs_embeds, decoder_inputs_embeds, use_cache,
+                             output_attentions, output_hidden_states, return_dict=True)
         hidden = self.dropout(outputs.last_hidden_state)
         if self.output_projection is not None:
             hidden = self.output_projection(hidden)
-        logits = self.lm_head(hidden)
-        loss = None
-        if labels is not None:  # the shift is already done: labels[t] is the target of decoder position t
-            loss = self.loss_function(logits.float(), labels, vocab_size=self.config.vocab_size, shift_labels=labels,
-                                      num_items_in_batch=kwargs.get("num_items_in_batch"))
-        return Seq2SeqLMOutput(
-            loss=loss,
-            logits=logits,
-            cache=outputs.cache,
-            decoder_hidden_states=outputs.decoder_hidden_states,
-            cross_attentions=outputs.cross_attentions,
-            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
-            encoder_hidden_states=outputs.encoder_hidden_states,
-            encoder_attentions=outputs.encoder_attentions,
-        )
+        return seq2seq_lm_output(self, self.lm_head(hidden), labels, kwargs.get("num_items_in_batch"),
+                                 **{key: value for key, value in outputs.items() if key != "last_hidden_state"})

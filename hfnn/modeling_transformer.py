@@ -44,32 +44,21 @@ from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
-    BaseModelOutput,
-    BaseModelOutputWithPastAndCrossAttentions,
-    CausalLMOutputWithPast,
-    Seq2SeqLMOutput,
+    BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, CausalLMOutputWithPast, Seq2SeqLMOutput,
     SequenceClassifierOutputWithPast,
 )
-
 from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils import can_return_tuple
 
 from .configuration_transformer import TransformerConfig
 from .modeling_utils import (
-    DirectDecodingMixin,
-    check_input_ids,
-    classification_loss,
-    pop_legacy_cache,
+    DirectDecodingMixin, check_input_ids, classifier_output, pop_legacy_cache, real_token_mask, seq2seq_lm_output,
     shift_tokens_right,
 )
 
 __all__ = [
-    "TransformerPreTrainedModel",
-    "TransformerModel",
-    "TransformerForCausalLM",
-    "TransformerForSequenceClassification",
-    "TransformerForConditionalGeneration",
-    "shift_tokens_right",
+    "TransformerPreTrainedModel", "TransformerModel", "TransformerForCausalLM", "TransformerForSequenceClassification",
+    "TransformerForConditionalGeneration", "shift_tokens_right",
 ]
 
 
@@ -148,10 +137,7 @@ def attend(query, key, value, mask=None, is_causal=False, dropout_p=0.0, need_we
     fused kernel is used unless the attention weights are requested.
     """
     if not need_weights:
-        output = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
-        )
-        return output, None
+        return F.scaled_dot_product_attention(query, key, value, mask, dropout_p, is_causal), None
     scores = (query @ key.transpose(-2, -1)) / math.sqrt(query.size(-1))
     if is_causal:
         q_len, kv_len = scores.shape[-2:]
@@ -281,17 +267,8 @@ class TransformerBlock(GradientCheckpointingLayer):
         for projection in residual_projections:
             projection.init_std_scale = 1 / math.sqrt(2 * num_layers)
 
-    def forward(
-        self,
-        hidden_states,
-        encoder_hidden_states=None,
-        mask=None,
-        is_causal=False,
-        rotary=None,
-        encoder_mask=None,
-        cache=None,
-        output_attentions=False,
-    ):
+    def forward(self, hidden_states, encoder_hidden_states=None, mask=None, is_causal=False, rotary=None,
+                encoder_mask=None, cache=None, output_attentions=False):
         """``hidden_states (batch, seq, hidden)`` -> ``(hidden_states, self-attention weights,
         cross-attention weights)``; the weights are None unless ``output_attentions``.
 
@@ -307,11 +284,8 @@ class TransformerBlock(GradientCheckpointingLayer):
         cross_weights = None
         if self.cross_attn is not None:
             cross_output, cross_weights = self.cross_attn(
-                self.cross_attn_norm(hidden_states),
-                encoder_hidden_states,
-                encoder_mask,
-                cache if isinstance(cache, EncoderDecoderCache) else None,
-                output_attentions,
+                self.cross_attn_norm(hidden_states), encoder_hidden_states, encoder_mask,
+                cache if isinstance(cache, EncoderDecoderCache) else None, output_attentions,
             )
             hidden_states = hidden_states + F.dropout(cross_output, self.dropout, self.training)
 
@@ -330,7 +304,6 @@ class TransformerPreTrainedModel(PreTrainedModel):
 
     config_class = TransformerConfig
     base_model_prefix = "model"
-    main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _no_split_modules = ["TransformerBlock"]
     _supports_sdpa = True
@@ -364,14 +337,8 @@ class TransformerModel(TransformerPreTrainedModel):
         vocab_size: size of the token embedding (default ``config.vocab_size``).
     """
 
-    def __init__(
-        self,
-        config: TransformerConfig,
-        is_causal: bool = True,
-        add_cross_attention: bool = False,
-        num_layers: int | None = None,
-        vocab_size: int | None = None,
-    ):
+    def __init__(self, config: TransformerConfig, is_causal: bool = True, add_cross_attention: bool = False,
+                 num_layers: int | None = None, vocab_size: int | None = None):
         super().__init__(config)
         if config.is_encoder_decoder and num_layers is None:
             raise ValueError(
@@ -428,20 +395,11 @@ class TransformerModel(TransformerPreTrainedModel):
         return mask, False
 
     @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        encoder_attention_mask: torch.Tensor | None = None,
-        cache: Cache | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        **kwargs,
-    ):
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.LongTensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                encoder_hidden_states: torch.Tensor | None = None, encoder_attention_mask: torch.Tensor | None = None,
+                cache: Cache | None = None, use_cache: bool | None = None, output_attentions: bool | None = None,
+                output_hidden_states: bool | None = None, **kwargs):
         """Run the stack.
 
         Args:
@@ -525,14 +483,7 @@ class TransformerModel(TransformerPreTrainedModel):
         all_cross_attentions = () if output_attentions and self.add_cross_attention else None
         for block in self.layers:
             hidden_states, self_weights, cross_weights = block(
-                hidden_states,
-                encoder_hidden_states,
-                mask=mask,
-                is_causal=is_causal,
-                rotary=rotary,
-                encoder_mask=encoder_mask,
-                cache=cache,
-                output_attentions=output_attentions,
+                hidden_states, encoder_hidden_states, mask, is_causal, rotary, encoder_mask, cache, output_attentions
             )
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
@@ -543,18 +494,10 @@ class TransformerModel(TransformerPreTrainedModel):
         hidden_states = self.norm(hidden_states)
 
         if not self.is_causal:
-            output = BaseModelOutput(
-                last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
-            )
-        else:
-            output = BaseModelOutputWithPastAndCrossAttentions(
-                last_hidden_state=hidden_states,
-                cache=cache,
-                hidden_states=all_hidden_states,
-                attentions=all_attentions,
-                cross_attentions=all_cross_attentions,
-            )
-        return output
+            return BaseModelOutput(hidden_states, hidden_states=all_hidden_states, attentions=all_attentions)
+        return BaseModelOutputWithPastAndCrossAttentions(
+            hidden_states, cache, all_hidden_states, all_attentions, cross_attentions=all_cross_attentions
+        )
 
 
 class TransformerForCausalLM(DirectDecodingMixin, TransformerPreTrainedModel, GenerationMixin):
@@ -570,48 +513,27 @@ class TransformerForCausalLM(DirectDecodingMixin, TransformerPreTrainedModel, Ge
         self.post_init()
 
     @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        cache: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        logits_to_keep: int | torch.Tensor = 0,
-        **kwargs,
-    ) -> CausalLMOutputWithPast:
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.LongTensor | None = None, cache: Cache | None = None,
+                inputs_embeds: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
+                use_cache: bool | None = None, output_attentions: bool | None = None,
+                output_hidden_states: bool | None = None, logits_to_keep: int | torch.Tensor = 0,
+                **kwargs) -> CausalLMOutputWithPast:
         """``input_ids (batch, seq)`` -> ``logits (batch, seq, vocab_size)``.
 
         ``labels (batch, seq)`` are the input ids themselves (shifted inside: position t predicts
         token t+1); -100 marks positions without a loss. ``logits_to_keep`` limits the logits to the
         last positions (generation needs only the last one).
         """
-        outputs = self.model(
-            input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            cache=pop_legacy_cache(kwargs, cache),
-            use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
+        outputs = self.model(input_ids, attention_mask, position_ids, inputs_embeds,
+                             cache=pop_legacy_cache(kwargs, cache), use_cache=use_cache,
+                             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                             return_dict=True)
         logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
         loss = None
         if labels is not None:
             loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(
-            loss=loss,
-            logits=logits,
-            cache=outputs.cache,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
+        return CausalLMOutputWithPast(loss, logits, outputs.cache, outputs.hidden_states, outputs.attentions)
 
     # -- generation ---------------------------------------------------------------------------
     # The direct decoding loop (DirectDecodingMixin) calls forward with the new token, the cache and (only if
@@ -677,46 +599,24 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutputWithPast:
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.LongTensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, output_attentions: bool | None = None,
+                output_hidden_states: bool | None = None, **kwargs) -> SequenceClassifierOutputWithPast:
         """``input_ids (batch, seq)`` -> ``logits (batch, num_labels)``; ``labels (batch,)`` class ids
         (float ``(batch, num_labels)`` for multi-label, float ``(batch,)`` for regression)."""
-        outputs = self.model(
-            input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            use_cache=False,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
+        outputs = self.model(input_ids, attention_mask, position_ids, inputs_embeds, use_cache=False,
+                             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                             return_dict=True)
         hidden_states = outputs.last_hidden_state
         batch, seq = hidden_states.shape[:2]
-        if attention_mask is not None:
-            real = attention_mask.bool()
-        elif input_ids is not None and self.config.pad_token_id is not None:
-            real = input_ids != self.config.pad_token_id
-        else:
-            real = torch.ones(batch, seq, dtype=torch.bool, device=hidden_states.device)
+        real = real_token_mask(attention_mask, input_ids, self.config.pad_token_id, (batch, seq), hidden_states.device,
+                               type(self).__name__)
         # index of the rightmost real token of each row (works for left and right padding)
         last = (torch.arange(seq, device=hidden_states.device) * real).argmax(-1)
         pooled = hidden_states[torch.arange(batch, device=hidden_states.device), last]
-        logits = self.score(self.dropout(pooled))
-
-        loss = classification_loss(self, labels, logits) if labels is not None else None
-        return SequenceClassifierOutputWithPast(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
+        return classifier_output(self, self.score, self.dropout(pooled), labels, outputs,
+                                 SequenceClassifierOutputWithPast)
 
 
 class TransformerForConditionalGeneration(TransformerPreTrainedModel, GenerationMixin):
@@ -764,24 +664,14 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
     @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        decoder_input_ids: torch.LongTensor | None = None,
-        decoder_attention_mask: torch.Tensor | None = None,
-        encoder_outputs: BaseModelOutput | tuple | None = None,
-        cache: Cache | None = None,
-        labels: torch.LongTensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        decoder_inputs_embeds: torch.Tensor | None = None,
-        decoder_position_ids: torch.LongTensor | None = None,
-        logits_to_keep: int | torch.Tensor = 0,
-        **kwargs,
-    ) -> Seq2SeqLMOutput:
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                decoder_input_ids: torch.LongTensor | None = None, decoder_attention_mask: torch.Tensor | None = None,
+                encoder_outputs: BaseModelOutput | tuple | None = None, cache: Cache | None = None,
+                labels: torch.LongTensor | None = None, use_cache: bool | None = None,
+                output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+                inputs_embeds: torch.Tensor | None = None, decoder_inputs_embeds: torch.Tensor | None = None,
+                decoder_position_ids: torch.LongTensor | None = None, logits_to_keep: int | torch.Tensor = 0,
+                **kwargs) -> Seq2SeqLMOutput:
         """Source ``input_ids (batch, src)`` with ``attention_mask (batch, src)``; target
         ``decoder_input_ids (batch, tgt)`` -> ``logits (batch, tgt, vocab_size)``.
 
@@ -794,46 +684,24 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
         if encoder_outputs is None:
-            encoder_outputs = self.encoder(
-                input_ids,
-                attention_mask=attention_mask,
-                inputs_embeds=inputs_embeds,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
-                return_dict=True,
-            )
+            encoder_outputs = self.encoder(input_ids, attention_mask, inputs_embeds=inputs_embeds,
+                                           output_attentions=output_attentions,
+                                           output_hidden_states=output_hidden_states, return_dict=True)
         elif not isinstance(encoder_outputs, BaseModelOutput):
             encoder_outputs = BaseModelOutput(*encoder_outputs)
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
             decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
 
         decoder_outputs = self.decoder(
-            decoder_input_ids,
-            attention_mask=decoder_attention_mask,
-            position_ids=decoder_position_ids,
-            inputs_embeds=decoder_inputs_embeds,
-            encoder_hidden_states=encoder_outputs.last_hidden_state,
-            encoder_attention_mask=attention_mask,
-            cache=cache,
-            use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
+            decoder_input_ids, decoder_attention_mask, decoder_position_ids, decoder_inputs_embeds,
+            encoder_outputs.last_hidden_state, attention_mask, cache, use_cache, output_attentions,
+            output_hidden_states, return_dict=True,
         )
         logits = self.lm_head(slice_logits_to_keep(decoder_outputs.last_hidden_state, logits_to_keep))
-
-        loss = None
-        if labels is not None:  # no shift: logits[:, t] already predicts labels[:, t] (the decoder input is)
-            loss = self.loss_function(logits, labels, vocab_size=config.vocab_size, shift_labels=labels,
-                                      num_items_in_batch=kwargs.get("num_items_in_batch"))
-        return Seq2SeqLMOutput(
-            loss=loss,
-            logits=logits,
-            cache=decoder_outputs.cache,
-            decoder_hidden_states=decoder_outputs.hidden_states,
-            decoder_attentions=decoder_outputs.attentions,
+        return seq2seq_lm_output(
+            self, logits, labels, kwargs.get("num_items_in_batch"), cache=decoder_outputs.cache,
+            decoder_hidden_states=decoder_outputs.hidden_states, decoder_attentions=decoder_outputs.attentions,
             cross_attentions=decoder_outputs.cross_attentions,
             encoder_last_hidden_state=encoder_outputs.last_hidden_state,
-            encoder_hidden_states=encoder_outputs.hidden_states,
-            encoder_attentions=encoder_outputs.attentions,
+            encoder_hidden_states=encoder_outputs.hidden_states, encoder_attentions=encoder_outputs.attentions,
         )

@@ -13,24 +13,13 @@ from torch import nn
 from transformers import initialization as init
 from transformers.cache_utils import Cache, CacheLayerMixin
 from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria
+from transformers.modeling_outputs import Seq2SeqLMOutput, SequenceClassifierOutput
 
 __all__ = [
-    "DirectDecodingMixin",
-    "RecurrentStateLayer",
-    "RecurrentCache",
-    "check_input_ids",
-    "check_token_labels",
-    "check_class_labels",
-    "check_attention_mask",
-    "classification_loss",
-    "pop_legacy_cache",
-    "run_recurrence",
-    "init_recurrent_",
-    "layer_runner",
-    "run_stack",
-    "masked_max",
-    "masked_mean",
-    "shift_tokens_right",
+    "DirectDecodingMixin", "RecurrentStateLayer", "RecurrentCache", "batch_first", "check_attention_mask",
+    "check_input_ids", "check_token_labels", "classification_loss", "classifier_output", "init_recurrent_",
+    "layer_runner", "make_rnn", "masked_max", "masked_mean", "pop_legacy_cache", "real_token_mask", "run_recurrence",
+    "run_stack", "seq2seq_lm_output", "shift_tokens_right", "torch_layout",
 ]
 
 
@@ -66,31 +55,10 @@ def check_token_labels(labels: torch.Tensor, vocab_size: int) -> None:
         )
 
 
-def check_class_labels(labels: torch.Tensor, config) -> None:
-    """Single-label classification (set, or inferred from integer labels as transformers' loss does) needs
-    integer class ids in [0, num_labels); -100 skips an example."""
-    single = config.problem_type == "single_label_classification" or (
-        config.problem_type is None and config.num_labels > 1 and not labels.is_floating_point()
-    )
-    if not single:
-        return
-    if labels.is_floating_point():
-        raise ValueError(
-            f"labels must be integer class ids for single_label_classification, got dtype {labels.dtype}; for "
-            "regression or multi-label targets set config.problem_type"
-        )
-    bad = labels[(labels != -100) & ((labels < 0) | (labels >= config.num_labels))]
-    if bad.numel():
-        raise ValueError(
-            f"labels contains class id {int(bad[0])}, outside the model's classes [0, num_labels={config.num_labels}); "
-            "use -100 to skip an example"
-        )
-
-
 def classification_loss(model, labels: torch.Tensor, logits: torch.Tensor, **kwargs) -> torch.Tensor:
     """``model.loss_function`` of a sequence classifier, after checking the labels. ``problem_type`` is
     inferred (and stored) as transformers does; regression and multi-label targets are cast to the logits'
-    dtype, single-label ones must be class ids in [0, num_labels)."""
+    dtype, single-label ones must be integer class ids in [0, num_labels) (-100 skips an example)."""
     config = model.config
     if config.problem_type is None:
         if config.num_labels == 1:
@@ -99,10 +67,55 @@ def classification_loss(model, labels: torch.Tensor, logits: torch.Tensor, **kwa
             config.problem_type = "single_label_classification"
         else:
             config.problem_type = "multi_label_classification"
-    check_class_labels(labels, config)
     if config.problem_type != "single_label_classification":
         labels = labels.to(logits.dtype)
+    elif labels.is_floating_point():
+        raise ValueError(
+            f"labels must be integer class ids for single_label_classification, got dtype {labels.dtype}; for "
+            "regression or multi-label targets set config.problem_type"
+        )
+    else:
+        bad = labels[(labels != -100) & ((labels < 0) | (labels >= config.num_labels))]
+        if bad.numel():
+            raise ValueError(
+                f"labels contains class id {int(bad[0])}, outside the model's classes [0, num_labels="
+                f"{config.num_labels}); use -100 to skip an example"
+            )
     return model.loss_function(labels.to(logits.device), logits, config, **kwargs)
+
+
+def classifier_output(model, head: nn.Module, pooled: torch.Tensor, labels, outputs,
+                      output_class=SequenceClassifierOutput, **kwargs):
+    """What every sequence-classification head returns: ``logits = head(pooled)`` ``(batch, num_labels)``,
+    the loss for ``labels`` (see :func:`classification_loss`) and the backbone's hidden states and attentions."""
+    logits = head(pooled)
+    loss = classification_loss(model, labels, logits, **kwargs) if labels is not None else None
+    return output_class(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                        attentions=getattr(outputs, "attentions", None))
+
+
+def seq2seq_lm_output(model, logits: torch.Tensor, labels, num_items_in_batch=None, **outputs) -> Seq2SeqLMOutput:
+    """``Seq2SeqLMOutput`` of an encoder-decoder: the mean token cross-entropy over ``labels != -100``, unshifted
+    (the decoder input is already shifted: ``logits[:, t]`` predicts ``labels[:, t]``), and ``outputs``."""
+    loss = None
+    if labels is not None:
+        loss = model.loss_function(logits, labels, vocab_size=model.config.vocab_size, shift_labels=labels,
+                                   num_items_in_batch=num_items_in_batch)
+    return Seq2SeqLMOutput(loss=loss, logits=logits, **outputs)
+
+
+def real_token_mask(attention_mask, input_ids, pad_token_id, shape, device, owner: str) -> torch.Tensor:
+    """The bool ``(batch, time)`` mask of real tokens: ``attention_mask`` if given (a ValueError naming
+    ``owner`` unless its shape is ``shape``), else the positions of ``input_ids`` not holding ``pad_token_id``,
+    else all True."""
+    if attention_mask is not None:
+        if tuple(attention_mask.shape) != tuple(shape):
+            shapes = f"{tuple(attention_mask.shape)}, expected {tuple(shape)}"
+            raise ValueError(f"{owner}: attention_mask has shape {shapes}")
+        return attention_mask.bool()
+    if input_ids is not None and pad_token_id is not None:
+        return input_ids != pad_token_id
+    return torch.ones(shape, dtype=torch.bool, device=device)
 
 
 def pop_legacy_cache(kwargs: dict, cache):
@@ -115,6 +128,30 @@ def pop_legacy_cache(kwargs: dict, cache):
     if cache is not None and legacy is not None and legacy is not cache:
         raise ValueError("Give the cache once: both `cache` and `past_key_values` were passed.")
     return cache if cache is not None else legacy
+
+
+_RNN_CLASSES = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+def make_rnn(rnn_type: str, input_size: int, hidden_size: int, num_layers: int, dropout: float,
+             bidirectional: bool = False) -> nn.RNNBase:
+    """A batch-first ``nn.RNN`` (``rnn_tanh`` / ``rnn_relu``), ``nn.GRU`` or ``nn.LSTM`` stack, with dropout
+    between its layers."""
+    extra = {"nonlinearity": rnn_type[4:]} if rnn_type.startswith("rnn_") else {}
+    return _RNN_CLASSES[rnn_type](input_size, hidden_size, num_layers=num_layers, batch_first=True,
+                                  dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional, **extra)
+
+
+def torch_layout(states: tuple[torch.Tensor, ...]):
+    """Batch-first states ``(batch, layers, hidden)`` (h, and c for an LSTM) in the layout torch's recurrent
+    modules take: ``(layers, batch, hidden)``, a pair for an LSTM."""
+    states = tuple(s.transpose(0, 1).contiguous() for s in states)
+    return states if len(states) == 2 else states[0]
+
+
+def batch_first(state) -> tuple[torch.Tensor, ...]:
+    """The inverse of :func:`torch_layout`: always a tuple."""
+    return tuple(s.transpose(0, 1) for s in (state if isinstance(state, tuple) else (state,)))
 
 
 def run_recurrence(rnn: nn.RNNBase, inputs, state):
