@@ -247,3 +247,21 @@ def test_max_eval_samples_caps_the_validation_and_test_splits(tmp_path, monkeypa
          "--write_model_card", "false", "--report_to", "none", "--disable_tqdm", "true"])
     assert sizes.get("validation") == 2 and sizes.get("test") == 2, sizes
     assert "validation_loss" in results and "test_loss" in results
+
+
+def test_lstm_recurrence_runs_in_float32_under_bf16_autocast():
+    """What ``--bf16`` on a CPU does to an LSTM language model: the recurrence runs in float32 (oneDNN has
+    no bfloat16 LSTM on CPUs without native bfloat16), so its hidden states are exactly the float32 ones;
+    only the output layer runs in bfloat16."""
+    from tests.reliability_utils import build_model
+
+    model = build_model("rnn", "AutoModelForCausalLM").eval()
+    ids = torch.tensor([[5, 6, 7, 8, 9], [9, 4, 12, 5, 6]])
+    with torch.no_grad():
+        full = model(input_ids=ids, output_hidden_states=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = model(input_ids=ids, output_hidden_states=True)
+    assert len(half.hidden_states) == len(full.hidden_states) > 1
+    for layer, (a, b) in enumerate(zip(full.hidden_states, half.hidden_states)):
+        assert b.dtype == torch.float32 and torch.equal(a, b), f"hidden state {layer} under autocast"
+    torch.testing.assert_close(half.logits.float(), full.logits, atol=0.1, rtol=0.05)
