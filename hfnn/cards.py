@@ -25,6 +25,8 @@ from typing import Any, Mapping
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from hfnn import registry
+
 __all__ = [
     "SEED_CONCEPTS",
     "TEMPLATE_NAME",
@@ -71,35 +73,6 @@ SEED_CONCEPTS: dict[str, tuple[str, str, str]] = {
         "the seed's last step: the Transformer, which replaces recurrence with (scaled dot-product) "
         "attention",
     ),
-}
-
-_TASK_ALIASES = {
-    "text-generation": "text-generation",
-    "language-modeling": "text-generation",
-    "causal-lm": "text-generation",
-    "lm": "text-generation",
-    "text-classification": "text-classification",
-    "classification": "text-classification",
-    "sequence-classification": "text-classification",
-    "seq2seq": "text2text-generation",
-    "seq2seq-generation": "text2text-generation",
-    "text2text-generation": "text2text-generation",
-    "grapheme-to-phoneme": "text2text-generation",
-    "g2p": "text2text-generation",
-    "translation": "translation",
-}
-
-_KIND_OF_PIPELINE_TAG = {
-    "text-generation": "causal-lm",
-    "text-classification": "classification",
-    "text2text-generation": "seq2seq",
-    "translation": "seq2seq",
-}
-
-_AUTO_CLASS_OF_KIND = {
-    "causal-lm": "AutoModelForCausalLM",
-    "classification": "AutoModelForSequenceClassification",
-    "seq2seq": "AutoModelForSeq2SeqLM",
 }
 
 _SPLIT_PREFIXES = {"validation": "validation", "eval": "validation", "test": "test"}
@@ -201,27 +174,32 @@ def find_template(name: str = TEMPLATE_NAME) -> Path:
 
 
 def normalize_task(task: str | None) -> str | None:
-    """The Hub ``pipeline_tag`` for a task name used in hfnn (``language-modeling`` -> ``text-generation``)."""
+    """The Hub ``pipeline_tag`` for a task name used in hfnn (``language-modeling`` -> ``text-generation``), as
+    :mod:`hfnn.registry` lists the tasks and their aliases."""
     if task is None:
         return None
-    key = str(task).strip().lower().replace("_", "-")
-    if key not in _TASK_ALIASES:
-        raise ValueError(f"write_model_card: unknown task {task!r}; use one of {', '.join(sorted(_TASK_ALIASES))}")
-    return _TASK_ALIASES[key]
+    try:
+        return registry.hub_pipeline_tag(task)
+    except ValueError as err:
+        raise ValueError(f"write_model_card: {err}") from None
 
 
 def model_kind(config: Mapping[str, Any]) -> str | None:
-    """``causal-lm``, ``classification`` or ``seq2seq`` from a config dict's ``architectures``."""
-    for name in config.get("architectures") or []:
-        if name.endswith("ForCausalLM"):
-            return "causal-lm"
-        if name.endswith("ForSequenceClassification"):
-            return "classification"
-        if name.endswith("ForConditionalGeneration") or name.endswith("ForSeq2SeqLM"):
-            return "seq2seq"
-    if config.get("is_encoder_decoder"):
-        return "seq2seq"
-    return None
+    """``causal-lm``, ``classification`` or ``seq2seq`` from a config dict's ``architectures`` (or
+    ``is_encoder_decoder``)."""
+    found = registry.task_of_config(config)
+    return found.kind if found is not None else None
+
+
+def _kind_of_pipeline_tag(tag: str | None) -> str | None:
+    try:
+        return registry.task(tag).kind if tag else None
+    except ValueError:
+        return None
+
+
+def _auto_class_of_kind(kind: str | None) -> str:
+    return next((t.auto_class for t in registry.TASKS.values() if t.kind == kind), "AutoModel")
 
 
 def seed_concept(config: Mapping[str, Any]) -> str:
@@ -460,10 +438,10 @@ def write_model_card(
     kind = model_kind(config)
     pipeline_tag = normalize_task(task)
     if pipeline_tag is None:
-        pipeline_tag = {"causal-lm": "text-generation", "classification": "text-classification", "seq2seq": "text2text-generation"}.get(kind)
+        pipeline_tag = next((t.hub_tag for t in registry.TASKS.values() if t.kind == kind), None)
     if kind is None:
-        kind = _KIND_OF_PIPELINE_TAG.get(pipeline_tag)
-    auto_class = _AUTO_CLASS_OF_KIND.get(kind, "AutoModel")
+        kind = _kind_of_pipeline_tag(pipeline_tag)
+    auto_class = _auto_class_of_kind(kind)
 
     dataset = dataset or results.get("corpus") or results.get("dataset")
     data = _dataset_info(dataset)

@@ -373,3 +373,14 @@ def test_pipelines_read_architectures_from_the_registry():
         run_seq2seq.build_config("mlp", None, None, {}, 8, 8)
     with pytest.raises(ValueError, match="Unknown architecture 'lstm'; choose one of"):
         run_classification.build_config("lstm", None, ["a", "b"], "single_label_classification", {})
+
+
+def test_model_cards_read_tasks_from_the_registry():
+    from hfnn import cards, registry
+
+    for entry in registry.TASKS.values():
+        for name in entry.names:
+            assert cards.normalize_task(name) == registry.hub_pipeline_tag(name)
+    assert cards.model_kind({"architectures": ["TransformerForConditionalGeneration"]}) == "seq2seq"
+    with pytest.raises(ValueError, match="write_model_card: unknown task 'painting'"):
+        cards.normalize_task("painting")
