@@ -51,10 +51,6 @@ class CnnConfig(HfnnConfig):
     pad_token_id: int | None = 0
     initializer_range: float | int = 0.02
 
-    def __post_init__(self, **kwargs):
-        self.window_sizes = list(self.window_sizes)
-        super().__post_init__(**kwargs)
-
     def validate_fields(self):
         self.check_positive_int("vocab_size", "embedding_size", "num_filters")
         if not self.window_sizes or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0

@@ -47,10 +47,6 @@ class MlpConfig(HfnnConfig):
     pad_token_id: int | None = 0
     initializer_range: float | int = 0.02
 
-    def __post_init__(self, **kwargs):
-        self.ngram_range = list(self.ngram_range)
-        super().__post_init__(**kwargs)
-
     def validate_fields(self):
         self.check_positive_int("vocab_size", "embedding_size", "hidden_size", "ngram_buckets")
         self.check_positive_int("num_hidden_layers", minimum=0)

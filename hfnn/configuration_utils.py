@@ -47,6 +47,9 @@ class HfnnConfig(PreTrainedConfig):
                 "AutoModel...)"
             )
         kwargs.pop("model_type", None)
+        for name, value in list(vars(self).items()):  # tuples become lists, as config.json stores them
+            if isinstance(value, tuple):
+                setattr(self, name, list(value))
         super().__post_init__(**kwargs)
 
     def _fail(self, field, expected):

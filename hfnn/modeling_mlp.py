@@ -116,8 +116,7 @@ class MlpPreTrainedModel(PreTrainedModel):
         if isinstance(module, nn.Linear):
             # Xavier with the activation's gain keeps the signal's scale through deep stacks.
             init.xavier_uniform_(module.weight, gain=INIT_GAINS[self.config.activation])
-            if module.bias is not None:
-                init.zeros_(module.bias)
+            init.zeros_(module.bias)
         else:
             super()._init_weights(module)
 

@@ -46,17 +46,6 @@ class RnnStateCache(RecurrentCache):
     cache. Unlike a key/value cache it does not grow: its size is fixed whatever the number of tokens read.
     """
 
-    @property
-    def states(self) -> tuple[torch.Tensor, ...] | None:
-        return self.stacked()
-
-    @property
-    def seen_tokens(self) -> int:
-        return self.get_seq_length()
-
-    def update_states(self, states: tuple[torch.Tensor, ...], num_new_tokens: int) -> None:
-        self.store(states, num_new_tokens)
-
 
 class RnnPreTrainedModel(PreTrainedModel):
     config_class = RnnConfig
@@ -234,7 +223,7 @@ class RnnModel(RnnPreTrainedModel):
             state = self._zero_state(batch, inputs_embeds)
         hidden, new_state, hidden_states = self.encode(inputs_embeds, attention_mask, state, output_hidden_states)
         if use_cache:
-            cache.update_states(new_state, time)
+            cache.store(new_state, time)
         return BaseModelOutputWithPast(hidden, cache=cache if use_cache else None, hidden_states=hidden_states)
 
 
@@ -314,7 +303,7 @@ class RnnForCausalLM(DirectDecodingMixin, RnnPreTrainedModel, GenerationMixin):
 
     def _decode_end(self, state, steps):
         cache, state = state
-        cache.update_states(batch_first(state), steps)
+        cache.store(batch_first(state), steps)
 
 
 class RnnForSequenceClassification(RnnPreTrainedModel):

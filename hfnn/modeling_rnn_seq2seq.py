@@ -39,7 +39,7 @@ from transformers.utils import can_return_tuple
 
 from .configuration_rnn_seq2seq import RnnSeq2SeqConfig
 from .modeling_utils import (
-    RecurrentCache, batch_first, check_attention_mask, check_input_ids, init_recurrent_, make_rnn, pop_legacy_cache,
+    EncoderDecoderMixin, RecurrentCache, batch_first, check_attention_mask, check_input_ids, init_recurrent_, make_rnn, pop_legacy_cache,
     run_stack, seq2seq_lm_output, shift_tokens_right, torch_layout,
 )
 
@@ -76,13 +76,11 @@ class RnnSeq2SeqCache(RecurrentCache):
 
     @property
     def hidden(self):
-        states = self.stacked()
-        return None if states is None else states[0]
+        return None if self.states is None else self.states[0]
 
     @property
     def cell(self):
-        states = self.stacked()
-        return None if states is None or len(states) < 2 else states[1]
+        return None if self.states is None or len(self.states) < 2 else self.states[1]
 
     @property
     def seq_length(self):
@@ -110,7 +108,7 @@ class RnnSeq2SeqCache(RecurrentCache):
 
     def to_legacy_state(self):
         """The state as torch's recurrent modules take it: ``(num_layers, batch, hidden_size)`` (pairs for LSTM)."""
-        return torch_layout(self.stacked())
+        return torch_layout(self.states)
 
     def update(self, state, feed, num_new_tokens):
         """Store the decoder state after ``num_new_tokens`` more tokens (``state`` as torch returns it)."""
@@ -360,7 +358,7 @@ class RnnSeq2SeqPreTrainedModel(PreTrainedModel):
         return model.encoder.embed_tokens if shared else decoder
 
 
-class RnnSeq2SeqModel(RnnSeq2SeqPreTrainedModel):
+class RnnSeq2SeqModel(EncoderDecoderMixin, RnnSeq2SeqPreTrainedModel):
     """Encoder, bridge and decoder; returns the decoder's attentional vectors o_t.
 
     The bridge maps the encoder's final state c (see :func:`_final_encoder_state`) to the decoder's initial state:
@@ -374,18 +372,6 @@ class RnnSeq2SeqModel(RnnSeq2SeqPreTrainedModel):
         self.bridge = nn.Linear(config.hidden_size, state_parts * config.num_decoder_layers * config.hidden_size)
         self.decoder = RnnSeq2SeqDecoder(config)
         self.post_init()
-
-    def get_encoder(self):
-        return self.encoder
-
-    def get_decoder(self):
-        return self.decoder
-
-    def get_input_embeddings(self):
-        return self.encoder.embed_tokens
-
-    def set_input_embeddings(self, value):
-        self.encoder.embed_tokens = value
 
     def initial_state(self, encoder_states, attention_mask):
         """Decoder initial state in torch's layout ``(num_decoder_layers, batch, hidden_size)`` (pair for LSTM)."""
@@ -468,7 +454,8 @@ class RnnSeq2SeqModel(RnnSeq2SeqPreTrainedModel):
         )
 
 
-class RnnSeq2SeqForConditionalGeneration(RnnSeq2SeqPreTrainedModel, GenerationMixin):
+class RnnSeq2SeqForConditionalGeneration(EncoderDecoderMixin, RnnSeq2SeqPreTrainedModel,
+                                         GenerationMixin):
     """:class:`RnnSeq2SeqModel` + output layer p(y_t | y_<t, x) = softmax(U o_t + b); loss from ``labels``.
 
     ``labels`` ``(batch, tgt_len)``: target ids, -100 where ignored (padding). Without ``decoder_input_ids`` the
@@ -495,12 +482,6 @@ class RnnSeq2SeqForConditionalGeneration(RnnSeq2SeqPreTrainedModel, GenerationMi
     def _supports_default_dynamic_cache(cls):
         # The decoder state lives in RnnSeq2SeqCache, built inside forward; generate must not wrap a DynamicCache.
         return False
-
-    def get_encoder(self):
-        return self.model.encoder
-
-    def get_decoder(self):
-        return self.model.decoder
 
     def get_decoder_input_embeddings(self):
         return self.model.decoder.embed_tokens

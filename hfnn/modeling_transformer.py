@@ -52,7 +52,7 @@ from transformers.utils import can_return_tuple
 
 from .configuration_transformer import TransformerConfig
 from .modeling_utils import (
-    DirectDecodingMixin, check_input_ids, classifier_output, pop_legacy_cache, real_token_mask, seq2seq_lm_output,
+    DirectDecodingMixin, EncoderDecoderMixin, check_input_ids, classifier_output, pop_legacy_cache, real_token_mask, seq2seq_lm_output,
     shift_tokens_right,
 )
 
@@ -619,7 +619,8 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
                                  SequenceClassifierOutputWithPast)
 
 
-class TransformerForConditionalGeneration(TransformerPreTrainedModel, GenerationMixin):
+class TransformerForConditionalGeneration(EncoderDecoderMixin, TransformerPreTrainedModel,
+                                          GenerationMixin):
     """Encoder-decoder Transformer (Vaswani et al., 2017) for sequence-to-sequence tasks.
 
     The encoder reads the source with bidirectional self-attention; the decoder is a causal language
@@ -646,17 +647,8 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
-    def get_encoder(self, modality=None):
-        return self.encoder
-
-    def get_decoder(self):
-        return self.decoder
-
-    def get_input_embeddings(self):
-        return self.encoder.embed_tokens
-
     def set_input_embeddings(self, value):
-        self.encoder.embed_tokens = value
+        super().set_input_embeddings(value)
         if self.config.source_vocab_size is None:
             self.decoder.embed_tokens = value
 

@@ -16,7 +16,7 @@ from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengt
 from transformers.modeling_outputs import Seq2SeqLMOutput, SequenceClassifierOutput
 
 __all__ = [
-    "DirectDecodingMixin", "RecurrentStateLayer", "RecurrentCache", "batch_first", "check_attention_mask",
+    "DirectDecodingMixin", "EncoderDecoderMixin", "RecurrentStateLayer", "RecurrentCache", "batch_first", "check_attention_mask",
     "check_input_ids", "check_token_labels", "classification_loss", "classifier_output", "init_recurrent_",
     "layer_runner", "make_rnn", "masked_max", "masked_mean", "pop_legacy_cache", "real_token_mask", "run_recurrence",
     "run_stack", "seq2seq_lm_output", "shift_tokens_right", "torch_layout",
@@ -338,7 +338,7 @@ class RecurrentCache(Cache):
     so ``len(cache)``, ``cache.layers`` and transformers' generic cache helpers (reorder, repeat, select,
     reset, offload) work on it. The layers appear with the first state stored.
 
-    ``stacked()`` / ``store(...)`` read and write the states of all layers at once, as tensors of shape
+    ``states`` / ``store(...)`` read and write the states of all layers at once, as tensors of shape
     ``(batch, layers, hidden)`` (batch first, so beam search reorders them like any cache)."""
 
     is_compileable = False
@@ -364,7 +364,8 @@ class RecurrentCache(Cache):
     def get_max_length(self, layer_idx: int | None = None) -> int:
         return -1
 
-    def stacked(self) -> tuple[torch.Tensor, ...] | None:
+    @property
+    def states(self) -> tuple[torch.Tensor, ...] | None:
         if not self.layers or self.layers[0].states is None:
             return None
         return tuple(torch.stack(parts, dim=1) for parts in zip(*(layer.states for layer in self.layers)))
@@ -383,6 +384,23 @@ class RecurrentCache(Cache):
 
     def activate_past_recording(self) -> None:
         pass
+
+
+class EncoderDecoderMixin:
+    """The encoder, the decoder and the input (encoder) embedding of an encoder-decoder whose base model has
+    ``encoder`` and ``decoder`` modules."""
+
+    def get_encoder(self, modality=None):
+        return self.base_model.encoder
+
+    def get_decoder(self):
+        return self.base_model.decoder
+
+    def get_input_embeddings(self):
+        return self.base_model.encoder.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.base_model.encoder.embed_tokens = value
 
 
 class DirectDecodingMixin:
