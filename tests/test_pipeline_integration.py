@@ -384,3 +384,25 @@ def test_model_cards_read_tasks_from_the_registry():
     assert cards.model_kind({"architectures": ["TransformerForConditionalGeneration"]}) == "seq2seq"
     with pytest.raises(ValueError, match="write_model_card: unknown task 'painting'"):
         cards.normalize_task("painting")
+
+
+def test_a_budgeted_run_that_max_steps_ends_first_warms_up_over_its_share_of_those_steps(tmp_path, text_file,
+                                                                                          monkeypatch):
+    """Warm-up in time scales to the run that will happen: here max_steps ends it long before the budget."""
+    trainers = []
+    real = common.use_budget_progress
+    monkeypatch.setattr(common, "use_budget_progress", lambda trainer: (trainers.append(trainer), real(trainer)))
+    out = tmp_path / "run"
+    results = run_lm.main(["rnn_shakespeare_char", "--output_dir", str(out), "--train_file", str(text_file),
+                           "--config_overrides", TINY_RNN, "--max_steps", "8", "--block_size", "16",
+                           "--per_device_train_batch_size", "4", "--max_train_minutes", "10",
+                           "--anneal_by_time", "false", "--lr_scheduler_type", "constant_with_warmup",
+                           "--warmup_steps", "0.5", "--learning_rate", "0.01", *QUIET])
+    assert results["train_steps"] == 8
+    (trainer,) = trainers
+    lrs = [h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h]
+    assert len(lrs) == 8
+    # logged as the optimizer used them: rising over the first half of the run, then the full rate
+    assert lrs[0] < 0.005 and lrs[-1] == pytest.approx(0.01)
+    assert all(a <= b + 1e-12 for a, b in zip(lrs, lrs[1:]))
+    assert trainer.args.warmup_steps == 0.5  # the run's setting as given, for the card
