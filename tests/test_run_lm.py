@@ -227,8 +227,12 @@ def test_transformer_language_model_trains_under_bf16_autocast(tmp_path):
     assert half.loss.dtype == torch.float32 and abs(half.loss.item() - full.loss.item()) < 0.05
 
 
-def test_max_eval_samples_caps_the_validation_and_test_splits(tmp_path, monkeypatch):
+def test_max_eval_samples_caps_the_validation_and_test_splits(tmp_path, monkeypatch, caplog):
+    import logging
+
     from transformers import Trainer
+
+    caplog.set_level(logging.INFO, logger=run_lm.__name__)
 
     text = tmp_path / "text.txt"
     text.write_text("Shall I compare thee to a summer's day?\nThou art more lovely and more temperate.\n" * 30)
@@ -247,6 +251,9 @@ def test_max_eval_samples_caps_the_validation_and_test_splits(tmp_path, monkeypa
          "--write_model_card", "false", "--report_to", "none", "--disable_tqdm", "true"])
     assert sizes.get("validation") == 2 and sizes.get("test") == 2, sizes
     assert "validation_loss" in results and "test_loss" in results
+    # the log states the model's size in millions of parameters
+    logged = [r.getMessage() for r in caplog.records if r.name == run_lm.__name__ and "parameters" in r.getMessage()]
+    assert any(f": {results['parameters'] / 1e6:.2f}M parameters" in m for m in logged), logged
 
 
 def test_lstm_recurrence_runs_in_float32_under_bf16_autocast():
