@@ -22,13 +22,14 @@ import weakref
 import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
-from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 from transformers.utils import can_return_tuple
 
 from .configuration_cnn import CnnConfig
-from .modeling_utils import check_input_ids, classifier_output, masked_max, real_token_mask
+from .modeling_utils import (
+    TextClassifierPreTrainedModel, check_input_ids, classifier_output, masked_max, real_token_mask, zero_padding_row_,
+)
 
 __all__ = ["CnnPreTrainedModel", "CnnModel", "CnnForSequenceClassification"]
 
@@ -85,19 +86,14 @@ class CnnEmbeddings(nn.Module):
         return embeds
 
 
-class CnnPreTrainedModel(PreTrainedModel):
+class CnnPreTrainedModel(TextClassifierPreTrainedModel):
     config_class = CnnConfig
-    base_model_prefix = "model"
-    _input_embed_layer = "word_embeddings"  # at self.embeddings.word_embeddings
-    accepts_loss_kwargs = False  # per-example mean losses: the Trainer scales them for accumulation itself
     _no_split_modules = ["CnnEmbeddings"]
 
     def _init_weights(self, module):
         if isinstance(module, nn.Embedding):
             init.uniform_(module.weight, -EMBEDDING_INIT_RANGE, EMBEDDING_INIT_RANGE)
-            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
-                with torch.no_grad():
-                    module.weight[module.padding_idx].zero_()
+            zero_padding_row_(module)
         else:
             super()._init_weights(module)
 

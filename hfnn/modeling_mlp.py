@@ -23,13 +23,12 @@ import math
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 from transformers.utils import can_return_tuple
 
 from .configuration_mlp import MlpConfig
-from .modeling_utils import check_input_ids, classifier_output, real_token_mask
+from .modeling_utils import TextClassifierPreTrainedModel, check_input_ids, classifier_output, real_token_mask
 
 __all__ = ["MlpPreTrainedModel", "MlpModel", "MlpForSequenceClassification"]
 
@@ -105,11 +104,8 @@ class MlpLayer(nn.Module):
         return self.dropout(self.activation(self.dense(x)))
 
 
-class MlpPreTrainedModel(PreTrainedModel):
+class MlpPreTrainedModel(TextClassifierPreTrainedModel):
     config_class = MlpConfig
-    base_model_prefix = "model"
-    _input_embed_layer = "word_embeddings"  # at self.embeddings.word_embeddings
-    accepts_loss_kwargs = False  # per-example mean losses: the Trainer scales them for accumulation itself
     _no_split_modules = ["MlpLayer"]
 
     def _init_weights(self, module):

@@ -32,6 +32,7 @@ from .configuration_rnn import RnnConfig
 from .modeling_utils import (
     DirectDecodingMixin, RecurrentCache, batch_first, check_input_ids, check_token_labels, classifier_output,
     init_recurrent_, layer_runner, make_rnn, masked_max, masked_mean, pop_legacy_cache, run_recurrence, torch_layout,
+    zero_padding_row_,
 )
 
 __all__ = ["RnnStateCache", "RnnPreTrainedModel", "RnnModel", "RnnForCausalLM", "RnnForSequenceClassification"]
@@ -60,8 +61,7 @@ class RnnPreTrainedModel(PreTrainedModel):
             init_recurrent_(module)
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=self.config.embedding_init_std)
-            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
-                init.zeros_(module.weight[module.padding_idx])
+            zero_padding_row_(module)
         else:
             super()._init_weights(module)
 

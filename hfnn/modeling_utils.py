@@ -10,16 +10,17 @@ import warnings
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache, CacheLayerMixin
 from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria
 from transformers.modeling_outputs import Seq2SeqLMOutput, SequenceClassifierOutput
 
 __all__ = [
-    "DirectDecodingMixin", "EncoderDecoderMixin", "RecurrentStateLayer", "RecurrentCache", "batch_first", "check_attention_mask",
+    "DirectDecodingMixin", "EncoderDecoderMixin", "TextClassifierPreTrainedModel", "RecurrentStateLayer", "RecurrentCache", "batch_first", "check_attention_mask",
     "check_input_ids", "check_token_labels", "classification_loss", "classifier_output", "init_recurrent_",
     "layer_runner", "make_rnn", "masked_max", "masked_mean", "pop_legacy_cache", "real_token_mask", "run_recurrence",
-    "run_stack", "seq2seq_lm_output", "shift_tokens_right", "torch_layout",
+    "run_stack", "seq2seq_lm_output", "shift_tokens_right", "torch_layout", "zero_padding_row_",
 ]
 
 
@@ -384,6 +385,22 @@ class RecurrentCache(Cache):
 
     def activate_past_recording(self) -> None:
         pass
+
+
+class TextClassifierPreTrainedModel(PreTrainedModel):
+    """Base of the bag-of-embeddings and convolutional classifiers: the embedding table sits at
+    ``model.embeddings.word_embeddings``; the losses are per-example means that ignore the Trainer's
+    ``num_items_in_batch``, so the Trainer scales them for gradient accumulation itself."""
+
+    base_model_prefix = "model"
+    _input_embed_layer = "word_embeddings"
+    accepts_loss_kwargs = False
+
+
+def zero_padding_row_(embedding: nn.Embedding) -> None:
+    """Zero the padding row of an embedding just initialised (a loaded one is left alone)."""
+    if embedding.padding_idx is not None and not getattr(embedding.weight, "_is_hf_initialized", False):
+        init.zeros_(embedding.weight[embedding.padding_idx])
 
 
 class EncoderDecoderMixin:
