@@ -50,6 +50,8 @@ __all__ = [
     "save_loss_curve",
     "save_model",
     "save_trained",
+    "pyplot",
+    "save_figure",
     "PipelineCallbacks",
     "check_eval_split",
     "print_summary",
@@ -943,18 +945,32 @@ def log_thread_choice(tuner) -> None:
                      "was too short to measure)")
 
 
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, out_dir, name: str) -> Path:
+    """Saves ``fig`` as ``out_dir/name`` (110 dpi) and closes it; returns the path."""
+    fig.tight_layout()
+    path = Path(out_dir) / name
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path
+
+
 def save_loss_curve(log_history: list[dict], out_dir: str | os.PathLike, title: str = "training") -> Path | None:
     """Plots training and evaluation loss against the step; returns the PNG path (None if nothing was logged)."""
     train = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]
     evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h and "step" in h]
     if not train and not evals:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     if train:
         ax.plot(*zip(*train), label="train loss")
     if evals:
@@ -964,11 +980,7 @@ def save_loss_curve(log_history: list[dict], out_dir: str | os.PathLike, title: 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path = Path(out_dir) / "loss_curve.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out_dir, "loss_curve.png")
 
 
 def _json_safe(value):

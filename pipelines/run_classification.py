@@ -54,9 +54,11 @@ from hfnn.pipelines.common import (
     finish_secondary_process,
     parse_config_overrides,
     print_summary,
+    pyplot,
     report,
     run_command,
     run_pipeline,
+    save_figure,
     save_loss_curve,
     split_metrics,
     subset,
@@ -218,15 +220,11 @@ def make_compute_metrics(problem_type: str):
 
 def save_confusion_matrix(predictions, references, labels: list[str], out_dir, title: str) -> Path:
     """Plots the test confusion matrix (rows: true label, columns: prediction) as confusion_matrix.png."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.metrics import confusion_matrix
 
     matrix = confusion_matrix(references, predictions, labels=list(range(len(labels))))
     size = max(4.0, 0.6 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig, ax = pyplot().subplots(figsize=(size, size))
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
@@ -237,11 +235,7 @@ def save_confusion_matrix(predictions, references, labels: list[str], out_dir, t
         for j in range(matrix.shape[1]):
             ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
                     color="white" if matrix[i, j] > matrix.max() / 2 else "black")
-    fig.tight_layout()
-    path = Path(out_dir) / "confusion_matrix.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out_dir, "confusion_matrix.png")
 
 
 def main(argv=None) -> dict:

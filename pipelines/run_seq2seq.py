@@ -55,9 +55,11 @@ from hfnn.pipelines.common import (
     finish_secondary_process,
     parse_config_overrides,
     print_summary,
+    pyplot,
     report,
     run_command,
     run_pipeline,
+    save_figure,
     save_loss_curve,
     split_metrics,
     subset,
@@ -281,14 +283,9 @@ def save_attention_heatmaps(records: list[dict], sources: list[str], out_dir, ti
     records = [(s, r) for s, r in zip(sources, records) if r.get("attentions")]
     if not records:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cols = min(2, len(records))
     rows = math.ceil(len(records) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4.5 * rows), squeeze=False)
+    fig, axes = pyplot().subplots(rows, cols, figsize=(5.5 * cols, 4.5 * rows), squeeze=False)
     for ax in axes.flat[len(records):]:
         ax.axis("off")
     for ax, (source, record) in zip(axes.flat, records):
@@ -300,11 +297,7 @@ def save_attention_heatmaps(records: list[dict], sources: list[str], out_dir, ti
         ax.set_ylabel("output")
         ax.set_title(source[:40], fontsize=10)
     fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(out_dir) / "attention_heatmap.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out_dir, "attention_heatmap.png")
 
 
 def _load_tokenizers(model_args: ModelArguments, train_split, source_column: str, target_column: str):
