@@ -1,33 +1,23 @@
-"""RNN encoder–decoder (seq2seq) with optional attention, as a Hugging Face ``transformers`` model.
+"""RNN encoder-decoder (seq2seq) with optional attention, as a ``transformers`` model.
 
-Seed note, items 8 and 9. An encoder RNN reads the source x_1..x_S into states h_1..h_S; a decoder RNN generates
-y_1..y_T one symbol at a time from its state s_t. ``config.attention`` chooses how the decoder sees the source:
+Seed note, items 8 and 9: an encoder RNN reads the source x_1..x_S into states h_1..h_S; a decoder RNN generates
+y_1..y_T from its state s_t. ``config.attention`` chooses how the decoder sees the source:
 
-* ``"none"``: the seed's fixed-size context vector. The encoder's final state c (last forward state, first
-  backward state) initialises the decoder and is concatenated to every decoder input and output (Cho et al.
-  2014); nothing else of the source reaches the decoder.
-* ``"bahdanau"`` (additive, Bahdanau et al. 2015): before step t, e_tj = v^T tanh(W_s s_{t-1} + W_h h_j),
-  a_t = softmax_j(e_t), c_t = sum_j a_tj h_j; the decoder reads [y_{t-1}; c_t].
-* ``"luong"`` (multiplicative, Luong et al. 2015): after step t, e_tj = s_t^T h_j (``"dot"``) or s_t^T W_a h_j
-  (``"general"``); with input feeding the previous attentional vector is concatenated to the decoder input.
+* ``"none"``: the seed's fixed-size context vector c (last forward, first backward encoder state) initialises
+  the decoder and is concatenated to every decoder input and output (Cho et al. 2014);
+* ``"bahdanau"`` (additive, 2015): before step t, e_tj = v^T tanh(W_s s_{t-1} + W_h h_j), a_t = softmax_j(e_t),
+  c_t = sum_j a_tj h_j; the decoder reads [y_{t-1}; c_t];
+* ``"luong"`` (multiplicative, 2015): after step t, e_tj = s_t^T h_j (``"dot"``) or s_t^T W_a h_j
+  (``"general"``); input feeding concatenates the previous attentional vector to the decoder input.
 
-In every case the output is o_t = tanh(W_o [s_t; c_t]) and p(y_t | y_<t, x) = softmax(U o_t + b). Padding never
-enters the encoder states (packed sequences) and is masked out of every attention softmax.
+The output is o_t = tanh(W_o [s_t; c_t]) and p(y_t | y_<t, x) = softmax(U o_t + b). Padding never enters the
+encoder states (packed sequences) and is masked out of every attention softmax. Generation carries the decoder
+state (and Luong's feed vector) in :class:`RnnSeq2SeqCache`: one recurrent step per token, the same tokens as
+without the cache, with greedy and beam search.
 
-Generation carries the decoder's recurrent state (and Luong's input-feeding vector) in
-:class:`RnnSeq2SeqCache`, so each new token costs one recurrent step; ``generate`` with and without the cache
-gives the same tokens and scores, with greedy and beam search.
-
-Tokenizers: source and target vocabularies differ (letters -> phonemes). A saved model folder holds the *target*
-tokenizer at its root (what ``AutoTokenizer.from_pretrained(folder)`` loads, and what decodes ``generate``'s
-output) and the *source* tokenizer in the subfolder ``source_tokenizer/``
-(``AutoTokenizer.from_pretrained(folder, subfolder="source_tokenizer")``). The ``seq2seq-generation`` pipeline of
-hfnn loads both; a folder without ``source_tokenizer/`` uses one tokenizer for both sides. Both sides share the
-pad id (``config.pad_token_id``).
-
-This file imports only ``torch``, ``transformers`` and its sibling configuration file, so that
-``save_pretrained`` can copy it for ``trust_remote_code`` users.
-"""
+Source and target vocabularies differ (letters -> phonemes): a saved folder holds the target tokenizer at its
+root and the source one in ``source_tokenizer/`` (``AutoTokenizer.from_pretrained(folder,
+subfolder="source_tokenizer")``); without it one tokenizer serves both sides. Both share ``config.pad_token_id``."""
 
 import torch
 from torch import nn

@@ -1,37 +1,21 @@
 """A small Transformer (Vaswani et al., 2017) as ``transformers`` models.
 
-The seed note ends (section 10) with the Transformer: the architecture that replaces the RNN of
-sequence-to-sequence models and is built on attention alone. Every position looks at every other
-position it is allowed to see through scaled dot-product attention,
+The seed note ends (section 10) with the Transformer, built on attention alone: every position looks at
+the positions it may see through Attention(Q, K, V) = softmax(Q K^T / sqrt(d) + M) V, with M = 0 where
+attending is allowed and -inf elsewhere (future tokens, padding). Three models share one block:
+:class:`TransformerForCausalLM` (decoder-only, GPT-2 / nanoGPT style),
+:class:`TransformerForSequenceClassification` (classifier on the last real token) and
+:class:`TransformerForConditionalGeneration` (the paper's encoder-decoder, with cross-attention).
 
-    Attention(Q, K, V) = softmax(Q K^T / sqrt(d) + M) V,
+Design: positions are ``learned`` (GPT-2), ``sinusoidal`` (the paper's fixed table) or ``rotary`` (RoPE, Su
+et al. 2021), numbered from the attention mask so a left-padded prompt gets the positions of the prompt
+alone. Attention uses one fused query/key/value projection and ``scaled_dot_product_attention``, with one
+boolean mask per forward shared by every layer (none at all without padding: the causal fast path). Blocks
+are pre-norm (GPT-2); each residual branch's output projection starts with std ``initializer_range /
+sqrt(2 * num_layers)``. The cache is a ``DynamicCache`` (``EncoderDecoderCache`` for the encoder-decoder,
+whose cross-attention half stores the projected encoder output once).
 
-where M is 0 where attending is allowed and -inf elsewhere (future tokens, padding). This file
-builds that idea into three models that share one block:
-
-* :class:`TransformerForCausalLM`: a decoder-only language model (GPT-2 / nanoGPT style);
-* :class:`TransformerForSequenceClassification`: the same backbone with a classifier on the last
-  real token;
-* :class:`TransformerForConditionalGeneration`: the encoder-decoder of the original paper, whose
-  decoder also attends to the encoder output (cross-attention), for translation-like tasks.
-
-Design, in the order of the code below:
-
-* positions: ``learned`` (a trained table, GPT-2), ``sinusoidal`` (the paper's fixed table) or
-  ``rotary`` (RoPE, Su et al. 2021: queries and keys are rotated by an angle proportional to their
-  position, so their dot product depends on the relative distance). Position ids come from the
-  attention mask, so a left-padded prompt gets the same positions as the prompt alone.
-* attention: one fused query/key/value projection and ``torch.nn.functional.scaled_dot_product_attention``.
-  The boolean mask is built once per forward pass and shared by every layer; with no padding the
-  causal fast path (``is_causal=True``) is used and no mask is built at all.
-* blocks are pre-norm (GPT-2): ``x = x + Attn(LN(x))``, ``x = x + MLP(LN(x))``; the output
-  projection of each residual branch starts with std ``initializer_range / sqrt(2 * num_layers)``.
-* the key/value cache is a ``transformers`` ``DynamicCache`` (``EncoderDecoderCache`` for the
-  encoder-decoder, whose cross-attention half stores the projected encoder output once).
-
-References: nanoGPT ``model.py`` (Karpathy), GPT-2 (Radford et al., 2019), "Attention Is All You
-Need" (Vaswani et al., 2017), RoFormer (Su et al., 2021).
-"""
+References: nanoGPT ``model.py`` (Karpathy), GPT-2 (Radford et al., 2019), RoFormer (Su et al., 2021)."""
 
 import math
 
@@ -62,9 +46,7 @@ __all__ = [
 ]
 
 
-# ----------------------------------------------------------------------------------------------
-# Positions
-# ----------------------------------------------------------------------------------------------
+# -- Positions -------------------------------------------------------------------------------------
 
 
 class SinusoidalPositions(nn.Module):
@@ -122,9 +104,7 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
 
-# ----------------------------------------------------------------------------------------------
-# Attention
-# ----------------------------------------------------------------------------------------------
+# -- Attention -------------------------------------------------------------------------------------
 
 
 def attend(query, key, value, mask=None, is_causal=False, dropout_p=0.0, need_weights=False):
@@ -149,16 +129,34 @@ def attend(query, key, value, mask=None, is_causal=False, dropout_p=0.0, need_we
     return output, weights
 
 
-class TransformerSelfAttention(nn.Module):
-    """Multi-head self-attention with one fused Q/K/V projection (hidden -> 3 * hidden)."""
+class TransformerAttention(nn.Module):
+    """What self- and cross-attention share: the heads, the attention dropout and the output projection."""
 
     def __init__(self, config: TransformerConfig, layer_idx: int):
         super().__init__()
         self.layer_idx = layer_idx
         self.num_heads, self.head_dim = config.num_attention_heads, config.head_dim
-        self.qkv_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
         self.attention_dropout = config.attention_dropout
+
+    def split_heads(self, projected: torch.Tensor, parts: int):
+        """``(batch, seq, parts * hidden)`` -> ``parts`` tensors ``(batch, heads, seq, head_dim)``."""
+        batch, seq = projected.shape[:2]
+        return projected.view(batch, seq, parts, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def attend_and_project(self, query, key, value, mask, is_causal, output_attentions):
+        """:func:`attend` over the heads, then the heads concatenated and projected: ``(batch, seq, hidden)``."""
+        dropout_p = self.attention_dropout if self.training else 0.0
+        output, weights = attend(query, key, value, mask, is_causal, dropout_p, output_attentions)
+        return self.out_proj(output.transpose(1, 2).flatten(2)), weights
+
+
+class TransformerSelfAttention(TransformerAttention):
+    """Multi-head self-attention with one fused Q/K/V projection (hidden -> 3 * hidden)."""
+
+    def __init__(self, config: TransformerConfig, layer_idx: int):
+        super().__init__(config, layer_idx)
+        self.qkv_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size)
 
     def forward(self, hidden_states, mask=None, is_causal=False, rotary=None, cache=None, output_attentions=False):
         """``hidden_states (batch, seq, hidden)`` -> ``(batch, seq, hidden)``, weights or None.
@@ -166,22 +164,15 @@ class TransformerSelfAttention(nn.Module):
         ``rotary`` is the ``(cos, sin)`` pair of :class:`RotaryPositions`; ``cache`` a ``Cache`` whose
         layer ``layer_idx`` receives the new keys and values and returns all of them.
         """
-        batch, seq, hidden = hidden_states.shape
-        # query, key and value for all heads in one matrix product: (3, batch, heads, seq, head_dim)
-        qkv = self.qkv_proj(hidden_states).view(batch, seq, 3, self.num_heads, self.head_dim)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        query, key, value = self.split_heads(self.qkv_proj(hidden_states), 3)  # one matrix product for all
         if rotary is not None:
-            cos, sin = rotary
-            query, key = apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
+            query, key = apply_rotary(query, *rotary), apply_rotary(key, *rotary)
         if cache is not None:
             key, value = cache.update(key, value, self.layer_idx)
-        dropout_p = self.attention_dropout if self.training else 0.0
-        output, weights = attend(query, key, value, mask, is_causal, dropout_p, output_attentions)
-        output = output.transpose(1, 2).reshape(batch, seq, hidden)
-        return self.out_proj(output), weights
+        return self.attend_and_project(query, key, value, mask, is_causal, output_attentions)
 
 
-class TransformerCrossAttention(nn.Module):
+class TransformerCrossAttention(TransformerAttention):
     """Multi-head attention from the decoder (queries) to the encoder output (keys, values).
 
     The keys and values depend only on the encoder output, so during generation they are computed
@@ -189,39 +180,27 @@ class TransformerCrossAttention(nn.Module):
     """
 
     def __init__(self, config: TransformerConfig, layer_idx: int):
-        super().__init__()
-        self.layer_idx = layer_idx
-        self.num_heads, self.head_dim = config.num_attention_heads, config.head_dim
+        super().__init__(config, layer_idx)
         self.q_proj = nn.Linear(config.hidden_size, config.hidden_size)
         self.kv_proj = nn.Linear(config.hidden_size, 2 * config.hidden_size)
-        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
-        self.attention_dropout = config.attention_dropout
 
     def forward(self, hidden_states, encoder_hidden_states, mask=None, cache=None, output_attentions=False):
         """``hidden_states (batch, tgt, hidden)``, ``encoder_hidden_states (batch, src, hidden)``,
         ``mask`` None or boolean ``(batch, 1, 1, src)`` -> ``(batch, tgt, hidden)``, weights
         ``(batch, heads, tgt, src)`` or None."""
-        batch, seq, hidden = hidden_states.shape
-        query = self.q_proj(hidden_states).view(batch, seq, self.num_heads, self.head_dim).transpose(1, 2)
+        (query,) = self.split_heads(self.q_proj(hidden_states), 1)
         if cache is not None and cache.is_updated.get(self.layer_idx):
             stored = cache.cross_attention_cache.layers[self.layer_idx]
             key, value = stored.keys, stored.values
         else:
-            src = encoder_hidden_states.shape[1]
-            kv = self.kv_proj(encoder_hidden_states).view(batch, src, 2, self.num_heads, self.head_dim)
-            key, value = kv.permute(2, 0, 3, 1, 4).unbind(0)
+            key, value = self.split_heads(self.kv_proj(encoder_hidden_states), 2)
             if cache is not None:
                 key, value = cache.cross_attention_cache.update(key, value, self.layer_idx)
                 cache.is_updated[self.layer_idx] = True
-        dropout_p = self.attention_dropout if self.training else 0.0
-        output, weights = attend(query, key, value, mask, False, dropout_p, output_attentions)
-        output = output.transpose(1, 2).reshape(batch, seq, hidden)
-        return self.out_proj(output), weights
+        return self.attend_and_project(query, key, value, mask, False, output_attentions)
 
 
-# ----------------------------------------------------------------------------------------------
-# Block
-# ----------------------------------------------------------------------------------------------
+# -- Block -----------------------------------------------------------------------------------------
 
 
 class TransformerMLP(nn.Module):
@@ -294,9 +273,7 @@ class TransformerBlock(GradientCheckpointingLayer):
         return hidden_states, self_weights, cross_weights
 
 
-# ----------------------------------------------------------------------------------------------
-# Models
-# ----------------------------------------------------------------------------------------------
+# -- Models ----------------------------------------------------------------------------------------
 
 
 class TransformerPreTrainedModel(PreTrainedModel):
