@@ -298,8 +298,11 @@ def bench_attention(runner) -> dict:
 
         shipped = load_recipe(recipe)
         budget = runner.minutes["seq2seq"]
-        # the warm-up takes the same share of the (shorter) budget as in the shipped recipe
-        warmup = max(10, round(shipped.get("warmup_steps", 0) * budget / shipped.get("max_train_minutes", recipe_minutes)))
+        # the warm-up takes the same share of the (shorter) budget as in the shipped recipe: a fraction (the
+        # budget callback runs it in time) as it is, a step count scaled with the budget
+        warmup = shipped.get("warmup_steps", 0)
+        if warmup >= 1:
+            warmup = max(10, round(warmup * budget / shipped.get("max_train_minutes", recipe_minutes)))
         # greedy decoding for all four (the RNN recipes score with beam search by default), so that the
         # pipeline's scores and the benchmark's own regeneration are the same decoding, like for like
         extra = {"max_eval_samples": samples["validation"], "max_test_samples": samples["test"],
