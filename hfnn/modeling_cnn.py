@@ -206,18 +206,12 @@ class CnnModel(CnnPreTrainedModel):
 
 
 class CnnForSequenceClassification(CnnPreTrainedModel):
-    """`CnnModel` -> dropout -> linear layer (num_labels).
-
-    Loss from `labels` as transformers' heads do: `problem_type` "regression" -> MSE,
-    "single_label_classification" -> cross-entropy (labels (batch,) long),
-    "multi_label_classification" -> BCE with logits (labels (batch, num_labels) float); inferred from
-    num_labels and the labels' dtype when unset.
+    """`CnnModel` -> dropout -> linear layer (num_labels); the loss as :func:`classification_loss` computes it.
 
     Max-norm (Kim 2014): with `config.max_norm` set, rows of `classifier.weight` longer than `max_norm` are
     rescaled to `max_norm` after every optimizer step that updates them (an optimizer step post-hook, so a
     plain `Trainer` or any training loop enforces it; `forward` never modifies a parameter) and when the
-    model is switched to eval mode (for weights loaded or set by hand).
-    """
+    model is switched to eval mode (for weights loaded or set by hand)."""
 
     def __init__(self, config: CnnConfig):
         super().__init__(config)

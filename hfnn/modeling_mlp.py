@@ -146,11 +146,8 @@ class MlpModel(MlpPreTrainedModel):
 
 
 class MlpForSequenceClassification(MlpPreTrainedModel):
-    """`MlpModel` -> output layer W^(out) h^(L) + b^(out), shape (batch, num_labels).
-
-    Loss from `labels` as transformers' heads do: "regression" -> MSE, "single_label_classification" ->
-    cross-entropy, "multi_label_classification" -> BCE with logits (inferred when `problem_type` is unset).
-    """
+    """`MlpModel` -> output layer W^(out) h^(L) + b^(out), shape (batch, num_labels); the loss as
+    :func:`classification_loss` computes it (MSE, cross-entropy or BCE by `problem_type`)."""
 
     def __init__(self, config: MlpConfig):
         super().__init__(config)

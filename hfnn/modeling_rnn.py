@@ -31,7 +31,7 @@ from transformers.utils import can_return_tuple
 from .configuration_rnn import RnnConfig
 from .modeling_utils import (
     DirectDecodingMixin, RecurrentCache, batch_first, check_input_ids, check_token_labels, classifier_output,
-    init_recurrent_, layer_runner, make_rnn, masked_max, masked_mean, pop_legacy_cache, run_recurrence, torch_layout,
+    init_recurrent_, layer_runner, make_rnn, real_token_mask, masked_max, masked_mean, pop_legacy_cache, run_recurrence, torch_layout,
     zero_padding_row_,
 )
 
@@ -206,7 +206,8 @@ class RnnModel(RnnPreTrainedModel):
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
-        if self.config.bidirectional and cache is not None and cache.states is not None:
+        state = cache.states if cache is not None else None  # batch first, stacked over the layers
+        if self.config.bidirectional and state is not None:
             raise ValueError("A bidirectional RNN cannot continue from a cache: it reads the whole sequence at once.")
         if attention_mask is not None:
             if attention_mask.dim() != 2 or attention_mask.shape[0] != batch or attention_mask.shape[1] < time:
@@ -218,7 +219,6 @@ class RnnModel(RnnPreTrainedModel):
 
         if use_cache and cache is None:
             cache = RnnStateCache()
-        state = cache.states if cache is not None and cache.states is not None else None
         if state is None:
             state = self._zero_state(batch, inputs_embeds)
         hidden, new_state, hidden_states = self.encode(inputs_embeds, attention_mask, state, output_hidden_states)
@@ -341,10 +341,8 @@ class RnnForSequenceClassification(RnnPreTrainedModel):
         """Returns logits ``(batch, num_labels)`` and the loss for ``labels`` (``(batch,)`` class ids,
         ``(batch, num_labels)`` floats for multi-label, or ``(batch,)`` floats for regression)."""
         source = input_ids if input_ids is not None else inputs_embeds
-        if attention_mask is not None and source is not None and attention_mask.shape != source.shape[:2]:
-            raise ValueError(
-                f"attention_mask must have shape {tuple(source.shape[:2])}, got {tuple(attention_mask.shape)}"
-            )
+        if attention_mask is not None and source is not None:  # a classifier has no past: one mask per token
+            attention_mask = real_token_mask(attention_mask, None, None, source.shape[:2], None, type(self).__name__)
         last = self.config.pooling == "last"
         outputs = self.model(input_ids, attention_mask, inputs_embeds, RnnStateCache() if last else None, last,
                              output_hidden_states, return_dict=True)

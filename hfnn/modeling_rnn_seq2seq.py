@@ -40,19 +40,13 @@ __all__ = [
 
 
 class RnnSeq2SeqCache(RecurrentCache):
-    """The decoder's recurrent state between generation steps, stored batch first, one cache layer per decoder
-    layer (see :class:`RecurrentCache`).
+    """The decoder's recurrent state between generation steps, one cache layer per decoder layer (see
+    :class:`RecurrentCache`), batch first so that beam search reorders, repeats and selects rows as for attention
+    caches.
 
-    ``generate`` reorders it along dim 0 for beam search (``reorder_cache``), and may repeat or select batch
-    rows; storing ``(batch, num_layers, hidden_size)`` instead of torch's ``(num_layers, batch, hidden_size)``
-    makes those the same one-line ``index_select`` as for attention caches.
-
-    Attributes:
-        hidden: ``(batch, num_decoder_layers, hidden_size)`` decoder state s (h for an LSTM).
-        cell: ``(batch, num_decoder_layers, hidden_size)`` LSTM cell state, else None.
-        feed: ``(batch, hidden_size)`` last attentional vector o_{t-1} (Luong input feeding), else None.
-        seq_length: number of decoder tokens consumed so far.
-    """
+    Attributes: ``hidden`` / ``cell`` ``(batch, num_decoder_layers, hidden_size)`` the decoder state s (h and c for
+    an LSTM; ``cell`` None otherwise); ``feed`` ``(batch, hidden_size)`` the last attentional vector o_{t-1} (Luong
+    input feeding) or None; ``seq_length`` the number of decoder tokens consumed so far."""
 
     def __init__(self, hidden=None, cell=None, feed=None, seq_length=0):
         super().__init__()
@@ -328,10 +322,9 @@ class RnnSeq2SeqPreTrainedModel(PreTrainedModel):
             super()._init_weights(module)
 
     def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True):
-        """``resize_token_embeddings`` resizes the target side (decoder embeddings, output layer, ``config.vocab_size``), the vocabulary of
-        the tokenizer saved at the model folder's root; the source side too when both sides share one
-        vocabulary (``source_vocab_size == vocab_size``). Returns the resized input (encoder) embeddings when
-        shared, else the decoder's."""
+        """Resizes the target side (decoder embeddings, output layer, ``config.vocab_size``: the vocabulary of the
+        tokenizer at the folder's root), and the source side too when both share one vocabulary (``source_vocab_size ==
+        vocab_size``). Returns the resized encoder embeddings when shared, else the decoder's."""
         config, model = self.config, self.base_model
         shared = config.source_vocab_size == config.vocab_size
         decoder = self._get_resized_embeddings(model.decoder.embed_tokens, new_num_tokens, pad_to_multiple_of,
@@ -395,10 +388,10 @@ class RnnSeq2SeqModel(EncoderDecoderMixin, RnnSeq2SeqPreTrainedModel):
                 (the decoder's last entry is its output o_t).
         """
         cache = pop_legacy_cache(kwargs, cache)
-        use_cache = use_cache if use_cache is not None else self.config.use_cache
-        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
-        if output_hidden_states is None:
-            output_hidden_states = self.config.output_hidden_states
+        config = self.config
+        use_cache = config.use_cache if use_cache is None else use_cache
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
 
         if encoder_outputs is None:
             encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,

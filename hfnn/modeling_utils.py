@@ -421,19 +421,15 @@ class EncoderDecoderMixin:
 
 
 class DirectDecodingMixin:
-    """A direct decoding loop for greedy decoding and sampling, used by ``generate`` in place of transformers'
-    generic ``_sample`` loop when nothing needs that loop's generality.
+    """A direct loop for greedy decoding and sampling, used by ``generate`` in place of transformers' ``_sample``
+    when nothing needs that loop's generality (which rebuilds inputs, masks and output dataclasses at every token:
+    for small models about the cost of the forward itself). It applies the same logits processors, token choice
+    (argmax, or multinomial on the softmax), padding of finished rows and stopping rules: the same tokens.
 
-    The generic loop rebuilds the model inputs, the attention mask and the output dataclasses at every token,
-    which for small models costs about as much as the forward itself. This loop applies the same logits
-    processors, the same token selection (argmax, or multinomial on the softmax), the same padding of finished
-    rows and the same stopping rules, so it returns the same tokens; anything else goes to the generic loop.
-
-    A model provides ``_FAST_DECODE_KWARGS`` (the model keywords the loop understands) and three hooks:
+    A model gives ``_FAST_DECODE_KWARGS`` (the keywords the loop understands) and the hooks
     ``_decode_allowed(model_kwargs)`` (its own conditions, e.g. an empty cache), ``_decode_start(input_ids,
-    model_kwargs)`` -> ``(last logits, step state)`` for the prompt, and ``_decode_step(tokens, state, steps)``
-    -> ``(logits, state)`` for one new token per row; ``_decode_end(state, steps)`` may store the state back.
-    """
+    model_kwargs)`` -> ``(last logits, step state)``, ``_decode_step(tokens, state)`` -> ``(logits, state)`` for one
+    new token per row, and optionally ``_decode_end(state, steps)`` to store the state back."""
 
     _FAST_DECODE_KWARGS = frozenset()
 
