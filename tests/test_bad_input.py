@@ -545,6 +545,100 @@ def fixtures(tmp_path_factory) -> Path:
     return root
 
 
+# ------------------------------------------------------------------------------------------------ cases tested elsewhere
+
+# Cases that need a whole training run, a second process or a browser are tested in their own files; the
+# catalogue lists them too (id, what the user did, what hfnn answers, test file, test function), and
+# test_cases_tested_elsewhere_exist checks that each named test is there.
+ELSEWHERE = [
+    # training pipelines and data
+    ("args-config-overrides-merge", "`run_seq2seq rnn_seq2seq_cmudict --config_overrides '{\"attention\": \"luong\", \"input_feeding\": false}'`",
+     "merged key by key into the recipe's mapping (its 384/128 sizes kept); `null` removes a key", "test_reliability_runs.py",
+     "test_command_line_config_overrides_merge_into_the_recipe_mapping"),
+    ("args-other-architecture", "`--architecture` other than the recipe's", "the recipe's config fields are dropped, with a warning",
+     "test_reliability_runs.py", "test_another_architecture_on_the_command_line_does_not_inherit_the_recipe_config"),
+    ("output-dir-unwritable", "an empty output_dir without write permission",
+     "OutputDirError before training: `output_dir X is not writable (Permission denied)`", "test_reliability_runs.py",
+     "test_an_unwritable_output_dir_fails_before_training"),
+    ("output-dir-in-use", "a second run into a folder a live run holds",
+     "FileExistsError: `output_dir X is in use by another run (process N on HOST ...)`", "test_reliability_runs.py",
+     "test_a_run_in_another_process_holds_the_folder_until_it_ends"),
+    ("resume-elsewhere", "`--resume_from_checkpoint other/checkpoint-2` into a non-empty output_dir",
+     "FileExistsError: the checkpoint is not inside it, so resuming does not open it", "test_reliability_runs.py",
+     "test_resuming_from_a_checkpoint_elsewhere_does_not_open_a_non_empty_folder"),
+    ("overwrite-replaces", "`--overwrite_output_dir true` over an old run", "the folder is replaced whole at the end; "
+     "a failed run leaves the old one as it was", "test_reliability_runs.py", "test_overwriting_replaces_the_whole_folder"),
+    ("overwrite-holds-data", "`--overwrite_output_dir true` with the train_file inside output_dir",
+     "ValueError: the file is inside the folder the run replaces", "test_reliability_runs.py",
+     "test_overwriting_a_folder_that_holds_the_training_data_is_refused"),
+    ("save-fails", "the model cannot be written after training", "saved to `X.saved-STAMP-PID` instead; OutputDirError "
+     "says where (exit status not 0)", "test_reliability_runs.py",
+     "test_a_model_that_cannot_be_saved_in_output_dir_is_saved_beside_it"),
+    ("training-diverges", "`--learning_rate 3e38 --max_grad_norm 0`", "NonFiniteTrainingError: training stopped at the "
+     "step the weights became NaN/inf; nothing saved", "test_reliability_runs.py", "test_a_diverging_run_stops_and_saves_nothing"),
+    ("seq2seq-unseen-target", "validation targets with unseen phonemes or longer than max_target_length",
+     "scored as errors; the model is saved before the final evaluation", "test_reliability_runs.py",
+     "test_seq2seq_targets_with_unseen_symbols_or_cut_are_scored_as_errors_after_the_save"),
+    ("resume-other-architecture", "resuming a checkpoint of other sizes or rnn_type",
+     "ValueError: `it holds another model (hidden_size 12, this run builds 16)`", "test_reliability_runs.py",
+     "test_resuming_a_checkpoint_of_another_architecture_is_an_error_naming_it"),
+    ("label-blank", "a CSV row with an empty label cell", "ValueError: `d.csv row 8: the label cell is empty`",
+     "test_reliability_data.py", "test_a_blank_label_is_an_error_naming_the_file_row"),
+    ("label-fractional", "labels like 0.142 without `--problem_type regression`",
+     "ValueError naming the file row: not a class; train a regression", "test_reliability_data.py",
+     "test_float_and_bool_labels_do_not_switch_the_problem"),
+    ("text-empty", "a whitespace text cell (classification)", "ValueError: `d.csv row 12: the text cell is empty`",
+     "test_reliability_data.py", "test_an_empty_text_cell_is_an_error_naming_the_file_row_in_classification"),
+    ("text-numeric", "a text column of numbers", "ValueError: `n.csv row 2: the text column holds int64 values`",
+     "test_reliability_data.py", "test_a_numeric_text_column_is_an_error_naming_the_file"),
+    ("args-train-on-nothing", "`--block_size 0/1/-4`, `--max_train_minutes 0`, batch size 0 or -2, "
+     "`--max_train_samples 0`, `--num_train_epochs 0`", "ValueError naming the option and the value",
+     "test_reliability_data.py", "test_options_that_would_train_on_nothing_are_errors_naming_them"),
+    ("cnn-static-no-vectors", "`embedding_mode: static` without `--embeddings_file`",
+     "ValueError: static freezes the word vectors, but no --embeddings_file was given", "test_reliability_data.py",
+     "test_static_cnn_embeddings_without_a_file_are_an_error"),
+    ("data-files", "a 0-byte or header-only CSV, a corrupt JSONL line, a UTF-16 file",
+     "ValueError naming the file (and the line of a corrupt JSONL)", "test_reliability_data.py",
+     "test_unreadable_files_are_named_with_their_line_or_problem"),
+    ("data-folder-as-corpus", "`--corpus some_folder/`", "ValueError: a folder, not a corpus file; give its files",
+     "test_reliability_data.py", "test_a_folder_is_not_taken_for_a_hub_dataset"),
+    ("data-hub-offline", "`--corpus someone/dataset` offline", "one line, exit 2, in under a second",
+     "test_reliability_data.py", "test_an_unreachable_hub_fails_fast_in_one_line"),
+    # tokenizers, inference pipelines, loading, command line
+    ("tok-special", "`<s>`, `</s>`, `<pad>` inside text (HTML, code)", "read as characters, never as special ids "
+     "(also after save/reload)", "test_reliability_inference.py", "test_special_token_strings_in_text_never_become_special_ids"),
+    ("tok-nfd", "decomposed `é` into a char/word/phoneme tokenizer", "NFC-normalised: the same ids as `é`",
+     "test_reliability_inference.py", "test_decomposed_and_composed_unicode_give_the_same_tokens"),
+    ("s2s-no-src-tok", "a seq2seq folder without `source_tokenizer/`", "ValueError saying what is missing",
+     "test_reliability_inference.py", "test_folder_without_source_tokenizer_is_refused"),
+    ("s2s-overlong", "a source longer than max_position_embeddings", "ValueError naming the length and the limit, "
+     "or cut with truncation=True", "test_reliability_inference.py",
+     "test_overlong_source_names_the_limit_or_is_truncated_on_request"),
+    ("tok-max-length", "a saved `model_max_length` beyond the model's positions", "lowered to the positions",
+     "test_reliability_inference.py", "test_saved_model_max_length_beyond_the_positions_is_lowered"),
+    ("pipe-no-task", "`pipeline(model=folder, trust_remote_code=True)` with no task", "the task is read from the folder",
+     "test_reliability_inference.py", "test_marked_language_model_and_classifier_folders_infer_their_task"),
+    ("cli-options", "`--top-p 1.5`, `--batch-size -3`, `--max-new-tokens 0`, ...",
+     "exit 2: `--top-p must be in (0, 1], got 1.5`", "test_reliability_cli.py",
+     "test_out_of_range_options_are_one_line_errors_naming_the_option"),
+    ("cli-wrong-head", "config.json naming another head than the weights hold",
+     "exit 2: refusing to run a randomly initialised head", "test_reliability_cli.py",
+     "test_config_naming_another_head_than_the_weights_is_refused"),
+    ("cli-empty-source", "`hfnn transduce folder hello '' world`", "an empty output for the empty source, the others "
+     "unchanged", "test_reliability_cli.py", "test_one_empty_source_does_not_fail_the_batch"),
+    ("cli-brokenpipe", "`hfnn generate ... | head -c 0`", "no BrokenPipeError; exit 141", "test_reliability_cli.py",
+     "test_closed_output_pipe_in_a_real_process"),
+    ("cli-quickstart-only", "`hfnn quickstart --only nosuch`", "exit 2 naming the choices; nothing created",
+     "test_reliability_cli.py", "test_unknown_quickstart_name_is_refused_before_anything_is_created"),
+    # models
+    ("all-padding-row", "a blank text in a classifier batch (every pooling)", "finite logits and gradients, the same "
+     "alone and in a batch", "test_modeling_contract.py", "test_an_all_padding_row_is_finite_and_the_same_alone_and_in_a_batch"),
+    # demo
+    ("demo-folder", "`hfnn demo` on a folder that is not an hfnn model", "exit 2: one line naming the folder and why",
+     "test_demo.py", "test_folders_that_are_not_hfnn_models_are_refused_in_one_line"),
+]
+
+
 def check_case(c: Case, exc, result) -> None:
     if c.error is None:
         assert exc is None, f"{c.input}: expected no error, got {type(exc).__name__}: {exc}"
@@ -571,6 +665,19 @@ def test_bad_input(c: Case, fixtures: Path, tmp_path: Path):
     exc, result = run_case(c, fixtures, tmp_path)
     assert snapshot(fixtures) == before, "an existing file was modified or removed"
     check_case(c, exc, result)
+
+
+def test_cases_tested_elsewhere_exist():
+    import ast
+
+    ids = [row[0] for row in ELSEWHERE]
+    assert len(ids) == len(set(ids)) and not set(ids) & {c.id for c in CASES}, "a case id is used twice"
+    for case_id, _, _, file, function in ELSEWHERE:
+        tree = ast.parse((TABLE.parent / file).read_text(encoding="utf-8"))
+        assert function in {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}, f"{case_id}: no {file}::{function}"
+    table = TABLE.read_text(encoding="utf-8")
+    missing = [i for i in ids if f"| `{i}` |" not in table]
+    assert not missing, f"{TABLE.name} lacks {missing}: regenerate it with `python -m tests.test_bad_input`"
 
 
 def test_catalogue_is_large_and_tabled():
@@ -619,7 +726,14 @@ def write_table(path: Path = TABLE) -> None:
         "**open** are known bad errors, with the fix that closes them.\n\n"
         "| case | input | error raised | message excerpt |\n|---|---|---|---|\n"
     )
-    path.write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+    elsewhere = (
+        "\n\n## Cases tested in their own files\n\n"
+        "These need a whole training run, a second process, a real pipe or a browser; each row names its test.\n\n"
+        "| case | input | what hfnn answers | test |\n|---|---|---|---|\n"
+        + "\n".join(f"| `{i}` | {_cell(what)} | {_cell(answer)} | `tests/{file}::{fn}` |"
+                    for i, what, answer, file, fn in ELSEWHERE)
+    )
+    path.write_text(header + "\n".join(rows) + elsewhere + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -102,8 +102,9 @@ def copy_folder(src, dst):
 
 def test_manifest_of_a_saved_rnn_lm_is_exactly_what_loading_needs(lm_folder):
     assert upload_manifest(lm_folder) == sorted([
-        "README.md", "config.json", "configuration_rnn.py", "generation_config.json", "loss_curve.png",
-        "model.safetensors", "modeling_rnn.py", "results.json", "tokenizer.json", "tokenizer_config.json",
+        "README.md", "config.json", "configuration_rnn.py", "configuration_utils.py", "generation_config.json",
+        "loss_curve.png", "model.safetensors", "modeling_rnn.py", "modeling_utils.py", "results.json",
+        "tokenizer.json", "tokenizer_config.json",
     ])
 
 
