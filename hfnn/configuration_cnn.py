@@ -1,10 +1,4 @@
-"""Configuration of the CNN sentence classifier (Kim 2014, "Convolutional Neural Networks for Sentence
-Classification").
-
-Seed note, idea 6: a CNN computes a representation of every n-gram with a sliding window of fixed width
-and keeps local, position-invariant patterns; here the window widths are the n of the n-grams and
-max-over-time pooling keeps the strongest match of each feature map anywhere in the sentence.
-"""
+"""Configuration of the CNN sentence classifier of Kim (2014) (see :mod:`hfnn.modeling_cnn`)."""
 
 from .configuration_utils import HfnnConfig, hfnn_config
 

@@ -1,9 +1,4 @@
-"""Configuration of the feed-forward (MLP) text classifier.
-
-Seed note, ideas 1-3: a neuron computes f(w . x + b); a layer is many neurons side by side,
-h = f(W x + b); a deeper network stacks layers, and without a non-linear f the stack collapses into a
-single matrix product. `num_hidden_layers`, `hidden_size` and `activation` are those three knobs.
-"""
+"""Configuration of the feed-forward (MLP) text classifier (see :mod:`hfnn.modeling_mlp`)."""
 
 from .configuration_utils import HfnnConfig, hfnn_config
 

@@ -1,10 +1,4 @@
-"""Configuration of the RNN encoder–decoder (seq2seq) model, with or without attention.
-
-Seed note, items 8 and 9: an encoder reads the source into hidden states, a decoder generates the target from
-them; ``attention="none"`` is the note's fixed-size context vector (the decoder sees only the encoder's final
-state), ``"bahdanau"`` (additive) and ``"luong"`` (multiplicative) let every output step weight the source
-positions differently.
-"""
+"""Configuration of the RNN encoder-decoder with or without attention (see :mod:`hfnn.modeling_rnn_seq2seq`)."""
 
 from .configuration_utils import HfnnConfig, hfnn_config
 

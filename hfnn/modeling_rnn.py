@@ -31,8 +31,8 @@ from transformers.utils import can_return_tuple
 from .configuration_rnn import RnnConfig
 from .modeling_utils import (
     DirectDecodingMixin, RecurrentCache, batch_first, check_input_ids, check_token_labels, classifier_output,
-    init_recurrent_, layer_runner, make_rnn, real_token_mask, masked_max, masked_mean, pop_legacy_cache, run_recurrence, torch_layout,
-    zero_padding_row_,
+    init_recurrent_, layer_runner, make_rnn, real_token_mask, masked_max, masked_mean, pop_legacy_cache, run_recurrence,
+    torch_layout, zero_padding_row_,
 )
 
 __all__ = ["RnnStateCache", "RnnPreTrainedModel", "RnnModel", "RnnForCausalLM", "RnnForSequenceClassification"]
@@ -267,7 +267,7 @@ class RnnForCausalLM(DirectDecodingMixin, RnnPreTrainedModel, GenerationMixin):
         if labels is not None:
             check_token_labels(labels, self.config.vocab_size)
             loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states)
+        return CausalLMOutputWithPast(loss, logits, outputs.cache, outputs.hidden_states)
 
     # -- generation ---------------------------------------------------------------------------
     # The direct decoding loop (DirectDecodingMixin) feeds each new token straight through embedding ->

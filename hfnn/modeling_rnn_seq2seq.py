@@ -29,8 +29,8 @@ from transformers.utils import can_return_tuple
 
 from .configuration_rnn_seq2seq import RnnSeq2SeqConfig
 from .modeling_utils import (
-    EncoderDecoderMixin, RecurrentCache, batch_first, check_attention_mask, check_input_ids, init_recurrent_, make_rnn, pop_legacy_cache,
-    run_stack, seq2seq_lm_output, shift_tokens_right, torch_layout,
+    EncoderDecoderMixin, RecurrentCache, batch_first, check_attention_mask, check_input_ids, init_recurrent_, make_rnn,
+    pop_legacy_cache, run_stack, seq2seq_lm_output, shift_tokens_right, torch_layout,
 )
 
 __all__ = [
@@ -235,28 +235,23 @@ class RnnSeq2SeqDecoder(_TokenInput):
         batch, tgt_len = inputs_embeds.shape[:2]
         embeds = self.dropout(inputs_embeds)
         mask = encoder_mask.bool()
-        keys = None
-        fixed_context = None
+        keys = fixed_context = None
         if self.attention == "none":
             fixed_context = _final_encoder_state(encoder_states, mask, self.config.bidirectional_encoder)
-        elif self.attention == "bahdanau" or self.config.luong_score == "general":
-            keys = self.key_proj(encoder_states)
-        else:
-            keys = encoder_states
-        step_mask = None
-        if decoder_attention_mask is not None:
-            step_mask = decoder_attention_mask[:, -tgt_len:].bool()
-            if bool(step_mask.all()):
-                step_mask = None
+        else:  # W_h h_j (bahdanau) or W_a h_j (luong "general"), once per call
+            keys = self.key_proj(encoder_states) if hasattr(self, "key_proj") else encoder_states
+        step_mask = None if decoder_attention_mask is None else decoder_attention_mask[:, -tgt_len:].bool()
+        if step_mask is not None and bool(step_mask.all()):
+            step_mask = None
 
         def states(outputs, below):
             return (inputs_embeds, *below, outputs) if output_hidden_states else None
 
         if self.parallel and step_mask is None:
             if fixed_context is not None:
-                context = fixed_context[:, None].expand(batch, tgt_len, -1)
-                rnn_out, state, below = run_stack(self.rnn, torch.cat([embeds, context], dim=-1), state, output_hidden_states)
-                weights = None
+                context, weights = fixed_context[:, None].expand(batch, tgt_len, -1), None
+                rnn_in = torch.cat([embeds, context], dim=-1)
+                rnn_out, state, below = run_stack(self.rnn, rnn_in, state, output_hidden_states)
             else:
                 rnn_out, state, below = run_stack(self.rnn, embeds, state, output_hidden_states)
                 context, weights = self.attend(rnn_out, keys, encoder_states, mask)
@@ -394,7 +389,7 @@ class RnnSeq2SeqModel(EncoderDecoderMixin, RnnSeq2SeqPreTrainedModel):
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
 
         if encoder_outputs is None:
-            encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+            encoder_outputs = self.encoder(input_ids, attention_mask, inputs_embeds,
                                            output_hidden_states=output_hidden_states, return_dict=True)
         elif not isinstance(encoder_outputs, BaseModelOutput):
             encoder_outputs = BaseModelOutput(last_hidden_state=encoder_outputs[0])

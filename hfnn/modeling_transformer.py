@@ -36,8 +36,8 @@ from transformers.utils import can_return_tuple
 
 from .configuration_transformer import TransformerConfig
 from .modeling_utils import (
-    DirectDecodingMixin, EncoderDecoderMixin, check_input_ids, classifier_output, pop_legacy_cache, real_token_mask, seq2seq_lm_output,
-    shift_tokens_right,
+    DirectDecodingMixin, EncoderDecoderMixin, check_input_ids, classifier_output, pop_legacy_cache, real_token_mask,
+    seq2seq_lm_output, shift_tokens_right,
 )
 
 __all__ = [

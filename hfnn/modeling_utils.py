@@ -17,10 +17,11 @@ from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengt
 from transformers.modeling_outputs import Seq2SeqLMOutput, SequenceClassifierOutput
 
 __all__ = [
-    "DirectDecodingMixin", "EncoderDecoderMixin", "TextClassifierPreTrainedModel", "RecurrentStateLayer", "RecurrentCache", "batch_first", "check_attention_mask",
-    "check_input_ids", "check_token_labels", "classification_loss", "classifier_output", "init_recurrent_",
-    "layer_runner", "make_rnn", "masked_max", "masked_mean", "pop_legacy_cache", "real_token_mask", "run_recurrence",
-    "run_stack", "seq2seq_lm_output", "shift_tokens_right", "torch_layout", "zero_padding_row_",
+    "DirectDecodingMixin", "EncoderDecoderMixin", "TextClassifierPreTrainedModel", "RecurrentStateLayer",
+    "RecurrentCache", "batch_first", "check_attention_mask", "check_input_ids", "check_token_labels",
+    "classification_loss", "classifier_output", "init_recurrent_", "layer_runner", "make_rnn", "masked_max",
+    "masked_mean", "pop_legacy_cache", "real_token_mask", "run_recurrence", "run_stack", "seq2seq_lm_output",
+    "shift_tokens_right", "torch_layout", "zero_padding_row_",
 ]
 
 
