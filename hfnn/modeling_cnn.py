@@ -38,16 +38,12 @@ EMBEDDING_INIT_RANGE = 0.25
 
 
 class CnnEmbeddings(nn.Module):
-    """Token ids -> word vectors, with padding positions zeroed.
+    """Token ids (batch, seq_len) -> word vectors (batch, seq_len, embedding_size).
 
-    `embedding_mode`: "rand" / "non-static" -> one trainable table; "static" -> one frozen table;
-    "multichannel" -> a trainable table (`word_embeddings`) and a frozen one (`static_word_embeddings`).
-    Each filter is applied to both channels and the results added (Kim 2014, section 2); the convolution
-    being linear, that equals one convolution of the summed channels (its bias counted once), so the two
-    channels are summed here.
-
-    Shapes: `input_ids` (batch, seq_len) -> (batch, seq_len, embedding_size).
-    """
+    `embedding_mode`: "rand" / "non-static" -> one trainable table; "static" -> one frozen table; "multichannel"
+    -> a trainable table (`word_embeddings`) and a frozen one (`static_word_embeddings`). Kim (2014, section 2)
+    applies each filter to both channels and adds the results; the convolution being linear, that equals one
+    convolution of the summed channels (its bias counted once), so the channels are summed here."""
 
     def __init__(self, config: CnnConfig):
         super().__init__()

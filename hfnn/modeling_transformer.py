@@ -302,17 +302,10 @@ class TransformerPreTrainedModel(PreTrainedModel):
 class TransformerModel(TransformerPreTrainedModel):
     """A stack of Transformer blocks with its token and position embeddings and a final LayerNorm.
 
-    ``TransformerModel(config)`` is the decoder-only backbone (causal self-attention). The
-    encoder-decoder builds two more stacks from the same class: the encoder (``is_causal=False``)
-    and the decoder (``add_cross_attention=True``).
-
-    Args:
-        config: the :class:`TransformerConfig`.
-        is_causal: each position attends only to itself and earlier positions.
-        add_cross_attention: each block also attends to ``encoder_hidden_states``.
-        num_layers: number of blocks (default ``config.num_hidden_layers``).
-        vocab_size: size of the token embedding (default ``config.vocab_size``).
-    """
+    ``TransformerModel(config)`` is the decoder-only backbone. The encoder-decoder builds two more stacks from the
+    same class: the encoder (``is_causal=False``: bidirectional self-attention) and the decoder
+    (``add_cross_attention=True``: each block also attends to ``encoder_hidden_states``). ``num_layers`` and
+    ``vocab_size`` default to ``config.num_hidden_layers`` and ``config.vocab_size``."""
 
     def __init__(self, config: TransformerConfig, is_causal: bool = True, add_cross_attention: bool = False,
                  num_layers: int | None = None, vocab_size: int | None = None):
@@ -600,15 +593,10 @@ class TransformerForConditionalGeneration(EncoderDecoderMixin, TransformerPreTra
                                           GenerationMixin):
     """Encoder-decoder Transformer (Vaswani et al., 2017) for sequence-to-sequence tasks.
 
-    The encoder reads the source with bidirectional self-attention; the decoder is a causal language
-    model of the target whose blocks also attend to the encoder output (cross-attention). The
-    cross-attention weights (``output_attentions=True``) show which source positions each target
-    token looked at.
-
-    With a shared vocabulary (``source_vocab_size=None``) and ``tie_word_embeddings``, the encoder
-    embedding, the decoder embedding and the output layer are one matrix; with a separate source
-    vocabulary the encoder has its own embedding.
-    """
+    The encoder reads the source with bidirectional self-attention; the decoder is a causal language model of the
+    target whose blocks also attend to the encoder output (cross-attention; ``output_attentions=True`` shows which
+    source positions each target token looked at). With a shared vocabulary (``source_vocab_size=None``) and
+    ``tie_word_embeddings``, both embeddings and the output layer are one matrix."""
 
     def __init__(self, config: TransformerConfig):
         super().__init__(config)
