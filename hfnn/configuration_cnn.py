@@ -10,28 +10,25 @@ EMBEDDING_MODES = ("rand", "static", "non-static", "multichannel")
 
 @hfnn_config
 class CnnConfig(HfnnConfig):
-    r"""Configuration of [`CnnModel`] and [`CnnForSequenceClassification`].
+    """Configuration of [`CnnModel`] and [`CnnForSequenceClassification`] (types and defaults: the fields below).
 
-    Defaults follow Kim (2014): windows of 3, 4 and 5 tokens with 100 feature maps each, dropout 0.5 on
-    the pooled features and an l2 max-norm of 3 on the rows of the output layer.
+    Defaults follow Kim (2014): windows of 3, 4 and 5 tokens with 100 feature maps each, dropout 0.5 on the pooled
+    features and an l2 max-norm of 3 on the rows of the output layer.
 
     Args:
-        vocab_size (`int`, defaults to 20000): number of token ids the embedding accepts.
-        embedding_size (`int`, defaults to 300): word-vector width (300 = word2vec GoogleNews).
-        window_sizes (`list[int]`, defaults to `[3, 4, 5]`): convolution widths, one filter bank each.
-        num_filters (`int`, defaults to 100): feature maps per window width.
-        dropout (`float`, defaults to 0.5): dropout on the concatenated pooled features, in [0, 1).
-        max_norm (`float` or `None`, defaults to 3.0): if set, every row of the output layer's weight is
-            rescaled to l2 norm `max_norm` whenever it is larger (Kim's constraint); `None` disables it.
-        embedding_mode (`str`, defaults to `"rand"`): `"rand"` (random, trained), `"static"` (frozen),
-            `"non-static"` (trained; meant to be initialised from pretrained vectors) or `"multichannel"`
-            (a frozen and a trained copy of the vectors, whose convolutions are summed).
-        pad_token_id (`int` or `None`, defaults to 0): id of the padding token; padded positions never
-            reach the pooling.
-        initializer_range (`float`, defaults to 0.02): std of the normal init of convolutions and the
-            output layer (embeddings use Kim's uniform(-0.25, 0.25)).
-        num_labels / id2label / label2id / problem_type: the usual `PreTrainedConfig` fields.
-    """
+        vocab_size: number of token ids the embedding accepts.
+        embedding_size: word-vector width (300 = word2vec GoogleNews).
+        window_sizes: convolution widths, one filter bank each; num_filters: feature maps per window width.
+        dropout: dropout on the concatenated pooled features, in [0, 1).
+        max_norm: if set, every row of the output layer's weight is rescaled to l2 norm `max_norm` whenever it is
+            larger (Kim's constraint); `None` disables it.
+        embedding_mode: `"rand"` (random, trained), `"static"` (frozen), `"non-static"` (trained; meant to be
+            initialised from pretrained vectors) or `"multichannel"` (a frozen and a trained copy of the vectors,
+            whose convolutions are summed).
+        pad_token_id: id of the padding token; padded positions never reach the pooling.
+        initializer_range: std of the normal init of convolutions and the output layer (embeddings use Kim's
+            uniform(-0.25, 0.25)).
+        num_labels / id2label / label2id / problem_type: the usual `PreTrainedConfig` fields."""
 
     model_type = "hfnn-cnn"
 

@@ -9,25 +9,23 @@ ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "gelu")
 
 @hfnn_config
 class MlpConfig(HfnnConfig):
-    r"""Configuration of [`MlpModel`] and [`MlpForSequenceClassification`].
+    """Configuration of [`MlpModel`] and [`MlpForSequenceClassification`] (types and defaults: the fields below).
 
     Args:
-        vocab_size (`int`, defaults to 20000): number of token ids the embedding accepts.
-        embedding_size (`int`, defaults to 128): width of the token (and n-gram) embeddings.
-        num_hidden_layers (`int`, defaults to 1): hidden layers between the bag of embeddings and the output
-            layer; 0 gives a linear model of the averaged embeddings.
-        hidden_size (`int`, defaults to 256): neurons per hidden layer.
-        activation (`str`, defaults to `"relu"`): f in h = f(W x + b); one of identity, sigmoid, tanh, relu,
-            gelu. With "identity" every depth computes a linear function of the bag.
-        ngram_range (`list[int]` of two, defaults to `[1, 1]`): (min_n, max_n) of the n-grams in the bag, as in
-            scikit-learn; `[1, 2]` adds bigrams to the words. n-grams with n >= 2 are hashed into
-            `ngram_buckets` extra embeddings (fastText's hashing trick).
-        ngram_buckets (`int`, defaults to 65536): hash buckets for n >= 2 grams (unused when max_n == 1).
-        dropout (`float`, defaults to 0.1): dropout after each hidden layer, in [0, 1).
-        pad_token_id (`int` or `None`, defaults to 0): padding id; padded positions are left out of the bag.
-        initializer_range (`float`, defaults to 0.02): std of the normal init of the embeddings.
-        num_labels / id2label / label2id / problem_type: the usual `PreTrainedConfig` fields.
-    """
+        vocab_size: number of token ids the embedding accepts.
+        embedding_size: width of the token (and n-gram) embeddings.
+        num_hidden_layers: hidden layers between the bag of embeddings and the output layer; 0 gives a linear
+            model of the averaged embeddings.
+        hidden_size: neurons per hidden layer.
+        activation: f in h = f(W x + b), one of `ACTIVATIONS`; with "identity" every depth computes a linear
+            function of the bag (without a non-linear f the stack collapses into one matrix product).
+        ngram_range: (min_n, max_n) of the n-grams in the bag, as in scikit-learn; `[1, 2]` adds bigrams to the
+            words. n-grams with n >= 2 are hashed into `ngram_buckets` extra embeddings (fastText's hashing trick;
+            unused when max_n == 1).
+        dropout: dropout after each hidden layer, in [0, 1).
+        pad_token_id: padding id; padded positions are left out of the bag.
+        initializer_range: std of the normal init of the embeddings.
+        num_labels / id2label / label2id / problem_type: the usual `PreTrainedConfig` fields."""
 
     model_type = "hfnn-mlp"
 

@@ -11,39 +11,36 @@ LUONG_SCORES = ("dot", "general")
 
 @hfnn_config
 class RnnSeq2SeqConfig(HfnnConfig):
-    r"""Configuration of :class:`RnnSeq2SeqModel` and :class:`RnnSeq2SeqForConditionalGeneration`.
+    """Configuration of :class:`RnnSeq2SeqModel` and :class:`RnnSeq2SeqForConditionalGeneration`.
 
     Source and target have their own vocabularies (e.g. letters -> ARPAbet phonemes for grapheme-to-phoneme),
     hence ``source_vocab_size`` (encoder embedding) next to ``vocab_size`` (decoder embedding and output layer).
 
     Args:
-        source_vocab_size: number of source token ids (encoder input).
-        vocab_size: number of target token ids (decoder input and output distribution).
+        source_vocab_size / vocab_size: number of source token ids (encoder input) / of target token ids (decoder
+            input and output distribution).
         embedding_size: width of the source and target embeddings; defaults to ``hidden_size``.
-        hidden_size: width of the decoder state s_t and of the encoder states h_j. With
-            ``bidirectional_encoder`` each direction has ``hidden_size // 2`` units and the two are concatenated
-            (as in OpenNMT), so ``hidden_size`` must then be even; every attention type then compares vectors of
-            the same width.
-        num_encoder_layers: stacked recurrent layers in the encoder.
-        num_decoder_layers: stacked recurrent layers in the decoder (also readable as ``num_hidden_layers``).
+        hidden_size: width of the decoder state s_t and of the encoder states h_j. With ``bidirectional_encoder``
+            each direction has ``hidden_size // 2`` units, concatenated (as in OpenNMT), so it must then be even;
+            every attention type compares vectors of the same width.
+        num_encoder_layers / num_decoder_layers: stacked recurrent layers in the encoder / in the decoder (the
+            latter also readable as ``num_hidden_layers``).
         rnn_type: ``"gru"``, ``"lstm"`` or ``"rnn_tanh"`` (the seed's h_i = tanh(W_x x_i + W_h h_{i-1} + b)).
         bidirectional_encoder: read the source both ways.
-        attention: ``"none"`` (fixed context vector: the final encoder state initialises the decoder and is fed
-            to every step), ``"bahdanau"`` (additive, e_tj = v^T tanh(W_s s_{t-1} + W_h h_j), computed from the
-            previous decoder state before the recurrent step) or ``"luong"`` (multiplicative, scores from the
-            current decoder state after the recurrent step).
-        luong_score: ``"dot"`` (s_t^T h_j) or ``"general"`` (s_t^T W_a h_j); only read when ``attention="luong"``.
-        input_feeding: Luong's input feeding (the previous attentional vector is concatenated to the decoder
-            input). Defaults to True for ``attention="luong"``; it is only defined for that attention type.
+        attention: ``"none"`` (fixed context vector: the final encoder state initialises the decoder and is fed to
+            every step), ``"bahdanau"`` (additive, e_tj = v^T tanh(W_s s_{t-1} + W_h h_j), from the previous decoder
+            state, before the recurrent step) or ``"luong"`` (multiplicative, from the current decoder state).
+        luong_score: ``"dot"`` (s_t^T h_j) or ``"general"`` (s_t^T W_a h_j); read only when ``attention="luong"``.
+        input_feeding: Luong's input feeding (the previous attentional vector joins the decoder input); defaults to
+            True for ``attention="luong"``, the only type it is defined for.
         dropout: dropout on the embeddings, between stacked recurrent layers and before the output layer.
-        tie_word_embeddings: share the decoder input embedding with the output layer (a projection from
-            ``hidden_size`` to ``embedding_size`` is inserted when they differ).
-        initializer_range: standard deviation of the normal init of embeddings and linear layers (recurrent
-            weight matrices are initialised orthogonally).
+        tie_word_embeddings: share the decoder input embedding with the output layer (with a projection from
+            ``hidden_size`` to ``embedding_size`` when they differ).
+        initializer_range: std of the normal init of embeddings and linear layers (recurrent weight matrices are
+            orthogonal).
         pad_token_id / bos_token_id / eos_token_id: special target ids (the source uses the same pad id).
         decoder_start_token_id: first decoder input; defaults to ``bos_token_id``.
-        max_length: default maximum length (start token included) of generated sequences.
-    """
+        max_length: default maximum length (start token included) of generated sequences."""
 
     model_type = "hfnn-rnn-seq2seq"
     attribute_map = {"num_hidden_layers": "num_decoder_layers"}

@@ -11,44 +11,38 @@ POSITION_EMBEDDING_TYPES = ("learned", "sinusoidal", "rotary")
 
 @hfnn_config
 class TransformerConfig(HfnnConfig):
-    r"""Configuration of the Transformer models of :mod:`hfnn.modeling_transformer`.
+    """Configuration of the Transformer models of :mod:`hfnn.modeling_transformer`.
 
-    One configuration describes the three members of the family: the decoder-only backbone
-    (:class:`TransformerModel`) with its language-model and classification heads, and the
-    encoder-decoder (:class:`TransformerForConditionalGeneration`, ``is_encoder_decoder=True``).
-    Encoder and decoder share the width, number of heads and feed-forward size.
+    One configuration describes the whole family: the decoder-only backbone (:class:`TransformerModel`) with its
+    language-model and classification heads, and the encoder-decoder (:class:`TransformerForConditionalGeneration`,
+    ``is_encoder_decoder=True``), whose encoder and decoder share the width, heads and feed-forward size.
 
     Args:
         vocab_size: number of token ids (the target vocabulary of the encoder-decoder).
         hidden_size: width of the residual stream (d_model).
-        num_hidden_layers: number of blocks of the decoder-only model; the default depth of the
-            encoder and decoder stacks.
+        num_hidden_layers: blocks of the decoder-only model; the default depth of the encoder and decoder.
         num_attention_heads: attention heads per layer; must divide ``hidden_size``.
         intermediate_size: width of the feed-forward layer (default ``4 * hidden_size``).
-        max_position_embeddings: longest sequence the model accepts (prompt plus generated tokens).
-            Applies to every position type, rotary included: longer inputs raise ``ValueError``.
-        position_embedding_type: ``"learned"`` (GPT-2), ``"sinusoidal"`` (Vaswani et al. 2017, fixed)
-            or ``"rotary"`` (RoPE, Su et al. 2021, applied to queries and keys).
-        rope_theta: base of the rotary frequencies.
+        max_position_embeddings: longest sequence accepted (prompt plus generated tokens), for every position
+            type, rotary included: longer inputs raise ``ValueError``.
+        position_embedding_type: ``"learned"`` (GPT-2), ``"sinusoidal"`` (Vaswani et al. 2017, fixed) or
+            ``"rotary"`` (RoPE, Su et al. 2021, applied to queries and keys); ``rope_theta``: its frequency base.
         hidden_act: activation of the feed-forward layer, any key of ``transformers.activations.ACT2FN``.
-        dropout: dropout on the embeddings and on the output of each residual branch.
-        attention_dropout: dropout on the attention probabilities.
+        dropout / attention_dropout: dropout on the embeddings and each residual branch's output / on the
+            attention probabilities; ``classifier_dropout`` before the classification layer (default ``dropout``).
         layer_norm_eps: epsilon of the LayerNorms.
-        initializer_range: standard deviation of the normal init; the output projections of each
-            residual branch use ``initializer_range / sqrt(2 * num_layers)`` (GPT-2).
-        tie_word_embeddings: share the token embedding matrix with the output layer (and, in the
-            encoder-decoder with a shared vocabulary, with the encoder's embedding).
+        initializer_range: std of the normal init; each residual branch's output projection uses
+            ``initializer_range / sqrt(2 * num_layers)`` (GPT-2).
+        tie_word_embeddings: share the token embedding with the output layer (and, in the encoder-decoder with a
+            shared vocabulary, with the encoder's embedding).
         use_cache: return a key/value cache from the forward pass (generation).
         pad_token_id, bos_token_id, eos_token_id: special token ids (hfnn tokenizers: 0, 2, 3).
-        classifier_dropout: dropout before the classification layer (defaults to ``dropout``).
         is_encoder_decoder: build the encoder-decoder (sequence-to-sequence) model.
-        encoder_layers, decoder_layers: depth of the encoder and decoder (default
-            ``num_hidden_layers``); ``num_encoder_layers`` / ``num_decoder_layers`` are accepted as
-            aliases.
-        decoder_start_token_id: first token fed to the decoder (defaults to ``bos_token_id``).
+        encoder_layers, decoder_layers: depth of the encoder and decoder (default ``num_hidden_layers``);
+            ``num_encoder_layers`` / ``num_decoder_layers`` are accepted as aliases.
+        decoder_start_token_id: first token fed to the decoder (default ``bos_token_id``).
         source_vocab_size: vocabulary size of the encoder input when source and target use different
-            tokenizers; ``None`` means source and target share ``vocab_size``.
-    """
+            tokenizers; ``None``: they share ``vocab_size``."""
 
     model_type = "hfnn-transformer"
     attribute_map = {"num_encoder_layers": "encoder_layers", "num_decoder_layers": "decoder_layers"}

@@ -364,24 +364,18 @@ class RnnSeq2SeqModel(EncoderDecoderMixin, RnnSeq2SeqPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
                 encoder_outputs=None, cache=None, inputs_embeds=None, decoder_inputs_embeds=None, use_cache=None,
                 output_attentions=None, output_hidden_states=None, **kwargs) -> Seq2SeqModelOutput:
-        r"""
-        Args:
-            input_ids: ``(batch, src_len)`` source ids.
-            attention_mask: ``(batch, src_len)`` 1 for source tokens, 0 for padding.
-            decoder_input_ids: ``(batch, tgt_len)`` decoder inputs (start token first); with a ``cache``, only the
-                new tokens.
-            decoder_attention_mask: ``(batch, tgt_len)`` (or the full length so far): 0 marks padding that leaves
-                the decoder state unchanged.
-            encoder_outputs: precomputed encoder output (``BaseModelOutput`` or a tuple whose first item is
-                ``(batch, src_len, hidden_size)``).
-            cache: :class:`RnnSeq2SeqCache` with the decoder state after the previous tokens.
+        """Args:
+            input_ids, attention_mask: ``(batch, src_len)`` source ids, and 1 for source tokens, 0 for padding.
+            decoder_input_ids: ``(batch, tgt_len)`` decoder inputs (start token first; with a cache, the new ones).
+            decoder_attention_mask: ``(batch, tgt_len)`` (or the full length so far): 0 marks padding that leaves the
+                decoder state unchanged.
+            encoder_outputs: precomputed encoder output (``BaseModelOutput``, or a tuple of the states first).
+            cache: :class:`RnnSeq2SeqCache` with the decoder state after the previous tokens; ``use_cache`` returns it.
             inputs_embeds, decoder_inputs_embeds: embeddings instead of ``input_ids`` / ``decoder_input_ids``.
-            use_cache: return the updated cache.
-            output_attentions: return the attention weights as ``cross_attentions``: a 1-tuple holding
-                ``(batch, 1, tgt_len, src_len)`` (None with ``attention="none"``).
-            output_hidden_states: return the embeddings and every layer's states of the encoder and the decoder
-                (the decoder's last entry is its output o_t).
-        """
+            output_attentions: return the attention weights as ``cross_attentions``, a 1-tuple holding ``(batch, 1,
+                tgt_len, src_len)`` (None with ``attention="none"``).
+            output_hidden_states: the embeddings and every layer's states of encoder and decoder (the decoder's last
+                entry is its output o_t)."""
         cache = pop_legacy_cache(kwargs, cache)
         config = self.config
         use_cache = config.use_cache if use_cache is None else use_cache

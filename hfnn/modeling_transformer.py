@@ -373,20 +373,17 @@ class TransformerModel(TransformerPreTrainedModel):
         """Run the stack.
 
         Args:
-            input_ids: ``(batch, seq)`` token ids (or ``inputs_embeds (batch, seq, hidden)``). With a
-                cache, only the new tokens.
+            input_ids: ``(batch, seq)`` token ids (or ``inputs_embeds (batch, seq, hidden)``); with a cache, new ones.
             attention_mask: ``(batch, past + seq)``, 1 for real tokens and 0 for padding.
-            position_ids: ``(batch|1, seq)``; by default counted from the attention mask (so padding
-                does not shift positions) or from the cache length.
-            encoder_hidden_states: ``(batch, src, hidden)`` for the cross-attention of a decoder, with
-                ``encoder_attention_mask (batch, src)``.
-            cache: a ``DynamicCache`` (``EncoderDecoderCache`` for a decoder with cross-attention).
-            use_cache: return the cache (default ``config.use_cache``, in eval mode only).
+            position_ids: ``(batch|1, seq)``; by default counted from the attention mask (padding does not shift them)
+                or from the cache length.
+            encoder_hidden_states, encoder_attention_mask: ``(batch, src, hidden)`` and ``(batch, src)`` for the
+                cross-attention of a decoder.
+            cache: a ``DynamicCache`` (``EncoderDecoderCache`` with cross-attention); ``use_cache`` returns it (default
+                ``config.use_cache``, in eval mode only).
 
-        Returns:
-            ``BaseModelOutputWithPastAndCrossAttentions`` with ``last_hidden_state (batch, seq,
-            hidden)`` (``BaseModelOutput`` for the encoder of the encoder-decoder).
-        """
+        Returns ``BaseModelOutputWithPastAndCrossAttentions`` (``BaseModelOutput`` for the encoder), with
+        ``last_hidden_state (batch, seq, hidden)``."""
         config = self.config
         cache = pop_legacy_cache(kwargs, cache)
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
