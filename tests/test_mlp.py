@@ -2,6 +2,7 @@
 n-grams, padding, losses, saving, the Auto classes, pipelines and remote code."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -261,3 +262,17 @@ def test_remote_code_load_without_hfnn(tmp_path):
     name, logits = json.loads(out.strip().splitlines()[-1])
     assert name == "MlpForSequenceClassification"
     assert logits == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("activation, gain", [
+    ("identity", 1.0), ("sigmoid", 1.0), ("tanh", 5.0 / 3.0), ("relu", math.sqrt(2.0)), ("gelu", math.sqrt(2.0)),
+])
+def test_linear_layers_start_at_xavier_scale_with_the_activation_gain(activation, gain):
+    """Each linear layer's initial weights are uniform with std = gain * sqrt(2 / (fan_in + fan_out))."""
+    torch.manual_seed(0)
+    model = MlpForSequenceClassification(tiny_config(activation=activation, embedding_size=200, hidden_size=300))
+    layer = model.model.layers[1].dense  # 300 -> 300: 90,000 weights, a tight estimate of the std
+    fan_in, fan_out = layer.weight.shape[1], layer.weight.shape[0]
+    expected = gain * math.sqrt(2.0 / (fan_in + fan_out))
+    assert layer.weight.std().item() == pytest.approx(expected, rel=0.02)
+    assert torch.count_nonzero(layer.bias) == 0

@@ -281,8 +281,15 @@ def test_text_generation_pipeline_from_a_saved_folder(tmp_path):
     out = generator("ROMEO:", max_new_tokens=12, do_sample=True, top_k=5)
     assert out[0]["generated_text"].startswith("ROMEO:")
     assert len(out[0]["generated_text"]) > len("ROMEO:")
-    batch = generator(["ROMEO:", "JULIET:"], max_new_tokens=5, do_sample=False)
-    assert [b[0]["generated_text"][:6] for b in batch] == ["ROMEO:", "JULIET"]
+    # a left-padded batch gives each prompt its own greedy continuation (the same as generating it alone)
+    model, prompts = generator.model, ["ROMEO:", "JULIET:"]
+    batch = generator(prompts, max_new_tokens=5, do_sample=False)
+    for prompt, out in zip(prompts, batch):
+        ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]])
+        alone = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False,
+                               eos_token_id=None)
+        expected = prompt + tokenizer.decode(alone[0, ids.shape[1]:], skip_special_tokens=True)
+        assert out[0]["generated_text"] == expected and len(expected) > len(prompt)
 
 
 @pytest.mark.parametrize("pooling", ["last", "mean", "max"])

@@ -216,10 +216,12 @@ def test_causal_lm_shapes_and_loss_ignore_minus_100():
     keep = targets != -100
     expected = torch.nn.functional.cross_entropy(logits[keep], targets[keep])
     torch.testing.assert_close(out.loss, expected)
+    # the first label is never a target (nothing predicts it); a counted label is
     changed = labels.clone()
-    changed[0, 4:] = -100
-    changed[0, 5] = -100
+    changed[:, 0] = (labels[:, 0] + 1) % VOCAB
     assert torch.equal(model(ids, labels=changed).loss, out.loss)
+    changed[1, 3] = (labels[1, 3] + 1) % VOCAB
+    assert not torch.equal(model(ids, labels=changed).loss, out.loss)
     assert model(ids, logits_to_keep=1).logits.shape == (2, 1, VOCAB)
     assert model.train()(ids).cache is None, "no cache is built for a training step"
 
