@@ -55,13 +55,12 @@ def threads_job(quick: bool = False) -> dict:
         optimizer.zero_grad(set_to_none=True)
 
     def measure(setting: str) -> float:
-        tuner = None
-        if setting == "tuned":
-            tuner = ThreadTuner(candidates=[2, 1])
-            tuner.enabled = True  # the bench's own thread settings are not a user's fixed choice
-            tuner._reset()
-            tuner._start_probe("start")
-        else:
+        # the tuned setting is one run cut into windows: its tuner (made per machine load) keeps its state
+        # across the rounds, as in a training run, and its probing steps fall in the windows
+        tuner = tuners.get(setting)
+        if tuner is not None and tuner.chosen is not None:
+            torch.set_num_threads(tuner.chosen)
+        elif tuner is None:
             torch.set_num_threads(int(setting.split()[0]))
         args, state = types.SimpleNamespace(device=types.SimpleNamespace(type="cpu")), types.SimpleNamespace(global_step=0)
         steps, start = 0, time.perf_counter()
@@ -86,6 +85,11 @@ def threads_job(quick: bool = False) -> dict:
         if load != "quiet":
             busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         chosen: list = []
+        tuner = ThreadTuner(candidates=[2, 1])
+        tuner.enabled = True  # the bench's own thread settings are not a user's fixed choice
+        tuner._reset()
+        tuner._start_probe("start")
+        tuners = {"tuned": tuner}
         try:
             values = {s: [] for s in SETTINGS}
             for _ in range(rounds):
@@ -97,6 +101,7 @@ def threads_job(quick: bool = False) -> dict:
                 busy.wait()
         results[load] = {s: {"steps_per_s": statistics.median(v), "rounds": v} for s, v in values.items()}
         results[load]["tuned"]["chosen"] = chosen
+        results[load]["tuned"]["history"] = tuner.history
     quiet_best = max(results["quiet"][s]["steps_per_s"] for s in ("1 thread", "2 threads"))
     return {"results": results, "window_s": window, "rounds": rounds, "quiet_reference": quiet_best,
             "batch": list(ids.shape), "model": f"{model.config.rnn_type.upper()} {model.config.num_hidden_layers} x "

@@ -50,17 +50,19 @@ def thread_candidates(cores: int | None = None) -> list[int]:
 class ThreadTuner(TrainerCallback):
     """Chooses torch's intra-op thread count from measured training step times (CPU training only).
 
-    Every candidate count runs ``probe_steps`` consecutive steps; the median step time of each decides,
+    Every candidate count runs ``probe_steps`` steps (interleaved); the median step time of each decides,
     and a candidate must be ``margin`` faster than the current count to replace it (no flapping). After a
     probe the chosen count runs until its step time drifts by more than ``drift`` from what the probe
     measured, or ``recheck_s`` seconds have passed (doubling, up to ``max_recheck_s``, while probes keep
-    the same choice). The first ``skip_steps`` steps (allocation, warm caches) are not timed. Every
+    the same choice). A candidate ``clear_loss`` times slower than the fastest after one step each is not timed
+    again (its steps are the expensive ones). The first ``skip_steps`` steps (allocation, warm caches) are not
+    timed. Every
     decision is logged and kept in :attr:`history`.
     """
 
     def __init__(self, candidates: list[int] | None = None, probe_steps: int = 3, skip_steps: int = 2,
                  recheck_s: float = 60.0, max_recheck_s: float = 480.0, drift: float = 0.3, margin: float = 0.05,
-                 clock=time.perf_counter, get_threads=None, set_threads=None):
+                 clear_loss: float = 1.5, clock=time.perf_counter, get_threads=None, set_threads=None):
         import torch
 
         self.candidates = list(candidates) if candidates is not None else thread_candidates()
@@ -68,7 +70,7 @@ class ThreadTuner(TrainerCallback):
             raise ValueError(f"ThreadTuner: candidates must be positive integers, got {self.candidates}")
         self.probe_steps, self.skip_steps = probe_steps, skip_steps
         self.base_recheck_s, self.max_recheck_s = recheck_s, max_recheck_s
-        self.drift, self.margin = drift, margin
+        self.drift, self.margin, self.clear_loss = drift, margin, clear_loss
         self.clock = clock
         self._get = get_threads or torch.get_num_threads
         self._set = set_threads or torch.set_num_threads
@@ -122,6 +124,7 @@ class ThreadTuner(TrainerCallback):
             return
         if self._queue:
             self._times.setdefault(self._queue.pop(0), []).append(elapsed)
+            self._drop_clear_losers()
             if not self._queue:
                 self._decide(state)
             return
@@ -148,6 +151,15 @@ class ThreadTuner(TrainerCallback):
         self._recent = []
         # interleave the candidates (a b c a b c ...) so that a change of load during the probe hits all alike
         self._queue = [n for _ in range(self.probe_steps) for n in self.candidates]
+
+    def _drop_clear_losers(self):
+        """Once every candidate has a step, one far slower than the fastest (``clear_loss`` times) is not timed
+        again: a count whose threads spin-wait for a taken core costs several normal steps per step."""
+        if len(self._times) < len(self.candidates):
+            return
+        best = min(min(ts) for ts in self._times.values())
+        losers = {n for n, ts in self._times.items() if min(ts) > self.clear_loss * best}
+        self._queue = [n for n in self._queue if n not in losers]
 
     def _decide(self, state=None):
         medians = {n: statistics.median(ts) for n, ts in self._times.items()}
