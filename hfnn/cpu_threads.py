@@ -56,7 +56,7 @@ class ThreadTuner(TrainerCallback):
     measured, or ``recheck_s`` seconds have passed (doubling, up to ``max_recheck_s``, while probes keep
     the same choice). A candidate ``clear_loss`` times slower than the fastest after one step each is not timed
     again (its steps are the expensive ones). The first ``skip_steps`` steps (allocation, warm caches) are not
-    timed. Every
+    timed; they run on the fewest threads. Every
     decision is logged and kept in :attr:`history`.
     """
 
@@ -110,8 +110,10 @@ class ThreadTuner(TrainerCallback):
     def on_step_begin(self, args, state, control, **kwargs):
         if not self.enabled:
             return
-        if self._queue and self._skipped >= self.skip_steps:
-            self._use(self._queue[0])
+        if self._queue:
+            # the untimed first steps run on the fewest threads: cheap on a quiet machine, and no spin-waiting
+            # on a busy one
+            self._use(self._queue[0] if self._skipped >= self.skip_steps else min(self.candidates))
         self._step_start = self.clock()
 
     def on_step_end(self, args, state, control, **kwargs):
