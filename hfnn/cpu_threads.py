@@ -52,8 +52,9 @@ class ThreadTuner(TrainerCallback):
 
     Every candidate count runs ``probe_steps`` steps (interleaved); the median step time of each decides,
     and a candidate must be ``margin`` faster than the current count to replace it (no flapping). After a
-    probe the chosen count runs until its step time drifts by more than ``drift`` from what the probe
-    measured, or ``recheck_s`` seconds have passed (doubling, up to ``max_recheck_s``, while probes keep
+    probe the chosen count runs until the median step time of a window of ``drift_window`` steps is more than
+    ``drift`` above that of its first window (another program took a core), or ``recheck_s`` seconds have
+    passed (doubling, up to ``max_recheck_s``, while probes keep
     the same choice). A candidate ``clear_loss`` times slower than the fastest after one step each is not timed
     again (its steps are the expensive ones). The first ``skip_steps`` steps (allocation, warm caches) are not
     timed; they run on the fewest threads. Every
@@ -61,7 +62,8 @@ class ThreadTuner(TrainerCallback):
     """
 
     def __init__(self, candidates: list[int] | None = None, probe_steps: int = 3, skip_steps: int = 2,
-                 recheck_s: float = 60.0, max_recheck_s: float = 480.0, drift: float = 0.3, margin: float = 0.05,
+                 recheck_s: float = 60.0, max_recheck_s: float = 480.0, drift: float = 0.5, drift_window: int = 20,
+                 margin: float = 0.05,
                  clear_loss: float = 1.5, clock=time.perf_counter, get_threads=None, set_threads=None):
         import torch
 
@@ -70,7 +72,7 @@ class ThreadTuner(TrainerCallback):
             raise ValueError(f"ThreadTuner: candidates must be positive integers, got {self.candidates}")
         self.probe_steps, self.skip_steps = probe_steps, skip_steps
         self.base_recheck_s, self.max_recheck_s = recheck_s, max_recheck_s
-        self.drift, self.margin, self.clear_loss = drift, margin, clear_loss
+        self.drift, self.drift_window, self.margin, self.clear_loss = drift, drift_window, margin, clear_loss
         self.clock = clock
         self._get = get_threads or torch.get_num_threads
         self._set = set_threads or torch.set_num_threads
@@ -131,10 +133,12 @@ class ThreadTuner(TrainerCallback):
                 self._decide(state)
             return
         self._recent.append(elapsed)
-        if len(self._recent) >= self.probe_steps:
-            recent = statistics.median(self._recent[-self.probe_steps:])
-            self._recent = self._recent[-self.probe_steps:]
-            if self._expected and abs(recent - self._expected) > self.drift * self._expected:
+        if len(self._recent) >= self.drift_window:  # medians of whole windows: batches of varied length even out
+            recent = statistics.median(self._recent)
+            self._recent = []
+            if self._expected is None:
+                self._expected = recent  # the chosen count's steady step time
+            elif recent > (1 + self.drift) * self._expected:
                 self._start_probe(f"step time {recent:.3g} s against {self._expected:.3g} s")
                 return
         if self.clock() - self._probe_end >= self.recheck_s:
@@ -172,7 +176,7 @@ class ThreadTuner(TrainerCallback):
         if previous is not None:
             self.recheck_s = min(2 * self.recheck_s, self.max_recheck_s) if best == previous else self.base_recheck_s
         self.chosen = best
-        self._expected = medians[best]
+        self._expected = None
         self._use(best)
         self._probe_end = self.clock()
         entry = {"step": getattr(state, "global_step", None), "reason": self._reason, "threads": best,

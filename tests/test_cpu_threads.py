@@ -33,11 +33,11 @@ class Machine:
         return self.threads
 
 
-def _train(tuner, machine, steps):
+def _train(tuner, machine, steps, jitter=None):
     args, state, control = types.SimpleNamespace(device=types.SimpleNamespace(type="cpu")), types.SimpleNamespace(global_step=0), None
     for _ in range(steps):
         tuner.on_step_begin(args, state, control)
-        machine.now += machine.table[machine.threads]
+        machine.now += machine.table[machine.threads] * (jitter() if jitter else 1.0)
         machine.steps_at[machine.threads] += 1
         state.global_step += 1
         tuner.on_step_end(args, state, control)
@@ -72,7 +72,7 @@ def test_busy_core_moves_to_one_thread_and_back():
     _train(tuner, machine, 50)
     assert machine.threads == 2
     machine.table = Machine.BUSY  # another program takes a core
-    _train(tuner, machine, 20)
+    _train(tuner, machine, 30)
     assert machine.threads == 1 and tuner.chosen == 1
     assert "step time" in tuner.history[-1]["reason"]
     busy_start, busy_steps = machine.now, 600
@@ -129,3 +129,18 @@ def test_candidates():
     assert 1 <= available_cores()
     with pytest.raises(ValueError, match="candidates"):
         ThreadTuner(candidates=[0])
+
+
+def test_steps_of_varied_length_do_not_set_off_measurements():
+    """Batches of different lengths (e.g. grouped by length) make single steps 0.5x to 2x the median: only
+    the periodic re-check measures again, not every long step."""
+    import random
+
+    rng = random.Random(0)
+    machine = Machine()
+    tuner = _tuner(machine)
+    _train(tuner, machine, 1000, jitter=lambda: rng.choice([0.5, 0.8, 1.0, 1.3, 2.0]))
+    elapsed = machine.now
+    assert machine.threads == 2
+    periodic = sum(1 for entry in tuner.history if "since the last measurement" in entry["reason"])
+    assert len(tuner.history) == 1 + periodic and periodic <= 1 + elapsed / 60, tuner.history
