@@ -157,12 +157,17 @@ def parse_config_overrides(value) -> dict:
         return dict(value)
     if not isinstance(value, str):
         raise ValueError(f"config_overrides must be a mapping of config fields, got {type(value).__name__} {value!r}")
+    return _json_mapping(value, "config_overrides")
+
+
+def _json_mapping(value: str, name: str, purpose: str = "") -> dict:
+    """``value`` parsed as a JSON object; a ValueError naming ``name`` otherwise."""
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError as err:
-        raise ValueError(f"config_overrides must be a JSON mapping, got {value!r}: {err}") from None
+        raise ValueError(f"{name} must be a JSON mapping, got {value!r}: {err}") from None
     if not isinstance(parsed, dict):
-        raise ValueError(f"config_overrides must be a JSON mapping, got {value!r}")
+        raise ValueError(f"{name} must be a JSON mapping{purpose}, got {value!r}")
     return parsed
 
 
@@ -278,12 +283,7 @@ def _merge_mapping_fields(parsed, recipe: dict) -> None:
                 setattr(args, key, value if not isinstance(value, dict) or value is not base else None)
                 continue
             if isinstance(value, str):
-                try:
-                    update = json.loads(value)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"--{key} must be a JSON mapping, got {value!r}: {err}") from None
-                if not isinstance(update, dict):
-                    raise ValueError(f"--{key} must be a JSON mapping (it updates the recipe's {key}), got {value!r}")
+                update = _json_mapping(value, f"--{key}", f" (it updates the recipe's {key})")
                 setattr(args, key, merge_mapping(base, update))
             elif isinstance(value, dict) and value is not base:
                 setattr(args, key, merge_mapping(base, value))
