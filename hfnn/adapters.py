@@ -1,0 +1,190 @@
+"""PEFT adapters for hfnn models: sensible default target modules for every architecture, and
+:func:`add_adapter` for the training pipelines (``--lora_r N``).
+
+``import hfnn.adapters`` registers hfnn's model types in peft's tables of default target modules, so that
+``get_peft_model(model, LoraConfig(task_type=...))`` without ``target_modules`` works for hfnn models as it does
+for transformers' own. peft is not imported for that: the tables are filled when peft is first imported (or at
+once, when it already is).
+
+Default targets (``DEFAULT_TARGETS``), by architecture:
+
+* RNN: the token embeddings and the projection before the output layer (when there is one), and, with LoRA
+  through :func:`add_adapter`, the recurrent weight matrices W_x and W_h of every layer (``nn.RNN`` / ``nn.GRU`` /
+  ``nn.LSTM`` keep them as parameters, not ``nn.Linear`` layers: LoRA reaches them with ``target_parameters``);
+* CNN: the convolutions (LoRA; OFT, which cannot adapt a ``Conv1d``, rotates the word embeddings instead);
+* MLP: the hidden layers;
+* RNN encoder-decoder: both embeddings, the bridge, the attention projections and the output projection, plus
+  the recurrent weights (through :func:`add_adapter`);
+* Transformer: the attention projections (query/key/value, output, cross-attention) and the feed-forward layers.
+
+The task head (``lm_head``; ``classifier`` / ``score``, which peft trains in full for ``SEQ_CLS``) is never a
+target. Two methods: LoRA (``method="lora"``, low-rank updates W + B A) and OFT (``method="oft"``, orthogonal
+fine-tuning: W R with R block-diagonal orthogonal, ``r`` blocks), which both adapt every architecture and merge
+into the base weights.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+
+from hfnn import registry
+
+__all__ = ["DEFAULT_TARGETS", "METHODS", "add_adapter", "default_targets", "register_peft_defaults", "task_type"]
+
+_LINEAR_TARGETS = {
+    "rnn": ["embed_tokens", "proj"],
+    "mlp": ["dense"],
+    "rnn_seq2seq": ["embed_tokens", "bridge", "query_proj", "key_proj", "output_proj"],
+    "transformer": ["qkv_proj", "out_proj", "q_proj", "kv_proj", "fc_in", "fc_out"],
+}
+# method -> architecture -> names of the modules it adapts by default (peft matches a name or a ``.name`` suffix)
+DEFAULT_TARGETS = {
+    "lora": {**_LINEAR_TARGETS, "cnn": [f"convs.{i}" for i in range(16)]},
+    "oft": {**_LINEAR_TARGETS, "cnn": ["word_embeddings"]},
+}
+METHODS = tuple(DEFAULT_TARGETS)
+_PEFT_TABLES = {"lora": "TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING",
+                "oft": "TRANSFORMERS_MODELS_TO_OFT_TARGET_MODULES_MAPPING"}
+_HEADS = ("lm_head", "classifier", "score")
+_TASK_TYPES = {"AutoModelForCausalLM": "CAUSAL_LM", "AutoModelForSequenceClassification": "SEQ_CLS",
+               "AutoModelForSeq2SeqLM": "SEQ_2_SEQ_LM"}
+
+
+def _model_types() -> dict[str, str]:
+    """model_type -> architecture name, read from the configuration classes."""
+    found = {}
+    for entry in registry.ARCHITECTURES.values():
+        config = getattr(importlib.import_module(f"hfnn.{entry.config_module}"), entry.config_class)
+        found[config.model_type] = entry.name
+    return found
+
+
+def _fill_peft_tables() -> None:
+    constants = importlib.import_module("peft.utils.constants")
+    for model_type, arch in _model_types().items():
+        for method, table in _PEFT_TABLES.items():
+            getattr(constants, table).setdefault(model_type, list(DEFAULT_TARGETS[method][arch]))
+
+
+class _AfterPeftImport(importlib.abc.MetaPathFinder):
+    """Fills peft's tables right after ``peft.utils.constants`` is first imported."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "peft.utils.constants":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        run = loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            sys.modules[name] = module
+            _fill_peft_tables()
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def register_peft_defaults() -> None:
+    """Puts hfnn's model types in peft's default target tables (LoRA, OFT): now if peft is imported, else when
+    it is. Called on ``import hfnn.adapters``; calling it again does nothing more."""
+    if "peft.utils.constants" in sys.modules:
+        _fill_peft_tables()
+    elif not any(isinstance(f, _AfterPeftImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterPeftImport())
+
+
+register_peft_defaults()
+
+
+def _supported(module, method: str) -> bool:
+    from torch import nn
+
+    kinds = (nn.Linear, nn.Embedding, nn.Conv1d) if method == "lora" else (nn.Linear, nn.Embedding)
+    return isinstance(module, kinds)
+
+
+def _architecture(model) -> str:
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    arch = _model_types().get(model_type)
+    if arch is None:
+        raise ValueError(f"{type(model).__name__} is not an hfnn model (model_type {model_type!r})")
+    return arch
+
+
+def default_targets(model, method: str = "lora") -> tuple[list[str], list[str]]:
+    """``(module names, parameter names)`` that ``method`` adapts by default in ``model``: the modules of
+    ``DEFAULT_TARGETS`` present in it, and for LoRA the weight matrices of its recurrent layers."""
+    from torch import nn
+
+    if method not in DEFAULT_TARGETS:
+        raise ValueError(f"unknown adapter method {method!r}; use {', '.join(METHODS)}")
+    names = DEFAULT_TARGETS[method][_architecture(model)]
+    modules, parameters = [], []
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in _HEADS:
+            continue
+        if any(name == n or name.endswith("." + n) for n in names) and _supported(module, method):
+            modules.append(name)
+        if method == "lora" and isinstance(module, nn.RNNBase):
+            parameters += [f"{name}.{p}" for p, _ in module.named_parameters(recurse=False) if p.startswith("weight_")]
+    return modules, parameters
+
+
+def task_type(model) -> str:
+    """peft's ``task_type`` for an hfnn model's head (``CAUSAL_LM``, ``SEQ_CLS``, ``SEQ_2_SEQ_LM``)."""
+    name = type(model).__name__
+    for entry in registry.TASKS.values():
+        if name.endswith(entry.model_suffixes):
+            return _TASK_TYPES[entry.auto_class]
+    raise ValueError(f"{name} has no task head to adapt (a language model, classifier or seq2seq model)")
+
+
+def add_adapter(model, method: str = "lora", r: int = 8, alpha: float | None = None, dropout: float = 0.0,
+                target_modules=None):
+    """Wrap ``model`` (an hfnn model with a task head) in a ``peft.PeftModel`` with a fresh adapter.
+
+    Args:
+        method: ``"lora"`` (rank-``r`` updates scaled by ``alpha / r``; ``alpha`` defaults to ``r``) or ``"oft"``
+            (``r`` orthogonal blocks per layer; no ``alpha``).
+        dropout: dropout on the adapter's input (LoRA; OFT drops whole adapted modules with this probability).
+            LoRA on recurrent weights takes no dropout: give 0, or ``target_modules`` without them.
+        target_modules: module names (or a regular expression) instead of :func:`default_targets`; then no
+            recurrent weight is adapted.
+
+    Only the adapter (and a classifier's head, which peft trains in full) is trainable. Save it with
+    ``peft_model.save_pretrained(dir)``, load it on the base model with ``PeftModel.from_pretrained(base, dir)``,
+    or fold it into the weights with ``peft_model.merge_and_unload()``.
+    """
+    try:
+        import peft
+    except ImportError:
+        from hfnn.console import UserError
+
+        raise UserError('adapters need peft: pip install "peft>=0.14"') from None
+    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
+        raise ValueError(f"adapter rank r must be a positive integer, got {r!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"adapter dropout must be in [0, 1), got {dropout!r}")
+    modules, parameters = default_targets(model, method)
+    if target_modules is not None:
+        modules, parameters = target_modules, []
+    kind = task_type(model)
+    if method == "lora":
+        if parameters and dropout:
+            raise ValueError(f"LoRA dropout cannot apply to the recurrent weights of {type(model).__name__} "
+                             "(peft adapts them as parameters): use dropout=0, or target_modules without them")
+        config = peft.LoraConfig(task_type=kind, r=r, lora_alpha=r if alpha is None else alpha, lora_dropout=dropout,
+                                 target_modules=modules, target_parameters=parameters or None)
+    else:
+        if alpha is not None:
+            raise ValueError("OFT has no alpha (its update is a rotation); leave alpha unset")
+        config = peft.OFTConfig(task_type=kind, r=r, oft_block_size=0, module_dropout=dropout,
+                                target_modules=modules)
+    return peft.get_peft_model(model, config)

@@ -1,0 +1,139 @@
+"""PEFT adapters on every hfnn head (hfnn/adapters.py): LoRA and OFT train through the Trainer with only the
+adapter changing, save and load back on the base model with the same outputs, and merge into the weights
+without changing them; peft's own defaults work for hfnn model types."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+peft = pytest.importorskip("peft", reason="peft is not installed (pip install peft)")
+
+import transformers  # noqa: E402
+from transformers import Trainer, TrainingArguments  # noqa: E402
+
+from hfnn import adapters  # noqa: E402
+from tests.reliability_utils import REPO, VOCAB, heads, model_classes, no_dropout, tiny_config  # noqa: E402
+
+HEADS = heads()
+IDS = [f"{a}-{h.removeprefix('AutoModelFor')}" for a, h in HEADS]
+
+
+def build(arch, head, **overrides):
+    torch.manual_seed(0)
+    return model_classes(arch)[head](tiny_config(arch, head, **{**no_dropout(arch), **overrides}))
+
+
+def batch(head, rows=4, length=6, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, VOCAB, (rows, length), generator=generator)
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0  # a left-padded row
+    if head == "AutoModelForSequenceClassification":
+        return {"input_ids": ids, "attention_mask": mask, "labels": torch.randint(0, 3, (rows,), generator=generator)}
+    if head == "AutoModelForSeq2SeqLM":
+        return {"input_ids": ids, "attention_mask": mask, "labels": torch.randint(4, VOCAB, (rows, 4), generator=generator)}
+    return {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
+
+
+class _Rows(torch.utils.data.Dataset):
+    def __init__(self, head):
+        self.data = batch(head, rows=16, seed=1)
+
+    def __len__(self):
+        return 16
+
+    def __getitem__(self, i):
+        return {k: v[i] for k, v in self.data.items()}
+
+
+def logits(model, head):
+    inputs = {k: v for k, v in batch(head, seed=2).items() if k != "labels" or head == "AutoModelForSeq2SeqLM"}
+    model.eval()
+    with torch.no_grad():
+        return model(**inputs).logits
+
+
+def _adapter_param(name: str) -> bool:
+    return any(key in name for key in ("lora_", "oft_", "modules_to_save"))
+
+
+@pytest.mark.parametrize("method", adapters.METHODS)
+@pytest.mark.parametrize("arch,head", HEADS, ids=IDS)
+def test_adapter_trains_saves_loads_and_merges(arch, head, method, tmp_path):
+    model = build(arch, head)
+    model.save_pretrained(tmp_path / "base")
+    peft_model = adapters.add_adapter(model, method=method, r=2)
+    trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert trainable and all(_adapter_param(n) for n in trainable), trainable
+    before = {n: p.detach().clone() for n, p in peft_model.named_parameters()}
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=3, per_device_train_batch_size=4,
+                             learning_rate=0.05, report_to=[], save_strategy="no", logging_steps=1, use_cpu=True,
+                             disable_tqdm=True)
+    trainer = Trainer(model=peft_model, args=args, train_dataset=_Rows(head))
+    result = trainer.train()
+    assert torch.isfinite(torch.tensor(result.training_loss))
+    changed = {n for n, p in peft_model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert changed and changed <= trainable, changed - trainable
+    assert any("lora_" in n or "oft_" in n for n in changed)
+
+    expected = logits(peft_model, head)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    base = getattr(transformers, head).from_pretrained(tmp_path / "base")
+    loaded = peft.PeftModel.from_pretrained(base, tmp_path / "adapter")
+    torch.testing.assert_close(logits(loaded, head), expected, rtol=0, atol=1e-6)
+
+    merged = peft_model.merge_and_unload()
+    assert not any(_adapter_param(n) for n, _ in merged.named_parameters())
+    torch.testing.assert_close(logits(merged, head), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch,head", HEADS, ids=IDS)
+def test_default_targets_cover_each_architecture(arch, head):
+    model = build(arch, head)
+    modules, parameters = adapters.default_targets(model, "lora")
+    assert modules and not any(m.rsplit(".", 1)[-1] in ("lm_head", "classifier", "score") for m in modules)
+    recurrent = [n for n, m in model.named_modules() if isinstance(m, torch.nn.RNNBase)]
+    assert bool(parameters) == bool(recurrent)  # W_x and W_h of each recurrent layer, through target_parameters
+    assert all(any(p.startswith(r + ".weight_") for r in recurrent) for p in parameters)
+    assert adapters.default_targets(model, "oft")[0]
+
+
+@pytest.mark.parametrize("arch,head", HEADS, ids=IDS)
+def test_plain_peft_config_without_target_modules(arch, head):
+    model = build(arch, head)
+    config = peft.LoraConfig(task_type=adapters.task_type(model), r=2, init_lora_weights=False)
+    peft_model = peft.get_peft_model(model, config)
+    assert peft_model.peft_config["default"].target_modules  # filled from hfnn's defaults
+    assert any("lora_" in n for n, _ in peft_model.named_parameters())
+    logits(peft_model, head)
+
+
+def test_lora_dropout_on_recurrent_weights_is_a_clear_error():
+    model = build("rnn", "AutoModelForCausalLM")
+    with pytest.raises(ValueError, match="recurrent weights"):
+        adapters.add_adapter(model, r=2, dropout=0.1)
+    peft_model = adapters.add_adapter(model, r=2, dropout=0.1, target_modules=["model.embed_tokens"])
+    assert any("lora_" in n for n, _ in peft_model.named_parameters())
+
+
+def test_bad_arguments_name_the_field():
+    model = build("mlp", "AutoModelForSequenceClassification")
+    with pytest.raises(ValueError, match="unknown adapter method 'ia3'"):
+        adapters.add_adapter(model, method="ia3")
+    with pytest.raises(ValueError, match="rank r"):
+        adapters.add_adapter(model, r=0)
+    with pytest.raises(ValueError, match="OFT has no alpha"):
+        adapters.add_adapter(model, method="oft", alpha=4)
+    with pytest.raises(ValueError, match="not an hfnn model"):
+        adapters.add_adapter(transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2)))
+
+
+def test_importing_hfnn_adapters_does_not_import_peft():
+    code = ("import sys, hfnn.adapters; assert 'peft' not in sys.modules; import peft.utils.constants as c; "
+            "assert 'hfnn-rnn' in c.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]
