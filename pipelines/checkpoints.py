@@ -11,8 +11,11 @@ import re
 import zipfile
 from pathlib import Path
 
+from transformers import TrainerCallback
+
 __all__ = [
     "CHECKPOINT_MARKER",
+    "CheckpointCommitCallback",
     "checkpoint_problem",
     "last_valid_checkpoint",
     "resolve_resume_checkpoint",
@@ -187,3 +190,18 @@ def resolve_resume_checkpoint(value, output_dir: str | os.PathLike) -> str | Non
     if problem is not None:
         raise ValueError(f"--resume_from_checkpoint {value}: cannot resume from it: it {problem}")
     return str(path)
+
+
+class CheckpointCommitCallback(TrainerCallback):
+    """Writes the commit marker of each checkpoint after the Trainer has saved it (see
+    :func:`last_valid_checkpoint`). Every process waits for the others first, since each one writes
+    its own RNG state into the folder."""
+
+    def on_save(self, args, state, control, **kwargs):
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if args.should_save and folder.is_dir():
+            write_checkpoint_marker(folder, state.global_step)
+        return control

@@ -28,7 +28,6 @@ import os
 import shutil
 import socket
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -50,28 +49,6 @@ def process_rank() -> int:
         if value.strip().lstrip("-").isdigit():
             return int(value)
     return 0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def _process_start(pid: int) -> str | None:
-    """The start time of process ``pid`` in clock ticks since boot (Linux ``/proc``), or None where it
-    cannot be read: with the pid, it tells a live run from an unrelated process that got a reused pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
 
 
 def _contents(path: Path) -> list[Path]:
@@ -104,68 +81,42 @@ class OutputDir:
     # -- lock -----------------------------------------------------------------------------------
     def _lock(self) -> None:
         """Takes the folder's lock: an ``flock`` on ``.hfnn-run.lock`` held open for the whole run, which the
-        kernel releases when the process ends however it ends (a killed run leaves no lock behind). The
-        file names the holder (pid, host, start) for the message another run gets. Without ``fcntl``, the
-        file is created with O_EXCL and a lock of a dead process on this host is taken over."""
-        lock = self.path / LOCK_NAME
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "process_start": _process_start(os.getpid()),
-                "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        kernel releases when the process ends however it ends (a killed run leaves no lock behind, and a lock
+        file nobody holds is simply taken). The file names the holder (pid, host, start) for the message another
+        run gets. Where ``fcntl`` is missing (Windows) the run goes without a lock."""
         try:
             import fcntl
         except ImportError:
-            fcntl = None
+            _logger.warning("no fcntl on this system: output_dir %s is not locked against a second run", self.path)
+            return
+        lock = self.path / LOCK_NAME
         for _ in range(5):
             try:
-                if fcntl is not None:
-                    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
-                else:
-                    fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
-            except FileExistsError:  # no fcntl: decide from the holder's pid
-                if self._holder_alive(lock):
-                    self._refuse(lock)
-                try:
-                    lock.unlink()
-                except FileNotFoundError:
-                    pass
-                continue
+                fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
             except PermissionError as err:
                 raise OutputDirError(f"output_dir {self.path} is not writable ({err.strerror}); choose another "
                                      "output_dir") from None
             except OSError as err:
                 raise OutputDirError(f"output_dir {self.path}: cannot write in it ({err})") from None
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    os.close(fd)
-                    self._refuse(lock)
-                try:  # the file may have been removed by the run that just ended: lock the one in place
-                    same = os.stat(lock).st_ino == os.fstat(fd).st_ino
-                except FileNotFoundError:
-                    same = False
-                if not same:
-                    os.close(fd)
-                    continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                self._refuse(lock)
+            try:  # the file may have been removed by the run that just ended: lock the one in place
+                same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            info = {"pid": os.getpid(), "host": socket.gethostname(),
+                    "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps(info).encode("utf-8"))
             self._fd = fd
             return
         raise FileExistsError(f"output_dir {self.path}: could not take its lock file {lock}")
-
-    @staticmethod
-    def _holder_alive(lock: Path) -> bool:
-        try:
-            held = json.loads(lock.read_text(encoding="utf-8"))
-            pid, host = int(held["pid"]), str(held["host"])
-        except (OSError, ValueError, KeyError, TypeError):
-            try:  # being written by a run that has just claimed it, or garbage left long ago
-                return time.time() - lock.stat().st_mtime < 60
-            except OSError:
-                return False
-        if host != socket.gethostname():
-            return True
-        reused = held.get("process_start") is not None and _process_start(pid) not in (None, held.get("process_start"))
-        return _pid_alive(pid) and not reused
 
     def _refuse(self, lock: Path):
         try:

@@ -101,9 +101,10 @@ def test_seq2seq_loads_both_tokenizers_as_text_only(monkeypatch):
         seen.append(Fake())
         return seen[-1]
 
-    monkeypatch.setattr(run_seq2seq.AutoTokenizer, "from_pretrained", fake_from_pretrained)
-    args = run_seq2seq.ModelArguments(source_tokenizer_name="src", target_tokenizer_name="tgt")
-    source, target = run_seq2seq._load_tokenizers(args, None, "a", "b")
+    import transformers
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fake_from_pretrained)
+    source, target = (common.load_tokenizer(name, None, "right") for name in ("src", "tgt"))
     assert len(seen) == 2
     assert source.split_special_tokens and target.split_special_tokens
     assert source.init_kwargs["split_special_tokens"] and target.init_kwargs["split_special_tokens"]
@@ -170,6 +171,7 @@ from types import SimpleNamespace  # noqa: E402
 
 from transformers import TrainerControl  # noqa: E402
 
+from hfnn import training  # noqa: E402
 from hfnn.pipelines import common  # noqa: E402
 
 
@@ -205,10 +207,19 @@ def _run_budget(callback, clock, seconds_per_step, until_seconds, state=None):
     return seen, state
 
 
+def spy_on_trainers(monkeypatch) -> list:
+    """The Trainers whose ``train`` is called from now on (their callbacks as they trained)."""
+    from transformers import Trainer
+
+    trainers, real = [], Trainer.train
+    monkeypatch.setattr(Trainer, "train", lambda self, *a, **k: (trainers.append(self), real(self, *a, **k))[1])
+    return trainers
+
+
 @pytest.mark.parametrize("seconds_per_step", [0.05, 0.5, 2.0])
 def test_warmup_reaches_the_full_rate_after_its_share_of_the_budget_at_any_step_speed(seconds_per_step):
     clock = FakeClock()
-    budget = common.TimeBudgetCallback(2, warmup=0.1, clock=clock)  # 120 s, warm-up 12 s
+    budget = training.TimeBudgetCallback(2, warmup=0.1, clock=clock)  # 120 s, warm-up 12 s
     seen, _ = _run_budget(budget, clock, seconds_per_step, 30)
     for t, lr in seen:
         if t >= 12:
@@ -221,7 +232,7 @@ def test_warmup_reaches_the_full_rate_after_its_share_of_the_budget_at_any_step_
 def test_warmup_in_steps_of_an_annealed_budget_is_capped_to_a_tenth_of_it():
     # the reviewer's case: 200 warm-up steps when only ~270 steps fit in the budget
     clock = FakeClock()
-    budget = common.TimeBudgetCallback(1.5, anneal=True, warmup=200, clock=clock)  # 90 s, 1/3 s a step
+    budget = training.TimeBudgetCallback(1.5, anneal=True, warmup=200, clock=clock)  # 90 s, 1/3 s a step
     seen, _ = _run_budget(budget, clock, 1 / 3, 90)
     assert 260 <= len(seen) <= 275
     anneal = lambda t: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t / 90))  # noqa: E731
@@ -232,13 +243,13 @@ def test_warmup_in_steps_of_an_annealed_budget_is_capped_to_a_tenth_of_it():
 
 def test_warmup_continues_where_a_resumed_run_left_it():
     clock = FakeClock()
-    first = common.TimeBudgetCallback(2, warmup=0.5, clock=clock)  # warm-up over 60 s
+    first = training.TimeBudgetCallback(2, warmup=0.5, clock=clock)  # warm-up over 60 s
     seen, state = _run_budget(first, clock, 1.0, 20)
     saved = first.state()
     assert saved["args"]["warmup"] == 0.5 and saved["attributes"]["elapsed_before"] == pytest.approx(20)
     # the Trainer rebuilds the callback from the checkpoint's args and attributes; the process starts later
     clock.now += 500
-    resumed = common.TimeBudgetCallback(**saved["args"], clock=clock)
+    resumed = training.TimeBudgetCallback(**saved["args"], clock=clock)
     state.stateful_callbacks = {"TimeBudgetCallback": saved}
     more, _ = _run_budget(resumed, clock, 1.0, 70, state=state)
     assert more[0][0] == pytest.approx(20)  # the budget's clock went on from the checkpoint
@@ -248,19 +259,20 @@ def test_warmup_continues_where_a_resumed_run_left_it():
 
 def test_a_budgeted_run_moves_a_fractional_warmup_from_the_scheduler_to_the_clock():
     args = SimpleNamespace(warmup_steps=0.05, disable_tqdm=False)
-    budget, progress = common.budget_callbacks(SimpleNamespace(max_train_minutes=1.5, anneal_by_time=True), args)
-    assert isinstance(progress, common.BudgetProgressCallback)
+    budget = training.TimeBudgetCallback(1.5, anneal=True)
+    budget.take_over_warmup(args)
     assert budget.warmup == 0.05 and args.warmup_steps == 0  # the Trainer's scheduler does not warm up again
     budget.on_train_end(args, None, None)
     assert args.warmup_steps == 0.05  # restored for the model card and results
     # a step count with a step-based schedule stays with the scheduler: such a run is reproducible
     args = SimpleNamespace(warmup_steps=2, disable_tqdm=False)
-    budget, _ = common.budget_callbacks(SimpleNamespace(max_train_minutes=10, anneal_by_time=False), args)
+    budget = training.TimeBudgetCallback(10, anneal=False)
+    budget.take_over_warmup(args)
     assert budget.warmup == 0 and args.warmup_steps == 2
-    # no budget: nothing changes, no budget bar
+    # no budget: nothing changes
     args = SimpleNamespace(warmup_steps=0.05, disable_tqdm=False)
-    callbacks = common.budget_callbacks(SimpleNamespace(max_train_minutes=None, anneal_by_time=False), args)
-    assert len(callbacks) == 1 and args.warmup_steps == 0.05
+    training.TimeBudgetCallback(None, anneal=False).take_over_warmup(args)
+    assert args.warmup_steps == 0.05
 
 
 def test_shipped_annealed_recipes_give_their_warmup_as_a_fraction():
@@ -272,10 +284,10 @@ def test_shipped_annealed_recipes_give_their_warmup_as_a_fraction():
 
 def test_the_progress_bar_of_a_budgeted_run_counts_minutes(capsys):
     clock = FakeClock()
-    progress = common.BudgetProgressCallback(4, clock=clock)
+    progress = training.BudgetProgressCallback(4, clock=clock)
     state = SimpleNamespace(global_step=0, max_steps=100000, stateful_callbacks={}, is_world_process_zero=True)
     progress.on_train_begin(None, state, None)
-    bar = progress.bar
+    bar = progress.training_bar
     clock.now += 60
     state.global_step = 250
     progress.on_step_end(None, state, None)
@@ -286,36 +298,30 @@ def test_the_progress_bar_of_a_budgeted_run_counts_minutes(capsys):
     progress.on_step_end(None, state, None)
     assert "~00:12 left" in bar.postfix
     progress.on_train_end(None, state, None)
-    assert progress.bar is None
+    assert progress.training_bar is None
 
 
 def test_a_budgeted_pipeline_run_shows_the_budget_bar_instead_of_the_step_bar(tmp_path, text_file, monkeypatch):
     from transformers.trainer_callback import ProgressCallback
 
     kinds = []
-    real = common.use_budget_progress
-
-    def spy(trainer):
-        real(trainer)
-        kinds.extend(type(cb) for cb in trainer.callback_handler.callbacks)
-
-    monkeypatch.setattr(common, "use_budget_progress", spy)
+    trainers = spy_on_trainers(monkeypatch)
     run_lm.main(["rnn_shakespeare_char", "--output_dir", str(tmp_path / "run"), "--train_file", str(text_file),
                  "--config_overrides", TINY_RNN, "--max_steps", "2", "--block_size", "16",
                  "--per_device_train_batch_size", "4", "--max_train_minutes", "1", *QUIET])
-    assert common.BudgetProgressCallback in kinds and ProgressCallback not in kinds
+    kinds = [type(cb) for cb in trainers[0].callback_handler.callbacks]
+    assert training.BudgetProgressCallback in kinds and ProgressCallback not in kinds
 
 
 # ------------------------------------------------------------------------------------------ structure
 
 
-def test_checkpoint_integrity_lives_in_its_own_module_and_stays_importable_from_common():
+def test_checkpoint_integrity_lives_in_its_own_module():
     from hfnn.pipelines import checkpoints
 
-    for name in ("CHECKPOINT_MARKER", "checkpoint_problem", "last_valid_checkpoint", "resolve_resume_checkpoint",
-                 "write_checkpoint_marker"):
+    for name in ("CheckpointCommitCallback", "resolve_resume_checkpoint"):
         assert getattr(common, name) is getattr(checkpoints, name)
-    assert common.checkpoint_problem.__module__ == checkpoints.__name__
+    assert checkpoints.CheckpointCommitCallback.__module__ == checkpoints.__name__
 
 
 @pytest.mark.parametrize("pipeline_module", ["lm", "classification"])
@@ -368,11 +374,11 @@ def test_pipelines_read_architectures_from_the_registry():
     assert common.config_class("transformer_seq2seq", "g2p").__name__ == "TransformerConfig"
     assert run_seq2seq.ARCHITECTURES["rnn-seq2seq"] == "rnn_seq2seq"
     with pytest.raises(ValueError, match="Architecture 'cnn' has no language-model head"):
-        run_lm.build_config("cnn", None, {})
+        common.build_config("cnn", run_lm.LanguageModelingPipeline.task, {}, {})
     with pytest.raises(ValueError, match="Architecture 'mlp' has no sequence-to-sequence head"):
-        run_seq2seq.build_config("mlp", None, None, {}, 8, 8)
+        common.build_config("mlp", run_seq2seq.Seq2SeqPipeline.task, {}, {})
     with pytest.raises(ValueError, match="Unknown architecture 'lstm'; choose one of"):
-        run_classification.build_config("lstm", None, ["a", "b"], "single_label_classification", {})
+        common.build_config("lstm", run_classification.ClassificationPipeline.task, {}, {})
 
 
 def test_model_cards_read_tasks_from_the_registry():
@@ -389,9 +395,7 @@ def test_model_cards_read_tasks_from_the_registry():
 def test_a_budgeted_run_that_max_steps_ends_first_warms_up_over_its_share_of_those_steps(tmp_path, text_file,
                                                                                           monkeypatch):
     """Warm-up in time scales to the run that will happen: here max_steps ends it long before the budget."""
-    trainers = []
-    real = common.use_budget_progress
-    monkeypatch.setattr(common, "use_budget_progress", lambda trainer: (trainers.append(trainer), real(trainer)))
+    trainers = spy_on_trainers(monkeypatch)
     out = tmp_path / "run"
     results = run_lm.main(["rnn_shakespeare_char", "--output_dir", str(out), "--train_file", str(text_file),
                            "--config_overrides", TINY_RNN, "--max_steps", "8", "--block_size", "16",

@@ -16,6 +16,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import transformers
+
+from hfnn import training
 from hfnn.pipelines import common, run_classification, run_lm, run_seq2seq
 from hfnn.pipelines.output_dir import LOCK_NAME, OutputDirError, claim_output_dir
 from tests.reliability_utils import shakespeare_text
@@ -123,7 +126,7 @@ def test_a_failed_overwrite_leaves_the_old_folder_as_it_was(tmp_path, text_file,
     out = tmp_path / "run"
     out.mkdir()
     (out / "model.safetensors").write_bytes(b"the user's model")
-    real_step = run_lm.Trainer.training_step
+    real_step = transformers.Trainer.training_step
     count = {"n": 0}
 
     def crash_at_step_3(self, *args, **kwargs):
@@ -132,7 +135,7 @@ def test_a_failed_overwrite_leaves_the_old_folder_as_it_was(tmp_path, text_file,
             raise RuntimeError("the machine broke")
         return real_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(run_lm.Trainer, "training_step", crash_at_step_3)
+    monkeypatch.setattr(transformers.Trainer, "training_step", crash_at_step_3)
     with pytest.raises(RuntimeError, match="the machine broke"):
         run_lm.main(lm_argv(out, text_file, "--overwrite_output_dir", "true", "--max_steps", "4",
                             "--save_strategy", "steps", "--save_steps", "1"))
@@ -213,16 +216,16 @@ def test_an_unwritable_output_dir_fails_before_training(tmp_path, text_file):
 
 def test_a_model_that_cannot_be_saved_in_output_dir_is_saved_beside_it(tmp_path, text_file, monkeypatch):
     out = tmp_path / "run"
-    real = common.save_model
+    real = common.save_trained
     calls = []
 
-    def failing_once(trainer, folder):
+    def failing_once(trainer, folder, tokenizers):
         calls.append(Path(folder))
         if len(calls) == 1:
             raise PermissionError(13, "Permission denied", str(folder))
-        real(trainer, folder)
+        real(trainer, folder, tokenizers)
 
-    monkeypatch.setattr(common, "save_model", failing_once)  # the save step of every pipeline
+    monkeypatch.setattr(common, "save_trained", failing_once)  # the save step of every pipeline
     with pytest.raises(OutputDirError, match="saved to") as err:
         run_lm.main(lm_argv(out, text_file))
     fallback = calls[1]
@@ -237,7 +240,7 @@ def test_evaluation_failing_after_training_keeps_the_saved_model(tmp_path, text_
     def broken_evaluate(*args, **kwargs):
         raise RuntimeError("evaluation broke")
 
-    monkeypatch.setattr(run_lm.Trainer, "evaluate", broken_evaluate)
+    monkeypatch.setattr(transformers.Trainer, "evaluate", broken_evaluate)
     with pytest.raises(RuntimeError, match="evaluation broke"):
         run_lm.main(lm_argv(out, text_file))
     assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
@@ -271,7 +274,7 @@ def test_a_huge_finite_loss_is_saved_first_and_reported_without_overflow(tmp_pat
 
 def test_the_guard_stops_at_a_nan_gradient_without_a_checkpoint(tmp_path, text_file, monkeypatch):
     out = tmp_path / "run"
-    real_step = run_lm.Trainer.training_step
+    real_step = transformers.Trainer.training_step
     count = {"n": 0}
 
     def poisoned(self, model, inputs, num_items_in_batch=None):
@@ -283,8 +286,8 @@ def test_the_guard_stops_at_a_nan_gradient_without_a_checkpoint(tmp_path, text_f
                     p.grad.fill_(float("nan"))
         return loss
 
-    monkeypatch.setattr(run_lm.Trainer, "training_step", poisoned)
-    with pytest.raises(common.NonFiniteTrainingError, match="step 2"):
+    monkeypatch.setattr(transformers.Trainer, "training_step", poisoned)
+    with pytest.raises(training.NonFiniteTrainingError, match="step 2"):
         run_lm.main(lm_argv(out, text_file, "--max_steps", "4", "--save_strategy", "steps", "--save_steps", "1"))
     assert not (out / "model.safetensors").exists()
     assert (out / "checkpoint-1").exists() and not (out / "checkpoint-2").exists()
@@ -298,8 +301,8 @@ def test_save_model_refuses_non_finite_weights():
     model = build_model("rnn", "AutoModelForCausalLM")
     with torch.no_grad():
         next(model.parameters()).fill_(float("inf"))
-    with pytest.raises(common.NonFiniteTrainingError, match="non-finite"):
-        common.check_finite_model(model)
+    with pytest.raises(training.NonFiniteTrainingError, match="non-finite"):
+        training.check_finite_model(model)
 
 
 # ----------------------------------------------------------------------------------------- seq2seq: save, then score

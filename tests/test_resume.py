@@ -30,7 +30,8 @@ import pytest
 import torch
 from transformers.trainer_utils import get_last_checkpoint
 
-from hfnn.pipelines import common, run_lm
+from hfnn import training
+from hfnn.pipelines import checkpoints, common, run_lm
 from tests.reliability_utils import (
     assert_same_weights,
     kill_self,
@@ -105,7 +106,7 @@ def slow_steps():
     """0.3 s per step: lets the test process's own SIGKILL land mid-training (numerics unchanged)."""
     def on_step_end(self, args, state, control, **kwargs):
         time.sleep(0.3)
-    common.CheckpointCommitCallback.on_step_end = on_step_end
+    checkpoints.CheckpointCommitCallback.on_step_end = on_step_end
 
 
 def kill_in_safetensors(step):
@@ -157,13 +158,13 @@ def kill_in_trainer_state(step):
 def kill_before_commit(step):
     """Every file of checkpoint-<step> is written, the commit marker is not."""
     def setup():
-        real = common.write_checkpoint_marker
+        real = checkpoints.write_checkpoint_marker
 
         def no_commit(folder, global_step):
             if global_step == step:
                 kill_self()
             return real(folder, global_step)
-        common.write_checkpoint_marker = no_commit
+        checkpoints.write_checkpoint_marker = no_commit
     return setup
 
 
@@ -173,7 +174,7 @@ def kill_in_commit(step):
         real = os.replace
 
         def no_rename(src, dst, *args, **kwargs):
-            if str(dst).endswith(f"checkpoint-{step}{os.sep}{common.CHECKPOINT_MARKER}"):
+            if str(dst).endswith(f"checkpoint-{step}{os.sep}{checkpoints.CHECKPOINT_MARKER}"):
                 kill_self()
             return real(src, dst, *args, **kwargs)
         os.replace = no_rename
@@ -186,11 +187,11 @@ def kill_in_commit(step):
 def check_checkpoints(out: Path, baseline: Path, expect_latest: int | None, stage: str) -> None:
     """Every checkpoint that counts as valid is exactly the uninterrupted run's one of that step; the
     newest valid one is checkpoint-<expect_latest>."""
-    latest = common.last_valid_checkpoint(out)
+    latest = checkpoints.last_valid_checkpoint(out)
     want = None if expect_latest is None else str(out / f"checkpoint-{expect_latest}")
     assert latest == want, f"{stage}: newest valid checkpoint {latest}, expected {want}"
     for folder in sorted(out.glob("checkpoint-*")):
-        if common.checkpoint_problem(folder) is None:
+        if checkpoints.checkpoint_problem(folder) is None:
             reference = baseline / folder.name
             assert_same_weights(load_weights(folder), load_weights(reference), f"{stage}: {folder.name}")
             for a, b in zip(optimizer_state(folder), optimizer_state(reference), strict=True):
@@ -200,11 +201,11 @@ def check_checkpoints(out: Path, baseline: Path, expect_latest: int | None, stag
 def test_uninterrupted_run_commits_every_checkpoint(baseline):
     for step in range(SAVE_STEPS, MAX_STEPS + 1, SAVE_STEPS):
         folder = baseline / f"checkpoint-{step}"
-        assert common.checkpoint_problem(folder) is None
-        marker = json.loads((folder / common.CHECKPOINT_MARKER).read_text())
+        assert checkpoints.checkpoint_problem(folder) is None
+        marker = json.loads((folder / checkpoints.CHECKPOINT_MARKER).read_text())
         assert marker["global_step"] == step
         assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"} <= set(marker["files"])
-    assert common.last_valid_checkpoint(baseline) == str(baseline / f"checkpoint-{MAX_STEPS}")
+    assert checkpoints.last_valid_checkpoint(baseline) == str(baseline / f"checkpoint-{MAX_STEPS}")
 
 
 def test_killed_anywhere_and_resumed_ends_with_identical_weights(tmp_path, data, baseline):
@@ -218,7 +219,7 @@ def test_killed_anywhere_and_resumed_ends_with_identical_weights(tmp_path, data,
         assert code == KILLED, f"{stage}: expected the run to be killed, exit code {code}; log:\n{log.read_text()[-3000:]}"
 
     # 1. SIGKILL from outside, at whatever point the run has reached once checkpoint-3 is committed.
-    run(argv, setup=slow_steps, kill_when=lambda: (out / "checkpoint-3" / common.CHECKPOINT_MARKER).exists(),
+    run(argv, setup=slow_steps, kill_when=lambda: (out / "checkpoint-3" / checkpoints.CHECKPOINT_MARKER).exists(),
         stage="external kill")
     check_checkpoints(out, baseline, 3, "external kill")
     committed_3 = files_digest(out / "checkpoint-3")
@@ -227,7 +228,7 @@ def test_killed_anywhere_and_resumed_ends_with_identical_weights(tmp_path, data,
     #    broken folder; the pipeline goes back to checkpoint-3, which is untouched.
     run(resume, setup=kill_in_safetensors(6), stage="kill in model.safetensors")
     assert get_last_checkpoint(str(out)) == str(out / "checkpoint-6")
-    assert "never completed" in common.checkpoint_problem(out / "checkpoint-6")
+    assert "never completed" in checkpoints.checkpoint_problem(out / "checkpoint-6")
     check_checkpoints(out, baseline, 3, "kill in model.safetensors")
 
     # 3. Killed while writing the optimizer state, re-saving into the broken checkpoint-6 folder.
@@ -247,7 +248,7 @@ def test_killed_anywhere_and_resumed_ends_with_identical_weights(tmp_path, data,
 
     # 6. Killed between writing the marker's temporary file and the rename that commits it.
     run(resume, setup=kill_in_commit(9), stage="kill in the commit")
-    assert (out / "checkpoint-9" / f"{common.CHECKPOINT_MARKER}.tmp").exists()
+    assert (out / "checkpoint-9" / f"{checkpoints.CHECKPOINT_MARKER}.tmp").exists()
     check_checkpoints(out, baseline, 6, "kill in the commit")
     assert files_digest(out / "checkpoint-6") == committed_6, "the previous checkpoint was modified"
     assert files_digest(out / "checkpoint-3") == committed_3, "an older checkpoint was modified"
@@ -273,7 +274,7 @@ def test_killed_anywhere_and_resumed_ends_with_identical_weights(tmp_path, data,
 def test_resume_arguments_are_checked(tmp_path, data, baseline):
     # No checkpoint at all.
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
-        common.resolve_resume_checkpoint("latest", tmp_path / "nothing")
+        checkpoints.resolve_resume_checkpoint("latest", tmp_path / "nothing")
     # An explicit checkpoint whose weights were changed after it was committed.
     out = tmp_path / "run"
     shutil.copytree(baseline, out)
@@ -282,22 +283,25 @@ def test_resume_arguments_are_checked(tmp_path, data, baseline):
     raw[-1] ^= 0xFF
     weights.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="model.safetensors differs"):
-        common.resolve_resume_checkpoint(str(out / "checkpoint-9"), out)
+        checkpoints.resolve_resume_checkpoint(str(out / "checkpoint-9"), out)
     # An extra file in a committed checkpoint.
     (out / "checkpoint-6" / "stray.bin").write_bytes(b"x")
-    assert "stray.bin was written after" in common.checkpoint_problem(out / "checkpoint-6")
+    assert "stray.bin was written after" in checkpoints.checkpoint_problem(out / "checkpoint-6")
     # "latest" goes past both to the newest intact one; false/none mean a fresh start.
     shutil.rmtree(out / "checkpoint-12")
-    assert common.resolve_resume_checkpoint("latest", out) == str(out / "checkpoint-3")
-    assert common.resolve_resume_checkpoint("false", out) is None
-    assert common.resolve_resume_checkpoint(None, out) is None
-    # parse_args resolves it for every pipeline, and prepare_output_dir then accepts the non-empty folder.
+    assert checkpoints.resolve_resume_checkpoint("latest", out) == str(out / "checkpoint-3")
+    assert checkpoints.resolve_resume_checkpoint("false", out) is None
+    assert checkpoints.resolve_resume_checkpoint(None, out) is None
+    # parse_args resolves it for every pipeline, and claim_output_dir then accepts the non-empty folder.
     *_, training_args = common.parse_args(
         (run_lm.ModelArguments, run_lm.DataArguments, common.RunArguments, run_lm.TrainingArguments),
         ["rnn_shakespeare_char", "--output_dir", str(out), "--resume_from_checkpoint", "true"],
     )
     assert training_args.resume_from_checkpoint == str(out / "checkpoint-3")
-    assert common.prepare_output_dir(out, resume=bool(training_args.resume_from_checkpoint)) == out
+    from hfnn.pipelines.output_dir import claim_output_dir
+
+    with claim_output_dir(out, resume_from=training_args.resume_from_checkpoint) as folder:
+        assert folder.work_dir == out
 
 
 def test_checkpoints_of_a_plain_trainer_are_checked_by_structure(tmp_path, baseline):
@@ -305,24 +309,24 @@ def test_checkpoints_of_a_plain_trainer_are_checked_by_structure(tmp_path, basel
     the newest one whose trainer_state.json (written last) is whole and whose files are whole."""
     out = tmp_path / "run"
     shutil.copytree(baseline, out)
-    for marker in out.glob(f"checkpoint-*/{common.CHECKPOINT_MARKER}"):
+    for marker in out.glob(f"checkpoint-*/{checkpoints.CHECKPOINT_MARKER}"):
         marker.unlink()
-    assert common.last_valid_checkpoint(out) == str(out / "checkpoint-12")
+    assert checkpoints.last_valid_checkpoint(out) == str(out / "checkpoint-12")
     state = out / "checkpoint-12" / "trainer_state.json"
     state.write_text(state.read_text()[:100])
     weights = out / "checkpoint-9" / "model.safetensors"
     os.truncate(weights, weights.stat().st_size - 10)
     (out / "checkpoint-6" / "optimizer.pt").write_bytes((out / "checkpoint-6" / "optimizer.pt").read_bytes()[:200])
-    assert "trainer_state.json" in common.checkpoint_problem(out / "checkpoint-12", require_marker=False)
-    assert "truncated" in common.checkpoint_problem(out / "checkpoint-9", require_marker=False)
-    assert "optimizer.pt" in common.checkpoint_problem(out / "checkpoint-6", require_marker=False)
-    assert common.last_valid_checkpoint(out) == str(out / "checkpoint-3")
+    assert "trainer_state.json" in checkpoints.checkpoint_problem(out / "checkpoint-12", require_marker=False)
+    assert "truncated" in checkpoints.checkpoint_problem(out / "checkpoint-9", require_marker=False)
+    assert "optimizer.pt" in checkpoints.checkpoint_problem(out / "checkpoint-6", require_marker=False)
+    assert checkpoints.last_valid_checkpoint(out) == str(out / "checkpoint-3")
 
 
 def test_time_budget_counts_the_time_before_a_resume():
     from transformers import TrainerControl, TrainerState
 
-    callback = common.TimeBudgetCallback(minutes=1.0, anneal=True)
+    callback = training.TimeBudgetCallback(minutes=1.0, anneal=True)
     resumed = TrainerState(global_step=40, stateful_callbacks={
         "TimeBudgetCallback": {"args": {}, "attributes": {"elapsed_before": 45.0}}})
     callback.on_train_begin(None, resumed, TrainerControl())
@@ -351,7 +355,7 @@ def resume_matches_uninterrupted(main, argv, tmp_path: Path, monkeypatch) -> dic
     full = tmp_path / "full"
     results = main(argv(full) + steps)
     assert results["train_steps"] == 2
-    assert common.checkpoint_problem(full / "checkpoint-1") is None
+    assert checkpoints.checkpoint_problem(full / "checkpoint-1") is None
     resumed_out = tmp_path / "resumed"
     resumed_out.mkdir()
     shutil.copytree(full / "checkpoint-1", resumed_out / "checkpoint-1")
@@ -441,21 +445,21 @@ def test_classification_pipeline_commits_its_checkpoints_and_resumes_from_the_la
             "--report_to", "none", "--disable_tqdm", "true"]
     assert run_classification.main(argv)["train_steps"] == 2
     for step in (1, 2):
-        assert (out / f"checkpoint-{step}" / common.CHECKPOINT_MARKER).is_file()
-        assert common.checkpoint_problem(out / f"checkpoint-{step}") is None
+        assert (out / f"checkpoint-{step}" / checkpoints.CHECKPOINT_MARKER).is_file()
+        assert checkpoints.checkpoint_problem(out / f"checkpoint-{step}") is None
     # checkpoint-2 half written and never committed (a kill while saving): "latest" resumes from checkpoint-1
-    (out / "checkpoint-2" / common.CHECKPOINT_MARKER).unlink()
+    (out / "checkpoint-2" / checkpoints.CHECKPOINT_MARKER).unlink()
     (out / "checkpoint-2" / "model.safetensors").write_bytes(b"half")
-    assert common.resolve_resume_checkpoint("latest", out) == str(out / "checkpoint-1")
+    assert checkpoints.resolve_resume_checkpoint("latest", out) == str(out / "checkpoint-1")
     resumed = run_classification.main(argv + ["--resume_from_checkpoint", "latest"])
     assert resumed["train_steps"] == 2
-    assert common.checkpoint_problem(out / "checkpoint-2") is None  # saved again and committed
+    assert checkpoints.checkpoint_problem(out / "checkpoint-2") is None  # saved again and committed
 
 
 def test_time_annealing_runs_the_learning_rate_down_to_its_final_fraction():
     """The cosine over the time budget: the full scheduled rate at the start, half-way between it and
     5 % (the default final fraction) at half the budget, 5 % once the budget is spent."""
-    callback = common.TimeBudgetCallback(minutes=1.0, anneal=True)
+    callback = training.TimeBudgetCallback(minutes=1.0, anneal=True)
     callback.start = callback.clock()
     for spent, expected in ((0.0, 1.0), (30.0, 0.05 + 0.95 * 0.5), (60.0, 0.05)):
         callback.elapsed_before = spent
@@ -465,7 +469,7 @@ def test_time_annealing_runs_the_learning_rate_down_to_its_final_fraction():
 def test_the_guard_stops_at_non_finite_weights_after_a_step():
     from transformers import TrainerControl, TrainerState
 
-    guard = common.NonFiniteGuardCallback()
+    guard = training.NonFiniteGuardCallback()
     model = torch.nn.Linear(2, 2)
     state = TrainerState(global_step=3)
     assert not guard.on_step_end(None, state, TrainerControl(), model=model).should_training_stop

@@ -10,7 +10,8 @@ from transformers import TrainingArguments, pipeline
 
 import hfnn
 from hfnn.pipelines.common import RunArguments, parse_args
-from hfnn.pipelines.run_classification import DataArguments, ModelArguments, build_config, main
+from hfnn.pipelines.common import build_config
+from hfnn.pipelines.run_classification import DataArguments, ModelArguments, main
 
 LOGGING = ["--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0"]
 QUIET = LOGGING + ["--write_model_card", "false"]
@@ -157,8 +158,10 @@ def test_shipped_recipes_parse_and_build_their_model(tmp_path, recipe, config_na
     assert run_args.task == "text-classification" and data_args.corpus == "rotten_tomatoes"
     assert model_args.tokenizer_kind == "word" and model_args.lowercase
     tokenizer = train_tokenizer(["a good film", "a bad film"], kind="word", lowercase=True)
-    config = build_config(model_args.architecture, tokenizer, ["rotten", "fresh"], "single_label_classification",
-                          model_args.config_overrides)
+    config = build_config(model_args.architecture, "text-classification",
+                          {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
+                           "id2label": {0: "rotten", 1: "fresh"}, "label2id": {"rotten": 0, "fresh": 1},
+                           "problem_type": "single_label_classification"}, model_args.config_overrides)
     assert type(config).__name__ == config_name
     assert {k: getattr(config, k) for k in expected} == expected
     assert config.id2label == {0: "rotten", 1: "fresh"} and config.vocab_size == len(tokenizer)

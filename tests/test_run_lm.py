@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 import hfnn
 from hfnn.pipelines import run_lm
-from hfnn.pipelines.common import load_recipe, parse_args, prepare_output_dir
+from hfnn.pipelines.common import build_config, load_recipe, parse_args
 
 TINY = [
     "--max_steps", "60",
@@ -128,7 +128,7 @@ def test_fine_tuning_the_saved_model_on_another_text(trained, tmp_path):
 def test_existing_output_folder_is_never_overwritten(tmp_path):
     (tmp_path / "keep.txt").write_text("user data")
     with pytest.raises(FileExistsError, match="not empty"):
-        prepare_output_dir(tmp_path)
+        run_lm.main(["rnn_shakespeare_char", "--output_dir", str(tmp_path), "--max_steps", "1"])
     assert (tmp_path / "keep.txt").read_text() == "user data"
 
 
@@ -147,9 +147,8 @@ def test_recipe_keys_are_checked_and_overridable(tmp_path):
 
 
 def test_unknown_architecture_is_a_clear_error():
-    tok = type("T", (), {"pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3, "__len__": lambda self: 10})()
     with pytest.raises(ValueError, match="Unknown architecture 'lstm'"):
-        run_lm.build_config("lstm", tok, {})
+        build_config("lstm", "language-modeling", {"vocab_size": 10}, {})
 
 
 def run_as_command(module: str, argv: list[str], monkeypatch) -> int:
@@ -232,7 +231,7 @@ def test_max_eval_samples_caps_the_validation_and_test_splits(tmp_path, monkeypa
 
     from transformers import Trainer
 
-    caplog.set_level(logging.INFO, logger=run_lm.__name__)
+    caplog.set_level(logging.INFO, logger="hfnn.pipelines")
 
     text = tmp_path / "text.txt"
     text.write_text("Shall I compare thee to a summer's day?\nThou art more lovely and more temperate.\n" * 30)
@@ -252,7 +251,7 @@ def test_max_eval_samples_caps_the_validation_and_test_splits(tmp_path, monkeypa
     assert sizes.get("validation") == 2 and sizes.get("test") == 2, sizes
     assert "validation_loss" in results and "test_loss" in results
     # the log states the model's size in millions of parameters
-    logged = [r.getMessage() for r in caplog.records if r.name == run_lm.__name__ and "parameters" in r.getMessage()]
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("hfnn.pipelines") and "parameters" in r.getMessage()]
     assert any(f": {results['parameters'] / 1e6:.2f}M parameters" in m for m in logged), logged
 
 

@@ -118,7 +118,11 @@ def test_transformer_architecture_trains_through_the_same_pipeline(tmp_path):
      "rnn_seq2seq_kjv_french"],
 )
 def test_shipped_recipes_parse_and_build_their_models(recipe, tmp_path):
-    from hfnn.pipelines.run_seq2seq import ARCHITECTURES, build_config, _overrides
+    from types import SimpleNamespace
+
+    from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER
+    from hfnn.pipelines.common import build_config, parse_config_overrides
+    from hfnn.pipelines.run_seq2seq import ARCHITECTURES, Seq2SeqPipeline
     from hfnn.tokenization import train_tokenizer
 
     model_args, data_args, run_args, training_args = parse_args(
@@ -129,8 +133,10 @@ def test_shipped_recipes_parse_and_build_their_models(recipe, tmp_path):
     assert training_args.predict_with_generate and run_args.max_train_minutes <= 30
     source = train_tokenizer(["abc"], kind="char")
     target = train_tokenizer(["A B C"], kind="phoneme")
-    config = build_config(model_args.architecture, source, target, _overrides(model_args.config_overrides),
-                          model_args.max_source_length, model_args.max_target_length)
+    pipe = Seq2SeqPipeline(model_args, data_args, run_args, training_args, SimpleNamespace(work_dir=tmp_path))
+    pipe.tokenizers = {"": target, SOURCE_TOKENIZER_SUBFOLDER: source}
+    config = build_config(model_args.architecture, "seq2seq", pipe.config_fields(),
+                          parse_config_overrides(model_args.config_overrides))
     assert config.is_encoder_decoder and config.vocab_size == len(target)
 
 

@@ -1,0 +1,395 @@
+"""Trainer machinery for scripts of your own: time budgets, a non-finite guard, CPU thread tuning, metrics.
+
+Everything here is a plain ``transformers.TrainerCallback`` or ``compute_metrics`` function, usable with any
+``Trainer``; hfnn's training pipelines are built from it::
+
+    from hfnn.training import TrainingCallbacks, causal_lm_metrics
+
+    compute_metrics, preprocess = causal_lm_metrics()
+    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=valid,
+                      compute_metrics=compute_metrics, preprocess_logits_for_metrics=preprocess)
+    extras = TrainingCallbacks.attach(trainer, max_train_minutes=10, anneal_by_time=True)
+    trainer.train()
+    extras.check()  # NonFiniteTrainingError if training stopped on a NaN/inf; logs the thread count
+
+* :class:`TimeBudgetCallback` stops training after a wall-clock budget, runs the learning-rate warm-up in
+  time and can anneal the learning rate over the budget; :class:`BudgetProgressCallback` is its progress bar.
+* :class:`NonFiniteGuardCallback` stops at the first NaN or infinite loss, gradient or weight.
+* :class:`hfnn.cpu_threads.ThreadTuner` picks torch's CPU thread count from measured step times.
+* :func:`causal_lm_metrics` (perplexity without keeping the logits) and :func:`classification_metrics`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState, ProgressCallback
+
+__all__ = ["BudgetProgressCallback", "NonFiniteGuardCallback", "NonFiniteTrainingError", "TimeBudgetCallback",
+           "TrainingCallbacks", "causal_lm_metrics", "check_finite_model", "classification_metrics",
+           "non_finite_parameters"]
+
+_logger = logging.getLogger(__name__)
+
+
+def _saved_elapsed(state) -> float:
+    """The training time a resumed run had spent (saved by :class:`TimeBudgetCallback` in the checkpoint)."""
+    saved = state.stateful_callbacks.get(TimeBudgetCallback.__name__) if state.global_step > 0 else None
+    if isinstance(saved, list):
+        saved = saved[0] if saved else None
+    return float(saved.get("attributes", {}).get("elapsed_before", 0.0)) if isinstance(saved, dict) else 0.0
+
+
+class TimeBudgetCallback(TrainerCallback, ExportableState):
+    """Stops training once ``minutes`` of wall-clock time have passed since training began, and runs the
+    learning-rate warm-up of a time-budgeted run in time.
+
+    Warm-up: a step-based warm-up does not scale with a time budget (200 warm-up steps are most of a
+    1.5-minute run on a slow machine and a sliver of it on a fast one). :meth:`take_over_warmup` moves
+    ``warmup_steps`` from the Trainer's scheduler to this callback when it is a fraction (< 1, transformers'
+    ratio form: that share of the expected training time) or when the learning rate is annealed by time; a
+    step count with a step-based schedule stays with the scheduler, so that such a run stays reproducible.
+    The expected time is the budget, or less when ``max_steps`` (or the epochs) will end the run first,
+    estimated from the mean step time so far. A warm-up given as a number of steps lasts that many steps at
+    the measured speed, but at most ``max_step_warmup_fraction`` of the expected time.
+
+    With ``anneal=True`` the learning rate also follows a cosine from its scheduled value down to
+    ``final_fraction`` of it over the budget rather than over ``max_steps``, so that a run cut by the clock
+    ends at a low learning rate on any machine. The number of steps, and so the result, then depends on the
+    machine's speed: for a reproducible run use ``max_steps`` with a step-based schedule instead.
+
+    The time spent is saved in each checkpoint (``trainer_state.json``, ``stateful_callbacks``), so a resumed
+    run continues the budget, the warm-up and the annealing where the checkpoint left them. ``clock``
+    (seconds, monotonic) is for tests.
+    """
+
+    def __init__(self, minutes: float | None, anneal: bool = False, final_fraction: float = 0.05,
+                 warmup: float = 0.0, max_step_warmup_fraction: float = 0.1, clock=None):
+        self.seconds = None if minutes is None else 60.0 * minutes
+        self.anneal = anneal and self.seconds is not None
+        self.final_fraction = final_fraction
+        self.warmup = float(warmup or 0.0) if self.seconds is not None else 0.0
+        self.max_step_warmup_fraction = max_step_warmup_fraction
+        self.clock = clock or time.monotonic
+        self.start = None
+        self.elapsed_before = 0.0  # seconds spent before a resume
+        self.lr_factor = 1.0  # the factor applied to the scheduled learning rate at the last step
+
+    def take_over_warmup(self, training_args) -> None:
+        """In a budgeted run, moves the warm-up of ``training_args`` (``warmup_steps``, a count or a fraction)
+        from the Trainer's step-based scheduler to this callback, which runs it in time. Call before training."""
+        warmup = float(getattr(training_args, "warmup_steps", 0) or 0)
+        if self.seconds is None or warmup <= 0 or (warmup >= 1 and not self.anneal):
+            return
+        self.warmup, training_args.warmup_steps = warmup, 0
+        kind = f"{warmup:g} of the training time" if warmup < 1 else f"{warmup:g} steps at the measured speed"
+        _logger.info("time budget: the learning-rate warm-up runs in time (%s)", kind)
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + (0.0 if self.start is None else self.clock() - self.start)
+
+    def elapsed_fraction(self) -> float:
+        return min(1.0, self.elapsed() / self.seconds)
+
+    def expected_seconds(self, state=None) -> float:
+        """The wall-clock time training is expected to take: the budget, or less when the step limit comes
+        first (estimated from the mean step time so far)."""
+        elapsed = self.elapsed()
+        step, max_steps = getattr(state, "global_step", 0) or 0, getattr(state, "max_steps", 0) or 0
+        if step > 0 and max_steps > 0 and elapsed > 0:
+            return min(self.seconds, max(elapsed + (max_steps - step) * elapsed / step, elapsed))
+        return self.seconds
+
+    def warmup_seconds(self, state=None) -> float:
+        """How long the warm-up lasts, in seconds of training time (0: none)."""
+        if self.seconds is None or self.warmup <= 0:
+            return 0.0
+        expected = self.expected_seconds(state)
+        if self.warmup < 1:
+            return self.warmup * expected
+        step = getattr(state, "global_step", 0) or 0
+        if step == 0:
+            return self.max_step_warmup_fraction * expected  # no step time measured yet
+        return min(self.warmup * self.elapsed() / step, self.max_step_warmup_fraction * expected)
+
+    def factor(self, state=None) -> float:
+        """The factor on the scheduled learning rate now: warm-up times the cosine anneal."""
+        warm = self.warmup_seconds(state)
+        factor = min(1.0, self.elapsed() / warm) if warm > 0 else 1.0
+        if self.anneal:
+            cosine = 0.5 * (1 + math.cos(math.pi * self.elapsed_fraction()))
+            factor *= self.final_fraction + (1 - self.final_fraction) * cosine
+        return factor
+
+    def state(self) -> dict:
+        return {
+            "args": {"minutes": None if self.seconds is None else self.seconds / 60.0, "anneal": self.anneal,
+                     "final_fraction": self.final_fraction, "warmup": self.warmup,
+                     "max_step_warmup_fraction": self.max_step_warmup_fraction},
+            "attributes": {"elapsed_before": self.elapsed()},
+        }
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.elapsed_before = _saved_elapsed(state)
+        self.start = self.clock()
+
+    def on_step_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+        if not (self.anneal or self.warmup > 0) or optimizer is None or lr_scheduler is None:
+            return
+        self.lr_factor = self.factor(state)
+        for group, scheduled in zip(optimizer.param_groups, lr_scheduler.get_last_lr()):
+            group["lr"] = scheduled * self.lr_factor
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        # the Trainer logs the scheduler's value; the optimizer ran at this factor of it
+        if logs is not None and isinstance(logs.get("learning_rate"), (int, float)) and (self.anneal or self.warmup > 0):
+            logs["learning_rate"] = logs["learning_rate"] * self.lr_factor
+            last = state.log_history[-1] if state.log_history else {}
+            if last.get("learning_rate") is not None and last.get("step") == state.global_step:
+                last["learning_rate"] = logs["learning_rate"]
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.seconds is not None and self.elapsed() >= self.seconds:
+            control.should_training_stop = True
+            control.should_evaluate = True
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        # the run's settings as given (model card, results), not the scheduler's
+        if self.seconds is not None and self.warmup > 0 and not getattr(args, "warmup_steps", 0):
+            args.warmup_steps = self.warmup
+
+
+class BudgetProgressCallback(ProgressCallback):
+    """The training progress bar of a time-budgeted run: the share of the budget spent, the steps done and the
+    time left (to the budget, or to ``max_steps`` if that comes first), instead of a bar that counts to a
+    ``max_steps`` the clock will never let the run reach. It takes the place of transformers'
+    ``ProgressCallback`` (evaluation bars and log lines are that one's)."""
+
+    def __init__(self, minutes: float, clock=None):
+        super().__init__()
+        self.seconds = 60.0 * minutes
+        self.clock = clock or time.monotonic
+        self.start, self.elapsed_before = None, 0.0
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + (0.0 if self.start is None else self.clock() - self.start)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.elapsed_before, self.start = _saved_elapsed(state), self.clock()
+        if state.is_world_process_zero:
+            from tqdm.auto import tqdm
+
+            self.training_bar = tqdm(total=100.0, dynamic_ncols=True, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% "
+                                     f"of {self.seconds / 60.0:g} min" + " {postfix}")
+            self._update(state)
+
+    def _update(self, state):
+        if self.training_bar is None:
+            return
+        elapsed = self._elapsed()
+        left = max(0.0, self.seconds - elapsed)
+        step, max_steps = state.global_step, state.max_steps or 0
+        if step > 0 and max_steps > 0 and elapsed > 0:
+            left = min(left, (max_steps - step) * elapsed / step)
+        self.training_bar.n = min(100.0, 100.0 * elapsed / self.seconds)
+        self.training_bar.set_postfix_str(f"step {step}, {_clock_time(elapsed)} elapsed, ~{_clock_time(left)} left",
+                                          refresh=False)
+        self.training_bar.refresh()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._update(state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.training_bar is not None:
+            self._update(state)
+            self.training_bar.close()
+            self.training_bar = None
+
+
+def _clock_time(seconds: float) -> str:
+    hours, rest = divmod(int(round(seconds)), 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+
+
+class NonFiniteTrainingError(ValueError):
+    """Training produced a NaN or infinite loss, gradient or weight: the run stops and nothing is saved."""
+
+
+def non_finite_parameters(model) -> list[str]:
+    """Names of the parameters (and floating-point buffers) of ``model`` holding a NaN or an infinity."""
+    import torch
+
+    tensors = [(n, t) for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_floating_point()]
+    if not tensors:
+        return []
+    with torch.no_grad():  # a NaN or an infinity anywhere makes its tensor's (float64) sum non-finite
+        finite = torch.isfinite(torch.stack([t.sum(dtype=torch.float64) for _, t in tensors])).tolist()
+    return [name for (name, _), ok in zip(tensors, finite) if not ok]
+
+
+def check_finite_model(model) -> None:
+    """Raises :class:`NonFiniteTrainingError` naming the parameters of ``model`` that are not finite."""
+    bad = non_finite_parameters(model)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise NonFiniteTrainingError(
+            f"the trained model has non-finite weights ({shown}); it is not saved. Training diverged: lower "
+            "--learning_rate, keep --max_grad_norm above 0, or check the data"
+        )
+
+
+class NonFiniteGuardCallback(TrainerCallback):
+    """Stops training at the first NaN or infinite loss (as logged), gradient (before the optimizer step)
+    or weight (after it), without saving a checkpoint of that step. ``problem`` says what happened and
+    :meth:`check` raises :class:`NonFiniteTrainingError` with it."""
+
+    def __init__(self):
+        self.problem: str | None = None
+
+    def _trip(self, control, problem: str | None = None):
+        self.problem = self.problem or problem
+        control.should_training_stop, control.should_save, control.should_evaluate = True, False, False
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                return self._trip(control, f"the training {key.replace('_', ' ')} is {value} at step {state.global_step}")
+        return control
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if model is None or getattr(args, "fp16", False):  # fp16 loss scaling skips steps with inf gradients
+            return control
+        import torch
+
+        grads = [p.grad.detach().sum(dtype=torch.float64) for p in model.parameters() if p.grad is not None]
+        if grads and not bool(torch.isfinite(torch.stack(grads)).all()):
+            return self._trip(control, f"a gradient is NaN or infinite at step {state.global_step + 1}")
+        return control
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        bad = non_finite_parameters(model) if model is not None else []
+        if bad:
+            return self._trip(control, f"weights became NaN or infinite at step {state.global_step} ({bad[0]}...)")
+        return self._trip(control) if self.problem is not None else control
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        return self._trip(control) if self.problem is not None else control
+
+    def check(self) -> None:
+        """Raises :class:`NonFiniteTrainingError` if training was stopped for a non-finite value."""
+        if self.problem is not None:
+            raise NonFiniteTrainingError(
+                f"training stopped: {self.problem}; the model is not saved. Lower --learning_rate, keep "
+                "--max_grad_norm above 0 (gradient clipping), or check the data"
+            )
+
+
+@dataclasses.dataclass
+class TrainingCallbacks:
+    """The time budget (and its progress bar), the non-finite guard and the CPU thread tuner of one Trainer."""
+
+    budget: TimeBudgetCallback
+    guard: NonFiniteGuardCallback
+    tuner: TrainerCallback | None
+
+    @classmethod
+    def attach(cls, trainer, max_train_minutes: float | None = None, anneal_by_time: bool = False,
+               tune_threads: bool = True) -> TrainingCallbacks:
+        """Adds the callbacks to ``trainer`` (before ``trainer.train()``): a :class:`TimeBudgetCallback` of
+        ``max_train_minutes`` (None: no budget) that takes over the warm-up of a budgeted run, with a
+        :class:`BudgetProgressCallback` in place of the step-counting bar; a :class:`NonFiniteGuardCallback`;
+        and, with ``tune_threads``, a :class:`hfnn.cpu_threads.ThreadTuner`."""
+        from hfnn.cpu_threads import ThreadTuner
+
+        budget = TimeBudgetCallback(max_train_minutes, anneal=anneal_by_time)
+        budget.take_over_warmup(trainer.args)
+        extras = cls(budget, NonFiniteGuardCallback(), ThreadTuner() if tune_threads else None)
+        for callback in (budget, extras.guard, extras.tuner):
+            if callback is not None:
+                trainer.add_callback(callback)
+        if max_train_minutes is not None and not trainer.args.disable_tqdm:
+            trainer.remove_callback(ProgressCallback)
+            trainer.add_callback(BudgetProgressCallback(max_train_minutes))
+        return extras
+
+    @property
+    def thread_history(self) -> list:
+        return list(getattr(self.tuner, "history", []))
+
+    def check(self) -> None:
+        """After training: raises :class:`NonFiniteTrainingError` if a non-finite value stopped it, and logs the
+        thread count the tuner settled on."""
+        self.guard.check()
+        history = self.thread_history
+        if history:
+            _logger.info("cpu threads: trained with %d (%d measurement%s)", history[-1]["threads"], len(history),
+                         "" if len(history) == 1 else "s")
+        elif self.tuner is not None:
+            _logger.info("cpu threads: not tuned (the thread count was fixed, training ran on an accelerator or "
+                         "was too short to measure)")
+
+
+def causal_lm_metrics():
+    """``(compute_metrics, preprocess_logits_for_metrics)`` for a causal LM ``Trainer``: per-token negative
+    log-likelihood of the next token is computed where the logits are (they never leave the device), and
+    ``compute_metrics`` reduces it to ``mean_nll``, ``perplexity`` and ``num_tokens`` with hfnn's perplexity
+    metric. Labels of -100 are not counted."""
+    import numpy as np
+    import torch
+
+    from hfnn.metrics import load_metric
+
+    metric = load_metric("perplexity")
+
+    def preprocess_logits_for_metrics(logits, labels):
+        logits, targets = logits[:, :-1].float(), labels[:, 1:]
+        nll = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).clamp(min=0), reduction="none"
+        ).view_as(targets)
+        return nll.masked_fill(targets == -100, float("nan"))
+
+    def compute_metrics(eval_pred):
+        nll = np.asarray(eval_pred.predictions, dtype=np.float64).reshape(-1)
+        return metric.compute(predictions=nll[~np.isnan(nll)].tolist())
+
+    return compute_metrics, preprocess_logits_for_metrics
+
+
+def classification_metrics(problem_type: str = "single_label_classification"):
+    """``compute_metrics`` for a sequence classifier: accuracy and macro-F1 (single-label), exact-match
+    accuracy and macro-F1 over labels (multi-label, logits > 0), or MSE and MAE (regression)."""
+    import numpy as np
+
+    if problem_type == "regression":
+
+        def compute_regression(eval_pred):
+            diff = np.asarray(eval_pred.predictions).reshape(-1) - np.asarray(eval_pred.label_ids).reshape(-1)
+            return {"mse": float(np.mean(diff ** 2)), "mae": float(np.mean(np.abs(diff)))}
+
+        return compute_regression
+    if problem_type == "multi_label_classification":
+        from sklearn.metrics import f1_score
+
+        def compute_multi_label(eval_pred):
+            preds, refs = (np.asarray(eval_pred.predictions) > 0).astype(int), np.asarray(eval_pred.label_ids).astype(int)
+            return {"accuracy": float((preds == refs).all(axis=1).mean()),  # exact match
+                    "f1": float(f1_score(refs, preds, average="macro", zero_division=0))}
+
+        return compute_multi_label
+    from hfnn.metrics import load_metric
+
+    accuracy, f1 = load_metric("accuracy"), load_metric("f1")
+
+    def compute_single_label(eval_pred):
+        preds, refs = np.asarray(eval_pred.predictions).argmax(-1), np.asarray(eval_pred.label_ids)
+        return {"accuracy": accuracy.compute(predictions=preds, references=refs)["accuracy"],
+                "f1": f1.compute(predictions=preds, references=refs, average="macro")["f1"]}
+
+    return compute_single_label
