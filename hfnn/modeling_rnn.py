@@ -11,13 +11,9 @@ the cell with the gated ones of Cho et al. (2014) and Hochreiter & Schmidhuber (
 PyTorch's fused ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` (``nn.RNN`` keeps two bias vectors whose sum is
 the seed's b).
 
-Generation carries h_i forward instead of re-reading the prefix: the recurrent state is the
-generation cache (:class:`RnnStateCache`), so each new token costs O(1) work whatever the length of
-the text so far. Padding never enters the state: padded positions leave the state untouched, so a
-left-padded prompt in a batch produces the same continuation as the prompt alone.
+Generation carries h_i forward as the cache (:class:`RnnStateCache`): each new token costs O(1) work. Padding
+never enters the state, so a left-padded prompt in a batch continues as the prompt alone does.
 """
-
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -27,25 +23,21 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast, SequenceClassifierOutput
 from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils import can_return_tuple
+from transformers.utils.import_utils import is_tracing
 
 from .configuration_rnn import RnnConfig
 from .modeling_utils import (
-    DirectDecodingMixin, RecurrentCache, batch_first, check_input_ids, check_token_labels, classifier_output,
-    init_recurrent_, layer_runner, make_rnn, real_token_mask, masked_max, masked_mean, pop_legacy_cache, run_recurrence,
-    torch_layout, zero_padding_row_,
+    DirectDecodingMixin, RecurrentCache, batch_first, check_input_ids, check_token_labels, checkpointed,
+    classifier_output, final_states, init_recurrent_, layer_runner, make_rnn, masked_max, masked_mean,
+    pop_legacy_cache, real_token_mask, run_masked_dense, run_recurrence, torch_layout, zero_padding_row_,
 )
 
 __all__ = ["RnnStateCache", "RnnPreTrainedModel", "RnnModel", "RnnForCausalLM", "RnnForSequenceClassification"]
 
 
 class RnnStateCache(RecurrentCache):
-    """The recurrent state of every layer, used as the generation cache.
-
-    ``states`` is a tuple with one tensor for RNN/GRU (h) and two for LSTM (h, c), each of shape
-    ``(batch, num_layers * num_directions, hidden_size)``; ``cache.layers`` holds one recurrent layer per
-    entry of dim 1. The batch dimension comes first so that beam search can reorder it like any other
-    cache. Unlike a key/value cache it does not grow: its size is fixed whatever the number of tokens read.
-    """
+    """The recurrent state of every layer as the generation cache: ``states`` holds h (and c for an LSTM), each
+    ``(batch, num_layers * num_directions, hidden_size)``. Its size is fixed whatever the number of tokens read."""
 
 
 class RnnPreTrainedModel(PreTrainedModel):
@@ -53,10 +45,10 @@ class RnnPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     _no_split_modules = ["RnnModel"]
     _is_stateful = True
+    supports_gradient_checkpointing = True  # layer by layer (RnnModel.encode)
 
     def _init_weights(self, module):
-        """Orthogonal recurrent weights (one block per gate), Xavier input weights, zero biases; for the
-        LSTM a forget-gate bias of 1 so that memory is kept by default early in training."""
+        """Recurrent layers as :func:`init_recurrent_` does; embeddings N(0, embedding_init_std)."""
         if isinstance(module, (nn.RNN, nn.GRU, nn.LSTM)):
             init_recurrent_(module)
         elif isinstance(module, nn.Embedding):
@@ -66,34 +58,24 @@ class RnnPreTrainedModel(PreTrainedModel):
             super()._init_weights(module)
 
 
-@dataclass
-class _Layout:
-    """How the non-padding tokens sit in each row of a (batch, time) attention mask."""
-
-    kind: str  # "full" (no padding), "contiguous" (one run of tokens per row) or "holes"
-    lengths: torch.Tensor | None = None
-    starts: torch.Tensor | None = None
-
-
-def _mask_layout(mask: torch.Tensor | None) -> _Layout:
+def _mask_layout(mask: torch.Tensor | None):
+    """``(kind, lengths, starts)`` of a (batch, time) mask: "full" (no padding), "contiguous" (one run of tokens
+    per row) or "holes"."""
     if mask is None or bool(mask.all()):
-        return _Layout("full")
+        return "full", None, None
     mask = mask.bool()
     lengths = mask.sum(dim=1)
     starts = torch.where(lengths > 0, mask.int().argmax(dim=1), torch.zeros_like(lengths))
     positions = torch.arange(mask.shape[1], device=mask.device)
     expected = (positions >= starts[:, None]) & (positions < (starts + lengths)[:, None])
-    if bool((expected == mask).all()):
-        return _Layout("contiguous", lengths, starts)
-    return _Layout("holes")
+    return ("contiguous" if bool((expected == mask).all()) else "holes"), lengths, starts
 
 
 class RnnModel(RnnPreTrainedModel):
-    """Embeddings followed by a stack of recurrent layers.
+    """Embeddings followed by a stack of recurrent layers: ``forward`` returns the top layer's outputs ``(batch,
+    time, hidden_size * num_directions)`` and, with ``use_cache``, the state after each row's last real token."""
 
-    ``forward`` returns the top layer's hidden states ``(batch, time, hidden_size * num_directions)``
-    and, with ``use_cache``, the recurrent state after the last non-padding token of each row.
-    """
+    gradient_checkpointing = False
 
     def __init__(self, config: RnnConfig):
         super().__init__(config)
@@ -103,7 +85,6 @@ class RnnModel(RnnPreTrainedModel):
                             config.dropout, config.bidirectional)
         self.post_init()
 
-    # -- the recurrence -------------------------------------------------------------------------
     def _zero_state(self, batch_size: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
         layers = self.config.num_hidden_layers * (2 if self.config.bidirectional else 1)
         zeros = like.new_zeros(batch_size, layers, self.config.hidden_size)
@@ -111,30 +92,22 @@ class RnnModel(RnnPreTrainedModel):
 
     def _run(self, inputs, state, rnn=None):
         """Fused recurrence over a packed or dense batch; ``state`` is batch-first."""
-        outputs, new_state = (rnn or self._fused)(inputs, torch_layout(state))
+        outputs, new_state = (rnn or (lambda x, s: run_recurrence(self.rnn, x, s)))(inputs, torch_layout(state))
         return outputs, batch_first(new_state)
 
-    def _fused(self, inputs, state):
-        return run_recurrence(self.rnn, inputs, state)
-
     def recur(self, embeds: torch.Tensor, mask: torch.Tensor | None, state: tuple[torch.Tensor, ...], rnn=None):
-        """Runs the recurrent stack over ``embeds`` (batch, time, embedding_size) from ``state``.
+        """The stack (or the one layer ``rnn``) over ``embeds`` (batch, time, width) from the batch-first ``state``.
 
-        Positions where ``mask`` is 0 neither change the state nor produce an output (their
-        output is zero). Rows with one contiguous run of tokens (left, right or no padding) are
-        shifted to the front and run as a packed sequence in one fused call; masks with holes
-        fall back to a step-by-step loop (unidirectional only).
-        """
-        layout = _mask_layout(mask)
-        if layout.kind == "full":
+        Positions where ``mask`` is 0 neither change the state nor produce an output (0). Rows with one run of
+        tokens are shifted to the front and packed, in one fused call; masks with holes run step by step."""
+        kind, lengths, starts = _mask_layout(mask)
+        if kind == "full":
             return self._run(embeds, state, rnn)
         batch, time = mask.shape
-        if layout.kind == "holes":
+        if kind == "holes":
             if self.config.bidirectional:
-                raise ValueError(
-                    "attention_mask has padding in the middle of a sequence; a bidirectional RNN needs each "
-                    "row's tokens to be contiguous (left or right padding)."
-                )
+                raise ValueError("attention_mask has padding in the middle of a sequence; a bidirectional RNN needs "
+                                 "each row's tokens to be contiguous (left or right padding).")
             outputs = []
             for t in range(time):
                 out_t, new = self._run(embeds[:, t : t + 1], state, rnn)
@@ -142,58 +115,53 @@ class RnnModel(RnnPreTrainedModel):
                 state = tuple(torch.where(keep[:, None, None], n, s) for n, s in zip(new, state))
                 outputs.append(out_t * keep[:, None, None])
             return torch.cat(outputs, dim=1), state
-
-        # Contiguous tokens: rotate each row so its tokens come first, pack, run, rotate back.
-        positions = torch.arange(time, device=mask.device)
-        gather = (positions[None, :] + layout.starts[:, None]) % time
-        compact = embeds.gather(1, gather[..., None].expand_as(embeds))
-        packed = pack_padded_sequence(compact, layout.lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        positions = torch.arange(time, device=mask.device)  # rotate each row's tokens to the front, pack, run, back
+        compact = embeds.gather(1, ((positions + starts[:, None]) % time)[..., None].expand_as(embeds))
+        packed = pack_padded_sequence(compact, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         packed_out, new_state = self._run(packed, state, rnn)
         out, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=time)
-        scatter = (positions[None, :] - layout.starts[:, None]) % time
-        out = out.gather(1, scatter[..., None].expand_as(out)) * mask[..., None].to(out.dtype)
-        empty = layout.lengths == 0  # rows of pure padding keep their state
+        out = out.gather(1, ((positions - starts[:, None]) % time)[..., None].expand_as(out)) * mask[..., None].to(out.dtype)
+        empty = lengths == 0  # rows of pure padding keep their state
         if bool(empty.any()):
             new_state = tuple(torch.where(empty[:, None, None], s, n) for n, s in zip(new_state, state))
         return out, new_state
 
     def encode(self, inputs_embeds, attention_mask, state, output_hidden_states=False):
-        """The stack over ``inputs_embeds`` from ``state``: (top hidden states, new state, per-layer states or
-        None). One fused call, or one call per layer when every layer's output is asked for."""
+        """The stack over ``inputs_embeds`` from ``state``: (top outputs, new state, per-layer outputs or None). One
+        fused call; one call per layer when every layer's output is asked for or the layers are checkpointed; when
+        traced with a mask, :func:`run_masked_dense` (an LSTM's cell state is then None)."""
         embeds = self.dropout(inputs_embeds)
         layers = self.config.num_hidden_layers
-        if not output_hidden_states or layers == 1:
-            hidden, new_state = self.recur(embeds, attention_mask, state)
-            hidden = self.dropout(hidden)
-            return hidden, new_state, (inputs_embeds, hidden) if output_hidden_states else None
-        width = 2 if self.config.bidirectional else 1
-        outputs, states = [], []
-        for index in range(layers):
-            chunk = tuple(s[:, index * width : (index + 1) * width] for s in state)
-            embeds, layer_state = self.recur(embeds, attention_mask, chunk, rnn=layer_runner(self.rnn, index))
-            states.append(layer_state)
-            if index < layers - 1:
-                outputs.append(embeds)
-                embeds = nn.functional.dropout(embeds, self.config.dropout, self.training)
-        hidden = self.dropout(embeds)
-        new_state = tuple(torch.cat(parts, dim=1) for parts in zip(*states))
-        return hidden, new_state, (inputs_embeds, *outputs, hidden)
+        if attention_mask is not None and is_tracing(embeds):
+            hidden, h, below = run_masked_dense(self.rnn, embeds, attention_mask.bool(), torch_layout(state))
+            new_state = (h.transpose(0, 1), None) if len(state) == 2 else (h.transpose(0, 1),)
+        elif not (output_hidden_states or self.gradient_checkpointing and self.training) or layers == 1:
+            hidden, new_state = checkpointed(self, self.recur, embeds, attention_mask, state)
+            below = []
+        else:
+            width = 2 if self.config.bidirectional else 1
+            below, states = [], []
+            for index in range(layers):
+                chunk = tuple(s[:, index * width : (index + 1) * width] for s in state)
+                embeds, layer_state = checkpointed(self, self.recur, embeds, attention_mask, chunk,
+                                                   layer_runner(self.rnn, index))
+                states.append(layer_state)
+                if index < layers - 1:
+                    below.append(embeds)
+                    embeds = nn.functional.dropout(embeds, self.config.dropout, self.training)
+            hidden, new_state = embeds, tuple(torch.cat(parts, dim=1) for parts in zip(*states))
+        hidden = self.dropout(hidden)
+        return hidden, new_state, (inputs_embeds, *below, hidden) if output_hidden_states else None
 
     @can_return_tuple
     def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
                 inputs_embeds: torch.Tensor | None = None, cache: RnnStateCache | None = None,
                 use_cache: bool | None = None, output_hidden_states: bool | None = None,
                 **kwargs) -> BaseModelOutputWithPast:
-        """
-        Args:
-            input_ids: ``(batch, time)`` token ids.
-            attention_mask: ``(batch, time)`` or, during cached generation, ``(batch, past + time)``;
-                1 for tokens, 0 for padding.
-            inputs_embeds: ``(batch, time, embedding_size)`` instead of ``input_ids``.
-            cache: the recurrent state to continue from (see :class:`RnnStateCache`).
-            use_cache: return the state after this chunk in ``cache``.
-            output_hidden_states: also return the embeddings and every layer's output.
-        """
+        """``input_ids (batch, time)`` or ``inputs_embeds (batch, time, embedding_size)``; ``attention_mask`` ``(batch,
+        time)`` or, during cached generation, ``(batch, past + time)``, 0 for padding. ``cache`` is the state to
+        continue from, returned updated with ``use_cache`` (default ``config.use_cache`` in eval mode);
+        ``output_hidden_states`` also returns the embeddings and every layer's output."""
         cache = pop_legacy_cache(kwargs, cache)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Give exactly one of input_ids or inputs_embeds.")
@@ -203,7 +171,7 @@ class RnnModel(RnnPreTrainedModel):
         batch, time = inputs_embeds.shape[:2]
         if time == 0:
             raise ValueError("The input sequence is empty: give at least one token.")
-        use_cache = self.config.use_cache if use_cache is None else use_cache
+        use_cache = (cache is not None or self.config.use_cache and not self.training) if use_cache is None else use_cache
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         state = cache.states if cache is not None else None  # batch first, stacked over the layers
@@ -216,13 +184,14 @@ class RnnModel(RnnPreTrainedModel):
                     f"got {tuple(attention_mask.shape)}"
                 )
             attention_mask = attention_mask[:, -time:]
-
-        if use_cache and cache is None:
-            cache = RnnStateCache()
-        if state is None:
-            state = self._zero_state(batch, inputs_embeds)
-        hidden, new_state, hidden_states = self.encode(inputs_embeds, attention_mask, state, output_hidden_states)
+        hidden, new_state, hidden_states = self.encode(
+            inputs_embeds, attention_mask, self._zero_state(batch, inputs_embeds) if state is None else state,
+            output_hidden_states)
         if use_cache:
+            if new_state[-1] is None:
+                raise ValueError("an LSTM's cell state after a padded batch cannot be traced: export with "
+                                 "use_cache=False, or without attention_mask")
+            cache = RnnStateCache() if cache is None else cache
             cache.store(new_state, time)
         return BaseModelOutputWithPast(hidden, cache=cache if use_cache else None, hidden_states=hidden_states)
 
@@ -307,44 +276,33 @@ class RnnForCausalLM(DirectDecodingMixin, RnnPreTrainedModel, GenerationMixin):
 
 
 class RnnForSequenceClassification(RnnPreTrainedModel):
-    """RNN text classifier: the hidden states are pooled (``config.pooling``: final state of each
-    direction, or mean / max over the non-padding positions) and mapped to ``num_labels`` logits."""
+    """RNN text classifier: the pooled outputs (``config.pooling``) mapped to ``num_labels`` logits."""
 
-    # The loss is a per-example mean. Without this, Trainer sees **kwargs in forward, assumes the loss
-    # divides by its num_items_in_batch and multiplies it by the number of processes (and skips the
-    # division by gradient_accumulation_steps): regression and multi-label losses would come out
-    # world_size (or accumulation) times too large.
-    accepts_loss_kwargs = False
+    accepts_loss_kwargs = False  # a per-example mean loss: the Trainer must not rescale it by num_items_in_batch
 
     def __init__(self, config: RnnConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.model = RnnModel(config)
-        width = config.hidden_size * (2 if config.bidirectional else 1)
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.dropout
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(width, config.num_labels)
+        self.classifier = nn.Linear(config.hidden_size * (2 if config.bidirectional else 1), config.num_labels)
         self.post_init()
-
-    def _pool(self, hidden, mask, state):
-        if self.config.pooling == "last":
-            h = state[0]  # (batch, layers * directions, hidden)
-            directions = 2 if self.config.bidirectional else 1
-            return h[:, -directions:].reshape(h.shape[0], -1)
-        keep = (mask.bool() if mask is not None else hidden.new_ones(hidden.shape[:2], dtype=torch.bool))[..., None]
-        return (masked_mean if self.config.pooling == "mean" else masked_max)(hidden, keep, dim=1)
 
     @can_return_tuple
     def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
                 inputs_embeds: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 output_hidden_states: bool | None = None, **kwargs) -> SequenceClassifierOutput:
-        """Returns logits ``(batch, num_labels)`` and the loss for ``labels`` (``(batch,)`` class ids,
-        ``(batch, num_labels)`` floats for multi-label, or ``(batch,)`` floats for regression)."""
+        """Logits ``(batch, num_labels)`` of the pooled outputs (``config.pooling``: the final state of each
+        direction, or the mean or max over the real tokens); ``labels`` as :func:`classification_loss` takes them."""
         source = input_ids if input_ids is not None else inputs_embeds
-        if attention_mask is not None and source is not None:  # a classifier has no past: one mask per token
-            attention_mask = real_token_mask(attention_mask, None, None, source.shape[:2], None, type(self).__name__)
-        last = self.config.pooling == "last"
-        outputs = self.model(input_ids, attention_mask, inputs_embeds, RnnStateCache() if last else None, last,
-                             output_hidden_states, return_dict=True)
-        pooled = self._pool(outputs.last_hidden_state, attention_mask, outputs.cache.states if last else None)
+        shape = source.shape[:2] if source is not None else None
+        outputs = self.model(input_ids, attention_mask, inputs_embeds, use_cache=False,
+                             output_hidden_states=output_hidden_states, return_dict=True)
+        hidden = outputs.last_hidden_state
+        keep = real_token_mask(attention_mask, None, None, shape, hidden.device, type(self).__name__)
+        if self.config.pooling == "last":
+            pooled = final_states(hidden, keep, self.config.bidirectional)
+        else:
+            pooled = (masked_mean if self.config.pooling == "mean" else masked_max)(hidden, keep[..., None], dim=1)
         return classifier_output(self, self.classifier, self.dropout(pooled), labels, outputs, **kwargs)

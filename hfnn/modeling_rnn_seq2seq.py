@@ -11,9 +11,8 @@ y_1..y_T from its state s_t. ``config.attention`` chooses how the decoder sees t
   (``"general"``); input feeding concatenates the previous attentional vector to the decoder input.
 
 The output is o_t = tanh(W_o [s_t; c_t]) and p(y_t | y_<t, x) = softmax(U o_t + b). Padding never enters the
-encoder states (packed sequences) and is masked out of every attention softmax. Generation carries the decoder
-state (and Luong's feed vector) in :class:`RnnSeq2SeqCache`: one recurrent step per token, the same tokens as
-without the cache, with greedy and beam search.
+encoder states and is masked out of every attention softmax. Generation carries the decoder state (and Luong's feed
+vector) in :class:`RnnSeq2SeqCache`: one recurrent step per token.
 
 Source and target vocabularies differ (letters -> phonemes): a saved folder holds the target tokenizer at its
 root and the source one in ``source_tokenizer/`` (``AutoTokenizer.from_pretrained(folder,
@@ -26,11 +25,13 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.utils import can_return_tuple
+from transformers.utils.import_utils import is_tracing
 
 from .configuration_rnn_seq2seq import RnnSeq2SeqConfig
 from .modeling_utils import (
-    EncoderDecoderMixin, RecurrentCache, batch_first, check_attention_mask, check_input_ids, init_recurrent_, make_rnn,
-    pop_legacy_cache, run_stack, seq2seq_lm_output, shift_tokens_right, torch_layout,
+    EncoderDecoderMixin, RecurrentCache, batch_first, check_attention_mask, check_input_ids, checkpointed, final_states,
+    init_recurrent_, make_rnn, pop_legacy_cache, run_masked_dense, run_stack, seq2seq_lm_output, shift_tokens_right,
+    torch_layout,
 )
 
 __all__ = [
@@ -40,23 +41,15 @@ __all__ = [
 
 
 class RnnSeq2SeqCache(RecurrentCache):
-    """The decoder's recurrent state between generation steps, one cache layer per decoder layer (see
-    :class:`RecurrentCache`), batch first so that beam search reorders, repeats and selects rows as for attention
-    caches.
-
-    Attributes: ``hidden`` / ``cell`` ``(batch, num_decoder_layers, hidden_size)`` the decoder state s (h and c for
-    an LSTM; ``cell`` None otherwise); ``feed`` ``(batch, hidden_size)`` the last attentional vector o_{t-1} (Luong
-    input feeding) or None; ``seq_length`` the number of decoder tokens consumed so far."""
+    """The decoder's recurrent state between generation steps, batch first (see :class:`RecurrentCache`): ``hidden``
+    / ``cell`` ``(batch, num_decoder_layers, hidden_size)`` (``cell`` None but for an LSTM), and ``feed`` ``(batch,
+    hidden_size)`` the last attentional vector o_{t-1} (Luong input feeding) or None."""
 
     def __init__(self, hidden=None, cell=None, feed=None, seq_length=0):
         super().__init__()
         self.feed = feed
         if hidden is not None:
             self.store((hidden,) if cell is None else (hidden, cell), seq_length)
-
-    def __repr__(self):
-        shape = None if self.hidden is None else tuple(self.hidden.shape)
-        return f"{type(self).__name__}(hidden={shape}, lstm={self.cell is not None}, seq_length={self.seq_length})"
 
     @property
     def hidden(self):
@@ -65,10 +58,6 @@ class RnnSeq2SeqCache(RecurrentCache):
     @property
     def cell(self):
         return None if self.states is None or len(self.states) < 2 else self.states[1]
-
-    @property
-    def seq_length(self):
-        return self.get_seq_length()
 
     def _map_feed(self, fn):
         if self.feed is not None:
@@ -90,31 +79,6 @@ class RnnSeq2SeqCache(RecurrentCache):
         super().reset()
         self.feed = None
 
-    def to_legacy_state(self):
-        """The state as torch's recurrent modules take it: ``(num_layers, batch, hidden_size)`` (pairs for LSTM)."""
-        return torch_layout(self.states)
-
-    def update(self, state, feed, num_new_tokens):
-        """Store the decoder state after ``num_new_tokens`` more tokens (``state`` as torch returns it)."""
-        self.store(batch_first(state), num_new_tokens)
-        self.feed = feed
-
-
-def _final_encoder_state(states, mask, bidirectional):
-    """The fixed-size summary of the source: last forward state, concatenated with the first backward state.
-
-    ``states``: ``(batch, src_len, hidden)``, ``mask``: ``(batch, src_len)`` bool -> ``(batch, hidden)``. For a
-    unidirectional encoder it is the state at the last non-padding position.
-    """
-    batch, src_len, hidden = states.shape
-    rows = torch.arange(batch, device=states.device)
-    last = src_len - 1 - mask.flip(1).int().argmax(1)
-    if not bidirectional:
-        return states[rows, last]
-    first = mask.int().argmax(1)
-    half = hidden // 2
-    return torch.cat([states[rows, last, :half], states[rows, first, half:]], dim=-1)
-
 
 class _TokenInput(nn.Module):
     """A module whose input embedding is ``embed_tokens``."""
@@ -127,13 +91,12 @@ class _TokenInput(nn.Module):
 
 
 class RnnSeq2SeqEncoder(_TokenInput):
-    """Source embedding + (bi-directional) multi-layer RNN over packed sequences.
+    """Source embedding + (bi-directional) multi-layer RNN: ``forward(input_ids (batch, src_len), attention_mask)``
+    returns a ``BaseModelOutput`` whose ``last_hidden_state`` ``(batch, src_len, hidden_size)`` holds h_j at every
+    source position (zeros at padding). Each row's tokens are packed before the RNN and put back after, whatever the
+    padding, so padding never enters a state."""
 
-    ``forward(input_ids (batch, src_len), attention_mask (batch, src_len))`` returns a ``BaseModelOutput`` whose
-    ``last_hidden_state`` ``(batch, src_len, hidden_size)`` holds h_j at every source position (zeros at padding).
-    Any padding layout works (right, left): each row's tokens are packed before the RNN and put back after, so
-    padding never enters a state.
-    """
+    gradient_checkpointing = False
 
     def __init__(self, config):
         super().__init__()
@@ -159,37 +122,43 @@ class RnnSeq2SeqEncoder(_TokenInput):
             attention_mask = torch.ones(batch, src_len, dtype=torch.long, device=inputs_embeds.device)
         check_attention_mask(attention_mask, (batch, src_len))
         mask = attention_mask.bool()
-        lengths = mask.sum(1)
-        if bool((lengths == 0).any()):
-            row = int((lengths == 0).nonzero()[0])
-            raise ValueError(f"every source sequence needs at least one token; attention_mask row {row} is all zeros")
-
         embeds = self.dropout(inputs_embeds)
-        # Move each row's tokens to the front (stable, so their order is kept), pack, run, and scatter back.
-        order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
-        embeds = embeds.gather(1, order[..., None].expand_as(embeds))
-        packed = pack_padded_sequence(embeds, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        packed_out, _, below = run_stack(self.rnn, packed, None, per_layer=bool(output_hidden_states))
+        if is_tracing(embeds):
+            states, _, below = run_masked_dense(self.rnn, embeds, mask)
+        else:
+            lengths = mask.sum(1)
+            if bool((lengths == 0).any()):
+                row = int((lengths == 0).nonzero()[0])
+                raise ValueError(f"every source sequence needs at least one token; attention_mask row {row} is all zeros")
+            order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # each row's tokens first, in order
+            embeds = embeds.gather(1, order[..., None].expand_as(embeds))
+            packed = pack_padded_sequence(embeds, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            packed_out, _, below = run_stack(self.rnn, packed, None, bool(output_hidden_states), owner=self)
 
-        def unpack(packed_states):
-            out, _ = pad_packed_sequence(packed_states, batch_first=True, total_length=src_len)
-            return torch.zeros_like(out).scatter(1, order[..., None].expand_as(out), out)
+            def unpack(packed_states):
+                out, _ = pad_packed_sequence(packed_states, batch_first=True, total_length=src_len)
+                return torch.zeros_like(out).scatter(1, order[..., None].expand_as(out), out)
 
-        states = unpack(packed_out)
-        hidden_states = (inputs_embeds, *map(unpack, below), states) if output_hidden_states else None
-        output = BaseModelOutput(last_hidden_state=states, hidden_states=hidden_states)
+            states, below = unpack(packed_out), list(map(unpack, below or []))
+        output = BaseModelOutput(states, hidden_states=(inputs_embeds, *below, states) if output_hidden_states else None)
         return output.to_tuple() if return_dict is False else output
 
 
-class RnnSeq2SeqDecoder(_TokenInput):
-    """Target embedding, decoder RNN and attention; returns the attentional vectors o_t.
+def _keep_rows(keep, new, old):
+    """The recurrent state ``new`` where ``keep`` (batch,) is True, ``old`` elsewhere (torch's layout)."""
+    if isinstance(new, tuple):
+        return tuple(torch.where(keep[None, :, None], n, o) for n, o in zip(new, old))
+    return torch.where(keep[None, :, None], new, old)
 
-    ``forward(input_ids (batch, tgt_len), encoder_states (batch, src_len, hidden), encoder_mask (batch, src_len),
-    state, feed, decoder_attention_mask)`` -> ``(outputs (batch, tgt_len, hidden), state, feed, weights)`` with
-    ``weights`` the attention weights ``(batch, tgt_len, src_len)`` (None for ``attention="none"``). ``state`` is
-    torch's ``(num_layers, batch, hidden)`` (a pair for LSTM); ``feed`` the last o_t (Luong input feeding) or None.
-    Positions where ``decoder_attention_mask`` is 0 leave the state unchanged (left-padded decoder prompts).
-    """
+
+class RnnSeq2SeqDecoder(_TokenInput):
+    """Target embedding, decoder RNN and attention: ``forward(input_ids (batch, tgt_len), encoder_states (batch,
+    src_len, hidden), encoder_mask (batch, src_len), state, feed, decoder_attention_mask)`` -> ``(outputs o_t (batch,
+    tgt_len, hidden), state, feed, weights (batch, tgt_len, src_len) or None, hidden states)``. ``state`` is torch's
+    ``(num_layers, batch, hidden)`` (a pair for an LSTM), ``feed`` the last o_t (Luong input feeding) or None.
+    Positions where ``decoder_attention_mask`` is 0 leave the state unchanged (left-padded decoder prompts)."""
+
+    gradient_checkpointing = False
 
     def __init__(self, config):
         super().__init__()
@@ -214,11 +183,8 @@ class RnnSeq2SeqDecoder(_TokenInput):
         self.parallel = self.attention == "none" or (self.attention == "luong" and not self.input_feeding)
 
     def attend(self, query, keys, values, mask):
-        """Attention weights and context vectors.
-
-        ``query`` ``(batch, q_len, hidden)``, ``keys``/``values`` ``(batch, src_len, hidden)``, ``mask``
-        ``(batch, src_len)`` bool -> ``context (batch, q_len, hidden)``, ``weights (batch, q_len, src_len)``.
-        """
+        """``query (batch, q_len, hidden)``, ``keys``/``values`` ``(batch, src_len, hidden)``, ``mask (batch,
+        src_len)`` bool -> ``context (batch, q_len, hidden)``, ``weights (batch, q_len, src_len)``."""
         if self.attention == "bahdanau":
             scores = self.energy(torch.tanh(self.query_proj(query)[:, :, None] + keys[:, None])).squeeze(-1)
         else:
@@ -237,68 +203,57 @@ class RnnSeq2SeqDecoder(_TokenInput):
         mask = encoder_mask.bool()
         keys = fixed_context = None
         if self.attention == "none":
-            fixed_context = _final_encoder_state(encoder_states, mask, self.config.bidirectional_encoder)
+            fixed_context = final_states(encoder_states, mask, self.config.bidirectional_encoder)
         else:  # W_h h_j (bahdanau) or W_a h_j (luong "general"), once per call
             keys = self.key_proj(encoder_states) if hasattr(self, "key_proj") else encoder_states
         step_mask = None if decoder_attention_mask is None else decoder_attention_mask[:, -tgt_len:].bool()
-        if step_mask is not None and bool(step_mask.all()):
+        if step_mask is not None and not is_tracing(step_mask) and bool(step_mask.all()):
             step_mask = None
-
-        def states(outputs, below):
-            return (inputs_embeds, *below, outputs) if output_hidden_states else None
 
         if self.parallel and step_mask is None:
             if fixed_context is not None:
+                rnn_in = torch.cat([embeds, fixed_context[:, None].expand(batch, tgt_len, -1)], dim=-1)
+                rnn_out, state, below = run_stack(self.rnn, rnn_in, state, output_hidden_states, owner=self)
                 context, weights = fixed_context[:, None].expand(batch, tgt_len, -1), None
-                rnn_in = torch.cat([embeds, context], dim=-1)
-                rnn_out, state, below = run_stack(self.rnn, rnn_in, state, output_hidden_states)
             else:
-                rnn_out, state, below = run_stack(self.rnn, embeds, state, output_hidden_states)
+                rnn_out, state, below = run_stack(self.rnn, embeds, state, output_hidden_states, owner=self)
                 context, weights = self.attend(rnn_out, keys, encoder_states, mask)
             outputs = torch.tanh(self.output_proj(torch.cat([rnn_out, context], dim=-1)))
-            return outputs, state, feed, weights, states(outputs, below)
+            return outputs, state, feed, weights, (inputs_embeds, *below, outputs) if output_hidden_states else None
 
-        if self.input_feeding and feed is None:
-            feed = embeds.new_zeros(batch, self.config.hidden_size)
-        rnn_outs, contexts, outputs, all_weights, below_steps = [], [], [], [], []
-        for t in range(tgt_len):
-            x = embeds[:, t]
+        def step(x, state, feed, keep):
+            weights = None
             if self.attention == "bahdanau":
                 top = state[0][-1] if isinstance(state, tuple) else state[-1]  # s_{t-1}, top layer
                 context, weights = self.attend(top[:, None], keys, encoder_states, mask)
                 rnn_in = torch.cat([x, context[:, 0]], dim=-1)
             elif self.attention == "none":
-                context = fixed_context[:, None]
-                rnn_in = torch.cat([x, fixed_context], dim=-1)
+                context, rnn_in = fixed_context[:, None], torch.cat([x, fixed_context], dim=-1)
             else:
                 rnn_in = torch.cat([x, feed], dim=-1) if self.input_feeding else x
             rnn_out, new_state, below = run_stack(self.rnn, rnn_in[:, None], state, output_hidden_states)
-            below_steps.append(below)
             if self.attention == "luong":
                 context, weights = self.attend(rnn_out, keys, encoder_states, mask)
-            if step_mask is not None:  # padding steps keep the previous state
-                keep = step_mask[:, t]
-                if isinstance(new_state, tuple):
-                    new_state = tuple(torch.where(keep[None, :, None], n, o) for n, o in zip(new_state, state))
-                else:
-                    new_state = torch.where(keep[None, :, None], new_state, state)
-            state = new_state
-            if self.input_feeding:  # o_t is the next step's input: compute it now
-                out = torch.tanh(self.output_proj(torch.cat([rnn_out[:, 0], context[:, 0]], dim=-1)))
-                feed = out if step_mask is None else torch.where(step_mask[:, t, None], out, feed)
-                outputs.append(out)
-            else:
-                rnn_outs.append(rnn_out)
-                contexts.append(context)
-            if self.attention != "none":
+            out = torch.tanh(self.output_proj(torch.cat([rnn_out, context], dim=-1)))
+            if self.input_feeding:  # o_t is the next step's input
+                feed = out[:, 0] if keep is None else torch.where(keep[:, None], out[:, 0], feed)
+            return out, new_state if keep is None else _keep_rows(keep, new_state, state), feed, weights, below
+
+        if self.input_feeding and feed is None:
+            feed = embeds.new_zeros(batch, self.config.hidden_size)
+        outputs, all_weights, below_steps = [], [], []
+        for t in range(tgt_len):  # each step checkpointed when the decoder is (attention is most of its memory)
+            keep = None if step_mask is None else step_mask[:, t]
+            out, state, feed, weights, below = checkpointed(self, step, embeds[:, t], state, feed, keep)
+            outputs.append(out)
+            below_steps.append(below)
+            if weights is not None:
                 all_weights.append(weights[:, 0])
-        if self.input_feeding:
-            outputs = torch.stack(outputs, dim=1)
-        else:  # one batched projection for all steps
-            outputs = torch.tanh(self.output_proj(torch.cat([torch.cat(rnn_outs, 1), torch.cat(contexts, 1)], dim=-1)))
+        outputs = torch.cat(outputs, dim=1)
         weights = torch.stack(all_weights, dim=1) if all_weights else None
-        below = [torch.cat(layer, dim=1) for layer in zip(*below_steps)] if output_hidden_states else []
-        return outputs, state, feed, weights, states(outputs, below)
+        if not output_hidden_states:
+            return outputs, state, feed, weights, None
+        return outputs, state, feed, weights, (inputs_embeds, *(torch.cat(layer, 1) for layer in zip(*below_steps)), outputs)
 
 
 class RnnSeq2SeqPreTrainedModel(PreTrainedModel):
@@ -306,6 +261,7 @@ class RnnSeq2SeqPreTrainedModel(PreTrainedModel):
     config: RnnSeq2SeqConfig
     base_model_prefix = "model"
     _no_split_modules = ["RnnSeq2SeqEncoder", "RnnSeq2SeqDecoder"]
+    supports_gradient_checkpointing = True  # encoder layers, decoder layers (or steps)
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -339,7 +295,7 @@ class RnnSeq2SeqPreTrainedModel(PreTrainedModel):
 class RnnSeq2SeqModel(EncoderDecoderMixin, RnnSeq2SeqPreTrainedModel):
     """Encoder, bridge and decoder; returns the decoder's attentional vectors o_t.
 
-    The bridge maps the encoder's final state c (see :func:`_final_encoder_state`) to the decoder's initial state:
+    The bridge maps the encoder's final state c (see :func:`final_states`) to the decoder's initial state:
     s_0 = tanh(W_b c + b_b), one ``hidden_size`` block per decoder layer (and per LSTM h/c).
     """
 
@@ -354,7 +310,7 @@ class RnnSeq2SeqModel(EncoderDecoderMixin, RnnSeq2SeqPreTrainedModel):
     def initial_state(self, encoder_states, attention_mask):
         """Decoder initial state in torch's layout ``(num_decoder_layers, batch, hidden_size)`` (pair for LSTM)."""
         config = self.config
-        summary = _final_encoder_state(encoder_states, attention_mask.bool(), config.bidirectional_encoder)
+        summary = final_states(encoder_states, attention_mask.bool(), config.bidirectional_encoder)
         batch = summary.shape[0]
         state = torch.tanh(self.bridge(summary)).view(batch, -1, config.num_decoder_layers, config.hidden_size)
         state = state.permute(1, 2, 0, 3).contiguous()  # (parts, layers, batch, hidden)
@@ -401,7 +357,7 @@ class RnnSeq2SeqModel(EncoderDecoderMixin, RnnSeq2SeqPreTrainedModel):
             else:
                 raise TypeError(f"RnnSeq2SeqModel keeps its decoder state in RnnSeq2SeqCache, got {type(cache).__name__}")
         if cache is not None and cache.hidden is not None:
-            state, feed = cache.to_legacy_state(), cache.feed
+            state, feed = torch_layout(cache.states), cache.feed
         else:
             state, feed = self.initial_state(encoder_states, attention_mask), None
 
@@ -410,9 +366,9 @@ class RnnSeq2SeqModel(EncoderDecoderMixin, RnnSeq2SeqPreTrainedModel):
             inputs_embeds=decoder_inputs_embeds, output_hidden_states=output_hidden_states,
         )
         if use_cache:
-            if cache is None:
-                cache = RnnSeq2SeqCache()
-            cache.update(state, feed, outputs.shape[1])
+            cache = RnnSeq2SeqCache() if cache is None else cache
+            cache.store(batch_first(state), outputs.shape[1])
+            cache.feed = feed
         else:
             cache = None
         return Seq2SeqModelOutput(

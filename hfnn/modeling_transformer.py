@@ -33,6 +33,7 @@ from transformers.modeling_outputs import (
 )
 from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils import can_return_tuple
+from transformers.utils.import_utils import is_tracing
 
 from .configuration_transformer import TransformerConfig
 from .modeling_utils import (
@@ -410,23 +411,23 @@ class TransformerModel(TransformerPreTrainedModel):
         batch, seq, _ = inputs_embeds.shape
         device = inputs_embeds.device
         past_len = cache.get_seq_length() if cache is not None else 0
-        if past_len + seq > self.max_positions:
+        traced = is_tracing(inputs_embeds)
+        if past_len + seq > self.max_positions and not traced:
             raise ValueError(
                 f"input of length {past_len + seq} is longer than max_position_embeddings={self.max_positions}"
             )
 
-        # 2. padding: build masks only when some position is padded
-        padding_mask = None
+        # 2. padding: masks are built only when some position is padded (always when traced: the graph reads the mask)
+        padding_mask = encoder_mask = None
         if attention_mask is not None:
             if attention_mask.shape != (batch, past_len + seq):
                 raise ValueError(
                     f"attention_mask must have shape (batch, past + seq) = {(batch, past_len + seq)}, "
                     f"got {tuple(attention_mask.shape)}"
                 )
-            if not bool(attention_mask.all()):
+            if traced or not bool(attention_mask.all()):
                 padding_mask = attention_mask
-        encoder_mask = None
-        if encoder_attention_mask is not None and not bool(encoder_attention_mask.all()):
+        if encoder_attention_mask is not None and (traced or not bool(encoder_attention_mask.all())):
             encoder_mask = encoder_attention_mask.bool()[:, None, None, :]  # (batch, 1, 1, src)
         mask, is_causal = self._self_attention_mask(padding_mask, seq, past_len, device)
 

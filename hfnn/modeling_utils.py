@@ -15,32 +15,41 @@ from transformers import initialization as init
 from transformers.cache_utils import Cache, CacheLayerMixin
 from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria
 from transformers.modeling_outputs import Seq2SeqLMOutput, SequenceClassifierOutput
+from transformers.utils.import_utils import is_tracing
 
 __all__ = [
     "DirectDecodingMixin", "EncoderDecoderMixin", "TextClassifierPreTrainedModel", "RecurrentStateLayer",
     "RecurrentCache", "batch_first", "check_attention_mask", "check_input_ids", "check_token_labels",
-    "classification_loss", "classifier_output", "init_recurrent_", "layer_runner", "make_rnn", "masked_max",
-    "masked_mean", "pop_legacy_cache", "real_token_mask", "run_recurrence", "run_stack", "seq2seq_lm_output",
+    "classification_loss", "classifier_output", "final_states", "init_recurrent_", "checkpointed", "layer_runner", "make_rnn", "masked_max",
+    "masked_mean", "pop_legacy_cache", "real_token_mask", "run_masked_dense", "run_recurrence", "run_stack", "seq2seq_lm_output",
     "shift_tokens_right", "torch_layout", "zero_padding_row_",
 ]
 
 
 def check_input_ids(input_ids: torch.Tensor, vocab_size: int, name: str = "input_ids", field: str = "vocab_size",
                     allow_empty: bool = False) -> None:
-    """A (batch, time) tensor of ids in [0, vocab_size), else a ValueError naming the shape or the bad id."""
+    """A (batch, time) tensor of ids in [0, vocab_size), else a ValueError naming the shape or the bad id. The ids
+    are read only in eager mode: a traced graph (export, compile) holds no check that reads tensor values."""
     if input_ids.dim() != 2:
         raise ValueError(f"{name} must have shape (batch, time), got shape {tuple(input_ids.shape)}")
+    if is_tracing(input_ids) or (allow_empty and input_ids.numel() == 0):
+        return
     if input_ids.numel() == 0:
-        if allow_empty:
-            return
         raise ValueError(f"{name} is empty (shape {tuple(input_ids.shape)}): give at least one token.")
     low, high = int(input_ids.min()), int(input_ids.max())
     if low < 0 or high >= vocab_size:
-        bad = high if high >= vocab_size else low
         raise ValueError(
-            f"{name} contains token id {bad} outside the model's vocabulary [0, {field}={vocab_size}). "
-            "Was the text encoded with the tokenizer the model was trained with?"
+            f"{name} contains token id {high if high >= vocab_size else low} outside the model's vocabulary [0, "
+            f"{field}={vocab_size}). Was the text encoded with the tokenizer the model was trained with?"
         )
+
+
+def checkpointed(module: nn.Module, function, *args):
+    """``function(*args)``, under ``module``'s gradient checkpointing function when transformers enabled it
+    (``gradient_checkpointing_enable``) and a backward pass will follow."""
+    if getattr(module, "gradient_checkpointing", False) and module.training and torch.is_grad_enabled():
+        return module._gradient_checkpointing_func(function, *args)
+    return function(*args)
 
 
 def check_attention_mask(mask: torch.Tensor | None, shape, name: str = "attention_mask") -> None:
@@ -49,6 +58,8 @@ def check_attention_mask(mask: torch.Tensor | None, shape, name: str = "attentio
 
 
 def check_token_labels(labels: torch.Tensor, vocab_size: int) -> None:
+    if is_tracing(labels):
+        return
     bad = labels[(labels != -100) & ((labels < 0) | (labels >= vocab_size))]
     if bad.numel():
         raise ValueError(
@@ -76,7 +87,7 @@ def classification_loss(model, labels: torch.Tensor, logits: torch.Tensor, **kwa
             f"labels must be integer class ids for single_label_classification, got dtype {labels.dtype}; for "
             "regression or multi-label targets set config.problem_type"
         )
-    else:
+    elif not is_tracing(labels):
         bad = labels[(labels != -100) & ((labels < 0) | (labels >= config.num_labels))]
         if bad.numel():
             raise ValueError(
@@ -202,47 +213,91 @@ class _OneLayer(nn.Module):
         return run_recurrence(self.rnn, inputs, state)
 
 
-def layer_runner(rnn: nn.RNNBase, index: int):
-    """``f(inputs, state)`` running layer ``index`` of ``rnn`` alone, on ``rnn``'s own parameters (gradients
-    reach them); ``state`` in torch's layout for that layer. Used to return one hidden state per layer."""
+def layer_runner(rnn: nn.RNNBase, index: int, reverse: bool | None = None):
+    """``f(inputs, state)`` running layer ``index`` of ``rnn`` alone (both directions, or only the backward one when
+    ``reverse`` is True, the forward one when False) on ``rnn``'s own parameters, so gradients reach them; ``state``
+    in torch's layout for that layer."""
     templates = rnn.__dict__.setdefault("_hfnn_layer_templates", {})
-    if index not in templates:
+    both = reverse is None and rnn.bidirectional
+    if (index, both) not in templates:
         width = rnn.input_size if index == 0 else rnn.hidden_size * (2 if rnn.bidirectional else 1)
         extra = {"nonlinearity": rnn.nonlinearity} if isinstance(rnn, nn.RNN) else {}
         with torch.device("meta"):
-            templates[index] = _OneLayer(type(rnn)(width, rnn.hidden_size, num_layers=1, bias=rnn.bias,
-                                                   batch_first=rnn.batch_first, bidirectional=rnn.bidirectional,
-                                                   **extra))
-    params = {f"rnn.{name.replace(f'_l{index}', '_l0')}": p for name, p in rnn.named_parameters()
-              if name.rsplit("_l", 1)[1].split("_")[0] == str(index)}
-    template = templates[index]
+            templates[index, both] = _OneLayer(type(rnn)(width, rnn.hidden_size, num_layers=1, bias=rnn.bias,
+                                                         batch_first=rnn.batch_first, bidirectional=both, **extra))
+    wanted = {f"_l{index}": "_l0", f"_l{index}_reverse": "_l0_reverse"} if both else {
+        f"_l{index}{'_reverse' if reverse else ''}": "_l0"}
+    params = {f"rnn.{base}{wanted['_l' + tail]}": p for name, p in rnn.named_parameters()
+              for base, _, tail in [name.partition("_l")] if "_l" + tail in wanted}
+    template = templates[index, both]
     return lambda inputs, state: torch.func.functional_call(template, params, (inputs, state))
 
 
-def run_stack(rnn: nn.RNNBase, inputs, state, per_layer: bool = False):
+def _layer_state(state, rows):
+    return None if state is None else tuple(s[rows] for s in state) if isinstance(state, tuple) else state[rows]
+
+
+def _between_layers(rnn, x):
+    """What the fused module does between its layers: dropout in training (on a tensor or a packed sequence)."""
+    if not (rnn.dropout and rnn.training):
+        return x
+    if isinstance(x, torch.Tensor):
+        return nn.functional.dropout(x, rnn.dropout, True)
+    return x._replace(data=nn.functional.dropout(x.data, rnn.dropout, True))
+
+
+def run_stack(rnn: nn.RNNBase, inputs, state, per_layer: bool = False, owner: nn.Module | None = None):
     """``rnn(inputs, state)`` (torch's state layout; ``inputs`` a tensor or a ``PackedSequence``), in one fused
-    call, or layer by layer when ``per_layer``. Returns ``(output, state, below)`` with ``below`` the outputs
-    of the layers under the top one (a list; None unless ``per_layer``)."""
+    call, or layer by layer when ``per_layer`` or when ``owner`` checkpoints its layers (see :func:`checkpointed`).
+    Returns ``(output, state, below)`` with ``below`` the outputs of the layers under the top one (a list; None
+    unless ``per_layer``)."""
+    keep = per_layer
+    per_layer = per_layer or bool(getattr(owner, "gradient_checkpointing", False) and owner.training)
     if not per_layer or rnn.num_layers == 1:
-        output, state = run_recurrence(rnn, inputs, state)
-        return output, state, [] if per_layer else None
+        output, state = checkpointed(owner, run_recurrence, rnn, inputs, state)
+        return output, state, [] if keep else None
     width = 2 if rnn.bidirectional else 1
     pieces, below, x = [], [], inputs
     for index in range(rnn.num_layers):
-        rows = slice(index * width, (index + 1) * width)
-        chunk = None if state is None else tuple(s[rows] for s in state) if isinstance(state, tuple) else state[rows]
-        x, layer_state = layer_runner(rnn, index)(x, chunk)
+        chunk = _layer_state(state, slice(index * width, (index + 1) * width))
+        x, layer_state = checkpointed(owner, layer_runner(rnn, index), x, chunk)
         pieces.append(layer_state)
         if index < rnn.num_layers - 1:
             below.append(x)
-            if rnn.dropout and rnn.training:  # what the fused module does between layers
-                if isinstance(x, torch.Tensor):
-                    x = nn.functional.dropout(x, rnn.dropout, True)
-                else:
-                    x = x._replace(data=nn.functional.dropout(x.data, rnn.dropout, True))
+            x = _between_layers(rnn, x)
     if isinstance(pieces[0], tuple):
-        return x, tuple(torch.cat(parts, 0) for parts in zip(*pieces)), below
-    return x, torch.cat(pieces, 0), below
+        return x, tuple(torch.cat(parts, 0) for parts in zip(*pieces)), below if keep else None
+    return x, torch.cat(pieces, 0), below if keep else None
+
+
+def run_masked_dense(rnn: nn.RNNBase, inputs: torch.Tensor, mask: torch.Tensor, state=None):
+    """The traceable form of a run over packed sequences: each row's real tokens (``mask`` True) are moved to the
+    front in their order (reversed for a backward direction) and every layer and direction runs densely, once. No
+    value of the mask steers Python, so an exported graph computes the same for every padding. Returns ``(output,
+    h, below)``: the outputs at the tokens' positions (0 at padding), the final h of every layer and direction in
+    torch's layout (rows without tokens keep ``state``'s) and the outputs of the layers below the top one. The
+    cell state of an LSTM is not recoverable this way."""
+    batch, time = mask.shape
+    lengths = mask.sum(1)
+    positions = torch.arange(time, device=mask.device).expand(batch, time)
+    forward = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+    backward = forward.gather(1, torch.where(positions < lengths[:, None], lengths[:, None] - 1 - positions, positions))
+    rows, last, width = torch.arange(batch, device=mask.device), (lengths - 1).clamp(min=0), 2 if rnn.bidirectional else 1
+    x, below, finals = inputs, [], []
+    for index in range(rnn.num_layers):
+        outputs = []
+        for direction, order in enumerate((forward, backward)[:width]):
+            chunk = _layer_state(state, slice(index * width + direction, index * width + direction + 1))
+            order3 = order[..., None].expand(batch, time, x.shape[-1])
+            y, _ = layer_runner(rnn, index, bool(direction))(x.gather(1, order3), chunk)
+            outputs.append(torch.zeros_like(y).scatter(1, order[..., None].expand_as(y), y) * mask[..., None])
+            kept = torch.zeros_like(y[:, 0]) if chunk is None else (chunk[0] if isinstance(chunk, tuple) else chunk)[0]
+            finals.append(torch.where((lengths > 0)[:, None], y[rows, last], kept))
+        x = torch.cat(outputs, -1)
+        if index < rnn.num_layers - 1:
+            below.append(x)
+            x = _between_layers(rnn, x)
+    return x, torch.stack(finals), below
 
 
 def masked_max(values: torch.Tensor, keep: torch.Tensor, dim: int) -> torch.Tensor:
@@ -260,6 +315,18 @@ def masked_mean(values: torch.Tensor, keep: torch.Tensor, dim: int) -> torch.Ten
     """Mean of ``values`` over ``dim`` where ``keep`` is True; 0 where nothing is kept."""
     weights = keep.to(values.dtype)
     return (values * weights).sum(dim) / weights.sum(dim).clamp(min=1.0)
+
+
+def final_states(outputs: torch.Tensor, mask: torch.Tensor, bidirectional: bool) -> torch.Tensor:
+    """The summary of recurrent ``outputs (batch, time, hidden)``: the output at each row's last real token (``mask``
+    bool ``(batch, time)``), and for ``bidirectional`` outputs the backward half at the first real token (the final
+    state of each direction). Rows without a token give their (zero) output at padding."""
+    rows = torch.arange(outputs.shape[0], device=outputs.device)
+    last = outputs[rows, outputs.shape[1] - 1 - mask.flip(1).int().argmax(1)]
+    if not bidirectional:
+        return last
+    half = outputs.shape[-1] // 2
+    return torch.cat([last[:, :half], outputs[rows, mask.int().argmax(1), half:]], dim=-1)
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None):

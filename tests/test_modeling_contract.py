@@ -295,3 +295,60 @@ def test_modeling_and_configuration_files_import_only_what_travels_with_remote_c
                     assert node.module.split(".")[0] in allowed, f"{name} imports {node.module}"
             elif isinstance(node, ast.Import):
                 assert all(a.name.split(".")[0] in allowed for a in node.names), name
+
+
+def _padded(head, batch, length, decoder_length, seed):
+    """Inputs of a padded batch: row 0 left-padded by 2, row 1 right-padded by 1, the rest full."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, VOCAB, (batch, length), generator=generator)
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0
+    mask[1, -1:] = 0
+    kwargs = {"input_ids": ids.masked_fill(mask == 0, 0), "attention_mask": mask}
+    if head == "AutoModelForSeq2SeqLM":
+        kwargs["decoder_input_ids"] = torch.randint(4, VOCAB, (batch, decoder_length), generator=generator)
+    if head != "AutoModelForSequenceClassification":
+        kwargs["use_cache"] = False
+    return kwargs
+
+
+def _logits(out):
+    return out["logits"] if isinstance(out, dict) or hasattr(out, "keys") else out[0]
+
+
+# torch's fused recurrent ops (nn.LSTM / GRU / RNN) cannot be exported with a dynamic time axis: their decomposition
+# unrolls over time and specialises it (pytorch/pytorch#115092). The recurrent models export with a dynamic batch and
+# a fixed length; the padding stays an input, checked on a batch of another size padded otherwise.
+FIXED_LENGTH = {"rnn", "rnn_seq2seq"}
+
+
+EXPORT_CASES = [(a, h, {}) for a, h in HEADS] + [
+    ("rnn", "AutoModelForSequenceClassification", dict(bidirectional=True, rnn_type="gru")),
+    ("rnn_seq2seq", "AutoModelForSeq2SeqLM", dict(attention="luong", rnn_type="lstm", num_encoder_layers=1)),
+    ("rnn_seq2seq", "AutoModelForSeq2SeqLM", dict(attention="none", bidirectional_encoder=False)),
+    ("transformer", "AutoModelForCausalLM", dict(position_embedding_type="rotary")),
+]
+
+
+@pytest.mark.parametrize("arch,head,fields", EXPORT_CASES,
+                         ids=[f"{a}-{h.removeprefix('AutoModelFor')}-{'-'.join(map(str, f.values())) or 'default'}"
+                              for a, h, f in EXPORT_CASES])
+def test_torch_export_with_dynamic_batch_and_length_matches_eager_on_a_new_padded_shape(arch, head, fields):
+    from torch.export import Dim
+
+    model = build(arch, head, **fields)
+    fixed = arch in FIXED_LENGTH
+    batch, length, target = Dim("batch", min=2, max=16), Dim("length", min=3, max=24), Dim("target", max=24)
+    example = _padded(head, 2, 5, 3, seed=0)
+    shapes = {key: None if key == "use_cache" else {0: batch} if fixed else {0: batch, 1: length} for key in example}
+    if "decoder_input_ids" in example and not fixed:
+        shapes["decoder_input_ids"] = {0: batch, 1: target}
+    program = torch.export.export(model, (), kwargs=example, dynamic_shapes=shapes)
+    new = _padded(head, 4, 5 if fixed else 9, 3 if fixed else 6, seed=1)
+    new["attention_mask"][2, :3] = 0  # padding where the example had none
+    with torch.no_grad():
+        expected = model(**new).logits
+    got = _logits(program.module()(**new))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    unpadded = _logits(program.module()(**{**new, "attention_mask": torch.ones_like(new["attention_mask"])}))
+    assert not torch.allclose(unpadded, got)  # the graph reads the mask: padding is not a traced-away fast path
