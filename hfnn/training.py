@@ -26,12 +26,13 @@ import logging
 import math
 import time
 
-from transformers import TrainerCallback
+from transformers import Seq2SeqTrainer, TrainerCallback
 from transformers.trainer_callback import ExportableState, ProgressCallback
 
-__all__ = ["BudgetProgressCallback", "NonFiniteGuardCallback", "NonFiniteTrainingError", "TimeBudgetCallback",
-           "TrainingCallbacks", "causal_lm_metrics", "check_finite_model", "classification_metrics",
-           "non_finite_parameters"]
+__all__ = ["BudgetProgressCallback", "NonFiniteGuardCallback", "NonFiniteTrainingError", "OrderedEvalSeq2SeqTrainer",
+           "TimeBudgetCallback", "TrainingCallbacks", "causal_lm_metrics", "check_finite_model",
+           "check_resume_architecture", "check_tokenizer", "check_training_arguments", "classification_metrics",
+           "non_finite_parameters", "seq2seq_metrics"]
 
 _logger = logging.getLogger(__name__)
 
@@ -336,6 +337,75 @@ class TrainingCallbacks:
                          "was too short to measure)")
 
 
+# ---------------------------------------------------------------------------------------------- checks before training
+
+
+def check_training_arguments(args) -> None:
+    """``TrainingArguments`` that the Trainer would take without a word and then fail on (or loop on) late: a batch
+    size or accumulation below 1, a negative or non-finite learning rate, no step to train. ValueError naming the
+    option."""
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        value = getattr(args, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"--{name} must be an integer >= 1, got {value!r}")
+    if not (math.isfinite(args.learning_rate) and args.learning_rate >= 0):
+        raise ValueError(f"--learning_rate must be a finite number >= 0, got {args.learning_rate!r}")
+    epochs = args.num_train_epochs
+    if (args.max_steps is None or args.max_steps <= 0) and not (math.isfinite(epochs) and epochs > 0):
+        raise ValueError(f"--num_train_epochs must be > 0 (or give --max_steps), got {epochs!r}: nothing would be trained")
+
+
+def check_tokenizer(model_or_config, tokenizer, vocab_size_field: str = "vocab_size") -> None:
+    """Raises ValueError when ``tokenizer`` cannot be the one ``model_or_config`` was trained with: it has more
+    tokens than the model's vocabulary (its ids would fall outside the embedding table), or its pad/bos/eos ids
+    differ from the config's. A tokenizer of the same size with other tokens is beyond any check: keep the
+    tokenizer saved beside the model (save_pretrained does)."""
+    config = getattr(model_or_config, "config", model_or_config)
+    vocab_size = getattr(config, vocab_size_field)
+    if len(tokenizer) > vocab_size:
+        raise ValueError(
+            f"The tokenizer has {len(tokenizer)} tokens but the model's {vocab_size_field} is {vocab_size}: they do not "
+            "belong together (ids >= vocab_size are outside the model's embedding table)"
+        )
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        ours, theirs = getattr(config, name, None), getattr(tokenizer, name, None)
+        if ours is not None and theirs is not None and not isinstance(ours, list) and ours != theirs:
+            raise ValueError(
+                f"The tokenizer's {name} is {theirs} but the model config's is {ours}: they do not belong together"
+            )
+
+
+_RESUME_FIELDS = ("model_type", "vocab_size", "source_vocab_size", "hidden_size", "embedding_size", "num_hidden_layers",
+                  "num_encoder_layers", "num_decoder_layers", "rnn_type", "attention", "num_labels", "intermediate_size",
+                  "num_attention_heads", "window_sizes", "num_filters", "bidirectional_encoder", "bidirectional")
+
+
+def check_resume_architecture(checkpoint, model) -> None:
+    """A ``--resume_from_checkpoint`` folder must hold a model of the same type and shape as the one built
+    for this run; ValueError naming the checkpoint and the first difference otherwise."""
+    import json
+    from pathlib import Path
+
+    try:
+        saved = json.loads((Path(checkpoint) / "config.json").read_text(encoding="utf-8")) if checkpoint else None
+    except (OSError, ValueError):
+        return  # the checkpoint checks say what is wrong with an unreadable folder
+    if saved is None:
+        return
+    ours, where = model.config.to_dict(), f"--resume_from_checkpoint {checkpoint}: it"
+    classes = saved.get("architectures") or []
+    if classes and type(model).__name__ not in classes:
+        raise ValueError(f"{where} holds a {', '.join(classes)}, this run trains a {type(model).__name__}; resume "
+                         "with the pipeline and recipe of that run")
+    for field in _RESUME_FIELDS:
+        if saved.get(field) is not None and ours.get(field) is not None and saved[field] != ours[field]:
+            raise ValueError(f"{where} holds another model ({field} {saved[field]!r}, this run builds "
+                             f"{ours[field]!r}); resume with the recipe and config_overrides of that run")
+    labels = saved.get("id2label"), ours.get("id2label")
+    if "num_labels" not in saved and None not in labels and len(labels[0]) != len(labels[1]):
+        raise ValueError(f"{where} has {len(saved['id2label'])} labels, this run {len(ours['id2label'])}")
+
+
 def causal_lm_metrics():
     """``(compute_metrics, preprocess_logits_for_metrics)`` for a causal LM ``Trainer``: per-token negative
     log-likelihood of the next token is computed where the logits are (they never leave the device), and
@@ -393,3 +463,57 @@ def classification_metrics(problem_type: str = "single_label_classification"):
                 "f1": f1.compute(predictions=preds, references=refs, average="macro")["f1"]}
 
     return compute_single_label
+
+
+def seq2seq_metrics(kind: str, target_tokenizer, references: list[list[str]], expected_labels=None):
+    """``compute_metrics`` for ``Seq2SeqTrainer`` with ``predict_with_generate`` (and
+    :class:`OrderedEvalSeq2SeqTrainer`): ``kind`` ``"g2p"`` (WER, PER) or ``"translation"`` (BLEU, chrF); decodes the generated ids and
+    scores them against ``references`` (every acceptable target of each example, in dataset order).
+
+    ``expected_labels`` (the label ids of the evaluated split, in dataset order) checks that the evaluation
+    came back in that order by comparing ids, so targets with symbols the tokenizer maps to unk or cut by
+    ``max_target_length`` score as errors instead of stopping the evaluation. A reference symbol unseen in
+    training cannot be predicted: such an example counts as wrong."""
+    import numpy as np
+
+    from hfnn.metrics import load_metric
+
+    modules = {name: load_metric(name) for name in (("wer", "per") if kind == "g2p" else ("bleu", "chrf"))}
+    pad = target_tokenizer.pad_token_id
+
+    def compute_metrics(eval_pred):
+        ids = np.asarray(eval_pred.predictions)
+        predictions = [" ".join(p.split()) for p in target_tokenizer.batch_decode(np.where(ids < 0, pad, ids),
+                                                                                  skip_special_tokens=True)]
+        if len(predictions) != len(references):
+            raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+        if expected_labels is not None and eval_pred.label_ids is not None:
+            # the references are matched by position: check the labels came back in dataset order
+            got = [tuple(int(x) for x in row if x >= 0 and x != pad) for row in np.asarray(eval_pred.label_ids)]
+            if got != [tuple(x for x in row if x != pad) for row in expected_labels]:
+                raise RuntimeError("the evaluation returned the examples in another order than the dataset's; "
+                                   "the predictions cannot be matched to their references")
+        result = {name: float(m.compute(predictions=predictions, references=references)[name])
+                  for name, m in modules.items()}
+        if kind == "g2p":
+            result["accuracy"] = 1.0 - result["wer"]
+        result["predictions_mean_length"] = float(np.mean([len(p.split()) for p in predictions]))
+        return result
+
+    return compute_metrics
+
+
+class OrderedEvalSeq2SeqTrainer(Seq2SeqTrainer):
+    """``Seq2SeqTrainer`` that always evaluates in dataset order.
+
+    ``compute_metrics`` matches generated outputs to each example's references by position, but with
+    ``train_sampling_strategy="group_by_length"`` the Trainer would also shuffle evaluation batches by length.
+    The evaluation splits are sorted by source length beforehand instead, which gives the same short padding.
+    """
+
+    def _get_eval_sampler(self, eval_dataset):
+        from torch.utils.data import SequentialSampler
+
+        if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
+            return None
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None

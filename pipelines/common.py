@@ -20,7 +20,8 @@ from pathlib import Path
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 
 from hfnn.pipelines.checkpoints import CheckpointCommitCallback, resolve_resume_checkpoint
-from hfnn.training import TrainingCallbacks, check_finite_model
+from hfnn.training import (TrainingCallbacks, check_finite_model, check_resume_architecture, check_tokenizer,
+                           check_training_arguments)
 
 __all__ = ["DataArguments", "ModelArguments", "Pipeline", "RECIPES_DIR", "RunArguments", "TextDataArguments",
            "TokenizerModelArguments", "USER_ERRORS", "arg", "build_config", "check_config_overrides", "check_resume_architecture",
@@ -276,19 +277,11 @@ def run_command(main, argv=None) -> int:
 
 def check_run_options(training_args, run_args=None, data_args=None) -> None:
     """Options that the Trainer would take without a word and then fail on (or loop on) late: ValueError
-    naming the option."""
-    counts = [(training_args, n) for n in ("per_device_train_batch_size", "per_device_eval_batch_size",
-                                           "gradient_accumulation_steps")]
-    counts += [(data_args, n) for n in ("max_train_samples", "max_eval_samples", "max_test_samples")]
-    for args, name in counts:
-        if getattr(args, name, None) is not None:
-            check_count(f"--{name}", getattr(args, name), 1, "" if args is training_args else
-                        " (leave it unset to use every example)")
-    if not (math.isfinite(training_args.learning_rate) and training_args.learning_rate >= 0):
-        raise ValueError(f"--learning_rate must be a finite number >= 0, got {training_args.learning_rate!r}")
-    epochs = training_args.num_train_epochs
-    if (training_args.max_steps is None or training_args.max_steps <= 0) and not (math.isfinite(epochs) and epochs > 0):
-        raise ValueError(f"--num_train_epochs must be > 0 (or give --max_steps), got {epochs!r}: nothing would be trained")
+    naming the option (:func:`hfnn.training.check_training_arguments`, then the data and run options)."""
+    check_training_arguments(training_args)
+    for name in ("max_train_samples", "max_eval_samples", "max_test_samples"):
+        if getattr(data_args, name, None) is not None:
+            check_count(f"--{name}", getattr(data_args, name), 1, " (leave it unset to use every example)")
     minutes = getattr(run_args, "max_train_minutes", None)
     if minutes is not None and not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
         raise ValueError(f"--max_train_minutes must be a number of minutes > 0 (leave it unset for no limit), got {minutes!r}")
@@ -342,54 +335,6 @@ def check_config_overrides(config, overrides: dict) -> None:
         hints = [f"{key!r}" + "".join(f" (did you mean {c!r}?)" for c in
                                       difflib.get_close_matches(key, sorted(known - {"self"}), n=1)) for key in unknown]
         raise ValueError(f"config_overrides: {cls.__name__} has no field {', '.join(hints)}")
-
-
-def check_tokenizer(model_or_config, tokenizer, vocab_size_field: str = "vocab_size") -> None:
-    """Raises ValueError when ``tokenizer`` cannot be the one ``model_or_config`` was trained with: it has more
-    tokens than the model's vocabulary (its ids would fall outside the embedding table), or its pad/bos/eos ids
-    differ from the config's. A tokenizer of the same size with other tokens is beyond any check: keep the
-    tokenizer saved beside the model (save_pretrained does)."""
-    config = getattr(model_or_config, "config", model_or_config)
-    vocab_size = getattr(config, vocab_size_field)
-    if len(tokenizer) > vocab_size:
-        raise ValueError(
-            f"The tokenizer has {len(tokenizer)} tokens but the model's {vocab_size_field} is {vocab_size}: they do not "
-            "belong together (ids >= vocab_size are outside the model's embedding table)"
-        )
-    for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
-        ours, theirs = getattr(config, name, None), getattr(tokenizer, name, None)
-        if ours is not None and theirs is not None and not isinstance(ours, list) and ours != theirs:
-            raise ValueError(
-                f"The tokenizer's {name} is {theirs} but the model config's is {ours}: they do not belong together"
-            )
-
-
-_RESUME_FIELDS = ("model_type", "vocab_size", "source_vocab_size", "hidden_size", "embedding_size", "num_hidden_layers",
-                  "num_encoder_layers", "num_decoder_layers", "rnn_type", "attention", "num_labels", "intermediate_size",
-                  "num_attention_heads", "window_sizes", "num_filters", "bidirectional_encoder", "bidirectional")
-
-
-def check_resume_architecture(checkpoint, model) -> None:
-    """A ``--resume_from_checkpoint`` folder must hold a model of the same type and shape as the one built
-    for this run; ValueError naming the checkpoint and the first difference otherwise."""
-    try:
-        saved = json.loads((Path(checkpoint) / "config.json").read_text(encoding="utf-8")) if checkpoint else None
-    except (OSError, ValueError):
-        return  # the checkpoint checks say what is wrong with an unreadable folder
-    if saved is None:
-        return
-    ours, where = model.config.to_dict(), f"--resume_from_checkpoint {checkpoint}: it"
-    classes = saved.get("architectures") or []
-    if classes and type(model).__name__ not in classes:
-        raise ValueError(f"{where} holds a {', '.join(classes)}, this run trains a {type(model).__name__}; resume "
-                         "with the pipeline and recipe of that run")
-    for field in _RESUME_FIELDS:
-        if saved.get(field) is not None and ours.get(field) is not None and saved[field] != ours[field]:
-            raise ValueError(f"{where} holds another model ({field} {saved[field]!r}, this run builds "
-                             f"{ours[field]!r}); resume with the recipe and config_overrides of that run")
-    labels = saved.get("id2label"), ours.get("id2label")
-    if "num_labels" not in saved and None not in labels and len(labels[0]) != len(labels[1]):
-        raise ValueError(f"{where} has {len(saved['id2label'])} labels, this run {len(ours['id2label'])}")
 
 
 # ---------------------------------------------------------------------------------------------- data helpers

@@ -27,11 +27,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import SequentialSampler
-from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
 
 from hfnn import registry
-from hfnn.metrics import load_metric
 from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK
 from hfnn.pipelines.common import (
     DataArguments as BaseDataArguments,
@@ -48,6 +46,7 @@ from hfnn.pipelines.common import (
     split_metrics,
     subset,
 )
+from hfnn.training import OrderedEvalSeq2SeqTrainer, seq2seq_metrics
 
 __all__ = ["ARCHITECTURES", "DataArguments", "ModelArguments", "OrderedEvalSeq2SeqTrainer", "Seq2SeqPipeline",
            "main", "pick_sample_rows"]
@@ -101,20 +100,6 @@ def pick_sample_rows(num_rows: int, num_samples: int, num_attention_examples: in
     return sorted({int(i) for i in np.linspace(0, num_rows - 1, count)}) if count > 0 else []
 
 
-class OrderedEvalSeq2SeqTrainer(Seq2SeqTrainer):
-    """``Seq2SeqTrainer`` that always evaluates in dataset order.
-
-    ``compute_metrics`` matches generated outputs to each example's references by position, but with
-    ``train_sampling_strategy="group_by_length"`` the Trainer would also shuffle evaluation batches by length.
-    The evaluation splits are sorted by source length beforehand instead, which gives the same short padding.
-    """
-
-    def _get_eval_sampler(self, eval_dataset):
-        if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
-            return None
-        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
-
-
 def _sorted_by_length(ds, column: str):
     """``ds`` sorted by the length of ``column`` (stable), for evaluation batches with little padding."""
     lengths = [len(text) for text in ds[column]]
@@ -122,39 +107,6 @@ def _sorted_by_length(ds, column: str):
 
 
 _subset = subset  # the name benchmarks import
-
-
-def make_compute_metrics(kind: str, target_tokenizer, references: list[list[str]], expected_labels=None):
-    """``compute_metrics`` for ``Seq2SeqTrainer`` with ``predict_with_generate``: decodes the generated ids and
-    scores them against ``references`` (every acceptable target of each example, in dataset order).
-
-    ``expected_labels`` (the label ids of the evaluated split, in dataset order) checks that the evaluation
-    came back in that order by comparing ids, so targets with symbols the tokenizer maps to unk or cut by
-    ``max_target_length`` score as errors instead of stopping the evaluation. A reference symbol unseen in
-    training cannot be predicted: such an example counts as wrong."""
-    modules = {name: load_metric(name) for name in (("wer", "per") if kind == "g2p" else ("bleu", "chrf"))}
-    pad = target_tokenizer.pad_token_id
-
-    def compute_metrics(eval_pred):
-        ids = np.asarray(eval_pred.predictions)
-        predictions = [" ".join(p.split()) for p in target_tokenizer.batch_decode(np.where(ids < 0, pad, ids),
-                                                                                  skip_special_tokens=True)]
-        if len(predictions) != len(references):
-            raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
-        if expected_labels is not None and eval_pred.label_ids is not None:
-            # the references are matched by position: check the labels came back in dataset order
-            got = [tuple(int(x) for x in row if x >= 0 and x != pad) for row in np.asarray(eval_pred.label_ids)]
-            if got != [tuple(x for x in row if x != pad) for row in expected_labels]:
-                raise RuntimeError("the evaluation returned the examples in another order than the dataset's; "
-                                   "the predictions cannot be matched to their references")
-        result = {name: float(m.compute(predictions=predictions, references=references)[name])
-                  for name, m in modules.items()}
-        if kind == "g2p":
-            result["accuracy"] = 1.0 - result["wer"]
-        result["predictions_mean_length"] = float(np.mean([len(p.split()) for p in predictions]))
-        return result
-
-    return compute_metrics
 
 
 def save_attention_heatmaps(records: list[dict], sources: list[str], out_dir, title: str) -> Path | None:
@@ -261,7 +213,7 @@ class Seq2SeqPipeline(Pipeline):
     def _metrics(self, split, dataset):
         references = ([list(r) if not isinstance(r, str) else [r] for r in self.raw[split][self.references]]
                       if self.references else [[t] for t in self.raw[split][self.target]])
-        return make_compute_metrics(self.kind, self.tokenizers[""], references, dataset["labels"])
+        return seq2seq_metrics(self.kind, self.tokenizers[""], references, dataset["labels"])
 
     def trainer_kwargs(self, eval_ds):
         with_metrics = len(eval_ds) and self.training_args.predict_with_generate

@@ -304,3 +304,41 @@ def test_csv_cells_are_read_as_written(tmp_path):
     path = write(tmp_path / "n.jsonl", "".join(json.dumps({"text": t, "label": ["2", "10", "1"][i % 3]}) + "\n"
                                                for i, t in enumerate(TEXTS)))
     assert label_names(load_corpus(str(path))) == ["1", "2", "10"]
+
+
+def test_evaluating_a_text_file_scores_the_stream_the_pipeline_trains_on(tmp_path):
+    """``hfnn evaluate --file x.txt``: the file is one document (end-of-sequence at its end only), as in training."""
+    from argparse import Namespace
+
+    from hfnn.inference import evaluate_lm, load_eval_split
+
+    content = "".join(f"To be or not {i}\n" for i in range(30))
+    path = write(tmp_path / "a.txt", content)
+    args = Namespace(file=str(path), corpus=None, split=None, text_column=None, label_column=None, source_column=None,
+                     target_column=None)
+    _, ds = load_eval_split(args, {})
+    assert ds["text"][:] == [content]  # train, validation and test tails joined back into the file
+    tok = train_tokenizer([content], kind="char")
+    raw = load_corpus(str(path))
+    trained = [i for split in run_lm.tokenize_and_group(raw, tok, block_size=4).values()
+               for b in split["input_ids"] for i in b]
+    assert tok.eos_token_id not in trained  # the pipeline: no end inside a file...
+
+    seen = []
+
+    class Recorder:  # a stand-in model that records the blocks it is given
+        device = "cpu"
+
+        def __call__(self, input_ids):
+            import torch
+
+            seen.append(input_ids)
+            return type("Out", (), {"logits": torch.zeros(*input_ids.shape, len(tok))})()
+
+    metrics = evaluate_lm(Recorder(), tok, ds["text"], block_size=4)
+    scored = [i for batch in seen for row in batch.tolist() for i in row]
+    assert scored.count(tok.eos_token_id) <= 1 and scored.count(tok.convert_tokens_to_ids("\n")) >= 25
+    assert metrics["blocks"] == (len(content) + 1) // 4  # ...and one at its end in evaluation: never one per line
+    # a split of the file is its own part of the one document
+    _, valid = load_eval_split(Namespace(**{**vars(args), "split": "validation"}), {})
+    assert len(valid) == 1 and valid["text"][0] and content.endswith(valid["text"][0] + "".join(raw["test"]["text"]))

@@ -271,3 +271,26 @@ def test_lstm_recurrence_runs_in_float32_under_bf16_autocast():
     for layer, (a, b) in enumerate(zip(full.hidden_states, half.hidden_states)):
         assert b.dtype == torch.float32 and torch.equal(a, b), f"hidden state {layer} under autocast"
     torch.testing.assert_close(half.logits.float(), full.logits, atol=0.1, rtol=0.05)
+
+
+def test_a_lora_run_saves_the_merged_model_and_the_adapter(tmp_path):
+    pytest.importorskip("peft", reason="--lora_r needs peft")
+    pytest.importorskip("hfnn.adapters", reason="--lora_r needs hfnn.adapters")
+    from transformers import AutoModelForCausalLM
+
+    text = tmp_path / "text.txt"
+    text.write_text("Shall I compare thee to a summer's day?\nThou art more lovely and more temperate.\n" * 8)
+    out = tmp_path / "out"
+    results = run_lm.main(
+        ["rnn_shakespeare_char", "--output_dir", str(out), "--train_file", str(text), "--block_size", "16",
+         "--config_overrides", '{"hidden_size": 8, "embedding_size": 8, "num_hidden_layers": 1}',
+         "--max_steps", "3", "--learning_rate", "0.05", "--eval_strategy", "no", "--save_strategy", "no",
+         "--num_samples", "1", "--sample_max_new_tokens", "2", "--write_model_card", "false", "--report_to", "none",
+         "--disable_tqdm", "true", "--lora_r", "4"])
+    assert results["adapter"] == {"method": "lora", "r": 4}
+    assert 0 < results["trainable_parameters"] < results["parameters"]
+    assert (out / "adapter" / "adapter_config.json").is_file() and (out / "adapter" / "adapter_model.safetensors").is_file()
+    merged = AutoModelForCausalLM.from_pretrained(out)  # a plain model: the adapter is merged into its weights
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    assert sum(p.numel() for p in merged.parameters()) == results["parameters"]
+    assert "validation_loss" in results and len(results["samples"]) == 1
