@@ -39,3 +39,55 @@ def test_beats_knows_which_way_is_better():
     assert beats("test perplexity", 5.0, 20.0) and not beats("test perplexity", 25.0, 20.0)
     assert beats("test accuracy", 0.8, 0.5) and not beats("test accuracy", 0.5, 0.5)
     assert beats("test per", 0.1, 0.6)
+
+
+def test_recipe_changes_name_real_models_and_options():
+    """Every quickstart change of a recipe is for a listed model and an option of its pipeline (a misspelt
+    name would otherwise fail only at the end of a long run), and its config fields exist in the config."""
+    import importlib
+
+    from hfnn import registry
+    from hfnn.quickstart import QUICKSTART_MODELS, QUICKSTART_OVERRIDES, _pipeline_fields
+    from hfnn.recipes import pipeline_module
+
+    models = {m[0]: m for m in QUICKSTART_MODELS}
+    for label, changes in QUICKSTART_OVERRIDES.items():
+        assert label in models, label
+        _, arch, task, _, _ = models[label]
+        fields = _pipeline_fields(pipeline_module(task))
+        assert set(changes) <= fields, (label, set(changes) - fields)
+        entry = registry.architecture(arch)
+        config = getattr(importlib.import_module(f"hfnn.{entry.config_module}"), entry.config_class)()
+        missing = [k for k in changes.get("config_overrides", {}) if not hasattr(config, k)]
+        assert not missing, (label, missing)
+
+
+def test_the_g2p_row_trains_the_changed_recipe(tmp_path, monkeypatch):
+    """The RNN attention G2P row runs its shipped recipe with the quickstart's changes on the command line:
+    the config fields as a JSON mapping (it updates the recipe's), the batch, learning rate and greedy decoding,
+    beside the time budget."""
+    import json
+
+    from hfnn import quickstart
+    from hfnn.recipes import pipeline_module
+
+    seen = []
+
+    def fake_main(argv):
+        seen.append(list(argv))
+        return {"test_per": 0.2, "parameters": 10, "train_seconds": 1.0}
+
+    monkeypatch.setattr(pipeline_module("seq2seq"), "main", fake_main)
+    monkeypatch.setattr(quickstart, "baseline", lambda task, corpus, run_dir: ("test per", 0.5))
+    monkeypatch.setattr(quickstart, "_summary_plot", lambda done, path: False)
+    code = quickstart.run_quickstart(tmp_path / "qs", minutes_per_model=0.25, only=["rnn_seq2seq"])
+    assert code == 0 and len(seen) == 1
+    argv = seen[0]
+    assert argv[0] == "rnn_seq2seq_cmudict"
+    options = dict(zip(argv[1::2], argv[2::2]))
+    assert options["--max_train_minutes"] == "0.25"
+    assert json.loads(options["--config_overrides"]) == {"hidden_size": 192, "embedding_size": 64}
+    assert options["--per_device_train_batch_size"] == "64" and options["--generation_num_beams"] == "1"
+    assert float(options["--learning_rate"]) == 0.005
+    summary = json.loads((tmp_path / "qs" / "summary.json").read_text())
+    assert summary[0]["recipe_changes"]["per_device_train_batch_size"] == 64 and summary[0]["beats_baseline"]
