@@ -28,7 +28,8 @@ from transformers.utils import can_return_tuple
 
 from .configuration_cnn import CnnConfig
 from .modeling_utils import (
-    TextClassifierPreTrainedModel, check_input_ids, classifier_output, masked_max, real_token_mask, zero_padding_row_,
+    TextClassifierPreTrainedModel, check_input_ids, checkpointed, classifier_output, masked_max, real_token_mask,
+    zero_padding_row_,
 )
 
 __all__ = ["CnnPreTrainedModel", "CnnModel", "CnnForSequenceClassification"]
@@ -74,7 +75,7 @@ class CnnEmbeddings(nn.Module):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         # the tables' own size: resize_token_embeddings may have grown it since the config was read
         tables = [t for t in (self.word_embeddings, self.static_word_embeddings) if t is not None]
-        check_input_ids(input_ids, min(t.num_embeddings for t in tables), allow_empty=True)
+        check_input_ids(input_ids, min(t.weight.shape[0] for t in tables), allow_empty=True)
         self.freeze_()
         embeds = self.word_embeddings(input_ids)
         if self.static_word_embeddings is not None:
@@ -149,6 +150,8 @@ class CnnModel(CnnPreTrainedModel):
       - `pooler_output` (batch, len(window_sizes) * num_filters): max over the counted windows.
     """
 
+    gradient_checkpointing = False  # checkpoints each window width's convolution and pooling
+
     def __init__(self, config: CnnConfig):
         super().__init__(config)
         self.embeddings = CnnEmbeddings(config)
@@ -179,20 +182,17 @@ class CnnModel(CnnPreTrainedModel):
         embeds = embeds * mask.unsqueeze(-1).to(embeds.dtype)
 
         positions = torch.arange(seq_len, device=embeds.device)
-        feature_maps, pooled = [], []
-        for h, conv in zip(self.window_sizes, self.convs):
-            # Extend by h-1 zero vectors so that a window starts at every position t (and a text shorter
-            # than h still has one); conv output t covers positions t .. t+h-1.
-            x = nn.functional.pad(embeds, (0, 0, 0, h - 1)).transpose(1, 2)  # (batch, emb, seq_len + h - 1)
-            c = torch.relu(conv(x))  # (batch, num_filters, seq_len)
-            # A window counts when all h positions are real tokens; a text shorter than h counts the one
-            # window that starts at its first token (the rest of that window is zero vectors).
-            padded_mask = nn.functional.pad(mask.to(embeds.dtype), (0, h - 1))
-            full = padded_mask.unfold(1, h, 1).sum(-1) == h  # (batch, seq_len)
-            short = (lengths < h).unsqueeze(1) & (positions.unsqueeze(0) == first.unsqueeze(1))
-            counted = (full | short).unsqueeze(1)  # (batch, 1, seq_len)
-            pooled.append(masked_max(c, counted, dim=2))  # zeros when no window is counted
-            feature_maps.append(c.masked_fill(~counted, 0.0))
+
+        def window(conv, embeds, h):
+            # h-1 zero vectors after the text, so that a window starts at every position t (and a text shorter than h
+            # still has one); it counts when its h positions are real tokens, or is a short text's only window
+            c = torch.relu(conv(nn.functional.pad(embeds, (0, 0, 0, h - 1)).transpose(1, 2)))  # (batch, filters, seq)
+            full = nn.functional.pad(mask.to(embeds.dtype), (0, h - 1)).unfold(1, h, 1).sum(-1) == h
+            counted = (full | (lengths < h).unsqueeze(1) & (positions.unsqueeze(0) == first.unsqueeze(1))).unsqueeze(1)
+            return masked_max(c, counted, dim=2), c.masked_fill(~counted, 0.0)  # pooled: zeros when nothing counts
+
+        pooled, feature_maps = zip(*(checkpointed(self, window, conv, embeds, h)
+                                     for h, conv in zip(self.window_sizes, self.convs)))
         pooled_output = torch.cat(pooled, dim=1)
         last_hidden_state = torch.cat(feature_maps, dim=1).transpose(1, 2)
         if output_hidden_states is None:

@@ -24,6 +24,7 @@ import math
 import torch
 from torch import nn
 from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 from transformers.utils import can_return_tuple
 
@@ -70,7 +71,7 @@ class MlpBagOfEmbeddings(nn.Module):
         self.ngram_embeddings = nn.Embedding(config.ngram_buckets, config.embedding_size) if self.max_n > 1 else None
 
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        check_input_ids(input_ids, self.word_embeddings.num_embeddings, allow_empty=True)
+        check_input_ids(input_ids, self.word_embeddings.weight.shape[0], allow_empty=True)
         weights = mask.to(self.word_embeddings.weight.dtype)  # (batch, seq_len)
         total = weights.new_zeros(input_ids.shape[0], self.word_embeddings.embedding_dim)
         count = weights.new_zeros(input_ids.shape[0])
@@ -87,7 +88,7 @@ class MlpBagOfEmbeddings(nn.Module):
         return total / count.clamp_min(1.0).unsqueeze(-1)
 
 
-class MlpLayer(nn.Module):
+class MlpLayer(GradientCheckpointingLayer):
     """One layer of neurons: h = dropout(f(W x + b)); shapes (batch, in_features) -> (batch, hidden_size)."""
 
     def __init__(self, in_features: int, config: MlpConfig):

@@ -113,7 +113,7 @@ class RnnSeq2SeqEncoder(_TokenInput):
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("RnnSeq2SeqEncoder needs input_ids or inputs_embeds")
-            check_input_ids(input_ids, self.embed_tokens.num_embeddings, "input_ids", "source_vocab_size")
+            check_input_ids(input_ids, self.embed_tokens.weight.shape[0], "input_ids", "source_vocab_size")
             inputs_embeds = self.embed_tokens(input_ids)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
@@ -196,7 +196,7 @@ class RnnSeq2SeqDecoder(_TokenInput):
     def forward(self, input_ids, encoder_states, encoder_mask, state, feed=None, decoder_attention_mask=None,
                 inputs_embeds=None, output_hidden_states=False):
         if inputs_embeds is None:
-            check_input_ids(input_ids, self.embed_tokens.num_embeddings, "decoder_input_ids", "vocab_size")
+            check_input_ids(input_ids, self.embed_tokens.weight.shape[0], "decoder_input_ids", "vocab_size")
             inputs_embeds = self.embed_tokens(input_ids)
         batch, tgt_len = inputs_embeds.shape[:2]
         embeds = self.dropout(inputs_embeds)

@@ -406,7 +406,7 @@ class TransformerModel(TransformerPreTrainedModel):
 
         # 1. token embeddings
         if inputs_embeds is None:
-            check_input_ids(input_ids, self.embed_tokens.num_embeddings)
+            check_input_ids(input_ids, self.embed_tokens.weight.shape[0])
             inputs_embeds = self.embed_tokens(input_ids)
         batch, seq, _ = inputs_embeds.shape
         device = inputs_embeds.device

@@ -463,6 +463,7 @@ class TextClassifierPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     _input_embed_layer = "word_embeddings"
     accepts_loss_kwargs = False
+    supports_gradient_checkpointing = True
 
 
 def zero_padding_row_(embedding: nn.Embedding) -> None:

@@ -352,3 +352,69 @@ def test_torch_export_with_dynamic_batch_and_length_matches_eager_on_a_new_padde
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     unpadded = _logits(program.module()(**{**new, "attention_mask": torch.ones_like(new["attention_mask"])}))
     assert not torch.allclose(unpadded, got)  # the graph reads the mask: padding is not a traced-away fast path
+
+
+GC_CASES = [(a, h, {}) for a, h in HEADS] + [
+    ("rnn", "AutoModelForSequenceClassification", dict(bidirectional=True, rnn_type="gru", pooling="max")),
+    ("rnn_seq2seq", "AutoModelForSeq2SeqLM", dict(attention="luong", rnn_type="lstm")),
+    ("rnn_seq2seq", "AutoModelForSeq2SeqLM", dict(attention="luong", input_feeding=False)),
+]
+
+
+def _loss_and_grads(model, head, checkpoints):
+    kwargs = _padded(head, 3, 6, 4, seed=2)
+    kwargs.pop("use_cache", None)
+    labels = kwargs.get("decoder_input_ids", kwargs["input_ids"])
+    kwargs["labels"] = torch.tensor([0, 2, 1]) if head == "AutoModelForSequenceClassification" else labels
+    model.zero_grad()
+    loss = model(**kwargs).loss
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("arch,head,fields", GC_CASES,
+                         ids=[f"{a}-{h.removeprefix('AutoModelFor')}-{'-'.join(map(str, f.values())) or 'default'}"
+                              for a, h, f in GC_CASES])
+def test_gradient_checkpointing_gives_the_same_gradients(arch, head, fields):
+    model = build(arch, head, **fields).train()
+    assert model.supports_gradient_checkpointing
+    loss, grads = _loss_and_grads(model, head, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the v5 alias of activation_checkpointing_enable
+        model.gradient_checkpointing_enable()
+    assert model.is_activation_checkpointing
+    calls = []
+    for module in model.modules():
+        if getattr(module, "gradient_checkpointing", False):
+            function = module._gradient_checkpointing_func
+            module._gradient_checkpointing_func = lambda *a, f=function, **k: calls.append(1) or f(*a, **k)
+    checkpointed_loss, checkpointed_grads = _loss_and_grads(model, head, calls)
+    assert calls, "nothing was checkpointed"
+    torch.testing.assert_close(checkpointed_loss, loss, rtol=1e-6, atol=1e-6)
+    assert checkpointed_grads.keys() == grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(checkpointed_grads[name], grad, rtol=1e-6, atol=1e-6, msg=name)
+    model.activation_checkpointing_disable()
+    with torch.no_grad():  # evaluation and generation are untouched
+        model.eval()(**inputs(head))
+
+
+@pytest.mark.parametrize("arch,head", HEADS, ids=IDS)
+def test_trainer_trains_with_gradient_checkpointing(arch, head, tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    model = build(arch, head)
+    rows = []
+    for i in range(4):
+        row = {key: value[0] for key, value in _padded(head, 2, 6, 4, seed=i).items() if key != "use_cache"}
+        row["labels"] = torch.tensor(i % 3) if head == "AutoModelForSequenceClassification" else row.get(
+            "decoder_input_ids", row["input_ids"])
+        rows.append(row)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the v5 name of activation_checkpointing
+        args = TrainingArguments(str(tmp_path), max_steps=2, per_device_train_batch_size=2, gradient_checkpointing=True,
+                                 report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    Trainer(model=model, args=args, train_dataset=rows).train()
+    assert model.is_activation_checkpointing
+    assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters())
