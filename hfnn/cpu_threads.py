@@ -186,18 +186,22 @@ class ThreadTuner(TrainerCallback):
     step times.
 
     At the start the first ``skip_steps`` steps (allocation, warm caches) run untimed on the fewest threads
-    while :class:`CpuLoad` measures the others' load (``load``; None: no load signal). A count with no room
-    (:func:`room_for`) is not tried; when one count is left it is taken without timing anything. Otherwise the
-    counts left run ``probe_steps`` steps each (interleaved); the median step time of each decides, and a count
-    must be ``margin`` faster than the current one to replace it (no flapping). A count ``clear_loss`` times
-    slower than the fastest after one step each is not timed again (its steps are the expensive ones). When the
-    untimed steps took less than ``load_window_s`` the load is not known yet and every count is timed.
+    while :class:`CpuLoad` (``load``; None: no load signal) measures the cores other programs want. The counts
+    tried are the ``candidates`` and the number of free cores; one with no room (:func:`room_for`) is not
+    tried, and when one count is left it is taken without timing anything. Otherwise the counts left run
+    ``probe_steps`` steps each (interleaved); the median step time of each decides, and a count must be
+    ``margin`` faster than the current one to replace it (no flapping). A count ``clear_loss`` times slower
+    than the fastest after one step each is not timed again (its steps are the expensive ones). When the
+    untimed steps took less than ``load_window_s`` the load is not known yet and every candidate is timed
+    (such steps are cheap).
 
-    After a decision the chosen count runs; every ``load_every_s`` seconds the load is read again, and when it
-    changes which counts have room, the tuner decides again. It also decides again when the median step time of
-    a window of ``drift_window`` steps is more than ``drift`` above that of its first window. Without a load
-    signal (not Linux) it measures again every ``recheck_s`` seconds (doubling, up to ``max_recheck_s``, while
-    the choice stays the same). Every decision is logged and kept in :attr:`history`.
+    After a decision the chosen count runs. Every ``load_every_s`` seconds the load is read again; when it
+    changes which counts have room (a program started or ended), the tuner decides again. It also decides
+    again when the median step time of a window of ``drift_window`` steps is more than ``drift`` above that of
+    its first window. Without a load signal (not Linux) it times the candidates again every ``recheck_s``
+    seconds instead (doubling, up to ``max_recheck_s``, while the choice stays the same). Every decision is
+    logged with its reason and kept in :attr:`history` (the threads, the median step times, the other
+    programs' and the free cores).
     """
 
     def __init__(self, candidates: list[int] | None = None, probe_steps: int = 3, skip_steps: int = 2,

@@ -399,3 +399,46 @@ def test_without_proc_files_the_step_times_decide():
     _train(tuner, machine, 30)
     assert tuner.chosen == 1 and machine.steps_at[2] == 1
     assert tuner.history[0]["free_cores"] is None
+
+
+def test_a_full_machine_shows_what_the_others_want():
+    """With no idle time the others got only a share: beside our two runnable threads on two cores a program
+    that wants one core gets two thirds of one; the reading says one core. With idle time left, what the
+    others got is what they wanted."""
+    machine = LoadedMachine(other=1.0)
+    load = machine.load()
+    before = load.sample()
+    machine.advance(10.0)  # two threads of ours beside one busy core
+    after = load.sample()
+    free, other = load.measure(before, after, threads=2)
+    assert other == pytest.approx(1.0, abs=0.02) and free == pytest.approx(1.0, abs=0.02)
+    assert load.measure(before, after)[1] == pytest.approx(2 / 3, abs=0.02)  # the thread count unknown
+    machine.threads = 1
+    machine.set_other(0.5)
+    before = load.sample()
+    machine.advance(10.0)
+    assert load.measure(before, load.sample(), threads=1)[1] == pytest.approx(0.5, abs=0.02)
+
+
+def test_choices_are_logged_with_their_reason(caplog):
+    machine = LoadedMachine(other=1.0)
+    tuner = _loaded_tuner(machine)
+    with caplog.at_level("INFO", logger="hfnn.cpu_threads"):
+        _train(tuner, machine, 10)
+    assert any("cpu threads: 1 (start; the only count with room: 1.00 free cores)" in r.getMessage()
+               for r in caplog.records), caplog.text
+
+
+def test_resume_reads_the_load_from_then_on():
+    """A pause in which something else ran (the bench's fixed-thread windows) is not read as load."""
+    machine = LoadedMachine(other=0.0)
+    tuner = _loaded_tuner(machine)
+    _train(tuner, machine, 100)
+    assert tuner.chosen == 2
+    machine.set_other(1.0)  # another program runs during the pause only
+    machine.threads = 1
+    machine.advance(30.0)
+    machine.set_other(0.0)
+    tuner.resume()
+    _train(tuner, machine, 200)
+    assert len(tuner.history) == 1 and machine.threads == 2
