@@ -14,6 +14,7 @@
     hfnn push runs/rnn-char me/rnn-shakespeare-char --dry-run
     hfnn quickstart --minutes-per-model 1
     hfnn demo runs/rnn-shakespeare-char --port 7860
+    hfnn export runs/cnn-rt --format onnx                   # model.onnx beside the tokenizer (hfnn[export])
 
 The commands compose the library: tasks and architectures come from :mod:`hfnn.registry`, saved
 models run through ``transformers.pipeline`` (the task's ``pipeline_task``), training and scoring
@@ -160,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
              ("--minutes-per-model", dict(type=float, default=1.5, help="training time budget per model (minutes)")),
              ("--only", dict(nargs="+", metavar="NAME", help="train only these (architecture or task names, e.g. rnn classification)")),
              ("--max-eval-samples", dict(type=int, default=200, help="evaluation examples per split")))
+    _command(sub, "export", "export a saved model to ONNX (needs hfnn[export])",
+             "Export a saved model folder to ONNX: model.onnx beside its tokenizer, with dynamic batch and sequence\n"
+             "axes, then run it with ONNX Runtime against PyTorch on a padded batch of another shape. Classifiers\n"
+             "map (input_ids, attention_mask) to logits; language models also take and return their recurrent state\n"
+             "or keys and values, for decoding one token per call; seq2seq models take the decoder inputs too\n"
+             "(see `python -c 'import hfnn.export; help(hfnn.export)'`).", model,
+             ("--format", dict(choices=["onnx"], default="onnx", help="export format (default onnx)")),
+             ("--opset", dict(type=int, help="ONNX opset version (default: the exporter's)")),
+             ("--output", dict(help="the .onnx file to write (default: FOLDER/model.onnx)")),
+             epilog="example:\n  hfnn export runs/cnn-rt --format onnx")
     sub.add_parser("demo", help="serve a Gradio page showing the inside of a saved model (needs hfnn[demo])",
                    add_help=False)
     return parser
@@ -182,6 +193,7 @@ _OPTION_RULES = {
     "block_size": (lambda v: v >= 2, "at least 2 (one token predicts the next)"),
     "minutes_per_model": (lambda v: 0 < v < math.inf, "a positive finite number"),
     "max_eval_samples": (lambda v: v >= 1, "at least 1"),
+    "opset": (lambda v: v >= 18, "at least 18 (the ONNX exporter's oldest)"),
 }
 
 
@@ -442,12 +454,28 @@ def _cmd_quickstart(args) -> int:
     return quickstart.run_quickstart(args.output_dir, args.minutes_per_model, args.only, args.max_eval_samples)
 
 
+# --------------------------------------------------------------------------------------------- export
+
+
+def _cmd_export(args) -> int:
+    from hfnn.export import export_onnx, require_onnx
+
+    require_onnx()
+    result = export_onnx(args.model, args.output, args.opset)
+    _out(f"wrote {result.path} ({result.kind}, {result.size_mb:.1f} MB)")
+    _out(f"  inputs:  {', '.join(result.inputs)}")
+    _out(f"  outputs: {', '.join(result.outputs)}")
+    batch, seq = result.check_shape
+    _out(f"  ONNX Runtime vs PyTorch on a padded batch of {batch} x {seq}: largest difference {result.max_abs_diff:.1e}")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- main
 
 _COMMANDS = {
     "generate": _cmd_run, "classify": _cmd_run, "transduce": _cmd_run, "predict": _cmd_run,
     "evaluate": _cmd_evaluate, "corpora": _cmd_corpora, "recipes": _cmd_recipes, "push": _cmd_push,
-    "quickstart": _cmd_quickstart,
+    "quickstart": _cmd_quickstart, "export": _cmd_export,
 }
 
 

@@ -45,6 +45,7 @@ traced. Needs the ``export`` extra: ``pip install "onnx>=1.16" "onnxruntime>=1.1
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import torch
@@ -264,11 +265,19 @@ def export_onnx(folder_or_model, output_path=None, opset: int | None = None, *, 
         graph = _graph(model)
         batch, seq, past = _TRACE_SHAPE
         example = _example(model, graph, batch, seq, past, padded=True)
-        with torch.no_grad():
-            program = torch.onnx.export(
-                graph.module, example, None, input_names=graph.inputs, output_names=graph.outputs,
-                dynamic_shapes=_dynamic_shapes(graph), opset_version=opset, dynamo=True, optimize=True, verbose=False,
-            )
+        try:
+            with torch.no_grad():
+                program = torch.onnx.export(
+                    graph.module, example, None, input_names=graph.inputs, output_names=graph.outputs,
+                    dynamic_shapes=_dynamic_shapes(graph), opset_version=opset, dynamo=True, optimize=True,
+                    verbose=False,
+                )
+        except Exception as err:  # the exporter's own message spans pages: its cause, on one line
+            from hfnn.console import first_line
+
+            cause = err.__cause__ or err
+            raise RuntimeError(f"torch.onnx.export could not export {type(model).__name__}: {type(cause).__name__}: "
+                               f"{first_line(cause)}") from err
         config = model.config
         meta = {"hfnn.kind": graph.kind, "hfnn.model_type": config.model_type,
                 "hfnn.architecture": type(model).__name__, "hfnn.past_inputs": ",".join(graph.inputs[2:])
@@ -279,7 +288,9 @@ def export_onnx(folder_or_model, output_path=None, opset: int | None = None, *, 
                 meta[f"hfnn.{key}"] = str(value)
         program.model.metadata_props.update(meta)
         size = sum(p.numel() * p.element_size() for p in model.parameters())
-        program.save(output_path, external_data=size > 1_800_000_000)  # one file below protobuf's 2 GB
+        with warnings.catch_warnings():  # axes sharing a name ("batch" of ids and mask) are one axis: as meant
+            warnings.filterwarnings("ignore", message=".*will not be used, since it shares the same shape")
+            program.save(output_path, external_data=size > 1_800_000_000)  # one file below protobuf's 2 GB
         diff = _check(graph, model, output_path) if check else None
     finally:
         model.train(was_training)
