@@ -17,15 +17,13 @@ class RnnConfig(HfnnConfig):
         embedding_size: width of the token embeddings (the seed's x_i); defaults to ``hidden_size``.
         hidden_size: width of the hidden state h_i.
         num_hidden_layers: number of stacked recurrent layers.
-        rnn_type: ``"rnn_tanh"`` (the seed's h_i = tanh(W_x x_i + W_h h_{i-1} + b)), ``"rnn_relu"``,
-            ``"gru"`` or ``"lstm"``.
+        rnn_type: ``"rnn_tanh"`` (the seed's cell), ``"rnn_relu"``, ``"gru"`` or ``"lstm"``.
         dropout: dropout on the embeddings, between recurrent layers and on the last hidden states.
         bidirectional: read the sequence both ways (classification only; a language model must be causal).
-        pooling: how the classifier turns the hidden states into one vector: ``"last"`` (final state of
-            each direction), ``"mean"`` or ``"max"`` over the non-padding positions.
+        pooling: the classifier's ``"last"`` (final state of each direction), ``"mean"`` or ``"max"`` pooling.
         classifier_dropout: dropout before the classification layer (defaults to ``dropout``).
-        tie_word_embeddings: share the input embedding matrix with the output layer (U in the seed's
-            y = softmax(U h + b_2)); when ``embedding_size != hidden_size`` a projection is inserted.
+        tie_word_embeddings: share the input embedding with the output layer U (through a projection when
+            ``embedding_size != hidden_size``).
         initializer_range: standard deviation of the normal init of the linear layers.
         embedding_init_std: standard deviation of the normal init of the token embeddings. The
             default, 1.0 (PyTorch's own), feeds the recurrent cells inputs of unit scale; the 0.02

@@ -13,12 +13,9 @@ LUONG_SCORES = ("dot", "general")
 class RnnSeq2SeqConfig(HfnnConfig):
     """Configuration of :class:`RnnSeq2SeqModel` and :class:`RnnSeq2SeqForConditionalGeneration`.
 
-    Source and target have their own vocabularies (e.g. letters -> ARPAbet phonemes for grapheme-to-phoneme),
-    hence ``source_vocab_size`` (encoder embedding) next to ``vocab_size`` (decoder embedding and output layer).
-
     Args:
         source_vocab_size / vocab_size: number of source token ids (encoder input) / of target token ids (decoder
-            input and output distribution).
+            input and output distribution), e.g. letters / phonemes for grapheme-to-phoneme.
         embedding_size: width of the source and target embeddings; defaults to ``hidden_size``.
         hidden_size: width of the decoder state s_t and of the encoder states h_j. With ``bidirectional_encoder``
             each direction has ``hidden_size // 2`` units, concatenated (as in OpenNMT), so it must then be even;

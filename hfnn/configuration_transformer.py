@@ -11,11 +11,8 @@ POSITION_EMBEDDING_TYPES = ("learned", "sinusoidal", "rotary")
 
 @hfnn_config
 class TransformerConfig(HfnnConfig):
-    """Configuration of the Transformer models of :mod:`hfnn.modeling_transformer`.
-
-    One configuration describes the whole family: the decoder-only backbone (:class:`TransformerModel`) with its
-    language-model and classification heads, and the encoder-decoder (:class:`TransformerForConditionalGeneration`,
-    ``is_encoder_decoder=True``), whose encoder and decoder share the width, heads and feed-forward size.
+    """Configuration of the Transformer models of :mod:`hfnn.modeling_transformer`: the decoder-only backbone with its
+    heads, and the encoder-decoder (``is_encoder_decoder=True``), whose stacks share width, heads and feed-forward size.
 
     Args:
         vocab_size: number of token ids (the target vocabulary of the encoder-decoder).
@@ -35,7 +32,6 @@ class TransformerConfig(HfnnConfig):
             ``initializer_range / sqrt(2 * num_layers)`` (GPT-2).
         tie_word_embeddings: share the token embedding with the output layer (and, in the encoder-decoder with a
             shared vocabulary, with the encoder's embedding).
-        use_cache: return a key/value cache from the forward pass (generation).
         pad_token_id, bos_token_id, eos_token_id: special token ids (hfnn tokenizers: 0, 2, 3).
         is_encoder_decoder: build the encoder-decoder (sequence-to-sequence) model.
         encoder_layers, decoder_layers: depth of the encoder and decoder (default ``num_hidden_layers``);

@@ -1,21 +1,10 @@
-"""CNN sentence classifier of Kim (2014), "Convolutional Neural Networks for Sentence Classification",
-as a `transformers` model.
+"""CNN sentence classifier of Kim (2014) as a `transformers` model (seed note, idea 6): a convolution of width h
+computes one feature per h-gram, c_t = ReLU(w . x_{t:t+h-1} + b), and max-over-time pooling keeps the strongest match
+wherever it occurs. Several widths x feature maps are pooled, concatenated, dropped out and mapped by a linear layer
+whose rows are held to an l2 norm of at most `max_norm`.
 
-Seed note, idea 6: a convolution of width h slides over the sentence and computes one feature per
-h-gram, c_t = ReLU(w . x_{t:t+h-1} + b); max-over-time pooling c = max_t c_t keeps the strongest h-gram
-match wherever it occurs (local, position-invariant features). Several widths (3, 4, 5) x 100 feature
-maps are pooled, concatenated, passed through dropout and a linear layer whose rows are held to an l2
-norm of at most `max_norm` (Kim's constraint, 3).
-
-Pooling only sees windows that lie entirely inside the real text: a window overlapping a padding
-position is left out of the max, so a sentence gives the same logits alone or padded in a batch (a row
-with no window left, e.g. all padding, pools to zeros).
-A sentence shorter than a window is right-extended with zero vectors so that exactly one window (the
-one starting at its first token) exists for it.
-
-Classes, in reading order: `CnnEmbeddings` (one or two channels of word vectors), `CnnModel`
-(convolutions + pooling, returns the sentence vector) and `CnnForSequenceClassification`.
-"""
+Pooling sees only windows inside the real text, so a sentence gives the same logits alone or padded (a row with no
+window left pools to zeros); a sentence shorter than a window is right-extended with zero vectors (one window)."""
 
 import weakref
 
@@ -39,30 +28,22 @@ EMBEDDING_INIT_RANGE = 0.25
 
 
 class CnnEmbeddings(nn.Module):
-    """Token ids (batch, seq_len) -> word vectors (batch, seq_len, embedding_size).
-
-    `embedding_mode`: "rand" / "non-static" -> one trainable table; "static" -> one frozen table; "multichannel"
-    -> a trainable table (`word_embeddings`) and a frozen one (`static_word_embeddings`). Kim (2014, section 2)
-    applies each filter to both channels and adds the results; the convolution being linear, that equals one
-    convolution of the summed channels (its bias counted once), so the channels are summed here."""
+    """Token ids (batch, seq_len) -> word vectors (batch, seq_len, embedding_size): one table (trained, or frozen for
+    "static") or, for "multichannel", a trained and a frozen one, summed (Kim applies each filter to both channels
+    and adds the results: the convolution being linear, that is one convolution of the sum)."""
 
     def __init__(self, config: CnnConfig):
         super().__init__()
         self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
-        self.static_word_embeddings = None
-        if config.embedding_mode == "multichannel":
-            self.static_word_embeddings = nn.Embedding(
-                config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id
-            )
+        self.static_word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id
+                                                   ) if config.embedding_mode == "multichannel" else None
         self.frozen_tables = {"static": ["word_embeddings"], "multichannel": ["static_word_embeddings"]}.get(
-            config.embedding_mode, []
-        )
+            config.embedding_mode, [])
         self.freeze_()
 
     def freeze_(self):
-        """Set requires_grad=False on the frozen tables. Loading weights (`from_pretrained`) creates fresh
-        parameters that require grad, so this runs again on every `train()`/`eval()` switch (`from_pretrained`
-        ends with `eval()`) and every forward: a frozen table never receives a gradient."""
+        """requires_grad=False on the frozen tables, again at every `train()`/`eval()` and forward: loading weights
+        creates fresh parameters that require grad."""
         for name in self.frozen_tables:
             weight = getattr(self, name).weight
             if weight.requires_grad:
@@ -95,12 +76,8 @@ class CnnPreTrainedModel(TextClassifierPreTrainedModel):
             super()._init_weights(module)
 
     def load_embeddings(self, vectors: torch.Tensor):
-        """Copy pretrained word vectors, shape (vocab_size, embedding_size), into every embedding channel.
-
-        Row i must be the vector of token id i (see `hfnn.embeddings.load_word_vectors`). Whether the vectors
-        are then trained follows `config.embedding_mode` (static: frozen; non-static: trained; multichannel:
-        one frozen and one trained copy).
-        """
+        """Copy word vectors (vocab_size, embedding_size), row i for token id i (`hfnn.embeddings.load_word_vectors`),
+        into every channel; `config.embedding_mode` says whether they are trained."""
         embeddings = self.base_model.embeddings
         vectors = torch.as_tensor(vectors)
         expected = tuple(embeddings.word_embeddings.weight.shape)
@@ -118,8 +95,7 @@ class CnnPreTrainedModel(TextClassifierPreTrainedModel):
         return self
 
     def resize_token_embeddings(self, *args, **kwargs):
-        """Resizes both channels: the frozen table of "multichannel" follows the trainable one (new rows
-        start as copies of the trainable table's new rows)."""
+        """Resizes both channels: the frozen one's new rows start as copies of the trainable table's."""
         result = super().resize_token_embeddings(*args, **kwargs)
         embeddings = self.base_model.embeddings
         static = embeddings.static_word_embeddings
@@ -142,13 +118,9 @@ class CnnPreTrainedModel(TextClassifierPreTrainedModel):
 
 
 class CnnModel(CnnPreTrainedModel):
-    """Embeddings -> one Conv1d + ReLU per window width -> masked max-over-time pooling -> concatenation.
-
-    Returns `BaseModelOutputWithPooling` with
-      - `last_hidden_state` (batch, seq_len, len(window_sizes) * num_filters): the feature map c_t of the
-        window starting at position t, 0 where that window is not counted;
-      - `pooler_output` (batch, len(window_sizes) * num_filters): max over the counted windows.
-    """
+    """Embeddings -> a Conv1d + ReLU per window width -> masked max-over-time pooling -> concatenation. Returns
+    `last_hidden_state` (batch, seq_len, hidden_size), c_t of the window starting at t (0 where it does not count),
+    and `pooler_output` (batch, hidden_size), the max over the counted windows."""
 
     gradient_checkpointing = False  # checkpoints each window width's convolution and pooling
 
@@ -165,9 +137,7 @@ class CnnModel(CnnPreTrainedModel):
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 inputs_embeds: torch.Tensor | None = None, output_hidden_states: bool | None = None,
                 **kwargs) -> BaseModelOutputWithPooling:
-        """input_ids (batch, seq_len) or inputs_embeds (batch, seq_len, embedding_size); attention_mask
-        (batch, seq_len), 1 for real tokens and 0 for padding (left or right). Without a mask, positions
-        holding `pad_token_id` count as padding."""
+        """input_ids (batch, seq_len) or inputs_embeds; attention_mask 0 for padding (else `pad_token_id` is)."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("CnnModel: pass exactly one of input_ids or inputs_embeds")
         embeds = self.embeddings(input_ids) if inputs_embeds is None else inputs_embeds
@@ -202,12 +172,9 @@ class CnnModel(CnnPreTrainedModel):
 
 
 class CnnForSequenceClassification(CnnPreTrainedModel):
-    """`CnnModel` -> dropout -> linear layer (num_labels); the loss as :func:`classification_loss` computes it.
-
-    Max-norm (Kim 2014): with `config.max_norm` set, rows of `classifier.weight` longer than `max_norm` are
-    rescaled to `max_norm` after every optimizer step that updates them (an optimizer step post-hook, so a
-    plain `Trainer` or any training loop enforces it; `forward` never modifies a parameter) and when the
-    model is switched to eval mode (for weights loaded or set by hand)."""
+    """`CnnModel` -> dropout -> linear layer. With `config.max_norm`, rows of `classifier.weight` longer than it are
+    rescaled after every optimizer step that updates them (a step post-hook: any training loop enforces it, `forward`
+    never modifies a parameter) and when the model is switched to eval mode."""
 
     def __init__(self, config: CnnConfig):
         super().__init__(config)

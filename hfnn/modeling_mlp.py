@@ -1,23 +1,7 @@
-"""Feed-forward (MLP) text classifier as a `transformers` model.
-
-Seed note, ideas 1-3. A neuron with n-dimensional input x, weights w, bias b and activation f computes
-
-    y = f(w . x + b)
-
-a layer is many neurons side by side, h = f(W x + b), and a multi-layer network stacks them, the
-intermediate outputs being hidden states:
-
-    x      = mean of the embeddings of the text's tokens (and, optionally, hashed n-grams)
-    h^(0)  = x
-    h^(l)  = dropout(f(W^(l) h^(l-1) + b^(l)))          l = 1 .. num_hidden_layers
-    logits = W^(out) h^(L) + b^(out)
-
-With f = identity the whole stack is one affine map of x, whatever its depth (the note's reason for
-activation functions). Padding never enters the mean, so a text gives the same logits alone or padded.
-
-Classes, in reading order: `MlpBagOfEmbeddings`, `MlpLayer`, `MlpModel` (returns the last hidden state
-h^(L)), `MlpForSequenceClassification`.
-"""
+"""Feed-forward (MLP) text classifier as a `transformers` model (seed note, ideas 1-3): a neuron computes
+y = f(w . x + b), a layer h = f(W x + b), and the network stacks layers over the mean of the text's token (and
+hashed n-gram) embeddings: h^(0) = x, h^(l) = dropout(f(W^(l) h^(l-1) + b^(l))), logits = W^(out) h^(L) + b^(out).
+With f = identity the stack is one affine map, whatever its depth. Padding never enters the mean."""
 
 import math
 
@@ -44,11 +28,8 @@ _HASH_MULTIPLIER = 1_000_003
 
 
 def hash_ngrams(input_ids: torch.Tensor, n: int, num_buckets: int) -> torch.Tensor:
-    """Bucket of every n-gram starting at each position: (batch, seq_len) -> (batch, seq_len - n + 1).
-
-    A polynomial hash modulo 2**31 - 1, seeded with n so that bigrams and trigrams differ; deterministic
-    on every device (no Python `hash`).
-    """
+    """Bucket of the n-gram at each position, (batch, seq_len) -> (batch, seq_len - n + 1): a polynomial hash modulo
+    2**31 - 1 seeded with n, deterministic on every device."""
     windows = input_ids.long().unfold(1, n, 1)  # (batch, seq_len - n + 1, n)
     h = torch.full(windows.shape[:2], n, dtype=torch.long, device=input_ids.device)
     for k in range(n):
@@ -57,11 +38,8 @@ def hash_ngrams(input_ids: torch.Tensor, n: int, num_buckets: int) -> torch.Tens
 
 
 class MlpBagOfEmbeddings(nn.Module):
-    """Masked mean of token embeddings, plus hashed n-gram embeddings when `ngram_range` asks for them.
-
-    Shapes: input_ids, mask (batch, seq_len) -> (batch, embedding_size). An n-gram counts only when all of
-    its tokens are real (mask 1); a text with nothing to average gives the zero vector.
-    """
+    """Masked mean of token (and hashed n-gram) embeddings: (batch, seq_len) -> (batch, embedding_size). An n-gram
+    counts when all its tokens are real; a text with nothing to average gives the zero vector."""
 
     def __init__(self, config: MlpConfig):
         super().__init__()
@@ -115,12 +93,8 @@ class MlpPreTrainedModel(TextClassifierPreTrainedModel):
 
 
 class MlpModel(MlpPreTrainedModel):
-    """Bag of embeddings -> `num_hidden_layers` x `MlpLayer`.
-
-    Returns `BaseModelOutputWithPooling` with `last_hidden_state` = `pooler_output` = h^(L), shape
-    (batch, hidden_size), or (batch, embedding_size) with no hidden layer; `hidden_states` (when asked)
-    is (h^(0), ..., h^(L)).
-    """
+    """Bag of embeddings -> `num_hidden_layers` x `MlpLayer`: `last_hidden_state` = `pooler_output` = h^(L), and
+    `hidden_states` (h^(0), ..., h^(L)) when asked for."""
 
     def __init__(self, config: MlpConfig):
         super().__init__(config)
@@ -133,8 +107,7 @@ class MlpModel(MlpPreTrainedModel):
     @can_return_tuple
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 output_hidden_states: bool | None = None, **kwargs) -> BaseModelOutputWithPooling:
-        """input_ids, attention_mask (batch, seq_len); attention_mask 1 = real token, 0 = padding. Without a
-        mask, positions holding `pad_token_id` count as padding."""
+        """input_ids, attention_mask (batch, seq_len), 0 for padding (without a mask, `pad_token_id` is)."""
         if input_ids is None:
             raise ValueError("MlpModel: input_ids is required")
         mask = real_token_mask(attention_mask, input_ids, self.config.pad_token_id, input_ids.shape, input_ids.device,

@@ -1,19 +1,9 @@
 """Recurrent neural networks as ``transformers`` models: a language model and a sequence classifier.
 
-The seed note's language model (section 5) reads one token at a time and keeps a memory of what it
-has read::
-
-    h_i = tanh(W_x x_i + W_h h_{i-1} + b)          # rnn_type="rnn_tanh"
-    y_i = softmax(U h_i + b_2)                      # RnnForCausalLM.lm_head + softmax
-
-where x_i is the embedding of token i. ``rnn_relu`` swaps tanh for ReLU; ``gru`` and ``lstm`` replace
-the cell with the gated ones of Cho et al. (2014) and Hochreiter & Schmidhuber (1997). The cells are
-PyTorch's fused ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` (``nn.RNN`` keeps two bias vectors whose sum is
-the seed's b).
-
-Generation carries h_i forward as the cache (:class:`RnnStateCache`): each new token costs O(1) work. Padding
-never enters the state, so a left-padded prompt in a batch continues as the prompt alone does.
-"""
+The seed note's language model (section 5): h_i = tanh(W_x x_i + W_h h_{i-1} + b) (``rnn_tanh``; ``rnn_relu``, and
+the gated ``gru`` / ``lstm`` cells), y_i = softmax(U h_i + b_2), on PyTorch's fused ``nn.RNN`` / ``GRU`` / ``LSTM``.
+Generation carries h_i as the cache (:class:`RnnStateCache`): O(1) work per token. Padding never enters the state,
+so a left-padded prompt in a batch continues as the prompt alone does."""
 
 import torch
 from torch import nn
@@ -28,8 +18,8 @@ from transformers.utils.import_utils import is_tracing
 from .configuration_rnn import RnnConfig
 from .modeling_utils import (
     DirectDecodingMixin, RecurrentCache, batch_first, check_input_ids, check_token_labels, checkpointed,
-    classifier_output, final_states, init_recurrent_, layer_runner, make_rnn, masked_max, masked_mean,
-    pop_legacy_cache, real_token_mask, run_masked_dense, run_recurrence, torch_layout, zero_padding_row_,
+    classifier_dropout, classifier_output, final_states, init_recurrent_, layer_runner, make_rnn, masked_max,
+    masked_mean, pop_legacy_cache, real_token_mask, run_masked_dense, run_recurrence, torch_layout, zero_padding_row_,
 )
 
 __all__ = ["RnnStateCache", "RnnPreTrainedModel", "RnnModel", "RnnForCausalLM", "RnnForSequenceClassification"]
@@ -197,11 +187,8 @@ class RnnModel(RnnPreTrainedModel):
 
 
 class RnnForCausalLM(DirectDecodingMixin, RnnPreTrainedModel, GenerationMixin):
-    """RNN language model: y_i = softmax(U h_i + b_2), the distribution of token i + 1.
-
-    ``forward(input_ids, labels=input_ids)`` returns the mean next-token cross-entropy (labels are
-    shifted inside; -100 is ignored). ``generate`` carries the recurrent state in ``cache``.
-    """
+    """RNN language model: y_i = softmax(U h_i + b_2), the distribution of token i + 1 (``labels`` are the input ids,
+    shifted inside; -100 is ignored)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
@@ -226,8 +213,7 @@ class RnnForCausalLM(DirectDecodingMixin, RnnPreTrainedModel, GenerationMixin):
                 use_cache: bool | None = None, labels: torch.LongTensor | None = None,
                 logits_to_keep: int | torch.Tensor = 0, output_hidden_states: bool | None = None,
                 **kwargs) -> CausalLMOutputWithPast:
-        """Returns logits ``(batch, time, vocab_size)`` (only the last ``logits_to_keep`` positions
-        when it is positive), the loss when ``labels`` ``(batch, time)`` are given, and the state."""
+        """Logits ``(batch, time, vocab_size)`` (the last ``logits_to_keep``), the loss for ``labels``, the state."""
         outputs = self.model(input_ids, attention_mask, inputs_embeds, pop_legacy_cache(kwargs, cache), use_cache,
                              output_hidden_states, return_dict=True)
         hidden = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
@@ -238,9 +224,7 @@ class RnnForCausalLM(DirectDecodingMixin, RnnPreTrainedModel, GenerationMixin):
             loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
         return CausalLMOutputWithPast(loss, logits, outputs.cache, outputs.hidden_states)
 
-    # -- generation ---------------------------------------------------------------------------
-    # The direct decoding loop (DirectDecodingMixin) feeds each new token straight through embedding ->
-    # recurrence -> output layer and carries the state in torch's own layout.
+    # The direct decoding loop: each new token through embedding, recurrence and output layer, state in torch's layout
     _FAST_DECODE_KWARGS = frozenset({"attention_mask", "logits_to_keep", "use_cache", "cache"})
 
     def _decode_allowed(self, model_kwargs) -> bool:
@@ -284,8 +268,7 @@ class RnnForSequenceClassification(RnnPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.model = RnnModel(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.dropout
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size * (2 if config.bidirectional else 1), config.num_labels)
         self.post_init()
 

@@ -80,8 +80,7 @@ class RnnSeq2SeqCache(RecurrentCache):
         self.feed = None
 
 
-class _TokenInput(nn.Module):
-    """A module whose input embedding is ``embed_tokens``."""
+class _TokenInput(nn.Module):  # a module whose input embedding is ``embed_tokens``
 
     def get_input_embeddings(self):
         return self.embed_tokens
@@ -264,18 +263,15 @@ class RnnSeq2SeqPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True  # encoder layers, decoder layers (or steps)
 
     @torch.no_grad()
-    def _init_weights(self, module):
-        """Recurrent layers: orthogonal W_h per gate, Xavier W_x, zero biases (LSTM forget gate 1); the rest as
-        transformers does (normal(0, initializer_range) for linear layers and embeddings, zero pad row)."""
+    def _init_weights(self, module):  # recurrent layers as init_recurrent_ does, the rest as transformers does
         if isinstance(module, (nn.GRU, nn.LSTM, nn.RNN)):
             init_recurrent_(module, forget_gate_bias="bias_hh")
         else:
             super()._init_weights(module)
 
     def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True):
-        """Resizes the target side (decoder embeddings, output layer, ``config.vocab_size``: the vocabulary of the
-        tokenizer at the folder's root), and the source side too when both share one vocabulary (``source_vocab_size ==
-        vocab_size``). Returns the resized encoder embeddings when shared, else the decoder's."""
+        """Resizes the target side (decoder embeddings, output layer, ``vocab_size``), and the source side too when both
+        share one vocabulary; returns the encoder embeddings when shared, else the decoder's."""
         config, model = self.config, self.base_model
         shared = config.source_vocab_size == config.vocab_size
         decoder = self._get_resized_embeddings(model.decoder.embed_tokens, new_num_tokens, pad_to_multiple_of,
@@ -293,11 +289,8 @@ class RnnSeq2SeqPreTrainedModel(PreTrainedModel):
 
 
 class RnnSeq2SeqModel(EncoderDecoderMixin, RnnSeq2SeqPreTrainedModel):
-    """Encoder, bridge and decoder; returns the decoder's attentional vectors o_t.
-
-    The bridge maps the encoder's final state c (see :func:`final_states`) to the decoder's initial state:
-    s_0 = tanh(W_b c + b_b), one ``hidden_size`` block per decoder layer (and per LSTM h/c).
-    """
+    """Encoder, bridge and decoder; returns the decoder's attentional vectors o_t. The bridge maps the encoder's final
+    state c (:func:`final_states`) to the decoder's s_0 = tanh(W_b c + b_b), a block per decoder layer (and LSTM part)."""
 
     def __init__(self, config):
         super().__init__(config)
@@ -320,18 +313,10 @@ class RnnSeq2SeqModel(EncoderDecoderMixin, RnnSeq2SeqPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
                 encoder_outputs=None, cache=None, inputs_embeds=None, decoder_inputs_embeds=None, use_cache=None,
                 output_attentions=None, output_hidden_states=None, **kwargs) -> Seq2SeqModelOutput:
-        """Args:
-            input_ids, attention_mask: ``(batch, src_len)`` source ids, and 1 for source tokens, 0 for padding.
-            decoder_input_ids: ``(batch, tgt_len)`` decoder inputs (start token first; with a cache, the new ones).
-            decoder_attention_mask: ``(batch, tgt_len)`` (or the full length so far): 0 marks padding that leaves the
-                decoder state unchanged.
-            encoder_outputs: precomputed encoder output (``BaseModelOutput``, or a tuple of the states first).
-            cache: :class:`RnnSeq2SeqCache` with the decoder state after the previous tokens; ``use_cache`` returns it.
-            inputs_embeds, decoder_inputs_embeds: embeddings instead of ``input_ids`` / ``decoder_input_ids``.
-            output_attentions: return the attention weights as ``cross_attentions``, a 1-tuple holding ``(batch, 1,
-                tgt_len, src_len)`` (None with ``attention="none"``).
-            output_hidden_states: the embeddings and every layer's states of encoder and decoder (the decoder's last
-                entry is its output o_t)."""
+        """Source ``input_ids``/``attention_mask`` ``(batch, src_len)``; ``decoder_input_ids (batch, tgt_len)`` (the new
+        ones with a ``cache``); ``decoder_attention_mask`` 0 marks padding that leaves the decoder state unchanged;
+        ``encoder_outputs`` skips the encoder. ``output_attentions`` returns the weights as ``cross_attentions`` (a
+        1-tuple of ``(batch, 1, tgt_len, src_len)``; None with ``attention="none"``)."""
         cache = pop_legacy_cache(kwargs, cache)
         config = self.config
         use_cache = config.use_cache if use_cache is None else use_cache
@@ -384,11 +369,8 @@ class RnnSeq2SeqModel(EncoderDecoderMixin, RnnSeq2SeqPreTrainedModel):
 
 class RnnSeq2SeqForConditionalGeneration(EncoderDecoderMixin, RnnSeq2SeqPreTrainedModel,
                                          GenerationMixin):
-    """:class:`RnnSeq2SeqModel` + output layer p(y_t | y_<t, x) = softmax(U o_t + b); loss from ``labels``.
-
-    ``labels`` ``(batch, tgt_len)``: target ids, -100 where ignored (padding). Without ``decoder_input_ids`` the
-    decoder reads the labels shifted right behind ``config.decoder_start_token_id`` (teacher forcing).
-    """
+    """:class:`RnnSeq2SeqModel` + output layer p(y_t | y_<t, x) = softmax(U o_t + b). Without ``decoder_input_ids`` the
+    decoder reads ``labels`` shifted right behind ``config.decoder_start_token_id`` (teacher forcing)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.decoder.embed_tokens.weight"}
     _is_stateful = True
@@ -421,11 +403,8 @@ class RnnSeq2SeqForConditionalGeneration(EncoderDecoderMixin, RnnSeq2SeqPreTrain
     def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
                 encoder_outputs=None, cache=None, inputs_embeds=None, decoder_inputs_embeds=None, labels=None,
                 use_cache=None, output_attentions=None, output_hidden_states=None, **kwargs) -> Seq2SeqLMOutput:
-        r"""Same arguments as :meth:`RnnSeq2SeqModel.forward`, plus ``labels`` ``(batch, tgt_len)``.
-
-        Returns ``Seq2SeqLMOutput`` with ``logits`` ``(batch, tgt_len, vocab_size)``, ``loss`` (mean token
-        cross-entropy over labels != -100), ``cache`` and ``cross_attentions``.
-        """
+        """:meth:`RnnSeq2SeqModel.forward` plus ``labels (batch, tgt_len)`` -> ``logits (batch, tgt_len, vocab_size)``,
+        the mean token cross-entropy over labels != -100, ``cache`` and ``cross_attentions``."""
         if labels is not None:
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:

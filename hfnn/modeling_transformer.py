@@ -1,21 +1,12 @@
-"""A small Transformer (Vaswani et al., 2017) as ``transformers`` models.
+"""A small Transformer (Vaswani et al., 2017) as ``transformers`` models: attention alone, softmax(Q K^T / sqrt(d)
++ M) V with M = -inf where attending is not allowed (future tokens, padding). One pre-norm block (GPT-2) serves
+:class:`TransformerForCausalLM`, :class:`TransformerForSequenceClassification` (on the last real token) and
+:class:`TransformerForConditionalGeneration` (encoder-decoder with cross-attention).
 
-The seed note ends (section 10) with the Transformer, built on attention alone: every position looks at
-the positions it may see through Attention(Q, K, V) = softmax(Q K^T / sqrt(d) + M) V, with M = 0 where
-attending is allowed and -inf elsewhere (future tokens, padding). Three models share one block:
-:class:`TransformerForCausalLM` (decoder-only, GPT-2 / nanoGPT style),
-:class:`TransformerForSequenceClassification` (classifier on the last real token) and
-:class:`TransformerForConditionalGeneration` (the paper's encoder-decoder, with cross-attention).
-
-Design: positions are ``learned`` (GPT-2), ``sinusoidal`` (the paper's fixed table) or ``rotary`` (RoPE, Su
-et al. 2021), numbered from the attention mask so a left-padded prompt gets the positions of the prompt
-alone. Attention uses one fused query/key/value projection and ``scaled_dot_product_attention``, with one
-boolean mask per forward shared by every layer (none at all without padding: the causal fast path). Blocks
-are pre-norm (GPT-2); each residual branch's output projection starts with std ``initializer_range /
-sqrt(2 * num_layers)``. The cache is a ``DynamicCache`` (``EncoderDecoderCache`` for the encoder-decoder,
-whose cross-attention half stores the projected encoder output once).
-
-References: nanoGPT ``model.py`` (Karpathy), GPT-2 (Radford et al., 2019), RoFormer (Su et al., 2021)."""
+Positions are ``learned``, ``sinusoidal`` or ``rotary`` (RoPE), numbered from the attention mask so a left-padded
+prompt gets the positions of the prompt alone. One boolean mask per forward serves every layer (none without
+padding in eager mode: the causal fast path; always when traced). Residual output projections start with std
+``initializer_range / sqrt(2 * num_layers)``. References: nanoGPT (Karpathy), GPT-2, RoFormer (Su et al., 2021)."""
 
 import math
 
@@ -37,8 +28,8 @@ from transformers.utils.import_utils import is_tracing
 
 from .configuration_transformer import TransformerConfig
 from .modeling_utils import (
-    DirectDecodingMixin, EncoderDecoderMixin, check_input_ids, classifier_output, pop_legacy_cache, real_token_mask,
-    seq2seq_lm_output, shift_tokens_right,
+    DirectDecodingMixin, EncoderDecoderMixin, check_input_ids, classifier_dropout, classifier_output, pop_legacy_cache,
+    real_token_mask, seq2seq_lm_output, shift_tokens_right,
 )
 
 __all__ = [
@@ -51,11 +42,8 @@ __all__ = [
 
 
 class SinusoidalPositions(nn.Module):
-    """The fixed table of Vaswani et al.: PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(...).
-
-    ``forward(position_ids (batch|1, seq))`` returns ``(batch|1, seq, dim)`` vectors added to the
-    token embeddings. The table is a non-persistent buffer: it is not saved, only recomputed.
-    """
+    """PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(...): ``(batch|1, seq)`` ids -> ``(batch|1, seq, dim)``.
+    The table is a non-persistent buffer, recomputed rather than saved."""
 
     def __init__(self, num_positions: int, dim: int):
         super().__init__()
@@ -75,12 +63,8 @@ class SinusoidalPositions(nn.Module):
 
 
 class RotaryPositions(nn.Module):
-    """Rotary position embedding (RoPE) tables of cos and sin, shape ``(num_positions, head_dim)``.
-
-    Dimension pair (j, j + head_dim/2) of a query or key at position p is rotated by the angle
-    p * theta^(-2j / head_dim). ``forward(position_ids (batch|1, seq))`` returns ``(cos, sin)``, each
-    ``(batch|1, 1, seq, head_dim)``, ready to broadcast over the heads.
-    """
+    """RoPE: dimension pair (j, j + head_dim/2) at position p is rotated by p * theta^(-2j / head_dim).
+    ``forward(position_ids (batch|1, seq))`` -> ``(cos, sin)``, each ``(batch|1, 1, seq, head_dim)``."""
 
     def __init__(self, num_positions: int, head_dim: int, theta: float):
         super().__init__()
@@ -109,14 +93,9 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 def attend(query, key, value, mask=None, is_causal=False, dropout_p=0.0, need_weights=False):
-    """softmax(Q K^T / sqrt(d) + M) V for ``(batch, heads, q_len, head_dim)`` queries and
-    ``(batch, heads, kv_len, head_dim)`` keys and values.
-
-    ``mask`` is None or boolean, broadcastable to ``(batch, heads, q_len, kv_len)``, True where a query
-    may attend. ``is_causal`` asks for the lower-triangular mask without materialising it (only valid
-    when q_len == kv_len). Returns ``(output (batch, heads, q_len, head_dim), weights or None)``: the
-    fused kernel is used unless the attention weights are requested.
-    """
+    """softmax(Q K^T / sqrt(d) + M) V over ``(batch, heads, len, head_dim)`` tensors; ``mask`` None or boolean
+    (True: may attend), or ``is_causal``. Returns ``(output, weights or None)``: the fused kernel unless the weights
+    are asked for."""
     if not need_weights:
         return F.scaled_dot_product_attention(query, key, value, mask, dropout_p, is_causal), None
     scores = (query @ key.transpose(-2, -1)) / math.sqrt(query.size(-1))
@@ -160,11 +139,7 @@ class TransformerSelfAttention(TransformerAttention):
         self.qkv_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size)
 
     def forward(self, hidden_states, mask=None, is_causal=False, rotary=None, cache=None, output_attentions=False):
-        """``hidden_states (batch, seq, hidden)`` -> ``(batch, seq, hidden)``, weights or None.
-
-        ``rotary`` is the ``(cos, sin)`` pair of :class:`RotaryPositions`; ``cache`` a ``Cache`` whose
-        layer ``layer_idx`` receives the new keys and values and returns all of them.
-        """
+        """``(batch, seq, hidden)`` -> ``(batch, seq, hidden)``, weights or None; ``rotary``: ``(cos, sin)``."""
         query, key, value = self.split_heads(self.qkv_proj(hidden_states), 3)  # one matrix product for all
         if rotary is not None:
             query, key = apply_rotary(query, *rotary), apply_rotary(key, *rotary)
@@ -174,11 +149,8 @@ class TransformerSelfAttention(TransformerAttention):
 
 
 class TransformerCrossAttention(TransformerAttention):
-    """Multi-head attention from the decoder (queries) to the encoder output (keys, values).
-
-    The keys and values depend only on the encoder output, so during generation they are computed
-    once and kept in the cross-attention half of an ``EncoderDecoderCache``.
-    """
+    """Attention from the decoder (queries) to the encoder output, whose keys and values are computed once per
+    generation and kept in the cross-attention half of an ``EncoderDecoderCache``."""
 
     def __init__(self, config: TransformerConfig, layer_idx: int):
         super().__init__(config, layer_idx)
@@ -186,9 +158,6 @@ class TransformerCrossAttention(TransformerAttention):
         self.kv_proj = nn.Linear(config.hidden_size, 2 * config.hidden_size)
 
     def forward(self, hidden_states, encoder_hidden_states, mask=None, cache=None, output_attentions=False):
-        """``hidden_states (batch, tgt, hidden)``, ``encoder_hidden_states (batch, src, hidden)``,
-        ``mask`` None or boolean ``(batch, 1, 1, src)`` -> ``(batch, tgt, hidden)``, weights
-        ``(batch, heads, tgt, src)`` or None."""
         (query,) = self.split_heads(self.q_proj(hidden_states), 1)
         if cache is not None and cache.is_updated.get(self.layer_idx):
             stored = cache.cross_attention_cache.layers[self.layer_idx]
@@ -204,8 +173,7 @@ class TransformerCrossAttention(TransformerAttention):
 # -- Block -----------------------------------------------------------------------------------------
 
 
-class TransformerMLP(nn.Module):
-    """Position-wise feed-forward layer: hidden -> intermediate -> activation -> hidden."""
+class TransformerMLP(nn.Module):  # position-wise feed-forward: hidden -> intermediate -> activation -> hidden
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
@@ -218,14 +186,8 @@ class TransformerMLP(nn.Module):
 
 
 class TransformerBlock(GradientCheckpointingLayer):
-    """Pre-norm Transformer block (GPT-2)::
-
-        x = x + Dropout(SelfAttention(LN(x)))
-        x = x + Dropout(CrossAttention(LN(x), encoder_output))     # decoder of the encoder-decoder only
-        x = x + Dropout(MLP(LN(x)))
-
-    ``num_layers`` is the depth of the stack the block belongs to (for the scaled init).
-    """
+    """Pre-norm block: x += Dropout(SelfAttention(LN(x))); x += Dropout(CrossAttention(LN(x), encoder_output)) (the
+    encoder-decoder's decoder only); x += Dropout(MLP(LN(x))). ``num_layers``: depth of its stack (scaled init)."""
 
     def __init__(self, config: TransformerConfig, layer_idx: int, num_layers: int, add_cross_attention: bool):
         super().__init__()
@@ -239,22 +201,15 @@ class TransformerBlock(GradientCheckpointingLayer):
         self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = TransformerMLP(config)
         self.dropout = config.dropout
-        # GPT-2: the layers that write into the residual stream start with a std scaled by
-        # 1/sqrt(2 * layers), so the variance of the stream does not grow with depth (_init_weights)
-        residual_projections = [self.self_attn.out_proj, self.mlp.fc_out]
-        if self.cross_attn is not None:
-            residual_projections.append(self.cross_attn.out_proj)
-        for projection in residual_projections:
-            projection.init_std_scale = 1 / math.sqrt(2 * num_layers)
+        # GPT-2: what writes into the residual stream starts with std / sqrt(2 * layers) (_init_weights)
+        for projection in (self.self_attn.out_proj, self.mlp.fc_out, getattr(self.cross_attn, "out_proj", None)):
+            if projection is not None:
+                projection.init_std_scale = 1 / math.sqrt(2 * num_layers)
 
     def forward(self, hidden_states, encoder_hidden_states=None, mask=None, is_causal=False, rotary=None,
                 encoder_mask=None, cache=None, output_attentions=False):
-        """``hidden_states (batch, seq, hidden)`` -> ``(hidden_states, self-attention weights,
-        cross-attention weights)``; the weights are None unless ``output_attentions``.
-
-        ``cache`` is a ``DynamicCache`` (decoder-only) or an ``EncoderDecoderCache`` (decoder of the
-        encoder-decoder); the tensors are positional arguments for activation checkpointing.
-        """
+        """-> ``(hidden_states, self-attention weights, cross-attention weights)`` (weights None unless asked for).
+        The tensors are positional arguments for activation checkpointing."""
         self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
         attn_output, self_weights = self.self_attn(
             self.self_attn_norm(hidden_states), mask, is_causal, rotary, self_cache, output_attentions
@@ -278,8 +233,6 @@ class TransformerBlock(GradientCheckpointingLayer):
 
 
 class TransformerPreTrainedModel(PreTrainedModel):
-    """Weight initialisation and the ``transformers`` plumbing shared by every Transformer model."""
-
     config_class = TransformerConfig
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
@@ -287,10 +240,8 @@ class TransformerPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
 
     def _init_weights(self, module):
-        # Linear and Embedding: N(0, initializer_range), biases 0; LayerNorm: weight 1, bias 0
-        super()._init_weights(module)
+        super()._init_weights(module)  # N(0, initializer_range), biases 0, LayerNorm 1 and 0
         if isinstance(module, nn.Linear) and hasattr(module, "init_std_scale"):
-            # residual output projections: std / sqrt(2 * layers) (see TransformerBlock)
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range * module.init_std_scale)
         elif isinstance(module, SinusoidalPositions):
             init.copy_(module.table, module.compute_table())
@@ -301,12 +252,8 @@ class TransformerPreTrainedModel(PreTrainedModel):
 
 
 class TransformerModel(TransformerPreTrainedModel):
-    """A stack of Transformer blocks with its token and position embeddings and a final LayerNorm.
-
-    ``TransformerModel(config)`` is the decoder-only backbone. The encoder-decoder builds two more stacks from the
-    same class: the encoder (``is_causal=False``: bidirectional self-attention) and the decoder
-    (``add_cross_attention=True``: each block also attends to ``encoder_hidden_states``). ``num_layers`` and
-    ``vocab_size`` default to ``config.num_hidden_layers`` and ``config.vocab_size``."""
+    """Token and position embeddings, a stack of blocks and a final LayerNorm: the decoder-only backbone, or the
+    encoder (``is_causal=False``) or decoder (``add_cross_attention=True``) of the encoder-decoder."""
 
     def __init__(self, config: TransformerConfig, is_causal: bool = True, add_cross_attention: bool = False,
                  num_layers: int | None = None, vocab_size: int | None = None):
@@ -339,12 +286,8 @@ class TransformerModel(TransformerPreTrainedModel):
         self.post_init()
 
     def _self_attention_mask(self, padding_mask, q_len, past_len, device):
-        """The mask shared by every layer: ``(mask, is_causal)`` for ``attend``.
-
-        ``padding_mask`` is the 2-D attention mask ``(batch, past_len + q_len)`` when the batch has
-        padding, else None. Without padding no mask is built: a causal prefill uses the kernel's
-        ``is_causal`` path and a single new token may see the whole cache.
-        """
+        """``(mask, is_causal)`` for ``attend``, shared by every layer; ``padding_mask`` ``(batch, past + q_len)`` or
+        None (then no mask: a causal prefill uses the kernel's ``is_causal``, one new token sees the whole cache)."""
         if padding_mask is None:
             if not self.is_causal or q_len == 1:
                 return None, False
@@ -371,20 +314,10 @@ class TransformerModel(TransformerPreTrainedModel):
                 encoder_hidden_states: torch.Tensor | None = None, encoder_attention_mask: torch.Tensor | None = None,
                 cache: Cache | None = None, use_cache: bool | None = None, output_attentions: bool | None = None,
                 output_hidden_states: bool | None = None, **kwargs):
-        """Run the stack.
-
-        Args:
-            input_ids: ``(batch, seq)`` token ids (or ``inputs_embeds (batch, seq, hidden)``); with a cache, new ones.
-            attention_mask: ``(batch, past + seq)``, 1 for real tokens and 0 for padding.
-            position_ids: ``(batch|1, seq)``; by default counted from the attention mask (padding does not shift them)
-                or from the cache length.
-            encoder_hidden_states, encoder_attention_mask: ``(batch, src, hidden)`` and ``(batch, src)`` for the
-                cross-attention of a decoder.
-            cache: a ``DynamicCache`` (``EncoderDecoderCache`` with cross-attention); ``use_cache`` returns it (default
-                ``config.use_cache``, in eval mode only).
-
-        Returns ``BaseModelOutputWithPastAndCrossAttentions`` (``BaseModelOutput`` for the encoder), with
-        ``last_hidden_state (batch, seq, hidden)``."""
+        """``input_ids (batch, seq)`` (new ones with a cache) or ``inputs_embeds``; ``attention_mask (batch, past +
+        seq)``; ``position_ids`` default to the count of real tokens; ``encoder_hidden_states`` / ``_attention_mask``
+        for a decoder's cross-attention; ``cache`` returned with ``use_cache`` (default ``config.use_cache`` in eval
+        mode). Returns ``BaseModelOutputWithPastAndCrossAttentions`` (``BaseModelOutput`` for the encoder)."""
         config = self.config
         cache = pop_legacy_cache(kwargs, cache)
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
@@ -487,12 +420,8 @@ class TransformerForCausalLM(DirectDecodingMixin, TransformerPreTrainedModel, Ge
                 use_cache: bool | None = None, output_attentions: bool | None = None,
                 output_hidden_states: bool | None = None, logits_to_keep: int | torch.Tensor = 0,
                 **kwargs) -> CausalLMOutputWithPast:
-        """``input_ids (batch, seq)`` -> ``logits (batch, seq, vocab_size)``.
-
-        ``labels (batch, seq)`` are the input ids themselves (shifted inside: position t predicts
-        token t+1); -100 marks positions without a loss. ``logits_to_keep`` limits the logits to the
-        last positions (generation needs only the last one).
-        """
+        """``input_ids (batch, seq)`` -> ``logits (batch, seq, vocab_size)`` (the last ``logits_to_keep`` only);
+        ``labels`` are the input ids (shifted inside), -100 for no loss."""
         outputs = self.model(input_ids, attention_mask, position_ids, inputs_embeds,
                              cache=pop_legacy_cache(kwargs, cache), use_cache=use_cache,
                              output_attentions=output_attentions, output_hidden_states=output_hidden_states,
@@ -503,27 +432,22 @@ class TransformerForCausalLM(DirectDecodingMixin, TransformerPreTrainedModel, Ge
             loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
         return CausalLMOutputWithPast(loss, logits, outputs.cache, outputs.hidden_states, outputs.attentions)
 
-    # -- generation ---------------------------------------------------------------------------
-    # The direct decoding loop (DirectDecodingMixin) calls forward with the new token, the cache and (only if
-    # the batch is padded) the growing attention mask.
+    # The direct decoding loop (DirectDecodingMixin): the new token, the cache and (if padded) the growing mask.
     _FAST_DECODE_KWARGS = frozenset({"attention_mask", "position_ids", "logits_to_keep", "use_cache", "cache"})
 
     @staticmethod
     def _default_positions(position_ids, attention_mask) -> bool:
-        """Whether ``position_ids`` (as generate prepares them, or the caller's) number the real tokens
-        0, 1, 2, ... as forward does by default."""
+        """Whether ``position_ids`` number the real tokens 0, 1, 2, ... as forward does by default."""
         if position_ids is None:
             return True
         if attention_mask is None:
-            expected = torch.arange(position_ids.shape[-1], device=position_ids.device).expand_as(position_ids)
-            return torch.equal(position_ids, expected)
-        if position_ids.dim() != 2 or position_ids.shape[-1] != attention_mask.shape[-1] or position_ids.shape[0] not in (
-            1, attention_mask.shape[0]
-        ):
+            expected = torch.arange(position_ids.shape[-1], device=position_ids.device)
+            return torch.equal(position_ids, expected.expand_as(position_ids))
+        if position_ids.dim() != 2 or position_ids.shape[1:] != attention_mask.shape[1:] or position_ids.shape[0] not in (
+                1, attention_mask.shape[0]):
             return False
-        expected = attention_mask.long().cumsum(-1) - 1
         real = attention_mask.bool()
-        return torch.equal(position_ids.expand_as(expected)[real], expected[real])
+        return torch.equal(position_ids.expand(real.shape)[real], (attention_mask.long().cumsum(-1) - 1)[real])
 
     def _decode_allowed(self, model_kwargs) -> bool:
         cache = model_kwargs.get("cache")
@@ -548,12 +472,8 @@ class TransformerForCausalLM(DirectDecodingMixin, TransformerPreTrainedModel, Ge
 
 
 class TransformerForSequenceClassification(TransformerPreTrainedModel):
-    """The decoder-only backbone with a linear classifier on the hidden state of the last real
-    token (the one that has read the whole text), like GPT-2.
-
-    The last real token is found from ``attention_mask`` (or, without one, from ``pad_token_id``),
-    so left and right padding give the same logits as the unpadded text.
-    """
+    """The decoder-only backbone with a linear classifier on the last real token (from ``attention_mask``, else
+    ``pad_token_id``), the one that has read the whole text (GPT-2): padding on either side changes nothing."""
 
     accepts_loss_kwargs = False
 
@@ -561,8 +481,7 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.model = TransformerModel(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.dropout
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = classifier_dropout(config)
         self.score = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
@@ -571,8 +490,7 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
                 position_ids: torch.LongTensor | None = None, inputs_embeds: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, output_attentions: bool | None = None,
                 output_hidden_states: bool | None = None, **kwargs) -> SequenceClassifierOutputWithPast:
-        """``input_ids (batch, seq)`` -> ``logits (batch, num_labels)``; ``labels (batch,)`` class ids
-        (float ``(batch, num_labels)`` for multi-label, float ``(batch,)`` for regression)."""
+        """``input_ids (batch, seq)`` -> ``logits (batch, num_labels)``; ``labels`` as :func:`classification_loss`."""
         outputs = self.model(input_ids, attention_mask, position_ids, inputs_embeds, use_cache=False,
                              output_attentions=output_attentions, output_hidden_states=output_hidden_states,
                              return_dict=True)
@@ -580,7 +498,6 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
         batch, seq = hidden_states.shape[:2]
         real = real_token_mask(attention_mask, input_ids, self.config.pad_token_id, (batch, seq), hidden_states.device,
                                type(self).__name__)
-        # index of the rightmost real token of each row (works for left and right padding)
         last = (torch.arange(seq, device=hidden_states.device) * real).argmax(-1)
         pooled = hidden_states[torch.arange(batch, device=hidden_states.device), last]
         return classifier_output(self, self.score, self.dropout(pooled), labels, outputs,
@@ -589,12 +506,9 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
 
 class TransformerForConditionalGeneration(EncoderDecoderMixin, TransformerPreTrainedModel,
                                           GenerationMixin):
-    """Encoder-decoder Transformer (Vaswani et al., 2017) for sequence-to-sequence tasks.
-
-    The encoder reads the source with bidirectional self-attention; the decoder is a causal language model of the
-    target whose blocks also attend to the encoder output (cross-attention; ``output_attentions=True`` shows which
-    source positions each target token looked at). With a shared vocabulary (``source_vocab_size=None``) and
-    ``tie_word_embeddings``, both embeddings and the output layer are one matrix."""
+    """Encoder-decoder (Vaswani et al., 2017): a bidirectional encoder and a causal decoder whose blocks attend to
+    the encoder output. With a shared vocabulary and ``tie_word_embeddings`` both embeddings and the output layer are
+    one matrix."""
 
     def __init__(self, config: TransformerConfig):
         super().__init__(config)
@@ -627,13 +541,8 @@ class TransformerForConditionalGeneration(EncoderDecoderMixin, TransformerPreTra
                 inputs_embeds: torch.Tensor | None = None, decoder_inputs_embeds: torch.Tensor | None = None,
                 decoder_position_ids: torch.LongTensor | None = None, logits_to_keep: int | torch.Tensor = 0,
                 **kwargs) -> Seq2SeqLMOutput:
-        """Source ``input_ids (batch, src)`` with ``attention_mask (batch, src)``; target
-        ``decoder_input_ids (batch, tgt)`` -> ``logits (batch, tgt, vocab_size)``.
-
-        ``labels (batch, tgt)`` are the target ids (-100 = no loss); without ``decoder_input_ids``
-        they are shifted right behind ``decoder_start_token_id`` to make the decoder input.
-        ``encoder_outputs`` skips the encoder (generation runs it once).
-        """
+        """Source ``input_ids (batch, src)``, target ``decoder_input_ids (batch, tgt)`` (else ``labels`` shifted
+        right) -> ``logits (batch, tgt, vocab_size)``; ``encoder_outputs`` skips the encoder."""
         config = self.config
         cache = pop_legacy_cache(kwargs, cache)
         output_attentions = config.output_attentions if output_attentions is None else output_attentions

@@ -1,10 +1,6 @@
-"""What the hfnn modeling files share: input and label checks, the recurrence runner, masked pooling,
-``shift_tokens_right`` and the handling of the pre-v5 cache keyword.
-
-It imports only ``torch`` and ``transformers``: ``save_pretrained`` copies it next to any modeling file
-that imports it (``from .modeling_utils import ...``), so models saved for remote code still load where
-hfnn is not installed.
-"""
+"""What the hfnn modeling files share: input checks, recurrence runners, pooling, caches, the direct decoding loop.
+It imports only ``torch`` and ``transformers``: ``save_pretrained`` copies it beside the modeling files for remote
+code, so saved models load where hfnn is not installed."""
 
 import warnings
 
@@ -18,11 +14,11 @@ from transformers.modeling_outputs import Seq2SeqLMOutput, SequenceClassifierOut
 from transformers.utils.import_utils import is_tracing
 
 __all__ = [
-    "DirectDecodingMixin", "EncoderDecoderMixin", "TextClassifierPreTrainedModel", "RecurrentStateLayer",
-    "RecurrentCache", "batch_first", "check_attention_mask", "check_input_ids", "check_token_labels",
-    "classification_loss", "classifier_output", "final_states", "init_recurrent_", "checkpointed", "layer_runner", "make_rnn", "masked_max",
-    "masked_mean", "pop_legacy_cache", "real_token_mask", "run_masked_dense", "run_recurrence", "run_stack", "seq2seq_lm_output",
-    "shift_tokens_right", "torch_layout", "zero_padding_row_",
+    "DirectDecodingMixin", "EncoderDecoderMixin", "TextClassifierPreTrainedModel", "RecurrentStateLayer", "RecurrentCache",
+    "batch_first", "check_attention_mask", "check_input_ids", "check_token_labels", "checkpointed", "classification_loss",
+    "classifier_dropout", "classifier_output", "final_states", "init_recurrent_", "layer_runner", "make_rnn",
+    "masked_max", "masked_mean", "pop_legacy_cache", "real_token_mask", "run_masked_dense", "run_recurrence",
+    "run_stack", "seq2seq_lm_output", "shift_tokens_right", "torch_layout", "zero_padding_row_",
 ]
 
 
@@ -69,9 +65,8 @@ def check_token_labels(labels: torch.Tensor, vocab_size: int) -> None:
 
 
 def classification_loss(model, labels: torch.Tensor, logits: torch.Tensor, **kwargs) -> torch.Tensor:
-    """``model.loss_function`` of a sequence classifier, after checking the labels. ``problem_type`` is
-    inferred (and stored) as transformers does; regression and multi-label targets are cast to the logits'
-    dtype, single-label ones must be integer class ids in [0, num_labels) (-100 skips an example)."""
+    """``model.loss_function`` of a sequence classifier, ``problem_type`` inferred as transformers does; single-label
+    targets must be integer class ids in [0, num_labels) (-100 skips an example)."""
     config = model.config
     if config.problem_type is None:
         if config.num_labels == 1:
@@ -97,10 +92,13 @@ def classification_loss(model, labels: torch.Tensor, logits: torch.Tensor, **kwa
     return model.loss_function(labels.to(logits.device), logits, config, **kwargs)
 
 
+def classifier_dropout(config) -> nn.Dropout:
+    return nn.Dropout(config.classifier_dropout if config.classifier_dropout is not None else config.dropout)
+
+
 def classifier_output(model, head: nn.Module, pooled: torch.Tensor, labels, outputs,
                       output_class=SequenceClassifierOutput, **kwargs):
-    """What every sequence-classification head returns: ``logits = head(pooled)`` ``(batch, num_labels)``,
-    the loss for ``labels`` (see :func:`classification_loss`) and the backbone's hidden states and attentions."""
+    """A classifier's output: ``logits = head(pooled)``, the loss for ``labels``, the backbone's states and weights."""
     logits = head(pooled)
     loss = classification_loss(model, labels, logits, **kwargs) if labels is not None else None
     return output_class(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
@@ -108,8 +106,8 @@ def classifier_output(model, head: nn.Module, pooled: torch.Tensor, labels, outp
 
 
 def seq2seq_lm_output(model, logits: torch.Tensor, labels, num_items_in_batch=None, **outputs) -> Seq2SeqLMOutput:
-    """``Seq2SeqLMOutput`` of an encoder-decoder: the mean token cross-entropy over ``labels != -100``, unshifted
-    (the decoder input is already shifted: ``logits[:, t]`` predicts ``labels[:, t]``), and ``outputs``."""
+    """``Seq2SeqLMOutput`` with the mean token cross-entropy over ``labels != -100`` (``logits[:, t]`` predicts
+    ``labels[:, t]``: the decoder input is already shifted)."""
     loss = None
     if labels is not None:
         loss = model.loss_function(logits, labels, vocab_size=model.config.vocab_size, shift_labels=labels,
@@ -148,8 +146,7 @@ _RNN_CLASSES = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "gru": nn.GRU, "lstm": n
 
 def make_rnn(rnn_type: str, input_size: int, hidden_size: int, num_layers: int, dropout: float,
              bidirectional: bool = False) -> nn.RNNBase:
-    """A batch-first ``nn.RNN`` (``rnn_tanh`` / ``rnn_relu``), ``nn.GRU`` or ``nn.LSTM`` stack, with dropout
-    between its layers."""
+    """A batch-first ``nn.RNN`` (``rnn_tanh`` / ``rnn_relu``), ``nn.GRU`` or ``nn.LSTM`` stack."""
     extra = {"nonlinearity": rnn_type[4:]} if rnn_type.startswith("rnn_") else {}
     return _RNN_CLASSES[rnn_type](input_size, hidden_size, num_layers=num_layers, batch_first=True,
                                   dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional, **extra)
@@ -168,13 +165,8 @@ def batch_first(state) -> tuple[torch.Tensor, ...]:
 
 
 def run_recurrence(rnn: nn.RNNBase, inputs, state):
-    """``rnn(inputs, state)``, except that an LSTM under CPU autocast runs in float32.
-
-    oneDNN has no reduced-precision LSTM on CPUs without native bfloat16 (it fails with "could not
-    create a primitive descriptor"), so under ``torch.autocast("cpu")`` (``--bf16`` on a CPU) the
-    LSTM's inputs and state are cast to float32 and autocast is paused for that one call; GRU and
-    tanh/ReLU RNNs run under autocast as they are. ``inputs`` may be a tensor or a ``PackedSequence``.
-    """
+    """``rnn(inputs, state)``, except that an LSTM under CPU autocast runs in float32: oneDNN has no reduced-precision
+    LSTM on CPUs without native bfloat16 ("could not create a primitive descriptor")."""
     if isinstance(rnn, nn.LSTM) and rnn.weight_ih_l0.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):
             state = None if state is None else tuple(s.float() for s in state)
@@ -183,9 +175,8 @@ def run_recurrence(rnn: nn.RNNBase, inputs, state):
 
 
 def init_recurrent_(module: nn.RNNBase, forget_gate_bias: str = "bias_ih") -> None:
-    """Orthogonal recurrent weights (one block per gate), Xavier input weights, zero biases, and for an LSTM a
-    forget-gate bias of 1 (in ``forget_gate_bias``) so that memory is kept by default early in training.
-    Parameters already initialised (loaded) are left alone."""
+    """Orthogonal recurrent weights (a block per gate), Xavier input weights, zero biases, an LSTM forget-gate bias
+    of 1 (in ``forget_gate_bias``: memory kept early in training); loaded parameters are left alone."""
     hidden = module.hidden_size
     for name, param in module.named_parameters():
         if getattr(param, "_is_hf_initialized", False):
@@ -301,10 +292,8 @@ def run_masked_dense(rnn: nn.RNNBase, inputs: torch.Tensor, mask: torch.Tensor, 
 
 
 def masked_max(values: torch.Tensor, keep: torch.Tensor, dim: int) -> torch.Tensor:
-    """Max of ``values`` over ``dim`` where ``keep`` (broadcastable bool) is True; 0 where nothing is kept.
-
-    Finite in value and gradient whatever the dtype: no -inf or finfo.min enters the result, so a row of
-    pure padding pools to zeros alone or in a batch."""
+    """Max of ``values`` over ``dim`` where ``keep`` (broadcastable bool) is True; 0 where nothing is kept. Finite in
+    value and gradient whatever the dtype (no -inf enters), so a row of padding pools to zeros alone or in a batch."""
     keep = keep.expand_as(values)
     low = values.detach().min() if values.numel() else values.new_zeros(())
     pooled = torch.where(keep, values, low).amax(dim=dim)
@@ -330,10 +319,7 @@ def final_states(outputs: torch.Tensor, mask: torch.Tensor, bidirectional: bool)
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None):
-    """Decoder inputs for teacher forcing: ``[start, y_1, ..., y_{T-1}]``, with -100 replaced by the pad id.
-
-    Shapes: ``(batch, tgt_len) -> (batch, tgt_len)``.
-    """
+    """Decoder inputs for teacher forcing: ``[start, y_1, ..., y_{T-1}]``, with -100 replaced by the pad id."""
     if decoder_start_token_id is None:
         raise ValueError("config.decoder_start_token_id must be set to build decoder_input_ids from labels")
     shifted = labels.new_zeros(labels.shape)
@@ -345,11 +331,10 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_s
 
 
 class RecurrentStateLayer(CacheLayerMixin):
-    """The state of one recurrent layer as a cache layer: ``states`` holds one ``(batch, hidden)`` tensor per
-    part (h, and c for an LSTM). It does not grow with the text and cannot be rolled back."""
+    """The state of one recurrent layer as a cache layer: ``states`` holds one ``(batch, hidden)`` tensor per part
+    (h, and c for an LSTM). It does not grow with the text and cannot be rolled back."""
 
-    is_compileable = False
-    is_croppable = False
+    is_compileable = is_croppable = False
 
     def __init__(self):
         super().__init__()
@@ -399,25 +384,21 @@ class RecurrentStateLayer(CacheLayerMixin):
 
     def crop(self, tokens_to_remove: int) -> None:
         if tokens_to_remove:
-            raise NotImplementedError("a recurrent state cannot be rolled back to an earlier token")
+            raise NotImplementedError(f"{type(self).__name__} cannot be cropped: a recurrent state has no per-token "
+                                      "entries")
 
 
 class RecurrentCache(Cache):
-    """A cache of recurrent states with one :class:`RecurrentStateLayer` per recurrent layer (and direction),
-    so ``len(cache)``, ``cache.layers`` and transformers' generic cache helpers (reorder, repeat, select,
-    reset, offload) work on it. The layers appear with the first state stored.
+    """A cache of recurrent states with one :class:`RecurrentStateLayer` per recurrent layer (and direction), so
+    transformers' generic cache helpers (reorder, repeat, select, reset, offload) work on it. ``states`` / ``store``
+    read and write all layers at once, as ``(batch, layers, hidden)`` tensors (batch first, as beam search wants)."""
 
-    ``states`` / ``store(...)`` read and write the states of all layers at once, as tensors of shape
-    ``(batch, layers, hidden)`` (batch first, so beam search reorders them like any cache)."""
-
-    is_compileable = False
+    is_compileable = is_croppable = False
+    crop = RecurrentStateLayer.crop
+    get_max_length = RecurrentStateLayer.get_max_length
 
     def __init__(self):
         super().__init__(layers=[])
-
-    @property
-    def is_croppable(self) -> bool:
-        return False
 
     @property
     def is_linear(self) -> list[bool]:
@@ -429,9 +410,6 @@ class RecurrentCache(Cache):
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.layers[0].get_seq_length() if self.layers else 0
-
-    def get_max_length(self, layer_idx: int | None = None) -> int:
-        return -1
 
     @property
     def states(self) -> tuple[torch.Tensor, ...] | None:
@@ -446,10 +424,6 @@ class RecurrentCache(Cache):
             layer.states = tuple(s[:, index] for s in states)
             layer.seen_tokens += num_new_tokens
             layer.is_initialized = True
-
-    def crop(self, tokens_to_remove: int) -> None:
-        if tokens_to_remove:
-            raise NotImplementedError(f"{type(self).__name__} cannot be cropped: a recurrent state has no per-token entries")
 
     def activate_past_recording(self) -> None:
         pass
@@ -490,15 +464,13 @@ class EncoderDecoderMixin:
 
 
 class DirectDecodingMixin:
-    """A direct loop for greedy decoding and sampling, used by ``generate`` in place of transformers' ``_sample``
-    when nothing needs that loop's generality (which rebuilds inputs, masks and output dataclasses at every token:
-    for small models about the cost of the forward itself). It applies the same logits processors, token choice
-    (argmax, or multinomial on the softmax), padding of finished rows and stopping rules: the same tokens.
+    """A direct loop for greedy decoding and sampling in place of transformers' ``_sample`` (which rebuilds inputs,
+    masks and outputs at every token: for small models about the cost of the forward) when nothing needs its
+    generality; same processors, token choice, padding of finished rows and stopping rules: the same tokens.
 
-    A model gives ``_FAST_DECODE_KWARGS`` (the keywords the loop understands) and the hooks
-    ``_decode_allowed(model_kwargs)`` (its own conditions, e.g. an empty cache), ``_decode_start(input_ids,
-    model_kwargs)`` -> ``(last logits, step state)``, ``_decode_step(tokens, state)`` -> ``(logits, state)`` for one
-    new token per row, and optionally ``_decode_end(state, steps)`` to store the state back."""
+    A model gives ``_FAST_DECODE_KWARGS`` (the keywords the loop understands), ``_decode_allowed(model_kwargs)``,
+    ``_decode_start(input_ids, model_kwargs)`` -> ``(last logits, state)``, ``_decode_step(tokens, state)`` ->
+    ``(logits, state)`` and optionally ``_decode_end(state, steps)``."""
 
     _FAST_DECODE_KWARGS = frozenset()
 
