@@ -18,7 +18,9 @@ interface depends on the head:
       outputs  logits (batch, sequence, vocab_size), the present (the past for the next call)
 
   - RNN: ``past_state.h`` (batch, layers, hidden_size), and ``past_state.c`` for an LSTM, zeros before the first
-    chunk; outputs ``present_state.h`` (and ``present_state.c``). Padded positions leave the state unchanged.
+    chunk; outputs ``present_state.h`` (and ``present_state.c``). Padded positions leave the state unchanged. An
+    LSTM's cell state is exact for chunks whose rows are each all tokens or all padding: give it a padded prompt
+    one token per call (:func:`greedy_generate` does).
   - Transformer: ``past_key_values.{i}.key`` / ``past_key_values.{i}.value`` (batch, heads, past_sequence,
     head_dim) for each layer i, with past_sequence 0 before the first chunk; outputs ``present.{i}.key`` /
     ``present.{i}.value`` (batch, heads, past_sequence + sequence, head_dim). Positions are counted from the mask,
@@ -310,10 +312,11 @@ def _session(path):
 
 def _check(graph: _Graph, model, path: Path) -> float:
     """Largest difference between ONNX Runtime and the eager graph over every output, on a padded batch of a
-    shape not traced (an LM from an empty past, then from that past)."""
+    shape not traced (an LM from an empty past, then one token from that past; an LSTM's chunk unpadded)."""
     session = _session(path)
     batch, seq = _CHECK_SHAPE
-    example = _example(model, graph, batch, seq, 0, padded=True, seed=1)
+    lstm = "past_state.c" in graph.inputs  # exact cell state for all-or-nothing rows only: an unpadded chunk
+    example = _example(model, graph, batch, seq, 0, padded=not lstm, seed=1)
     worst = 0.0
     for _ in range(2 if graph.kind == "causal-lm" else 1):
         with torch.no_grad():
@@ -370,27 +373,31 @@ def greedy_generate(session, input_ids, attention_mask=None, max_new_tokens: int
         pad_token_id = int(meta.get("pad_token_id", eos_token_id if eos_token_id is not None else 0))
     names = [o.name for o in session.get_outputs()]
     unfinished = np.ones(batch, dtype=bool)
-    if meta.get("kind") == "seq2seq":
-        start = int(meta["decoder_start_token_id"])
-        out = np.full((batch, 1), start, dtype=np.int64)
-        feeds = {"input_ids": input_ids, "attention_mask": mask}
-    elif meta.get("kind") == "causal-lm":
-        out, feeds = input_ids, {"input_ids": input_ids, "attention_mask": mask, **empty_past(session, batch)}
+    kind = meta.get("kind")
+    if kind == "seq2seq":
+        out = np.full((batch, 1), int(meta["decoder_start_token_id"]), dtype=np.int64)
+    elif kind == "causal-lm":
+        out, past = input_ids, empty_past(session, batch)
+        # an LSTM reads a padded prompt one token per call (its cell state is exact for all-or-nothing rows)
+        chunks = range(1, input_ids.shape[1] + 1) if "past_state.c" in past else [input_ids.shape[1]]
+        start = 0
+        for end in chunks:
+            results = session.run(None, {"input_ids": input_ids[:, start:end], "attention_mask": mask[:, :end], **past})
+            past, start = {past_name(n): v for n, v in zip(names[1:], results[1:])}, end
     else:
-        raise ValueError(f"greedy_generate: the graph is a {meta.get('kind', 'non-hfnn graph')}, not a generating model")
-    for _ in range(max_new_tokens):
-        if meta["kind"] == "seq2seq":
-            feeds.update(decoder_input_ids=out, decoder_attention_mask=np.ones_like(out))
-        results = session.run(None, feeds)
-        tokens = results[0][:, -1].argmax(-1).astype(np.int64)
-        tokens = np.where(unfinished, tokens, pad_token_id)
+        raise ValueError(f"greedy_generate: the graph is a {kind or 'non-hfnn graph'}, not a generating model")
+    for step in range(max_new_tokens):
+        if kind == "seq2seq":
+            results = session.run(None, {"input_ids": input_ids, "attention_mask": mask, "decoder_input_ids": out,
+                                         "decoder_attention_mask": np.ones_like(out)})
+        elif step:
+            mask = np.concatenate([mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
+            results = session.run(None, {"input_ids": out[:, -1:], "attention_mask": mask, **past})
+            past = {past_name(n): v for n, v in zip(names[1:], results[1:])}
+        tokens = np.where(unfinished, results[0][:, -1].argmax(-1), pad_token_id).astype(np.int64)
         out = np.concatenate([out, tokens[:, None]], axis=1)
         if eos_token_id is not None:
             unfinished &= tokens != eos_token_id
             if not unfinished.any():
                 break
-        if meta["kind"] == "causal-lm":
-            mask = np.concatenate([mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
-            feeds = {"input_ids": tokens[:, None], "attention_mask": mask,
-                     **{past_name(n): v for n, v in zip(names[1:], results[1:])}}
     return out
