@@ -51,6 +51,7 @@ BENCHMARKS = {
     "generation": ("bench.speed", "bench_generation", "generation cost vs new tokens, with and without cache"),
     "baselines": ("bench.baselines", "bench_baselines", "TF-IDF logistic regression and Phonetisaurus on hfnn's splits"),
     "threads": ("bench.threads", "bench_threads", "main-job training steps/s quiet and beside a busy core, by threading"),
+    "onnx": ("bench.onnx_speed", "bench_onnx", "ONNX Runtime vs PyTorch inference (CNN classifier, LM decoding step)"),
 }
 # default training budgets per run, in minutes (full mode)
 DEFAULT_MINUTES = {"classification": 1.5, "mlp": 0.5, "seq2seq": 1.25, "lm": 0.75}
