@@ -401,10 +401,6 @@ class RecurrentCache(Cache):
         super().__init__(layers=[])
 
     @property
-    def is_linear(self) -> list[bool]:
-        return [True] * len(self.layers)
-
-    @property
     def batch_size(self) -> int:
         return -1 if not self.layers or self.layers[0].states is None else self.layers[0].states[0].shape[0]
 
