@@ -46,7 +46,7 @@ def exported(tmp_path_factory):
         key = (arch, head, tuple(sorted(overrides.items())))
         if key not in cache:
             model = build(arch, head, **overrides)
-            result = export.export_onnx(model, root / f"{arch}-{head}-{len(cache)}.onnx")
+            result = export.export_onnx(model, root / f"{arch}-{head}-{len(cache)}.onnx", sequence_length=9)
             cache[key] = model, ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"]), result
         return cache[key]
 
@@ -76,22 +76,31 @@ def close(got, expected, atol=1e-4):
 def test_onnx_runtime_matches_pytorch_on_new_shapes(exported, arch, head, padded):
     model, session, result = exported(arch, head)
     assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
-    ids, mask = batch(4, 9, padded)  # the graph was traced on 2 x 5
+    ids, mask = batch(4, 9, padded)  # the graph was traced on 2 x 5 (a recurrent model's: on 2 x 9)
+    assert result.sequence_length == (9 if "rnn" in arch and head != "AutoModelForCausalLM" else
+                                      1 if "rnn" in arch else None)
     with torch.no_grad():
         if head == "AutoModelForSequenceClassification":
             close(run(session, input_ids=ids, attention_mask=mask)[0], model(input_ids=ids, attention_mask=mask).logits)
         elif head == "AutoModelForSeq2SeqLM":
-            target, target_mask = batch(4, 6, padded=False, seed=4)
+            target, target_mask = batch(4, 9 if result.sequence_length else 6, padded=False, seed=4)
             expected = model(input_ids=ids, attention_mask=mask, decoder_input_ids=target,
                              decoder_attention_mask=target_mask, use_cache=False).logits
             close(run(session, input_ids=ids, attention_mask=mask, decoder_input_ids=target,
                       decoder_attention_mask=target_mask)[0], expected)
         else:
             out = model(input_ids=ids, attention_mask=mask, use_cache=True)
-            got = run(session, input_ids=ids, attention_mask=mask, **export.empty_past(session, 4))
-            close(got[0], out.logits)
-            if arch == "rnn":  # the state after the chunk, as the cache holds it (an LSTM's c: unpadded chunks)
-                for g, e in zip(got[1:], out.cache.states if not padded else out.cache.states[:1]):
+            past, names = export.empty_past(session, 4), [o.name for o in session.get_outputs()]
+            # the whole text in one call, or one token per call (a recurrent model's graph)
+            chunks = [(0, 9)] if result.sequence_length is None else [(t, t + 1) for t in range(9)]
+            logits = []
+            for start, end in chunks:
+                got = run(session, input_ids=ids[:, start:end], attention_mask=mask[:, :end], **past)
+                logits.append(got[0])
+                past = {export.past_name(n): v for n, v in zip(names[1:], got[1:])}
+            close(np.concatenate(logits, axis=1), out.logits)
+            if arch == "rnn":  # the state after the text, as the cache holds it
+                for g, e in zip(got[1:], out.cache.states):
                     close(g, e)
             else:
                 assert len(got) == 1 + 2 * model.config.num_hidden_layers and got[1].shape[2] == 9
@@ -122,13 +131,12 @@ def test_state_and_cache_variants_decode_like_generate(exported, name):
 
 def test_cached_chunks_equal_one_pass(exported):
     """Feeding the present back as the past: two chunks give the logits of the whole text at once."""
-    for arch, overrides in (("rnn", dict(rnn_type="gru")), ("transformer", {})):
-        model, session, _ = exported(arch, "AutoModelForCausalLM", **overrides)
-        ids, mask = batch(2, 8, padded=True, seed=7)
+    model, session, _ = exported("transformer", "AutoModelForCausalLM")
+    for ids, mask in (batch(2, 8, padded=True, seed=7), batch(3, 8, padded=False, seed=8)):
         with torch.no_grad():
             whole = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
         names = [o.name for o in session.get_outputs()]
-        first = run(session, input_ids=ids[:, :5], attention_mask=mask[:, :5], **export.empty_past(session, 2))
+        first = run(session, input_ids=ids[:, :5], attention_mask=mask[:, :5], **export.empty_past(session, len(ids)))
         past = {export.past_name(n): v for n, v in zip(names[1:], first[1:])}
         second = run(session, input_ids=ids[:, 5:], attention_mask=mask, **past)
         close(np.concatenate([first[0], second[0]], axis=1)[mask.bool().numpy()], whole[mask.bool()])
