@@ -405,3 +405,34 @@ def test_trainer_trains_with_gradient_checkpointing(arch, head, tmp_path):
     Trainer(model=model, args=args, train_dataset=rows).train()
     assert model.is_activation_checkpointing
     assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+SHARED_BACKBONE = [a for a, h in HEADS if h == "AutoModelForCausalLM" and (a, "AutoModelForSequenceClassification") in HEADS]
+
+
+@pytest.mark.parametrize("arch", SHARED_BACKBONE)
+def test_a_classifier_loads_the_backbone_of_a_saved_language_model(arch, tmp_path):
+    classes = model_classes(arch)
+    lm = build(arch, "AutoModelForCausalLM")
+    lm.save_pretrained(tmp_path)
+    classifier, info = classes["AutoModelForSequenceClassification"].from_pretrained(
+        tmp_path, num_labels=3, output_loading_info=True)
+    backbone = {name: p for name, p in lm.named_parameters() if name.startswith(f"{lm.base_model_prefix}.")}
+    loaded = dict(classifier.named_parameters())
+    assert backbone and all(torch.equal(loaded[name], p) for name, p in backbone.items())
+    head = {name for name in loaded if name not in backbone}
+    assert head and set(info["missing_keys"]) == head  # a new head, initialised; nothing else missing
+    assert classifier(**inputs("AutoModelForSequenceClassification")).logits.shape == (2, 3)
+
+
+@pytest.mark.parametrize("arch", ["rnn", "transformer"])
+def test_torch_compile_runs_a_training_step_on_a_padded_batch(arch):
+    model = build(arch, "AutoModelForCausalLM").train()
+    kwargs = _padded("AutoModelForCausalLM", 3, 6, 0, seed=3)
+    kwargs["labels"] = kwargs["input_ids"].masked_fill(kwargs["attention_mask"] == 0, -100)
+    expected = model(**kwargs).loss
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=False)
+    loss = compiled(**kwargs).loss
+    loss.backward()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
