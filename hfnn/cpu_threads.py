@@ -245,11 +245,6 @@ class ThreadTuner(TrainerCallback):
         self._reading = None  # (free, other) of the last load window
         self._room = None  # room_for() behind the current choice; None: chosen without a load reading
 
-    @property
-    def running(self) -> int | None:
-        """The thread count the tuner last set (None before it set one)."""
-        return self._running
-
     def resume(self):
         """Continues after a pause in which something else ran: sets the thread count again at the next step,
         and the next load reading covers only the time from now."""
