@@ -167,7 +167,7 @@ def add_adapter(model, method: str = "lora", r: int = 8, alpha: float | None = N
     except ImportError:
         from hfnn.console import UserError
 
-        raise UserError('adapters need peft: pip install "peft>=0.14"') from None
+        raise UserError('adapters need peft: pip install "peft>=0.17"') from None
     if not isinstance(r, int) or isinstance(r, bool) or r < 1:
         raise ValueError(f"adapter rank r must be a positive integer, got {r!r}")
     if not 0.0 <= dropout < 1.0:
