@@ -26,9 +26,7 @@ class CnnConfig(HfnnConfig):
             initialised from pretrained vectors) or `"multichannel"` (a frozen and a trained copy of the vectors,
             whose convolutions are summed).
         pad_token_id: id of the padding token; padded positions never reach the pooling.
-        initializer_range: std of the normal init of convolutions and the output layer (embeddings use Kim's
-            uniform(-0.25, 0.25)).
-        num_labels / id2label / label2id / problem_type: the usual `PreTrainedConfig` fields."""
+        initializer_range: std of the normal init of convolutions and the output layer (embeddings: U(-0.25, 0.25))."""
 
     model_type = "hfnn-cnn"
 

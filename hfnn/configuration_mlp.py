@@ -24,8 +24,7 @@ class MlpConfig(HfnnConfig):
             unused when max_n == 1).
         dropout: dropout after each hidden layer, in [0, 1).
         pad_token_id: padding id; padded positions are left out of the bag.
-        initializer_range: std of the normal init of the embeddings.
-        num_labels / id2label / label2id / problem_type: the usual `PreTrainedConfig` fields."""
+        initializer_range: std of the normal init of the embeddings."""
 
     model_type = "hfnn-mlp"
 

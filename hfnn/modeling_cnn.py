@@ -17,8 +17,8 @@ from transformers.utils import can_return_tuple
 
 from .configuration_cnn import CnnConfig
 from .modeling_utils import (
-    TextClassifierPreTrainedModel, check_input_ids, checkpointed, classifier_output, masked_max, real_token_mask,
-    zero_padding_row_,
+    CheckpointedCall, TextClassifierPreTrainedModel, check_input_ids, checkpointed, classifier_output, masked_max,
+    real_token_mask, zero_padding_row_,
 )
 
 __all__ = ["CnnPreTrainedModel", "CnnModel", "CnnForSequenceClassification"]
@@ -122,11 +122,10 @@ class CnnModel(CnnPreTrainedModel):
     `last_hidden_state` (batch, seq_len, hidden_size), c_t of the window starting at t (0 where it does not count),
     and `pooler_output` (batch, hidden_size), the max over the counted windows."""
 
-    gradient_checkpointing = False  # checkpoints each window width's convolution and pooling
-
     def __init__(self, config: CnnConfig):
         super().__init__(config)
         self.embeddings = CnnEmbeddings(config)
+        self.checkpointed_call = CheckpointedCall()  # each window width's convolution and pooling
         self.window_sizes = list(config.window_sizes)
         self.convs = nn.ModuleList(
             nn.Conv1d(config.embedding_size, config.num_filters, kernel_size=h) for h in self.window_sizes
@@ -213,10 +212,8 @@ _RETIRED_HOOKS = []  # hooks of models that are gone, removed at the next regist
 
 
 def _watch_optimizer_steps(model: CnnForSequenceClassification) -> None:
-    """Applies ``model.apply_max_norm_`` after each step of any optimizer that holds the classifier weight.
-
-    The hook is global to torch's optimizers and keeps only a weak reference to the model; once the model is
-    gone its hook does nothing and is removed when the next model registers one."""
+    """``model.apply_max_norm_`` after each step of an optimizer holding the classifier weight: a global hook with a
+    weak reference to the model, removed when the next model registers one once the model is gone."""
     while _RETIRED_HOOKS:
         _RETIRED_HOOKS.pop().remove()
     model_ref = weakref.ref(model)

@@ -17,9 +17,7 @@ from .modeling_utils import TextClassifierPreTrainedModel, check_input_ids, clas
 
 __all__ = ["MlpPreTrainedModel", "MlpModel", "MlpForSequenceClassification"]
 
-ACTIVATION_FUNCTIONS = {
-    "identity": nn.Identity, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU
-}
+ACTIVATION_FUNCTIONS = {"identity": nn.Identity, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}
 # Gain of the Xavier init per activation (torch.nn.init.calculate_gain; gelu treated like relu).
 INIT_GAINS = {"identity": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0), "gelu": math.sqrt(2.0)}
 

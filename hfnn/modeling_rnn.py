@@ -17,9 +17,10 @@ from transformers.utils.import_utils import is_tracing
 
 from .configuration_rnn import RnnConfig
 from .modeling_utils import (
-    DirectDecodingMixin, RecurrentCache, batch_first, check_input_ids, check_token_labels, checkpointed,
-    classifier_dropout, classifier_output, final_states, init_recurrent_, layer_runner, make_rnn, masked_max,
-    masked_mean, pop_legacy_cache, real_token_mask, run_masked_dense, run_recurrence, torch_layout, zero_padding_row_,
+    CheckpointedCall, DirectDecodingMixin, RecurrentCache, batch_first, check_input_ids, check_token_labels,
+    checkpointed, checkpointing, classifier_dropout, classifier_output, final_states, init_recurrent_, layer_runner,
+    make_rnn, masked_max, masked_mean, pop_legacy_cache, real_token_mask, run_masked_dense, run_recurrence,
+    torch_layout, zero_padding_row_,
 )
 
 __all__ = ["RnnStateCache", "RnnPreTrainedModel", "RnnModel", "RnnForCausalLM", "RnnForSequenceClassification"]
@@ -65,10 +66,9 @@ class RnnModel(RnnPreTrainedModel):
     """Embeddings followed by a stack of recurrent layers: ``forward`` returns the top layer's outputs ``(batch,
     time, hidden_size * num_directions)`` and, with ``use_cache``, the state after each row's last real token."""
 
-    gradient_checkpointing = False
-
     def __init__(self, config: RnnConfig):
         super().__init__(config)
+        self.checkpointed_call = CheckpointedCall()
         self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
         self.dropout = nn.Dropout(config.dropout)
         self.rnn = make_rnn(config.rnn_type, config.embedding_size, config.hidden_size, config.num_hidden_layers,
@@ -80,8 +80,7 @@ class RnnModel(RnnPreTrainedModel):
         zeros = like.new_zeros(batch_size, layers, self.config.hidden_size)
         return (zeros, zeros.clone()) if self.config.rnn_type == "lstm" else (zeros,)
 
-    def _run(self, inputs, state, rnn=None):
-        """Fused recurrence over a packed or dense batch; ``state`` is batch-first."""
+    def _run(self, inputs, state, rnn=None):  # fused recurrence over a packed or dense batch, batch-first state
         outputs, new_state = (rnn or (lambda x, s: run_recurrence(self.rnn, x, s)))(inputs, torch_layout(state))
         return outputs, batch_first(new_state)
 
@@ -125,7 +124,7 @@ class RnnModel(RnnPreTrainedModel):
         if attention_mask is not None and is_tracing(embeds):
             hidden, h, below = run_masked_dense(self.rnn, embeds, attention_mask.bool(), torch_layout(state))
             new_state = (h.transpose(0, 1), None) if len(state) == 2 else (h.transpose(0, 1),)
-        elif not (output_hidden_states or self.gradient_checkpointing and self.training) or layers == 1:
+        elif not (output_hidden_states or checkpointing(self)) or layers == 1:
             hidden, new_state = checkpointed(self, self.recur, embeds, attention_mask, state)
             below = []
         else:

@@ -29,9 +29,9 @@ from transformers.utils.import_utils import is_tracing
 
 from .configuration_rnn_seq2seq import RnnSeq2SeqConfig
 from .modeling_utils import (
-    EncoderDecoderMixin, RecurrentCache, batch_first, check_attention_mask, check_input_ids, checkpointed, final_states,
-    init_recurrent_, make_rnn, pop_legacy_cache, run_masked_dense, run_stack, seq2seq_lm_output, shift_tokens_right,
-    torch_layout,
+    CheckpointedCall, EncoderDecoderMixin, RecurrentCache, batch_first, check_attention_mask, check_input_ids,
+    checkpointed, final_states, init_recurrent_, make_rnn, pop_legacy_cache, run_masked_dense, run_stack,
+    seq2seq_lm_output, shift_tokens_right, torch_layout,
 )
 
 __all__ = [
@@ -51,13 +51,8 @@ class RnnSeq2SeqCache(RecurrentCache):
         if hidden is not None:
             self.store((hidden,) if cell is None else (hidden, cell), seq_length)
 
-    @property
-    def hidden(self):
-        return None if self.states is None else self.states[0]
-
-    @property
-    def cell(self):
-        return None if self.states is None or len(self.states) < 2 else self.states[1]
+    hidden = property(lambda self: None if self.states is None else self.states[0])
+    cell = property(lambda self: None if self.states is None or len(self.states) < 2 else self.states[1])
 
     def _map_feed(self, fn):
         if self.feed is not None:
@@ -95,11 +90,9 @@ class RnnSeq2SeqEncoder(_TokenInput):
     source position (zeros at padding). Each row's tokens are packed before the RNN and put back after, whatever the
     padding, so padding never enters a state."""
 
-    gradient_checkpointing = False
-
     def __init__(self, config):
         super().__init__()
-        self.config = config
+        self.config, self.checkpointed_call = config, CheckpointedCall()
         self.bidirectional = config.bidirectional_encoder
         direction_size = config.hidden_size // 2 if self.bidirectional else config.hidden_size
         self.embed_tokens = nn.Embedding(config.source_vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
@@ -157,12 +150,10 @@ class RnnSeq2SeqDecoder(_TokenInput):
     ``(num_layers, batch, hidden)`` (a pair for an LSTM), ``feed`` the last o_t (Luong input feeding) or None.
     Positions where ``decoder_attention_mask`` is 0 leave the state unchanged (left-padded decoder prompts)."""
 
-    gradient_checkpointing = False
-
     def __init__(self, config):
         super().__init__()
         hidden = config.hidden_size
-        self.config = config
+        self.config, self.checkpointed_call = config, CheckpointedCall()
         self.attention = config.attention
         self.input_feeding = config.input_feeding
         self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
@@ -220,7 +211,7 @@ class RnnSeq2SeqDecoder(_TokenInput):
             outputs = torch.tanh(self.output_proj(torch.cat([rnn_out, context], dim=-1)))
             return outputs, state, feed, weights, (inputs_embeds, *below, outputs) if output_hidden_states else None
 
-        def step(x, state, feed, keep):
+        def step(x, state, feed, keep, keys, encoder_states, fixed_context):  # tensors as arguments, for checkpointing
             weights = None
             if self.attention == "bahdanau":
                 top = state[0][-1] if isinstance(state, tuple) else state[-1]  # s_{t-1}, top layer
@@ -243,7 +234,8 @@ class RnnSeq2SeqDecoder(_TokenInput):
         outputs, all_weights, below_steps = [], [], []
         for t in range(tgt_len):  # each step checkpointed when the decoder is (attention is most of its memory)
             keep = None if step_mask is None else step_mask[:, t]
-            out, state, feed, weights, below = checkpointed(self, step, embeds[:, t], state, feed, keep)
+            out, state, feed, weights, below = checkpointed(self, step, embeds[:, t], state, feed, keep, keys,
+                                                            encoder_states, fixed_context)
             outputs.append(out)
             below_steps.append(below)
             if weights is not None:

@@ -269,14 +269,10 @@ class TransformerModel(TransformerPreTrainedModel):
         self.max_positions = config.max_position_embeddings
 
         self.embed_tokens = nn.Embedding(vocab_size or config.vocab_size, config.hidden_size)
-        self.embed_positions = None
-        self.rotary = None
-        if config.position_embedding_type == "learned":
-            self.embed_positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        elif config.position_embedding_type == "sinusoidal":
-            self.embed_positions = SinusoidalPositions(config.max_position_embeddings, config.hidden_size)
-        else:
-            self.rotary = RotaryPositions(config.max_position_embeddings, config.head_dim, config.rope_theta)
+        kind, positions = config.position_embedding_type, config.max_position_embeddings
+        self.embed_positions = nn.Embedding(positions, config.hidden_size) if kind == "learned" else SinusoidalPositions(
+            positions, config.hidden_size) if kind == "sinusoidal" else None
+        self.rotary = RotaryPositions(positions, config.head_dim, config.rope_theta) if kind == "rotary" else None
         self.dropout = config.dropout
         self.layers = nn.ModuleList(
             TransformerBlock(config, i, self.num_layers, add_cross_attention) for i in range(self.num_layers)

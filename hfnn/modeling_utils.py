@@ -6,16 +6,19 @@ import warnings
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_flatten, tree_unflatten
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache, CacheLayerMixin
 from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import Seq2SeqLMOutput, SequenceClassifierOutput
 from transformers.utils.import_utils import is_tracing
 
 __all__ = [
     "DirectDecodingMixin", "EncoderDecoderMixin", "TextClassifierPreTrainedModel", "RecurrentStateLayer", "RecurrentCache",
-    "batch_first", "check_attention_mask", "check_input_ids", "check_token_labels", "checkpointed", "classification_loss",
+    "CheckpointedCall", "batch_first", "check_attention_mask", "check_input_ids", "check_token_labels", "checkpointed",
+    "checkpointing", "classification_loss",
     "classifier_dropout", "classifier_output", "final_states", "init_recurrent_", "layer_runner", "make_rnn",
     "masked_max", "masked_mean", "pop_legacy_cache", "real_token_mask", "run_masked_dense", "run_recurrence",
     "run_stack", "seq2seq_lm_output", "shift_tokens_right", "torch_layout", "zero_padding_row_",
@@ -40,12 +43,33 @@ def check_input_ids(input_ids: torch.Tensor, vocab_size: int, name: str = "input
         )
 
 
-def checkpointed(module: nn.Module, function, *args):
-    """``function(*args)``, under ``module``'s gradient checkpointing function when transformers enabled it
-    (``gradient_checkpointing_enable``) and a backward pass will follow."""
-    if getattr(module, "gradient_checkpointing", False) and module.training and torch.is_grad_enabled():
-        return module._gradient_checkpointing_func(function, *args)
-    return function(*args)
+class CheckpointedCall(GradientCheckpointingLayer):
+    """``call(function, *args)`` runs ``function(*args)``, recomputed in the backward pass once transformers enables
+    activation checkpointing; models hold one as ``checkpointed_call`` (see :func:`checkpointed`)."""
+
+    def forward(self, function, *args):
+        return function(*args)
+
+
+def checkpointing(owner) -> bool:  # whether owner's CheckpointedCall checkpoints (enabled, in training)
+    return bool(getattr(getattr(owner, "checkpointed_call", None), "gradient_checkpointing", False) and owner.training)
+
+
+def checkpointed(owner, function, *args):
+    """``function(*args)`` through ``owner.checkpointed_call`` if there is one, with the tensors of nested arguments
+    and results (LSTM state pairs, packed sequences) passed flat, as re-entrant checkpointing needs them."""
+    call = getattr(owner, "checkpointed_call", None)
+    if call is None:
+        return function(*args)
+    leaves, spec = tree_flatten(args)
+    result_spec = []
+
+    def flat(*leaves):
+        leaves, found = tree_flatten(function(*tree_unflatten(list(leaves), spec)))
+        result_spec[:] = [found]
+        return tuple(leaves)
+
+    return tree_unflatten(list(call(flat, *leaves)), result_spec[0])
 
 
 def check_attention_mask(mask: torch.Tensor | None, shape, name: str = "attention_mask") -> None:
@@ -65,8 +89,7 @@ def check_token_labels(labels: torch.Tensor, vocab_size: int) -> None:
 
 
 def classification_loss(model, labels: torch.Tensor, logits: torch.Tensor, **kwargs) -> torch.Tensor:
-    """``model.loss_function`` of a sequence classifier, ``problem_type`` inferred as transformers does; single-label
-    targets must be integer class ids in [0, num_labels) (-100 skips an example)."""
+    """``model.loss_function`` of a classifier, ``problem_type`` inferred as transformers does (-100 skips an example)."""
     config = model.config
     if config.problem_type is None:
         if config.num_labels == 1:
@@ -224,7 +247,7 @@ def layer_runner(rnn: nn.RNNBase, index: int, reverse: bool | None = None):
     return lambda inputs, state: torch.func.functional_call(template, params, (inputs, state))
 
 
-def _layer_state(state, rows):
+def _layer_state(state, rows):  # rows of a state in torch's layout (a pair for an LSTM)
     return None if state is None else tuple(s[rows] for s in state) if isinstance(state, tuple) else state[rows]
 
 
@@ -243,7 +266,7 @@ def run_stack(rnn: nn.RNNBase, inputs, state, per_layer: bool = False, owner: nn
     Returns ``(output, state, below)`` with ``below`` the outputs of the layers under the top one (a list; None
     unless ``per_layer``)."""
     keep = per_layer
-    per_layer = per_layer or bool(getattr(owner, "gradient_checkpointing", False) and owner.training)
+    per_layer = per_layer or checkpointing(owner)
     if not per_layer or rnn.num_layers == 1:
         output, state = checkpointed(owner, run_recurrence, rnn, inputs, state)
         return output, state, [] if keep else None
@@ -256,9 +279,8 @@ def run_stack(rnn: nn.RNNBase, inputs, state, per_layer: bool = False, owner: nn
         if index < rnn.num_layers - 1:
             below.append(x)
             x = _between_layers(rnn, x)
-    if isinstance(pieces[0], tuple):
-        return x, tuple(torch.cat(parts, 0) for parts in zip(*pieces)), below if keep else None
-    return x, torch.cat(pieces, 0), below if keep else None
+    state = tuple(map(torch.cat, zip(*pieces))) if isinstance(pieces[0], tuple) else torch.cat(pieces, 0)
+    return x, state, below if keep else None
 
 
 def run_masked_dense(rnn: nn.RNNBase, inputs: torch.Tensor, mask: torch.Tensor, state=None):
@@ -367,7 +389,7 @@ class RecurrentStateLayer(CacheLayerMixin):
     def offload(self):
         self._map(lambda s: s.to("cpu", non_blocking=True))
 
-    def prefetch(self):
+    def prefetch(self):  # nothing is offloaded but to the CPU
         pass
 
     def reset(self) -> None:

@@ -362,13 +362,14 @@ def _loss_and_grads(model, head, checkpoints):
 @pytest.mark.parametrize("arch,head,fields", GC_CASES,
                          ids=[f"{a}-{h.removeprefix('AutoModelFor')}-{'-'.join(map(str, f.values())) or 'default'}"
                               for a, h, f in GC_CASES])
-def test_gradient_checkpointing_gives_the_same_gradients(arch, head, fields):
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_gradient_checkpointing_gives_the_same_gradients(arch, head, fields, reentrant):
     model = build(arch, head, **fields).train()
     assert model.supports_gradient_checkpointing
     loss, grads = _loss_and_grads(model, head, None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # the v5 alias of activation_checkpointing_enable
-        model.gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
     assert model.is_activation_checkpointing
     calls = []
     for module in model.modules():
