@@ -16,7 +16,10 @@ Everything here is a plain ``transformers.TrainerCallback`` or ``compute_metrics
   time and can anneal the learning rate over the budget; :class:`BudgetProgressCallback` is its progress bar.
 * :class:`NonFiniteGuardCallback` stops at the first NaN or infinite loss, gradient or weight.
 * :class:`hfnn.cpu_threads.ThreadTuner` picks torch's CPU thread count from measured step times.
-* :func:`causal_lm_metrics` (perplexity without keeping the logits) and :func:`classification_metrics`.
+* :func:`causal_lm_metrics` (perplexity without keeping the logits), :func:`classification_metrics` and
+  :func:`seq2seq_metrics` (WER/PER or BLEU/chrF of generated outputs, with :class:`OrderedEvalSeq2SeqTrainer`).
+* :func:`check_training_arguments`, :func:`check_tokenizer`, :func:`check_resume_architecture` before training;
+  :func:`plot_loss_curve` after it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import dataclasses
 import logging
 import math
 import time
+from pathlib import Path
 
 from transformers import Seq2SeqTrainer, TrainerCallback
 from transformers.trainer_callback import ExportableState, ProgressCallback
@@ -32,7 +36,7 @@ from transformers.trainer_callback import ExportableState, ProgressCallback
 __all__ = ["BudgetProgressCallback", "NonFiniteGuardCallback", "NonFiniteTrainingError", "OrderedEvalSeq2SeqTrainer",
            "TimeBudgetCallback", "TrainingCallbacks", "causal_lm_metrics", "check_finite_model",
            "check_resume_architecture", "check_tokenizer", "check_training_arguments", "classification_metrics",
-           "non_finite_parameters", "seq2seq_metrics"]
+           "non_finite_parameters", "plot_loss_curve", "pyplot", "save_figure", "seq2seq_metrics"]
 
 _logger = logging.getLogger(__name__)
 
@@ -337,6 +341,45 @@ class TrainingCallbacks:
                          "was too short to measure)")
 
 
+# ---------------------------------------------------------------------------------------------- plots
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, out_dir, name: str):
+    """Saves ``fig`` as ``out_dir/name`` (110 dpi) and closes it; returns the path."""
+    fig.tight_layout()
+    path = Path(out_dir) / name
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path
+
+
+def plot_loss_curve(log_history: list[dict], out_dir, title: str = "training"):
+    """Plots the training and evaluation loss of ``trainer.state.log_history`` against the step into
+    ``out_dir/loss_curve.png``; returns its path (None if no loss was logged)."""
+    curves = {label: [(h["step"], h[key]) for h in log_history if key in h and "step" in h]
+              for key, label in (("loss", "train loss"), ("eval_loss", "validation loss"))}
+    if not any(curves.values()):
+        return None
+    fig, ax = pyplot().subplots(figsize=(6, 4))
+    for label, points in curves.items():
+        if points:
+            ax.plot(*zip(*points), label=label, marker="o" if label.startswith("validation") else None)
+    ax.set(xlabel="step", ylabel="loss (nats)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save_figure(fig, out_dir, "loss_curve.png")
+
+
 # ---------------------------------------------------------------------------------------------- checks before training
 
 
@@ -384,7 +427,6 @@ def check_resume_architecture(checkpoint, model) -> None:
     """A ``--resume_from_checkpoint`` folder must hold a model of the same type and shape as the one built
     for this run; ValueError naming the checkpoint and the first difference otherwise."""
     import json
-    from pathlib import Path
 
     try:
         saved = json.loads((Path(checkpoint) / "config.json").read_text(encoding="utf-8")) if checkpoint else None

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,13 +22,13 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments
 
 from hfnn.pipelines.checkpoints import CheckpointCommitCallback, resolve_resume_checkpoint
 from hfnn.training import (TrainingCallbacks, check_finite_model, check_resume_architecture, check_tokenizer,
-                           check_training_arguments)
+                           check_training_arguments, plot_loss_curve, pyplot, save_figure)
 
 __all__ = ["DataArguments", "ModelArguments", "Pipeline", "RECIPES_DIR", "RunArguments", "TextDataArguments",
            "TokenizerModelArguments", "USER_ERRORS", "arg", "build_config", "check_config_overrides", "check_resume_architecture",
            "check_count", "check_run_options", "check_tokenizer", "config_class", "list_recipes", "load_recipe", "merge_mapping",
            "parse_args", "parse_config_overrides", "pyplot", "resolve_recipe", "run_command", "save_figure",
-           "save_loss_curve", "save_trained", "subset", "write_results"]
+           "save_trained", "subset", "write_results"]
 
 _logger = logging.getLogger(__name__)
 
@@ -97,8 +98,7 @@ class RunArguments:
     write_model_card: bool = arg(True, "Write README.md (model card).")
     lora_r: int = arg(0, "Train a PEFT adapter of this rank instead of every weight (0: off); the folder holds the "
                          "merged model and the adapter in adapter/.")
-    adapter_method: str = arg("lora", "PEFT method of the adapter (with --lora_r), as hfnn.adapters.add_adapter "
-                                      "takes it (lora, ...).")
+    adapter_method: str = arg("lora", "PEFT method of the adapter (with --lora_r): lora or oft (hfnn.adapters).")
 
     def __post_init__(self):
         check_count("num_samples", self.num_samples, 0, " (0: print none)")
@@ -249,13 +249,14 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryErro
                ConnectionError)
 
 
-def run_command(main, argv=None) -> int:
+def run_command(main, argv=None, name: str | None = None) -> int:
     """Runs a pipeline's ``main(argv)`` as a command and returns its exit status, like ``hfnn train``: 0 when
     it finished; for a user error (:data:`USER_ERRORS`) one line ``run_x: error: MESSAGE`` on stderr and 2,
     without a traceback (``HFNN_DEBUG=1`` raises it instead); 130 on Ctrl-C. Other exceptions are bugs and
-    propagate with their traceback. Use as ``raise SystemExit(run_command(main))``."""
-    spec = getattr(main, "__globals__", {}).get("__spec__")
-    prog = (spec.name if spec is not None else getattr(main, "__module__", "pipeline")).rsplit(".", 1)[-1]
+    propagate with their traceback. ``name`` (default: the module of ``main``) names the command: a pipeline module
+    ends with ``raise SystemExit(run_command(main, name=__spec__.name))``."""
+    module = getattr(getattr(main, "__self__", main), "__module__", None)  # a function, or a Pipeline's main
+    prog = (name or module or "pipeline").rsplit(".", 1)[-1]
     try:
         main(argv)
     except KeyboardInterrupt:
@@ -401,40 +402,6 @@ def save_trained(trainer, out_dir, tokenizers: dict) -> None:
     write_space_files(out_dir)
 
 
-def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, out_dir, name: str) -> Path:
-    """Saves ``fig`` as ``out_dir/name`` (110 dpi) and closes it; returns the path."""
-    fig.tight_layout()
-    fig.savefig(Path(out_dir) / name, dpi=110)
-    pyplot().close(fig)
-    return Path(out_dir) / name
-
-
-def save_loss_curve(log_history: list[dict], out_dir, title: str = "training") -> Path | None:
-    """Plots training and evaluation loss against the step; returns the PNG path (None if nothing was logged)."""
-    curves = {label: [(h["step"], h[key]) for h in log_history if key in h and "step" in h]
-              for key, label in (("loss", "train loss"), ("eval_loss", "validation loss"))}
-    if not any(curves.values()):
-        return None
-    fig, ax = pyplot().subplots(figsize=(6, 4))
-    for label, points in curves.items():
-        if points:
-            ax.plot(*zip(*points), label=label, marker="o" if label.startswith("validation") else None)
-    ax.set(xlabel="step", ylabel="loss (nats)", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return save_figure(fig, out_dir, "loss_curve.png")
-
-
 def _json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
@@ -459,90 +426,54 @@ def split_metrics(metrics: dict) -> dict:
 
 
 class Pipeline:
-    """One training pipeline. Subclasses set the class attributes and override the hooks; :meth:`main` runs
-    it: parse -> check -> claim the output folder -> data -> tokenizers -> model (+ adapter) -> tokenise (main
-    process first) -> train -> save -> evaluate -> plots, samples, results.json, model card, summary."""
+    """One training pipeline. :meth:`main` runs it: parse -> check -> claim the output folder -> data ->
+    tokenizers -> model (+ adapter) -> tokenise (main process first) -> train -> save -> evaluate -> plots,
+    samples, results.json, model card, summary. A subclass sets the class attributes and overrides the hooks:
+    ``check`` (its own options, before anything is claimed), ``inputs`` (files it reads besides the data),
+    ``load_data`` (the raw DatasetDict), ``load_tokenizers`` ({subfolder: tokenizer}; ``""`` is the processing
+    class, saved at the root), ``config_fields`` (a new config's sizes, ids, labels), ``load_kwargs`` (of
+    ``from_pretrained``), ``prepare_model``, ``preprocess`` (the tokenised DatasetDict), ``trainer_kwargs``
+    (collator, metrics), ``facts`` (its own results.json entries), ``evaluate``, ``finish`` ((samples,
+    figures)), ``print_sample`` and ``title``."""
 
-    task = "language-modeling"  # the hfnn.registry task (Auto class of the model, config classes)
-    card_task = "text-generation"  # the task of the model card
+    task, card_task = "language-modeling", "text-generation"  # the hfnn.registry task, the model card's task
     arguments = (TokenizerModelArguments, TextDataArguments, RunArguments, TrainingArguments)
     trainer_class = Trainer
-    plots = ("loss curve",)  # names of the figures printed at the end, the loss curve first
+    plots = ("loss curve",)  # names of the figures (the loss curve, then those ``finish`` returns)
     summary_skip = ()  # metric name endings left out of the printed summary
+    empty_eval = ("is empty", "give a --validation_file, more data")  # (what, advice) for an empty validation split
 
-    # ---- hooks
     @classmethod
     def check(cls, model_args, data_args) -> None:
-        """Checks of the pipeline's own options, before the output folder is claimed."""
+        pass
 
     @classmethod
     def inputs(cls, model_args) -> list:
-        """Files and folders the run reads besides its data (the output folder must not hold them)."""
         return []
 
-    def load_data(self):
-        """The raw ``DatasetDict`` (train, validation, test), subset and ordered for the run."""
-        raise NotImplementedError
-
-    def load_tokenizers(self, raw) -> dict:
-        """``{subfolder: tokenizer}``: ``""`` is the processing class, saved at the folder's root."""
-        raise NotImplementedError
-
-    def config_fields(self) -> dict:
-        """Fields of a new model's config (sizes, special ids, labels), before ``config_overrides``."""
-        raise NotImplementedError
-
     def load_kwargs(self) -> dict:
-        """Keyword arguments of ``from_pretrained`` for ``model_name_or_path``."""
         return {}
 
     def prepare_model(self, model) -> None:
-        """Checks and settings once the model is built or loaded."""
-
-    def preprocess(self, raw):
-        """The tokenised ``DatasetDict``."""
-        raise NotImplementedError
-
-    def trainer_kwargs(self, eval_ds) -> dict:
-        """Data collator and metrics of the Trainer."""
-        return {}
-
-    def check_eval(self, eval_ds) -> None:
-        """An evaluation strategy needs validation examples: ValueError naming the option otherwise."""
-        strategy = getattr(self.training_args.eval_strategy, "value", self.training_args.eval_strategy)
-        if not len(eval_ds) and (strategy != "no" or self.training_args.eval_on_start):
-            raise ValueError(f"The validation split {self.empty_eval[0]}, but --eval_strategy is {strategy}: "
-                             f"{self.empty_eval[1]}, or set --eval_strategy no")
-
-    empty_eval = ("is empty", "give a --validation_file, more data")
+        pass
 
     def facts(self) -> dict:
-        """The pipeline's own entries of results.json (besides metrics)."""
         return {}
 
     def evaluate(self, trainer, splits: dict) -> dict:
-        """Metrics of the validation and test splits (those with examples)."""
-        results = {}
-        for split, ds in splits.items():
-            results.update(split_metrics(trainer.evaluate(ds, metric_key_prefix=split)))
-        return results
+        return {k: v for split, ds in splits.items()
+                for k, v in split_metrics(trainer.evaluate(ds, metric_key_prefix=split)).items()}
 
     def finish(self, trainer, results: dict) -> tuple[list, list]:
-        """After the report data is complete: (samples for results.json, extra figure paths)."""
         return [], []
-
-    def print_sample(self, sample) -> None:
-        print(sample)
 
     def title(self) -> str:
         return f"{self.model.config.model_type} on {self.corpus}"
 
-    # ---- the run
     def __init__(self, model_args, data_args, run_args, training_args, folder):
         self.model_args, self.data_args, self.run_args, self.training_args = model_args, data_args, run_args, training_args
         self.folder, self.out_dir = folder, folder.work_dir
-        self.corpus = data_args.train_file or data_args.corpus
-        self.seed = training_args.seed
+        self.corpus, self.seed = data_args.train_file or data_args.corpus, training_args.seed
 
     @classmethod
     def main(cls, argv=None) -> dict:
@@ -556,9 +487,8 @@ class Pipeline:
         check_run_options(training_args, run_args, data_args)
         cls.check(model_args, data_args)
         inputs = [getattr(data_args, n, None) for n in ("train_file", "validation_file", "test_file", "corpus")]
-        folder = claim_output_dir(training_args.output_dir, run_args.overwrite_output_dir,
-                                  training_args.resume_from_checkpoint, inputs=inputs + cls.inputs(model_args))
-        with folder:
+        with claim_output_dir(training_args.output_dir, run_args.overwrite_output_dir,
+                              training_args.resume_from_checkpoint, inputs=inputs + cls.inputs(model_args)) as folder:
             training_args.output_dir = str(folder.work_dir)
             set_seed(training_args.seed)
             return cls(model_args, data_args, run_args, training_args, folder).run()
@@ -568,18 +498,16 @@ class Pipeline:
 
         from hfnn import registry
 
-        auto = getattr(transformers, registry.task(self.task).auto_class)
-        self.overrides = {}
+        auto, self.overrides = getattr(transformers, registry.task(self.task).auto_class), {}
         if self.model_args.model_name_or_path:
-            model = auto.from_pretrained(self.model_args.model_name_or_path, **self.load_kwargs())
+            self.model = auto.from_pretrained(self.model_args.model_name_or_path, **self.load_kwargs())
         else:
             self.overrides = parse_config_overrides(self.model_args.config_overrides)
-            model = auto.from_config(build_config(self.model_args.architecture, self.task, self.config_fields(),
-                                                  self.overrides))
-        self.model = model
-        self.prepare_model(model)
-        check_resume_architecture(self.training_args.resume_from_checkpoint, model)
-        return model
+            self.model = auto.from_config(build_config(self.model_args.architecture, self.task, self.config_fields(),
+                                                       self.overrides))
+        self.prepare_model(self.model)
+        check_resume_architecture(self.training_args.resume_from_checkpoint, self.model)
+        return self.model
 
     def run(self) -> dict:
         args, run_args = self.training_args, self.run_args
@@ -594,12 +522,13 @@ class Pipeline:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         _logger.info("model %s: %.2fM parameters (%.2fM trainable)", type(self.model).__name__, parameters / 1e6,
                      trainable / 1e6)
-        # the main process fills the datasets cache first; the others (multi-process training) read it
-        with args.main_process_first(desc="dataset preprocessing"):
+        with args.main_process_first(desc="dataset preprocessing"):  # the others read the datasets cache it fills
             data = self.preprocess(raw)
-        self.data = data
         train_ds, eval_ds = data["train"], data["validation"] if "validation" in data else []
-        self.check_eval(eval_ds)
+        strategy = getattr(args.eval_strategy, "value", args.eval_strategy)
+        if not len(eval_ds) and (strategy != "no" or args.eval_on_start):
+            raise ValueError(f"The validation split {self.empty_eval[0]}, but --eval_strategy is {strategy}: "
+                             f"{self.empty_eval[1]}, or set --eval_strategy no")
         trainer = self.trainer_class(
             model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if len(eval_ds) else None,
             processing_class=self.tokenizers[""], callbacks=[CheckpointCommitCallback()], **self.trainer_kwargs(eval_ds))
@@ -622,35 +551,31 @@ class Pipeline:
             **self.facts(),
         }
         start = time.monotonic()
-        splits = {s: data[s] for s in ("validation", "test") if s in data and len(data[s])}
-        results.update(self.evaluate(trainer, splits))
+        results.update(self.evaluate(trainer, {s: data[s] for s in ("validation", "test") if s in data and len(data[s])}))
         results["eval_seconds"] = round(time.monotonic() - start, 1)
         if not trainer.is_world_process_zero():
             print(f"process {args.process_index} of {args.world_size}: finished; process 0 writes {self.folder.path}")
             return {**results, "samples": []}
-        figures = [save_loss_curve(history, self.out_dir, title=self.title())]
+        figures = [plot_loss_curve(history, self.out_dir, title=self.title())]
         results["samples"], more = self.finish(trainer, results)
         write_results(self.out_dir, results)
         if run_args.write_model_card:
             from hfnn.cards import write_model_card
 
-            write_model_card(self.out_dir, task=self.card_task, results=results, training_args=args,
-                             dataset=self.corpus)
+            write_model_card(self.out_dir, task=self.card_task, results=results, training_args=args, dataset=self.corpus)
         self._print(results, figures + more)
         args.output_dir = str(self.folder.path)
         return results
 
     def _save(self, trainer, path: Path) -> None:
-        """Saves the trained model into ``path``; a PEFT adapter is saved into ``path/adapter`` first, then merged
-        into the model, so the folder holds the full model and the adapter."""
+        """Saves the trained model into ``path``. A PEFT adapter is saved into ``path/adapter`` first, then merged
+        into the model, so the folder holds the full model and the adapter (a fallback folder gets a copy)."""
         model = trainer.accelerator.unwrap_model(trainer.model)
         if hasattr(model, "merge_and_unload"):
             model.save_pretrained(str(path / "adapter"), is_main_process=trainer.is_world_process_zero())
             trainer.model = trainer.model_wrapped = self.model = model.merge_and_unload()
             self.adapter_dir = path / "adapter"
-        elif getattr(self, "adapter_dir", None) and trainer.is_world_process_zero():  # a fallback folder
-            import shutil
-
+        elif getattr(self, "adapter_dir", None) and trainer.is_world_process_zero():
             shutil.copytree(self.adapter_dir, path / "adapter", dirs_exist_ok=True)
         save_trained(trainer, path, self.tokenizers)
 

@@ -1,26 +1,14 @@
-"""Text classification: train any hfnn classifier (CNN, MLP, RNN, Transformer) on a corpus with ``Trainer``.
-
-In the style of transformers' ``run_classification.py``: arguments are dataclasses parsed by
-``HfArgumentParser`` from a recipe file plus command-line overrides::
+"""Text classification with ``Trainer`` (in the style of transformers' ``run_classification.py``)::
 
     python -m hfnn.pipelines.run_classification cnn_rotten_tomatoes --output_dir runs/cnn-rt
-    python -m hfnn.pipelines.run_classification mlp_rotten_tomatoes --num_train_epochs 2
     python -m hfnn.pipelines.run_classification cnn_rotten_tomatoes --train_file my.csv --validation_file dev.csv \\
         --text_column review --label_column sentiment
 
-The run: load the corpus (built-in name, local csv/json files, or a Hub dataset), train a tokenizer on
-the training split (or load one), tokenise with ``datasets.map``, pad per batch with
-``DataCollatorWithPadding``, train, evaluate accuracy and macro-F1 on the validation and test splits, and
-save model + tokenizer (safetensors) + loss curve + confusion matrix + results.json + model card, then
-print a few predictions. Switching architecture is a recipe change (``architecture: cnn`` / ``mlp`` /
-``rnn`` / ``transformer`` plus ``config_overrides``); ``model_name_or_path`` fine-tunes a saved folder.
-
-Labels are read as a set of named classes (``load_corpus``): strings stripped (" pos" and "pos" are one
-class), numbers named by their value (labels 5 and 100 are two classes, star ratings 1-5 five, never an
-index), a blank label cell an error naming the file row. One label per row trains a single-label
-classifier (cross-entropy), a column of label lists a multi-label classifier (BCE with logits); a
-regression head (MSE) only with ``problem_type: regression`` in the recipe (or ``--problem_type regression``).
-An empty or whitespace-only text cell is an error naming the file row.
+Corpus -> tokenizer -> ``DataCollatorWithPadding`` batches -> training (CNN, MLP, RNN or Transformer; a saved
+folder is fine-tuned with ``model_name_or_path``) -> accuracy and macro-F1 -> model, tokenizer, loss curve,
+confusion matrix, results.json, model card -> a few predictions. Labels are named classes (``load_corpus``:
+strings stripped, numbers named by their value); a column of label lists is multi-label, and a regression head
+needs ``--problem_type regression``. An empty text or label cell is an error naming the file row.
 """
 
 from __future__ import annotations
@@ -31,21 +19,9 @@ import numpy as np
 from datasets import ClassLabel, Sequence, Value
 from transformers import DataCollatorWithPadding, TrainingArguments
 
-from hfnn.pipelines.common import (
-    Pipeline,
-    RunArguments,
-    TextDataArguments,
-    TokenizerModelArguments,
-    arg,
-    check_tokenizer,
-    load_split_corpus,
-    load_tokenizer,
-    pyplot,
-    run_command,
-    save_figure,
-    split_metrics,
-    subset,
-)
+from hfnn.pipelines.common import (Pipeline, RunArguments, TextDataArguments, TokenizerModelArguments, arg,
+                                   check_tokenizer, load_split_corpus, load_tokenizer, pyplot, run_command, save_figure,
+                                   split_metrics, subset)
 from hfnn.training import classification_metrics
 
 __all__ = ["ClassificationPipeline", "DataArguments", "ModelArguments", "label_info", "main"]
@@ -233,10 +209,7 @@ class ClassificationPipeline(Pipeline):
         print(f"- [{s['predicted']} {s['score']:.2f} | true {s['label']}] {s['text'][:100]}")
 
 
-def main(argv=None) -> dict:
-    """Runs the pipeline; returns the results dict (``test_accuracy``, ``validation_f1``, ...)."""
-    return ClassificationPipeline.main(argv)
-
+main = ClassificationPipeline.main  # main(argv) runs the pipeline and returns the results dict
 
 if __name__ == "__main__":
-    raise SystemExit(run_command(main))
+    raise SystemExit(run_command(main, name=__spec__.name))

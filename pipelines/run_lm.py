@@ -1,22 +1,13 @@
-"""Causal language modelling: train any hfnn language model on a corpus with ``Trainer``.
-
-In the style of transformers' ``run_clm.py``: arguments are dataclasses parsed by
-``HfArgumentParser`` from a recipe file plus command-line overrides::
+"""Causal language modelling with ``Trainer`` (in the style of transformers' ``run_clm.py``)::
 
     python -m hfnn.pipelines.run_lm rnn_shakespeare_char --output_dir runs/rnn-char
-    python -m hfnn.pipelines.run_lm my_recipe.yaml --max_steps 200
-    hfnn train rnn_shakespeare_char
+    python -m hfnn.pipelines.run_lm my_recipe.yaml --max_steps 200 --architecture transformer
 
-The run: load the corpus (built-in name, local text files, or a Hub dataset), build the tokenizer
-(or load one), tokenise and group the text into blocks with ``datasets.map``, train, evaluate loss
-and perplexity on the validation and test splits, save model + tokenizer (safetensors) + loss curve
-+ results.json + model card, and print a few generated passages. Switching architecture is a recipe
-change (``architecture: rnn`` or ``architecture: transformer`` plus ``config_overrides``).
-
-The text is a stream: a ``.txt`` file's lines keep their newlines and end-of-sequence separates
-documents only (files; the works of a built-in corpus such as Shakespeare's plays; the books of the
-KJV, whose verses are its lines). Each cell of a csv/json text column is a document of its own; an
-empty cell is an empty document and is dropped.
+Corpus -> tokenizer (trained or loaded) -> blocks of ``block_size`` tokens -> training -> loss and perplexity
+on the validation and test splits -> model, tokenizer, loss curve, results.json, model card -> sampled text.
+The text is a stream: a ``.txt`` file's lines keep their newlines and end-of-sequence separates documents only
+(files, the works of Shakespeare, the books of the KJV); each cell of a csv/json text column is a document,
+and an empty cell is dropped.
 """
 
 from __future__ import annotations
@@ -28,18 +19,8 @@ import torch
 from datasets import DatasetDict
 from transformers import TrainingArguments, default_data_collator, set_seed
 
-from hfnn.pipelines.common import (
-    Pipeline,
-    RunArguments,
-    TextDataArguments,
-    TokenizerModelArguments,
-    arg,
-    check_tokenizer,
-    check_count,
-    load_split_corpus,
-    load_tokenizer,
-    run_command,
-)
+from hfnn.pipelines.common import (Pipeline, RunArguments, TextDataArguments, TokenizerModelArguments, arg,
+                                   check_tokenizer, check_count, load_split_corpus, load_tokenizer, run_command)
 from hfnn.training import causal_lm_metrics
 
 __all__ = ["DataArguments", "LanguageModelingPipeline", "ModelArguments", "load_text_corpus", "main",
@@ -185,10 +166,7 @@ class LanguageModelingPipeline(Pipeline):
         print("-" * 60 + "\n" + sample)
 
 
-def main(argv=None) -> dict:
-    """Runs the pipeline; returns the results dict (``validation_perplexity``, ``test_loss``, ``samples``...)."""
-    return LanguageModelingPipeline.main(argv)
-
+main = LanguageModelingPipeline.main  # main(argv) runs the pipeline and returns the results dict
 
 if __name__ == "__main__":
-    raise SystemExit(run_command(main))
+    raise SystemExit(run_command(main, name=__spec__.name))

@@ -1,23 +1,16 @@
-"""Sequence to sequence: train an RNN encoder–decoder or a Transformer with ``Seq2SeqTrainer``.
-
-In the style of transformers' ``run_translation.py``: dataclass arguments parsed by ``HfArgumentParser`` from a
-recipe plus command-line overrides, ``Seq2SeqTrainer`` with ``predict_with_generate``::
+"""Sequence to sequence with ``Seq2SeqTrainer`` (in the style of transformers' ``run_translation.py``)::
 
     python -m hfnn.pipelines.run_seq2seq rnn_seq2seq_cmudict --output_dir runs/g2p-bahdanau
     python -m hfnn.pipelines.run_seq2seq rnn_seq2seq_none_cmudict        # the seed's fixed context vector
-    python -m hfnn.pipelines.run_seq2seq transformer_seq2seq_cmudict
     python -m hfnn.pipelines.run_seq2seq rnn_seq2seq_kjv_french           # English -> French verses
-    python -m hfnn.pipelines.run_seq2seq rnn_seq2seq_cmudict --train_file train.csv --validation_file dev.csv \\
-        --source_column word --target_column phonemes
+    python -m hfnn.pipelines.run_seq2seq rnn_seq2seq_cmudict --train_file train.csv --source_column word \\
+        --target_column phonemes
 
-The run: load the corpus (built-in ``cmudict`` / ``kjv_french``, local csv/json files with a source and a target
-column, or a Hub dataset), train a source and a target tokenizer on the training split (or load them), tokenise
-with ``datasets.map``, train, then generate for the validation and test splits and score them: word error rate
-and phoneme error rate for grapheme-to-phoneme (a prediction counts as right when it matches any reference
-pronunciation of the word, from the ``references`` column), BLEU and chrF for translation. The output folder
-holds the model (safetensors, remote code), the target tokenizer at its root and the source tokenizer in
-``source_tokenizer/`` (what the ``seq2seq-generation`` pipeline loads), the loss curve, a heatmap of the attention
-weights for a few test examples (output symbols x source symbols), ``results.json`` and a model card.
+Corpus (source and target columns) -> a source and a target tokenizer -> training -> generation for the
+validation and test splits, scored by WER and PER for grapheme-to-phoneme (right when it matches any reference
+pronunciation) or BLEU and chrF for translation -> model, the target tokenizer at the root and the source one
+in ``source_tokenizer/`` (what the ``seq2seq-generation`` pipeline loads), loss curve, attention heatmap of a
+few test examples, results.json, model card.
 """
 
 from __future__ import annotations
@@ -31,21 +24,9 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
 
 from hfnn import registry
 from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK
-from hfnn.pipelines.common import (
-    DataArguments as BaseDataArguments,
-    ModelArguments as BaseModelArguments,
-    Pipeline,
-    RunArguments,
-    arg,
-    check_count,
-    load_split_corpus,
-    load_tokenizer,
-    pyplot,
-    run_command,
-    save_figure,
-    split_metrics,
-    subset,
-)
+from hfnn.pipelines.common import (DataArguments as BaseDataArguments, ModelArguments as BaseModelArguments, Pipeline,
+                                   RunArguments, arg, check_count, load_split_corpus, load_tokenizer, pyplot,
+                                   run_command, save_figure, split_metrics, subset)
 from hfnn.training import OrderedEvalSeq2SeqTrainer, seq2seq_metrics
 
 __all__ = ["ARCHITECTURES", "DataArguments", "ModelArguments", "OrderedEvalSeq2SeqTrainer", "Seq2SeqPipeline",
@@ -266,10 +247,7 @@ class Seq2SeqPipeline(Pipeline):
         print(f"- {s['source'][:60]!r} -> {s['predicted'][:80]!r} (reference {s['target'][:80]!r})")
 
 
-def main(argv=None) -> dict:
-    """Runs the pipeline; returns the results dict (``test_wer``, ``test_per`` or ``test_bleu``, ``test_chrf``...)."""
-    return Seq2SeqPipeline.main(argv)
-
+main = Seq2SeqPipeline.main  # main(argv) runs the pipeline and returns the results dict
 
 if __name__ == "__main__":
-    raise SystemExit(run_command(main))
+    raise SystemExit(run_command(main, name=__spec__.name))
