@@ -196,11 +196,11 @@ def test_evaluate_language_model_on_a_file(capsys, models, tmp_path):
     assert code == 0
     metrics = json.loads(out)
     assert metrics["split"] == "all" and metrics["blocks"] == 5 and metrics["tokens"] == 5 * 15
-    # the same number computed here: the rows' tokens joined by </s>, cut into 5 blocks of 16, and the mean
-    # cross-entropy of each token given the ones before it
+    # the same number computed here: the file is one document, as in training (its lines keep their newlines,
+    # one </s> at its end), cut into 5 blocks of 16, and the mean cross-entropy of each token given the ones before it
     model = AutoModelForCausalLM.from_pretrained(models / "lm").eval()
     tok = AutoTokenizer.from_pretrained(models / "lm")
-    stream = (tok(line + "\n", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]) * 40  # rows keep their newline
+    stream = tok(line + "\n", add_special_tokens=False)["input_ids"] * 40 + [tok.eos_token_id]
     blocks = torch.tensor(stream[: 5 * 16]).view(5, 16)
     with torch.no_grad():
         log_probs = model(input_ids=blocks).logits.float().log_softmax(-1)
