@@ -118,12 +118,12 @@ class RnnModel(RnnPreTrainedModel):
     def encode(self, inputs_embeds, attention_mask, state, output_hidden_states=False):
         """The stack over ``inputs_embeds`` from ``state``: (top outputs, new state, per-layer outputs or None). One
         fused call; one call per layer when every layer's output is asked for or the layers are checkpointed; when
-        traced with a mask, :func:`run_masked_dense` (an LSTM's cell state is then None)."""
+        traced with a mask, :func:`run_masked_dense` (an LSTM's c exact for rows all tokens or all padding)."""
         embeds = self.dropout(inputs_embeds)
         layers = self.config.num_hidden_layers
         if attention_mask is not None and is_tracing(embeds):
-            hidden, h, below = run_masked_dense(self.rnn, embeds, attention_mask.bool(), torch_layout(state))
-            new_state = (h.transpose(0, 1), None) if len(state) == 2 else (h.transpose(0, 1),)
+            hidden, new_state, below = run_masked_dense(self.rnn, embeds, attention_mask.bool(), torch_layout(state))
+            new_state = batch_first(new_state)
         elif not (output_hidden_states or checkpointing(self)) or layers == 1:
             hidden, new_state = checkpointed(self, self.recur, embeds, attention_mask, state)
             below = []
@@ -177,9 +177,6 @@ class RnnModel(RnnPreTrainedModel):
             inputs_embeds, attention_mask, self._zero_state(batch, inputs_embeds) if state is None else state,
             output_hidden_states)
         if use_cache:
-            if new_state[-1] is None:
-                raise ValueError("an LSTM's cell state after a padded batch cannot be traced: export with "
-                                 "use_cache=False, or without attention_mask")
             cache = RnnStateCache() if cache is None else cache
             cache.store(new_state, time)
         return BaseModelOutputWithPast(hidden, cache=cache if use_cache else None, hidden_states=hidden_states)
@@ -202,8 +199,7 @@ class RnnForCausalLM(DirectDecodingMixin, RnnPreTrainedModel, GenerationMixin):
         self.post_init()
 
     @classmethod
-    def _supports_default_dynamic_cache(cls) -> bool:
-        # The state cache is built in forward; a key/value DynamicCache would never be filled.
+    def _supports_default_dynamic_cache(cls) -> bool:  # the state cache is built in forward, not a DynamicCache
         return False
 
     @can_return_tuple

@@ -31,7 +31,7 @@ from .configuration_rnn_seq2seq import RnnSeq2SeqConfig
 from .modeling_utils import (
     CheckpointedCall, EncoderDecoderMixin, RecurrentCache, batch_first, check_attention_mask, check_input_ids,
     checkpointed, final_states, init_recurrent_, make_rnn, pop_legacy_cache, run_masked_dense, run_stack,
-    seq2seq_lm_output, shift_tokens_right, torch_layout,
+    seq2seq_lm_output, shift_tokens_right, tokens_first, torch_layout,
 )
 
 __all__ = [
@@ -122,7 +122,7 @@ class RnnSeq2SeqEncoder(_TokenInput):
             if bool((lengths == 0).any()):
                 row = int((lengths == 0).nonzero()[0])
                 raise ValueError(f"every source sequence needs at least one token; attention_mask row {row} is all zeros")
-            order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # each row's tokens first, in order
+            order = tokens_first(mask)
             embeds = embeds.gather(1, order[..., None].expand_as(embeds))
             packed = pack_padded_sequence(embeds, lengths.cpu(), batch_first=True, enforce_sorted=False)
             packed_out, _, below = run_stack(self.rnn, packed, None, bool(output_hidden_states), owner=self)
@@ -136,8 +136,7 @@ class RnnSeq2SeqEncoder(_TokenInput):
         return output.to_tuple() if return_dict is False else output
 
 
-def _keep_rows(keep, new, old):
-    """The recurrent state ``new`` where ``keep`` (batch,) is True, ``old`` elsewhere (torch's layout)."""
+def _keep_rows(keep, new, old):  # state ``new`` where ``keep`` (batch,) is True, ``old`` elsewhere (torch's layout)
     if isinstance(new, tuple):
         return tuple(torch.where(keep[None, :, None], n, o) for n, o in zip(new, old))
     return torch.where(keep[None, :, None], new, old)

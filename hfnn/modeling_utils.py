@@ -21,7 +21,7 @@ __all__ = [
     "checkpointing", "classification_loss",
     "classifier_dropout", "classifier_output", "final_states", "init_recurrent_", "layer_runner", "make_rnn",
     "masked_max", "masked_mean", "pop_legacy_cache", "real_token_mask", "run_masked_dense", "run_recurrence",
-    "run_stack", "seq2seq_lm_output", "shift_tokens_right", "torch_layout", "zero_padding_row_",
+    "run_stack", "seq2seq_lm_output", "shift_tokens_right", "tokens_first", "torch_layout", "zero_padding_row_",
 ]
 
 
@@ -56,8 +56,8 @@ def checkpointing(owner) -> bool:  # whether owner's CheckpointedCall checkpoint
 
 
 def checkpointed(owner, function, *args):
-    """``function(*args)`` through ``owner.checkpointed_call`` if there is one, with the tensors of nested arguments
-    and results (LSTM state pairs, packed sequences) passed flat, as re-entrant checkpointing needs them."""
+    """``function(*args)`` through ``owner.checkpointed_call`` if there is one, nested tensors (LSTM states, packed
+    sequences) passed flat as re-entrant checkpointing needs."""
     call = getattr(owner, "checkpointed_call", None)
     if call is None:
         return function(*args)
@@ -283,34 +283,43 @@ def run_stack(rnn: nn.RNNBase, inputs, state, per_layer: bool = False, owner: nn
     return x, state, below if keep else None
 
 
+def tokens_first(mask: torch.Tensor) -> torch.Tensor:
+    """Gather index putting each row's real tokens (``mask`` True) first, in order (distinct keys: ONNX has no stable
+    sort)."""
+    time = mask.shape[1]
+    return torch.argsort((~mask).long() * time + torch.arange(time, device=mask.device), dim=1)
+
+
 def run_masked_dense(rnn: nn.RNNBase, inputs: torch.Tensor, mask: torch.Tensor, state=None):
-    """The traceable form of a run over packed sequences: each row's real tokens (``mask`` True) are moved to the
-    front in their order (reversed for a backward direction) and every layer and direction runs densely, once. No
-    value of the mask steers Python, so an exported graph computes the same for every padding. Returns ``(output,
-    h, below)``: the outputs at the tokens' positions (0 at padding), the final h of every layer and direction in
-    torch's layout (rows without tokens keep ``state``'s) and the outputs of the layers below the top one. The
-    cell state of an LSTM is not recoverable this way."""
+    """The traceable form of a packed run: each row's tokens moved to the front (reversed for a backward direction),
+    each layer and direction run densely; no mask value steers Python. Returns ``(output (0 at padding), final state
+    in torch's layout (rows without tokens keep ``state``'s), outputs of the lower layers)``. h is exact; an LSTM's c
+    for rows all tokens or all padding (the dense run reads a row's padding after its tokens)."""
     batch, time = mask.shape
     lengths = mask.sum(1)
     positions = torch.arange(time, device=mask.device).expand(batch, time)
-    forward = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+    forward = tokens_first(mask)
     backward = forward.gather(1, torch.where(positions < lengths[:, None], lengths[:, None] - 1 - positions, positions))
     rows, last, width = torch.arange(batch, device=mask.device), (lengths - 1).clamp(min=0), 2 if rnn.bidirectional else 1
+    empty = (lengths == 0)[:, None]
     x, below, finals = inputs, [], []
     for index in range(rnn.num_layers):
         outputs = []
         for direction, order in enumerate((forward, backward)[:width]):
             chunk = _layer_state(state, slice(index * width + direction, index * width + direction + 1))
             order3 = order[..., None].expand(batch, time, x.shape[-1])
-            y, _ = layer_runner(rnn, index, bool(direction))(x.gather(1, order3), chunk)
+            y, final = layer_runner(rnn, index, bool(direction))(x.gather(1, order3), chunk)
             outputs.append(torch.zeros_like(y).scatter(1, order[..., None].expand_as(y), y) * mask[..., None])
-            kept = torch.zeros_like(y[:, 0]) if chunk is None else (chunk[0] if isinstance(chunk, tuple) else chunk)[0]
-            finals.append(torch.where((lengths > 0)[:, None], y[rows, last], kept))
+            parts = [y[rows, last]] + ([final[1][0]] if isinstance(final, tuple) else [])  # h, and an LSTM's c
+            kept = [torch.zeros_like(p) for p in parts] if chunk is None else [
+                c[0] for c in (chunk if isinstance(chunk, tuple) else (chunk,))]
+            finals.append(tuple(torch.where(empty, k, p) for p, k in zip(parts, kept)))
         x = torch.cat(outputs, -1)
         if index < rnn.num_layers - 1:
             below.append(x)
             x = _between_layers(rnn, x)
-    return x, torch.stack(finals), below
+    new_state = tuple(torch.stack(parts) for parts in zip(*finals))
+    return x, new_state if len(new_state) == 2 else new_state[0], below
 
 
 def masked_max(values: torch.Tensor, keep: torch.Tensor, dim: int) -> torch.Tensor:
@@ -364,8 +373,7 @@ class RecurrentStateLayer(CacheLayerMixin):
         self.seen_tokens = 0
 
     def __repr__(self):
-        shape = None if self.states is None else tuple(self.states[0].shape)
-        return f"{type(self).__name__}(state={shape}, parts={0 if self.states is None else len(self.states)})"
+        return f"{type(self).__name__}(parts={[tuple(s.shape) for s in self.states or ()]})"
 
     def lazy_initialization(self, key_states, value_states):
         raise NotImplementedError("a recurrent layer keeps a state, not keys and values")

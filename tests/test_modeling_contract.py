@@ -437,3 +437,43 @@ def test_torch_compile_runs_a_training_step_on_a_padded_batch(arch):
     loss.backward()
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_an_exported_lstm_step_carries_the_state_as_eager_does():
+    """The language model exported one token per call, with its state in and out (how an ONNX runtime serves it):
+    a row whose new token is padding keeps its state, as in eager mode."""
+    from torch.export import Dim
+
+    from hfnn.modeling_rnn import RnnStateCache
+
+    class Step(torch.nn.Module):
+        def __init__(self, lm):
+            super().__init__()
+            self.lm = lm
+
+        def forward(self, ids, mask, h, c):
+            cache = RnnStateCache()
+            cache.store((h, c), 0)
+            out = self.lm(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True)
+            return (out.logits, *out.cache.states)
+
+    def example(batch, past, seed):
+        generator = torch.Generator().manual_seed(seed)
+        mask = torch.ones(batch, past + 1, dtype=torch.long)
+        mask[0, -1] = 0  # row 0 reads padding at this step
+        state = torch.randn(2, batch, 2, 8, generator=generator)
+        return torch.randint(4, VOCAB, (batch, 1), generator=generator), mask, state[0], state[1]
+
+    step = Step(build("rnn", "AutoModelForCausalLM"))  # an LSTM of two layers of 8
+    batch = Dim("batch", min=2, max=16)
+    program = torch.export.export(step, example(2, 3, 0), dynamic_shapes=(
+        {0: batch}, {0: batch, 1: Dim("past_and_new", min=2, max=64)}, {0: batch}, {0: batch}))
+    new = example(4, 6, 1)
+    with torch.no_grad():
+        expected = step(*new)
+    got = program.module()(*new)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[1][0], new[2][0])  # the padded row's h and c are unchanged
+    torch.testing.assert_close(got[2][0], new[3][0])
+    assert not torch.allclose(got[1][1], new[2][1])
