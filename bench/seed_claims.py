@@ -294,7 +294,7 @@ def bench_attention(runner) -> dict:
     recipe_minutes = 24.0  # what the shipped recipes are sized for, if one does not say
     runs = {}
     for name, recipe in SEQ2SEQ_RECIPES.items():
-        from hfnn.pipelines.common import load_recipe
+        from hfnn.recipes import load_recipe
 
         shipped = load_recipe(recipe)
         budget = runner.minutes["seq2seq"]

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from hfnn import quickstart, registry
 from hfnn.console import UserError, first_line, format_table
-from hfnn.recipes import find_recipe, shipped_recipes, task_name
+from hfnn.recipes import USER_ERRORS, find_recipe, load_recipe, resolve_recipe, shipped_recipes, task_name
 from hfnn.inference import (classify_texts, evaluate_classifier, evaluate_lm, generate_texts, load_eval_split,
                             phoneme_scores, require_columns, transduce_texts)
 from hfnn.saved import (SavedModel, load_saved, load_source_tokenizer, open_model_dir, require_task, resolve_device,
@@ -356,8 +356,6 @@ def _cmd_corpora(args) -> int:
 
 
 def _cmd_recipes(args) -> int:
-    from hfnn.pipelines.common import resolve_recipe
-
     if args.name:
         try:
             path = resolve_recipe(args.name)
@@ -416,8 +414,6 @@ def _task_of(value, where: str) -> str:
 
 def _cmd_train(rest: list[str], train_parser: argparse.ArgumentParser) -> int:
     """Picks the recipe and its task; the task's training pipeline parses the recipe and every override."""
-    from hfnn.pipelines.common import USER_ERRORS, load_recipe, resolve_recipe
-
     if any(a in ("-h", "--help") for a in rest):
         train_parser.print_help()
         return 0

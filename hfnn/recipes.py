@@ -1,19 +1,175 @@
-"""The shipped training recipes, found by architecture, task and corpus, and the training module of a task."""
+"""Training recipes: the shipped ones (found by name, or by architecture, task and corpus), reading a recipe,
+parsing ``[recipe] [--name value ...]`` into argument dataclasses (the command line merged onto the recipe),
+and the training module of a task."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import importlib.util
+import json
+import logging
+import os
+import sys
+from pathlib import Path
 
 from hfnn import registry
 from hfnn.console import UserError
 
-__all__ = ["find_recipe", "pipeline_module", "shipped_recipes", "task_name"]
+__all__ = ["RECIPES_DIR", "USER_ERRORS", "find_recipe", "list_recipes", "load_recipe", "merge_mapping", "parse_args",
+           "parse_config_overrides", "pipeline_module", "resolve_recipe", "shipped_recipes", "task_name"]
+
+_logger = logging.getLogger(__name__)
+
+# The recipes ship as package data of hfnn.pipelines (None in an installation without the pipelines).
+_PIPELINES = importlib.util.find_spec("hfnn.pipelines")
+RECIPES_DIR = Path(next(iter(_PIPELINES.submodule_search_locations))) / "recipes" if _PIPELINES else None
+_RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
+
+# Errors that mean the user asked for something wrong (a flag, a recipe, a file, a folder), not a bug:
+# a pipeline run as a command and `hfnn train` report them in one line.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError, ImportError,
+               ConnectionError)
+
+
+def list_recipes() -> list[str]:
+    """Names of the recipes shipped with hfnn (usable wherever a recipe path is expected)."""
+    found = RECIPES_DIR.iterdir() if RECIPES_DIR and RECIPES_DIR.is_dir() else ()
+    return sorted(p.stem for p in found if p.suffix in _RECIPE_SUFFIXES)
+
+
+def resolve_recipe(name_or_path: str) -> Path:
+    """A recipe file path, or the name of a shipped recipe (``rnn_shakespeare_char``)."""
+    if Path(name_or_path).is_file():
+        return Path(name_or_path)
+    for suffix in ("",) + _RECIPE_SUFFIXES if RECIPES_DIR else ():
+        if (RECIPES_DIR / f"{name_or_path}{suffix}").is_file():
+            return RECIPES_DIR / f"{name_or_path}{suffix}"
+    raise FileNotFoundError(
+        f"Recipe {name_or_path!r} is neither a file nor a shipped recipe. Shipped recipes: {', '.join(list_recipes())}"
+    )
+
+
+def load_recipe(name_or_path: str) -> dict:
+    """Reads a JSON or YAML recipe into a dict of argument values."""
+    path = resolve_recipe(name_or_path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".json":
+            recipe = json.loads(text)
+        else:
+            import yaml
+
+            recipe = yaml.safe_load(text)
+    except Exception as err:  # both parsers raise their own error types
+        raise ValueError(f"Recipe {path} is not valid {path.suffix[1:].upper()}: {err}") from None
+    if not isinstance(recipe, (dict, type(None))):
+        raise ValueError(f"Recipe {path} must be a mapping of argument names to values, got {type(recipe).__name__}")
+    return recipe or {}
+
+
+def _json_mapping(value, name: str, purpose: str = "") -> dict:
+    """``value`` (a JSON string) parsed into a mapping; a ValueError naming ``name`` otherwise."""
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{name} must be a JSON mapping, got {value!r}: {err}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{name} must be a JSON mapping{purpose}, got {value!r}")
+    return parsed
+
+
+def parse_config_overrides(value) -> dict:
+    """``config_overrides`` as a dict: None -> {}, a mapping (from a recipe) copied, a string (from the command
+    line) parsed as JSON, which must give a mapping. The keys are checked once the config is built."""
+    if value is None or isinstance(value, dict):
+        return dict(value or {})
+    if not isinstance(value, str):
+        raise ValueError(f"config_overrides must be a mapping of config fields, got {type(value).__name__} {value!r}")
+    return _json_mapping(value, "config_overrides")
+
+
+def merge_mapping(base: dict, update: dict) -> dict:
+    """``base`` updated key by key with ``update`` (nested mappings merge the same way); a key whose new
+    value is None (JSON ``null``) is removed, so the field falls back to its default."""
+    merged = dict(base)
+    for key, value in update.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_mapping(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_args(dataclass_types, argv=None):
+    """Parses ``[recipe] [--name value ...]`` into one instance per dataclass.
+
+    The recipe (a JSON/YAML file or a shipped recipe's name) gives the defaults; command-line flags override
+    them, and a mapping flag (``--config_overrides '{...}'``) merges key by key into the recipe's mapping
+    (:func:`merge_mapping`), unless ``--architecture`` names another architecture than the recipe's. Unknown
+    recipe keys are an error that names them, and so is a ``model_name_or_path`` / ``tokenizer_name`` meant as
+    a local folder that is not one.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(dataclass_types)
+    recipe = {}
+    if argv and not argv[0].startswith("-"):
+        recipe_name = argv.pop(0)
+        recipe = load_recipe(recipe_name)
+        unknown = sorted(set(recipe) - {f.name for cls in dataclass_types for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"Recipe {recipe_name} has unknown keys: {', '.join(unknown)}")
+        for action in parser._actions:  # flags required on the command line are optional once the recipe sets them
+            action.required = action.required and action.dest not in recipe
+        parser.set_defaults(**recipe)
+    parsed = parser.parse_args_into_dataclasses(args=argv)
+    for args in parsed:
+        _merge_mapping_fields(args, recipe)
+        for field in ("model_name_or_path", "tokenizer_name"):
+            _check_model_path(field, getattr(args, field, None))
+    return parsed
+
+
+def _merge_mapping_fields(args, recipe: dict) -> None:
+    for key, base in recipe.items():
+        if isinstance(base, str) and key == "config_overrides":  # a recipe may give it as a JSON string too
+            try:
+                base = json.loads(base)
+            except json.JSONDecodeError:
+                continue
+        if not isinstance(base, dict) or not hasattr(args, key):
+            continue
+        value = getattr(args, key)
+        if key == "config_overrides" and recipe.get("architecture", args.architecture) != args.architecture:
+            # the recipe's config fields are for its architecture; another one starts from its own defaults
+            _logger.warning("--architecture %s: the recipe's config_overrides (for %s) are not used",
+                            args.architecture, recipe["architecture"])
+            setattr(args, key, None if value is base or value == recipe[key] else value)
+        elif isinstance(value, str):
+            setattr(args, key, merge_mapping(base, _json_mapping(value, f"--{key}", f" (it updates the recipe's {key})")))
+        elif isinstance(value, dict) and value is not base:
+            setattr(args, key, merge_mapping(base, value))
+
+
+def _check_model_path(field: str, value) -> None:
+    """A model/tokenizer argument meant as a local folder (absolute, ./ or ~ prefixed, more than one '/', or in
+    a folder that exists here) must exist: otherwise transformers takes it for a Hub id and, offline, retries
+    for half a minute before an error about the network."""
+    if not isinstance(value, str) or not value or os.path.isdir(os.path.expanduser(value)):
+        return
+    path = Path(os.path.expanduser(value))
+    if (value.startswith(("/", "./", "../", "~", ".\\")) or value.count("/") > 1 or "\\" in value
+            or (len(path.parts) > 1 and path.parent.is_dir())):
+        what = "a file, not a folder" if path.exists() else "no such folder"
+        raise FileNotFoundError(f"--{field} {value}: {what} (a saved model folder or a Hub id is expected)")
 
 
 def shipped_recipes() -> list[tuple[str, dict]]:
     """(name, values) of every shipped recipe; a recipe that cannot be read has empty values."""
-    from hfnn.pipelines.common import list_recipes, load_recipe
-
     out = []
     for name in list_recipes():
         try:

@@ -1,9 +1,9 @@
-"""The skeleton every training pipeline shares, and its arguments, recipes, checks, saving and reports.
+"""The skeleton every training pipeline shares, and its arguments, checks, saving and reports.
 
 A pipeline is a :class:`Pipeline` subclass that says what differs (data, tokenizers, config fields,
-tokenisation, evaluation, samples); :meth:`Pipeline.main` does the rest: parse the recipe and the
-command line, claim the output folder, build or load the model (optionally with a PEFT adapter), train
-with the callbacks of :mod:`hfnn.training`, save, evaluate, plot and report.
+tokenisation, evaluation, samples); :meth:`Pipeline.main` does the rest: parse the recipe and the command
+line (:mod:`hfnn.recipes`), claim the output folder, build or load the model (optionally with a PEFT
+adapter), train with the callbacks of :mod:`hfnn.training`, save, evaluate, plot and report.
 """
 
 from __future__ import annotations
@@ -18,22 +18,22 @@ import sys
 import time
 from pathlib import Path
 
-from transformers import HfArgumentParser, Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments
 
+import hfnn
+from hfnn import registry
+from hfnn.console import first_line
 from hfnn.pipelines.checkpoints import CheckpointCommitCallback, resolve_resume_checkpoint
-from hfnn.training import (TrainingCallbacks, check_finite_model, check_resume_architecture, check_tokenizer,
-                           check_training_arguments, plot_loss_curve, pyplot, save_figure)
+from hfnn.recipes import USER_ERRORS, parse_args, parse_config_overrides
+from hfnn.training import (TrainingCallbacks, check_finite_model, check_resume_architecture, check_training_arguments,
+                           plot_loss_curve)
 
-__all__ = ["DataArguments", "ModelArguments", "Pipeline", "RECIPES_DIR", "RunArguments", "TextDataArguments",
-           "TokenizerModelArguments", "USER_ERRORS", "arg", "build_config", "check_config_overrides", "check_resume_architecture",
-           "check_count", "check_run_options", "check_tokenizer", "config_class", "list_recipes", "load_recipe", "merge_mapping",
-           "parse_args", "parse_config_overrides", "pyplot", "resolve_recipe", "run_command", "save_figure",
-           "save_trained", "subset", "write_results"]
+__all__ = ["DataArguments", "ModelArguments", "Pipeline", "RunArguments", "TextDataArguments", "TokenizerModelArguments",
+           "arg", "build_config", "check_config_overrides", "check_count", "config_class",
+           "load_split_corpus", "load_tokenizer", "run_command", "save_trained", "split_metrics", "subset",
+           "write_results"]
 
 _logger = logging.getLogger(__name__)
-
-RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
-_RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def arg(default=None, help: str = ""):
@@ -77,6 +77,11 @@ class DataArguments:
     max_train_samples: int | None = arg(None, "Train on this many examples.")
     max_eval_samples: int | None = arg(None, "Evaluate on this many validation (and test) examples.")
 
+    def __post_init__(self):
+        for name in ("max_train_samples", "max_eval_samples", "max_test_samples"):
+            if getattr(self, name, None) is not None:
+                check_count(f"--{name}", getattr(self, name), 1, " (leave it unset to use every example)")
+
 
 @dataclasses.dataclass
 class TextDataArguments(DataArguments):
@@ -103,155 +108,15 @@ class RunArguments:
     def __post_init__(self):
         check_count("num_samples", self.num_samples, 0, " (0: print none)")
         check_count("lora_r", self.lora_r, 0, " (0: off)")
-
-
-# ---------------------------------------------------------------------------------------------- recipes, argv
-
-
-def list_recipes() -> list[str]:
-    """Names of the recipes shipped with hfnn (usable wherever a recipe path is expected)."""
-    return sorted(p.stem for p in RECIPES_DIR.iterdir() if p.suffix in _RECIPE_SUFFIXES)
-
-
-def resolve_recipe(name_or_path: str) -> Path:
-    """A recipe file path, or the name of a shipped recipe (``rnn_shakespeare_char``)."""
-    if Path(name_or_path).is_file():
-        return Path(name_or_path)
-    for suffix in ("",) + _RECIPE_SUFFIXES:
-        if (RECIPES_DIR / f"{name_or_path}{suffix}").is_file():
-            return RECIPES_DIR / f"{name_or_path}{suffix}"
-    raise FileNotFoundError(
-        f"Recipe {name_or_path!r} is neither a file nor a shipped recipe. Shipped recipes: {', '.join(list_recipes())}"
-    )
-
-
-def load_recipe(name_or_path: str) -> dict:
-    """Reads a JSON or YAML recipe into a dict of argument values."""
-    path = resolve_recipe(name_or_path)
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix == ".json":
-            recipe = json.loads(text)
-        else:
-            import yaml
-
-            recipe = yaml.safe_load(text)
-    except Exception as err:  # both parsers raise their own error types
-        raise ValueError(f"Recipe {path} is not valid {path.suffix[1:].upper()}: {err}") from None
-    if not isinstance(recipe, (dict, type(None))):
-        raise ValueError(f"Recipe {path} must be a mapping of argument names to values, got {type(recipe).__name__}")
-    return recipe or {}
-
-
-def _json_mapping(value, name: str, purpose: str = "") -> dict:
-    """``value`` (a JSON string) parsed into a mapping; a ValueError naming ``name`` otherwise."""
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{name} must be a JSON mapping, got {value!r}: {err}") from None
-    if not isinstance(parsed, dict):
-        raise ValueError(f"{name} must be a JSON mapping{purpose}, got {value!r}")
-    return parsed
-
-
-def parse_config_overrides(value) -> dict:
-    """``config_overrides`` as a dict: None -> {}, a mapping (from a recipe) copied, a string (from the command
-    line) parsed as JSON, which must give a mapping. The keys are checked once the config is built."""
-    if value is None or isinstance(value, dict):
-        return dict(value or {})
-    if not isinstance(value, str):
-        raise ValueError(f"config_overrides must be a mapping of config fields, got {type(value).__name__} {value!r}")
-    return _json_mapping(value, "config_overrides")
-
-
-def merge_mapping(base: dict, update: dict) -> dict:
-    """``base`` updated key by key with ``update`` (nested mappings merge the same way); a key whose new
-    value is None (JSON ``null``) is removed, so the field falls back to its default."""
-    merged = dict(base)
-    for key, value in update.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_mapping(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def parse_args(dataclass_types, argv=None):
-    """Parses ``[recipe] [--name value ...]`` into one instance per dataclass.
-
-    The recipe (a JSON/YAML file or a shipped recipe's name) gives the defaults; command-line flags override
-    them, and a mapping flag (``--config_overrides '{...}'``) merges key by key into the recipe's mapping
-    (:func:`merge_mapping`), unless ``--architecture`` names another architecture than the recipe's. Unknown
-    recipe keys are an error that names them. ``--resume_from_checkpoint`` ``true``/``latest``/``last``
-    becomes the newest complete checkpoint of ``output_dir``; a given checkpoint path is checked.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(dataclass_types)
-    recipe = {}
-    if argv and not argv[0].startswith("-"):
-        recipe_name = argv.pop(0)
-        recipe = load_recipe(recipe_name)
-        unknown = sorted(set(recipe) - {f.name for cls in dataclass_types for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"Recipe {recipe_name} has unknown keys: {', '.join(unknown)}")
-        for action in parser._actions:  # flags required on the command line are optional once the recipe sets them
-            action.required = action.required and action.dest not in recipe
-        parser.set_defaults(**recipe)
-    parsed = parser.parse_args_into_dataclasses(args=argv)
-    for args in parsed:
-        _merge_mapping_fields(args, recipe)
-        for field in ("model_name_or_path", "tokenizer_name"):
-            _check_model_path(field, getattr(args, field, None))
-        if hasattr(args, "resume_from_checkpoint") and hasattr(args, "output_dir"):
-            args.resume_from_checkpoint = resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
-    return parsed
-
-
-def _merge_mapping_fields(args, recipe: dict) -> None:
-    for key, base in recipe.items():
-        if isinstance(base, str) and key == "config_overrides":  # a recipe may give it as a JSON string too
-            try:
-                base = json.loads(base)
-            except json.JSONDecodeError:
-                continue
-        if not isinstance(base, dict) or not hasattr(args, key):
-            continue
-        value = getattr(args, key)
-        if key == "config_overrides" and recipe.get("architecture", args.architecture) != args.architecture:
-            # the recipe's config fields are for its architecture; another one starts from its own defaults
-            _logger.warning("--architecture %s: the recipe's config_overrides (for %s) are not used",
-                            args.architecture, recipe["architecture"])
-            setattr(args, key, None if value is base or value == recipe[key] else value)
-        elif isinstance(value, str):
-            setattr(args, key, merge_mapping(base, _json_mapping(value, f"--{key}", f" (it updates the recipe's {key})")))
-        elif isinstance(value, dict) and value is not base:
-            setattr(args, key, merge_mapping(base, value))
-
-
-def _check_model_path(field: str, value) -> None:
-    """A model/tokenizer argument meant as a local folder (absolute, ./ or ~ prefixed, more than one '/', or in
-    a folder that exists here) must exist: otherwise transformers takes it for a Hub id and, offline, retries
-    for half a minute before an error about the network."""
-    if not isinstance(value, str) or not value or os.path.isdir(os.path.expanduser(value)):
-        return
-    path = Path(os.path.expanduser(value))
-    if (value.startswith(("/", "./", "../", "~", ".\\")) or value.count("/") > 1 or "\\" in value
-            or (len(path.parts) > 1 and path.parent.is_dir())):
-        what = "a file, not a folder" if path.exists() else "no such folder"
-        raise FileNotFoundError(f"--{field} {value}: {what} (a saved model folder or a Hub id is expected)")
-
-
-# Errors that mean the user asked for something wrong (a flag, a recipe, a file, a folder), not a bug:
-# the same ones `hfnn train` reports in one line.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError, ImportError,
-               ConnectionError)
+        minutes = self.max_train_minutes
+        if minutes is not None and not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
+            raise ValueError("--max_train_minutes must be a number of minutes > 0 (leave it unset for no limit), "
+                             f"got {minutes!r}")
 
 
 def run_command(main, argv=None, name: str | None = None) -> int:
     """Runs a pipeline's ``main(argv)`` as a command and returns its exit status, like ``hfnn train``: 0 when
-    it finished; for a user error (:data:`USER_ERRORS`) one line ``run_x: error: MESSAGE`` on stderr and 2,
+    it finished; for a user error (:data:`hfnn.recipes.USER_ERRORS`) one line ``run_x: error: MESSAGE`` on stderr and 2,
     without a traceback (``HFNN_DEBUG=1`` raises it instead); 130 on Ctrl-C. Other exceptions are bugs and
     propagate with their traceback. ``name`` (default: the module of ``main``) names the command: a pipeline module
     ends with ``raise SystemExit(run_command(main, name=__spec__.name))``."""
@@ -265,27 +130,12 @@ def run_command(main, argv=None, name: str | None = None) -> int:
     except USER_ERRORS as err:
         if os.environ.get("HFNN_DEBUG", "") not in ("", "0"):
             raise
-        text = " ".join(str(err).split()) or type(err).__name__
-        if isinstance(err, KeyError) and len(text) > 1 and text[0] == text[-1] == "'":
-            text = text[1:-1]
-        print(f"{prog}: error: {text if len(text) <= 400 else text[:400] + '...'}", file=sys.stderr)
+        print(f"{prog}: error: {first_line(err)}", file=sys.stderr)
         return 2
     return 0
 
 
 # ---------------------------------------------------------------------------------------------- checks
-
-
-def check_run_options(training_args, run_args=None, data_args=None) -> None:
-    """Options that the Trainer would take without a word and then fail on (or loop on) late: ValueError
-    naming the option (:func:`hfnn.training.check_training_arguments`, then the data and run options)."""
-    check_training_arguments(training_args)
-    for name in ("max_train_samples", "max_eval_samples", "max_test_samples"):
-        if getattr(data_args, name, None) is not None:
-            check_count(f"--{name}", getattr(data_args, name), 1, " (leave it unset to use every example)")
-    minutes = getattr(run_args, "max_train_minutes", None)
-    if minutes is not None and not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
-        raise ValueError(f"--max_train_minutes must be a number of minutes > 0 (leave it unset for no limit), got {minutes!r}")
 
 
 def check_count(name: str, value, minimum: int, note: str = "") -> None:
@@ -297,12 +147,7 @@ def check_count(name: str, value, minimum: int, note: str = "") -> None:
 def config_class(architecture: str, task: str):
     """The configuration class of ``architecture`` (a name or alias in :mod:`hfnn.registry`) for a new model of
     ``task``; ValueError naming the architectures for an unknown name, or the missing head."""
-    import importlib
-
-    from hfnn import registry
-
-    entry = registry.architecture_for(architecture, task)
-    return getattr(importlib.import_module(f"hfnn.{entry.config_module}"), entry.config_class)
+    return getattr(hfnn, registry.architecture_for(architecture, task).config_class)
 
 
 def build_config(architecture: str, task: str, fields: dict, overrides: dict):
@@ -426,15 +271,15 @@ def split_metrics(metrics: dict) -> dict:
 
 
 class Pipeline:
-    """One training pipeline. :meth:`main` runs it: parse -> check -> claim the output folder -> data ->
-    tokenizers -> model (+ adapter) -> tokenise (main process first) -> train -> save -> evaluate -> plots,
-    samples, results.json, model card, summary. A subclass sets the class attributes and overrides the hooks:
-    ``check`` (its own options, before anything is claimed), ``inputs`` (files it reads besides the data),
-    ``load_data`` (the raw DatasetDict), ``load_tokenizers`` ({subfolder: tokenizer}; ``""`` is the processing
-    class, saved at the root), ``config_fields`` (a new config's sizes, ids, labels), ``load_kwargs`` (of
-    ``from_pretrained``), ``prepare_model``, ``preprocess`` (the tokenised DatasetDict), ``trainer_kwargs``
-    (collator, metrics), ``facts`` (its own results.json entries), ``evaluate``, ``finish`` ((samples,
-    figures)), ``print_sample`` and ``title``."""
+    """One training pipeline. :meth:`main` runs it: parse (each argument class checks its values) -> claim the
+    output folder -> data -> tokenizers -> model (+ adapter) -> tokenise (main process first) -> train -> save
+    -> evaluate -> plots, samples, results.json, model card, summary. A subclass sets the class attributes and
+    overrides the hooks: ``inputs`` (files it reads besides the data), ``load_data`` (the raw DatasetDict),
+    ``load_tokenizers`` ({subfolder: tokenizer}; ``""`` is the processing class, saved at the root; by default
+    the one of :class:`TokenizerModelArguments`), ``config_fields`` (a new config's sizes, ids, labels),
+    ``load_kwargs`` (of ``from_pretrained``), ``prepare_model``, ``preprocess`` (the tokenised DatasetDict),
+    ``trainer_kwargs`` (collator, metrics), ``facts`` (its results.json entries), ``evaluate``, ``finish``
+    ((samples, figures)), ``print_sample`` and ``title``."""
 
     task, card_task = "language-modeling", "text-generation"  # the hfnn.registry task, the model card's task
     arguments = (TokenizerModelArguments, TextDataArguments, RunArguments, TrainingArguments)
@@ -442,10 +287,7 @@ class Pipeline:
     plots = ("loss curve",)  # names of the figures (the loss curve, then those ``finish`` returns)
     summary_skip = ()  # metric name endings left out of the printed summary
     empty_eval = ("is empty", "give a --validation_file, more data")  # (what, advice) for an empty validation split
-
-    @classmethod
-    def check(cls, model_args, data_args) -> None:
-        pass
+    padding_side = "right"  # of the tokenizer of load_tokenizers
 
     @classmethod
     def inputs(cls, model_args) -> list:
@@ -457,8 +299,16 @@ class Pipeline:
     def prepare_model(self, model) -> None:
         pass
 
+    def load_tokenizers(self, raw) -> dict:
+        """``tokenizer_name`` (else ``model_name_or_path``) loaded, or a tokenizer trained on the training text."""
+        m = self.model_args
+        self.loaded_tokenizer = m.tokenizer_name or m.model_name_or_path
+        return {"": load_tokenizer(self.loaded_tokenizer, raw["train"]["text"], self.padding_side, kind=m.tokenizer_kind,
+                                   vocab_size=m.vocab_size, min_frequency=m.min_frequency, lowercase=m.lowercase,
+                                   model_max_length=getattr(m, "max_length", None))}
+
     def facts(self) -> dict:
-        return {}
+        return {"tokenizer_kind": "loaded" if self.loaded_tokenizer else self.model_args.tokenizer_kind}
 
     def evaluate(self, trainer, splits: dict) -> dict:
         return {k: v for split, ds in splits.items()
@@ -476,16 +326,25 @@ class Pipeline:
         self.corpus, self.seed = data_args.train_file or data_args.corpus, training_args.seed
 
     @classmethod
+    def parse_args(cls, argv=None) -> tuple:
+        """The run's arguments, one per class of :attr:`arguments`, from the recipe and the command line
+        (:func:`hfnn.recipes.parse_args`); ``--resume_from_checkpoint`` ``true``/``latest``/``last`` becomes the
+        newest complete checkpoint of ``output_dir``, and a given checkpoint path is checked."""
+        parsed = parse_args(cls.arguments, argv)
+        parsed[-1].resume_from_checkpoint = resolve_resume_checkpoint(parsed[-1].resume_from_checkpoint,
+                                                                      parsed[-1].output_dir)
+        return parsed
+
+    @classmethod
     def main(cls, argv=None) -> dict:
         """Runs the pipeline on ``argv`` (recipe and flags); returns the results dict."""
         from transformers import set_seed
 
         from hfnn.pipelines.output_dir import claim_output_dir
 
-        model_args, data_args, run_args, training_args = parse_args(cls.arguments, argv)
+        model_args, data_args, run_args, training_args = cls.parse_args(argv)
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-        check_run_options(training_args, run_args, data_args)
-        cls.check(model_args, data_args)
+        check_training_arguments(training_args)  # options the Trainer would take and then fail (or loop) on late
         inputs = [getattr(data_args, n, None) for n in ("train_file", "validation_file", "test_file", "corpus")]
         with claim_output_dir(training_args.output_dir, run_args.overwrite_output_dir,
                               training_args.resume_from_checkpoint, inputs=inputs + cls.inputs(model_args)) as folder:
@@ -495,8 +354,6 @@ class Pipeline:
 
     def build_model(self):
         import transformers
-
-        from hfnn import registry
 
         auto, self.overrides = getattr(transformers, registry.task(self.task).auto_class), {}
         if self.model_args.model_name_or_path:

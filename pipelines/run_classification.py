@@ -20,9 +20,8 @@ from datasets import ClassLabel, Sequence, Value
 from transformers import DataCollatorWithPadding, TrainingArguments
 
 from hfnn.pipelines.common import (Pipeline, RunArguments, TextDataArguments, TokenizerModelArguments, arg,
-                                   check_tokenizer, load_split_corpus, load_tokenizer, pyplot, run_command, save_figure,
-                                   split_metrics, subset)
-from hfnn.training import classification_metrics
+                                   load_split_corpus, run_command, split_metrics, subset)
+from hfnn.training import check_tokenizer, classification_metrics, pyplot, save_figure
 
 __all__ = ["ClassificationPipeline", "DataArguments", "ModelArguments", "label_info", "main"]
 
@@ -115,13 +114,6 @@ class ClassificationPipeline(Pipeline):
         self.raw = raw
         return raw
 
-    def load_tokenizers(self, raw):
-        m = self.model_args
-        self.loaded_tokenizer = m.tokenizer_name or m.model_name_or_path
-        return {"": load_tokenizer(self.loaded_tokenizer, raw["train"]["text"], "right", kind=m.tokenizer_kind,
-                                   vocab_size=m.vocab_size, min_frequency=m.min_frequency, lowercase=m.lowercase,
-                                   model_max_length=m.max_length)}
-
     def _label_fields(self):
         return {"id2label": dict(enumerate(self.labels)), "label2id": {n: i for i, n in enumerate(self.labels)},
                 "problem_type": self.problem_type}
@@ -170,8 +162,8 @@ class ClassificationPipeline(Pipeline):
                 "compute_metrics": classification_metrics(self.problem_type)}
 
     def facts(self):
-        return {"tokenizer_kind": "loaded" if self.loaded_tokenizer else self.model_args.tokenizer_kind,
-                "vocab_size": len(self.tokenizers[""]), "problem_type": self.problem_type, "labels": self.labels}
+        return {**super().facts(), "vocab_size": len(self.tokenizers[""]), "problem_type": self.problem_type,
+                "labels": self.labels}
 
     def evaluate(self, trainer, splits):
         results, self.confusion = super().evaluate(trainer, {k: v for k, v in splits.items() if k != "test"}), None

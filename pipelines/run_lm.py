@@ -20,8 +20,8 @@ from datasets import DatasetDict
 from transformers import TrainingArguments, default_data_collator, set_seed
 
 from hfnn.pipelines.common import (Pipeline, RunArguments, TextDataArguments, TokenizerModelArguments, arg,
-                                   check_tokenizer, check_count, load_split_corpus, load_tokenizer, run_command)
-from hfnn.training import causal_lm_metrics
+                                   check_count, load_split_corpus, run_command)
+from hfnn.training import causal_lm_metrics, check_tokenizer
 
 __all__ = ["DataArguments", "LanguageModelingPipeline", "ModelArguments", "load_text_corpus", "main",
            "tokenize_and_group"]
@@ -40,6 +40,11 @@ class DataArguments(TextDataArguments):
     sample_max_new_tokens: int = arg(200, "Tokens generated per printed sample.")
     sample_top_k: int = arg(20, "Top-k sampling of the printed samples.")
     sample_temperature: float = arg(0.8, "Sampling temperature of the printed samples.")
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_count("--block_size", self.block_size, 2, " (tokens per block: each predicts its tokens 2..n from the "
+                                                        "ones before)")
 
 
 def load_text_corpus(data_args, seed: int):
@@ -88,21 +93,10 @@ def tokenize_and_group(raw, tokenizer, block_size: int, document_ends=None):
 class LanguageModelingPipeline(Pipeline):
     task, card_task = "language-modeling", "text-generation"
     arguments = (ModelArguments, DataArguments, RunArguments, TrainingArguments)
-
-    @classmethod
-    def check(cls, model_args, data_args):
-        check_count("--block_size", data_args.block_size, 2, " (tokens per block: each predicts its tokens 2..n "
-                                                              "from the ones before)")
+    padding_side = "left"  # decoder-only generation continues from the right edge
 
     def load_data(self):
         return load_text_corpus(self.data_args, self.seed)
-
-    def load_tokenizers(self, raw):
-        m = self.model_args
-        self.loaded_tokenizer = m.tokenizer_name or m.model_name_or_path
-        # left padding: decoder-only generation continues from the right edge
-        return {"": load_tokenizer(self.loaded_tokenizer, raw["train"]["text"], "left", kind=m.tokenizer_kind,
-                                   vocab_size=m.vocab_size, min_frequency=m.min_frequency, lowercase=m.lowercase)}
 
     def config_fields(self):
         tok = self.tokenizers[""]
@@ -137,8 +131,7 @@ class LanguageModelingPipeline(Pipeline):
                 "preprocess_logits_for_metrics": preprocess}
 
     def facts(self):
-        return {"tokenizer_kind": "loaded" if self.loaded_tokenizer else self.model_args.tokenizer_kind,
-                "block_size": self.data_args.block_size}
+        return {**super().facts(), "block_size": self.data_args.block_size}
 
     def evaluate(self, trainer, splits):
         results = {}

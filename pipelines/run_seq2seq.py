@@ -25,9 +25,9 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
 from hfnn import registry
 from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK
 from hfnn.pipelines.common import (DataArguments as BaseDataArguments, ModelArguments as BaseModelArguments, Pipeline,
-                                   RunArguments, arg, check_count, load_split_corpus, load_tokenizer, pyplot,
-                                   run_command, save_figure, split_metrics, subset)
-from hfnn.training import OrderedEvalSeq2SeqTrainer, seq2seq_metrics
+                                   RunArguments, arg, check_count, load_split_corpus, load_tokenizer, run_command,
+                                   split_metrics, subset)
+from hfnn.training import OrderedEvalSeq2SeqTrainer, pyplot, save_figure, seq2seq_metrics
 
 __all__ = ["ARCHITECTURES", "DataArguments", "ModelArguments", "OrderedEvalSeq2SeqTrainer", "Seq2SeqPipeline",
            "main", "pick_sample_rows"]
@@ -53,6 +53,10 @@ class ModelArguments(BaseModelArguments):
     max_source_length: int = arg(64, "Truncate sources to this many tokens.")
     max_target_length: int = arg(64, "Truncate targets to this many tokens (end-of-sequence included).")
 
+    def __post_init__(self):
+        for name in ("max_source_length", "max_target_length"):
+            check_count(f"--{name}", getattr(self, name), 2, " (tokens)")
+
 
 @dataclasses.dataclass
 class DataArguments(BaseDataArguments):
@@ -67,6 +71,7 @@ class DataArguments(BaseDataArguments):
     num_attention_examples: int = arg(4, "Test examples shown in attention_heatmap.png (0: none).")
 
     def __post_init__(self):
+        super().__post_init__()
         check_count("num_attention_examples", self.num_attention_examples, 0, " (0: none)")
 
 
@@ -116,11 +121,6 @@ class Seq2SeqPipeline(Pipeline):
     trainer_class = OrderedEvalSeq2SeqTrainer
     plots = ("loss curve", "attention heatmap")
     summary_skip = ("_length",)
-
-    @classmethod
-    def check(cls, model_args, data_args):
-        for name in ("max_source_length", "max_target_length"):
-            check_count(f"--{name}", getattr(model_args, name), 2, " (tokens)")
 
     def load_data(self):
         d = self.data_args

@@ -29,6 +29,7 @@ import pytest
 import torch
 
 import hfnn
+from hfnn import recipes, training
 from hfnn.corpora import load_corpus
 from hfnn.pipelines import common, run_classification, run_lm
 from hfnn.tokenization import train_tokenizer
@@ -307,7 +308,7 @@ case("tokenizer-mismatch-generate", "text-generation with a tokenizer larger tha
 def _check_tokenizer(fx):
     from transformers import AutoConfig, AutoTokenizer
 
-    common.check_tokenizer(AutoConfig.from_pretrained(fx / "rnn_lm"), AutoTokenizer.from_pretrained(fx / "bigger_tokenizer"))
+    training.check_tokenizer(AutoConfig.from_pretrained(fx / "rnn_lm"), AutoTokenizer.from_pretrained(fx / "bigger_tokenizer"))
 
 
 case("tokenizer-mismatch-check", "`check_tokenizer(model, tokenizer)` with a larger tokenizer", ValueError,
@@ -401,16 +402,16 @@ case("load-no-such-folder", "`AutoModelForCausalLM.from_pretrained('/nonexistent
 # ------------------------------------------------------------------------------------------------ recipes and pipeline arguments
 
 case("recipe-unknown-key", "recipe with `block_sise: 32`", ValueError, "unknown keys: block_sise")(
-    lambda fx, tmp: common.parse_args((run_lm.ModelArguments, run_lm.DataArguments, common.RunArguments),
-                                      [str(fx / "unknown_key.yaml")]))
+    lambda fx, tmp: recipes.parse_args((run_lm.ModelArguments, run_lm.DataArguments, common.RunArguments),
+                                       [str(fx / "unknown_key.yaml")]))
 case("recipe-bad-yaml", "recipe that is not valid YAML", ValueError, "not valid YAML")(
-    lambda fx, tmp: common.load_recipe(str(fx / "bad.yaml")))
+    lambda fx, tmp: recipes.load_recipe(str(fx / "bad.yaml")))
 case("recipe-bad-json", "recipe.json with a trailing comma", ValueError, "not valid JSON")(
-    lambda fx, tmp: common.load_recipe(str(fx / "bad.json")))
+    lambda fx, tmp: recipes.load_recipe(str(fx / "bad.json")))
 case("recipe-not-a-mapping", "recipe that is a YAML list", ValueError, "mapping")(
-    lambda fx, tmp: common.load_recipe(str(fx / "list.yaml")))
+    lambda fx, tmp: recipes.load_recipe(str(fx / "list.yaml")))
 case("recipe-not-found", "`run_lm nosuchrecipe`", FileNotFoundError, "neither a file nor a shipped recipe")(
-    lambda fx, tmp: common.load_recipe("nosuchrecipe"))
+    lambda fx, tmp: recipes.load_recipe("nosuchrecipe"))
 case("args-unknown-flag", "`run_lm recipe --frobnicate 1`", ValueError, "frobnicate")(
     lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--frobnicate", "1")))
 case("args-negative-num-samples", "`run_lm recipe --num_samples -1`", ValueError,
@@ -443,7 +444,7 @@ case("args-misspelt-config-override-classifier", "`run_classification ... --conf
                                                      '{"embedding_size": 8, "num_filter": 2}')))
 case("recipe-config-overrides-list", "a recipe whose `config_overrides` is a YAML list", ValueError,
      "config_overrides must be a mapping")(
-    lambda fx, tmp: common.parse_config_overrides(["hidden_size", 8]))
+    lambda fx, tmp: recipes.parse_config_overrides(["hidden_size", 8]))
 case("args-config-override-not-json", "`--config_overrides '{hidden_size: 8'`", ValueError, "JSON mapping")(
     lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out") + ["--config_overrides", "{hidden_size: 8"]))
 case("args-unknown-architecture", "`run_lm recipe --architecture lstm`", ValueError, "Unknown architecture 'lstm'")(

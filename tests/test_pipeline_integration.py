@@ -171,7 +171,7 @@ from types import SimpleNamespace  # noqa: E402
 
 from transformers import TrainerControl  # noqa: E402
 
-from hfnn import training  # noqa: E402
+from hfnn import recipes, training  # noqa: E402
 from hfnn.pipelines import common  # noqa: E402
 
 
@@ -276,8 +276,8 @@ def test_a_budgeted_run_moves_a_fractional_warmup_from_the_scheduler_to_the_cloc
 
 
 def test_shipped_annealed_recipes_give_their_warmup_as_a_fraction():
-    for name in common.list_recipes():
-        recipe = common.load_recipe(name)
+    for name in recipes.list_recipes():
+        recipe = recipes.load_recipe(name)
         if recipe.get("max_train_minutes") and recipe.get("anneal_by_time"):
             assert 0 <= recipe.get("warmup_steps", 0) < 1, f"{name}: warm-up in steps in a time-budgeted recipe"
 

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 import transformers
 
-from hfnn import training
+from hfnn import recipes, training
 from hfnn.pipelines import common, run_classification, run_lm, run_seq2seq
 from hfnn.pipelines.output_dir import LOCK_NAME, OutputDirError, claim_output_dir
 from tests.reliability_utils import shakespeare_text
@@ -42,13 +42,13 @@ def lm_argv(out: Path, text: Path, *extra: str) -> list[str]:
 
 
 def lm_parse(*argv: str):
-    return common.parse_args((run_lm.ModelArguments, run_lm.DataArguments, common.RunArguments, run_lm.TrainingArguments),
-                             list(argv))
+    return recipes.parse_args((run_lm.ModelArguments, run_lm.DataArguments, common.RunArguments,
+                               run_lm.TrainingArguments), list(argv))
 
 
 def seq2seq_parse(*argv: str):
-    return common.parse_args((run_seq2seq.ModelArguments, run_seq2seq.DataArguments, common.RunArguments,
-                              run_seq2seq.Seq2SeqTrainingArguments), list(argv))
+    return recipes.parse_args((run_seq2seq.ModelArguments, run_seq2seq.DataArguments, common.RunArguments,
+                               run_seq2seq.Seq2SeqTrainingArguments), list(argv))
 
 
 # ----------------------------------------------------------------------------------------- config merge
@@ -57,21 +57,21 @@ def seq2seq_parse(*argv: str):
 def test_command_line_config_overrides_merge_into_the_recipe_mapping():
     model_args, *_ = seq2seq_parse("rnn_seq2seq_cmudict", "--config_overrides",
                                    '{"attention": "luong", "input_feeding": false}')
-    overrides = common.parse_config_overrides(model_args.config_overrides)
+    overrides = recipes.parse_config_overrides(model_args.config_overrides)
     assert overrides["attention"] == "luong" and overrides["input_feeding"] is False
     # the recipe's other fields stay: 384 / 128, not the config defaults
     assert overrides["hidden_size"] == 384 and overrides["embedding_size"] == 128
     assert overrides["bidirectional_encoder"] is True and overrides["rnn_type"] == "gru"
 
     model_args, *_ = lm_parse("rnn_shakespeare_char", "--config_overrides", '{"hidden_size": 32}')
-    overrides = common.parse_config_overrides(model_args.config_overrides)
+    overrides = recipes.parse_config_overrides(model_args.config_overrides)
     assert overrides == {"rnn_type": "gru", "embedding_size": 64, "hidden_size": 32, "num_hidden_layers": 2,
                          "dropout": 0.0}
 
 
 def test_a_null_override_removes_the_recipe_key_and_a_bad_one_names_the_option():
     model_args, *_ = lm_parse("rnn_shakespeare_char", "--config_overrides", '{"rnn_type": null}')
-    assert "rnn_type" not in common.parse_config_overrides(model_args.config_overrides)
+    assert "rnn_type" not in recipes.parse_config_overrides(model_args.config_overrides)
     with pytest.raises(ValueError, match="--config_overrides must be a JSON mapping"):
         lm_parse("rnn_shakespeare_char", "--config_overrides", "[1, 2]")
 
@@ -79,14 +79,14 @@ def test_a_null_override_removes_the_recipe_key_and_a_bad_one_names_the_option()
 def test_another_architecture_on_the_command_line_does_not_inherit_the_recipe_config():
     model_args, *_ = lm_parse("rnn_shakespeare_char", "--architecture", "transformer", "--config_overrides",
                               '{"hidden_size": 16}')
-    assert common.parse_config_overrides(model_args.config_overrides) == {"hidden_size": 16}
+    assert recipes.parse_config_overrides(model_args.config_overrides) == {"hidden_size": 16}
 
 
 def test_a_recipe_giving_config_overrides_as_a_json_string_is_merged_too(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("architecture: rnn\nconfig_overrides: '{\"rnn_type\": \"gru\", \"hidden_size\": 64}'\n")
     model_args, *_ = lm_parse(str(recipe), "--config_overrides", '{"hidden_size": 32}')
-    assert common.parse_config_overrides(model_args.config_overrides) == {"rnn_type": "gru", "hidden_size": 32}
+    assert recipes.parse_config_overrides(model_args.config_overrides) == {"rnn_type": "gru", "hidden_size": 32}
 
 
 def test_the_saved_config_and_results_state_the_effective_config(tmp_path, text_file):

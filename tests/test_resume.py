@@ -31,7 +31,7 @@ import torch
 from transformers.trainer_utils import get_last_checkpoint
 
 from hfnn import training
-from hfnn.pipelines import checkpoints, common, run_lm
+from hfnn.pipelines import checkpoints, run_lm
 from tests.reliability_utils import (
     assert_same_weights,
     kill_self,
@@ -292,9 +292,8 @@ def test_resume_arguments_are_checked(tmp_path, data, baseline):
     assert checkpoints.resolve_resume_checkpoint("latest", out) == str(out / "checkpoint-3")
     assert checkpoints.resolve_resume_checkpoint("false", out) is None
     assert checkpoints.resolve_resume_checkpoint(None, out) is None
-    # parse_args resolves it for every pipeline, and claim_output_dir then accepts the non-empty folder.
-    *_, training_args = common.parse_args(
-        (run_lm.ModelArguments, run_lm.DataArguments, common.RunArguments, run_lm.TrainingArguments),
+    # Pipeline.parse_args resolves it for every pipeline, and claim_output_dir then accepts the non-empty folder.
+    *_, training_args = run_lm.LanguageModelingPipeline.parse_args(
         ["rnn_shakespeare_char", "--output_dir", str(out), "--resume_from_checkpoint", "true"],
     )
     assert training_args.resume_from_checkpoint == str(out / "checkpoint-3")

@@ -9,8 +9,8 @@ import torch
 from transformers import TrainingArguments, pipeline
 
 import hfnn
-from hfnn.pipelines.common import RunArguments, parse_args
-from hfnn.pipelines.common import build_config
+from hfnn.pipelines.common import RunArguments, build_config
+from hfnn.recipes import parse_args
 from hfnn.pipelines.run_classification import DataArguments, ModelArguments, main
 
 LOGGING = ["--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0"]

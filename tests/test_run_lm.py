@@ -8,7 +8,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 import hfnn
 from hfnn.pipelines import run_lm
-from hfnn.pipelines.common import build_config, load_recipe, parse_args
+from hfnn.pipelines.common import build_config
+from hfnn.recipes import load_recipe, parse_args
 
 TINY = [
     "--max_steps", "60",

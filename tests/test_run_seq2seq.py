@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import Seq2SeqTrainingArguments, pipeline
 
-from hfnn.pipelines.common import RunArguments, load_recipe, parse_args
+from hfnn.pipelines.common import RunArguments
+from hfnn.recipes import load_recipe, parse_args
 from hfnn.pipelines.run_seq2seq import DataArguments, ModelArguments, main
 
 QUIET = [
@@ -121,7 +122,8 @@ def test_shipped_recipes_parse_and_build_their_models(recipe, tmp_path):
     from types import SimpleNamespace
 
     from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER
-    from hfnn.pipelines.common import build_config, parse_config_overrides
+    from hfnn.pipelines.common import build_config
+    from hfnn.recipes import parse_config_overrides
     from hfnn.pipelines.run_seq2seq import ARCHITECTURES, Seq2SeqPipeline
     from hfnn.tokenization import train_tokenizer
 
