@@ -54,7 +54,7 @@ def _recipe_model(quick: bool):
     import torch
 
     from hfnn import RnnConfig, RnnForCausalLM
-    from hfnn.pipelines.common import load_recipe
+    from hfnn.recipes import load_recipe
 
     recipe = load_recipe("rnn_shakespeare_char")
     overrides = dict(recipe["config_overrides"])
