@@ -465,8 +465,8 @@ def _cmd_export(args) -> int:
     _out(f"  inputs:  {', '.join(result.inputs)}")
     _out(f"  outputs: {', '.join(result.outputs)}")
     if result.sequence_length:
-        _out(f"  sequence axes fixed at {result.sequence_length} (a recurrent model: pad its texts to that length)"
-             if result.kind != "causal-lm" else "  one token per call (a recurrent language model)")
+        _out("  one token per call (a recurrent language model)" if result.carries_past else
+             f"  sequence axes fixed at {result.sequence_length} (a recurrent model: pad its texts to that length)")
     batch, seq = result.check_shape
     _out(f"  ONNX Runtime vs PyTorch on a padded batch of {batch} x {seq}: largest difference {result.max_abs_diff:.1e}")
     return 0

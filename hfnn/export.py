@@ -238,6 +238,11 @@ class ExportCheck:
     sequence_length: int | None = None  # the fixed length of the sequence axes (recurrent models), else None
 
     @property
+    def carries_past(self) -> bool:
+        """Whether the graph takes and returns a past (a language model's state or keys and values)."""
+        return len(self.outputs) > 1
+
+    @property
     def size_mb(self) -> float:
         return self.path.stat().st_size / 2**20
 
