@@ -6,6 +6,8 @@ import os
 import re
 from pathlib import Path
 
+from bench import onnx_speed
+
 __all__ = ["write"]
 
 PUBLISHED = {
@@ -586,8 +588,9 @@ SECTIONS = [
     ("generation", "7. Generation cost against the number of new tokens", _generation),
     ("baselines", "8. Baselines a user would pick instead", _baselines),
     ("threads", "9. Training speed beside a busy core", _threads),
+    ("onnx", "10. ONNX Runtime vs PyTorch inference", onnx_speed.render),
 ]
-MEMORY_TITLE = "10. Peak memory of the training runs"
+MEMORY_TITLE = "11. Peak memory of the training runs"
 
 
 def write(out: Path, saved: dict, run: dict) -> Path:

@@ -49,3 +49,6 @@ from .pipeline_seq2seq import Seq2SeqGenerationPipeline  # noqa: E402
 _PIPELINE_REGISTRY.register_pipeline(
     registry.TASKS["seq2seq"].pipeline_task, pipeline_class=Seq2SeqGenerationPipeline, pt_model=AutoModelForSeq2SeqLM, type="text"
 )
+
+# peft's default adapter targets for hfnn's model types, filled in when peft is imported (peft is not imported here)
+from . import adapters as _adapters  # noqa: E402,F401

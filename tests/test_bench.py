@@ -26,7 +26,8 @@ SECTIONS = [
     "7. Generation cost against the number of new tokens",
     "8. Baselines a user would pick instead",
     "9. Training speed beside a busy core",
-    "10. Peak memory of the training runs",
+    "10. ONNX Runtime vs PyTorch inference",
+    "11. Peak memory of the training runs",
 ]
 PLOTS = {"cnn_rnn_time.png", "activations.png", "attention_by_length.png", "lm_budget.png",
          "generation_per_token.png"}
@@ -75,7 +76,7 @@ def test_quick_run_checks_and_memory_table(quick_run):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2] == "identical" and cells[3] == "yes", row
     assert "Cached and uncached generation give the same tokens: rnn yes, transformer yes." in text
-    memory = text.split("## 10. Peak memory of the training runs")[1].split("\n## ")[0]
+    memory = text.split("## 11. Peak memory of the training runs")[1].split("\n## ")[0]
     rows = [line for line in memory.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert len(rows) == TRAINING_RUNS, rows
     for line in rows:

@@ -14,7 +14,7 @@ from hfnn.cli import main, phoneme_scores
 from tests.test_hub import save_tiny_model
 
 SUBCOMMANDS = ["train", "generate", "classify", "transduce", "predict", "evaluate", "corpora", "recipes", "push",
-               "quickstart"]
+               "quickstart", "export"]
 LM_TEXT = "Romeo. what light through yonder window breaks\nJuliet. it is the east\n" * 30
 
 
