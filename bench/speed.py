@@ -250,7 +250,7 @@ def _forward_parts(hf, plain, token, mask, hf_state, plain_state, timer, plain_p
     import torch
     from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
-    from hfnn import modeling_rnn
+    from hfnn import modeling_rnn, modeling_utils
 
     vocab = hf.config.vocab_size
     with torch.no_grad():
@@ -258,8 +258,8 @@ def _forward_parts(hf, plain, token, mask, hf_state, plain_state, timer, plain_p
         out, _ = plain.rnn(plain.embed(token), plain_state)
         logits = plain.head(out)
     pieces = {
-        "input-id check (`_check_input_ids`: min, max, two `int()`)":
-            lambda: modeling_rnn._check_input_ids(token, vocab),
+        "input-id check (`check_input_ids`: min, max, two `int()`)":
+            lambda: modeling_utils.check_input_ids(token, vocab),
         "attention-mask check (`_mask_layout`: `mask.all()`, one `bool()`)":
             lambda: modeling_rnn._mask_layout(mask[:, -1:]),
         "recurrent state to and from batch-first (transpose + contiguous, both ways)":
