@@ -112,9 +112,9 @@ def parse_args(dataclass_types, argv=None):
     recipe keys are an error that names them, and so is a ``model_name_or_path`` / ``tokenizer_name`` meant as
     a local folder that is not one.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
     from transformers import HfArgumentParser
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(dataclass_types)
     recipe = {}
     if argv and not argv[0].startswith("-"):
