@@ -245,6 +245,7 @@ def seq2seq_job(argv: list[str], max_source_length: int, max_target_length: int,
     from hfnn.metrics import load_metric
     from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER
     from hfnn.pipelines import run_seq2seq
+    from hfnn.pipelines.common import subset
 
     results = _keep(run_seq2seq.main(argv))
     out_dir = Path(argv[argv.index("--output_dir") + 1])
@@ -252,7 +253,7 @@ def seq2seq_job(argv: list[str], max_source_length: int, max_target_length: int,
 
     # the pipeline's test subset, in the pipeline's order
     raw = load_corpus("cmudict", seed=SEED)
-    test = run_seq2seq._sorted_by_length(run_seq2seq._subset(raw["test"], test_samples, SEED), "word")
+    test = run_seq2seq.sorted_by_length(subset(raw["test"], test_samples, SEED), "word")
     words, references = list(test["word"]), [list(r) for r in test["references"]]
     model = AutoModelForSeq2SeqLM.from_pretrained(out_dir).eval()
     source_tokenizer = AutoTokenizer.from_pretrained(out_dir / SOURCE_TOKENIZER_SUBFOLDER)

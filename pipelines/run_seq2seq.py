@@ -86,13 +86,10 @@ def pick_sample_rows(num_rows: int, num_samples: int, num_attention_examples: in
     return sorted({int(i) for i in np.linspace(0, num_rows - 1, count)}) if count > 0 else []
 
 
-def _sorted_by_length(ds, column: str):
+def sorted_by_length(ds, column: str):
     """``ds`` sorted by the length of ``column`` (stable), for evaluation batches with little padding."""
     lengths = [len(text) for text in ds[column]]
     return ds.select(sorted(range(len(ds)), key=lengths.__getitem__))
-
-
-_subset = subset  # the name benchmarks import
 
 
 def save_attention_heatmaps(records: list[dict], sources: list[str], out_dir, title: str) -> Path | None:
@@ -147,7 +144,7 @@ class Seq2SeqPipeline(Pipeline):
         raw["train"] = subset(raw["train"], d.max_train_samples, self.seed)
         for split, limit in (("validation", d.max_eval_samples), ("test", d.max_test_samples)):
             if split in raw:
-                raw[split] = _sorted_by_length(subset(raw[split], limit, self.seed), source)
+                raw[split] = sorted_by_length(subset(raw[split], limit, self.seed), source)
         self.raw = raw
         return raw
 
