@@ -356,10 +356,15 @@ class Pipeline:
         import transformers
 
         auto, self.overrides = getattr(transformers, registry.task(self.task).auto_class), {}
+        overrides = parse_config_overrides(self.model_args.config_overrides)
         if self.model_args.model_name_or_path:
             self.model = auto.from_pretrained(self.model_args.model_name_or_path, **self.load_kwargs())
+            unused = {k: v for k, v in overrides.items() if getattr(self.model.config, k, None) != v}
+            if unused:  # config_overrides shape a new model; the saved one keeps its own config
+                _logger.warning("config_overrides not applied to the saved model %s: %s", self.model_args.model_name_or_path,
+                               ", ".join(f"{k}={v!r} (saved: {getattr(self.model.config, k, None)!r})" for k, v in unused.items()))
         else:
-            self.overrides = parse_config_overrides(self.model_args.config_overrides)
+            self.overrides = overrides
             self.model = auto.from_config(build_config(self.model_args.architecture, self.task, self.config_fields(),
                                                        self.overrides))
         self.prepare_model(self.model)

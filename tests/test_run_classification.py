@@ -58,7 +58,7 @@ GOOD = ["a great film", "wonderful acting", "great fun", "truly wonderful", "a f
 BAD = ["a dull film", "boring acting", "dull mess", "truly boring", "a bad dull story", "bad and boring"]
 
 
-def test_local_csv_with_string_labels_then_fine_tune_the_saved_folder(tmp_path):
+def test_local_csv_with_string_labels_then_fine_tune_the_saved_folder(tmp_path, caplog):
     rows = [(t, "pos") for t in GOOD] + [(t, "neg") for t in BAD]
     train = write_csv(tmp_path / "train.csv", rows * 3)
     dev = write_csv(tmp_path / "dev.csv", rows)
@@ -77,6 +77,9 @@ def test_local_csv_with_string_labels_then_fine_tune_the_saved_folder(tmp_path):
                    "--output_dir", str(tmp_path / "b"), "--max_steps", "2", "--eval_strategy", "no",
                    "--load_best_model_at_end", "false", *common])
     assert second["architecture"] == "hfnn-mlp" and second["tokenizer_kind"] == "loaded"
+    # the recipe's sizes shape new models only: the saved model keeps its config, and the run says so
+    assert "config_overrides not applied to the saved model" in caplog.text and "(saved: 16)" in caplog.text
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["hidden_size"] == 16
     assert second["test_accuracy"] == 1.0  # it started from the trained weights
     # learning rate 0: the run starts from the saved tensors and leaves them unchanged
     from tests.reliability_utils import assert_same_weights, load_weights
