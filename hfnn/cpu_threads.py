@@ -204,8 +204,6 @@ class ThreadTuner(TrainerCallback):
     programs' and the free cores).
     """
 
-    _last_set: dict = {}  # setter -> the count a tuner last set with it: the next run of the process tunes again
-
     def __init__(self, candidates: list[int] | None = None, probe_steps: int = 3, skip_steps: int = 2,
                  recheck_s: float = 60.0, max_recheck_s: float = 480.0, drift: float = 0.5, drift_window: int = 20,
                  margin: float = 0.05, clear_loss: float = 1.5, load="auto", load_window_s: float = 0.5,
@@ -257,10 +255,8 @@ class ThreadTuner(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         device = getattr(args, "device", None)
         fixed = [f"{name} is set" for name in FIXED_BY if os.environ.get(name)]
-        now = self._get()
-        if now != max(self.candidates) and now != ThreadTuner._last_set.get(self._set):
-            # torch.set_num_threads was called, and not by an earlier tuner of this process: a choice made
-            fixed.append(f"torch uses {now} threads, set before training")
+        if self._get() != max(self.candidates):  # torch.set_num_threads was called: a choice already made
+            fixed.append(f"torch uses {self._get()} threads, set before training")
         if getattr(device, "type", "cpu") != "cpu":
             fixed.append(f"training on {device}")
         if fixed:
@@ -355,7 +351,6 @@ class ThreadTuner(TrainerCallback):
         if self._running != n:
             self._set(n)
             self._running = n
-            ThreadTuner._last_set[self._set] = n
 
     def _plan(self, state=None, reading=None):
         """Decides from the load where it rules counts out, else starts timing the counts left."""

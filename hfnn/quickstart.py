@@ -173,6 +173,20 @@ def _captured(log_path: Path):
                 root.removeHandler(h)
 
 
+@contextlib.contextmanager
+def _own_threads():
+    """Gives torch's thread count back after a run: each run starts as in a process of its own (the thread
+    tuner of a run leaves a count that the next run's tuner would take for a user's fixed choice)."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def quickstart_plan(only):
     """(plan, skipped): the models to train (label, arch, task, corpus, recipe, module) and (label, reason)."""
     def names(model):
@@ -238,7 +252,7 @@ def run_quickstart(output_dir, minutes_per_model: float = 1.5, only=None, max_ev
         argv = [recipe] + [x for k, v in values.items() for x in (f"--{k}", v)]
         start = time.monotonic()
         try:
-            with _captured(out_dir / "logs" / f"{slug}.log"):
+            with _captured(out_dir / "logs" / f"{slug}.log"), _own_threads():
                 results = module.main(argv) or {}
         except Exception as err:  # one failed model does not stop the others
             rows.append((label, task, "-", "failed", first_line(err)[:60], "-", "-"))

@@ -443,16 +443,3 @@ def test_resume_reads_the_load_from_then_on():
     _train(tuner, machine, 200)
     assert len(tuner.history) == 1 and machine.threads == 2
 
-
-def test_the_next_run_in_the_process_is_tuned_again():
-    """A count left by an earlier tuner (one training run after another, as in ``hfnn quickstart``) is not a
-    user's fixed choice: the next run measures again."""
-    machine = LoadedMachine(other=1.0)
-    first = _loaded_tuner(machine)
-    _train(first, machine, 20)
-    assert machine.threads == 1
-    machine.set_other(0.0)
-    second = _loaded_tuner(machine)
-    assert second.enabled
-    _train(second, machine, 50)
-    assert second.chosen == 2 and machine.threads == 2

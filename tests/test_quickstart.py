@@ -91,3 +91,30 @@ def test_the_g2p_row_trains_the_changed_recipe(tmp_path, monkeypatch):
     assert float(options["--learning_rate"]) == 0.005
     summary = json.loads((tmp_path / "qs" / "summary.json").read_text())
     assert summary[0]["recipe_changes"]["per_device_train_batch_size"] == 64 and summary[0]["beats_baseline"]
+
+
+def test_every_run_starts_with_the_process_thread_count(tmp_path, monkeypatch):
+    """A run whose thread tuner chose one thread does not leave the next run a count it would take for a
+    user's fixed choice."""
+    import torch
+
+    from hfnn import quickstart
+    from hfnn.recipes import pipeline_module
+
+    seen = []
+
+    def fake_main(argv):
+        seen.append(torch.get_num_threads())
+        torch.set_num_threads(1)  # what a tuner beside a busy core leaves
+        return {"test_per": 0.2, "parameters": 10, "train_seconds": 1.0}
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(pipeline_module("seq2seq"), "main", fake_main)
+        monkeypatch.setattr(quickstart, "baseline", lambda task, corpus, run_dir: ("test per", 0.5))
+        monkeypatch.setattr(quickstart, "_summary_plot", lambda done, path: False)
+        assert quickstart.run_quickstart(tmp_path / "qs", minutes_per_model=0.25, only=["seq2seq"]) == 0
+        assert seen == [2, 2] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
