@@ -568,6 +568,19 @@ def _bad_json_line(path: str) -> str | None:
     return None
 
 
+
+def _not_utf8(path) -> str:
+    """The error for a file that is not UTF-8, naming the first bad byte of an uncompressed file."""
+    where = ""
+    if not str(path).lower().endswith((".gz", ".bz2", ".xz", ".zst", ".zip")):
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            where = f" (byte {err.start}: {data[err.start:err.start + 1]!r}); convert it first, e.g. `iconv -f latin1 -t utf-8`"
+    return f"load_corpus: {path} is not UTF-8 text{where}"
+
 def _read_one_local(path: str, kind: str, keep_linebreaks: bool, cache_dir) -> Dataset:
     _check_encoding(path)
     kwargs: dict[str, Any] = {}
@@ -591,11 +604,11 @@ def _read_one_local(path: str, kind: str, keep_linebreaks: bool, cache_dir) -> D
     try:
         ds = datasets.load_dataset(kind, data_files=[path], split="train", cache_dir=cache_dir, **kwargs)
     except UnicodeDecodeError:
-        raise ValueError(f"load_corpus: {path} is not UTF-8 text") from None
+        raise ValueError(_not_utf8(path)) from None
     except Exception as exc:  # datasets wraps parse errors in DatasetGenerationError
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, UnicodeDecodeError):
-            raise ValueError(f"load_corpus: {path} is not UTF-8 text") from None
+            raise ValueError(_not_utf8(path)) from None
         if kind == "json":
             bad = _bad_json_line(path)
             if bad:

@@ -322,9 +322,9 @@ case("data-missing-text-column", "`load_corpus('x.csv', text_column='text')` (co
 case("data-misnamed-label-column", "`load_corpus('x.csv', text_column='sentence', label_column='labels')`",
      KeyError, r"'labels'.*available columns")(
     lambda fx, tmp: load_corpus(str(fx / "sentences.csv"), text_column="sentence", label_column="labels"))
-case("data-not-utf8-txt", "`load_corpus('latin1.txt')`", ValueError, "not UTF-8")(
+case("data-not-utf8-txt", "`load_corpus('latin1.txt')`", ValueError, r"latin1.txt is not UTF-8 text \(byte 3: b'\\xe9'\)")(
     lambda fx, tmp: load_corpus(str(fx / "latin1.txt")))
-case("data-not-utf8-csv", "`load_corpus('latin1.csv')`", ValueError, "not UTF-8")(
+case("data-not-utf8-csv", "`load_corpus('latin1.csv')`", ValueError, r"latin1.csv is not UTF-8 text \(byte \d+: ")(
     lambda fx, tmp: load_corpus(str(fx / "latin1.csv")))
 case("data-no-such-file", "`load_corpus(data_files={'train': 'missing.txt'})`", FileNotFoundError, "missing.txt")(
     lambda fx, tmp: load_corpus(data_files={"train": str(fx / "missing.txt")}))
