@@ -555,14 +555,23 @@ def _baselines(r: dict, out: Path, headline: list[str]) -> list[str]:
     return lines
 
 
+def _windows(r: dict) -> str:
+    """'tuned 75 s, 1 thread 35 s, ...' from the bench's record (older records have one window length)."""
+    if "windows_s" not in r:
+        return f"{r['window_s']:.0f} s each"
+    return ", ".join(f"{name} {w:.0f} s" for name, w in r["windows_s"].items())
+
+
 def _threads(r: dict, out: Path, headline: list[str]) -> list[str]:
     res = r["results"]
     ref = r["quiet_reference"]
     lines = [f"The README's main-job model ({r.get('model', 'GRU 2 x 256')}, batch {r['batch'][0]} x {r['batch'][1]} characters), "
-             f"training steps per second over {r['window_s']:.0f}-second windows, settings alternated, median of "
-             f"{r['rounds']} rounds; 'one busy core' runs beside a process spinning on one core. *vs quiet best* is "
-             "against the faster fixed setting on the quiet machine. The tuner (`hfnn.cpu_threads.ThreadTuner`, "
-             "used by the training pipelines) pays for its own probing steps here.", ""]
+             f"training steps per second, settings alternated, median of {r['rounds']} rounds of windows "
+             f"({_windows(r)}); the tuned setting is one training run per machine load, cut into its windows. "
+             "'one busy core' runs beside a process spinning on one core. *vs quiet best* is against the faster "
+             "fixed setting on the quiet machine. The tuner (`hfnn.cpu_threads.ThreadTuner`, used by the training "
+             "pipelines) reads the CPU time other programs use, never times a thread count they leave no room for, "
+             "and pays here for its start and any timing steps.", ""]
     rows = []
     for load, settings in res.items():
         for setting, v in settings.items():

@@ -15,7 +15,8 @@ Everything here is a plain ``transformers.TrainerCallback`` or ``compute_metrics
 * :class:`TimeBudgetCallback` stops training after a wall-clock budget, runs the learning-rate warm-up in
   time and can anneal the learning rate over the budget; :class:`BudgetProgressCallback` is its progress bar.
 * :class:`NonFiniteGuardCallback` stops at the first NaN or infinite loss, gradient or weight.
-* :class:`hfnn.cpu_threads.ThreadTuner` picks torch's CPU thread count from measured step times.
+* :class:`hfnn.cpu_threads.ThreadTuner` picks torch's CPU thread count from other programs' CPU load
+  and measured step times.
 * :func:`causal_lm_metrics` (perplexity without keeping the logits), :func:`classification_metrics` and
   :func:`seq2seq_metrics` (WER/PER or BLEU/chrF of generated outputs, with :class:`OrderedEvalSeq2SeqTrainer`).
 * :func:`check_training_arguments`, :func:`check_tokenizer`, :func:`check_resume_architecture` before training;
