@@ -83,6 +83,9 @@ def test_adapter_trains_saves_loads_and_merges(arch, head, method, tmp_path):
     expected = logits(peft_model, head)
     peft_model.save_pretrained(tmp_path / "adapter")
     base = getattr(transformers, head).from_pretrained(tmp_path / "base")
+    # the trained adapter changes what the model computes (else the equalities below would hold trivially)
+    # (relative to the logits' scale: a tiny model's logits can be ~1e-5)
+    assert (logits(base, head) - expected).abs().max() > 1e-3 * expected.abs().max()
     loaded = peft.PeftModel.from_pretrained(base, tmp_path / "adapter")
     torch.testing.assert_close(logits(loaded, head), expected, rtol=0, atol=1e-6)
 
