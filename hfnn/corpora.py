@@ -28,6 +28,7 @@ call and every machine, and duplicates (equal keys) never straddle two splits.
 from __future__ import annotations
 
 import bz2
+import codecs
 import configparser
 import copy
 import csv
@@ -532,6 +533,21 @@ def _check_encoding(path: str) -> None:
             f"load_corpus: {path} is {kind} text (or binary), not UTF-8; convert it first, e.g. "
             f"`iconv -f {kind} -t UTF-8 {os.path.basename(path)} > converted{os.path.splitext(name)[1]}`"
         )
+    # every byte, whatever the format: some readers (pyarrow's JSON) keep invalid UTF-8 and fail much later
+    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(1 << 20)
+            pending = decoder.getstate()[0]
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as err:
+                bad = (pending + chunk)[err.start:err.start + 1]
+                raise ValueError(_not_utf8(path, f" (byte {offset - len(pending) + err.start}: {bad!r}); convert it "
+                                                 "first, e.g. `iconv -f latin1 -t utf-8`")) from None
+            if not chunk:
+                return
+            offset += len(chunk)
 
 
 def _bad_json_line(path: str) -> str | None:
@@ -569,17 +585,9 @@ def _bad_json_line(path: str) -> str | None:
 
 
 
-def _not_utf8(path) -> str:
-    """The error for a file that is not UTF-8, naming the first bad byte of an uncompressed file."""
-    where = ""
-    if not str(path).lower().endswith((".gz", ".bz2", ".xz", ".zst", ".zip")):
-        with open(path, "rb") as f:
-            data = f.read()
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as err:
-            where = f" (byte {err.start}: {data[err.start:err.start + 1]!r}); convert it first, e.g. `iconv -f latin1 -t utf-8`"
+def _not_utf8(path, where: str = "") -> str:
     return f"load_corpus: {path} is not UTF-8 text{where}"
+
 
 def _read_one_local(path: str, kind: str, keep_linebreaks: bool, cache_dir) -> Dataset:
     _check_encoding(path)

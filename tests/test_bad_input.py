@@ -326,6 +326,10 @@ case("data-not-utf8-txt", "`load_corpus('latin1.txt')`", ValueError, r"latin1.tx
     lambda fx, tmp: load_corpus(str(fx / "latin1.txt")))
 case("data-not-utf8-csv", "`load_corpus('latin1.csv')`", ValueError, r"latin1.csv is not UTF-8 text \(byte \d+: ")(
     lambda fx, tmp: load_corpus(str(fx / "latin1.csv")))
+case("data-not-utf8-jsonl", "`load_corpus('latin1.jsonl')` (pyarrow's reader keeps the bad bytes)", ValueError,
+     r"latin1.jsonl is not UTF-8 text \(byte 13: b'\\xe9'\)")(
+    lambda fx, tmp: (tmp / "latin1.jsonl").write_bytes('{"text": "café au lait"}\n'.encode("latin1"))
+    and load_corpus(str(tmp / "latin1.jsonl")))
 case("data-no-such-file", "`load_corpus(data_files={'train': 'missing.txt'})`", FileNotFoundError, "missing.txt")(
     lambda fx, tmp: load_corpus(data_files={"train": str(fx / "missing.txt")}))
 case("data-unknown-file-type", "`load_corpus('notes.docx')`", ValueError, "unknown file type")(
