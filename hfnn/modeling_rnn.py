@@ -19,7 +19,7 @@ from .configuration_rnn import RnnConfig
 from .modeling_utils import (
     CheckpointedCall, DirectDecodingMixin, RecurrentCache, batch_first, check_input_ids, check_token_labels,
     checkpointed, checkpointing, classifier_dropout, classifier_output, final_states, init_recurrent_, layer_runner,
-    make_rnn, masked_max, masked_mean, pop_legacy_cache, real_token_mask, run_masked_dense, run_recurrence,
+    make_rnn, masked_max, masked_mean, pop_legacy_cache, real_token_mask, run_masked_scan, run_recurrence,
     torch_layout, zero_padding_row_,
 )
 
@@ -118,11 +118,13 @@ class RnnModel(RnnPreTrainedModel):
     def encode(self, inputs_embeds, attention_mask, state, output_hidden_states=False):
         """The stack over ``inputs_embeds`` from ``state``: (top outputs, new state, per-layer outputs or None). One
         fused call; one call per layer when every layer's output is asked for or the layers are checkpointed; when
-        traced with a mask, :func:`run_masked_dense` (an LSTM's c exact for rows all tokens or all padding)."""
+        traced (export, compile), :func:`run_masked_scan`: a loop over a dynamic time axis, exact for any mask."""
         embeds = self.dropout(inputs_embeds)
         layers = self.config.num_hidden_layers
-        if attention_mask is not None and is_tracing(embeds):
-            hidden, new_state, below = run_masked_dense(self.rnn, embeds, attention_mask.bool(), torch_layout(state))
+        if is_tracing(embeds):
+            mask = torch.ones(embeds.shape[:2], dtype=torch.bool, device=embeds.device) if attention_mask is None \
+                else attention_mask.bool()
+            hidden, new_state, below = run_masked_scan(self.rnn, embeds, mask, torch_layout(state))
             new_state = batch_first(new_state)
         elif not (output_hidden_states or checkpointing(self)) or layers == 1:
             hidden, new_state = checkpointed(self, self.recur, embeds, attention_mask, state)
@@ -172,7 +174,9 @@ class RnnModel(RnnPreTrainedModel):
                     f"attention_mask must have shape (batch, time) = ({batch}, {time}) (or cover past tokens too), "
                     f"got {tuple(attention_mask.shape)}"
                 )
-            attention_mask = attention_mask[:, -time:]
+            # the new tokens' part, selected by index: a slice would tie a traced graph to past lengths 0 or not 0
+            new = torch.arange(time, device=attention_mask.device) + (attention_mask.shape[1] - time)
+            attention_mask = attention_mask.index_select(1, new)
         hidden, new_state, hidden_states = self.encode(
             inputs_embeds, attention_mask, self._zero_state(batch, inputs_embeds) if state is None else state,
             output_hidden_states)

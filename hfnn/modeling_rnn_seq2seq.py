@@ -30,7 +30,7 @@ from transformers.utils.import_utils import is_tracing
 from .configuration_rnn_seq2seq import RnnSeq2SeqConfig
 from .modeling_utils import (
     CheckpointedCall, EncoderDecoderMixin, RecurrentCache, batch_first, check_attention_mask, check_input_ids,
-    checkpointed, final_states, init_recurrent_, make_rnn, pop_legacy_cache, run_masked_dense, run_stack,
+    checkpointed, final_states, init_recurrent_, make_rnn, pop_legacy_cache, run_masked_scan, run_stack,
     seq2seq_lm_output, shift_tokens_right, tokens_first, torch_layout,
 )
 
@@ -116,7 +116,7 @@ class RnnSeq2SeqEncoder(_TokenInput):
         mask = attention_mask.bool()
         embeds = self.dropout(inputs_embeds)
         if is_tracing(embeds):
-            states, _, below = run_masked_dense(self.rnn, embeds, mask)
+            states, _, below = run_masked_scan(self.rnn, embeds, mask)
         else:
             lengths = mask.sum(1)
             if bool((lengths == 0).any()):

@@ -20,8 +20,9 @@ __all__ = [
     "CheckpointedCall", "batch_first", "check_attention_mask", "check_input_ids", "check_token_labels", "checkpointed",
     "checkpointing", "classification_loss",
     "classifier_dropout", "classifier_output", "final_states", "init_recurrent_", "layer_runner", "make_rnn",
-    "masked_max", "masked_mean", "pop_legacy_cache", "real_token_mask", "run_masked_dense", "run_recurrence",
-    "run_stack", "seq2seq_lm_output", "shift_tokens_right", "tokens_first", "torch_layout", "zero_padding_row_",
+    "masked_max", "masked_mean", "pop_legacy_cache", "real_token_mask", "recurrent_step", "run_masked_scan",
+    "run_recurrence", "run_stack", "seq2seq_lm_output", "shift_tokens_right", "tokens_first", "torch_layout",
+    "zero_padding_row_",
 ]
 
 
@@ -290,36 +291,121 @@ def tokens_first(mask: torch.Tensor) -> torch.Tensor:
     return torch.argsort((~mask).long() * time + torch.arange(time, device=mask.device), dim=1)
 
 
-def run_masked_dense(rnn: nn.RNNBase, inputs: torch.Tensor, mask: torch.Tensor, state=None):
-    """The traceable form of a packed run: each row's tokens moved to the front (reversed for a backward direction),
-    each layer and direction run densely; no mask value steers Python. Returns ``(output (0 at padding), final state
-    in torch's layout (rows without tokens keep ``state``'s), outputs of the lower layers)``. h is exact; an LSTM's c
-    for rows all tokens or all padding (the dense run reads a row's padding after its tokens)."""
-    batch, time = mask.shape
-    lengths = mask.sum(1)
-    positions = torch.arange(time, device=mask.device).expand(batch, time)
-    forward = tokens_first(mask)
-    backward = forward.gather(1, torch.where(positions < lengths[:, None], lengths[:, None] - 1 - positions, positions))
-    rows, last, width = torch.arange(batch, device=mask.device), (lengths - 1).clamp(min=0), 2 if rnn.bidirectional else 1
-    empty = (lengths == 0)[:, None]
+def _cell_weights(rnn: nn.RNNBase, index: int, reverse: bool = False):
+    """``(weight_ih, weight_hh, bias_ih, bias_hh)`` of layer ``index`` (its backward direction when ``reverse``); the
+    biases None for a module without them."""
+    suffix = f"_l{index}{'_reverse' if reverse else ''}"
+    return tuple(getattr(rnn, f"{name}{suffix}") if rnn.bias or name.startswith("weight") else None
+                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+
+def _cell_kind(rnn: nn.RNNBase) -> str:  # what _cell computes: "lstm", "gru", "tanh" or "relu"
+    return "lstm" if isinstance(rnn, nn.LSTM) else "gru" if isinstance(rnn, nn.GRU) else rnn.nonlinearity
+
+
+def _cell(kind: str, gates_in: torch.Tensor, state: tuple[torch.Tensor, ...], weight_hh, bias_hh):
+    """One step of a recurrent cell (:func:`_cell_kind`) from ``state`` ((h,) or an LSTM's (h, c), each (batch,
+    hidden)), ``gates_in`` = W_ih x_t + b_ih already computed: h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) (relu
+    for rnn_relu), or the GRU and LSTM gates in torch's order (r, z, n; i, f, g, o)."""
+    gates_h = nn.functional.linear(state[0], weight_hh, bias_hh)
+    if kind == "lstm":
+        i, f, g, o = (gates_in + gates_h).chunk(4, dim=-1)
+        c = torch.sigmoid(f) * state[1] + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+    if kind == "gru":
+        (in_r, in_z, in_n), (h_r, h_z, h_n) = gates_in.chunk(3, dim=-1), gates_h.chunk(3, dim=-1)
+        r, z = torch.sigmoid(in_r + h_r), torch.sigmoid(in_z + h_z)
+        n = torch.tanh(in_n + r * h_n)
+        return ((1 - z) * n + z * state[0],)
+    return ((torch.tanh if kind == "tanh" else torch.relu)(gates_in + gates_h),)
+
+
+def _check_scannable(rnn: nn.RNNBase) -> None:
+    if getattr(rnn, "proj_size", 0):
+        raise ValueError(f"{type(rnn).__name__} with proj_size={rnn.proj_size} has no traceable recurrence in hfnn")
+
+
+def _state_parts(rnn: nn.RNNBase, state, index: int, batch: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Entry ``index`` of a state in torch's layout ((h,) or (h, c), each (batch, hidden)); zeros for None."""
+    if state is None:
+        zeros = like.new_zeros(batch, rnn.hidden_size)
+        return (zeros, zeros.clone()) if isinstance(rnn, nn.LSTM) else (zeros,)
+    return tuple(s[index] for s in (state if isinstance(state, tuple) else (state,)))
+
+
+def _torch_state(finals: list[tuple[torch.Tensor, ...]]):  # per layer and direction -> torch's layout
+    parts = tuple(torch.stack(part) for part in zip(*finals))
+    return parts if len(parts) == 2 else parts[0]
+
+
+def _masked_step(kind: str, weight_hh, bias_hh, zero_padding: bool):
+    """The ``scan`` body of :func:`run_masked_scan`: ``(state, (gates_in, kept)) -> (state kept where not kept, the
+    step's output)``; fresh tensors, as ``scan`` wants."""
+
+    def step(carry, slices):
+        gates_in, kept = slices
+        new = _cell(kind, gates_in, carry, weight_hh, bias_hh)
+        carry = tuple(torch.where(kept, n, old) for n, old in zip(new, carry))
+        return carry, (carry[0] if zero_padding else new[0]).clone()
+
+    return step
+
+
+def run_masked_scan(rnn: nn.RNNBase, inputs: torch.Tensor, mask: torch.Tensor, state=None, zero_padding: bool = True):
+    """The traceable form of a packed run, with a dynamic time axis: per layer and direction, W_ih x + b_ih for every
+    step in one matmul, then the recurrence in ``torch``'s ``scan`` (an ONNX Scan) on ``rnn``'s own weights. A step
+    where ``mask`` (bool (batch, time)) is False leaves the state as it was (h and an LSTM's c), so each row's run is
+    exactly that of its tokens alone, whatever the padding (the backward direction starts at the row's last token).
+    ``state`` is in torch's layout (None: zeros).
+
+    Returns ``(output, final state in torch's layout, outputs of the lower layers)``. At padding the outputs are 0, or
+    with ``zero_padding=False`` (one direction) what a step-by-step loop gives there: the stack's output for that
+    input from the kept state, which is also what the next layer reads."""
+    _check_scannable(rnn)
+    from torch._higher_order_ops.scan import scan
+
+    batch = inputs.shape[0]
+    width = 2 if rnn.bidirectional else 1
+    if width == 2 and not zero_padding:
+        raise ValueError("run_masked_scan: zero_padding=False is for one direction")
+    keep = mask.transpose(0, 1)[..., None]  # (time, batch, 1)
     x, below, finals = inputs, [], []
     for index in range(rnn.num_layers):
         outputs = []
-        for direction, order in enumerate((forward, backward)[:width]):
-            chunk = _layer_state(state, slice(index * width + direction, index * width + direction + 1))
-            order3 = order[..., None].expand(batch, time, x.shape[-1])
-            y, final = layer_runner(rnn, index, bool(direction))(x.gather(1, order3), chunk)
-            outputs.append(torch.zeros_like(y).scatter(1, order[..., None].expand_as(y), y) * mask[..., None])
-            parts = [y[rows, last]] + ([final[1][0]] if isinstance(final, tuple) else [])  # h, and an LSTM's c
-            kept = [torch.zeros_like(p) for p in parts] if chunk is None else [
-                c[0] for c in (chunk if isinstance(chunk, tuple) else (chunk,))]
-            finals.append(tuple(torch.where(empty, k, p) for p, k in zip(parts, kept)))
-        x = torch.cat(outputs, -1)
+        for direction in range(width):
+            weight_ih, weight_hh, bias_ih, bias_hh = _cell_weights(rnn, index, direction == 1)
+            gates_in = nn.functional.linear(x, weight_ih, bias_ih).transpose(0, 1)
+            init = _state_parts(rnn, state, index * width + direction, batch, inputs)
+            final, y = scan(_masked_step(_cell_kind(rnn), weight_hh, bias_hh, zero_padding), init, (gates_in, keep),
+                            reverse=direction == 1)
+            y = y.transpose(0, 1)
+            outputs.append(y * mask[..., None].to(y.dtype) if zero_padding else y)
+            finals.append(final)
+        x = torch.cat(outputs, -1) if width == 2 else outputs[0]
         if index < rnn.num_layers - 1:
             below.append(x)
             x = _between_layers(rnn, x)
-    new_state = tuple(torch.stack(parts) for parts in zip(*finals))
-    return x, new_state if len(new_state) == 2 else new_state[0], below
+    return x, _torch_state(finals), below
+
+
+def recurrent_step(rnn: nn.RNNBase, inputs: torch.Tensor, state):
+    """One time step of every layer of a one-direction ``rnn`` on its own weights, for a loop written around it (a
+    ``scan`` body): ``inputs (batch, input_size)``, ``state`` in torch's layout -> ``(top output (batch, hidden), new
+    state in torch's layout, outputs of the lower layers)``."""
+    _check_scannable(rnn)
+    if rnn.bidirectional:
+        raise ValueError("recurrent_step runs one direction")
+    x, below, finals = inputs, [], []
+    for index in range(rnn.num_layers):
+        weight_ih, weight_hh, bias_ih, bias_hh = _cell_weights(rnn, index)
+        new = _cell(_cell_kind(rnn), nn.functional.linear(x, weight_ih, bias_ih),
+                    _state_parts(rnn, state, index, inputs.shape[0], inputs), weight_hh, bias_hh)
+        finals.append(new)
+        x = new[0]
+        if index < rnn.num_layers - 1:
+            below.append(x)
+            x = _between_layers(rnn, x)
+    return x, _torch_state(finals), below
 
 
 def masked_max(values: torch.Tensor, keep: torch.Tensor, dim: int) -> torch.Tensor:
