@@ -26,7 +26,7 @@ import time
 
 from transformers import TrainerCallback
 
-__all__ = ["CpuLoad", "CpuSample", "ThreadTuner", "available_cores", "room_for", "thread_candidates"]
+__all__ = ["CpuLoad", "CpuSample", "ThreadTuner", "available_cores", "env_threads", "room_for", "thread_candidates"]
 
 _logger = logging.getLogger(__name__)
 
@@ -34,6 +34,21 @@ _logger = logging.getLogger(__name__)
 FIXED_BY = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "HFNN_THREADS")
 CPU_MAX = "/sys/fs/cgroup/cpu.max"
 CPU_STAT = "/sys/fs/cgroup/cpu.stat"
+
+
+def env_threads() -> int | None:
+    """The thread count ``HFNN_THREADS`` asks for, or None when it is unset. torch reads ``OMP_NUM_THREADS``
+    and ``MKL_NUM_THREADS`` itself; ``HFNN_THREADS`` is hfnn's own, so the trainer applies it."""
+    value = os.environ.get("HFNN_THREADS", "").strip()
+    if not value:
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ValueError(f"HFNN_THREADS={value!r}: expected a positive whole number of CPU threads")
+    return count
 
 
 def _read_text(path: str) -> str:
@@ -255,7 +270,11 @@ class ThreadTuner(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         device = getattr(args, "device", None)
         fixed = [f"{name} is set" for name in FIXED_BY if os.environ.get(name)]
-        if self._get() != max(self.candidates):  # torch.set_num_threads was called: a choice already made
+        wanted = env_threads()
+        if wanted is not None and getattr(device, "type", "cpu") == "cpu" and self._get() != wanted:
+            self._set(wanted)
+            _logger.info("cpu threads: %d, from HFNN_THREADS", wanted)
+        elif self._get() != max(self.candidates):  # torch.set_num_threads was called: a choice already made
             fixed.append(f"torch uses {self._get()} threads, set before training")
         if getattr(device, "type", "cpu") != "cpu":
             fixed.append(f"training on {device}")

@@ -23,6 +23,7 @@ from transformers import Trainer, TrainingArguments
 import hfnn
 from hfnn import registry
 from hfnn.console import first_line
+from hfnn.cpu_threads import env_threads
 from hfnn.pipelines.checkpoints import CheckpointCommitCallback, resolve_resume_checkpoint
 from hfnn.recipes import USER_ERRORS, parse_args, parse_config_overrides
 from hfnn.training import (TrainingCallbacks, check_finite_model, check_resume_architecture, check_training_arguments,
@@ -108,6 +109,7 @@ class RunArguments:
     def __post_init__(self):
         check_count("num_samples", self.num_samples, 0, " (0: print none)")
         check_count("lora_r", self.lora_r, 0, " (0: off)")
+        env_threads()  # a bad HFNN_THREADS is an error now, not after the data has loaded
         minutes = self.max_train_minutes
         if minutes is not None and not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
             raise ValueError("--max_train_minutes must be a number of minutes > 0 (leave it unset for no limit), "

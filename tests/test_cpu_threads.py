@@ -158,6 +158,23 @@ def test_fixed_by_environment_is_left_alone(monkeypatch):
     assert machine.threads == 2 and tuner.chosen is None and not tuner.history
 
 
+def test_hfnn_threads_sets_the_count_and_turns_tuning_off(monkeypatch):
+    # hfnn's own variable: torch does not read it, so a tuner that only stood aside would leave torch's default
+    monkeypatch.setenv("HFNN_THREADS", "1")
+    machine = Machine()
+    machine.table = Machine.QUIET
+    tuner = _tuner(machine)
+    _train(tuner, machine, 30)
+    assert machine.threads == 1 and tuner.chosen is None and not tuner.history
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_hfnn_threads_must_be_a_positive_count(monkeypatch, value):
+    monkeypatch.setenv("HFNN_THREADS", value)
+    with pytest.raises(ValueError, match=r"HFNN_THREADS=.*positive whole number"):
+        _tuner(Machine())
+
+
 def test_threads_set_before_training_are_left_alone():
     machine = Machine()
     machine.threads = 1  # e.g. torch.set_num_threads(1) in the user's script

@@ -159,13 +159,23 @@ def test_results_record_the_thread_tuning(tmp_path, text_file, monkeypatch):
     assert "free_cores" in entry and entry["free_cores"] is None  # recorded; unknown without a reading
 
 
-def test_a_fixed_thread_count_is_left_alone(tmp_path, text_file, monkeypatch):
+def test_a_fixed_thread_count_is_used_and_left_alone(tmp_path, text_file, monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
     monkeypatch.setenv("HFNN_THREADS", "1")
-    out = tmp_path / "run"
-    results = run_lm.main(["rnn_shakespeare_char", "--output_dir", str(out), "--train_file", str(text_file),
-                           "--config_overrides", TINY_RNN, "--max_steps", "9", "--block_size", "16",
-                           "--per_device_train_batch_size", "2", *QUIET])
-    assert results["cpu_threads"] == []
+    try:
+        torch.set_num_threads(2)
+        results = run_lm.main(["rnn_shakespeare_char", "--output_dir", str(tmp_path / "run"), "--train_file",
+                               str(text_file), "--config_overrides", TINY_RNN, "--max_steps", "9", "--block_size",
+                               "16", "--per_device_train_batch_size", "2", *QUIET])
+        assert results["cpu_threads"] == [] and torch.get_num_threads() == 1
+        monkeypatch.setenv("HFNN_THREADS", "none")
+        with pytest.raises(ValueError, match="HFNN_THREADS='none'"):
+            run_lm.main(["rnn_shakespeare_char", "--output_dir", str(tmp_path / "bad"), "--train_file",
+                         str(text_file), "--config_overrides", TINY_RNN, "--max_steps", "2", *QUIET])
+    finally:
+        torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------------------------------ time budgets
