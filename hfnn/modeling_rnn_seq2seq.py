@@ -30,7 +30,7 @@ from transformers.utils.import_utils import is_tracing
 from .configuration_rnn_seq2seq import RnnSeq2SeqConfig
 from .modeling_utils import (
     CheckpointedCall, EncoderDecoderMixin, RecurrentCache, batch_first, check_attention_mask, check_input_ids,
-    checkpointed, final_states, init_recurrent_, make_rnn, pop_legacy_cache, run_masked_scan, run_stack,
+    checkpointed, final_states, init_recurrent_, make_rnn, pop_legacy_cache, recurrent_step, run_masked_scan, run_stack,
     seq2seq_lm_output, shift_tokens_right, tokens_first, torch_layout,
 )
 
@@ -196,40 +196,57 @@ class RnnSeq2SeqDecoder(_TokenInput):
         else:  # W_h h_j (bahdanau) or W_a h_j (luong "general"), once per call
             keys = self.key_proj(encoder_states) if hasattr(self, "key_proj") else encoder_states
         step_mask = None if decoder_attention_mask is None else decoder_attention_mask[:, -tgt_len:].bool()
-        if step_mask is not None and not is_tracing(step_mask) and bool(step_mask.all()):
+        traced = is_tracing(embeds)  # export, compile: loops over time run as scans, whatever tgt_len
+        if traced and step_mask is None:
+            step_mask = torch.ones(batch, tgt_len, dtype=torch.bool, device=embeds.device)
+        if step_mask is not None and not traced and bool(step_mask.all()):
             step_mask = None
 
-        if self.parallel and step_mask is None:
-            if fixed_context is not None:
-                rnn_in = torch.cat([embeds, fixed_context[:, None].expand(batch, tgt_len, -1)], dim=-1)
+        if self.parallel and (step_mask is None or traced):
+            rnn_in = embeds if fixed_context is None else torch.cat(
+                [embeds, fixed_context[:, None].expand(batch, tgt_len, -1)], dim=-1)
+            if traced:  # a padded step keeps the state, its output is the step's (as the loop below gives)
+                rnn_out, state, below = run_masked_scan(self.rnn, rnn_in, step_mask, state, zero_padding=False)
+            else:
                 rnn_out, state, below = run_stack(self.rnn, rnn_in, state, output_hidden_states, owner=self)
+            if fixed_context is not None:
                 context, weights = fixed_context[:, None].expand(batch, tgt_len, -1), None
             else:
-                rnn_out, state, below = run_stack(self.rnn, embeds, state, output_hidden_states, owner=self)
                 context, weights = self.attend(rnn_out, keys, encoder_states, mask)
             outputs = torch.tanh(self.output_proj(torch.cat([rnn_out, context], dim=-1)))
             return outputs, state, feed, weights, (inputs_embeds, *below, outputs) if output_hidden_states else None
 
-        def step(x, state, feed, keep, keys, encoder_states, fixed_context):  # tensors as arguments, for checkpointing
+        if traced:
+            recur = recurrent_step(self.rnn)
+        else:
+            def recur(rnn_in, state):
+                rnn_out, state, below = run_stack(self.rnn, rnn_in[:, None], state, output_hidden_states)
+                return rnn_out[:, 0], state, [b[:, 0] for b in below or ()]
+
+        # one step, on (batch, width) tensors; tensors as arguments, for checkpointing
+        def step(x, state, feed, keep, keys, encoder_states, fixed_context):
             weights = None
             if self.attention == "bahdanau":
                 top = state[0][-1] if isinstance(state, tuple) else state[-1]  # s_{t-1}, top layer
-                context, weights = self.attend(top[:, None], keys, encoder_states, mask)
-                rnn_in = torch.cat([x, context[:, 0]], dim=-1)
+                context, weights = (a[:, 0] for a in self.attend(top[:, None], keys, encoder_states, mask))
+                rnn_in = torch.cat([x, context], dim=-1)
             elif self.attention == "none":
-                context, rnn_in = fixed_context[:, None], torch.cat([x, fixed_context], dim=-1)
+                context, rnn_in = fixed_context, torch.cat([x, fixed_context], dim=-1)
             else:
                 rnn_in = torch.cat([x, feed], dim=-1) if self.input_feeding else x
-            rnn_out, new_state, below = run_stack(self.rnn, rnn_in[:, None], state, output_hidden_states)
+            rnn_out, new_state, below = recur(rnn_in, state)
             if self.attention == "luong":
-                context, weights = self.attend(rnn_out, keys, encoder_states, mask)
+                context, weights = (a[:, 0] for a in self.attend(rnn_out[:, None], keys, encoder_states, mask))
             out = torch.tanh(self.output_proj(torch.cat([rnn_out, context], dim=-1)))
             if self.input_feeding:  # o_t is the next step's input
-                feed = out[:, 0] if keep is None else torch.where(keep[:, None], out[:, 0], feed)
+                feed = out if keep is None else torch.where(keep[:, None], out, feed)
             return out, new_state if keep is None else _keep_rows(keep, new_state, state), feed, weights, below
 
         if self.input_feeding and feed is None:
             feed = embeds.new_zeros(batch, self.config.hidden_size)
+        if traced:
+            return self._scan(step, embeds, state, feed, step_mask, keys, encoder_states, fixed_context,
+                              inputs_embeds if output_hidden_states else None)
         outputs, all_weights, below_steps = [], [], []
         for t in range(tgt_len):  # each step checkpointed when the decoder is (attention is most of its memory)
             keep = None if step_mask is None else step_mask[:, t]
@@ -238,12 +255,42 @@ class RnnSeq2SeqDecoder(_TokenInput):
             outputs.append(out)
             below_steps.append(below)
             if weights is not None:
-                all_weights.append(weights[:, 0])
-        outputs = torch.cat(outputs, dim=1)
+                all_weights.append(weights)
+        outputs = torch.stack(outputs, dim=1)
         weights = torch.stack(all_weights, dim=1) if all_weights else None
         if not output_hidden_states:
             return outputs, state, feed, weights, None
-        return outputs, state, feed, weights, (inputs_embeds, *(torch.cat(layer, 1) for layer in zip(*below_steps)), outputs)
+        return outputs, state, feed, weights, (inputs_embeds, *(torch.stack(layer, 1) for layer in zip(*below_steps)),
+                                               outputs)
+
+    def _scan(self, step, embeds, state, feed, step_mask, keys, encoder_states, fixed_context, inputs_embeds):
+        """The loop over time of :meth:`forward` (attention before or fed into each step) as one ``scan``, for traced
+        graphs with a dynamic target length. The carry is flat: each layer's h (and c), then Luong's feed vector,
+        each ``(batch, hidden)`` (a stacked state's batch stride would tie the graph to the example's batch size).
+        ``inputs_embeds`` (for the hidden states) or None."""
+        from torch._higher_order_ops.scan import scan
+
+        parts = state if isinstance(state, tuple) else (state,)
+        layers = parts[0].shape[0]
+
+        def flat(parts, feed):  # fresh tensors, as scan wants
+            return (*(layer.clone() for part in parts for layer in part.unbind(0)),
+                    *((feed.clone(),) if self.input_feeding else ()))
+
+        def unflat(carry):
+            state = tuple(torch.stack(carry[i * layers : (i + 1) * layers]) for i in range(len(parts)))
+            return state if len(state) == 2 else state[0], carry[-1] if self.input_feeding else None
+
+        def body(carry, slices):
+            x, keep = slices
+            out, state, feed, weights, below = step(x, *unflat(carry), keep, keys, encoder_states, fixed_context)
+            return flat(state if isinstance(state, tuple) else (state,), feed), tuple(
+                y.clone() for y in (out, weights, *below))
+
+        carry, ys = scan(body, flat(parts, feed), (embeds.transpose(0, 1), step_mask.transpose(0, 1)))
+        outputs, weights, *below = (y.transpose(0, 1) for y in ys)
+        state, feed = unflat(carry)
+        return outputs, state, feed, weights, None if inputs_embeds is None else (inputs_embeds, *below, outputs)
 
 
 class RnnSeq2SeqPreTrainedModel(PreTrainedModel):

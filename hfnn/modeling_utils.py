@@ -340,7 +340,8 @@ def _torch_state(finals: list[tuple[torch.Tensor, ...]]):  # per layer and direc
 
 def _masked_step(kind: str, weight_hh, bias_hh, zero_padding: bool):
     """The ``scan`` body of :func:`run_masked_scan`: ``(state, (gates_in, kept)) -> (state kept where not kept, the
-    step's output)``; fresh tensors, as ``scan`` wants."""
+    step's output)``. ``scan`` wants fresh tensors, in and out: no view of another (a view as the initial state ties
+    the batch axis of a traced graph to the example's)."""
 
     def step(carry, slices):
         gates_in, kept = slices
@@ -375,7 +376,7 @@ def run_masked_scan(rnn: nn.RNNBase, inputs: torch.Tensor, mask: torch.Tensor, s
         for direction in range(width):
             weight_ih, weight_hh, bias_ih, bias_hh = _cell_weights(rnn, index, direction == 1)
             gates_in = nn.functional.linear(x, weight_ih, bias_ih).transpose(0, 1)
-            init = _state_parts(rnn, state, index * width + direction, batch, inputs)
+            init = tuple(p.clone() for p in _state_parts(rnn, state, index * width + direction, batch, inputs))
             final, y = scan(_masked_step(_cell_kind(rnn), weight_hh, bias_hh, zero_padding), init, (gates_in, keep),
                             reverse=direction == 1)
             y = y.transpose(0, 1)
@@ -388,24 +389,31 @@ def run_masked_scan(rnn: nn.RNNBase, inputs: torch.Tensor, mask: torch.Tensor, s
     return x, _torch_state(finals), below
 
 
-def recurrent_step(rnn: nn.RNNBase, inputs: torch.Tensor, state):
-    """One time step of every layer of a one-direction ``rnn`` on its own weights, for a loop written around it (a
-    ``scan`` body): ``inputs (batch, input_size)``, ``state`` in torch's layout -> ``(top output (batch, hidden), new
-    state in torch's layout, outputs of the lower layers)``."""
+def recurrent_step(rnn: nn.RNNBase):
+    """``f(inputs, state)``: one time step of every layer of a one-direction ``rnn`` on its own weights, for a loop
+    written around it (a ``scan`` body, which must not hold the module itself): ``inputs (batch, input_size)``,
+    ``state`` in torch's layout -> ``(top output (batch, hidden), new state in torch's layout, outputs of the lower
+    layers)``."""
     _check_scannable(rnn)
     if rnn.bidirectional:
         raise ValueError("recurrent_step runs one direction")
-    x, below, finals = inputs, [], []
-    for index in range(rnn.num_layers):
-        weight_ih, weight_hh, bias_ih, bias_hh = _cell_weights(rnn, index)
-        new = _cell(_cell_kind(rnn), nn.functional.linear(x, weight_ih, bias_ih),
-                    _state_parts(rnn, state, index, inputs.shape[0], inputs), weight_hh, bias_hh)
-        finals.append(new)
-        x = new[0]
-        if index < rnn.num_layers - 1:
-            below.append(x)
-            x = _between_layers(rnn, x)
-    return x, _torch_state(finals), below
+    kind, layers = _cell_kind(rnn), [_cell_weights(rnn, index) for index in range(rnn.num_layers)]
+    dropout = rnn.dropout if rnn.training else 0.0
+
+    def step(inputs, state):
+        parts = state if isinstance(state, tuple) else (state,)
+        x, below, finals = inputs, [], []
+        for index, (weight_ih, weight_hh, bias_ih, bias_hh) in enumerate(layers):
+            new = _cell(kind, nn.functional.linear(x, weight_ih, bias_ih), tuple(p[index] for p in parts), weight_hh,
+                        bias_hh)
+            finals.append(new)
+            x = new[0]
+            if index < len(layers) - 1:
+                below.append(x)
+                x = nn.functional.dropout(x, dropout, True) if dropout else x
+        return x, _torch_state(finals), below
+
+    return step
 
 
 def masked_max(values: torch.Tensor, keep: torch.Tensor, dim: int) -> torch.Tensor:
