@@ -1,9 +1,11 @@
-"""ONNX Runtime against PyTorch on the CPU, same process, same inputs: the CNN classifier on a batch of 32 texts of
-64 tokens, and one decoding step of the RNN and Transformer language models (one new token per row after a
-64-token past, carried as the exported graphs carry it: state or keys/values in, new ones out). Both run the
-same graph, exported by :func:`hfnn.export.export_onnx` and checked against PyTorch before timing; the PyTorch
-side calls the module that was traced. Timings alternate (A B A B), medians of the rounds; with one thread the clock
-is the process's CPU time. The ``*_job`` function runs in a child process (see :mod:`bench.run_all`)."""
+"""ONNX Runtime against PyTorch on the CPU, same process, same inputs: the CNN and bidirectional-GRU classifiers on a
+batch of 32 texts of 64 tokens; the GRU language model reading a 64-token prompt in one call; one decoding step of
+the GRU and Transformer language models (one new token per row after a 64-token past, carried as the exported graphs
+carry it: state or keys/values in, new ones out); the GRU encoder-decoder with Bahdanau attention, teacher-forced.
+Both run the same graph, exported by :func:`hfnn.export.export_onnx` and checked against PyTorch before timing; the
+PyTorch side calls the module that was traced (eager: the fused recurrent kernels, where the graph holds an ONNX Scan
+over time). Timings alternate (A B A B), medians of the rounds; with one thread the clock is the process's CPU time.
+The ``*_job`` function runs in a child process (see :mod:`bench.run_all`)."""
 
 from __future__ import annotations
 
@@ -19,24 +21,37 @@ def _models(quick: bool):
     """(name, model, batch, sequence, past) of each measurement."""
     import torch
 
-    from hfnn import CnnConfig, CnnForSequenceClassification, RnnConfig, RnnForCausalLM, TransformerConfig, \
+    from hfnn import CnnConfig, CnnForSequenceClassification, RnnConfig, RnnForCausalLM, \
+        RnnForSequenceClassification, RnnSeq2SeqConfig, RnnSeq2SeqForConditionalGeneration, TransformerConfig, \
         TransformerForCausalLM
 
     torch.manual_seed(0)
     if quick:
         cnn = CnnConfig(vocab_size=200, embedding_size=16, window_sizes=[3, 4, 5], num_filters=8, num_labels=2)
+        classifier = RnnConfig(vocab_size=200, hidden_size=16, embedding_size=16, num_hidden_layers=1, rnn_type="gru",
+                               bidirectional=True, num_labels=2)
         rnn = RnnConfig(vocab_size=96, hidden_size=32, embedding_size=16, num_hidden_layers=2, rnn_type="gru")
+        seq2seq = RnnSeq2SeqConfig(source_vocab_size=40, vocab_size=48, hidden_size=32, embedding_size=16)
         transformer = TransformerConfig(vocab_size=96, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                         intermediate_size=64, max_position_embeddings=128)
-    else:  # the shipped recipes' sizes: Kim's CNN; the main-job GRU; the character Transformer
+    else:  # the shipped recipes' sizes: Kim's CNN; the Rotten Tomatoes bi-GRU; the main-job GRU; the G2P GRU
+        # encoder-decoder; the character Transformer
         cnn = CnnConfig(vocab_size=20000, embedding_size=300, window_sizes=[3, 4, 5], num_filters=100, num_labels=2)
+        classifier = RnnConfig(vocab_size=20000, hidden_size=128, embedding_size=128, num_hidden_layers=1,
+                               rnn_type="gru", bidirectional=True, num_labels=2)
         rnn = RnnConfig(vocab_size=96, hidden_size=256, embedding_size=256, num_hidden_layers=2, rnn_type="gru")
+        seq2seq = RnnSeq2SeqConfig(source_vocab_size=40, vocab_size=48, hidden_size=384, embedding_size=128)
         transformer = TransformerConfig(vocab_size=96, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
                                         intermediate_size=1024, max_position_embeddings=512)
+    lm = RnnForCausalLM(rnn).eval()
     return [
         ("CNN classifier", CnnForSequenceClassification(cnn).eval(), 32, 64, 0),
-        ("GRU LM, one decoding step", RnnForCausalLM(rnn).eval(), 32, 1, 64),
+        ("bi-GRU classifier", RnnForSequenceClassification(classifier).eval(), 32, 64, 0),
+        ("GRU LM, 64-token prompt", lm, 32, 64, 0),
+        ("GRU LM, one decoding step", lm, 32, 1, 64),
         ("Transformer LM, one decoding step", TransformerForCausalLM(transformer).eval(), 32, 1, 64),
+        ("GRU encoder-decoder, Bahdanau, 15 target tokens", RnnSeq2SeqForConditionalGeneration(seq2seq).eval(), 32,
+         16, 0),
     ]
 
 
@@ -106,7 +121,8 @@ def render(r: dict, out, headline: list[str]) -> list[str]:
              f"(`torch.inference_mode`), same inputs, {r['threads']} thread(s), {r['clock']}, median of {r['rounds']} "
              f"alternating rounds of {r['repeats']} calls. Speed-up = PyTorch time / ONNX Runtime time (> 1: ONNX "
              "Runtime faster). A decoding step reads one new token per row after a 64-token past held as the graph's "
-             "state (GRU) or keys and values (Transformer).", ""]
+             "state (GRU) or keys and values (Transformer); a prompt is read in one call from an empty past. The "
+             "recurrent graphs loop over time in an ONNX Scan (dynamic lengths); PyTorch runs its fused kernels.", ""]
     rows = [[x["name"], f"{x['parameters']:,}", f"{x['batch']} x {x['sequence']}" + (f" (+{x['past']} past)" if x["past"]
                                                                                       else ""),
              f"{x['torch_ms']:.2f}", f"{x['ort_ms']:.2f}", f"{x['speedup']:.2f}x", f"{x['max_abs_diff']:.1e}"]

@@ -163,14 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
              ("--max-eval-samples", dict(type=int, default=200, help="evaluation examples per split")))
     _command(sub, "export", "export a saved model to ONNX (needs hfnn[export])",
              "Export a saved model folder to ONNX: model.onnx beside its tokenizer, with dynamic batch and sequence\n"
-             "axes, then run it with ONNX Runtime against PyTorch on a padded batch of another shape. Classifiers\n"
-             "map (input_ids, attention_mask) to logits; language models also take and return their recurrent state\n"
-             "or keys and values, for decoding one token per call; seq2seq models take the decoder inputs too\n"
+             "axes (every architecture, the recurrent ones included), then run it with ONNX Runtime against PyTorch\n"
+             "on a padded batch of another shape. Classifiers map (input_ids, attention_mask) to logits; language\n"
+             "models also take and return their recurrent state or keys and values, for a prompt in one call and\n"
+             "then one token per call; seq2seq models take the decoder inputs too\n"
              "(see `python -c 'import hfnn.export; help(hfnn.export)'`).", model,
              ("--format", dict(choices=["onnx"], default="onnx", help="export format (default onnx)")),
              ("--opset", dict(type=int, help="ONNX opset version (default: the exporter's)")),
-             ("--sequence-length", dict(type=int, default=64, help="RNN classifiers and encoder-decoders: the fixed "
-                                        "length of the texts the graph takes (default 64)")),
              ("--output", dict(help="the .onnx file to write (default: FOLDER/model.onnx)")),
              epilog="example:\n  hfnn export runs/cnn-rt --format onnx")
     sub.add_parser("demo", help="serve a Gradio page showing the inside of a saved model (needs hfnn[demo])",
@@ -196,7 +195,6 @@ _OPTION_RULES = {
     "minutes_per_model": (lambda v: 0 < v < math.inf, "a positive finite number"),
     "max_eval_samples": (lambda v: v >= 1, "at least 1"),
     "opset": (lambda v: v >= 18, "at least 18 (the ONNX exporter's oldest)"),
-    "sequence_length": (lambda v: v >= 2, "at least 2"),
 }
 
 
@@ -460,13 +458,12 @@ def _cmd_export(args) -> int:
     from hfnn.export import export_onnx, require_onnx
 
     require_onnx()
-    result = export_onnx(args.model, args.output, args.opset, sequence_length=args.sequence_length)
+    result = export_onnx(args.model, args.output, args.opset)
     _out(f"wrote {result.path} ({result.kind}, {result.size_mb:.1f} MB)")
     _out(f"  inputs:  {', '.join(result.inputs)}")
     _out(f"  outputs: {', '.join(result.outputs)}")
-    if result.sequence_length:
-        _out("  one token per call (a recurrent language model)" if result.carries_past else
-             f"  sequence axes fixed at {result.sequence_length} (a recurrent model: pad its texts to that length)")
+    if result.carries_past:
+        _out("  the prompt in one call, then one token per call, each present output fed back as its past input")
     batch, seq = result.check_shape
     _out(f"  ONNX Runtime vs PyTorch on a padded batch of {batch} x {seq}: largest difference {result.max_abs_diff:.1e}")
     return 0

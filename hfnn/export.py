@@ -10,7 +10,7 @@ interface depends on the head:
       outputs  logits (batch, num_labels)
 
 * **language models**: one call reads a chunk of new tokens (the prompt, then one token per step) and carries the
-  past explicitly, so decoding costs one short call per token::
+  past explicitly, so decoding costs one short call per token; a chunk may continue from any past::
 
       inputs   input_ids (batch, sequence)
                attention_mask (batch, past_sequence + sequence)   the mask of everything read so far
@@ -18,8 +18,8 @@ interface depends on the head:
       outputs  logits (batch, sequence, vocab_size), the present (the past for the next call)
 
   - RNN: ``past_state.h`` (batch, layers, hidden_size), and ``past_state.c`` for an LSTM, zeros before the first
-    call; outputs ``present_state.h`` (and ``present_state.c``). The graph reads ONE token per call (sequence 1):
-    give it the prompt token by token, padding included (a padded position leaves the state unchanged).
+    call; outputs ``present_state.h`` (and ``present_state.c``), the state after each row's last real token (a
+    padded position, anywhere, leaves the state unchanged; a row of padding keeps its past).
   - Transformer: ``past_key_values.{i}.key`` / ``past_key_values.{i}.value`` (batch, heads, past_sequence,
     head_dim) for each layer i, with past_sequence 0 before the first chunk; outputs ``present.{i}.key`` /
     ``present.{i}.value`` (batch, heads, past_sequence + sequence, head_dim). Positions are counted from the mask,
@@ -37,13 +37,12 @@ interface depends on the head:
 
   :func:`greedy_generate` decodes by calling it with the target grown by one token per step (no cache).
 
-The RNN family (RNN classifier, RNN language model, RNN encoder-decoder) has fixed sequence axes: torch.export
-unrolls ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` over time, so its graphs take texts padded to ``sequence_length``
-(``export_onnx(..., sequence_length=64)``, ``hfnn export --sequence-length``; sources and targets alike) and its
-language model one token per call; batch axes stay dynamic.
+Every axis named above is dynamic, in the RNN family too: traced, its recurrence (``nn.RNN`` / ``GRU`` / ``LSTM``,
+and the encoder-decoder's loop over target steps with its attention) runs as ``torch``'s ``scan``, which becomes an
+ONNX ``Scan`` over the time axis, on the modules' own weights (eager PyTorch keeps the fused kernels).
 
 The graph records what it is in the ONNX metadata (``hfnn.kind``: ``text-classification``, ``causal-lm``,
-``seq2seq``; ``hfnn.model_type``; ``hfnn.past_inputs``; ``hfnn.sequence_length`` when fixed; the special token ids), so a runtime needs nothing else.
+``seq2seq``; ``hfnn.model_type``; ``hfnn.past_inputs``; the special token ids), so a runtime needs nothing else.
 ``export_onnx`` checks the file with ONNX Runtime against PyTorch on a padded batch of another shape than the one it
 traced. Needs the ``export`` extra: ``pip install "onnx>=1.16" "onnxruntime>=1.18" "onnxscript>=0.2"``.
 """
@@ -110,7 +109,8 @@ class _Seq2Seq(_Classifier):
 
 
 class _RnnLm(_Classifier):
-    """A chunk of an RNN language model from an explicit state: ``(ids, mask, h[, c]) -> (logits, h[, c])``."""
+    """A chunk of tokens of an RNN language model from an explicit state: ``(ids, mask, h[, c]) -> (logits, h[,
+    c])``."""
 
     def forward(self, input_ids, attention_mask, past):
         from hfnn.modeling_rnn import RnnStateCache
@@ -144,19 +144,16 @@ class _Graph:
     inputs: list[str]
     outputs: list[str]
     past_shapes: list[tuple]  # (batch, ...) shapes of the past inputs, with "past" where the past length goes
-    fixed_length: int | None = None  # length of every sequence axis (ids, masks) when it cannot be dynamic
 
 
-def _graph(model, sequence_length: int = 64) -> _Graph:
-    """What to trace for ``model``, and its interface (recurrent models: sequence axes of ``sequence_length``)."""
+def _graph(model) -> _Graph:
+    """What to trace for ``model``, and its interface."""
     config, name = model.config, type(model).__name__
-    fixed = sequence_length if any(isinstance(m, nn.RNNBase) for m in model.modules()) else None
     if getattr(config, "is_encoder_decoder", False):
         return _Graph(_Seq2Seq(model), "seq2seq",
-                      ["input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask"], ["logits"], [],
-                      fixed)
+                      ["input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask"], ["logits"], [])
     if name.endswith("ForSequenceClassification"):
-        return _Graph(_Classifier(model), "text-classification", ["input_ids", "attention_mask"], ["logits"], [], fixed)
+        return _Graph(_Classifier(model), "text-classification", ["input_ids", "attention_mask"], ["logits"], [])
     if not name.endswith("ForCausalLM"):
         raise ValueError(f"{name} has no task head to export: export a classifier, language model or seq2seq model")
     if config.model_type == "hfnn-rnn":
@@ -169,8 +166,7 @@ def _graph(model, sequence_length: int = 64) -> _Graph:
         shapes = [(config.num_attention_heads, "past", config.head_dim)] * len(past)
         module = _TransformerLm(model)
     present = [p.replace("past_state.", "present_state.").replace("past_key_values.", "present.") for p in past]
-    return _Graph(module, "causal-lm", ["input_ids", "attention_mask", *past], ["logits", *present], shapes,
-                  1 if fixed else None)
+    return _Graph(module, "causal-lm", ["input_ids", "attention_mask", *past], ["logits", *present], shapes)
 
 
 def _example(model, graph: _Graph, batch: int, seq: int, past: int, padded: bool, seed: int = 0):
@@ -178,7 +174,6 @@ def _example(model, graph: _Graph, batch: int, seq: int, past: int, padded: bool
     ``padded``; an LM's past is all tokens), a random past of length ``past``."""
     generator = torch.Generator().manual_seed(seed)
     config = model.config
-    seq = graph.fixed_length or seq
 
     def ids(vocab, length):
         return torch.randint(0, vocab, (batch, length), generator=generator)
@@ -194,7 +189,7 @@ def _example(model, graph: _Graph, batch: int, seq: int, past: int, padded: bool
 
     if graph.kind == "seq2seq":
         source_vocab = model.get_input_embeddings().num_embeddings
-        target = graph.fixed_length or max(2, seq - 1)
+        target = max(2, seq - 1)
         return ids(source_vocab, seq), mask(seq), ids(config.vocab_size, target), mask(target)
     if graph.kind == "text-classification":
         return ids(config.vocab_size, seq), mask(seq)
@@ -205,7 +200,7 @@ def _example(model, graph: _Graph, batch: int, seq: int, past: int, padded: bool
 
 def _dynamic_shapes(graph: _Graph):
     def axes(sequence):
-        return {0: "batch"} if graph.fixed_length else {0: "batch", 1: sequence}
+        return {0: "batch", 1: sequence}
 
     token = axes("sequence")
     if graph.kind == "text-classification":
@@ -234,8 +229,7 @@ class ExportCheck:
     inputs: list[str]
     outputs: list[str]
     max_abs_diff: float | None  # over every output of the check batch (None: not checked)
-    check_shape: tuple[int, int]
-    sequence_length: int | None = None  # the fixed length of the sequence axes (recurrent models), else None
+    check_shape: tuple[int, int]  # batch and sequence of that batch (the graph was traced on another shape)
 
     @property
     def carries_past(self) -> bool:
@@ -258,8 +252,8 @@ def _load(folder_or_model):
     return model, saved.path
 
 
-def export_onnx(folder_or_model, output_path=None, opset: int | None = None, *, sequence_length: int = 64,
-                check: bool = True, atol: float = 1e-4) -> ExportCheck:
+def export_onnx(folder_or_model, output_path=None, opset: int | None = None, *, check: bool = True,
+                atol: float = 1e-4) -> ExportCheck:
     """Export a saved hfnn model folder (or a model object) to ONNX; see the module docstring for the graphs.
 
     Args:
@@ -267,16 +261,12 @@ def export_onnx(folder_or_model, output_path=None, opset: int | None = None, *, 
             what is wrong with it) or an hfnn ``PreTrainedModel`` with a task head.
         output_path: the ``.onnx`` file; default ``model.onnx`` in the folder (required for a model object).
         opset: ONNX opset version (default: the exporter's).
-        sequence_length: the fixed length of texts (sources and targets) for the RNN family's classifier and
-            encoder-decoder, whose recurrence torch.export unrolls; other graphs have dynamic sequence axes.
-        check: run the file with ONNX Runtime on a padded batch of another shape than the traced one and compare
-            every output with PyTorch's; a difference above ``atol`` raises ``RuntimeError``.
+        check: run the file with ONNX Runtime on a padded batch of another batch size and length than the traced
+            one and compare every output with PyTorch's; a difference above ``atol`` raises ``RuntimeError``.
 
     Returns an :class:`ExportCheck`.
     """
     require_onnx()
-    if not isinstance(sequence_length, int) or sequence_length < 2:
-        raise ValueError(f"sequence_length must be an integer of at least 2, got {sequence_length!r}")
     model, folder = _load(folder_or_model)
     if output_path is None:
         if folder is None:
@@ -287,7 +277,7 @@ def export_onnx(folder_or_model, output_path=None, opset: int | None = None, *, 
     was_training = model.training
     model.eval()
     try:
-        graph = _graph(model, sequence_length)
+        graph = _graph(model)
         batch, seq, past = _TRACE_SHAPE
         example = _example(model, graph, batch, seq, past, padded=True)
         try:
@@ -311,8 +301,6 @@ def export_onnx(folder_or_model, output_path=None, opset: int | None = None, *, 
             value = getattr(config, key, None)
             if isinstance(value, int):
                 meta[f"hfnn.{key}"] = str(value)
-        if graph.fixed_length:
-            meta["hfnn.sequence_length"] = str(graph.fixed_length)
         program.model.metadata_props.update(meta)
         size = sum(p.numel() * p.element_size() for p in model.parameters())
         with warnings.catch_warnings():  # axes sharing a name ("batch" of ids and mask) are one axis: as meant
@@ -321,11 +309,10 @@ def export_onnx(folder_or_model, output_path=None, opset: int | None = None, *, 
         diff = _check(graph, model, output_path) if check else None
     finally:
         model.train(was_training)
-    shape = (_CHECK_SHAPE[0], graph.fixed_length or _CHECK_SHAPE[1])
     if diff is not None and not diff <= atol:
         raise RuntimeError(f"{output_path}: ONNX Runtime differs from PyTorch by {diff:.3g} (> {atol:g}) on a padded "
-                           f"batch of {shape[0]} x {shape[1]}")
-    return ExportCheck(output_path, graph.kind, graph.inputs, graph.outputs, diff, shape, graph.fixed_length)
+                           f"batch of {_CHECK_SHAPE[0]} x {_CHECK_SHAPE[1]}")
+    return ExportCheck(output_path, graph.kind, graph.inputs, graph.outputs, diff, _CHECK_SHAPE)
 
 
 def _session(path):
@@ -337,8 +324,9 @@ def _session(path):
 
 
 def _check(graph: _Graph, model, path: Path) -> float:
-    """Largest difference between ONNX Runtime and the eager graph over every output, on a padded batch of a
-    shape not traced (an LM from an empty past, then one token from that past)."""
+    """Largest difference between ONNX Runtime and the eager graph over every output, on a padded batch of another
+    batch size and length than the traced example (an LM: a prompt from an empty past, then one token from the
+    present)."""
     session = _session(path)
     batch, seq = _CHECK_SHAPE
     example = _example(model, graph, batch, seq, 0, padded=True, seed=1)
@@ -398,35 +386,21 @@ def greedy_generate(session, input_ids, attention_mask=None, max_new_tokens: int
         pad_token_id = int(meta.get("pad_token_id", eos_token_id if eos_token_id is not None else 0))
     names = [o.name for o in session.get_outputs()]
     unfinished = np.ones(batch, dtype=bool)
-    kind, fixed = meta.get("kind"), int(meta.get("sequence_length", 0))
+    kind = meta.get("kind")
+    if "sequence_length" in meta:
+        raise ValueError(f"greedy_generate: this graph has sequence axes fixed at {meta['sequence_length']} (an older "
+                         "hfnn's export of a recurrent model): export the model again, its axes are now dynamic")
     if kind == "seq2seq":
         out = np.full((batch, 1), int(meta["decoder_start_token_id"]), dtype=np.int64)
-        if fixed:  # a recurrent model's graph takes sources and targets of exactly its length: pad on the right
-            if input_ids.shape[1] > fixed:
-                raise ValueError(f"greedy_generate: input_ids has {input_ids.shape[1]} tokens; this graph takes "
-                                 f"sequence_length={fixed} (export again with a larger one)")
-            extra = fixed - input_ids.shape[1]
-            input_ids = np.pad(input_ids, ((0, 0), (0, extra)), constant_values=pad_token_id)
-            mask = np.pad(mask, ((0, 0), (0, extra)))
-            max_new_tokens = min(max_new_tokens, fixed - 1)
-    elif kind == "causal-lm":
-        out, past = input_ids, empty_past(session, batch)
-        # a recurrent model's graph reads one token per call: the prompt token by token
-        chunks = range(1, input_ids.shape[1] + 1) if fixed else [input_ids.shape[1]]
-        start = 0
-        for end in chunks:
-            results = session.run(None, {"input_ids": input_ids[:, start:end], "attention_mask": mask[:, :end], **past})
-            past, start = {past_name(n): v for n, v in zip(names[1:], results[1:])}, end
+    elif kind == "causal-lm":  # the prompt in one call
+        results = session.run(None, {"input_ids": input_ids, "attention_mask": mask, **empty_past(session, batch)})
+        out, past = input_ids, {past_name(n): v for n, v in zip(names[1:], results[1:])}
     else:
         raise ValueError(f"greedy_generate: the graph is a {kind or 'non-hfnn graph'}, not a generating model")
     for step in range(max_new_tokens):
         if kind == "seq2seq":
-            length = out.shape[1]
-            target = np.pad(out, ((0, 0), (0, fixed - length)), constant_values=pad_token_id) if fixed else out
-            target_mask = (np.arange(target.shape[1]) < length).astype(np.int64)[None].repeat(batch, 0)
-            results = session.run(None, {"input_ids": input_ids, "attention_mask": mask, "decoder_input_ids": target,
-                                         "decoder_attention_mask": target_mask})
-            results[0] = results[0][:, :length]
+            results = session.run(None, {"input_ids": input_ids, "attention_mask": mask, "decoder_input_ids": out,
+                                         "decoder_attention_mask": np.ones_like(out)})
         elif step:
             mask = np.concatenate([mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
             results = session.run(None, {"input_ids": out[:, -1:], "attention_mask": mask, **past})

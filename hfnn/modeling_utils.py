@@ -338,26 +338,32 @@ def _torch_state(finals: list[tuple[torch.Tensor, ...]]):  # per layer and direc
     return parts if len(parts) == 2 else parts[0]
 
 
-def _masked_step(kind: str, weight_hh, bias_hh, zero_padding: bool):
-    """The ``scan`` body of :func:`run_masked_scan`: ``(state, (gates_in, kept)) -> (state kept where not kept, the
-    step's output)``. ``scan`` wants fresh tensors, in and out: no view of another (a view as the initial state ties
-    the batch axis of a traced graph to the example's)."""
+def _masked_step(kind: str, recurrent_weights, zero_padding: bool):
+    """The ``scan`` body of :func:`run_masked_scan` for one layer, its directions side by side: ``(state, (gates_in,
+    kept) per direction) -> (state, kept where not kept; each direction's output)``, ``recurrent_weights`` the
+    ``(weight_hh, bias_hh)`` of each direction. ``scan`` wants fresh tensors, in and out: no view of another (a view
+    as the initial state ties the batch axis of a traced graph to the example's)."""
+    parts = 2 if kind == "lstm" else 1
 
     def step(carry, slices):
-        gates_in, kept = slices
-        new = _cell(kind, gates_in, carry, weight_hh, bias_hh)
-        carry = tuple(torch.where(kept, n, old) for n, old in zip(new, carry))
-        return carry, (carry[0] if zero_padding else new[0]).clone()
+        state, outputs = [], []
+        for direction, (weight_hh, bias_hh) in enumerate(recurrent_weights):
+            gates_in, kept = slices[2 * direction : 2 * direction + 2]
+            old = carry[parts * direction : parts * (direction + 1)]
+            new = _cell(kind, gates_in, old, weight_hh, bias_hh)
+            state += [torch.where(kept, n, o) for n, o in zip(new, old)]
+            outputs.append((state[-parts] if zero_padding else new[0]).clone())
+        return tuple(state), tuple(outputs)
 
     return step
 
 
 def run_masked_scan(rnn: nn.RNNBase, inputs: torch.Tensor, mask: torch.Tensor, state=None, zero_padding: bool = True):
-    """The traceable form of a packed run, with a dynamic time axis: per layer and direction, W_ih x + b_ih for every
-    step in one matmul, then the recurrence in ``torch``'s ``scan`` (an ONNX Scan) on ``rnn``'s own weights. A step
-    where ``mask`` (bool (batch, time)) is False leaves the state as it was (h and an LSTM's c), so each row's run is
-    exactly that of its tokens alone, whatever the padding (the backward direction starts at the row's last token).
-    ``state`` is in torch's layout (None: zeros).
+    """The traceable form of a packed run, with a dynamic time axis: per layer, W_ih x + b_ih for every step in one
+    matmul, then the recurrence of both directions in one ``torch`` ``scan`` (an ONNX Scan) on ``rnn``'s own weights.
+    A step where ``mask`` (bool (batch, time)) is False leaves the state as it was (h and an LSTM's c), so each row's
+    run is exactly that of its tokens alone, whatever the padding (the backward direction, reading the time axis
+    reversed, starts at the row's last token). ``state`` is in torch's layout (None: zeros).
 
     Returns ``(output, final state in torch's layout, outputs of the lower layers)``. At padding the outputs are 0, or
     with ``zero_padding=False`` (one direction) what a step-by-step loop gives there: the stack's output for that
@@ -365,24 +371,28 @@ def run_masked_scan(rnn: nn.RNNBase, inputs: torch.Tensor, mask: torch.Tensor, s
     _check_scannable(rnn)
     from torch._higher_order_ops.scan import scan
 
-    batch = inputs.shape[0]
+    batch, kind = inputs.shape[0], _cell_kind(rnn)
     width = 2 if rnn.bidirectional else 1
     if width == 2 and not zero_padding:
         raise ValueError("run_masked_scan: zero_padding=False is for one direction")
     keep = mask.transpose(0, 1)[..., None]  # (time, batch, 1)
+    keeps = (keep, keep.flip(0))[:width]  # the backward direction reads the time axis reversed
     x, below, finals = inputs, [], []
     for index in range(rnn.num_layers):
-        outputs = []
-        for direction in range(width):
-            weight_ih, weight_hh, bias_ih, bias_hh = _cell_weights(rnn, index, direction == 1)
-            gates_in = nn.functional.linear(x, weight_ih, bias_ih).transpose(0, 1)
-            init = tuple(p.clone() for p in _state_parts(rnn, state, index * width + direction, batch, inputs))
-            final, y = scan(_masked_step(_cell_kind(rnn), weight_hh, bias_hh, zero_padding), init, (gates_in, keep),
-                            reverse=direction == 1)
-            y = y.transpose(0, 1)
-            outputs.append(y * mask[..., None].to(y.dtype) if zero_padding else y)
-            finals.append(final)
-        x = torch.cat(outputs, -1) if width == 2 else outputs[0]
+        weights = [_cell_weights(rnn, index, direction == 1) for direction in range(width)]
+        gates_in = [nn.functional.linear(x, w_ih, b_ih).transpose(0, 1) for w_ih, _, b_ih, _ in weights]
+        slices = [t for direction in range(width) for t in (
+            gates_in[direction].flip(0) if direction else gates_in[direction], keeps[direction])]
+        init = [p.clone() for direction in range(width)
+                for p in _state_parts(rnn, state, index * width + direction, batch, inputs)]
+        final, ys = scan(_masked_step(kind, [(w_hh, b_hh) for _, w_hh, _, b_hh in weights], zero_padding),
+                         tuple(init), tuple(slices))
+        ys = [(y.flip(0) if direction else y).transpose(0, 1) for direction, y in enumerate(ys)]
+        x = torch.cat(ys, -1) if width == 2 else ys[0]
+        if zero_padding:
+            x = x * mask[..., None].to(x.dtype)
+        parts = len(final) // width
+        finals += [final[parts * direction : parts * (direction + 1)] for direction in range(width)]
         if index < rnn.num_layers - 1:
             below.append(x)
             x = _between_layers(rnn, x)

@@ -1,7 +1,8 @@
 """ONNX export (hfnn/export.py, ``hfnn export``): for every task head of every architecture, ONNX Runtime gives
-PyTorch's outputs on padded and unpadded batches of other shapes than the traced one; language models decode
-step by step through the graph (state or keys/values in and out) to the tokens of ``generate``; the command
-line writes model.onnx and fails in one line on bad input."""
+PyTorch's outputs on padded and unpadded batches of other batch sizes and lengths (shorter and longer) than the
+traced one, the RNN family included (every cell type, bidirectional and multi-layer, any padding); language models
+read a prompt in one call, then decode step by step through the graph (state or keys/values in and out) to the tokens
+of ``generate``; the command line writes model.onnx and fails in one line on bad input."""
 
 from __future__ import annotations
 
@@ -22,9 +23,22 @@ HEADS = heads()
 IDS = [f"{a}-{h.removeprefix('AutoModelFor')}" for a, h in HEADS]
 LMS = [(a, h) for a, h in HEADS if h == "AutoModelForCausalLM"]
 GENERATIVE = [(a, h) for a, h in HEADS if h != "AutoModelForSequenceClassification"]
+RECURRENT = ("rnn", "rnn_seq2seq")
 # other LM state layouts than the tiny defaults (an LSTM; learned positions, one layer)
 VARIANTS = {"rnn-gru": ("rnn", dict(rnn_type="gru")),
             "transformer-rotary": ("transformer", dict(position_embedding_type="rotary", num_hidden_layers=2))}
+# the RNN family beyond the tiny defaults (a one-layer unidirectional LSTM classifier, a bidirectional GRU encoder with
+# a Bahdanau decoder): every cell type, bidirectional and stacked layers, every decoder loop
+RNN_VARIANTS = {
+    "classifier-rnn_tanh-bidirectional-2-layers": ("rnn", "AutoModelForSequenceClassification",
+                                                   dict(rnn_type="rnn_tanh", bidirectional=True, num_hidden_layers=2)),
+    "classifier-rnn_relu-bidirectional-mean": ("rnn", "AutoModelForSequenceClassification",
+                                               dict(rnn_type="rnn_relu", bidirectional=True, pooling="mean")),
+    "seq2seq-lstm-luong-input-feeding-2-layers": ("rnn_seq2seq", "AutoModelForSeq2SeqLM", dict(
+        rnn_type="lstm", attention="luong", num_encoder_layers=2, num_decoder_layers=2)),
+    "seq2seq-rnn_tanh-none-unidirectional": ("rnn_seq2seq", "AutoModelForSeq2SeqLM",
+                                             dict(rnn_type="rnn_tanh", attention="none", bidirectional_encoder=False)),
+}
 
 
 def build(arch, head, **overrides):
@@ -46,20 +60,27 @@ def exported(tmp_path_factory):
         key = (arch, head, tuple(sorted(overrides.items())))
         if key not in cache:
             model = build(arch, head, **overrides)
-            result = export.export_onnx(model, root / f"{arch}-{head}-{len(cache)}.onnx", sequence_length=9)
+            result = export.export_onnx(model, root / f"{arch}-{head}-{len(cache)}.onnx")
             cache[key] = model, ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"]), result
         return cache[key]
 
     return get
 
 
-def batch(rows, length, padded, seed=3, vocab=VOCAB):
+def batch(rows, length, padded, seed=3, vocab=VOCAB, right=True, holes=False):
+    """Random ids; ``padded``: row 0 left-padded and, with ``right``, row 1 right-padded (a third of the row, at least
+    one position); with ``holes`` row 2 misses a token in the middle."""
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(4, vocab, (rows, length), generator=generator)
     mask = torch.ones_like(ids)
     if padded:
-        mask[0, :3] = 0  # left padding
-        ids[0, :3] = 0
+        pad = max(1, length // 3)
+        mask[0, :pad] = 0
+        if right:
+            mask[1, length - pad :] = 0
+        if holes:
+            mask[2, length // 2] = 0
+        ids = ids.masked_fill(mask == 0, 0)
     return ids, mask
 
 
@@ -71,46 +92,57 @@ def close(got, expected, atol=1e-4):
     np.testing.assert_allclose(got, expected.detach().numpy(), rtol=0, atol=atol)
 
 
-@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
-@pytest.mark.parametrize("arch,head", HEADS, ids=IDS)
-def test_onnx_runtime_matches_pytorch_on_new_shapes(exported, arch, head, padded):
-    model, session, result = exported(arch, head)
-    assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
-    ids, mask = batch(4, 9, padded)  # the graph was traced on 2 x 5 (a recurrent model's: on 2 x 9)
-    assert result.sequence_length == (9 if "rnn" in arch and head != "AutoModelForCausalLM" else
-                                      1 if "rnn" in arch else None)
+def check_on_new_shapes(model, session, head, length, padded, holes):
+    """ONNX Runtime against PyTorch on a batch of 4 rows of ``length`` (the graph was traced on 2 x 5); ``holes``: a
+    recurrent model, whose padding may be anywhere (:func:`batch`)."""
+    ids, mask = batch(4, length, padded, holes=holes)
     with torch.no_grad():
         if head == "AutoModelForSequenceClassification":
             close(run(session, input_ids=ids, attention_mask=mask)[0], model(input_ids=ids, attention_mask=mask).logits)
         elif head == "AutoModelForSeq2SeqLM":
-            target, target_mask = batch(4, 9 if result.sequence_length else 6, padded=False, seed=4)
+            # padded targets (their steps keep the decoder state) for the recurrent decoder only
+            target, target_mask = batch(4, length + 1, padded and holes, seed=4, holes=holes)
             expected = model(input_ids=ids, attention_mask=mask, decoder_input_ids=target,
                              decoder_attention_mask=target_mask, use_cache=False).logits
             close(run(session, input_ids=ids, attention_mask=mask, decoder_input_ids=target,
                       decoder_attention_mask=target_mask)[0], expected)
-        else:
+        else:  # the whole text in one call, from an empty past
             out = model(input_ids=ids, attention_mask=mask, use_cache=True)
-            past, names = export.empty_past(session, 4), [o.name for o in session.get_outputs()]
-            # the whole text in one call, or one token per call (a recurrent model's graph)
-            chunks = [(0, 9)] if result.sequence_length is None else [(t, t + 1) for t in range(9)]
-            logits = []
-            for start, end in chunks:
-                got = run(session, input_ids=ids[:, start:end], attention_mask=mask[:, :end], **past)
-                logits.append(got[0])
-                past = {export.past_name(n): v for n, v in zip(names[1:], got[1:])}
-            close(np.concatenate(logits, axis=1), out.logits)
-            if arch == "rnn":  # the state after the text, as the cache holds it
+            got = run(session, input_ids=ids, attention_mask=mask, **export.empty_past(session, 4))
+            close(got[0], out.logits)
+            if model.config.model_type == "hfnn-rnn":  # the state after each row's last token, as the cache holds it
+                assert len(got) == 1 + len(out.cache.states)
                 for g, e in zip(got[1:], out.cache.states):
                     close(g, e)
             else:
-                assert len(got) == 1 + 2 * model.config.num_hidden_layers and got[1].shape[2] == 9
+                assert len(got) == 1 + 2 * model.config.num_hidden_layers and got[1].shape[2] == length
+
+
+@pytest.mark.parametrize("length", [3, 9], ids=["shorter", "longer"])
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
+@pytest.mark.parametrize("arch,head", HEADS, ids=IDS)
+def test_onnx_runtime_matches_pytorch_on_new_shapes(exported, arch, head, padded, length):
+    model, session, result = exported(arch, head)
+    assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
+    assert result.check_shape == export._CHECK_SHAPE and result.check_shape[1] != export._TRACE_SHAPE[1]
+    check_on_new_shapes(model, session, head, length, padded, holes=arch in RECURRENT)
+
+
+@pytest.mark.parametrize("name", list(RNN_VARIANTS))
+def test_every_recurrent_layout_exports_with_dynamic_axes(exported, name):
+    arch, head, overrides = RNN_VARIANTS[name]
+    model, session, result = exported(arch, head, **overrides)
+    assert result.max_abs_diff <= 1e-4
+    holes = not overrides.get("bidirectional")  # a bidirectional classifier needs contiguous tokens
+    for length, padded in ((3, True), (11, True), (11, False)):
+        check_on_new_shapes(model, session, head, length, padded, holes)
 
 
 @pytest.mark.parametrize("arch,head", GENERATIVE, ids=[i for i, (a, h) in zip(IDS, HEADS) if (a, h) in GENERATIVE])
 @pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
 def test_step_by_step_greedy_decoding_equals_generate(exported, arch, head, padded):
     model, session, _ = exported(arch, head)
-    ids, mask = batch(3, 6, padded, seed=5)
+    ids, mask = batch(3, 6, padded, seed=5, right=False)  # prompts padded on the left, as generate wants
     expected = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=5, do_sample=False,
                               eos_token_id=None, pad_token_id=0)
     got = export.greedy_generate(session, ids, mask, max_new_tokens=5, eos_token_id=None)
@@ -123,23 +155,28 @@ def test_state_and_cache_variants_decode_like_generate(exported, name):
     model, session, result = exported(arch, "AutoModelForCausalLM", **overrides)
     if arch == "rnn":
         assert [n for n in result.inputs if n.startswith("past")] == ["past_state.h"]
-    ids, mask = batch(2, 7, padded=True, seed=6)
+    ids, mask = batch(2, 7, padded=True, seed=6, right=False)
     expected = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False,
                               eos_token_id=None, pad_token_id=0)
     np.testing.assert_array_equal(export.greedy_generate(session, ids, mask, 4, eos_token_id=None), expected.numpy())
 
 
-def test_cached_chunks_equal_one_pass(exported):
-    """Feeding the present back as the past: two chunks give the logits of the whole text at once."""
-    model, session, _ = exported("transformer", "AutoModelForCausalLM")
-    for ids, mask in (batch(2, 8, padded=True, seed=7), batch(3, 8, padded=False, seed=8)):
+@pytest.mark.parametrize("arch", [a for a, _ in LMS])
+def test_cached_chunks_equal_one_pass(exported, arch):
+    """Feeding the present back as the past: a chunk of 5 tokens then one of 3 give the logits of the whole text at
+    once (an RNN: an LSTM of two layers, rows padded on the left, the right and in the middle)."""
+    model, session, _ = exported(arch, "AutoModelForCausalLM")
+    for ids, mask in (batch(3, 8, padded=True, seed=7, holes=arch == "rnn"), batch(3, 8, padded=False, seed=8)):
         with torch.no_grad():
-            whole = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            whole = model(input_ids=ids, attention_mask=mask, use_cache=True)
         names = [o.name for o in session.get_outputs()]
         first = run(session, input_ids=ids[:, :5], attention_mask=mask[:, :5], **export.empty_past(session, len(ids)))
         past = {export.past_name(n): v for n, v in zip(names[1:], first[1:])}
         second = run(session, input_ids=ids[:, 5:], attention_mask=mask, **past)
-        close(np.concatenate([first[0], second[0]], axis=1)[mask.bool().numpy()], whole[mask.bool()])
+        close(np.concatenate([first[0], second[0]], axis=1)[mask.bool().numpy()], whole.logits[mask.bool()])
+        if arch == "rnn":
+            for got, expected in zip(second[1:], whole.cache.states):
+                close(got, expected)
 
 
 def test_graph_metadata_names_the_interface(exported):
@@ -150,6 +187,26 @@ def test_graph_metadata_names_the_interface(exported):
     assert [o.name for o in session.get_outputs()] == ["logits", "present.0.key", "present.0.value"]
     assert [i.name for i in session.get_inputs()] == result.inputs
     assert export.past_name("present_state.c") == "past_state.c"
+    _, session, result = exported("rnn", "AutoModelForCausalLM")
+    meta = export.graph_inputs(session)
+    assert meta["past_inputs"].split(",") == result.inputs[2:] == ["past_state.h", "past_state.c"]
+    assert [o.name for o in session.get_outputs()] == ["logits", "present_state.h", "present_state.c"]
+    shapes = {i.name: i.shape for i in session.get_inputs()}
+    assert all(isinstance(d, str) for d in shapes["input_ids"])  # batch and sequence are dynamic
+    assert isinstance(shapes["past_state.h"][0], str) and shapes["past_state.h"][1:] == [2, 8]
+
+
+def test_greedy_generate_names_a_graph_with_fixed_axes(exported, tmp_path):
+    """A recurrent model's graph exported with fixed sequence axes (as hfnn once did) is named, not run."""
+    import onnx
+
+    _, _, result = exported("rnn", "AutoModelForCausalLM")
+    graph = onnx.load(str(result.path))
+    graph.metadata_props.add(key="hfnn.sequence_length", value="64")
+    onnx.save(graph, str(tmp_path / "old.onnx"))
+    session = ort.InferenceSession(str(tmp_path / "old.onnx"), providers=["CPUExecutionProvider"])
+    with pytest.raises(ValueError, match="fixed at 64 .*export the model again"):
+        export.greedy_generate(session, np.ones((1, 3), dtype=np.int64), max_new_tokens=2)
 
 
 def test_export_of_a_model_object_needs_an_output_path():

@@ -9,7 +9,8 @@ parametrised over every task head of every architecture in ``hfnn.ARCHITECTURES`
 * encoder-decoders accept ``decoder_inputs_embeds``;
 * classifier losses follow ``problem_type`` as transformers' heads do;
 * modeling and configuration files import only what travels with remote code;
-* torch.export with dynamic shapes matches eager on a new padded batch; gradient checkpointing changes no gradient.
+* torch.export with dynamic batch and lengths (the RNN family too) matches eager on new padded shapes, longer and
+  shorter; gradient checkpointing changes no gradient.
 
 Generation is checked in ``tests/test_generation_contract.py``.
 
@@ -303,40 +304,57 @@ def _logits(out):
     return out["logits"] if isinstance(out, dict) or hasattr(out, "keys") else out[0]
 
 
-# torch's fused recurrent ops (nn.LSTM / GRU / RNN) cannot be exported with a dynamic time axis: their decomposition
-# unrolls over time and specialises it (pytorch/pytorch#115092). The recurrent models export with a dynamic batch and
-# a fixed length; the padding stays an input, checked on a batch of another size padded otherwise.
-FIXED_LENGTH = {"rnn", "rnn_seq2seq"}
-
-
+# The RNN family exports like the rest: traced, its recurrence runs as torch's scan over a dynamic time axis. Each
+# case is exported under no_grad (for inference, as hfnn.export does: half the time of the recurrent models' export)
+# but the last, a stacked LSTM decoder with input feeding, exported with autograd on as a plain call is.
 EXPORT_CASES = [(a, h, {}) for a, h in HEADS] + [
     ("rnn", "AutoModelForSequenceClassification", dict(bidirectional=True, rnn_type="gru")),
-    ("rnn_seq2seq", "AutoModelForSeq2SeqLM", dict(attention="luong", rnn_type="lstm", num_encoder_layers=1)),
+    ("rnn", "AutoModelForSequenceClassification", dict(rnn_type="rnn_relu", num_hidden_layers=1, pooling="max")),
+    ("rnn_seq2seq", "AutoModelForSeq2SeqLM", dict(attention="luong", input_feeding=False, rnn_type="rnn_tanh",
+                                                  num_encoder_layers=1, num_decoder_layers=1)),
     ("rnn_seq2seq", "AutoModelForSeq2SeqLM", dict(attention="none", bidirectional_encoder=False)),
     ("transformer", "AutoModelForCausalLM", dict(position_embedding_type="rotary")),
+    ("rnn_seq2seq", "AutoModelForSeq2SeqLM", dict(attention="luong", rnn_type="lstm", num_encoder_layers=1)),
 ]
+
+
+def _padding_elsewhere(kwargs, arch, fields):
+    """A third row padded where the example had no padding: in the middle for a unidirectional recurrent model (a
+    step it skips), on the left otherwise; a recurrent decoder's targets padded too (steps that keep its state)."""
+    mask = kwargs["attention_mask"]
+    recurrent = arch in ("rnn", "rnn_seq2seq")
+    mask[2, 1 if recurrent and not fields.get("bidirectional") else 0] = 0
+    if arch == "rnn_seq2seq":
+        target_mask = torch.ones_like(kwargs["decoder_input_ids"])
+        target_mask[0, 0] = target_mask[1, -1] = target_mask[3, target_mask.shape[1] // 2] = 0
+        kwargs["decoder_attention_mask"] = target_mask
+    return kwargs
 
 
 @pytest.mark.parametrize("arch,head,fields", EXPORT_CASES,
                          ids=[f"{a}-{h.removeprefix('AutoModelFor')}-{'-'.join(map(str, f.values())) or 'default'}"
                               for a, h, f in EXPORT_CASES])
-def test_torch_export_with_dynamic_batch_and_length_matches_eager_on_a_new_padded_shape(arch, head, fields):
+def test_torch_export_with_dynamic_batch_and_length_matches_eager_on_new_padded_shapes(arch, head, fields):
+    """Exported with batch and lengths dynamic, the program gives eager's logits on batches of other sizes and on
+    texts longer and shorter than the example, padded otherwise (for an RNN encoder-decoder, the targets too)."""
     from torch.export import Dim
 
     model = build(arch, head, **fields)
-    fixed = arch in FIXED_LENGTH
     batch, length, target = Dim("batch", min=2, max=16), Dim("length", min=3, max=24), Dim("target", max=24)
     example = _padded(head, 2, 5, 3, seed=0)
-    shapes = {key: None if key == "use_cache" else {0: batch} if fixed else {0: batch, 1: length} for key in example}
-    if "decoder_input_ids" in example and not fixed:
-        shapes["decoder_input_ids"] = {0: batch, 1: target}
-    program = torch.export.export(model, (), kwargs=example, dynamic_shapes=shapes)
-    new = _padded(head, 4, 5 if fixed else 9, 3 if fixed else 6, seed=1)
-    new["attention_mask"][2, :3] = 0  # padding where the example had none
-    with torch.no_grad():
-        expected = model(**new).logits
-    got = _logits(program.module()(**new))
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    if arch == "rnn_seq2seq":
+        example["decoder_attention_mask"] = torch.ones_like(example["decoder_input_ids"])
+        example["decoder_attention_mask"][0, 0] = 0
+    shapes = {key: None if key == "use_cache" else {0: batch, 1: target if key.startswith("decoder") else length}
+              for key in example}
+    with torch.set_grad_enabled((arch, head, fields) == EXPORT_CASES[-1]):
+        program = torch.export.export(model, (), kwargs=example, dynamic_shapes=shapes)
+    for new_length, new_target in ((9, 6), (3, 2)):  # longer and shorter than the example
+        new = _padding_elsewhere(_padded(head, 4, new_length, new_target, seed=new_length), arch, fields)
+        with torch.no_grad():
+            expected = model(**new).logits
+        got = _logits(program.module()(**new))
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     unpadded = _logits(program.module()(**{**new, "attention_mask": torch.ones_like(new["attention_mask"])}))
     assert not torch.allclose(unpadded, got)  # the graph reads the mask: padding is not a traced-away fast path
 
@@ -439,14 +457,16 @@ def test_torch_compile_runs_a_training_step_on_a_padded_batch(arch):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-def test_an_exported_lstm_step_carries_the_state_as_eager_does():
-    """The language model exported one token per call, with its state in and out (how an ONNX runtime serves it):
-    a row whose new token is padding keeps its state, as in eager mode."""
+def test_an_exported_lstm_language_model_continues_from_its_state_as_eager_does():
+    """The language model exported with its state in and out and a dynamic number of new tokens (how an ONNX runtime
+    serves it: the prompt in one call, then a token per call): eager's logits and final h and c on chunks longer and
+    shorter than the example, one token included, with rows padded on the left, the right, in the middle, wholly (that
+    row keeps its state) or not at all."""
     from torch.export import Dim
 
     from hfnn.modeling_rnn import RnnStateCache
 
-    class Step(torch.nn.Module):
+    class Chunk(torch.nn.Module):
         def __init__(self, lm):
             super().__init__()
             self.lm = lm
@@ -457,23 +477,29 @@ def test_an_exported_lstm_step_carries_the_state_as_eager_does():
             out = self.lm(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True)
             return (out.logits, *out.cache.states)
 
-    def example(batch, past, seed):
+    def example(batch, past, new, seed):
         generator = torch.Generator().manual_seed(seed)
-        mask = torch.ones(batch, past + 1, dtype=torch.long)
-        mask[0, -1] = 0  # row 0 reads padding at this step
+        mask = torch.ones(batch, past + new, dtype=torch.long)
+        mask[0, past : past + (new + 1) // 2] = 0  # row 0: its new tokens padded on the left
+        mask[1, -1] = 0  # row 1: on the right
+        if batch > 3:
+            mask[2, past + new // 2] = 0  # row 2: in the middle
+            mask[3, past:] = 0  # row 3: nothing new; row 4 has no padding
         state = torch.randn(2, batch, 2, 8, generator=generator)
-        return torch.randint(4, VOCAB, (batch, 1), generator=generator), mask, state[0], state[1]
+        return torch.randint(4, VOCAB, (batch, new), generator=generator), mask, state[0], state[1]
 
-    step = Step(build("rnn", "AutoModelForCausalLM"))  # an LSTM of two layers of 8
+    chunk = Chunk(build("rnn", "AutoModelForCausalLM"))  # an LSTM of two layers of 8
     batch = Dim("batch", min=2, max=16)
-    program = torch.export.export(step, example(2, 3, 0), dynamic_shapes=(
-        {0: batch}, {0: batch, 1: Dim("past_and_new", min=2, max=64)}, {0: batch}, {0: batch}))
-    new = example(4, 6, 1)
-    with torch.no_grad():
-        expected = step(*new)
-    got = program.module()(*new)
-    for a, b in zip(got, expected):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(got[1][0], new[2][0])  # the padded row's h and c are unchanged
-    torch.testing.assert_close(got[2][0], new[3][0])
-    assert not torch.allclose(got[1][1], new[2][1])
+    program = torch.export.export(chunk, example(2, 3, 5, 0), dynamic_shapes=(
+        {0: batch, 1: Dim("new", min=1, max=64)}, {0: batch, 1: Dim("past_and_new", min=1, max=128)}, {0: batch},
+        {0: batch}))
+    for rows, past, new in ((5, 6, 9), (5, 0, 3), (5, 2, 1)):
+        inputs = example(rows, past, new, seed=new)
+        with torch.no_grad():
+            expected = chunk(*inputs)
+        got = program.module()(*inputs)
+        for a, b in zip(got, expected):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(got[1][3], inputs[2][3])  # the row without new tokens keeps h and c
+        torch.testing.assert_close(got[2][3], inputs[3][3])
+        assert not torch.allclose(got[2][4], inputs[3][4])

@@ -197,6 +197,45 @@ def test_mask_with_holes_skips_the_masked_tokens():
     torch.testing.assert_close(holes.cache.states[1], dense.cache.states[1], atol=1e-5, rtol=1e-5)
 
 
+SCAN_CASES = [("rnn_tanh", True, 2, True), ("rnn_relu", False, 1, False), ("gru", True, 1, True),
+              ("lstm", True, 2, True), ("lstm", False, 2, False)]
+
+
+@pytest.mark.parametrize("rnn_type,bidirectional,layers,with_state", SCAN_CASES,
+                         ids=["-".join(map(str, case)) for case in SCAN_CASES])
+def test_traced_recurrence_runs_each_row_as_its_tokens_alone(rnn_type, bidirectional, layers, with_state):
+    """run_masked_scan (what export and compile run): for every cell, direction and stack, each row's outputs at its
+    tokens and its final state (an LSTM's c too) are those of the torch module run on that row's tokens alone, from
+    that row's initial state, whatever its padding (left, right, holes, none at all); padding outputs 0."""
+    from hfnn.modeling_utils import make_rnn, run_masked_scan
+
+    torch.manual_seed(0)
+    rnn = make_rnn(rnn_type, 5, 7, layers, 0.0, bidirectional).eval()
+    randomize_(rnn, std=0.5)
+    inputs = torch.randn(5, 6, 5)
+    mask = torch.ones(5, 6, dtype=torch.bool)
+    mask[0, :2] = mask[1, 4:] = mask[2, [1, 3]] = mask[3] = False  # left, right, holes, nothing; row 4 full
+    directions = layers * (2 if bidirectional else 1)
+    parts = [torch.randn(directions, 5, 7) for _ in range(2 if rnn_type == "lstm" else 1)] if with_state else None
+    state = None if parts is None else tuple(parts) if rnn_type == "lstm" else parts[0]
+    with torch.no_grad():
+        output, final, below = run_masked_scan(rnn, inputs, mask, state)
+    final = final if isinstance(final, tuple) else (final,)
+    assert len(below) == layers - 1 and torch.equal(output[~mask], torch.zeros_like(output[~mask]))
+    for row in range(5):
+        start = None if parts is None else tuple(p[:, row : row + 1] for p in parts)
+        if not mask[row].any():  # no token: the state it was given (zeros without one)
+            for got, given in zip(final, start or [torch.zeros(directions, 1, 7)] * len(final)):
+                torch.testing.assert_close(got[:, row : row + 1], given)
+            continue
+        with torch.no_grad():
+            alone, alone_final = rnn(inputs[row : row + 1, mask[row]], None if start is None else
+                                     start if rnn_type == "lstm" else start[0])
+        torch.testing.assert_close(output[row, mask[row]], alone[0], atol=1e-5, rtol=1e-5)
+        for got, expected in zip(final, alone_final if rnn_type == "lstm" else (alone_final,)):
+            torch.testing.assert_close(got[:, row : row + 1], expected, atol=1e-5, rtol=1e-5)
+
+
 def test_beam_search_returns_the_requested_sequences():
     model = tiny_lm("gru", seed=4)
     ids = torch.tensor([[5, 6, 7], [8, 9, 10]])
