@@ -35,7 +35,8 @@ interface depends on the head:
                decoder_input_ids, decoder_attention_mask (batch, target_sequence)
       outputs  logits (batch, target_sequence, vocab_size)
 
-  :func:`greedy_generate` decodes by calling it with the target grown by one token per step (no cache).
+  :func:`greedy_generate` decodes by calling it with the target grown by one token per step (no cache). In the RNN
+  encoder-decoder a 0 in ``decoder_attention_mask`` marks a step that leaves the decoder's state unchanged.
 
 Every axis named above is dynamic, in the RNN family too: traced, its recurrence (``nn.RNN`` / ``GRU`` / ``LSTM``,
 and the encoder-decoder's loop over target steps with its attention) runs as ``torch``'s ``scan``, which becomes an
@@ -43,8 +44,8 @@ ONNX ``Scan`` over the time axis, on the modules' own weights (eager PyTorch kee
 
 The graph records what it is in the ONNX metadata (``hfnn.kind``: ``text-classification``, ``causal-lm``,
 ``seq2seq``; ``hfnn.model_type``; ``hfnn.past_inputs``; the special token ids), so a runtime needs nothing else.
-``export_onnx`` checks the file with ONNX Runtime against PyTorch on a padded batch of another shape than the one it
-traced. Needs the ``export`` extra: ``pip install "onnx>=1.16" "onnxruntime>=1.18" "onnxscript>=0.2"``.
+``export_onnx`` checks the file with ONNX Runtime against PyTorch on a padded batch of another batch size and length
+than the example it traced. Needs the ``export`` extra: ``pip install "onnx>=1.16" "onnxruntime>=1.18" "onnxscript>=0.2"``.
 """
 
 from __future__ import annotations
