@@ -13,14 +13,13 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast, SequenceClassifierOutput
 from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils import can_return_tuple
-from transformers.utils.import_utils import is_tracing
 
 from .configuration_rnn import RnnConfig
 from .modeling_utils import (
     CheckpointedCall, DirectDecodingMixin, RecurrentCache, batch_first, check_input_ids, check_token_labels,
     checkpointed, checkpointing, classifier_dropout, classifier_output, final_states, init_recurrent_, layer_runner,
     make_rnn, masked_max, masked_mean, pop_legacy_cache, real_token_mask, run_masked_scan, run_recurrence,
-    torch_layout, zero_padding_row_,
+    torch_layout, traced_over_time, zero_padding_row_,
 )
 
 __all__ = ["RnnStateCache", "RnnPreTrainedModel", "RnnModel", "RnnForCausalLM", "RnnForSequenceClassification"]
@@ -118,10 +117,10 @@ class RnnModel(RnnPreTrainedModel):
     def encode(self, inputs_embeds, attention_mask, state, output_hidden_states=False):
         """The stack over ``inputs_embeds`` from ``state``: (top outputs, new state, per-layer outputs or None). One
         fused call; one call per layer when every layer's output is asked for or the layers are checkpointed; when
-        traced (export, compile), :func:`run_masked_scan`: a loop over a dynamic time axis, exact for any mask."""
+        exported, :func:`run_masked_scan`: a loop over a dynamic time axis, exact for any mask."""
         embeds = self.dropout(inputs_embeds)
         layers = self.config.num_hidden_layers
-        if is_tracing(embeds):
+        if traced_over_time(embeds):
             mask = torch.ones(embeds.shape[:2], dtype=torch.bool, device=embeds.device) if attention_mask is None \
                 else attention_mask.bool()
             hidden, new_state, below = run_masked_scan(self.rnn, embeds, mask, torch_layout(state))

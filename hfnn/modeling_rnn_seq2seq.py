@@ -25,13 +25,12 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.utils import can_return_tuple
-from transformers.utils.import_utils import is_tracing
 
 from .configuration_rnn_seq2seq import RnnSeq2SeqConfig
 from .modeling_utils import (
     CheckpointedCall, EncoderDecoderMixin, RecurrentCache, batch_first, check_attention_mask, check_input_ids,
     checkpointed, final_states, init_recurrent_, make_rnn, pop_legacy_cache, recurrent_step, run_masked_scan, run_stack,
-    seq2seq_lm_output, shift_tokens_right, tokens_first, torch_layout,
+    seq2seq_lm_output, shift_tokens_right, tokens_first, torch_layout, traced_over_time,
 )
 
 __all__ = [
@@ -115,7 +114,7 @@ class RnnSeq2SeqEncoder(_TokenInput):
         check_attention_mask(attention_mask, (batch, src_len))
         mask = attention_mask.bool()
         embeds = self.dropout(inputs_embeds)
-        if is_tracing(embeds):
+        if traced_over_time(embeds):
             states, _, below = run_masked_scan(self.rnn, embeds, mask)
         else:
             lengths = mask.sum(1)
@@ -196,7 +195,7 @@ class RnnSeq2SeqDecoder(_TokenInput):
         else:  # W_h h_j (bahdanau) or W_a h_j (luong "general"), once per call
             keys = self.key_proj(encoder_states) if hasattr(self, "key_proj") else encoder_states
         step_mask = None if decoder_attention_mask is None else decoder_attention_mask[:, -tgt_len:].bool()
-        traced = is_tracing(embeds)  # export, compile: loops over time run as scans, whatever tgt_len
+        traced = traced_over_time(embeds)  # exported: the loops over time run as scans, whatever tgt_len
         if traced and step_mask is None:
             step_mask = torch.ones(batch, tgt_len, dtype=torch.bool, device=embeds.device)
         if step_mask is not None and not traced and bool(step_mask.all()):

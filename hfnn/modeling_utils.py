@@ -22,7 +22,7 @@ __all__ = [
     "classifier_dropout", "classifier_output", "final_states", "init_recurrent_", "layer_runner", "make_rnn",
     "masked_max", "masked_mean", "pop_legacy_cache", "real_token_mask", "recurrent_step", "run_masked_scan",
     "run_recurrence", "run_stack", "seq2seq_lm_output", "shift_tokens_right", "tokens_first", "torch_layout",
-    "zero_padding_row_",
+    "traced_over_time", "zero_padding_row_",
 ]
 
 
@@ -289,6 +289,14 @@ def tokens_first(mask: torch.Tensor) -> torch.Tensor:
     sort)."""
     time = mask.shape[1]
     return torch.argsort((~mask).long() * time + torch.arange(time, device=mask.device), dim=1)
+
+
+def traced_over_time(tensor: torch.Tensor) -> bool:
+    """Whether a recurrence over ``tensor``'s time axis runs as a ``scan`` (:func:`run_masked_scan`): when a graph is
+    exported (``torch.export``, the ONNX exporter) or traced by FX or fake tensors, where torch's fused recurrent
+    modules would fix the time axis. ``torch.compile`` keeps the fused kernels (dynamo breaks the graph around them):
+    inductor lowers a scan only with ``capture_scalar_outputs``, and a scan trains slower than the fused kernels."""
+    return is_tracing(tensor) and not (torch.compiler.is_compiling() and not torch.compiler.is_exporting())
 
 
 def _cell_weights(rnn: nn.RNNBase, index: int, reverse: bool = False):

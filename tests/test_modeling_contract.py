@@ -457,6 +457,25 @@ def test_torch_compile_runs_a_training_step_on_a_padded_batch(arch):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
+def test_only_an_exported_graph_runs_the_recurrence_as_a_scan():
+    """torch.compile keeps the fused recurrent kernels (inductor cannot lower a scan in training unless told to
+    capture scalar outputs, and a scan trains slower); torch.export, which would fix their time axis, scans."""
+    from hfnn.modeling_utils import traced_over_time
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append(traced_over_time(x))
+            return x + 1
+
+    x = torch.ones(2, 3)
+    Probe()(x)
+    torch.compile(Probe(), backend="eager")(x)
+    torch.export.export(Probe(), (x,))
+    assert seen == [False, False, True]
+
+
 def test_an_exported_lstm_language_model_continues_from_its_state_as_eager_does():
     """The language model exported with its state in and out and a dynamic number of new tokens (how an ONNX runtime
     serves it: the prompt in one call, then a token per call): eager's logits and final h and c on chunks longer and
