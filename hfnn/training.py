@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from transformers import Seq2SeqTrainer, TrainerCallback
-from transformers.trainer_callback import ExportableState, ProgressCallback
+from transformers.trainer_callback import ExportableState, PrinterCallback, ProgressCallback
 
 __all__ = ["BudgetProgressCallback", "NonFiniteGuardCallback", "NonFiniteTrainingError", "OrderedEvalSeq2SeqTrainer",
            "TimeBudgetCallback", "TrainingCallbacks", "causal_lm_metrics", "check_finite_model",
@@ -323,6 +323,10 @@ class TrainingCallbacks:
         if max_train_minutes is not None and not trainer.args.disable_tqdm:
             trainer.remove_callback(ProgressCallback)
             trainer.add_callback(BudgetProgressCallback(max_train_minutes))
+        # what prints the logs runs after the budget, which writes the learning rate the optimizer used into them
+        for printer in [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, (PrinterCallback, ProgressCallback))]:
+            trainer.callback_handler.remove_callback(printer)
+            trainer.callback_handler.add_callback(printer)
         return extras
 
     @property

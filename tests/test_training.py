@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -51,6 +52,19 @@ def test_callbacks_attach_to_a_plain_trainer_and_take_over_a_budgeted_warmup(tmp
     assert trainer.state.global_step == 6 and training_args.warmup_steps == 0.5  # restored for the record
     lrs = [h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h]
     assert lrs[0] < 0.01 and all(lr > 0 for lr in lrs)  # logged as the optimizer ran them: warming up
+
+
+@pytest.mark.parametrize("disable_tqdm", [True, False])
+def test_the_printed_learning_rate_is_the_one_the_optimizer_used(tmp_path, capsys, disable_tqdm):
+    # the scheduler's value is constant; the budget warms up and anneals it, and the console must say so
+    training_args = args(tmp_path, max_steps=4, warmup_steps=0.5, learning_rate=0.01, disable_tqdm=disable_tqdm)
+    trainer = Trainer(model=tiny_lm(), args=training_args, train_dataset=blocks(), data_collator=default_data_collator)
+    TrainingCallbacks.attach(trainer, max_train_minutes=5, anneal_by_time=True, tune_threads=False)
+    trainer.train()
+    logged = [h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h]
+    printed = [float(v) for v in re.findall(r"'learning_rate': '?([0-9.e+-]+)'?", capsys.readouterr().out)]
+    assert len(printed) == len(logged) == 4 and max(logged) < 0.01
+    assert printed == pytest.approx(logged, rel=1e-3)
 
 
 def test_without_a_budget_the_trainer_keeps_its_own_bar_and_schedule(tmp_path):
