@@ -308,11 +308,12 @@ def _logits(out):
 # case is exported under no_grad (for inference, as hfnn.export does: half the time of the recurrent models' export)
 # but the last, a stacked LSTM decoder with input feeding, exported with autograd on as a plain call is.
 EXPORT_CASES = [(a, h, {}) for a, h in HEADS] + [
-    ("rnn", "AutoModelForSequenceClassification", dict(bidirectional=True, rnn_type="gru")),
+    ("rnn", "AutoModelForSequenceClassification", dict(bidirectional=True, rnn_type="gru", num_hidden_layers=1)),
     ("rnn", "AutoModelForSequenceClassification", dict(rnn_type="rnn_relu", num_hidden_layers=1, pooling="max")),
     ("rnn_seq2seq", "AutoModelForSeq2SeqLM", dict(attention="luong", input_feeding=False, rnn_type="rnn_tanh",
                                                   num_encoder_layers=1, num_decoder_layers=1)),
-    ("rnn_seq2seq", "AutoModelForSeq2SeqLM", dict(attention="none", bidirectional_encoder=False)),
+    ("rnn_seq2seq", "AutoModelForSeq2SeqLM", dict(attention="none", bidirectional_encoder=False, num_encoder_layers=1,
+                                                  num_decoder_layers=1)),
     ("transformer", "AutoModelForCausalLM", dict(position_embedding_type="rotary")),
     ("rnn_seq2seq", "AutoModelForSeq2SeqLM", dict(attention="luong", rnn_type="lstm", num_encoder_layers=1)),
 ]
