@@ -1,25 +1,34 @@
 """Feed-forward (MLP) text classifier as a `transformers` model (seed note, ideas 1-3): a neuron computes
 y = f(w . x + b), a layer h = f(W x + b), and the network stacks layers over the mean of the text's token (and
 hashed n-gram) embeddings: h^(0) = x, h^(l) = dropout(f(W^(l) h^(l-1) + b^(l))), logits = W^(out) h^(L) + b^(out).
-With f = identity the stack is one affine map, whatever its depth. Padding never enters the mean."""
+With f = identity the stack is one affine map, whatever its depth. Padding never enters the mean.
+
+With `char_ngram_range`, x also holds the mean of the embeddings of the tokens' character n-grams (fastText's
+subwords, scikit-learn's `char_wb` features): words that share a stem, a suffix or a misspelling share weights."""
 
 import math
+import zlib
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
-from transformers.utils import can_return_tuple
+from transformers.utils import can_return_tuple, logging
+from transformers.utils.import_utils import is_tracing
 
 from .configuration_mlp import MlpConfig
 from .modeling_utils import TextClassifierPreTrainedModel, check_input_ids, classifier_output, real_token_mask
 
-__all__ = ["MlpPreTrainedModel", "MlpModel", "MlpForSequenceClassification"]
+__all__ = ["MlpPreTrainedModel", "MlpModel", "MlpForSequenceClassification", "char_ngrams", "hash_ngrams",
+           "ngram_keys", "sorted_position"]
 
 ACTIVATION_FUNCTIONS = {"identity": nn.Identity, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}
 # Gain of the Xavier init per activation (torch.nn.init.calculate_gain; gelu treated like relu).
 INIT_GAINS = {"identity": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0), "gelu": math.sqrt(2.0)}
+
+logger = logging.get_logger(__name__)
 
 _HASH_PRIME = 2_147_483_647  # 2**31 - 1: keeps h * _HASH_MULTIPLIER + id inside int64
 _HASH_MULTIPLIER = 1_000_003
@@ -35,16 +44,92 @@ def hash_ngrams(input_ids: torch.Tensor, n: int, num_buckets: int) -> torch.Tens
     return h % num_buckets
 
 
+def ngram_keys(input_ids: torch.Tensor, n: int, vocab_size: int) -> torch.Tensor:
+    """Exact key of the n-gram at each position, (batch, seq_len) -> (batch, seq_len - n + 1): its token ids read as
+    the digits of a base-`vocab_size` number, offset by the count of all shorter n-grams (n >= 2), so that n-grams
+    of different lengths never share a key. `MlpConfig` checks that the keys fit in int64."""
+    windows = input_ids.long().unfold(1, n, 1)
+    key = windows[..., 0]
+    for k in range(1, n):
+        key = key * vocab_size + windows[..., k]
+    return key + _key_offset(n, vocab_size)
+
+
+def _key_offset(n: int, vocab_size: int) -> int:
+    return sum(vocab_size**m for m in range(2, n))
+
+
+def _ngram_of_key(key: int, vocab_size: int, max_n: int) -> tuple[int, ...]:
+    """The token ids of the n-gram keyed `key` (the inverse of `ngram_keys`)."""
+    for n in range(max_n, 1, -1):
+        if key >= _key_offset(n, vocab_size):
+            rest, ids = key - _key_offset(n, vocab_size), []
+            for _ in range(n):
+                rest, digit = divmod(rest, vocab_size)
+                ids.append(digit)
+            return tuple(reversed(ids))
+    raise ValueError(f"n-gram key {key} below the bigram range")
+
+
+def sorted_position(table: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """For each of `keys`, the first position i of the ascending 1-d `table` with table[i] >= key
+    (`torch.searchsorted`). Traced (torch.export, ONNX, which has no searchsorted), the same binary search is
+    written out as a fixed number of halvings of gathers and comparisons."""
+    if not is_tracing(keys):
+        return torch.searchsorted(table, keys)
+    size = table.shape[0]
+    low, high = torch.zeros_like(keys), torch.full_like(keys, size)
+    for _ in range(size.bit_length()):
+        middle = (low + high) // 2
+        active = low < high
+        below = (table[middle.clamp_max(size - 1)] < keys) & active
+        low, high = torch.where(below, middle + 1, low), torch.where(active & ~below, middle, high)
+    return low
+
+
+_NO_NGRAM = torch.iinfo(torch.int64).max  # the key of an unused row of the n-gram vocabulary (sorts last)
+
+
+def char_ngrams(token: str, min_n: int, max_n: int) -> list[str]:
+    """The distinct character n-grams (min_n <= n <= max_n) of `token` written between two spaces, shortest first:
+    `char_ngrams("film", 3, 4)` = [" fi", "fil", "ilm", "lm ", " fil", "film", "ilm "]."""
+    text = f" {token} "
+    grams = (text[i : i + n] for n in range(min_n, max_n + 1) for i in range(len(text) - n + 1))
+    return list(dict.fromkeys(grams))
+
+
 class MlpBagOfEmbeddings(nn.Module):
     """Masked mean of token (and hashed n-gram) embeddings: (batch, seq_len) -> (batch, embedding_size). An n-gram
-    counts when all its tokens are real; a text with nothing to average gives the zero vector."""
+    counts when all its tokens are real; a text with nothing to average gives the zero vector. With character
+    n-grams, the mean of their embeddings over the text's tokens is added: `char_ngram_ids` (vocab_size,
+    char_ngrams_per_token) holds each token's buckets, -1 in unused slots (`MlpPreTrainedModel.index_vocabulary`)."""
 
     def __init__(self, config: MlpConfig):
         super().__init__()
         self.min_n, self.max_n = config.ngram_range
         self.num_buckets = config.ngram_buckets
+        self.ngram_dropout = config.ngram_dropout
         self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
         self.ngram_embeddings = nn.Embedding(config.ngram_buckets, config.embedding_size) if self.max_n > 1 else None
+        self.vocab_size = config.vocab_size
+        if config.ngram_vocabulary and self.max_n > 1:
+            # the keys (`ngram_keys`) of the n-grams with an embedding, sorted; row i of ngram_embeddings is key i's
+            self.register_buffer("ngram_vocabulary", torch.full((config.ngram_buckets,), _NO_NGRAM, dtype=torch.long))
+            self.ngrams_indexed = False  # whether the vocabulary was seen filled (in training)
+        else:
+            self.ngram_vocabulary = None
+        self.char_ngram_embeddings = None
+        if config.char_ngram_range is not None:
+            self.char_ngram_embeddings = nn.Embedding(config.char_ngram_buckets, config.embedding_size)
+            self.register_buffer("char_ngram_ids", torch.full((config.vocab_size, config.char_ngrams_per_token), -1,
+                                                              dtype=torch.int32))
+            self.indexed = False  # whether the table was seen filled (in training)
+
+    def kept(self, valid: torch.Tensor) -> torch.Tensor:
+        """`valid` (1 for the entries that count) with each entry dropped with probability `ngram_dropout` in training."""
+        if self.training and self.ngram_dropout:
+            return valid * (torch.rand_like(valid) >= self.ngram_dropout).to(valid.dtype)
+        return valid
 
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         check_input_ids(input_ids, self.word_embeddings.weight.shape[0], allow_empty=True)
@@ -57,11 +142,51 @@ class MlpBagOfEmbeddings(nn.Module):
             if n == 1:
                 vectors, valid = self.word_embeddings(input_ids), weights
             else:
-                vectors = self.ngram_embeddings(hash_ngrams(input_ids, n, self.num_buckets))
                 valid = weights.unfold(1, n, 1).prod(-1)  # 1 only if every token of the n-gram is real
+                if self.ngram_vocabulary is None:
+                    rows = hash_ngrams(input_ids, n, self.num_buckets)
+                else:
+                    rows, known = self.look_up_ngrams(input_ids, n)
+                    valid = valid * known.to(valid.dtype)  # an n-gram not in the vocabulary is left out
+                vectors = self.ngram_embeddings(rows)
+            valid = self.kept(valid)
             total = total + (vectors * valid.unsqueeze(-1)).sum(1)
             count = count + valid.sum(1)
-        return total / count.clamp_min(1.0).unsqueeze(-1)
+        bag = total / count.clamp_min(1.0).unsqueeze(-1)
+        if self.char_ngram_embeddings is None:
+            return bag
+        self.check_indexed(input_ids)
+        buckets = self.char_ngram_ids[input_ids].flatten(1)  # (batch, seq_len * char_ngrams_per_token)
+        slots = self.char_ngram_ids.shape[1]
+        valid = self.kept((buckets >= 0).to(weights.dtype) * weights.repeat_interleave(slots, dim=1))
+        vectors = self.char_ngram_embeddings(buckets.clamp_min(0))
+        chars = torch.bmm(valid.unsqueeze(1), vectors).squeeze(1)
+        return bag + chars / valid.sum(1).clamp_min(1.0).unsqueeze(-1)
+
+    def look_up_ngrams(self, input_ids: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row of each n-gram in the vocabulary and whether it is there: two (batch, seq_len - n + 1) tensors."""
+        if self.training and not self.ngrams_indexed and not is_tracing(input_ids):
+            if bool(self.ngram_vocabulary[0] != _NO_NGRAM):
+                self.ngrams_indexed = True
+            else:
+                logger.warning_once("MlpConfig.ngram_vocabulary is set but the model's n-gram vocabulary is empty, so "
+                                    "training leaves every n-gram out: call model.index_ngrams(training input_ids) once "
+                                    "before training")
+        keys = ngram_keys(input_ids, n, self.vocab_size)
+        rows = sorted_position(self.ngram_vocabulary, keys).clamp_max(self.ngram_vocabulary.shape[0] - 1)
+        return rows, self.ngram_vocabulary[rows] == keys
+
+    def check_indexed(self, input_ids: torch.Tensor) -> None:
+        """Training with an empty character n-gram table trains the words alone: warns once (read in eager training
+        only, until the table is seen filled)."""
+        if self.indexed or not self.training or is_tracing(input_ids):
+            return
+        if bool((self.char_ngram_ids >= 0).any()):
+            self.indexed = True
+        else:
+            logger.warning_once("MlpConfig.char_ngram_range is set but the model's character n-gram table is empty, so "
+                                "training uses the words alone: call model.index_vocabulary(tokenizer) once before "
+                                "training")
 
 
 class MlpLayer(GradientCheckpointingLayer):
@@ -86,8 +211,108 @@ class MlpPreTrainedModel(TextClassifierPreTrainedModel):
             # Xavier with the activation's gain keeps the signal's scale through deep stacks.
             init.xavier_uniform_(module.weight, gain=INIT_GAINS[self.config.activation])
             init.zeros_(module.bias)
+        elif isinstance(module, MlpBagOfEmbeddings):
+            if module.char_ngram_embeddings is not None:
+                init.constant_(module.char_ngram_ids, -1)  # no character n-grams until index_vocabulary
+            if module.ngram_vocabulary is not None:
+                init.constant_(module.ngram_vocabulary, _NO_NGRAM)  # no n-grams until index_ngrams
         else:
             super()._init_weights(module)
+
+    def index_vocabulary(self, tokenizer):
+        """Records which character n-grams each token of `tokenizer` (a tokenizer, or a dict token -> id) has, in
+        `char_ngram_ids`, saved with the weights; special tokens have none. Call it once on a new model, with the
+        tokenizer it is trained with. Without `config.char_ngram_range` there is nothing to record. Returns the model."""
+        bag = self.base_model.embeddings
+        if bag.char_ngram_embeddings is None:
+            return self
+        vocab = tokenizer if isinstance(tokenizer, Mapping) else tokenizer.get_vocab()
+        special = set() if isinstance(tokenizer, Mapping) else set(tokenizer.all_special_ids)
+        table = bag.char_ngram_ids
+        token, largest = max(vocab.items(), key=lambda item: item[1], default=(None, -1))
+        if largest >= table.shape[0]:
+            raise ValueError(f"{type(self).__name__}.index_vocabulary: token {token!r} has id {largest}, outside the "
+                             f"model's vocabulary [0, vocab_size={table.shape[0]})")
+        low, high = self.config.char_ngram_range
+        buckets, slots = self.config.char_ngram_buckets, table.shape[1]
+        rows = torch.full(table.shape, -1, dtype=table.dtype)
+        for token, token_id in vocab.items():
+            if token_id not in special:
+                found = [zlib.crc32(g.encode("utf-8")) % buckets for g in char_ngrams(token, low, high)][:slots]
+                rows[token_id, : len(found)] = torch.tensor(found, dtype=table.dtype)
+        with torch.no_grad():
+            table.copy_(rows.to(table.device))
+        return self
+
+    def index_ngrams(self, texts):
+        """Gives each n-gram (n >= 2 in `config.ngram_range`) of `texts` (token-id sequences, as the tokenizer gives
+        them: the training split's `input_ids`) its own row of `ngram_embeddings`: the `ngram_buckets` most frequent
+        ones are kept (ties: the lower key), in `ngram_vocabulary`, saved with the weights. Call it once on a new
+        model with `config.ngram_vocabulary`, before training; without it there is nothing to record. Returns the
+        model."""
+        bag = self.base_model.embeddings
+        if bag.ngram_vocabulary is None:
+            return self
+        low, high = max(2, bag.min_n), bag.max_n
+        counts: dict[int, int] = {}
+        for ids in texts:
+            ids = torch.as_tensor(list(ids), dtype=torch.long).reshape(1, -1)
+            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= bag.vocab_size):
+                bad = int(ids.min()) if int(ids.min()) < 0 else int(ids.max())
+                raise ValueError(f"{type(self).__name__}.index_ngrams: token id {bad} is outside the model's "
+                                 f"vocabulary [0, vocab_size={bag.vocab_size})")
+            for n in range(low, min(high, ids.shape[1]) + 1):
+                for key in ngram_keys(ids, n, bag.vocab_size)[0].tolist():
+                    counts[key] = counts.get(key, 0) + 1
+        size = bag.ngram_vocabulary.shape[0]
+        kept = sorted(sorted(counts, key=lambda k: (-counts[k], k))[:size])
+        table = torch.full((size,), _NO_NGRAM, dtype=torch.long)
+        table[: len(kept)] = torch.tensor(kept, dtype=torch.long)
+        with torch.no_grad():
+            bag.ngram_vocabulary.copy_(table.to(bag.ngram_vocabulary.device))
+        logger.info("n-gram vocabulary: %d of the %d distinct %d..%d-grams (ngram_buckets=%d)", len(kept), len(counts),
+                    low, high, size)
+        return self
+
+    def _rekey_ngrams(self, new_vocab_size: int) -> None:
+        """After a vocabulary resize: the n-grams re-keyed in the new base with their embeddings (rows re-sorted);
+        the ones holding a removed token id are dropped."""
+        bag = self.base_model.embeddings
+        old_size, table = bag.vocab_size, bag.ngram_vocabulary
+        bag.vocab_size = new_vocab_size
+        if bag.ngram_vocabulary is None or old_size == new_vocab_size:
+            return
+        entries = []
+        for row, key in enumerate(table.tolist()):
+            if key == _NO_NGRAM:
+                break
+            ids = _ngram_of_key(key, old_size, bag.max_n)
+            if max(ids) < new_vocab_size:
+                entries.append((int(ngram_keys(torch.tensor([ids]), len(ids), new_vocab_size)[0, 0]), row))
+        entries.sort()
+        keys = torch.full_like(table, _NO_NGRAM)
+        order = torch.arange(table.shape[0])
+        if entries:
+            keys[: len(entries)] = torch.tensor([k for k, _ in entries], dtype=torch.long)
+            moved = torch.tensor([r for _, r in entries])
+            order = torch.cat([moved, order[~torch.isin(order, moved)]])
+        with torch.no_grad():
+            bag.ngram_vocabulary.copy_(keys)
+            bag.ngram_embeddings.weight.copy_(bag.ngram_embeddings.weight[order.to(table.device)])
+
+    def resize_token_embeddings(self, *args, **kwargs):
+        """Resizes the character n-gram table with the embeddings: new tokens have no character n-grams."""
+        result = super().resize_token_embeddings(*args, **kwargs)
+        bag = self.base_model.embeddings
+        rows = bag.word_embeddings.num_embeddings
+        self._rekey_ngrams(rows)
+        if bag.char_ngram_embeddings is not None and bag.char_ngram_ids.shape[0] != rows:
+            old = bag.char_ngram_ids
+            new = old.new_full((rows, old.shape[1]), -1)
+            kept = min(rows, old.shape[0])
+            new[:kept] = old[:kept]
+            bag.char_ngram_ids = new
+        return result
 
 
 class MlpModel(MlpPreTrainedModel):

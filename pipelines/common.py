@@ -280,7 +280,7 @@ class Pipeline:
     ``load_tokenizers`` ({subfolder: tokenizer}; ``""`` is the processing class, saved at the root; by default
     the one of :class:`TokenizerModelArguments`), ``config_fields`` (a new config's sizes, ids, labels),
     ``load_kwargs`` (of ``from_pretrained``), ``prepare_model``, ``preprocess`` (the tokenised DatasetDict),
-    ``trainer_kwargs`` (collator, metrics), ``facts`` (its results.json entries), ``evaluate``, ``finish``
+    ``index_new_model`` (what a new model records from its training data), ``trainer_kwargs`` (collator, metrics), ``facts`` (its results.json entries), ``evaluate``, ``finish``
     ((samples, figures)), ``print_sample`` and ``title``."""
 
     task, card_task = "language-modeling", "text-generation"  # the hfnn.registry task, the model card's task
@@ -297,6 +297,10 @@ class Pipeline:
 
     def load_kwargs(self) -> dict:
         return {}
+
+    def index_new_model(self, model, train_ds) -> None:
+        """Fills what a new model records from its tokenizer and training data before training (nothing by
+        default)."""
 
     def prepare_model(self, model) -> None:
         pass
@@ -389,6 +393,7 @@ class Pipeline:
         with args.main_process_first(desc="dataset preprocessing"):  # the others read the datasets cache it fills
             data = self.preprocess(raw)
         train_ds, eval_ds = data["train"], data["validation"] if "validation" in data else []
+        self.index_new_model(self.model, train_ds)
         strategy = getattr(args.eval_strategy, "value", args.eval_strategy)
         if not len(eval_ds) and (strategy != "no" or args.eval_on_start):
             raise ValueError(f"The validation split {self.empty_eval[0]}, but --eval_strategy is {strategy}: "

@@ -143,6 +143,13 @@ class ClassificationPipeline(Pipeline):
                                                     vocab_size=model.config.vocab_size, lowercase=m.lowercase))
         self.max_length = min(m.max_length, getattr(model.config, "max_position_embeddings", None) or m.max_length)
 
+    def index_new_model(self, model, train_ds):
+        """A new MLP reads its character n-grams off the tokenizer's vocabulary and its n-gram vocabulary off the
+        training texts (a loaded model keeps its own)."""
+        if not self.model_args.model_name_or_path and hasattr(model, "index_vocabulary"):
+            model.index_vocabulary(self.tokenizers[""])
+            model.index_ngrams(train_ds["input_ids"])
+
     def preprocess(self, raw):
         tokenizer, problem, n = self.tokenizers[""], self.problem_type, len(self.labels)
 

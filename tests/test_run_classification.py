@@ -90,6 +90,38 @@ def test_local_csv_with_string_labels_then_fine_tune_the_saved_folder(tmp_path, 
     assert_same_weights(load_weights(tmp_path / "c"), load_weights(tmp_path / "a"), "fine-tuned with learning rate 0")
 
 
+def test_character_ngrams_of_a_new_mlp_are_read_off_the_run_tokenizer_and_kept_when_fine_tuned(tmp_path):
+    """With char_ngram_range, the run fills the new model's character n-gram table from the tokenizer it trains,
+    so the subwords take part in training; a fine-tuned saved model keeps its own table."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from hfnn.modeling_mlp import char_ngrams
+
+    rows = [(t, "pos") for t in GOOD] + [(t, "neg") for t in BAD]
+    train = write_csv(tmp_path / "train.csv", rows * 3)
+    dev = write_csv(tmp_path / "dev.csv", rows)
+    common = ["--train_file", train, "--validation_file", dev, "--text_column", "review", "--label_column",
+              "sentiment", "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+              "--num_samples", "0", *QUIET]
+    overrides = {"embedding_size": 8, "hidden_size": 8, "ngram_range": [1, 1], "char_ngram_range": [3, 4],
+                 "char_ngram_buckets": 512, "char_ngrams_per_token": 12}
+    main(["mlp_rotten_tomatoes", "--output_dir", str(tmp_path / "a"), "--max_steps", "3",
+          "--config_overrides", json.dumps(overrides), *common])
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "a")
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "a")
+    table = model.base_model.embeddings.char_ngram_ids
+    word = tokenizer.convert_ids_to_tokens(tokenizer("wonderful", add_special_tokens=False)["input_ids"])
+    assert word == ["wonderful"]
+    row = table[tokenizer.convert_tokens_to_ids("wonderful")]
+    assert int((row >= 0).sum()) == min(12, len(char_ngrams("wonderful", 3, 4)))
+    assert (table[tokenizer.pad_token_id] == -1).all()  # special tokens have no character n-grams
+
+    main(["mlp_rotten_tomatoes", "--model_name_or_path", str(tmp_path / "a"), "--output_dir", str(tmp_path / "b"),
+          "--max_steps", "1", *common])
+    again = AutoModelForSequenceClassification.from_pretrained(tmp_path / "b").base_model.embeddings.char_ngram_ids
+    assert torch.equal(again, table)
+
+
 def test_shipped_recipe_as_configured_ends_with_its_best_checkpoint(tmp_path):
     """mlp_rotten_tomatoes unchanged but for the data: per-epoch evaluation and saving, load_best_model_at_end
     on accuracy. The saved model is the best evaluated checkpoint's, and the reported validation accuracy
