@@ -538,6 +538,7 @@ def _baselines(r: dict, out: Path, headline: list[str]) -> list[str]:
         headline.append(f"TF-IDF logistic regression on Rotten Tomatoes (n-grams {best['ngram_range'][0]}–"
                         f"{best['ngram_range'][1]}, chosen on validation): {_pct(best['test_accuracy'])} test accuracy "
                         f"in {best['cpu_s']:.0f} CPU s.")
+    lines += _best_classifier(r.get("hfnn_classifier"), headline)
     g2p = r.get("phonetisaurus", {})
     if "error" in g2p:
         lines += ["**Phonetisaurus baseline failed**:", "", "```", g2p["error"][-800:], "```", ""]
@@ -553,6 +554,21 @@ def _baselines(r: dict, out: Path, headline: list[str]) -> list[str]:
         headline.append(f"Phonetisaurus on CMUdict: {_pct(g2p['wer'])} WER / {_pct(g2p['per'])} PER after "
                         f"{g2p['train_s'] / 60:.1f} min of training.")
     return lines
+
+
+def _best_classifier(run: dict | None, headline: list[str]) -> list[str]:
+    """hfnn's best Rotten Tomatoes recipe, trained in the same run as the logistic regression."""
+    if not run:
+        return []
+    if "error" in run:
+        return [f"**hfnn's `{run.get('recipe')}` failed**:", "", "```", run["error"][-800:], "```", ""]
+    test = _pct(run["test_accuracy"])
+    headline.append(f"hfnn's `{run['recipe']}` on Rotten Tomatoes: {test} test accuracy after "
+                    f"{run['train_seconds']:.0f} s of training.")
+    return [f"Beside them, hfnn's best recipe, `{run['recipe']}`, trained in the same run (`{run['command']}`):", "",
+            *_table(["recipe", "parameters", "epochs", "validation", "test", "training s"], [
+                [f"`{run['recipe']}`", f"{run['parameters']:,}", f"{run['train_epochs']:.1f}",
+                 _pct(run["validation_accuracy"]), test, f"{run['train_seconds']:.0f}"]])]
 
 
 def _windows(r: dict) -> str:

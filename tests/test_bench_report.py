@@ -17,6 +17,9 @@ RECORD = {
             {"ngram_range": [1, 3], "C": 8.0, "features": 2000, "validation_accuracy": 0.7, "test_accuracy": 0.9,
              "cpu_s": 3.0},
         ]},
+        "hfnn_classifier": {"recipe": "mlp_ngrams_rotten_tomatoes", "command": "python -m x mlp_ngrams_rotten_tomatoes",
+                            "parameters": 4180342, "train_epochs": 5.0, "validation_accuracy": 0.805,
+                            "test_accuracy": 0.801, "train_seconds": 91.6},
         "phonetisaurus": {"wer": 0.339, "per": 0.088, "train_s": 180.0, "predict_s": 5.0, "train_words": 50,
                           "train_pronunciations": 60, "test_words": 10, "unanswered": 0, "version": "0.3.0"},
     },
@@ -78,3 +81,12 @@ def test_report_without_previous_file(tmp_path):
     text = report.write(tmp_path, {"baselines": RECORD}, RUN).read_text(encoding="utf-8")
     assert text.count("## ") >= 10
     assert "| Phonetisaurus | 33.9 % | 8.8 % | 180 | 5 | 0 |" in text
+    # hfnn's recipe sits beside the logistic regression, in the section and the headline
+    assert "| `mlp_ngrams_rotten_tomatoes` | 4,180,342 | 5.0 | 80.5 % | 80.1 % | 92 |" in text
+    assert "hfnn's `mlp_ngrams_rotten_tomatoes` on Rotten Tomatoes: 80.1 % test accuracy after 92 s" in text
+
+
+def test_report_says_when_the_recipe_beside_the_baselines_failed(tmp_path):
+    failed = {**RECORD, "result": {**RECORD["result"], "hfnn_classifier": {"recipe": "r", "error": "Boom"}}}
+    text = report.write(tmp_path, {"baselines": failed}, RUN).read_text(encoding="utf-8")
+    assert "**hfnn's `r` failed**" in text and "Boom" in text
