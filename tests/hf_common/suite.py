@@ -139,6 +139,17 @@ class MlpCommonTest(_Common, unittest.TestCase):
                     self.assertEqual(tuple(state.shape), (self.model_tester.batch_size, self.model_tester.hidden_size))
 
 
+class MlpNgramCommonTest(MlpCommonTest):
+    """The MLP with an exact n-gram vocabulary and character n-grams, whose tables are buffers saved with the
+    weights (empty here, as in a new model before `index_ngrams` / `index_vocabulary`)."""
+
+    def setUp(self):
+        self.model_tester = Tester(self, MlpConfig, dict(embedding_size=16, hidden_size=16, num_hidden_layers=2,
+                                                         dropout=0.0, ngram_range=(1, 3), ngram_vocabulary=True,
+                                                         ngram_buckets=64, char_ngram_range=(1, 2),
+                                                         char_ngram_buckets=32, char_ngrams_per_token=4))
+
+
 # --- encoder-decoders: flags of Bart --------------------------------------------------------------
 class RnnSeq2SeqCommonTest(_Common, GenerationTesterMixin, unittest.TestCase):
     all_model_classes = (RnnSeq2SeqModel, RnnSeq2SeqForConditionalGeneration)
