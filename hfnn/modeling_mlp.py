@@ -253,16 +253,21 @@ class MlpPreTrainedModel(TextClassifierPreTrainedModel):
         bag = self.base_model.embeddings
         if bag.ngram_vocabulary is None:
             return self
-        low, high = max(2, bag.min_n), bag.max_n
+        low, high, base = max(2, bag.min_n), bag.max_n, bag.vocab_size
+        offsets = {n: _key_offset(n, base) for n in range(low, high + 1)}
         counts: dict[int, int] = {}
         for ids in texts:
-            ids = torch.as_tensor(list(ids), dtype=torch.long).reshape(1, -1)
-            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= bag.vocab_size):
-                bad = int(ids.min()) if int(ids.min()) < 0 else int(ids.max())
+            ids = [int(i) for i in ids]  # the keys of `ngram_keys`, in Python integers (a text at a time)
+            if ids and (min(ids) < 0 or max(ids) >= base):
+                bad = min(ids) if min(ids) < 0 else max(ids)
                 raise ValueError(f"{type(self).__name__}.index_ngrams: token id {bad} is outside the model's "
-                                 f"vocabulary [0, vocab_size={bag.vocab_size})")
-            for n in range(low, min(high, ids.shape[1]) + 1):
-                for key in ngram_keys(ids, n, bag.vocab_size)[0].tolist():
+                                 f"vocabulary [0, vocab_size={base})")
+            for n in range(low, min(high, len(ids)) + 1):
+                for start in range(len(ids) - n + 1):
+                    key = 0
+                    for token in ids[start : start + n]:
+                        key = key * base + token
+                    key += offsets[n]
                     counts[key] = counts.get(key, 0) + 1
         size = bag.ngram_vocabulary.shape[0]
         kept = sorted(sorted(counts, key=lambda k: (-counts[k], k))[:size])
