@@ -235,11 +235,12 @@ def saved_classifier(tmp_path):
     tokenizer = train_tokenizer(texts, kind="word", lowercase=True)
     config = MlpConfig(
         vocab_size=len(tokenizer), embedding_size=8, hidden_size=8, ngram_range=[1, 2], ngram_buckets=16,
-        char_ngram_range=[3, 5], char_ngram_buckets=64, pad_token_id=tokenizer.pad_token_id,
+        ngram_vocabulary=True, char_ngram_range=[3, 5], char_ngram_buckets=64, pad_token_id=tokenizer.pad_token_id,
         id2label={0: "rotten", 1: "fresh"}, label2id={"rotten": 0, "fresh": 1},
     )
     torch.manual_seed(0)
-    model = randomize_(MlpForSequenceClassification(config), std=0.5).index_vocabulary(tokenizer).eval()
+    model = randomize_(MlpForSequenceClassification(config), std=0.5).index_vocabulary(tokenizer)
+    model.index_ngrams(tokenizer(texts)["input_ids"]).eval()  # both tables travel in the weights
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     return model, tokenizer
@@ -262,7 +263,8 @@ def test_text_classification_pipeline_returns_label_names(tmp_path):
 
 def test_remote_code_load_without_hfnn(tmp_path):
     model, tokenizer = saved_classifier(tmp_path / "model")
-    ids = tokenizer(["a great film , truly boring"], return_tensors="pt")["input_ids"]
+    ids = tokenizer(["a great film , truly boring"], return_tensors="pt")["input_ids"]  # seen and unseen bigrams
+    assert 0 < int((model.model.embeddings.ngram_vocabulary != torch.iinfo(torch.int64).max).sum()) <= 16
     with torch.no_grad():
         expected = model(ids).logits[0].tolist()
     out = run_without_hfnn(
