@@ -59,6 +59,14 @@ def _key_offset(n: int, vocab_size: int) -> int:
     return sum(vocab_size**m for m in range(2, n))
 
 
+def _ngram_key(ids, vocab_size: int) -> int:
+    """`ngram_keys` of one n-gram `ids` (a sequence of ints), in Python integers."""
+    key = 0
+    for token in ids:
+        key = key * vocab_size + token
+    return key + _key_offset(len(ids), vocab_size)
+
+
 def _ngram_of_key(key: int, vocab_size: int, max_n: int) -> tuple[int, ...]:
     """The token ids of the n-gram keyed `key` (the inverse of `ngram_keys`)."""
     for n in range(max_n, 1, -1):
@@ -111,11 +119,10 @@ class MlpBagOfEmbeddings(nn.Module):
         self.ngram_dropout = config.ngram_dropout
         self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
         self.ngram_embeddings = nn.Embedding(config.ngram_buckets, config.embedding_size) if self.max_n > 1 else None
-        self.vocab_size = config.vocab_size
+        self.seen_filled = set()  # the tables seen filled in training (`warn_if_empty` reads them until then)
         if config.ngram_vocabulary and self.max_n > 1:
             # the keys (`ngram_keys`) of the n-grams with an embedding, sorted; row i of ngram_embeddings is key i's
             self.register_buffer("ngram_vocabulary", torch.full((config.ngram_buckets,), _NO_NGRAM, dtype=torch.long))
-            self.ngrams_indexed = False  # whether the vocabulary was seen filled (in training)
         else:
             self.ngram_vocabulary = None
         self.char_ngram_embeddings = None
@@ -123,7 +130,6 @@ class MlpBagOfEmbeddings(nn.Module):
             self.char_ngram_embeddings = nn.Embedding(config.char_ngram_buckets, config.embedding_size)
             self.register_buffer("char_ngram_ids", torch.full((config.vocab_size, config.char_ngrams_per_token), -1,
                                                               dtype=torch.int32))
-            self.indexed = False  # whether the table was seen filled (in training)
 
     def kept(self, valid: torch.Tensor) -> torch.Tensor:
         """`valid` (1 for the entries that count) with each entry dropped with probability `ngram_dropout` in training."""
@@ -155,7 +161,9 @@ class MlpBagOfEmbeddings(nn.Module):
         bag = total / count.clamp_min(1.0).unsqueeze(-1)
         if self.char_ngram_embeddings is None:
             return bag
-        self.check_indexed(input_ids)
+        self.warn_if_empty(input_ids, "char_ngram_ids", lambda table: (table >= 0).any(),
+                           "MlpConfig.char_ngram_range is set but the model's character n-gram table is empty, so "
+                           "training uses the words alone: call model.index_vocabulary(tokenizer) once before training")
         buckets = self.char_ngram_ids[input_ids].flatten(1)  # (batch, seq_len * char_ngrams_per_token)
         slots = self.char_ngram_ids.shape[1]
         valid = self.kept((buckets >= 0).to(weights.dtype) * weights.repeat_interleave(slots, dim=1))
@@ -165,28 +173,22 @@ class MlpBagOfEmbeddings(nn.Module):
 
     def look_up_ngrams(self, input_ids: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Row of each n-gram in the vocabulary and whether it is there: two (batch, seq_len - n + 1) tensors."""
-        if self.training and not self.ngrams_indexed and not is_tracing(input_ids):
-            if bool(self.ngram_vocabulary[0] != _NO_NGRAM):
-                self.ngrams_indexed = True
-            else:
-                logger.warning_once("MlpConfig.ngram_vocabulary is set but the model's n-gram vocabulary is empty, so "
-                                    "training leaves every n-gram out: call model.index_ngrams(training input_ids) once "
-                                    "before training")
-        keys = ngram_keys(input_ids, n, self.vocab_size)
+        self.warn_if_empty(input_ids, "ngram_vocabulary", lambda table: table[0] != _NO_NGRAM,
+                           "MlpConfig.ngram_vocabulary is set but the model's n-gram vocabulary is empty, so training "
+                           "leaves every n-gram out: call model.index_ngrams(training input_ids) once before training")
+        keys = ngram_keys(input_ids, n, self.word_embeddings.num_embeddings)
         rows = sorted_position(self.ngram_vocabulary, keys).clamp_max(self.ngram_vocabulary.shape[0] - 1)
         return rows, self.ngram_vocabulary[rows] == keys
 
-    def check_indexed(self, input_ids: torch.Tensor) -> None:
-        """Training with an empty character n-gram table trains the words alone: warns once (read in eager training
-        only, until the table is seen filled)."""
-        if self.indexed or not self.training or is_tracing(input_ids):
+    def warn_if_empty(self, input_ids: torch.Tensor, name: str, filled, message: str) -> None:
+        """Training with the table `name` still empty (`filled(table)` false) leaves its features out: warns once
+        with `message` (read in eager training only, until the table is seen filled)."""
+        if name in self.seen_filled or not self.training or is_tracing(input_ids):
             return
-        if bool((self.char_ngram_ids >= 0).any()):
-            self.indexed = True
+        if bool(filled(getattr(self, name))):
+            self.seen_filled.add(name)
         else:
-            logger.warning_once("MlpConfig.char_ngram_range is set but the model's character n-gram table is empty, so "
-                                "training uses the words alone: call model.index_vocabulary(tokenizer) once before "
-                                "training")
+            logger.warning_once(message)
 
 
 class MlpLayer(GradientCheckpointingLayer):
@@ -253,21 +255,17 @@ class MlpPreTrainedModel(TextClassifierPreTrainedModel):
         bag = self.base_model.embeddings
         if bag.ngram_vocabulary is None:
             return self
-        low, high, base = max(2, bag.min_n), bag.max_n, bag.vocab_size
-        offsets = {n: _key_offset(n, base) for n in range(low, high + 1)}
+        low, high, base = max(2, bag.min_n), bag.max_n, bag.word_embeddings.num_embeddings
         counts: dict[int, int] = {}
         for ids in texts:
-            ids = [int(i) for i in ids]  # the keys of `ngram_keys`, in Python integers (a text at a time)
+            ids = [int(i) for i in ids]
             if ids and (min(ids) < 0 or max(ids) >= base):
                 bad = min(ids) if min(ids) < 0 else max(ids)
                 raise ValueError(f"{type(self).__name__}.index_ngrams: token id {bad} is outside the model's "
                                  f"vocabulary [0, vocab_size={base})")
             for n in range(low, min(high, len(ids)) + 1):
                 for start in range(len(ids) - n + 1):
-                    key = 0
-                    for token in ids[start : start + n]:
-                        key = key * base + token
-                    key += offsets[n]
+                    key = _ngram_key(ids[start : start + n], base)
                     counts[key] = counts.get(key, 0) + 1
         size = bag.ngram_vocabulary.shape[0]
         kept = sorted(sorted(counts, key=lambda k: (-counts[k], k))[:size])
@@ -279,13 +277,12 @@ class MlpPreTrainedModel(TextClassifierPreTrainedModel):
                     low, high, size)
         return self
 
-    def _rekey_ngrams(self, new_vocab_size: int) -> None:
+    def _rekey_ngrams(self, old_size: int, new_vocab_size: int) -> None:
         """After a vocabulary resize: the n-grams re-keyed in the new base with their embeddings (rows re-sorted);
         the ones holding a removed token id are dropped."""
         bag = self.base_model.embeddings
-        old_size, table = bag.vocab_size, bag.ngram_vocabulary
-        bag.vocab_size = new_vocab_size
-        if bag.ngram_vocabulary is None or old_size == new_vocab_size:
+        table = bag.ngram_vocabulary
+        if table is None or old_size == new_vocab_size:
             return
         entries = []
         for row, key in enumerate(table.tolist()):
@@ -293,7 +290,7 @@ class MlpPreTrainedModel(TextClassifierPreTrainedModel):
                 break
             ids = _ngram_of_key(key, old_size, bag.max_n)
             if max(ids) < new_vocab_size:
-                entries.append((int(ngram_keys(torch.tensor([ids]), len(ids), new_vocab_size)[0, 0]), row))
+                entries.append((_ngram_key(ids, new_vocab_size), row))
         entries.sort()
         keys = torch.full_like(table, _NO_NGRAM)
         order = torch.arange(table.shape[0])
@@ -306,11 +303,13 @@ class MlpPreTrainedModel(TextClassifierPreTrainedModel):
             bag.ngram_embeddings.weight.copy_(bag.ngram_embeddings.weight[order.to(table.device)])
 
     def resize_token_embeddings(self, *args, **kwargs):
-        """Resizes the character n-gram table with the embeddings: new tokens have no character n-grams."""
-        result = super().resize_token_embeddings(*args, **kwargs)
+        """Resizes the character n-gram table with the embeddings (new tokens have no character n-grams) and re-keys
+        the n-gram vocabulary in the new vocabulary size."""
         bag = self.base_model.embeddings
+        old_size = bag.word_embeddings.num_embeddings
+        result = super().resize_token_embeddings(*args, **kwargs)
         rows = bag.word_embeddings.num_embeddings
-        self._rekey_ngrams(rows)
+        self._rekey_ngrams(old_size, rows)
         if bag.char_ngram_embeddings is not None and bag.char_ngram_ids.shape[0] != rows:
             old = bag.char_ngram_ids
             new = old.new_full((rows, old.shape[1]), -1)

@@ -90,9 +90,10 @@ def test_local_csv_with_string_labels_then_fine_tune_the_saved_folder(tmp_path, 
     assert_same_weights(load_weights(tmp_path / "c"), load_weights(tmp_path / "a"), "fine-tuned with learning rate 0")
 
 
-def test_character_ngrams_of_a_new_mlp_are_read_off_the_run_tokenizer_and_kept_when_fine_tuned(tmp_path):
+def test_ngram_tables_of_a_new_mlp_are_read_off_the_run_data_and_kept_when_fine_tuned(tmp_path):
     """With char_ngram_range, the run fills the new model's character n-gram table from the tokenizer it trains,
-    so the subwords take part in training; a fine-tuned saved model keeps its own table."""
+    and with ngram_vocabulary its n-gram vocabulary from the training texts, so both take part in training; a
+    fine-tuned saved model keeps its own tables."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from hfnn.modeling_mlp import char_ngrams
@@ -100,11 +101,11 @@ def test_character_ngrams_of_a_new_mlp_are_read_off_the_run_tokenizer_and_kept_w
     rows = [(t, "pos") for t in GOOD] + [(t, "neg") for t in BAD]
     train = write_csv(tmp_path / "train.csv", rows * 3)
     dev = write_csv(tmp_path / "dev.csv", rows)
-    common = ["--train_file", train, "--validation_file", dev, "--text_column", "review", "--label_column",
-              "sentiment", "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
-              "--num_samples", "0", *QUIET]
-    overrides = {"embedding_size": 8, "hidden_size": 8, "ngram_range": [1, 1], "char_ngram_range": [3, 4],
-                 "char_ngram_buckets": 512, "char_ngrams_per_token": 12}
+    common = ["--train_file", train, "--validation_file", dev, "--test_file", dev, "--text_column", "review",
+              "--label_column", "sentiment", "--eval_strategy", "no", "--save_strategy", "no",
+              "--load_best_model_at_end", "false", "--num_samples", "0", *QUIET]  # every row of train.csv trains
+    overrides = {"embedding_size": 8, "hidden_size": 8, "ngram_range": [1, 2], "ngram_vocabulary": True,
+                 "ngram_buckets": 64, "char_ngram_range": [3, 4], "char_ngram_buckets": 512, "char_ngrams_per_token": 12}
     main(["mlp_rotten_tomatoes", "--output_dir", str(tmp_path / "a"), "--max_steps", "3",
           "--config_overrides", json.dumps(overrides), *common])
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "a")
@@ -115,11 +116,17 @@ def test_character_ngrams_of_a_new_mlp_are_read_off_the_run_tokenizer_and_kept_w
     row = table[tokenizer.convert_tokens_to_ids("wonderful")]
     assert int((row >= 0).sum()) == min(12, len(char_ngrams("wonderful", 3, 4)))
     assert (table[tokenizer.pad_token_id] == -1).all()  # special tokens have no character n-grams
+    # the vocabulary holds exactly the bigrams of the training texts
+    from hfnn.modeling_mlp import ngram_keys
+
+    bigrams = {int(k) for t in GOOD + BAD for k in ngram_keys(torch.tensor([tokenizer(t)["input_ids"]]), 2, len(tokenizer))[0]}
+    vocabulary = model.base_model.embeddings.ngram_vocabulary
+    assert set(vocabulary[: len(bigrams)].tolist()) == bigrams and (vocabulary[len(bigrams) :] == 2**63 - 1).all()
 
     main(["mlp_rotten_tomatoes", "--model_name_or_path", str(tmp_path / "a"), "--output_dir", str(tmp_path / "b"),
           "--max_steps", "1", *common])
-    again = AutoModelForSequenceClassification.from_pretrained(tmp_path / "b").base_model.embeddings.char_ngram_ids
-    assert torch.equal(again, table)
+    again = AutoModelForSequenceClassification.from_pretrained(tmp_path / "b").base_model.embeddings
+    assert torch.equal(again.char_ngram_ids, table) and torch.equal(again.ngram_vocabulary, vocabulary)
 
 
 def test_shipped_recipe_as_configured_ends_with_its_best_checkpoint(tmp_path):
