@@ -175,6 +175,11 @@ def add_adapter(model, method: str = "lora", r: int = 8, alpha: float | None = N
     modules, parameters = default_targets(model, method)
     if target_modules is not None:
         modules, parameters = target_modules, []
+    elif not modules and not parameters:
+        names = ", ".join(DEFAULT_TARGETS[method][_architecture(model)])
+        raise ValueError(f"{type(model).__name__} has none of the modules {method} adapts by default ({names}); an "
+                         "MLP with num_hidden_layers=0 has no dense layer: give target_modules (e.g. "
+                         "['word_embeddings']) or train every weight (no --lora_r)")
     kind = task_type(model)
     if method == "lora":
         if parameters and dropout:

@@ -123,6 +123,20 @@ def test_lora_dropout_on_recurrent_weights_is_a_clear_error():
     assert any("lora_" in n for n, _ in peft_model.named_parameters())
 
 
+@pytest.mark.parametrize("method", ["lora", "oft"])
+def test_a_model_without_default_target_modules_is_a_clear_error(method):
+    """An MLP with no hidden layer has no dense layer: the error names the default targets and the way out,
+    and naming target modules works."""
+    from hfnn import MlpConfig, MlpForSequenceClassification
+
+    model = MlpForSequenceClassification(MlpConfig(vocab_size=VOCAB, embedding_size=8, num_hidden_layers=0,
+                                                   num_labels=2))
+    with pytest.raises(ValueError, match=r"has none of the modules .* by default \(dense\).*num_hidden_layers=0"):
+        adapters.add_adapter(model, method=method, r=2)
+    peft_model = adapters.add_adapter(model, method=method, r=2, target_modules=["word_embeddings"])
+    assert any(f"{method}_" in n for n, _ in peft_model.named_parameters())
+
+
 def test_bad_arguments_name_the_field():
     model = build("mlp", "AutoModelForSequenceClassification")
     with pytest.raises(ValueError, match="unknown adapter method 'ia3'"):
