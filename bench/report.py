@@ -565,7 +565,8 @@ def _best_classifier(run: dict | None, headline: list[str]) -> list[str]:
     test = _pct(run["test_accuracy"])
     headline.append(f"hfnn's `{run['recipe']}` on Rotten Tomatoes: {test} test accuracy after "
                     f"{run['train_seconds']:.0f} s of training.")
-    return [f"Beside them, hfnn's best recipe, `{run['recipe']}`, trained in the same run (`{run['command']}`):", "",
+    return [f"Beside them, hfnn's best recipe, `{run['recipe']}`, trained in the same run (its command is under "
+            "Commands):", "",
             *_table(["recipe", "parameters", "epochs", "validation", "test", "training s"], [
                 [f"`{run['recipe']}`", f"{run['parameters']:,}", f"{run['train_epochs']:.1f}",
                  _pct(run["validation_accuracy"]), test, f"{run['train_seconds']:.0f}"]])]
@@ -783,3 +784,5 @@ def _training_runs(name: str, result: dict):
         yield from result.get("runs", [])
     elif name in ("attention", "lm"):
         yield from result.get("runs", {}).values()
+    elif name == "baselines" and result.get("hfnn_classifier"):
+        yield result["hfnn_classifier"]

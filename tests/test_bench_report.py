@@ -84,6 +84,7 @@ def test_report_without_previous_file(tmp_path):
     # hfnn's recipe sits beside the logistic regression, in the section and the headline
     assert "| `mlp_ngrams_rotten_tomatoes` | 4,180,342 | 5.0 | 80.5 % | 80.1 % | 92 |" in text
     assert "hfnn's `mlp_ngrams_rotten_tomatoes` on Rotten Tomatoes: 80.1 % test accuracy after 92 s" in text
+    assert "python -m x mlp_ngrams_rotten_tomatoes" in text.split("## Commands")[1]  # listed with the other runs
 
 
 def test_report_says_when_the_recipe_beside_the_baselines_failed(tmp_path):
