@@ -35,6 +35,10 @@ def classify_texts(pipe, texts: list[str], top_k: int = 1, batch_size: int = 32)
     """For each text, its ``top_k`` (label, score) pairs by a text-classification pipeline, best first (0: every label)."""
     config = pipe.model.config
     k = config.num_labels if top_k in (0, None) else min(top_k, config.num_labels)
+    for row, text in enumerate(texts, 1):
+        if not pipe.tokenizer(text, add_special_tokens=False)["input_ids"]:
+            shown = text if len(text) <= 40 else text[:37] + "..."
+            raise UserError(f"text {row} ({shown!r}) is empty: it has no tokens, so there is nothing to classify")
     outputs = pipe(texts, top_k=k, batch_size=batch_size, truncation=True)
     if getattr(config, "problem_type", None) == "regression":
         return [[("score", out[0]["score"])] for out in outputs]

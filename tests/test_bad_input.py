@@ -641,6 +641,9 @@ ELSEWHERE = [
      "test_config_naming_another_head_than_the_weights_is_refused"),
     ("cli-empty-source", "`hfnn transduce folder hello '' world`", "an empty output for the empty source, the others "
      "unchanged", "test_reliability_cli.py", "test_one_empty_source_does_not_fail_the_batch"),
+    ("cli-empty-text", "`hfnn classify folder hello ''`", "exit 2 before any model runs: `text 2 ('') is empty: it has "
+     "no tokens, so there is nothing to classify` (it used to print the class prior as a label, or fail in "
+     "transformers' left padding when batched)", "test_cli.py", "test_classify_and_top_k"),
     ("cli-brokenpipe", "`hfnn generate ... | head -c 0`", "no BrokenPipeError; exit 141", "test_reliability_cli.py",
      "test_closed_output_pipe_in_a_real_process"),
     ("cli-quickstart-only", "`hfnn quickstart --only nosuch`", "exit 2 naming the choices; nothing created",

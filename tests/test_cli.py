@@ -153,6 +153,10 @@ def test_classify_and_top_k(capsys, models):
     lines = out.strip().splitlines()
     assert lines[0] == "hello" and {line.split()[0] for line in lines[1:]} == {"rotten", "fresh"}
     assert sum(float(line.split()[1]) for line in lines[1:]) == pytest.approx(1.0, abs=1e-3)
+    # an empty text is an error naming its row, before any model runs (it used to get the class prior, or a
+    # RuntimeError from transformers' padding when batched with a left-padding tokenizer)
+    code, out, err = run(capsys, "classify", models / "cnn", "hello", "")
+    assert code != 0 and out == "" and "text 2 ('') is empty" in err and "Traceback" not in err
 
 
 def test_transduce_and_predict_dispatch(capsys, models, monkeypatch):
