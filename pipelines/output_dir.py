@@ -5,7 +5,9 @@ created or written, is an error at once; an ``flock`` on ``.hfnn-run.lock`` (nam
 start) keeps a second run out for the whole run, and the kernel drops it however the process ends; a
 non-empty folder is refused unless ``--overwrite_output_dir`` is given or the run resumes from a checkpoint
 *inside* it. Overwriting never writes into the old folder: the run writes into ``.NAME.hfnn-new`` and
-:meth:`OutputDir.commit` swaps it in at the end, so a run that fails leaves the old folder as it was.
+:meth:`OutputDir.commit` swaps it in at the end, so a run that fails leaves the old folder as it was. A run
+killed before it ends leaves that staged folder; resuming from one of its checkpoints goes on writing there
+and swaps it in at the end in the same way.
 :meth:`OutputDir.save` saves into a sibling folder when the folder cannot be written after all, and raises
 :class:`OutputDirError` naming it: a finished training is never thrown away, and the run does not exit 0.
 """
@@ -22,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["LOCK_NAME", "OutputDir", "OutputDirError", "claim_output_dir", "process_rank"]
+__all__ = ["LOCK_NAME", "OutputDir", "OutputDirError", "claim_output_dir", "process_rank", "staged_dir"]
 
 _logger = logging.getLogger(__name__)
 
@@ -39,6 +41,12 @@ def process_rank() -> int:
         if os.environ.get(name, "").strip().lstrip("-").isdigit():
             return int(os.environ[name])
     return 0
+
+
+def staged_dir(path) -> Path:
+    """The sibling an ``--overwrite_output_dir`` run writes into until it ends: ``.NAME.hfnn-new`` beside ``path``."""
+    path = Path(path)
+    return path.parent / f".{path.name}.hfnn-new"
 
 
 def _within(child, folder: Path, directly: bool = False) -> bool:
@@ -154,7 +162,8 @@ class OutputDir:
 
     def abort(self) -> None:
         """Ends a failed run: a staged folder is deleted unless the model was saved in it (then it is
-        committed, so the trained model is where the user asked); the lock is released."""
+        committed, so the trained model is where the user asked) or it holds a complete checkpoint (then it
+        is kept for ``--resume_from_checkpoint``); the lock is released."""
         if self.closed:
             return
         if self.saved_to is not None and self.saved_to == self.work_dir:
@@ -164,7 +173,15 @@ class OutputDir:
                 pass
         self.closed = True
         if self.main and self.staged:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
+            from hfnn.pipelines.checkpoints import last_valid_checkpoint
+
+            checkpoint = last_valid_checkpoint(self.work_dir)
+            if checkpoint is None:
+                shutil.rmtree(self.work_dir, ignore_errors=True)
+            else:  # the run can be continued: keep it beside the old folder, which stays as it was
+                _logger.warning("the run did not end; %s keeps its %s: --resume_from_checkpoint latest continues it "
+                                "(and then replaces %s), --overwrite_output_dir true starts afresh", self.work_dir,
+                                Path(checkpoint).name, self.path)
         if self.main:
             self._unlock()
 
@@ -184,13 +201,16 @@ def claim_output_dir(path, overwrite: bool = False, resume_from=None, inputs=())
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"output_dir {path} exists and is not a folder")
     resume_inside = bool(resume_from) and (resume_from is True or _within(resume_from, path, directly=True))
+    # a checkpoint of an overwriting run that was killed: that run goes on in its staged folder
+    resume_staged = bool(resume_from) and resume_from is not True and _within(resume_from, staged_dir(path),
+                                                                             directly=True)
     busy = path.is_dir() and any(p.name != LOCK_NAME for p in path.iterdir())
-    replace = busy and overwrite and not resume_inside
+    replace = resume_staged or (busy and overwrite and not resume_inside)
     for item in inputs if replace else ():
         if item and os.path.exists(os.path.expanduser(str(item))) and _within(item, path):
             raise ValueError(f"--overwrite_output_dir: {item} is inside output_dir {path}, whose content the run "
                              "replaces; move it out or choose another output_dir")
-    if busy and not (overwrite or resume_inside):
+    if busy and not (overwrite or resume_inside or resume_staged):
         where = "" if not resume_from or resume_inside else (
             f" (--resume_from_checkpoint {resume_from} is not inside it, so resuming does not open it)")
         raise FileExistsError(
@@ -202,15 +222,18 @@ def claim_output_dir(path, overwrite: bool = False, resume_from=None, inputs=())
     except OSError as err:
         why = err.strerror if isinstance(err, PermissionError) else err
         raise OutputDirError(f"output_dir {path} cannot be created ({why}); choose another output_dir") from None
-    folder = OutputDir(path, path.parent / f".{path.name}.hfnn-new" if replace else path, process_rank() == 0)
+    folder = OutputDir(path, staged_dir(path) if replace else path, process_rank() == 0)
     if not folder.main:
         return folder
     folder._lock()
     try:
         if not os.access(path, os.W_OK | os.X_OK):
             raise OutputDirError(f"output_dir {path} is not writable; choose another output_dir")
-        if folder.staged:
-            shutil.rmtree(folder.work_dir, ignore_errors=True)  # left by a run that was killed (we hold the lock)
+        if folder.staged and not resume_staged:
+            if folder.work_dir.exists():  # left by a run that was killed (we hold the lock)
+                _logger.warning("removing %s, left by an --overwrite_output_dir run that did not end (resume it with "
+                                "--resume_from_checkpoint latest instead)", folder.work_dir)
+            shutil.rmtree(folder.work_dir, ignore_errors=True)
             try:
                 folder.work_dir.mkdir()
             except OSError as err:

@@ -142,7 +142,13 @@ def test_a_failed_overwrite_leaves_the_old_folder_as_it_was(tmp_path, text_file,
     # no checkpoint of the failed run mixed into the user's folder
     assert sorted(p.name for p in out.iterdir()) == ["model.safetensors"]
     assert (out / "model.safetensors").read_bytes() == b"the user's model"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    # the failed run's checkpoints are kept beside it, for --resume_from_checkpoint latest
+    staged = tmp_path / ".run.hfnn-new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [staged.name, "run"]
+    assert sorted(p.name for p in staged.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    # a new overwriting run starts afresh: it removes them, and replaces the folder only when it ends
+    run_lm.main(lm_argv(out, text_file, "--overwrite_output_dir", "true", "--max_steps", "1"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"] and (out / "config.json").is_file()
 
 
 def test_resuming_from_a_checkpoint_elsewhere_does_not_open_a_non_empty_folder(tmp_path, text_file):

@@ -455,6 +455,55 @@ def test_classification_pipeline_commits_its_checkpoints_and_resumes_from_the_la
     assert checkpoints.checkpoint_problem(out / "checkpoint-2") is None  # saved again and committed
 
 
+def test_an_overwriting_run_that_did_not_end_is_resumed_in_its_staged_folder(tmp_path, monkeypatch):
+    """--overwrite_output_dir stages the new run beside the old folder; when it is stopped (Ctrl-C) or killed
+    after a checkpoint, the old folder stays as it was and --resume_from_checkpoint latest continues the new run
+    (not the old folder's own checkpoints), then swaps it in."""
+    from hfnn.pipelines import run_classification
+    from hfnn.pipelines.output_dir import staged_dir
+    from transformers import Trainer
+
+    words = ["great", "fine", "fun", "dull", "bad", "boring"]
+    (tmp_path / "train.csv").write_text(
+        "text,label\n" + "".join(f"{a} and {b},{'pos' if i < 3 else 'neg'}\n"
+                                 for i, a in enumerate(words) for b in words), encoding="utf-8")
+    out = tmp_path / "run"
+    argv = ["mlp_rotten_tomatoes", "--output_dir", str(out), "--train_file", str(tmp_path / "train.csv"),
+            "--validation_file", str(tmp_path / "train.csv"), "--test_file", str(tmp_path / "train.csv"),
+            "--config_overrides", '{"embedding_size": 4, "hidden_size": 4}', "--per_device_train_batch_size", "4",
+            "--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "3", "--anneal_by_time", "false",
+            "--eval_strategy", "no", "--load_best_model_at_end", "false", "--num_samples", "0", "--write_model_card", "false",
+            "--report_to", "none", "--disable_tqdm", "true"]
+    assert run_classification.main(argv + ["--max_steps", "3", "--seed", "1"])["train_steps"] == 3
+    old = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    training_step = Trainer.training_step
+    trained_from, stop = [], [True]
+
+    def stopped_after_two(self, *args, **kwargs):
+        trained_from.append(self.state.global_step)
+        if self.state.global_step == 2 and stop.pop() if stop else False:
+            raise KeyboardInterrupt
+        return training_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", stopped_after_two)
+    new_run = argv + ["--max_steps", "4", "--seed", "2", "--overwrite_output_dir", "true"]
+    with pytest.raises(KeyboardInterrupt):
+        run_classification.main(new_run)
+    staged = staged_dir(out)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == old, "the old run was changed"
+    assert checkpoints.last_valid_checkpoint(staged) == str(staged / "checkpoint-2"), "the stopped run was not kept"
+    # latest = the stopped run's checkpoint-2, not the old run's newer-numbered checkpoint-3
+    assert checkpoints.resolve_resume_checkpoint("latest", out) == str(staged / "checkpoint-2")
+
+    trained_from.clear()
+    resumed = run_classification.main(new_run + ["--resume_from_checkpoint", "latest"])
+    assert trained_from == [2, 3] and resumed["train_steps"] == 4
+    # the continued run replaced the old folder: its checkpoints are 2-4 (the old run had 1-3)
+    assert not staged.exists() and sorted(p.name for p in out.glob("checkpoint-*")) == [f"checkpoint-{i}" for i in (2, 3, 4)]
+    assert json.loads((out / "results.json").read_text())["train_steps"] == 4
+
+
 def test_time_annealing_runs_the_learning_rate_down_to_its_final_fraction():
     """The cosine over the time budget: the full scheduled rate at the start, half-way between it and
     5 % (the default final fraction) at half the budget, 5 % once the budget is spent."""
