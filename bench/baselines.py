@@ -10,16 +10,22 @@
 
 Both run on one thread and report their training time, so that they sit beside hfnn's models in
 one report; hfnn's best Rotten Tomatoes recipe (``BEST_CLASSIFIER``) is trained and scored in the same
-run. The ``*_job`` functions run in a child process (see :mod:`bench.run_all`).
+run. The recipe's n-gram range is chosen without the validation and test splits: ``ngram_cv`` trains the
+recipe with each range of ``CV_NGRAMS`` on k folds of the training split and scores it on the held-out
+fold. The ``*_job`` functions run in a child process (see :mod:`bench.run_all`).
 """
 
 from __future__ import annotations
 
+import csv
 import os
+import random
 import tempfile
 import time
+from pathlib import Path
 
-__all__ = ["BEST_CLASSIFIER", "bench_baselines", "best_classifier", "phonetisaurus_job", "tfidf_job"]
+__all__ = ["BEST_CLASSIFIER", "CV_NGRAMS", "bench_baselines", "best_classifier", "ngram_cv", "phonetisaurus_job",
+           "tfidf_job"]
 
 C_GRID = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 NGRAMS = ((1, 2), (1, 3))
@@ -27,6 +33,8 @@ QUICK_C_GRID = (1.0, 8.0)
 QUICK_ROWS = {"train": 2000, "validation": 300, "test": 300}
 QUICK_WORDS = {"train": 3000, "test": 200}
 BEST_CLASSIFIER = "mlp_ngrams_rotten_tomatoes"  # hfnn's recipe set beside the logistic regression
+CV_NGRAMS = ((1, 2), (1, 3))  # the n-gram ranges the recipe's is chosen among
+CV_FOLDS = {"full": (5, None), "quick": (2, 400)}  # folds, training rows used (None: all)
 
 
 def _rows(split, quick: bool, name: str, sizes: dict):
@@ -111,20 +119,73 @@ def _version(package: str) -> str | None:
 
 def best_classifier(runner) -> dict:
     """hfnn's best Rotten Tomatoes recipe as shipped (its own time budget), on the rows the baseline is scored on."""
-    from hfnn.recipes import load_recipe
-
     from .seed_claims import QUICK_CLASSIFICATION, classification_job, command_line, pipeline_argv
 
-    minutes = load_recipe(BEST_CLASSIFIER)["max_train_minutes"]
-    argv = pipeline_argv(BEST_CLASSIFIER, runner.scratch / "runs" / BEST_CLASSIFIER, minutes, runner.quick,
+    argv = pipeline_argv(BEST_CLASSIFIER, runner.scratch / "runs" / BEST_CLASSIFIER, _recipe_minutes(), runner.quick,
                          extra={"num_samples": 0}, quick_extra=QUICK_CLASSIFICATION)
     result = runner.run("baselines", BEST_CLASSIFIER, classification_job, training=True, argv=argv)
     return {**result, "recipe": BEST_CLASSIFIER, "command": command_line("hfnn.pipelines.run_classification", argv)}
+
+
+def _write_folds(folder: Path, folds: int, rows: int | None) -> list[tuple[Path, Path, int]]:
+    """The training split in ``folds`` shuffled folds (fixed seed), as (train, held-out) CSV files and the number
+    of held-out rows."""
+    from hfnn.corpora import load_corpus
+
+    train = load_corpus("rotten_tomatoes")["train"]
+    names = train.features["label"].names
+    order = list(range(len(train)))
+    random.Random(0).shuffle(order)
+    order = order[:rows] if rows else order
+    texts, labels = train["text"], train["label"]
+    pairs = []
+    for k in range(folds):
+        held = set(order[k::folds])
+        files = (folder / f"fold{k + 1}_train.csv", folder / f"fold{k + 1}_held_out.csv")
+        for path, part in zip(files, ([i for i in order if i not in held], [i for i in order if i in held])):
+            with open(path, "w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f)
+                writer.writerow(["text", "label"])
+                writer.writerows([texts[i], names[labels[i]]] for i in part)
+        pairs.append((*files, len(held)))
+    return pairs
+
+
+def ngram_cv(runner) -> dict:
+    """The recipe with each n-gram range of ``CV_NGRAMS``, k-fold cross-validated on the training split: held-out
+    accuracy per fold (the validation and test splits are not read)."""
+    from .seed_claims import QUICK_CLASSIFICATION, classification_job, pipeline_argv
+
+    folds, rows = CV_FOLDS["quick" if runner.quick else "full"]
+    folder = runner.scratch / "ngram_cv"
+    folder.mkdir(parents=True, exist_ok=True)
+    pairs = _write_folds(folder, folds, rows)
+    minutes = _recipe_minutes()
+    runs = []
+    for low, high in CV_NGRAMS:
+        accuracies = []
+        for k, (train, held, _) in enumerate(pairs, 1):
+            extra = {"num_samples": 0, "train_file": str(train), "validation_file": str(held), "test_file": str(held),
+                     "config_overrides": {"ngram_range": [low, high]}, "save_strategy": "no"}
+            argv = pipeline_argv(BEST_CLASSIFIER, folder / "run", minutes, runner.quick, extra=extra,
+                                 quick_extra=QUICK_CLASSIFICATION)
+            result = runner.run("baselines", f"{BEST_CLASSIFIER} n-grams {low}-{high}, fold {k}/{folds}",
+                                classification_job, training=True, argv=argv)
+            accuracies.append(result.get("test_accuracy"))
+        runs.append({"ngram_range": [low, high], "fold_accuracy": accuracies})
+    return {"recipe": BEST_CLASSIFIER, "folds": folds, "held_out": [n for _, _, n in pairs], "runs": runs}
+
+
+def _recipe_minutes() -> float:
+    from hfnn.recipes import load_recipe
+
+    return load_recipe(BEST_CLASSIFIER)["max_train_minutes"]
 
 
 def bench_baselines(runner) -> dict:
     return {
         "tfidf": runner.run("baselines", "TF-IDF logistic regression (Rotten Tomatoes)", tfidf_job, quick=runner.quick),
         "hfnn_classifier": best_classifier(runner),
+        "ngram_cv": ngram_cv(runner),
         "phonetisaurus": runner.run("baselines", "Phonetisaurus (CMUdict)", phonetisaurus_job, quick=runner.quick),
     }

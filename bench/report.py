@@ -539,6 +539,7 @@ def _baselines(r: dict, out: Path, headline: list[str]) -> list[str]:
                         f"{best['ngram_range'][1]}, chosen on validation): {_pct(best['test_accuracy'])} test accuracy "
                         f"in {best['cpu_s']:.0f} CPU s.")
     lines += _best_classifier(r.get("hfnn_classifier"), headline)
+    lines += _ngram_cv(r.get("ngram_cv"), headline)
     g2p = r.get("phonetisaurus", {})
     if "error" in g2p:
         lines += ["**Phonetisaurus baseline failed**:", "", "```", g2p["error"][-800:], "```", ""]
@@ -570,6 +571,31 @@ def _best_classifier(run: dict | None, headline: list[str]) -> list[str]:
             *_table(["recipe", "parameters", "epochs", "validation", "test", "training s"], [
                 [f"`{run['recipe']}`", f"{run['parameters']:,}", f"{run['train_epochs']:.1f}",
                  _pct(run["validation_accuracy"]), test, f"{run['train_seconds']:.0f}"]])]
+
+
+def _ngram_cv(cv: dict | None, headline: list[str]) -> list[str]:
+    """The recipe's n-gram ranges compared by k-fold cross-validation on the training split."""
+    if not cv or not cv.get("runs"):
+        return []
+    folds, held = cv["folds"], cv["held_out"]
+    lines = [f"How the recipe's n-gram range is chosen without the validation and test splits: {folds}-fold "
+             f"cross-validation on the training split (held-out folds of {min(held):,}–{max(held):,} snippets), "
+             f"`{cv['recipe']}` trained with each range on the other folds and scored on the held-out one.", ""]
+    rows, means = [], {}
+    for run in cv["runs"]:
+        name = f"{run['ngram_range'][0]}–{run['ngram_range'][1]}"
+        scores = run["fold_accuracy"]
+        done = [a for a in scores if a is not None]
+        means[name] = sum(done) / len(done) if len(done) == len(scores) else None
+        rows.append([name, *(_pct(a) if a is not None else "failed" for a in scores),
+                     _pct(means[name]) if means[name] is not None else "–"])
+    lines += _table(["n-grams", *(f"fold {k}" for k in range(1, folds + 1)), "mean"], rows)
+    if len(cv["runs"]) == 2 and None not in means.values():
+        (a, first), (b, second) = [(n, r["fold_accuracy"]) for n, r in zip(means, cv["runs"])]
+        wins = sum(x > y for x, y in zip(first, second))
+        headline.append(f"`{cv['recipe']}` n-grams by {folds}-fold cross-validation on the training split: {a} "
+                        f"{_pct(means[a])}, {b} {_pct(means[b])} ({a} ahead on {wins} of {folds} folds).")
+    return lines
 
 
 def _windows(r: dict) -> str:

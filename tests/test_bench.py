@@ -31,8 +31,8 @@ SECTIONS = [
 ]
 PLOTS = {"cnn_rnn_time.png", "activations.png", "attention_by_length.png", "lm_budget.png",
          "generation_per_token.png"}
-TRAINING_RUNS = 2 + 4 + 4 + 4 + 1  # cnn/rnn, four MLPs, four seq2seq models, four language models, the n-gram
-# classifier beside the baselines
+TRAINING_RUNS = 2 + 4 + 4 + 4 + 1 + 4  # cnn/rnn, four MLPs, four seq2seq models, four language models, the n-gram
+# classifier beside the baselines and its two n-gram ranges cross-validated on two folds
 
 
 def _bench(*args, cwd=REPO, timeout=600):
@@ -77,7 +77,9 @@ def test_quick_run_checks_and_memory_table(quick_run):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2] == "identical" and cells[3] == "yes", row
     assert "Cached and uncached generation give the same tokens: rnn yes, transformer yes." in text
-    assert "| `mlp_ngrams_rotten_tomatoes` |" in text.split("## 8. Baselines")[1].split("## 9.")[0]
+    baselines = text.split("## 8. Baselines")[1].split("## 9.")[0]
+    assert "| `mlp_ngrams_rotten_tomatoes` |" in baselines
+    assert "2-fold cross-validation on the training split" in baselines and "| 1–3 |" in baselines
     memory = text.split("## 11. Peak memory of the training runs")[1].split("\n## ")[0]
     rows = [line for line in memory.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert len(rows) == TRAINING_RUNS, rows

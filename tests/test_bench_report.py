@@ -20,6 +20,10 @@ RECORD = {
         "hfnn_classifier": {"recipe": "mlp_ngrams_rotten_tomatoes", "command": "python -m x mlp_ngrams_rotten_tomatoes",
                             "parameters": 4180342, "train_epochs": 5.0, "validation_accuracy": 0.805,
                             "test_accuracy": 0.801, "train_seconds": 91.6},
+        "ngram_cv": {"recipe": "mlp_ngrams_rotten_tomatoes", "folds": 3, "held_out": [33, 34, 33], "runs": [
+            {"ngram_range": [1, 2], "fold_accuracy": [0.8, 0.7, 0.6]},
+            {"ngram_range": [1, 3], "fold_accuracy": [0.7, 0.75, 0.5]},
+        ]},
         "phonetisaurus": {"wer": 0.339, "per": 0.088, "train_s": 180.0, "predict_s": 5.0, "train_words": 50,
                           "train_pronunciations": 60, "test_words": 10, "unanswered": 0, "version": "0.3.0"},
     },
@@ -85,6 +89,18 @@ def test_report_without_previous_file(tmp_path):
     assert "| `mlp_ngrams_rotten_tomatoes` | 4,180,342 | 5.0 | 80.5 % | 80.1 % | 92 |" in text
     assert "hfnn's `mlp_ngrams_rotten_tomatoes` on Rotten Tomatoes: 80.1 % test accuracy after 92 s" in text
     assert "python -m x mlp_ngrams_rotten_tomatoes" in text.split("## Commands")[1]  # listed with the other runs
+    # the n-gram ranges compared by cross-validation on the training split: a row per range, mean and wins
+    assert "| 1–2 | 80.0 % | 70.0 % | 60.0 % | 70.0 % |" in text and "| 1–3 | 70.0 % | 75.0 % | 50.0 % | 65.0 % |" in text
+    assert "held-out folds of 33–34 snippets" in text
+    assert "3-fold cross-validation on the training split: 1–2 70.0 %, 1–3 65.0 % (1–2 ahead on 2 of 3 folds)" in text
+
+
+def test_report_says_when_a_cross_validation_run_failed(tmp_path):
+    cv = {**RECORD["result"]["ngram_cv"], "runs": [{"ngram_range": [1, 2], "fold_accuracy": [0.8, None, 0.6]},
+                                                   {"ngram_range": [1, 3], "fold_accuracy": [0.7, 0.75, 0.5]}]}
+    record = {**RECORD, "result": {**RECORD["result"], "ngram_cv": cv}}
+    text = report.write(tmp_path, {"baselines": record}, RUN).read_text(encoding="utf-8")
+    assert "| 1–2 | 80.0 % | failed | 60.0 % | – |" in text and "ahead on" not in text
 
 
 def test_report_says_when_the_recipe_beside_the_baselines_failed(tmp_path):
