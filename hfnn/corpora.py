@@ -517,34 +517,65 @@ def _file_kind(path: str | os.PathLike) -> str | None:
     return _LOCAL_EXTENSIONS.get(os.path.splitext(name)[1])
 
 
-def _check_encoding(path: str) -> None:
-    """A UTF-16/32 file (byte-order mark, or NUL bytes in its first kilobyte) is a ValueError naming it."""
+_UNCOMPRESS = {".gz": "zcat", ".bz2": "bzcat", ".xz": "xzcat"}
+
+
+def _convert_command(path: str, encoding: str) -> str:
+    """The shell command that writes ``path`` (decompressed) as UTF-8 into ``converted.EXT``."""
+    base, name = os.path.basename(path), str(path).lower()
+    stem, compression = os.path.splitext(name)
+    if compression in _UNCOMPRESS:
+        return f"{_UNCOMPRESS[compression]} {base} | iconv -f {encoding} -t UTF-8 > converted{os.path.splitext(stem)[1]}"
+    return f"iconv -f {encoding} -t UTF-8 {base} > converted{compression}"
+
+
+def _open_bytes(path: str):
+    """``path`` opened for reading bytes, through its decompressor (.gz, .bz2, .xz); None for .zst, which the
+    standard library cannot read (the corpus reader then reports on the file itself)."""
+    import gzip
+    import lzma
+
     name = str(path).lower()
-    if name.endswith((".gz", ".bz2", ".xz", ".zst")):
-        return
+    if name.endswith(".zst"):
+        return None
+    opener = gzip.open if name.endswith(".gz") else bz2.open if name.endswith(".bz2") else \
+        lzma.open if name.endswith(".xz") else open
+    return opener(path, "rb")
+
+
+def _check_encoding(path: str) -> None:
+    """A UTF-16/32 file (byte-order mark, or NUL bytes in its first kilobyte) is a ValueError naming it, and
+    so is a byte that is not UTF-8 (its position counted in the decompressed text of a compressed file)."""
+    name = str(path).lower()
+    compressed = name.endswith((".gz", ".bz2", ".xz", ".zst"))
     try:
-        with open(path, "rb") as f:
+        f = _open_bytes(path)
+        if f is None:
+            return
+        with f:
             head = f.read(1024)
-    except OSError:
+    except (OSError, EOFError, ValueError):  # unreadable or damaged: the reader says so
         return
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (b"\x00" in head):
         kind = "UTF-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head.count(b"\x00") < len(head) * 0.6 else "UTF-32"
-        raise ValueError(
-            f"load_corpus: {path} is {kind} text (or binary), not UTF-8; convert it first, e.g. "
-            f"`iconv -f {kind} -t UTF-8 {os.path.basename(path)} > converted{os.path.splitext(name)[1]}`"
-        )
+        raise ValueError(f"load_corpus: {path} is {kind} text (or binary), not UTF-8; convert it first, e.g. "
+                         f"`{_convert_command(path, kind)}`")
     # every byte, whatever the format: some readers (pyarrow's JSON) keep invalid UTF-8 and fail much later
     decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
-    with open(path, "rb") as f:
+    where = "decompressed byte" if compressed else "byte"
+    with _open_bytes(path) as f:
         while True:
-            chunk = f.read(1 << 20)
+            try:
+                chunk = f.read(1 << 20)
+            except (OSError, EOFError, ValueError):  # damaged past its head: the reader says so
+                return
             pending = decoder.getstate()[0]
             try:
                 decoder.decode(chunk, final=not chunk)
             except UnicodeDecodeError as err:
                 bad = (pending + chunk)[err.start:err.start + 1]
-                raise ValueError(_not_utf8(path, f" (byte {offset - len(pending) + err.start}: {bad!r}); convert it "
-                                                 "first, e.g. `iconv -f latin1 -t utf-8`")) from None
+                raise ValueError(_not_utf8(path, f" ({where} {offset - len(pending) + err.start}: {bad!r}); convert "
+                                                 f"it first, e.g. `{_convert_command(path, 'latin1')}`")) from None
             if not chunk:
                 return
             offset += len(chunk)

@@ -330,6 +330,32 @@ case("data-not-utf8-jsonl", "`load_corpus('latin1.jsonl')` (pyarrow's reader kee
      r"latin1.jsonl is not UTF-8 text \(byte 13: b'\\xe9'\)")(
     lambda fx, tmp: (tmp / "latin1.jsonl").write_bytes('{"text": "café au lait"}\n'.encode("latin1"))
     and load_corpus(str(tmp / "latin1.jsonl")))
+case("data-not-utf8-gz", "`load_corpus('latin1.csv.gz')` (a compressed CSV)", ValueError,
+     r"latin1.csv.gz is not UTF-8 text \(decompressed byte 14: b'\\xe9'\); .*`zcat latin1.csv.gz \| iconv -f latin1 "
+     r"-t UTF-8 > converted.csv`")(
+    lambda fx, tmp: _gzip(tmp / "latin1.csv.gz", "text,label\nCaf\xe9,a\nTh\xe9,b\n".encode("latin-1"))
+    and load_corpus(str(tmp / "latin1.csv.gz")))
+case("data-utf16-bz2", "`load_corpus('u16.txt.bz2')` (compressed UTF-16)", ValueError,
+     r"u16.txt.bz2 is UTF-16 text .*`bzcat u16.txt.bz2 \| iconv -f UTF-16 -t UTF-8 > converted.txt`")(
+    lambda fx, tmp: _bzip2(tmp / "u16.txt.bz2", "one line\nanother\n".encode("utf-16"))
+    and load_corpus(str(tmp / "u16.txt.bz2")))
+
+
+def _gzip(path: Path, data: bytes) -> Path:
+    import gzip
+
+    with gzip.open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _bzip2(path: Path, data: bytes) -> Path:
+    import bz2
+
+    path.write_bytes(bz2.compress(data))
+    return path
+
+
 case("data-no-such-file", "`load_corpus(data_files={'train': 'missing.txt'})`", FileNotFoundError, "missing.txt")(
     lambda fx, tmp: load_corpus(data_files={"train": str(fx / "missing.txt")}))
 case("data-unknown-file-type", "`load_corpus('notes.docx')`", ValueError, "unknown file type")(
