@@ -250,6 +250,20 @@ class TransformerPreTrainedModel(PreTrainedModel):
             init.copy_(module.cos, cos)
             init.copy_(module.sin, sin)
 
+    def _validate_generated_length(self, generation_config, input_ids_length, has_default_max_length):
+        """Generation past the decoder's positions is refused before the first step (a length nobody asked
+        for is already lowered to the positions by transformers). The tokens fed to the decoder are all but
+        the last one, so ``max_length`` may be one more than the positions."""
+        super()._validate_generated_length(generation_config, input_ids_length, has_default_max_length)
+        positions = self.config.max_position_embeddings
+        if generation_config.max_length - 1 <= positions:
+            return
+        name = "decoder_input_ids" if self.config.is_encoder_decoder else "input_ids"
+        raise ValueError(
+            f"generation would reach length {generation_config.max_length} ({name} of {input_ids_length} tokens plus "
+            f"new ones), past max_position_embeddings={positions}: ask for at most "
+            f"{max(positions + 1 - input_ids_length, 0)} new tokens (max_new_tokens)")
+
 
 class TransformerModel(TransformerPreTrainedModel):
     """Token and position embeddings, a stack of blocks and a final LayerNorm: the decoder-only backbone, or the

@@ -13,6 +13,7 @@ from transformers import (
     AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
     DynamicCache,
+    GenerationConfig,
     EncoderDecoderCache,
     pipeline,
 )
@@ -343,6 +344,26 @@ def test_too_long_input_raises(position):
     model(random_ids(1, 48))
     with pytest.raises(ValueError, match="max_position_embeddings=48"):
         model.generate(random_ids(1, 40), max_new_tokens=20, min_new_tokens=20)
+
+
+def test_generation_past_the_positions_is_refused_before_the_first_step():
+    lm, seq2seq = tiny_lm(), tiny_seq2seq()
+    for model, inputs, name in ((lm, {"input_ids": random_ids(1, 40)}, "input_ids of 40"),
+                                (seq2seq, {"input_ids": random_ids(1, 5)}, "decoder_input_ids of 1")):
+        calls = []
+        hook = model.register_forward_pre_hook(lambda *args: calls.append(1))
+        with pytest.raises(ValueError, match=rf"length 60 \({name} tokens.*max_position_embeddings=48: ask for at most"):
+            model.generate(**inputs, max_length=60, do_sample=False)
+        assert not calls, "the model ran before the length was refused"
+        hook.remove()
+    # the longest generation that fits is allowed: the last token is never fed back
+    assert lm.generate(random_ids(1, 40), max_new_tokens=9, do_sample=False, eos_token_id=None).shape[1] == 49
+    with pytest.raises(ValueError, match="ask for at most 9 new tokens"):
+        lm.generate(random_ids(1, 40), max_new_tokens=10, do_sample=False)
+    # a length nobody asked for (the library's default of 20 new tokens) is lowered to the positions instead
+    short = tiny_lm(max_position_embeddings=12)
+    short.generation_config.max_length = GenerationConfig().max_length
+    assert short.generate(random_ids(1, 4), do_sample=False, eos_token_id=None).shape[1] == 12
 
 
 def test_out_of_range_token_ids_raise():
