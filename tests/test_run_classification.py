@@ -187,7 +187,7 @@ def test_unknown_architecture_and_missing_columns_are_explained(tmp_path):
     [
         ("cnn_rotten_tomatoes", "CnnConfig", {"window_sizes": [3, 4, 5], "num_filters": 100, "dropout": 0.5,
                                               "max_norm": 3.0, "embedding_mode": "rand", "embedding_size": 128}),
-        ("mlp_rotten_tomatoes", "MlpConfig", {"activation": "relu", "ngram_range": [1, 2]}),
+        ("mlp_rotten_tomatoes", "MlpConfig", {"activation": "relu", "ngram_range": [1, 2], "ngram_vocabulary": True}),
         ("mlp_ngrams_rotten_tomatoes", "MlpConfig", {"num_hidden_layers": 0, "ngram_range": [1, 2],
                                                      "ngram_vocabulary": True}),
         ("rnn_rotten_tomatoes", "RnnConfig", {"rnn_type": "gru", "bidirectional": True}),
