@@ -940,6 +940,21 @@ def _encode_labels(dd: DatasetDict, origins: dict | None = None, label_type: str
                         f"load_corpus: {_where(origins, split, i)}: the label {value!r} is not a class (a whole number "
                         "or a name); for a numeric target train a regression (problem_type regression)"
                     )
+    if "train" in columns and len(columns) > 1:
+        # the classes are the training split's: a class the model never sees in training is a typo or a
+        # mismatched file, never a silent extra output of the model
+        seen = [v for row in columns["train"] for v in (row if is_list else [row])]
+        known = {_class_name(v) for v in seen}
+        for split, values in columns.items():
+            for i, row in enumerate(values):
+                for value in (row if is_list else [row]):
+                    if _class_name(value) not in known:
+                        shown = ", ".join(_class_order(known, seen)[:10]) + (", ..." if len(known) > 10 else "")
+                        raise ValueError(
+                            f"load_corpus: {_where(origins, split, i)}: the label {value!r} ({split} split) does not "
+                            f"occur in the training split, whose classes are: {shown}; a class needs training "
+                            "examples: correct the label, or add training rows with it")
+        flat = seen
     names = _class_order({_class_name(v) for v in flat}, flat)
     index = {name: i for i, name in enumerate(names)}
     out = DatasetDict()

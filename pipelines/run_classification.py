@@ -65,6 +65,9 @@ def label_info(raw, problem_type: str = "auto") -> tuple[str, list[str]]:
     if problem_type not in ("auto", found[0]):
         raise ValueError(f"--problem_type {problem_type}, but the label column holds "
                          f"{'lists of classes' if found[0].startswith('multi') else 'one class per row'}")
+    if found[0] == "single_label_classification" and len(found[1]) < 2:
+        raise ValueError(f"the training data has a single class ({', '.join(map(repr, found[1])) or 'none'}): a "
+                         "classifier needs examples of two or more; for a numeric target use --problem_type regression")
     return found
 
 

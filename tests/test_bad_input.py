@@ -389,7 +389,8 @@ case("pipeline-negative-labels", "run_classification with integer labels -1, 0, 
      "by design: labels are class names (numbers read by value), here the three classes -1, 0, 1",
      check=_three_named_classes)(
     lambda fx, tmp: run_classification.main(cls_argv(fx, tmp / "out", "negative.csv")))
-case("pipeline-single-class", "run_classification on data whose labels are all 'x'", ValueError, "num_labels")(
+case("pipeline-single-class", "run_classification on data whose labels are all 'x'", ValueError,
+     r"the training data has a single class \('x'\): a classifier needs examples of two or more")(
     lambda fx, tmp: run_classification.main(cls_argv(fx, tmp / "out", "one_class.csv")))
 
 
@@ -625,6 +626,10 @@ ELSEWHERE = [
      "test_an_empty_validation_split_with_evaluation_on_is_an_error"),
     ("label-blank", "a CSV row with an empty label cell", "ValueError: `d.csv row 8: the label cell is empty`",
      "test_reliability_data.py", "test_a_blank_label_is_an_error_naming_the_file_row"),
+    ("label-not-in-train", "a test (or validation) file with a label the training file lacks (`Pos` beside `pos`)",
+     "ValueError before training: `test.csv row 7: the label 'Pos' (test split) does not occur in the training "
+     "split, whose classes are: neg, pos` (it used to become an extra class the model never trained)",
+     "test_reliability_data.py", "test_a_class_missing_from_the_training_split_is_an_error_naming_the_row"),
     ("label-fractional", "labels like 0.142 without `--problem_type regression`",
      "ValueError naming the file row: not a class; train a regression", "test_reliability_data.py",
      "test_float_and_bool_labels_do_not_switch_the_problem"),

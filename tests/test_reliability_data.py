@@ -89,6 +89,25 @@ def test_a_blank_label_is_an_error_naming_the_file_row(tmp_path):
         load_corpus(str(path))
 
 
+def test_a_class_missing_from_the_training_split_is_an_error_naming_the_row(tmp_path):
+    """The classes are the training split's: a label only the test (or validation) file has used to become an
+    extra output the model never trained, and its rows were scored against it."""
+    rows = [(t, "pos" if i % 2 else "neg") for i, t in enumerate(TEXTS)]
+    train = write(tmp_path / "train.csv", csv_rows(rows[:40]))
+    test = write(tmp_path / "test.csv", csv_rows(rows[40:45] + [(TEXTS[45], "Pos")] + rows[46:]))
+    with pytest.raises(ValueError, match=r"test.csv row 7: the label 'Pos' \(test split\) does not occur in the "
+                                         r"training split, whose classes are: neg, pos"):
+        load_corpus(data_files={"train": str(train), "test": str(test)})
+    with pytest.raises(ValueError, match=r"test.csv row 7: the label 'Pos'"):
+        run_classification.main(cls_argv(tmp_path / "out", train, "--test_file", str(test)))
+    assert not (tmp_path / "out" / "config.json").exists()
+    # a class the training split has and the others lack is fine, and numbered classes are matched by value
+    numbers = write(tmp_path / "n.csv", csv_rows((t, i % 3) for i, t in enumerate(TEXTS[:30])))
+    few = write(tmp_path / "few.csv", csv_rows((t, i % 2) for i, t in enumerate(TEXTS[30:])))
+    loaded = load_corpus(data_files={"train": str(numbers), "test": str(few)})
+    assert loaded["train"].features["label"].names == ["0", "1", "2"] and set(loaded["test"]["label"]) == {0, 1}
+
+
 def test_classification_run_builds_one_output_per_named_class(tmp_path):
     train = write(tmp_path / "stars.csv", csv_rows((t, i % 5 + 1) for i, t in enumerate(TEXTS)))
     results = run_classification.main(cls_argv(tmp_path / "out", train))
