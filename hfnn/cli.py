@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "transduce", "map source sequences to targets with a saved seq2seq model",
              f"Generate the target of each SOURCE with a saved sequence-to-sequence model (the "
              f"`{registry.TASKS['seq2seq'].pipeline_task}`\npipeline of hfnn), e.g. a word's pronunciation.",
-             ("--max-new-tokens", dict(type=int, default=64, help="tokens to generate (default 64)")), *_GENERATION,
+             ("--max-new-tokens", dict(type=int, help="longest output in tokens (default: the model's own, from its "
+                                                      "generation config)")), *_GENERATION,
              inputs=("SOURCE", "source sequences"))
     _command(sub, "predict", "run a saved model on inputs, whatever its head",
              "Run a saved model on INPUTs: generates for a language model, classifies for a\n"
@@ -210,7 +211,9 @@ def check_options(args: argparse.Namespace) -> None:
 
 def _generation_kwargs(args) -> dict:
     """``generate`` keyword arguments from the generation options of a command."""
-    kwargs = {"max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams, "do_sample": bool(args.do_sample)}
+    kwargs = {"num_beams": args.num_beams, "do_sample": bool(args.do_sample)}
+    if args.max_new_tokens is not None:
+        kwargs["max_new_tokens"] = args.max_new_tokens
     n = getattr(args, "num_return_sequences", 1) or 1
     if n > 1:
         if not args.do_sample and n > args.num_beams:
@@ -265,7 +268,8 @@ def _cmd_run(args) -> int:
     elif task.name == "text-classification":  # predict: the defaults of the task's own command
         args.top_k = 1 if args.top_k is None else args.top_k
     else:
-        args.max_new_tokens = args.max_new_tokens or (100 if task.name == "language-modeling" else 64)
+        if task.name == "language-modeling":  # a seq2seq model's own generation config bounds its outputs
+            args.max_new_tokens = args.max_new_tokens or 100
     inputs = _read_inputs(args.inputs)
     kwargs = {} if task.name == "text-classification" else _generation_kwargs(args)
     pipe = saved_pipeline(saved, resolve_device(args.device))

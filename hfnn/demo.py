@@ -720,7 +720,11 @@ def _seq2seq_view(gr, dm: DemoModel) -> None:
             text = gr.Textbox(label="Source", lines=2, elem_id="prompt", placeholder="Type a source text")
             button = gr.Button("Generate", variant="primary", elem_id="submit")
         with gr.Column(scale=1):
-            max_new = gr.Slider(1, 200, value=40, step=1, label="Max new tokens")
+            # a Transformer decoder takes at most max_position_embeddings tokens, its start token first
+            positions = getattr(model.config, "max_position_embeddings", None) if dm.model_type == "hfnn-transformer" \
+                else None
+            limit = positions if positions else 200
+            max_new = gr.Slider(1, max(limit, 2), value=min(40, limit), step=1, label="Max new tokens")
             beams = gr.Slider(1, 8, value=1, step=1, label="Beams")
             layer = gr.Slider(0, max(num_layers - 1, 1), value=num_layers - 1, step=1, label="Decoder layer",
                               visible=has_attention and num_layers > 1)

@@ -23,7 +23,7 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutputWithPast,
 )
 from transformers.modeling_utils import slice_logits_to_keep
-from transformers.utils import can_return_tuple
+from transformers.utils import can_return_tuple, logging
 from transformers.utils.import_utils import is_tracing
 
 from .configuration_transformer import TransformerConfig
@@ -31,6 +31,8 @@ from .modeling_utils import (
     DirectDecodingMixin, EncoderDecoderMixin, check_input_ids, classifier_dropout, classifier_output, pop_legacy_cache,
     real_token_mask, seq2seq_lm_output, shift_tokens_right,
 )
+
+logger = logging.get_logger(__name__)
 
 __all__ = [
     "TransformerPreTrainedModel", "TransformerModel", "TransformerForCausalLM", "TransformerForSequenceClassification",
@@ -251,18 +253,19 @@ class TransformerPreTrainedModel(PreTrainedModel):
             init.copy_(module.sin, sin)
 
     def _validate_generated_length(self, generation_config, input_ids_length, has_default_max_length):
-        """Generation past the decoder's positions is refused before the first step (a length nobody asked
-        for is already lowered to the positions by transformers). The tokens fed to the decoder are all but
-        the last one, so ``max_length`` may be one more than the positions."""
+        """A generation length past the decoder's positions is lowered to them, with a warning, before the first
+        step (transformers lowers only a default length), so that generation ends there with its output instead
+        of failing when it gets there. The tokens fed to the decoder are all but the last one, so ``max_length``
+        may be one more than the positions."""
         super()._validate_generated_length(generation_config, input_ids_length, has_default_max_length)
         positions = self.config.max_position_embeddings
-        if generation_config.max_length - 1 <= positions:
-            return
-        name = "decoder_input_ids" if self.config.is_encoder_decoder else "input_ids"
-        raise ValueError(
-            f"generation would reach length {generation_config.max_length} ({name} of {input_ids_length} tokens plus "
-            f"new ones), past max_position_embeddings={positions}: ask for at most "
-            f"{max(positions + 1 - input_ids_length, 0)} new tokens (max_new_tokens)")
+        if generation_config.max_length - 1 > positions:
+            name = "decoder_input_ids" if self.config.is_encoder_decoder else "input_ids"
+            logger.warning(
+                f"generation asked for length {generation_config.max_length} ({name} of {input_ids_length} tokens "
+                f"plus new ones), past max_position_embeddings={positions}: it stops at {positions + 1}, "
+                f"{max(positions + 1 - input_ids_length, 0)} new tokens at most")
+            generation_config.max_length = positions + 1
 
 
 class TransformerModel(TransformerPreTrainedModel):

@@ -159,6 +159,48 @@ def test_classify_and_top_k(capsys, models):
     assert code != 0 and out == "" and "text 2 ('') is empty" in err and "Traceback" not in err
 
 
+def test_transduce_takes_the_output_length_from_the_model(capsys, tmp_path):
+    """Without --max-new-tokens, transduce and predict leave the output length to the model's generation config:
+    a fixed default of 64 new tokens used to refuse every Transformer seq2seq model with fewer positions (the
+    shipped G2P recipe's has 33)."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    folder = tmp_path / "tg2p"
+    model, target, source = save_tiny_model("transformer", "AutoModelForSeq2SeqLM", folder,
+                                            max_position_embeddings=24)
+    model.generation_config.max_length = 12
+    model.generation_config.save_pretrained(folder)
+    for command in ("transduce", "predict"):
+        code, out, err = run(capsys, command, folder, "neural")
+        assert code == 0, err
+        with torch.no_grad():
+            ids = AutoModelForSeq2SeqLM.from_pretrained(folder).eval().generate(
+                **source(["neural"], return_tensors="pt"), do_sample=False, num_beams=1)
+        assert ids.shape[1] <= 12 and out == f"neural\t{target.decode(ids[0], skip_special_tokens=True)}\n"
+    # asking for more than the decoder takes is still a one-line error naming the limit
+    code, _, err = run(capsys, "transduce", folder, "neural", "--max-new-tokens", 30)
+    assert code == 2 and "at most 24 (max_position_embeddings)" in err
+
+
+def test_characters_the_model_never_saw_are_named_on_stderr(capsys, models):
+    """A character-level model reads an unseen character (an upper-case letter for a model trained on lower-case
+    words) as <unk> and answers anyway; the commands say so, naming the row and the characters."""
+    from hfnn.inference import unknown_characters
+    from hfnn.tokenization import train_tokenizer
+
+    code, out, err = run(capsys, "transduce", models / "g2p", "neural", "NEU#ral", "--max-new-tokens", 4)
+    assert code == 0 and len(out.splitlines()) == 2
+    assert "source 2 ('NEU#ral') has characters the model never saw in training: 'N', 'E', 'U', '#'" in err
+    assert "source 1" not in err
+    code, _, err = run(capsys, "classify", models / "cnn", "a neural network", "a neural network\u2603")
+    assert code == 0 and "text 2 ('a neural network\u2603') has characters" in err and "'\u2603'" in err
+    lower = train_tokenizer(["hello there"], kind="char", lowercase=True)
+    assert unknown_characters(lower, "Hello") == [] and unknown_characters(lower, "Hellq!") == ["q", "!"]
+    words = train_tokenizer(["hello there"], kind="word")
+    assert unknown_characters(words, "goodbye there") == []  # an unknown word is no character-level surprise
+
+
 def test_transduce_and_predict_dispatch(capsys, models, monkeypatch):
     import torch
     from transformers import AutoModelForSeq2SeqLM

@@ -42,8 +42,9 @@ def heads():
     return [(arch, auto) for arch, spec in hfnn.ARCHITECTURES.items() for auto in spec[3] if auto in AUTO]
 
 
-def save_tiny_model(arch, auto_name, folder, seed=0):
-    """Saves a tiny randomised model of ``arch`` with head ``auto_name`` and its tokenizer(s) into ``folder``.
+def save_tiny_model(arch, auto_name, folder, seed=0, **overrides):
+    """Saves a tiny randomised model of ``arch`` with head ``auto_name`` and its tokenizer(s) into ``folder``
+    (``overrides``: config fields to change).
 
     Language models and classifiers get a char tokenizer; seq2seq models a phoneme target tokenizer at the
     root and a char source tokenizer in ``source_tokenizer/``. Returns (model, tokenizer, source_tokenizer).
@@ -60,6 +61,7 @@ def save_tiny_model(arch, auto_name, folder, seed=0):
             kwargs["source_vocab_size"] = len(source_tok)
         if "is_encoder_decoder" in params:
             kwargs["is_encoder_decoder"] = True
+    kwargs.update(overrides)
     if auto_name == "AutoModelForSequenceClassification":
         kwargs["id2label"] = dict(LABELS)
         kwargs["label2id"] = {v: k for k, v in LABELS.items()}

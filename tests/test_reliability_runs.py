@@ -340,6 +340,11 @@ def test_seq2seq_targets_with_unseen_symbols_or_cut_are_scored_as_errors_after_t
     # every example is scored; the unseen and the cut targets cannot be matched, so they count as errors
     assert 0.5 <= results["test_wer"] <= 1.0 and 0.5 <= results["validation_wer"] <= 1.0
     assert (out / "model.safetensors").exists() and (out / "source_tokenizer" / "tokenizer.json").exists()
+    # the CMUdict recipes lower-case the source: a capitalised word reads as the lower-case one, not as <unk>
+    from transformers import AutoTokenizer
+
+    source = AutoTokenizer.from_pretrained(out / "source_tokenizer")
+    assert source("Cat")["input_ids"] == source("cat")["input_ids"] and source.unk_token_id not in source("TAB")["input_ids"]
 
 
 def test_seq2seq_model_is_saved_before_the_final_evaluation(tmp_path, monkeypatch):

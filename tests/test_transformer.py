@@ -342,25 +342,23 @@ def test_too_long_input_raises(position):
     with pytest.raises(ValueError, match=r"length 49 .*max_position_embeddings=48"):
         model(random_ids(1, 49))
     model(random_ids(1, 48))
-    with pytest.raises(ValueError, match="max_position_embeddings=48"):
-        model.generate(random_ids(1, 40), max_new_tokens=20, min_new_tokens=20)
 
 
-def test_generation_past_the_positions_is_refused_before_the_first_step():
+def test_generation_past_the_positions_stops_there_with_a_warning(caplog):
+    """A length past max_position_embeddings is lowered to it before the first step (with a warning naming it):
+    generation ends at the limit with its output instead of failing there (the last token is never fed back,
+    so the limit is one more than the positions)."""
     lm, seq2seq = tiny_lm(), tiny_seq2seq()
-    for model, inputs, name in ((lm, {"input_ids": random_ids(1, 40)}, "input_ids of 40"),
-                                (seq2seq, {"input_ids": random_ids(1, 5)}, "decoder_input_ids of 1")):
-        calls = []
-        hook = model.register_forward_pre_hook(lambda *args: calls.append(1))
-        with pytest.raises(ValueError, match=rf"length 60 \({name} tokens.*max_position_embeddings=48: ask for at most"):
-            model.generate(**inputs, max_length=60, do_sample=False)
-        assert not calls, "the model ran before the length was refused"
-        hook.remove()
-    # the longest generation that fits is allowed: the last token is never fed back
-    assert lm.generate(random_ids(1, 40), max_new_tokens=9, do_sample=False, eos_token_id=None).shape[1] == 49
-    with pytest.raises(ValueError, match="ask for at most 9 new tokens"):
-        lm.generate(random_ids(1, 40), max_new_tokens=10, do_sample=False)
-    # a length nobody asked for (the library's default of 20 new tokens) is lowered to the positions instead
+    with caplog.at_level("WARNING", logger="hfnn.modeling_transformer"):
+        out = lm.generate(random_ids(1, 40), max_new_tokens=20, do_sample=False, eos_token_id=None)
+    assert out.shape[1] == 49 and "past max_position_embeddings=48: it stops at 49, 9 new tokens at most" in caplog.text
+    fits = lm.generate(random_ids(1, 40), max_new_tokens=9, do_sample=False, eos_token_id=None)
+    assert torch.equal(fits, out)  # the same tokens as asking for what fits
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hfnn.modeling_transformer"):
+        out = seq2seq.generate(random_ids(1, 5), max_length=60, min_length=60, do_sample=False)
+    assert out.shape[1] == 49 and "decoder_input_ids of 1 tokens" in caplog.text
+    # a length nobody asked for (the library's default of 20 new tokens) is lowered to the positions by transformers
     short = tiny_lm(max_position_embeddings=12)
     short.generation_config.max_length = GenerationConfig().max_length
     assert short.generate(random_ids(1, 4), do_sample=False, eos_token_id=None).shape[1] == 12
