@@ -31,8 +31,8 @@ from hfnn.training import (TrainingCallbacks, check_finite_model, check_resume_a
 
 __all__ = ["DataArguments", "ModelArguments", "Pipeline", "RunArguments", "TextDataArguments", "TokenizerModelArguments",
            "arg", "build_config", "check_config_overrides", "check_count", "config_class",
-           "load_split_corpus", "load_tokenizer", "run_command", "save_trained", "split_metrics", "subset",
-           "write_results"]
+           "load_split_corpus", "load_tokenizer", "report_cut", "run_command", "save_trained", "split_metrics",
+           "subset", "write_results"]
 
 _logger = logging.getLogger(__name__)
 
@@ -205,6 +205,30 @@ def load_split_corpus(data_args, seed: int, **options):
 def subset(ds, n: int | None, seed: int):
     """``n`` examples of ``ds`` drawn at random (with ``seed``), or all of them when ``n`` is None or too many."""
     return ds if n is None or n >= len(ds) else ds.shuffle(seed=seed).select(range(n))
+
+
+def report_cut(data, raw, column: str, text_column: str, tokenizer, limit: int, what: str, option: str,
+               room: int = 0) -> dict:
+    """Warns, per split, how many rows truncation cut (``column`` of the tokenised ``data`` holds ``limit`` tokens
+    and the untruncated ``text_column`` of ``raw`` is longer): such a model trains on, or is scored with, the cut
+    versions. Only rows that reached the limit are read again. ``room``: tokens the row holds beside the text,
+    counted in the limit (a target's end-of-sequence). Returns {split: rows cut}."""
+    counts = {}
+    for split, ds in data.items():
+        if not len(ds) or column not in ds.column_names:
+            continue
+        at_limit = [i for i, ids in enumerate(ds[column]) if len(ids) >= limit]
+        if not at_limit:
+            continue
+        texts = list(raw[split].select(at_limit)[text_column])
+        lengths = [len(ids) + room for ids in tokenizer(texts)["input_ids"]]
+        cut = sum(length > limit for length in lengths)
+        if cut:
+            counts[split] = cut
+            _logger.warning("%s: %d of %d %s (%.1f %%) are longer than %s %d tokens and were cut (the longest: %d "
+                            "tokens); raise %s to keep them whole", split, cut, len(ds), what, 100 * cut / len(ds),
+                            option, limit, max(lengths), option)
+    return counts
 
 
 def load_tokenizer(name: str | None, texts, padding_side: str, **train_options):

@@ -20,7 +20,7 @@ from datasets import ClassLabel, Sequence, Value
 from transformers import DataCollatorWithPadding, TrainingArguments
 
 from hfnn.pipelines.common import (Pipeline, RunArguments, TextDataArguments, TokenizerModelArguments, arg,
-                                   load_split_corpus, run_command, split_metrics, subset)
+                                   load_split_corpus, report_cut, run_command, split_metrics, subset)
 from hfnn.training import check_tokenizer, classification_metrics, pyplot, save_figure
 
 __all__ = ["ClassificationPipeline", "DataArguments", "ModelArguments", "label_info", "main"]
@@ -165,7 +165,9 @@ class ClassificationPipeline(Pipeline):
                 labels = [float(x) for x in labels]
             return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "labels": labels}
 
-        return raw.map(encode, batched=True, remove_columns=raw["train"].column_names, desc="tokenizing")
+        data = raw.map(encode, batched=True, remove_columns=raw["train"].column_names, desc="tokenizing")
+        report_cut(data, raw, "input_ids", "text", tokenizer, self.max_length, "texts", "--max_length")
+        return data
 
     def trainer_kwargs(self, eval_ds):
         return {"data_collator": DataCollatorWithPadding(self.tokenizers[""]),

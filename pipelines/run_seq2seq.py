@@ -25,8 +25,8 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
 from hfnn import registry
 from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK
 from hfnn.pipelines.common import (DataArguments as BaseDataArguments, ModelArguments as BaseModelArguments, Pipeline,
-                                   RunArguments, arg, check_count, load_split_corpus, load_tokenizer, run_command,
-                                   split_metrics, subset)
+                                   RunArguments, arg, check_count, load_split_corpus, load_tokenizer, report_cut,
+                                   run_command, split_metrics, subset)
 from hfnn.training import OrderedEvalSeq2SeqTrainer, pyplot, save_figure, seq2seq_metrics
 
 __all__ = ["ARCHITECTURES", "DataArguments", "ModelArguments", "OrderedEvalSeq2SeqTrainer", "Seq2SeqPipeline",
@@ -186,7 +186,11 @@ class Seq2SeqPipeline(Pipeline):
             return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
                     "labels": [ids + [target.eos_token_id] for ids in targets]}
 
-        return raw.map(encode, batched=True, remove_columns=raw["train"].column_names, desc="tokenizing")
+        data = raw.map(encode, batched=True, remove_columns=raw["train"].column_names, desc="tokenizing")
+        report_cut(data, raw, "input_ids", self.source, source, m.max_source_length, "sources", "--max_source_length")
+        report_cut(data, raw, "labels", self.target, target, m.max_target_length, "targets", "--max_target_length",
+                   room=1)
+        return data
 
     def _metrics(self, split, dataset):
         references = ([list(r) if not isinstance(r, str) else [r] for r in self.raw[split][self.references]]

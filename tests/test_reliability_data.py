@@ -108,6 +108,17 @@ def test_a_class_missing_from_the_training_split_is_an_error_naming_the_row(tmp_
     assert loaded["train"].features["label"].names == ["0", "1", "2"] and set(loaded["test"]["label"]) == {0, 1}
 
 
+def test_texts_cut_by_max_length_are_counted_per_split(tmp_path, caplog):
+    rows = [(t, "pos" if i % 2 else "neg") for i, t in enumerate(TEXTS)]
+    train = write(tmp_path / "train.csv", csv_rows(rows[:40] + [("short", "pos"), ("tiny", "neg")]))
+    with caplog.at_level("WARNING"):
+        run_classification.main(cls_argv(tmp_path / "out", train, "--validation_file", str(train), "--max_length", "4"))
+    # the reviews are 6 words long, so every split that holds one has cut rows; the two short rows fit
+    cut = [r.getMessage() for r in caplog.records if "were cut" in r.getMessage()]
+    assert any(m.startswith("train: ") for m in cut) and any(m.startswith("validation: ") for m in cut)
+    assert all("longer than --max_length 4 tokens" in m and "raise --max_length" in m for m in cut), cut
+
+
 def test_classification_run_builds_one_output_per_named_class(tmp_path):
     train = write(tmp_path / "stars.csv", csv_rows((t, i % 5 + 1) for i, t in enumerate(TEXTS)))
     results = run_classification.main(cls_argv(tmp_path / "out", train))

@@ -326,7 +326,7 @@ def _g2p_files(tmp_path: Path) -> tuple[Path, Path]:
     return train, dev
 
 
-def test_seq2seq_targets_with_unseen_symbols_or_cut_are_scored_as_errors_after_the_save(tmp_path):
+def test_seq2seq_targets_with_unseen_symbols_or_cut_are_scored_as_errors_after_the_save(tmp_path, caplog):
     train, dev = _g2p_files(tmp_path)
     out = tmp_path / "run"
     results = run_seq2seq.main([
@@ -340,6 +340,10 @@ def test_seq2seq_targets_with_unseen_symbols_or_cut_are_scored_as_errors_after_t
     # every example is scored; the unseen and the cut targets cannot be matched, so they count as errors
     assert 0.5 <= results["test_wer"] <= 1.0 and 0.5 <= results["validation_wer"] <= 1.0
     assert (out / "model.safetensors").exists() and (out / "source_tokenizer" / "tokenizer.json").exists()
+    # the cut is reported, per split, with the option that lifts it (the training targets all fit)
+    assert "validation: 1 of 4 targets (25.0 %) are longer than --max_target_length 6 tokens and were cut (the " \
+           "longest: 13 tokens); raise --max_target_length" in caplog.text
+    assert not any(r.getMessage().startswith("train:") for r in caplog.records)
     # the CMUdict recipes lower-case the source: a capitalised word reads as the lower-case one, not as <unk>
     from transformers import AutoTokenizer
 
