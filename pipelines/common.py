@@ -221,7 +221,7 @@ def report_cut(data, raw, column: str, text_column: str, tokenizer, limit: int, 
         if not at_limit:
             continue
         texts = list(raw[split].select(at_limit)[text_column])
-        lengths = [len(ids) + room for ids in tokenizer(texts)["input_ids"]]
+        lengths = [len(ids) + room for ids in tokenizer(texts, verbose=False)["input_ids"]]
         cut = sum(length > limit for length in lengths)
         if cut:
             counts[split] = cut
