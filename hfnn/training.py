@@ -34,8 +34,8 @@ from pathlib import Path
 from transformers import Seq2SeqTrainer, TrainerCallback
 from transformers.trainer_callback import ExportableState, PrinterCallback, ProgressCallback
 
-__all__ = ["BudgetProgressCallback", "NonFiniteGuardCallback", "NonFiniteTrainingError", "OrderedEvalSeq2SeqTrainer",
-           "TimeBudgetCallback", "TrainingCallbacks", "causal_lm_metrics", "check_finite_model",
+__all__ = ["BudgetProgressCallback", "InterruptCallback", "NonFiniteGuardCallback", "NonFiniteTrainingError",
+           "OrderedEvalSeq2SeqTrainer", "TimeBudgetCallback", "TrainingCallbacks", "causal_lm_metrics", "check_finite_model",
            "check_resume_architecture", "check_tokenizer", "check_training_arguments", "classification_metrics",
            "non_finite_parameters", "plot_loss_curve", "pyplot", "save_figure", "seq2seq_metrics"]
 
@@ -297,27 +297,78 @@ class NonFiniteGuardCallback(TrainerCallback):
             )
 
 
+class InterruptCallback(TrainerCallback):
+    """Ctrl-C during training stops it after the current step instead of losing the run: a checkpoint of that
+    step is saved (when the run saves checkpoints) and the pipeline then saves and scores the model as after
+    any other stop. A second Ctrl-C raises ``KeyboardInterrupt`` as usual. Only in a single process, from the
+    main thread: processes of a distributed run must stop at the same step, which one signal cannot promise."""
+
+    def __init__(self):
+        self.interrupted_at: int | None = None
+        self._requested, self._previous, self._state = False, None, None
+
+    def _handle(self, signum, frame):
+        import signal
+
+        self._requested = True
+        signal.signal(signal.SIGINT, self._previous)  # the next Ctrl-C interrupts as usual
+        step = self._state.global_step if self._state is not None else 0
+        print(f"\nCtrl-C: stopping after step {step + 1}; the model is then saved and scored (Ctrl-C again to "
+              "stop at once)", flush=True)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        import signal
+        import threading
+
+        if args.world_size == 1 and threading.current_thread() is threading.main_thread():
+            self._state, self._previous = state, signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._requested and self.interrupted_at is None:
+            self.interrupted_at = state.global_step
+            control.should_training_stop = True
+            control.should_save = args.save_strategy != "no"
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.restore()
+        return control
+
+    def restore(self) -> None:
+        """Puts back the Ctrl-C handler that was there before training (also after training failed)."""
+        import signal
+
+        if self._previous is not None and signal.getsignal(signal.SIGINT) == self._handle:
+            signal.signal(signal.SIGINT, self._previous)
+        self._previous = None
+
+
 @dataclasses.dataclass
 class TrainingCallbacks:
-    """The time budget (and its progress bar), the non-finite guard and the CPU thread tuner of one Trainer."""
+    """The time budget (and its progress bar), the Ctrl-C stop, the non-finite guard and the CPU thread tuner of
+    one Trainer."""
 
     budget: TimeBudgetCallback
     guard: NonFiniteGuardCallback
     tuner: TrainerCallback | None
+    interrupt: InterruptCallback = dataclasses.field(default_factory=InterruptCallback)
 
     @classmethod
     def attach(cls, trainer, max_train_minutes: float | None = None, anneal_by_time: bool = False,
                tune_threads: bool = True) -> TrainingCallbacks:
         """Adds the callbacks to ``trainer`` (before ``trainer.train()``): a :class:`TimeBudgetCallback` of
         ``max_train_minutes`` (None: no budget) that takes over the warm-up of a budgeted run, with a
-        :class:`BudgetProgressCallback` in place of the step-counting bar; a :class:`NonFiniteGuardCallback`;
-        and, with ``tune_threads``, a :class:`hfnn.cpu_threads.ThreadTuner`."""
+        :class:`BudgetProgressCallback` in place of the step-counting bar; an :class:`InterruptCallback`; a
+        :class:`NonFiniteGuardCallback`; and, with ``tune_threads``, a :class:`hfnn.cpu_threads.ThreadTuner`."""
         from hfnn.cpu_threads import ThreadTuner
 
         budget = TimeBudgetCallback(max_train_minutes, anneal=anneal_by_time)
         budget.take_over_warmup(trainer.args)
         extras = cls(budget, NonFiniteGuardCallback(), ThreadTuner() if tune_threads else None)
-        for callback in (budget, extras.guard, extras.tuner):
+        for callback in (budget, extras.interrupt, extras.guard, extras.tuner):  # the guard after the stop: it
+            # cancels the checkpoint of a step with non-finite values
             if callback is not None:
                 trainer.add_callback(callback)
         if max_train_minutes is not None and not trainer.args.disable_tqdm:

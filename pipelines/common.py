@@ -427,7 +427,10 @@ class Pipeline:
             processing_class=self.tokenizers[""], callbacks=[CheckpointCommitCallback()], **self.trainer_kwargs(eval_ds))
         extras = TrainingCallbacks.attach(trainer, run_args.max_train_minutes, run_args.anneal_by_time)
         start = time.monotonic()
-        train_result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+        try:
+            train_result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+        finally:
+            extras.interrupt.restore()
         seconds = time.monotonic() - start
         extras.check()
         self.folder.save(lambda path: self._save(trainer, path))  # before anything else can fail
@@ -441,6 +444,8 @@ class Pipeline:
             "train_loss_curve": [[h["step"], h["loss"]] for h in history if "loss" in h and "step" in h],
             "eval_history": [[h["step"], h["eval_loss"]] for h in history if "eval_loss" in h and "step" in h],
             **({"adapter": {"method": run_args.adapter_method, "r": run_args.lora_r}} if run_args.lora_r else {}),
+            **({"interrupted_at_step": extras.interrupt.interrupted_at}
+               if extras.interrupt.interrupted_at is not None else {}),
             **self.facts(),
         }
         start = time.monotonic()
@@ -473,8 +478,9 @@ class Pipeline:
         save_trained(trainer, path, self.tokenizers)
 
     def _print(self, results: dict, figures: list) -> None:
+        stopped = " (stopped by Ctrl-C)" if "interrupted_at_step" in results else ""
         print(f"\n=== {self.title()}: {results['parameters'] / 1e6:.2f}M parameters, {results['train_steps']} steps in "
-              f"{results['train_seconds'] / 60:.1f} min ===")
+              f"{results['train_seconds'] / 60:.1f} min{stopped} ===")
         for split in ("validation", "test"):
             shown = {k[len(split) + 1:]: v for k, v in results.items() if k.startswith(split + "_")
                      and isinstance(v, float) and not k.endswith(tuple(self.summary_skip))}

@@ -122,6 +122,37 @@ def test_overwriting_replaces_the_whole_folder(tmp_path, text_file):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
+def test_ctrl_c_stops_training_after_the_step_and_keeps_the_run(tmp_path, text_file, monkeypatch):
+    """The first Ctrl-C ends training after the current step: that step's checkpoint, the model, its scores and
+    results.json are written as after any other stop; the second Ctrl-C interrupts at once. The handler that
+    was there before training is put back."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    real_step = transformers.Trainer.training_step
+    presses = {3: 1}  # global step (0-based) -> Ctrl-C presses during it
+
+    def pressing(self, *args, **kwargs):
+        for _ in range(presses.get(self.state.global_step, 0)):
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.Trainer, "training_step", pressing)
+    out = tmp_path / "run"
+    results = run_lm.main(lm_argv(out, text_file, "--max_steps", "50", "--save_strategy", "steps", "--save_steps", "100",
+                                  "--eval_strategy", "steps", "--eval_steps", "100"))
+    assert results["train_steps"] == 4 and results["interrupted_at_step"] == 4
+    assert (out / "model.safetensors").is_file() and (out / "checkpoint-4").is_dir() and "validation_loss" in results
+    assert json.loads((out / "results.json").read_text())["interrupted_at_step"] == 4
+    assert signal.getsignal(signal.SIGINT) is before
+    # twice: the run stops at once, as Ctrl-C always did, and nothing replaces the folder
+    presses[3] = 2
+    with pytest.raises(KeyboardInterrupt):
+        run_lm.main(lm_argv(out, text_file, "--max_steps", "50", "--overwrite_output_dir", "true"))
+    assert json.loads((out / "results.json").read_text())["interrupted_at_step"] == 4
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_a_failed_overwrite_leaves_the_old_folder_as_it_was(tmp_path, text_file, monkeypatch):
     out = tmp_path / "run"
     out.mkdir()
