@@ -68,6 +68,7 @@ __all__ = [
     "list_corpora",
     "describe_corpus",
     "join_documents",
+    "separator_hint",
     "split_of",
 ]
 
@@ -614,6 +615,16 @@ def _bad_json_line(path: str) -> str | None:
         return None
     return None
 
+
+
+def separator_hint(columns) -> str:
+    """' (...)' telling that a CSV was read as one column because its values are not comma-separated, when a
+    column name holds a semicolon, tab or bar; else ''."""
+    for name, sep in (("semicolon", ";"), ("tab", "\t"), ("bar", "|")):
+        if any(sep in str(column) for column in columns):
+            return (f" (the file looks {name}-separated; a .csv file is read as comma-separated: save it with commas, "
+                    "or as .tsv for tabs, or as JSON Lines)")
+    return ""
 
 
 def _not_utf8(path, where: str = "") -> str:

@@ -135,7 +135,10 @@ def load_eval_split(args, info: dict):
 
 def require_columns(ds, needed, problem: str, options: str) -> None:
     if not set(needed) <= set(ds.column_names):
-        raise UserError(f"{problem} (columns: {', '.join(ds.column_names)}); use {options}")
+        from hfnn.corpora import separator_hint
+
+        raise UserError(f"{problem} (columns: {', '.join(ds.column_names)}){separator_hint(ds.column_names)}; "
+                        f"use {options}")
 
 
 def evaluate_lm(model, tokenizer, texts: list[str], block_size: int, max_blocks: int | None = None, batch_size: int = 16) -> dict:

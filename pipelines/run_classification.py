@@ -19,6 +19,7 @@ import numpy as np
 from datasets import ClassLabel, Sequence, Value
 from transformers import DataCollatorWithPadding, TrainingArguments
 
+from hfnn.corpora import separator_hint
 from hfnn.pipelines.common import (Pipeline, RunArguments, TextDataArguments, TokenizerModelArguments, arg,
                                    load_split_corpus, report_cut, run_command, split_metrics, subset)
 from hfnn.training import check_tokenizer, classification_metrics, pyplot, save_figure
@@ -106,8 +107,8 @@ class ClassificationPipeline(Pipeline):
                                 label_type="regression" if d.problem_type == "regression" else "classes")
         for column in ("text", "label"):
             if column not in raw["train"].column_names:
-                raise ValueError(f"The corpus has no {column!r} column (columns: {raw['train'].column_names}); "
-                                 f"set {column}_column.")
+                raise ValueError(f"The corpus has no {column!r} column (columns: {raw['train'].column_names})"
+                                 f"{separator_hint(raw['train'].column_names)}; set {column}_column.")
         self.problem_type, self.labels = label_info(raw, d.problem_type)
         self.empty_eval = (f"is empty (after the split of {d.validation_file or self.corpus})",
                            "give a --validation_file, more data")

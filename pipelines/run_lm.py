@@ -19,6 +19,7 @@ import torch
 from datasets import DatasetDict
 from transformers import TrainingArguments, default_data_collator, set_seed
 
+from hfnn.corpora import separator_hint
 from hfnn.pipelines.common import (Pipeline, RunArguments, TextDataArguments, TokenizerModelArguments, arg,
                                    check_count, load_split_corpus, run_command)
 from hfnn.training import causal_lm_metrics, check_tokenizer
@@ -63,7 +64,8 @@ def tokenize_and_group(raw, tokenizer, block_size: int, document_ends=None):
     text cell, a row of a built-in corpus that is a whole work, such as one Shakespeare play).
     """
     if "text" not in raw["train"].column_names:
-        raise ValueError(f"The corpus has no 'text' column (columns: {raw['train'].column_names}); set text_column.")
+        raise ValueError(f"The corpus has no 'text' column (columns: {raw['train'].column_names})"
+                         f"{separator_hint(raw['train'].column_names)}; set text_column.")
     separator = ""
     if document_ends is None:
         document_ends, separator = getattr(raw, "document_ends", None), getattr(raw, "line_separator", "") or ""

@@ -23,6 +23,7 @@ import numpy as np
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
 
 from hfnn import registry
+from hfnn.corpora import separator_hint
 from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK
 from hfnn.pipelines.common import (DataArguments as BaseDataArguments, ModelArguments as BaseModelArguments, Pipeline,
                                    RunArguments, arg, check_count, load_split_corpus, load_tokenizer, report_cut,
@@ -132,7 +133,8 @@ class Seq2SeqPipeline(Pipeline):
                 break
         for name, column in (("source_column", source), ("target_column", target)):
             if column is None or column not in columns:
-                raise ValueError(f"Set {name}: the corpus has no {column!r} column (columns: {columns})")
+                raise ValueError(f"Set {name}: the corpus has no {column!r} column (columns: {columns})"
+                                 f"{separator_hint(columns)}")
         references = d.references_column or ("references" if "references" in columns else None)
         if references is not None and references not in columns:
             raise ValueError(f"references_column {references!r} is not a column of the corpus (columns: {columns})")

@@ -119,6 +119,17 @@ def test_texts_cut_by_max_length_are_counted_per_split(tmp_path, caplog):
     assert all("longer than --max_length 4 tokens" in m and "raise --max_length" in m for m in cut), cut
 
 
+def test_a_csv_with_another_separator_is_named_as_such(tmp_path):
+    rows = [(t, "pos" if i % 2 else "neg") for i, t in enumerate(TEXTS)]
+    semi = write(tmp_path / "semi.csv", "text;label\n" + "".join(f"{t};{l}\n" for t, l in rows))
+    with pytest.raises(ValueError, match=r"no 'text' column \(columns: \['text;label'\]\) \(the file looks "
+                                         r"semicolon-separated; a .csv file is read as comma-separated"):
+        run_classification.main(cls_argv(tmp_path / "out", semi))
+    from hfnn.corpora import separator_hint
+
+    assert "tab-separated" in separator_hint(["text\tlabel"]) and separator_hint(["text", "label"]) == ""
+
+
 def test_classification_run_builds_one_output_per_named_class(tmp_path):
     train = write(tmp_path / "stars.csv", csv_rows((t, i % 5 + 1) for i, t in enumerate(TEXTS)))
     results = run_classification.main(cls_argv(tmp_path / "out", train))
