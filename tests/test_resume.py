@@ -428,20 +428,25 @@ def test_seq2seq_pipeline_resumes_to_the_uninterrupted_weights(tmp_path, monkeyp
     resume_matches_uninterrupted(run_seq2seq.main, argv, tmp_path, monkeypatch)
 
 
-def test_classification_pipeline_commits_its_checkpoints_and_resumes_from_the_latest(tmp_path):
-    from hfnn.pipelines import run_classification
-
+def checkpointing_classifier_argv(tmp_path: Path, out: Path, *extra: str) -> list[str]:
+    """A tiny MLP classification run on a written toy CSV that saves a checkpoint every step (3 kept)."""
     words = ["great", "fine", "fun", "dull", "bad", "boring"]
     (tmp_path / "train.csv").write_text(
         "text,label\n" + "".join(f"{a} and {b},{'pos' if i < 3 else 'neg'}\n"
                                  for i, a in enumerate(words) for b in words), encoding="utf-8")
-    out = tmp_path / "run"
-    argv = ["mlp_rotten_tomatoes", "--output_dir", str(out), "--train_file", str(tmp_path / "train.csv"),
+    return ["mlp_rotten_tomatoes", "--output_dir", str(out), "--train_file", str(tmp_path / "train.csv"),
             "--validation_file", str(tmp_path / "train.csv"), "--test_file", str(tmp_path / "train.csv"),
             "--config_overrides", '{"embedding_size": 4, "hidden_size": 4}', "--per_device_train_batch_size", "4",
-            "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "3",
-            "--eval_strategy", "no", "--load_best_model_at_end", "false", "--num_samples", "0", "--write_model_card", "false",
-            "--report_to", "none", "--disable_tqdm", "true"]
+            "--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "3", "--eval_strategy", "no",
+            "--load_best_model_at_end", "false", "--num_samples", "0", "--write_model_card", "false",
+            "--report_to", "none", "--disable_tqdm", "true", *extra]
+
+
+def test_classification_pipeline_commits_its_checkpoints_and_resumes_from_the_latest(tmp_path):
+    from hfnn.pipelines import run_classification
+
+    out = tmp_path / "run"
+    argv = checkpointing_classifier_argv(tmp_path, out, "--max_steps", "2")
     assert run_classification.main(argv)["train_steps"] == 2
     for step in (1, 2):
         assert (out / f"checkpoint-{step}" / checkpoints.CHECKPOINT_MARKER).is_file()
@@ -463,17 +468,8 @@ def test_an_overwriting_run_that_did_not_end_is_resumed_in_its_staged_folder(tmp
     from hfnn.pipelines.output_dir import staged_dir
     from transformers import Trainer
 
-    words = ["great", "fine", "fun", "dull", "bad", "boring"]
-    (tmp_path / "train.csv").write_text(
-        "text,label\n" + "".join(f"{a} and {b},{'pos' if i < 3 else 'neg'}\n"
-                                 for i, a in enumerate(words) for b in words), encoding="utf-8")
     out = tmp_path / "run"
-    argv = ["mlp_rotten_tomatoes", "--output_dir", str(out), "--train_file", str(tmp_path / "train.csv"),
-            "--validation_file", str(tmp_path / "train.csv"), "--test_file", str(tmp_path / "train.csv"),
-            "--config_overrides", '{"embedding_size": 4, "hidden_size": 4}', "--per_device_train_batch_size", "4",
-            "--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "3", "--anneal_by_time", "false",
-            "--eval_strategy", "no", "--load_best_model_at_end", "false", "--num_samples", "0", "--write_model_card", "false",
-            "--report_to", "none", "--disable_tqdm", "true"]
+    argv = checkpointing_classifier_argv(tmp_path, out, "--anneal_by_time", "false")
     assert run_classification.main(argv + ["--max_steps", "3", "--seed", "1"])["train_steps"] == 3
     old = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
 
