@@ -309,7 +309,8 @@ def _cmd_evaluate(args) -> int:
         require_columns(ds, ["text"], f"{name} has no 'text' column", "--text-column")
         model, tokenizer = load_saved(saved, device)
         block_size = min(args.block_size or info.get("block_size") or 128, getattr(model.config, "max_position_embeddings", None) or math.inf)
-        metrics = evaluate_lm(model, tokenizer, ds["text"], block_size, args.max_samples, args.batch_size)
+        ends = list(ds["ends_document"]) if "ends_document" in ds.column_names else None
+        metrics = evaluate_lm(model, tokenizer, ds["text"], block_size, args.max_samples, args.batch_size, ends)
     else:
         ds = ds.select(range(min(args.max_samples, len(ds)))) if args.max_samples else ds
         if saved.task.name == "text-classification":

@@ -1142,8 +1142,9 @@ def join_documents(dd: DatasetDict) -> DatasetDict:
     """One ``text`` row per document of each split: the rows of a corpus whose ``document_ends`` are set (the
     lines of ``.txt`` files, the verses of ``kjv``) joined up to each document end, each followed by
     ``line_separator``; a split that ends inside a document (the tail of a file carved into validation and
-    test) ends with that part of it. Other corpora, where every row is a document, are returned as they are.
-    A language model closes each of these rows with end-of-sequence, as the language-modeling pipeline does."""
+    test) ends with that part of it, marked ``False`` in the ``ends_document`` column the joined splits get.
+    Other corpora, where every row is a document, are returned as they are. A language model closes each
+    row that ends a document with end-of-sequence, as the language-modeling pipeline does."""
     ends, separator = getattr(dd, "document_ends", None), getattr(dd, "line_separator", "") or ""
     if ends is None:
         return dd
@@ -1155,8 +1156,10 @@ def join_documents(dd: DatasetDict) -> DatasetDict:
             if i in stops:
                 documents.append("".join(current))
                 current = []
-        out[split] = Dataset.from_dict({"text": documents + (["".join(current)] if current else [])},
-                                       features=Features({"text": Value("string")}))
+        tail = ["".join(current)] if current else []
+        out[split] = Dataset.from_dict(
+            {"text": documents + tail, "ends_document": [True] * len(documents) + [False] * len(tail)},
+            features=Features({"text": Value("string"), "ends_document": Value("bool")}))
     return DatasetDict(out)
 
 

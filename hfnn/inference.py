@@ -141,11 +141,14 @@ def require_columns(ds, needed, problem: str, options: str) -> None:
                         f"use {options}")
 
 
-def evaluate_lm(model, tokenizer, texts: list[str], block_size: int, max_blocks: int | None = None, batch_size: int = 16) -> dict:
+def evaluate_lm(model, tokenizer, texts: list[str], block_size: int, max_blocks: int | None = None, batch_size: int = 16,
+                ends_document: list[bool] | None = None) -> dict:
     """Mean next-token loss (nats) and perplexity over ``block_size`` blocks of the concatenated texts, scored
     with :func:`hfnn.training.causal_lm_metrics` as in training. Each text is a document, closed by
     end-of-sequence: :func:`load_eval_split` gives the lines of a ``.txt`` file (or the verses of a KJV book)
-    as one text, so the stream is the one the language-modeling pipeline trains on."""
+    as one text, so the stream is the one the language-modeling pipeline trains on. ``ends_document``: per
+    text, whether it ends its document (False for the part of a document a split ends with: no
+    end-of-sequence follows it)."""
     import numpy as np
     import torch
     from tqdm.auto import tqdm
@@ -154,8 +157,10 @@ def evaluate_lm(model, tokenizer, texts: list[str], block_size: int, max_blocks:
     from hfnn.training import causal_lm_metrics
 
     stream: list[int] = []
-    for text in texts:
-        stream += tokenizer(text, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+    ends = ends_document if ends_document is not None else [True] * len(texts)
+    for text, closed in zip(texts, ends):
+        stream += tokenizer(text, add_special_tokens=False)["input_ids"] + (
+            [tokenizer.eos_token_id] if closed and tokenizer.eos_token_id is not None else [])
         if max_blocks is not None and len(stream) >= max_blocks * block_size:
             break
     if len(stream) < 2:

@@ -383,3 +383,10 @@ def test_evaluating_a_text_file_scores_the_stream_the_pipeline_trains_on(tmp_pat
     # a split of the file is its own part of the one document
     _, valid = load_eval_split(Namespace(**{**vars(args), "split": "validation"}), {})
     assert len(valid) == 1 and valid["text"][0] and content.endswith(valid["text"][0] + "".join(raw["test"]["text"]))
+    # it ends inside the document, so no end-of-sequence follows it: the stream the pipeline scores for it
+    assert valid["ends_document"] == [False]
+    seen.clear()
+    evaluate_lm(Recorder(), tok, valid["text"], block_size=4, ends_document=valid["ends_document"])
+    scored = [i for batch in seen for row in batch.tolist() for i in row]
+    pipeline = [i for b in run_lm.tokenize_and_group(raw, tok, block_size=4)["validation"]["input_ids"] for i in b]
+    assert tok.eos_token_id not in scored and scored == pipeline
