@@ -488,5 +488,5 @@ class Pipeline:
                 print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
         for sample in results["samples"]:
             self.print_sample(sample)
-        shown = [f"{name}: {self.folder.path / f.name if f else None}" for name, f in zip(self.plots, figures)]
+        shown = [f"{name}: {self.folder.path / f.name}" if f else f"no {name}" for name, f in zip(self.plots, figures)]
         print(f"saved to {self.folder.path} ({', '.join(shown)})")
