@@ -18,8 +18,7 @@ def generate_texts(pipe, prompts: list[str], batch_size: int = 32, **gen_kwargs)
     """Continuations of ``prompts`` by a text-generation pipeline (each prefixed with its prompt); one list per prompt."""
     tokenizer, config = pipe.tokenizer, pipe.model.config
     lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
-    for row, prompt in enumerate(prompts, 1):
-        _note_unknown("prompt", row, prompt, tokenizer)
+    _note_unknown("prompt", prompts, tokenizer)
     if 0 in lengths and pipe.model.generation_config.bos_token_id is None:
         raise UserError("an empty prompt needs a model with a bos_token_id to start from")
     width, positions = max(max(lengths), 1), getattr(config, "max_position_embeddings", None)
@@ -41,36 +40,51 @@ def classify_texts(pipe, texts: list[str], top_k: int = 1, batch_size: int = 32)
         if not pipe.tokenizer(text, add_special_tokens=False)["input_ids"]:
             shown = text if len(text) <= 40 else text[:37] + "..."
             raise UserError(f"text {row} ({shown!r}) is empty: it has no tokens, so there is nothing to classify")
-        _note_unknown("text", row, text, pipe.tokenizer)
+    _note_unknown("text", texts, pipe.tokenizer)
     outputs = pipe(texts, top_k=k, batch_size=batch_size, truncation=True)
     if getattr(config, "problem_type", None) == "regression":
         return [[("score", out[0]["score"])] for out in outputs]
     return [[(o["label"], o["score"]) for o in out] for out in outputs]
 
 
-def unknown_characters(tokenizer, text: str) -> list[str]:
-    """The characters of ``text`` that a character-level tokenizer reads as its unknown token (after its
-    normaliser: a lower-casing tokenizer knows "H" when it knows "h"), in order of appearance; [] when there
-    are none, or when the tokenizer's tokens are not single characters (a word or subword vocabulary)."""
+def _unknown_finder(tokenizer):
+    """For a character-level tokenizer, a function giving the characters of a text that it reads as its unknown
+    token (after its normaliser: a lower-casing tokenizer knows "H" when it knows "h"), in order of appearance;
+    None when the tokenizer's tokens are not single characters (a word or subword vocabulary) or it has no
+    unknown token. The vocabulary is read once, not per text."""
     unk = tokenizer.unk_token_id
-    if unk is None or unk not in tokenizer(text, add_special_tokens=False)["input_ids"]:
-        return []
     specials = set(tokenizer.all_special_tokens)
     vocab = tokenizer.get_vocab()
-    if not all(len(token) == 1 for token in vocab if token not in specials):
-        return []
+    if unk is None or not all(len(token) == 1 for token in vocab if token not in specials):
+        return None
     normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
-    normalized = normalizer.normalize_str(text) if normalizer is not None else text
-    return list(dict.fromkeys(c for c in normalized if c not in vocab))
+
+    def find(text: str) -> list[str]:
+        if unk not in tokenizer(text, add_special_tokens=False)["input_ids"]:
+            return []
+        normalized = normalizer.normalize_str(text) if normalizer is not None else text
+        return list(dict.fromkeys(c for c in normalized if c not in vocab))
+
+    return find
 
 
-def _note_unknown(kind: str, row: int, text: str, tokenizer) -> None:
-    unknown = unknown_characters(tokenizer, text)
-    if unknown:
-        shown = text if len(text) <= 40 else text[:37] + "..."
-        print(f"hfnn: note: {kind} {row} ({shown!r}) has characters the model never saw in training: "
-              f"{', '.join(map(repr, unknown))}; each is read as {tokenizer.unk_token}, so its output is a guess",
-              file=sys.stderr)
+def unknown_characters(tokenizer, text: str) -> list[str]:
+    """The characters of ``text`` that a character-level tokenizer reads as its unknown token ([] for none, or
+    for a tokenizer that is not character-level)."""
+    find = _unknown_finder(tokenizer)
+    return find(text) if find is not None else []
+
+
+def _note_unknown(kind: str, texts: list[str], tokenizer) -> None:
+    """A note on stderr for each text with characters the (character-level) model never saw in training."""
+    find = _unknown_finder(tokenizer)
+    for row, text in enumerate(texts if find is not None else [], 1):
+        unknown = find(text)
+        if unknown:
+            shown = text if len(text) <= 40 else text[:37] + "..."
+            print(f"hfnn: note: {kind} {row} ({shown!r}) has characters the model never saw in training: "
+                  f"{', '.join(map(repr, unknown))}; each is read as {tokenizer.unk_token}, so its output is a guess",
+                  file=sys.stderr)
 
 
 def transduce_texts(pipe, sources: list[str], batch_size: int = 32, **gen_kwargs) -> list[list[str]]:
@@ -88,7 +102,7 @@ def transduce_texts(pipe, sources: list[str], batch_size: int = 32, **gen_kwargs
                            "(max_position_embeddings); shorten it")
         if not source_tok(source, add_special_tokens=False)["input_ids"]:
             print(f"hfnn: note: source {row} is empty; its output is empty", file=sys.stderr)
-        _note_unknown("source", row, source, source_tok)
+    _note_unknown("source", sources, source_tok)
     outputs = pipe(sources, batch_size=batch_size, **gen_kwargs)
     return [[o["generated_text"] for o in (out if isinstance(out, list) else [out])] for out in outputs]
 
