@@ -231,7 +231,10 @@ class Seq2SeqGenerationPipeline(Pipeline):
         truncation=None,
         **generate_kwargs,
     ):
-        preprocess_params, forward_params, postprocess_params = {}, dict(generate_kwargs), {}
+        # a generation parameter given as None means the model's own setting (GenerationConfig leaves unset
+        # fields None in transformers v5, and generate() reads a None num_beams as a value, not as unset)
+        forward_params = {key: value for key, value in generate_kwargs.items() if value is not None}
+        preprocess_params, postprocess_params = {}, {}
         if truncation is not None:
             preprocess_params["truncation"] = truncation
         if return_attentions is not None:

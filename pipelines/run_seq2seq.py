@@ -209,7 +209,9 @@ class Seq2SeqPipeline(Pipeline):
         return {"attention": getattr(self.model.config, "attention", "scaled-dot-product"),
                 "source_vocab_size": len(self.tokenizers[SOURCE_TOKENIZER_SUBFOLDER]),
                 "target_vocab_size": len(self.tokenizers[""]), "metrics_kind": self.kind,
-                "generation_num_beams": self.training_args.generation_num_beams or self.model.generation_config.num_beams}
+                # the beams the scores were generated with: GenerationConfig leaves an unset num_beams None (one beam)
+                "generation_num_beams": (self.training_args.generation_num_beams
+                                         or self.model.generation_config.num_beams or 1)}
 
     def evaluate(self, trainer, splits):
         results = {}

@@ -232,3 +232,18 @@ def test_command_line_user_error_is_one_line_with_exit_status_2(tmp_path):
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert lines[0].startswith("run_seq2seq: error: output_dir ") and str(out) in lines[0] and "not empty" in lines[0]
     assert (out / "keep.txt").read_text() == "user data"
+
+
+def test_a_recipe_that_leaves_the_beams_unset_generates_with_the_models_default(tmp_path):
+    """transformers v5's GenerationConfig leaves an unset num_beams None; a user's recipe without
+    generation_num_beams once crashed after training, when the samples were generated with num_beams=None."""
+    argv = tiny_run_argv(tmp_path, tmp_path / "out", "--num_samples", "2", "--num_attention_examples", "0")
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("task: seq2seq\narchitecture: rnn_seq2seq\nsource_tokenizer_kind: word\n"
+                      "target_tokenizer_kind: word\n")
+    beams = argv.index("--generation_num_beams")
+    argv = [str(recipe), *argv[1:beams], *argv[beams + 2:]]
+    results = main(argv)
+    assert results["generation_num_beams"] == 1 and len(results["samples"]) == 2
+    generator = pipeline("seq2seq-generation", model=str(tmp_path / "out"))
+    assert generator("the cat", num_beams=None) == generator("the cat")
