@@ -743,6 +743,46 @@ def _row_keys(ds: Dataset) -> list[str]:
     return [json.dumps(row, sort_keys=True, default=str) for row in ds.to_list()]
 
 
+def _row_classes(ds: Dataset) -> tuple[list[list[int]], list[str]] | None:
+    """Each row's class ids and the class names, when the ``label`` column holds classes (else None)."""
+    if "label" not in ds.column_names:
+        return None
+    feature = ds.features["label"]
+    if isinstance(feature, ClassLabel):
+        return [[c] for c in ds["label"][:]], feature.names
+    inner = feature.feature if isinstance(feature, Sequence) else feature[0] if isinstance(feature, list) else None
+    if isinstance(inner, ClassLabel):
+        return [list(row) for row in ds["label"][:]], inner.names
+    return None
+
+
+def _train_every_class(train: Dataset, index: dict, keys: list[str], source: str) -> None:
+    """A class whose rows all hashed into the held-out splits would be an output the model never trains, and
+    its held-out rows could never be right: the first such row (with the rows of the same text, which share its
+    split) moves into ``index["train"]``, with a warning, so every class of the data is learnt."""
+    found = _row_classes(train)
+    if found is None:
+        return
+    classes, names = found
+    trained = {c for i in index["train"] for c in classes[i]}
+    moved, untrained = {}, {}  # split -> keys moving into train, split -> the classes they bring
+    for split in ("validation", "test"):
+        for i in index[split]:
+            new = [c for c in classes[i] if c not in trained]
+            if new:
+                moved.setdefault(split, set()).add(keys[i])
+                untrained.setdefault(split, set()).update(names[c] for c in new)
+                trained.update(c for j in index[split] if keys[j] == keys[i] for c in classes[j])
+    for split, moving in moved.items():
+        rows = [i for i in index[split] if keys[i] in moving]
+        index[split] = [i for i in index[split] if keys[i] not in moving]
+        index["train"] = sorted(index["train"] + rows)
+        logger.warning(
+            "load_corpus: %d row(s) of %s moved from the carved %s split into training: no training row had the "
+            "class(es) %s, and a class needs training examples", len(rows), source, split,
+            ", ".join(repr(name) for name in sorted(untrained[split])))
+
+
 def _complete_splits(dd: DatasetDict, validation_fraction: float, test_fraction: float, seed: int,
                      contiguous: bool, source: str = "the corpus") -> DatasetDict:
     """Carve the missing validation/test splits out of train, deterministically.
@@ -777,7 +817,8 @@ def _complete_splits(dd: DatasetDict, validation_fraction: float, test_fraction:
                  "test": range(n_train + n_val, n)}
     else:
         index = {s: [] for s in SPLITS}
-        for i, key in enumerate(_row_keys(train)):
+        keys = _row_keys(train)
+        for i, key in enumerate(keys):
             index[split_of(key, fractions["validation"], fractions["test"], seed)].append(i)
         if n and not index["train"]:
             raise ValueError(
@@ -786,6 +827,7 @@ def _complete_splits(dd: DatasetDict, validation_fraction: float, test_fraction:
                 "train; give more data, or give the held-out splits as files of their own "
                 "(data_files={'train': ..., 'validation': ..., 'test': ...})"
             )
+        _train_every_class(train, index, keys, source)
 
     def take(rows):  # datasets' select(range(n, n)) on a dataset of n rows raises IndexError
         return train.select(rows) if len(rows) else train.select([])

@@ -635,6 +635,10 @@ ELSEWHERE = [
      "ValueError before training: `test.csv row 7: the label 'Pos' (test split) does not occur in the training "
      "split, whose classes are: neg, pos` (it used to become an extra class the model never trained)",
      "test_reliability_data.py", "test_a_class_missing_from_the_training_split_is_an_error_naming_the_row"),
+    ("label-carved-out", "one file whose rare class hashes wholly into the carved validation/test splits",
+     "its first held-out row (with the rows of the same text) moves into training, with a warning naming the "
+     "class (it used to be an output the model never trained)", "test_reliability_data.py",
+     "test_a_class_carved_wholly_out_of_training_moves_into_it"),
     ("label-fractional", "labels like 0.142 without `--problem_type regression`",
      "ValueError naming the file row: not a class; train a regression", "test_reliability_data.py",
      "test_float_and_bool_labels_do_not_switch_the_problem"),

@@ -108,6 +108,38 @@ def test_a_class_missing_from_the_training_split_is_an_error_naming_the_row(tmp_
     assert loaded["train"].features["label"].names == ["0", "1", "2"] and set(loaded["test"]["label"]) == {0, 1}
 
 
+def held_out_texts(n: int, split: str = "test") -> list[str]:
+    """``n`` texts that load_corpus's default carving (5 % validation, 5 % test, seed 0) puts in ``split``."""
+    from hfnn.corpora import _normalise_text, split_of
+
+    found = (f"a rare remark {i}" for i in range(10_000))
+    return [t for t in found if split_of(_normalise_text(t), 0.05, 0.05, 0) == split][:n]
+
+
+def test_a_class_carved_wholly_out_of_training_moves_into_it(tmp_path, caplog):
+    """Carving validation and test out of one file by the hash of each text once put every row of a rare class
+    in a held-out split: the class became an output the model never trained, its rows scored against it."""
+    rare, twin, other = held_out_texts(3)  # in the order of the file: the first held-out row is rare's
+    rows = [(t, "pos" if i % 2 else "neg") for i, t in enumerate(TEXTS)]
+    path = write(tmp_path / "d.csv", csv_rows(rows + [(rare, "neutral"), (twin, "neutral"), (rare.upper(), "neutral")]))
+    with caplog.at_level("WARNING"):
+        dd = load_corpus(str(path))
+    names = dd["train"].features["label"].names
+    assert names == ["neg", "neutral", "pos"]
+    train_texts = [t for t, label in zip(dd["train"]["text"], dd["train"]["label"]) if names[label] == "neutral"]
+    # the first held-out row of the class moves, with its equal text; the class's other row may stay held out
+    assert rare in train_texts and rare.upper() in train_texts and twin not in train_texts
+    assert sum(len(ds) for ds in dd.values()) == len(rows) + 3
+    warned = [r.getMessage() for r in caplog.records if "moved from the carved" in r.getMessage()]
+    assert len(warned) == 1 and "2 row(s) of " in warned[0] and "'neutral'" in warned[0], warned
+    # multi-label: a label that only held-out lists carry moves its row as well
+    lists = write(tmp_path / "m.jsonl", "".join(json.dumps({"text": t, "label": [i % 2]}) + "\n"
+                                                for i, t in enumerate(TEXTS)) + json.dumps({"text": other, "label": [0, 9]}))
+    dd = load_corpus(str(lists))
+    nine = dd["train"].features["label"].feature.names.index("9")
+    assert any(nine in row for row in dd["train"]["label"])
+
+
 def test_texts_cut_by_max_length_are_counted_per_split(tmp_path, caplog):
     rows = [(t, "pos" if i % 2 else "neg") for i, t in enumerate(TEXTS)]
     train = write(tmp_path / "train.csv", csv_rows(rows[:40] + [("short", "pos"), ("tiny", "neg")]))
