@@ -630,6 +630,40 @@ def _threads(r: dict, out: Path, headline: list[str]) -> list[str]:
     return lines
 
 
+def _yes(value: bool | None) -> str:
+    return "not known" if value is None else ("yes" if value else "no")
+
+
+def _precision(r: dict, out: Path, headline: list[str]) -> list[str]:
+    s, hw = r["size"], r["hardware"]
+    lengths = "/".join(str(n) for n in s["lengths"])
+    lines = [
+        "What `--bf16 true` buys on the CPU: `python -m hfnn.pipelines.run_seq2seq RECIPE --bf16 true --use_cpu true` "
+        "runs each training step's forward (and the loss computed in it) under `torch.autocast(\"cpu\", "
+        "dtype=torch.bfloat16)`, the backward and the optimizer step outside it, the weights staying float32 "
+        "(transformers accepts `--bf16` without a GPU only with `--use_cpu true`). Measured here: that training "
+        "step (forward with labels, backward, AdamW, `zero_grad`) of the G2P recipes' models — the Transformer "
+        "encoder-decoder of `transformer_seq2seq_cmudict_long` and the GRU encoder-decoder of `rnn_seq2seq_cmudict` "
+        "with Luong attention (no input feeding) — on a batch of "
+        f"{s['batch']} random words of {lengths} letters and phonemes (CMUdict's vocabularies), float32 and bfloat16 "
+        f"each on its own copy of the same initial weights, {s['steps']} steps per measurement, {s['repeats']} "
+        f"alternating rounds, {r['clock']}. Speed-up = bf16 steps/s / float32 steps/s, median of the per-round ratios "
+        "[quartiles] (> 1: bf16 faster).", "",
+        "Any speed-up comes from the CPU's bfloat16 instructions (AMX tiles, AVX-512 BF16), used through oneDNN; on "
+        "a CPU without them, measure before training with `--bf16`. This CPU: "
+        f"AMX tiles {_yes(hw.get('amx_tile'))}, AVX-512 BF16 {_yes(hw.get('avx512_bf16'))}, oneDNN "
+        f"{_yes(hw.get('mkldnn'))}"
+        + (f", vector capability {hw['cpu_capability']}" if hw.get("cpu_capability") else "") + ".", "",
+    ]
+    rows = [[x["model"], f"{x['parameters']:,}", f"{x['fp32_ms']:.1f}", f"{x['bf16_ms']:.1f}",
+             f"{_x(x['speedup']['median'])} [{x['speedup']['q1']:.2f}–{x['speedup']['q3']:.2f}]"] for x in r["rows"]]
+    lines += _table(["model", "parameters", "float32 ms/step", "bf16 ms/step", "bf16 speed-up"], rows)
+    headline.append(f"bfloat16 autocast vs float32 training steps on this CPU (AMX {_yes(hw.get('amx_tile'))}): "
+                    + ", ".join(f"{x['model']} {_x(x['speedup']['median'])}" for x in r["rows"])
+                    + " (> 1 = bf16 faster).")
+    return lines
+
+
 SECTIONS = [
     ("cnn_rnn", "1. Seed claim: CNN vs RNN", _cnn_rnn),
     ("activations", "2. Activation functions and depth", _activations),
@@ -641,8 +675,9 @@ SECTIONS = [
     ("baselines", "8. Baselines a user would pick instead", _baselines),
     ("threads", "9. Training speed beside a busy core", _threads),
     ("onnx", "10. ONNX Runtime vs PyTorch inference", onnx_speed.render),
+    ("precision", "12. Reduced precision on the CPU", _precision),
 ]
-MEMORY_TITLE = "11. Peak memory of the training runs"
+MEMORY_TITLE = "11. Peak memory of the training runs"  # among the sections, in number order
 
 
 def write(out: Path, saved: dict, run: dict) -> Path:
@@ -700,7 +735,12 @@ def write(out: Path, saved: dict, run: dict) -> Path:
         run = {**run, "command": previous["command"] or run["command"], "describe_machine": True}
     headline: list[tuple[str, str]] = []  # (benchmark, line)
     body: list[str] = []
+    kept_memory = [row for row in previous["memory"] if row.strip().strip("|").split("|")[0].strip() not in saved]
+    memory = [f"## {MEMORY_TITLE}", ""] + _memory(saved, kept_memory)
     for name, title, render in SECTIONS:
+        if memory and _number(title) > _number(MEMORY_TITLE):
+            body += memory
+            memory = []
         body += [f"## {title}", ""]
         record = saved.get(name)
         if record is None:
@@ -726,8 +766,7 @@ def write(out: Path, saved: dict, run: dict) -> Path:
         headline += [(name, line) for line in lines]
         if "error" in record:
             body += ["**Partly failed**:", "", "```", record["error"][-1500:], "```", ""]
-    kept_memory = [row for row in previous["memory"] if row.strip().strip("|").split("|")[0].strip() not in saved]
-    body += [f"## {MEMORY_TITLE}", ""] + _memory(saved, kept_memory)
+    body += memory
     known = {_section_key(title) for _, title, _ in SECTIONS} | {_section_key(MEMORY_TITLE)}
     for key, lines in previous["sections"].items():  # sections written by other tools (e.g. mutation testing)
         if key not in known and key not in ("machine", "headline numbers", "commands"):
@@ -751,6 +790,11 @@ def write(out: Path, saved: dict, run: dict) -> Path:
     path = out / "RESULTS.md"
     path.write_text("\n".join(head + summary + body + commands))
     return path
+
+
+def _number(title: str) -> int:
+    """A section's number (``"11. Peak memory ..."`` -> 11)."""
+    return int(re.match(r"\d+", title).group())
 
 
 def _section_key(title: str) -> str:

@@ -52,6 +52,7 @@ BENCHMARKS = {
     "baselines": ("bench.baselines", "bench_baselines", "TF-IDF logistic regression and Phonetisaurus on hfnn's splits"),
     "threads": ("bench.threads", "bench_threads", "main-job training steps/s quiet and beside a busy core, by threading"),
     "onnx": ("bench.onnx_speed", "bench_onnx", "ONNX Runtime vs PyTorch inference (CNN classifier, LM decoding step)"),
+    "precision": ("bench.speed", "bench_precision", "bfloat16 autocast vs float32 training steps on the CPU (G2P models)"),
 }
 # default training budgets per run, in minutes (full mode)
 DEFAULT_MINUTES = {"classification": 1.5, "mlp": 0.5, "seq2seq": 1.25, "lm": 0.75}

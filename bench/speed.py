@@ -1,5 +1,6 @@
-"""Speed benchmarks: the Transformer LM against GPT-2, the RNN LM against plain PyTorch, and the
-cost of generation against the number of new tokens, with and without the cache.
+"""Speed benchmarks: the Transformer LM against GPT-2, the RNN LM against plain PyTorch, the cost of
+generation against the number of new tokens, with and without the cache, and bfloat16 autocast against
+float32 for training steps on the CPU.
 
 Every number is a ratio against a reference measured in the same process: the two candidates run
 in turn (A B A B ...), several rounds, and the median is kept. With one CPU thread the clock is the
@@ -21,9 +22,11 @@ import time
 __all__ = [
     "alternate",
     "bench_generation",
+    "bench_precision",
     "bench_rnn_overhead",
     "bench_transformer_speed",
     "generation_job",
+    "precision_job",
     "rnn_overhead_job",
     "transformer_speed_job",
 ]
@@ -481,4 +484,124 @@ def generation_job(quick: bool, threads: int) -> dict:
 
 def bench_generation(runner) -> dict:
     return runner.run("generation", "per-token cost vs new tokens", generation_job,
+                      quick=runner.quick, threads=runner.threads)
+
+
+# ---------------------------------------------------------------------------------------------
+# 12. Training steps under bfloat16 autocast against float32, on the CPU
+# ---------------------------------------------------------------------------------------------
+
+# the G2P recipes' models: transformer_seq2seq_cmudict_long (3 + 3 layers, 128 wide) and rnn_seq2seq_cmudict
+# with Luong attention, without input feeding; CMUdict's vocabularies (29 characters and 69 ARPAbet symbols with
+# stress, plus the 4 special tokens); the recipes' batch of 128; word lengths cycling 8, 10, 12
+PRECISION_SIZES = {
+    "full": dict(source_vocab=33, target_vocab=73, width=128, heads=4, intermediate=512, layers=3, rnn_layers=1,
+                 rnn_hidden=384, rnn_embedding=128, batch=128, lengths=(8, 10, 12), steps=5, repeats=7),
+    "quick": dict(source_vocab=33, target_vocab=73, width=16, heads=4, intermediate=64, layers=1, rnn_layers=1,
+                  rnn_hidden=16, rnn_embedding=16, batch=8, lengths=(8, 10, 12), steps=2, repeats=2),
+}
+
+
+def _precision_models(size: dict) -> dict:
+    """The two encoder-decoders (float32, freshly initialised), by label."""
+    import torch
+
+    from hfnn import RnnSeq2SeqConfig, RnnSeq2SeqForConditionalGeneration, TransformerConfig, \
+        TransformerForConditionalGeneration
+
+    torch.manual_seed(0)
+    transformer = TransformerForConditionalGeneration(TransformerConfig(
+        is_encoder_decoder=True, vocab_size=size["target_vocab"], source_vocab_size=size["source_vocab"],
+        hidden_size=size["width"], num_attention_heads=size["heads"], intermediate_size=size["intermediate"],
+        encoder_layers=size["layers"], decoder_layers=size["layers"], dropout=0.1, attention_dropout=0.1,
+        position_embedding_type="learned", tie_word_embeddings=True, max_position_embeddings=33))
+    rnn = RnnSeq2SeqForConditionalGeneration(RnnSeq2SeqConfig(
+        source_vocab_size=size["source_vocab"], vocab_size=size["target_vocab"], rnn_type="gru",
+        hidden_size=size["rnn_hidden"], embedding_size=size["rnn_embedding"], num_encoder_layers=size["rnn_layers"],
+        num_decoder_layers=size["rnn_layers"], bidirectional_encoder=True, attention="luong", input_feeding=False,
+        dropout=0.0))
+    layers = f"{size['layers']} + {size['layers']} layers"
+    return {f"Transformer encoder-decoder ({layers}, {size['width']} wide)": transformer,
+            f"GRU encoder-decoder, Luong attention ({size['rnn_hidden']} units)": rnn}
+
+
+def _precision_batch(size: dict, generator) -> dict:
+    """A padded batch as the seq2seq collator gives it: source ids with their attention mask, labels ending in
+    ``</s>`` (id 3) and padded with -100; row i has lengths[i % 3] source and target tokens."""
+    import torch
+
+    longest = max(size["lengths"])
+    input_ids = torch.zeros(size["batch"], longest, dtype=torch.long)
+    attention_mask = torch.zeros(size["batch"], longest, dtype=torch.long)
+    labels = torch.full((size["batch"], longest), -100, dtype=torch.long)
+    for i in range(size["batch"]):
+        n = size["lengths"][i % len(size["lengths"])]
+        input_ids[i, :n] = torch.randint(4, size["source_vocab"], (n,), generator=generator)
+        attention_mask[i, :n] = 1
+        labels[i, :n - 1] = torch.randint(4, size["target_vocab"], (n - 1,), generator=generator)
+        labels[i, n - 1] = 3
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def _bf16_hardware() -> dict:
+    """What torch reports about the CPU's bfloat16 support (the private checks may be missing)."""
+    import torch
+
+    found = {"mkldnn": bool(torch.backends.mkldnn.is_available())}
+    for key, name in (("amx_tile", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported")):
+        check = getattr(torch.cpu, name, None)
+        try:
+            found[key] = bool(check()) if check is not None else None
+        except Exception:  # a private API: any failure means "not known"
+            found[key] = None
+    capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    found["cpu_capability"] = capability() if capability is not None else None
+    return found
+
+
+def precision_job(quick: bool, threads: int) -> dict:
+    """Training steps of the two G2P encoder-decoders in float32 and under ``torch.autocast("cpu",
+    dtype=torch.bfloat16)``, as the Trainer runs them with ``--bf16 true`` on the CPU: the forward (and the loss
+    computed in it) under autocast, the backward and the AdamW step outside it. Each precision trains its own copy
+    of the same initial weights, so that neither's optimizer state touches the other's."""
+    import copy
+
+    import torch
+
+    timer = clock(threads)
+    size = PRECISION_SIZES["quick" if quick else "full"]
+    batch = _precision_batch(size, torch.Generator().manual_seed(1))
+    rows = []
+    for label, model in _precision_models(size).items():
+        models = {"fp32": model.train(), "bf16": copy.deepcopy(model).train()}
+        optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-3) for k, m in models.items()}
+        logits_dtype = {}
+
+        def step(precision):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                out = models[precision](**batch)
+            logits_dtype[precision] = str(out.logits.dtype).replace("torch.", "")
+            out.loss.float().backward()
+            optimizers[precision].step()
+            optimizers[precision].zero_grad(set_to_none=True)
+
+        def measure(precision):
+            start = timer()
+            for _ in range(size["steps"]):
+                step(precision)
+            return (timer() - start) / size["steps"]
+
+        times = alternate(measure, ["fp32", "bf16"], size["repeats"])
+        rows.append({"model": label, "parameters": sum(p.numel() for p in model.parameters()),
+                     "fp32_ms": 1000 * statistics.median(times["fp32"]),
+                     "bf16_ms": 1000 * statistics.median(times["bf16"]),
+                     # bf16 steps/s over fp32 steps/s, round by round: > 1 = bf16 faster
+                     "speedup": paired_ratio(times["fp32"], times["bf16"]),
+                     "logits_dtype": logits_dtype, "seconds": times})
+    return {"size": dict(size), "rows": rows, "hardware": _bf16_hardware(),
+            "torch_threads": torch.get_num_threads(), "clock": "process CPU time" if threads == 1 else "wall clock"}
+
+
+def bench_precision(runner) -> dict:
+    return runner.run("precision", "bf16 autocast vs float32 training steps", precision_job,
                       quick=runner.quick, threads=runner.threads)

@@ -28,6 +28,7 @@ SECTIONS = [
     "9. Training speed beside a busy core",
     "10. ONNX Runtime vs PyTorch inference",
     "11. Peak memory of the training runs",
+    "12. Reduced precision on the CPU",
 ]
 PLOTS = {"cnn_rnn_time.png", "activations.png", "attention_by_length.png", "lm_budget.png",
          "generation_per_token.png"}
@@ -96,3 +97,36 @@ def test_report_only_rewrites_from_saved_results(quick_run):
     text = (out / "RESULTS.md").read_text()
     assert all(f"## {title}" in text for title in SECTIONS)
     assert "_Not run" not in text
+
+
+def test_precision_job_times_both_models_in_both_precisions():
+    import math
+
+    import torch
+
+    from bench import report, run_all, speed
+
+    assert run_all.BENCHMARKS["precision"][:2] == ("bench.speed", "bench_precision")
+    assert "precision" in [name for name, _, _ in report.SECTIONS]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = speed.precision_job(quick=True, threads=1)
+    finally:
+        torch.set_num_threads(threads)
+    models = [row["model"] for row in result["rows"]]
+    assert len(models) == 2 and models[0].startswith("Transformer encoder-decoder") and "GRU" in models[1], models
+    size = speed.PRECISION_SIZES["quick"]
+    for row in result["rows"]:
+        assert row["parameters"] > 0
+        # the bf16 copy really ran under autocast, the float32 one did not
+        assert row["logits_dtype"] == {"fp32": "float32", "bf16": "bfloat16"}, row["logits_dtype"]
+        for precision in ("fp32", "bf16"):
+            assert len(row["seconds"][precision]) == size["repeats"]
+            assert row[f"{precision}_ms"] > 0
+        speedup = row["speedup"]
+        assert speedup["rounds"] == size["repeats"]
+        assert math.isfinite(speedup["median"]) and speedup["median"] > 0
+        assert speedup["q1"] <= speedup["median"] <= speedup["q3"]
+    assert set(result["hardware"]) >= {"mkldnn", "amx_tile", "avx512_bf16"}
+    assert isinstance(result["hardware"]["mkldnn"], bool)

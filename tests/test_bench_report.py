@@ -107,3 +107,40 @@ def test_report_says_when_the_recipe_beside_the_baselines_failed(tmp_path):
     failed = {**RECORD, "result": {**RECORD["result"], "hfnn_classifier": {"recipe": "r", "error": "Boom"}}}
     text = report.write(tmp_path, {"baselines": failed}, RUN).read_text(encoding="utf-8")
     assert "**hfnn's `r` failed**" in text and "Boom" in text
+
+
+PRECISION = {
+    "name": "precision", "mode": "full", "command": "python -m bench --only precision",
+    "started": "2026-11-29T11:00:00", "wall_s": 90.0, "memory": [],
+    "result": {
+        "size": {"batch": 128, "lengths": [8, 10, 12], "steps": 5, "repeats": 7}, "clock": "process CPU time",
+        "hardware": {"mkldnn": True, "amx_tile": True, "avx512_bf16": None, "cpu_capability": "AVX512"},
+        "rows": [
+            {"model": "Transformer encoder-decoder", "parameters": 1412345, "fp32_ms": 210.04, "bf16_ms": 150.0,
+             "speedup": {"median": 1.4, "q1": 1.35, "q3": 1.452, "min": 1.3, "max": 1.5, "rounds": 7}},
+            {"model": "GRU encoder-decoder, Luong attention", "parameters": 987654, "fp32_ms": 95.5, "bf16_ms": 120.2,
+             "speedup": {"median": 0.79, "q1": 0.774, "q3": 0.81, "min": 0.7, "max": 0.9, "rounds": 7}},
+        ],
+    },
+}
+
+
+def test_precision_section_table_headline_and_place(tmp_path):
+    (tmp_path / "RESULTS.md").write_text(OLD, encoding="utf-8")
+    run = {**RUN, "command": PRECISION["command"], "selected": ["precision"]}
+    text = report.write(tmp_path, {"precision": PRECISION}, run).read_text(encoding="utf-8")
+    section = text.split("## 12. Reduced precision on the CPU")[1].split("\n## ")[0]
+    assert "| Transformer encoder-decoder | 1,412,345 | 210.0 | 150.0 | 1.40x [1.35–1.45] |" in section
+    assert "| GRU encoder-decoder, Luong attention | 987,654 | 95.5 | 120.2 | 0.79x [0.77–0.81] |" in section
+    assert "--bf16 true --use_cpu true" in section
+    assert "AMX tiles yes, AVX-512 BF16 not known, oneDNN yes" in section
+    assert ("- bfloat16 autocast vs float32 training steps on this CPU (AMX yes): Transformer encoder-decoder 1.40x, "
+            "GRU encoder-decoder, Luong attention 0.79x (> 1 = bf16 faster). <!-- precision -->") in text
+    # after the memory table, before the sections other tools write
+    titles = [line for line in text.splitlines() if line.startswith("## ")]
+    assert titles.index("## 11. Peak memory of the training runs") + 1 == titles.index(
+        "## 12. Reduced precision on the CPU")
+    assert titles.index("## 12. Reduced precision on the CPU") + 1 == titles.index("## 10. Mutation testing")
+    # the other sections stay; a rewrite from the same records changes nothing
+    assert "The LM table, kept." in text and "| lm | lm_budget gru | 749 | 445 | 305 | 207 |" in text
+    assert report.write(tmp_path, {"precision": PRECISION}, run).read_text(encoding="utf-8") == text
