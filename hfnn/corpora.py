@@ -945,12 +945,14 @@ def _class_order(names: set[str], values: list) -> list[str]:
     return sorted(names)
 
 
-def _encode_labels(dd: DatasetDict, origins: dict | None = None, label_type: str = "classes") -> DatasetDict:
+def _encode_labels(dd: DatasetDict, origins: dict | None = None, label_type: str = "classes",
+                   label_name: str | None = None) -> DatasetDict:
     """Reads the ``label`` column as a set of named classes shared by every split (``label_type="classes"``):
     strings are stripped (" pos" and "pos" are one class), numbers are classes named by their value (labels 5
     and 100 are two classes, star ratings 1-5 five), booleans are "False"/"True". A column of lists becomes
     lists of class ids (``Sequence(ClassLabel)``, multi-label). ``label_type="regression"``: numbers, as
-    float32. An empty label cell is a ValueError naming its row; a ``ClassLabel`` column is kept as it is."""
+    float32. An empty label cell is a ValueError naming its row; a ``ClassLabel`` column is kept as it is. A column
+    of classes with more distinct values than half its rows (20 rows or more) is a ValueError: it holds texts or ids."""
     if label_type not in ("classes", "regression", "keep"):
         raise ValueError(f"load_corpus: label_type must be 'classes', 'regression' or 'keep', got {label_type!r}")
     if label_type == "keep" or not dd or not all("label" in ds.column_names for ds in dd.values()):
@@ -1009,6 +1011,14 @@ def _encode_labels(dd: DatasetDict, origins: dict | None = None, label_type: str
                             "examples: correct the label, or add training rows with it")
         flat = seen
     names = _class_order({_class_name(v) for v in flat}, flat)
+    rows = len(flat)  # the training split's rows, when there is one
+    if not is_list and rows >= 20 and len(names) > rows / 2:
+        # most classes would have one example: a column of texts or ids (swapped columns), not of classes
+        shown = ", ".join(repr(n if len(n) <= 30 else n[:27] + "...") for n in names[:3])
+        raise ValueError(
+            f"load_corpus: the label column{f' {label_name!r}' if label_name else ''} holds {len(names)} distinct "
+            f"values in {rows} rows ({shown}, ...): most would be a class with a single example. Is it the text "
+            "column? Check --text_column and --label_column; for a numeric target use --problem_type regression")
     index = {name: i for i, name in enumerate(names)}
     out = DatasetDict()
     for split, ds in dd.items():
@@ -1172,7 +1182,7 @@ def load_corpus(
         origins = None
         source = f"the dataset {name!r}"
     dd = _rename_columns(dd, mapping)
-    dd = _encode_labels(dd, origins, label_type)
+    dd = _encode_labels(dd, origins, label_type, label_column)
     dd = _check_text_cells(dd, origins, empty_text, tuple(text_columns))
     dd = _complete_splits(dd, validation_fraction, test_fraction, seed, contiguous, source)
     dd.document_ends = _document_ends(dd, origins) if contiguous else None

@@ -639,6 +639,9 @@ ELSEWHERE = [
      "its first held-out row (with the rows of the same text) moves into training, with a warning naming the "
      "class (it used to be an output the model never trained)", "test_reliability_data.py",
      "test_a_class_carved_wholly_out_of_training_moves_into_it"),
+    ("label-column-of-texts", "swapped `--text_column` / `--label_column`: a label column of reviews",
+     "ValueError naming the column and its count of distinct values (one class per row used to be trained)",
+     "test_reliability_data.py", "test_a_label_column_of_texts_is_an_error_naming_the_column"),
     ("label-fractional", "labels like 0.142 without `--problem_type regression`",
      "ValueError naming the file row: not a class; train a regression", "test_reliability_data.py",
      "test_float_and_bool_labels_do_not_switch_the_problem"),

@@ -140,6 +140,23 @@ def test_a_class_carved_wholly_out_of_training_moves_into_it(tmp_path, caplog):
     assert any(nine in row for row in dd["train"]["label"])
 
 
+def test_a_label_column_of_texts_is_an_error_naming_the_column(tmp_path):
+    """Swapped --text_column / --label_column made a classifier with one class per review, every held-out row a
+    class never trained."""
+    rows = [(t, "pos" if i % 2 else "neg") for i, t in enumerate(TEXTS)]
+    path = write(tmp_path / "d.csv", "review,sentiment\n" + "".join(f'"{t}",{l}\n' for t, l in rows))
+    with pytest.raises(ValueError, match=r"the label column 'review' holds 60 distinct values in 60 rows "
+                                         r"\('review number 0 says bad th\.\.\.', .*Is it the text column\?"):
+        load_corpus(str(path), text_column="sentiment", label_column="review")
+    with pytest.raises(ValueError, match=r"label column 'review' holds 60 distinct values"):
+        run_classification.main(cls_argv(tmp_path / "out", path, "--text_column", "sentiment",
+                                         "--label_column", "review"))
+    assert label_names(load_corpus(str(path), text_column="review", label_column="sentiment")) == ["neg", "pos"]
+    # many classes with several examples each are classes
+    many = write(tmp_path / "many.csv", csv_rows((t, i % 25) for i, t in enumerate(TEXTS)))
+    assert len(label_names(load_corpus(str(many)))) == 25
+
+
 def test_texts_cut_by_max_length_are_counted_per_split(tmp_path, caplog):
     rows = [(t, "pos" if i % 2 else "neg") for i, t in enumerate(TEXTS)]
     train = write(tmp_path / "train.csv", csv_rows(rows[:40] + [("short", "pos"), ("tiny", "neg")]))
