@@ -952,7 +952,7 @@ def _encode_labels(dd: DatasetDict, origins: dict | None = None, label_type: str
     and 100 are two classes, star ratings 1-5 five), booleans are "False"/"True". A column of lists becomes
     lists of class ids (``Sequence(ClassLabel)``, multi-label). ``label_type="regression"``: numbers, as
     float32. An empty label cell is a ValueError naming its row; a ``ClassLabel`` column is kept as it is. A column
-    of classes with more distinct values than half its rows (20 rows or more) is a ValueError: it holds texts or ids."""
+    of classes with more distinct values than 90 % of its rows (20 rows or more) is a ValueError: texts or ids."""
     if label_type not in ("classes", "regression", "keep"):
         raise ValueError(f"load_corpus: label_type must be 'classes', 'regression' or 'keep', got {label_type!r}")
     if label_type == "keep" or not dd or not all("label" in ds.column_names for ds in dd.values()):
@@ -1012,7 +1012,7 @@ def _encode_labels(dd: DatasetDict, origins: dict | None = None, label_type: str
         flat = seen
     names = _class_order({_class_name(v) for v in flat}, flat)
     rows = len(flat)  # the training split's rows, when there is one
-    if not is_list and rows >= 20 and len(names) > rows / 2:
+    if not is_list and rows >= 20 and len(names) > 0.9 * rows:
         # most classes would have one example: a column of texts or ids (swapped columns), not of classes
         shown = ", ".join(repr(n if len(n) <= 30 else n[:27] + "...") for n in names[:3])
         raise ValueError(
