@@ -304,7 +304,8 @@ def _cmd_evaluate(args) -> int:
     except (OSError, json.JSONDecodeError):
         info = {}
     device = resolve_device(args.device)
-    name, ds = load_eval_split(args, info)
+    regression = saved.task.name == "text-classification" and saved.config.get("problem_type") == "regression"
+    name, ds = load_eval_split(args, info, "regression" if regression else "classes")
     if saved.task.name == "language-modeling":
         require_columns(ds, ["text"], f"{name} has no 'text' column", "--text-column")
         model, tokenizer = load_saved(saved, device)

@@ -115,10 +115,11 @@ def phoneme_scores(predictions: list[str], references: list[list[str]]) -> dict:
     return {name: load_metric(name).compute(predictions=predictions, references=references)[name] for name in ("wer", "per")}
 
 
-def load_eval_split(args, info: dict):
+def load_eval_split(args, info: dict, label_type: str = "classes"):
     """(name, dataset) of the ``--split`` (``all``: every split, in order) of ``--file`` or ``--corpus``. The lines
     of a text file (the verses of a KJV book) come as one text per document (:func:`hfnn.corpora.join_documents`),
-    so that :func:`evaluate_lm` scores the stream the language-modeling pipeline trains on."""
+    so that :func:`evaluate_lm` scores the stream the language-modeling pipeline trains on. ``label_type``: how a
+    label column is read (``"regression"``: numbers, for a regression head)."""
     from datasets import DatasetDict, concatenate_datasets
 
     from hfnn.corpora import join_documents, load_corpus
@@ -130,7 +131,7 @@ def load_eval_split(args, info: dict):
     if args.file and not Path(args.file).is_file():
         raise UserError(f"no such file: {args.file}")
     try:
-        data = load_corpus(name, **{k: v for k, v in columns.items() if v})
+        data = load_corpus(name, label_type=label_type, **{k: v for k, v in columns.items() if v})
     except (FileNotFoundError, KeyError, ValueError, ConnectionError, ImportError) as err:
         raise UserError(f"cannot load {name}: {first_line(err)}") from None
     args.split = args.split or ("all" if args.file else "test")
@@ -198,16 +199,35 @@ def evaluate_classifier(pipe, name, ds, batch_size) -> dict:
     from hfnn.training import classification_metrics
 
     config = pipe.model.config
+    problem = getattr(config, "problem_type", None) or "single_label_classification"
+    texts = list(ds["text"])
+    if problem == "regression":  # the head's number against the label's
+        predicted = [labels[0][1] for labels in classify_texts(pipe, texts, top_k=1, batch_size=batch_size)]
+        metrics = classification_metrics(problem)(
+            EvalPrediction(predictions=np.asarray(predicted), label_ids=np.asarray(ds["label"], dtype=float)))
+        return {**metrics, "examples": len(predicted)}
     label2id = {v: int(k) for k, v in (config.id2label or {}).items()}
-    names = getattr(ds.features["label"], "names", None)
-    gold = [names[y] if names else y for y in ds["label"]]
-    gold_ids = [label2id.get(g, g) if isinstance(g, str) else int(g) for g in gold]
-    if any(isinstance(g, str) for g in gold_ids):
-        raise UserError(f"labels of {name} ({', '.join(sorted(set(map(str, gold)))[:5])}) are not the model's ({', '.join(label2id)})")
+    feature = ds.features["label"]
+    multi, lists = problem == "multi_label_classification", isinstance(feature, list) or hasattr(feature, "feature")
+    if multi != lists:
+        raise UserError(f"{name}: the model is a {'multi' if multi else 'single'}-label classifier, but the label "
+                        f"column holds {'one label' if multi else 'a list of labels'} per row")
+    names = getattr(feature[0] if isinstance(feature, list) else feature.feature if lists else feature, "names", None)
+    gold = [[names[y] if names else y for y in (row if multi else [row])] for row in ds["label"]]
+    gold_ids = [[label2id.get(g, g) if isinstance(g, str) else int(g) for g in row] for row in gold]
+    unknown = sorted({str(g) for row in gold_ids for g in row if isinstance(g, str)})
+    if unknown:
+        raise UserError(f"labels of {name} ({', '.join(unknown[:5])}) are not the model's ({', '.join(label2id)})")
     scores = np.zeros((len(gold_ids), config.num_labels))
-    for row, labels in enumerate(classify_texts(pipe, list(ds["text"]), top_k=0, batch_size=batch_size)):
+    for row, labels in enumerate(classify_texts(pipe, texts, top_k=0, batch_size=batch_size)):
         for label, score in labels:
             scores[row, label2id[label]] = score
-    metrics = classification_metrics("single_label_classification")(  # one label per text, as `classify` shows
-        EvalPrediction(predictions=scores, label_ids=np.asarray(gold_ids)))
+    if multi:  # each label is on when its sigmoid score passes 0.5 (its logit passes 0), as in training
+        refs = np.zeros_like(scores)
+        for row, ids in enumerate(gold_ids):
+            refs[row, ids] = 1
+        metrics = classification_metrics(problem)(EvalPrediction(predictions=scores - 0.5, label_ids=refs))
+    else:  # one label per text, as `classify` shows
+        metrics = classification_metrics(problem)(
+            EvalPrediction(predictions=scores, label_ids=np.asarray([ids[0] for ids in gold_ids])))
     return {**metrics, "examples": len(gold_ids)}

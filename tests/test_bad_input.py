@@ -642,6 +642,10 @@ ELSEWHERE = [
     ("label-column-of-texts", "swapped `--text_column` / `--label_column`: a label column of reviews",
      "ValueError naming the column and its count of distinct values (one class per row used to be trained)",
      "test_reliability_data.py", "test_a_label_column_of_texts_is_an_error_naming_the_column"),
+    ("evaluate-multi-label-regression", "`hfnn evaluate` on a multi-label or a regression classifier",
+     "scored as what it is (exact-match accuracy and macro F1 over labels; MSE and MAE) instead of a TypeError or "
+     "a refusal of numeric labels; one label per row for a multi-label model is an error saying so",
+     "test_cli.py", "test_evaluate_multi_label_and_regression_classifiers"),
     ("label-fractional", "labels like 0.142 without `--problem_type regression`",
      "ValueError naming the file row: not a class; train a regression", "test_reliability_data.py",
      "test_float_and_bool_labels_do_not_switch_the_problem"),

@@ -275,6 +275,42 @@ def test_evaluate_classifier_with_string_labels(capsys, models, tmp_path):
     assert metrics["f1"] == pytest.approx(sum(f1s) / 2)  # macro F1
 
 
+def test_evaluate_multi_label_and_regression_classifiers(capsys, tmp_path):
+    """`hfnn evaluate` scored every classifier as single-label: a multi-label one stopped with a TypeError from
+    deep inside, a regression one refused its numeric labels."""
+    from transformers import pipeline
+
+    from hfnn.inference import classify_texts
+
+    texts = [f"review number {i}" for i in range(24)]
+    save_tiny_model("cnn", "AutoModelForSequenceClassification", tmp_path / "multi",
+                    problem_type="multi_label_classification")
+    tags = [["rotten"], ["fresh"], ["rotten", "fresh"], ["fresh"]]
+    data = tmp_path / "tags.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": tags[i % 4]}) + "\n" for i, t in enumerate(texts)))
+    code, out, err = run(capsys, "evaluate", tmp_path / "multi", "--file", data, "--json")
+    assert code == 0, err
+    scored = classify_texts(pipeline("text-classification", model=str(tmp_path / "multi")), texts, top_k=0)
+    predicted = [{label for label, score in labels if score > 0.5} for labels in scored]
+    exact = sum(p == set(tags[i % 4]) for i, p in enumerate(predicted)) / len(texts)
+    assert json.loads(out)["accuracy"] == pytest.approx(exact) and json.loads(out)["examples"] == 24
+    # one label per row is not what a multi-label model is scored on
+    single = tmp_path / "single.csv"
+    single.write_text("text,label\n" + "".join(f"{t},{'fresh' if i % 2 else 'rotten'}\n" for i, t in enumerate(texts)))
+    code, _, err = run(capsys, "evaluate", tmp_path / "multi", "--file", single)
+    assert code == 2 and "multi-label classifier, but the label column holds one label per row" in err
+    save_tiny_model("cnn", "AutoModelForSequenceClassification", tmp_path / "reg", num_labels=1,
+                    problem_type="regression")
+    scores = tmp_path / "scores.csv"
+    scores.write_text("text,label\n" + "".join(f"{t},{i / 7:.4f}\n" for i, t in enumerate(texts)))
+    code, out, err = run(capsys, "evaluate", tmp_path / "reg", "--file", scores, "--json")
+    assert code == 0, err
+    values = [labels[0][1] for labels in classify_texts(pipeline("text-classification", model=str(tmp_path / "reg")),
+                                                        texts)]
+    mse = sum((v - float(f"{i / 7:.4f}")) ** 2 for i, v in enumerate(values)) / len(texts)
+    assert json.loads(out)["mse"] == pytest.approx(mse, rel=1e-4)
+
+
 def test_evaluate_seq2seq_on_a_file(capsys, models, tmp_path):
     import sacrebleu
     import torch

@@ -62,7 +62,7 @@ def save_tiny_model(arch, auto_name, folder, seed=0, **overrides):
         if "is_encoder_decoder" in params:
             kwargs["is_encoder_decoder"] = True
     kwargs.update(overrides)
-    if auto_name == "AutoModelForSequenceClassification":
+    if auto_name == "AutoModelForSequenceClassification" and "num_labels" not in overrides:
         kwargs["id2label"] = dict(LABELS)
         kwargs["label2id"] = {v: k for k, v in LABELS.items()}
     config = config_cls(**kwargs)
