@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
              ("--max-new-tokens", dict(type=int, default=100, help="tokens to generate (default 100)")), *_GENERATION,
              inputs=("PROMPT", "text to continue"))
     _command(sub, "classify", "classify texts with a saved text classifier", "Predict the label of each TEXT with a saved text classifier.",
-             ("--top-k", dict(type=int, default=1, help="labels to show per text, best first (0: all)")),
+             ("--top-k", dict(type=int, help="labels to show per text, best first (0: all; default 1, or for a "
+                                              "multi-label model every label whose score passes 0.5)")),
              ("--batch-size", dict(type=int, default=32)), _DEVICE, inputs=("TEXT", "texts to classify"))
     _command(sub, "transduce", "map source sequences to targets with a saved seq2seq model",
              f"Generate the target of each SOURCE with a saved sequence-to-sequence model (the "
@@ -265,15 +266,21 @@ def _cmd_run(args) -> int:
     task = saved.task
     if args.command != "predict":
         require_task(saved, next(t.name for t in registry.TASKS.values() if t.command == args.command), args.model)
-    elif task.name == "text-classification":  # predict: the defaults of the task's own command
-        args.top_k = 1 if args.top_k is None else args.top_k
+    multi_label = saved.config.get("problem_type") == "multi_label_classification"
+    if task.name == "text-classification":  # a multi-label model shows the labels it gives, unless --top-k is set
+        args.top_k = 1 if args.top_k is None and not multi_label else args.top_k
     else:
         if task.name == "language-modeling":  # a seq2seq model's own generation config bounds its outputs
             args.max_new_tokens = args.max_new_tokens or 100
     inputs = _read_inputs(args.inputs)
     kwargs = {} if task.name == "text-classification" else _generation_kwargs(args)
     pipe = saved_pipeline(saved, resolve_device(args.device))
-    if task.name == "text-classification":
+    if task.name == "text-classification" and args.top_k is None:  # multi-label: the labels scored above 0.5
+        for text, labels in zip(inputs, classify_texts(pipe, inputs, top_k=0, batch_size=args.batch_size)):
+            given = [(label, score) for label, score in labels if score > 0.5]
+            _out(f"{','.join(label for label, _ in given) or '(none)'}\t"
+                 f"{','.join(f'{score:.4f}' for _, score in given)}\t{text}")
+    elif task.name == "text-classification":
         for text, labels in zip(inputs, classify_texts(pipe, inputs, top_k=args.top_k, batch_size=args.batch_size)):
             if len(labels) == 1:
                 _out(f"{labels[0][0]}\t{labels[0][1]:.4f}\t{text}")

@@ -644,7 +644,8 @@ ELSEWHERE = [
      "test_reliability_data.py", "test_a_label_column_of_texts_is_an_error_naming_the_column"),
     ("evaluate-multi-label-regression", "`hfnn evaluate` on a multi-label or a regression classifier",
      "scored as what it is (exact-match accuracy and macro F1 over labels; MSE and MAE) instead of a TypeError or "
-     "a refusal of numeric labels; one label per row for a multi-label model is an error saying so",
+     "a refusal of numeric labels; one label per row for a multi-label model is an error saying so; `hfnn "
+     "classify` shows a multi-label model's labels scored above 0.5 (it showed the top one only)",
      "test_cli.py", "test_evaluate_multi_label_and_regression_classifiers"),
     ("label-fractional", "labels like 0.142 without `--problem_type regression`",
      "ValueError naming the file row: not a class; train a regression", "test_reliability_data.py",

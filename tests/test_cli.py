@@ -294,6 +294,12 @@ def test_evaluate_multi_label_and_regression_classifiers(capsys, tmp_path):
     predicted = [{label for label, score in labels if score > 0.5} for labels in scored]
     exact = sum(p == set(tags[i % 4]) for i, p in enumerate(predicted)) / len(texts)
     assert json.loads(out)["accuracy"] == pytest.approx(exact) and json.loads(out)["examples"] == 24
+    # `classify` shows a multi-label model's labels: those scored above 0.5 (it showed the top one, always one)
+    code, out, _ = run(capsys, "classify", tmp_path / "multi", *texts)
+    shown = [line.split("\t") for line in out.strip().splitlines()]
+    assert code == 0 and [row[2] for row in shown] == texts
+    assert [set(row[0].split(",")) - {"(none)"} for row in shown] == predicted
+    assert {len(p) for p in predicted} != {1}, "the tiny model should give some texts no label or two"
     # one label per row is not what a multi-label model is scored on
     single = tmp_path / "single.csv"
     single.write_text("text,label\n" + "".join(f"{t},{'fresh' if i % 2 else 'rotten'}\n" for i, t in enumerate(texts)))
