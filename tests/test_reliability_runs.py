@@ -481,3 +481,42 @@ def test_fine_tuning_a_model_in_its_own_folder_with_overwrite_replaces_it(tmp_pa
     after = load_file(out / "model.safetensors")
     assert results["train_steps"] == 2 and not list(out.glob("checkpoint-*"))
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+# ---- a user's own recipe: the shipped recipes set every option, so only a minimal one meets the defaults
+
+MINIMAL_RUNS = [("language-modeling", "rnn"), ("language-modeling", "transformer"),
+                ("text-classification", "rnn"), ("text-classification", "cnn"), ("text-classification", "mlp"),
+                ("text-classification", "transformer"), ("seq2seq", "rnn_seq2seq"), ("seq2seq", "transformer")]
+
+
+@pytest.mark.parametrize("task,architecture", MINIMAL_RUNS)
+def test_a_recipe_of_only_task_and_architecture_runs_to_the_end(tmp_path, text_file, task, architecture):
+    """A recipe that names only a task and an architecture leaves every other option at its default. A default
+    that breaks a run (a seq2seq run once crashed after training, generating its samples with num_beams=None)
+    shows only there: each pair trains, evaluates, prints samples and saves a folder that loads and runs."""
+    from tests.test_hub import TINY
+
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text(f"task: {task}\narchitecture: {architecture}\n")
+    tiny = {k: v for k, v in TINY[architecture].items() if k != "max_position_embeddings"}
+    if task == "language-modeling":
+        data, pipeline_module = ["--train_file", str(text_file), "--block_size", "16"], run_lm
+    elif task == "text-classification":
+        rows = "".join(f'"review number {i} was {"great" if i % 2 else "dull"}",{"pos" if i % 2 else "neg"}\n'
+                       for i in range(60))
+        (tmp_path / "reviews.csv").write_text("text,label\n" + rows)
+        data, pipeline_module = ["--train_file", str(tmp_path / "reviews.csv")], run_classification
+    else:
+        pairs = [(f"the cat {i}", f"le chat {i}") if i % 2 else (f"a dog {i}", f"un chien {i}") for i in range(60)]
+        (tmp_path / "pairs.jsonl").write_text("".join(json.dumps({"source": s, "target": t}) + "\n" for s, t in pairs))
+        data, pipeline_module = ["--train_file", str(tmp_path / "pairs.jsonl")], run_seq2seq
+    out = tmp_path / "out"
+    results = pipeline_module.main([str(recipe), "--output_dir", str(out), *data, "--config_overrides",
+                                    json.dumps(tiny), "--max_steps", "2", "--report_to", "none",
+                                    "--disable_tqdm", "true"])
+    assert results["train_steps"] == 2 and (out / "config.json").is_file() and (out / "results.json").is_file()
+    assert any(key.startswith("test_") for key in results), sorted(results)
+    from hfnn.cli import main as cli_main
+
+    assert cli_main(["predict", str(out), "the cat"]) == 0
