@@ -68,6 +68,7 @@ __all__ = [
     "list_corpora",
     "describe_corpus",
     "join_documents",
+    "label_feature",
     "separator_hint",
     "split_of",
 ]
@@ -743,17 +744,24 @@ def _row_keys(ds: Dataset) -> list[str]:
     return [json.dumps(row, sort_keys=True, default=str) for row in ds.to_list()]
 
 
+def label_feature(feature) -> tuple[object, bool]:
+    """The feature of one label of a ``label`` column, and whether the column holds lists of labels
+    (multi-label): ``Sequence(x)`` and ``[x]`` give ``(x, True)``, any other feature ``(feature, False)``."""
+    if isinstance(feature, Sequence):
+        return feature.feature, True
+    if isinstance(feature, list):
+        return feature[0], True
+    return feature, False
+
+
 def _row_classes(ds: Dataset) -> tuple[list[list[int]], list[str]] | None:
     """Each row's class ids and the class names, when the ``label`` column holds classes (else None)."""
     if "label" not in ds.column_names:
         return None
-    feature = ds.features["label"]
-    if isinstance(feature, ClassLabel):
-        return [[c] for c in ds["label"][:]], feature.names
-    inner = feature.feature if isinstance(feature, Sequence) else feature[0] if isinstance(feature, list) else None
-    if isinstance(inner, ClassLabel):
-        return [list(row) for row in ds["label"][:]], inner.names
-    return None
+    inner, is_list = label_feature(ds.features["label"])
+    if not isinstance(inner, ClassLabel):
+        return None
+    return [list(row) if is_list else [row] for row in ds["label"][:]], inner.names
 
 
 def _train_every_class(train: Dataset, index: dict, keys: list[str], source: str) -> None:
@@ -767,12 +775,15 @@ def _train_every_class(train: Dataset, index: dict, keys: list[str], source: str
     trained = {c for i in index["train"] for c in classes[i]}
     moved, untrained = {}, {}  # split -> keys moving into train, split -> the classes they bring
     for split in ("validation", "test"):
+        rows_of = {}  # the split's rows by text: equal texts move together
+        for i in index[split]:
+            rows_of.setdefault(keys[i], []).append(i)
         for i in index[split]:
             new = [c for c in classes[i] if c not in trained]
             if new:
                 moved.setdefault(split, set()).add(keys[i])
                 untrained.setdefault(split, set()).update(names[c] for c in new)
-                trained.update(c for j in index[split] if keys[j] == keys[i] for c in classes[j])
+                trained.update(c for j in rows_of[keys[i]] for c in classes[j])
     for split, moving in moved.items():
         rows = [i for i in index[split] if keys[i] in moving]
         index[split] = [i for i in index[split] if keys[i] not in moving]
@@ -961,8 +972,8 @@ def _encode_labels(dd: DatasetDict, origins: dict | None = None, label_type: str
     feature = first.features["label"]
     if isinstance(feature, ClassLabel):
         return dd
-    is_list = isinstance(feature, (Sequence, list))
-    if is_list and isinstance(feature.feature if isinstance(feature, Sequence) else feature[0], ClassLabel):
+    inner, is_list = label_feature(feature)
+    if is_list and isinstance(inner, ClassLabel):
         return dd
     columns = {split: ds["label"][:] for split, ds in dd.items()}
     for split, values in columns.items():

@@ -196,6 +196,7 @@ def evaluate_classifier(pipe, name, ds, batch_size) -> dict:
     import numpy as np
     from transformers import EvalPrediction
 
+    from hfnn.corpora import label_feature
     from hfnn.training import classification_metrics
 
     config = pipe.model.config
@@ -207,12 +208,12 @@ def evaluate_classifier(pipe, name, ds, batch_size) -> dict:
             EvalPrediction(predictions=np.asarray(predicted), label_ids=np.asarray(ds["label"], dtype=float)))
         return {**metrics, "examples": len(predicted)}
     label2id = {v: int(k) for k, v in (config.id2label or {}).items()}
-    feature = ds.features["label"]
-    multi, lists = problem == "multi_label_classification", isinstance(feature, list) or hasattr(feature, "feature")
+    inner, lists = label_feature(ds.features["label"])
+    multi = problem == "multi_label_classification"
     if multi != lists:
         raise UserError(f"{name}: the model is a {'multi' if multi else 'single'}-label classifier, but the label "
                         f"column holds {'one label' if multi else 'a list of labels'} per row")
-    names = getattr(feature[0] if isinstance(feature, list) else feature.feature if lists else feature, "names", None)
+    names = getattr(inner, "names", None)
     gold = [[names[y] if names else y for y in (row if multi else [row])] for row in ds["label"]]
     gold_ids = [[label2id.get(g, g) if isinstance(g, str) else int(g) for g in row] for row in gold]
     unknown = sorted({str(g) for row in gold_ids for g in row if isinstance(g, str)})
