@@ -643,8 +643,9 @@ def _precision(r: dict, out: Path, headline: list[str]) -> list[str]:
         "dtype=torch.bfloat16)`, the backward and the optimizer step outside it, the weights staying float32 "
         "(transformers accepts `--bf16` without a GPU only with `--use_cpu true`). Measured here: that training "
         "step (forward with labels, backward, AdamW, `zero_grad`) of the G2P recipes' models — the Transformer "
-        "encoder-decoder of `transformer_seq2seq_cmudict_long` and the GRU encoder-decoder of `rnn_seq2seq_cmudict` "
-        "with Luong attention (no input feeding) — on a batch of "
+        "encoder-decoders of `transformer_seq2seq_cmudict_long` (dropout 0.1) and `transformer_seq2seq_cmudict` (no "
+        "dropout) and the GRU encoder-decoder of `rnn_seq2seq_cmudict` with Luong attention (no input feeding) — on "
+        "a batch of "
         f"{s['batch']} random words of {lengths} letters and phonemes (CMUdict's vocabularies), float32 and bfloat16 "
         f"each on its own copy of the same initial weights, {s['steps']} steps per measurement, {s['repeats']} "
         f"alternating rounds, {r['clock']}. Speed-up = bf16 steps/s / float32 steps/s, median of the per-round ratios "
@@ -654,13 +655,28 @@ def _precision(r: dict, out: Path, headline: list[str]) -> list[str]:
         f"AMX tiles {_yes(hw.get('amx_tile'))}, AVX-512 BF16 {_yes(hw.get('avx512_bf16'))}, oneDNN "
         f"{_yes(hw.get('mkldnn'))}"
         + (f", vector capability {hw['cpu_capability']}" if hw.get("cpu_capability") else "") + ".", "",
+        "Attention kernel: without attention dropout PyTorch runs `scaled_dot_product_attention` on the CPU with "
+        "its flash-attention kernel, which in bfloat16 is several times slower than its plain (math) kernel at "
+        "these sizes; with dropout it takes the plain one. hfnn's Transformer asks for the plain kernel in half "
+        "precision on the CPU. The dropout-free model's bf16 copy is also run a third time with the flash kernel "
+        "(\"bf16, flash kernel\"); \"plain vs flash\" = steps/s with the plain kernel / steps/s with the flash one, "
+        "per round.", "",
     ]
-    rows = [[x["model"], f"{x['parameters']:,}", f"{x['fp32_ms']:.1f}", f"{x['bf16_ms']:.1f}",
-             f"{_x(x['speedup']['median'])} [{x['speedup']['q1']:.2f}–{x['speedup']['q3']:.2f}]"] for x in r["rows"]]
-    lines += _table(["model", "parameters", "float32 ms/step", "bf16 ms/step", "bf16 speed-up"], rows)
+
+    def ratio(x):
+        return f"{_x(x['median'])} [{x['q1']:.2f}–{x['q3']:.2f}]"
+
+    rows = [[x["model"], f"{x['parameters']:,}", f"{x['fp32_ms']:.1f}", f"{x['bf16_ms']:.1f}", ratio(x["speedup"]),
+             f"{x['bf16_flash_ms']:.1f}" if "bf16_flash_ms" in x else "—",
+             ratio(x["kernel_speedup"]) if "kernel_speedup" in x else "—"] for x in r["rows"]]
+    lines += _table(["model", "parameters", "float32 ms/step", "bf16 ms/step", "bf16 speed-up",
+                     "bf16, flash kernel ms/step", "plain vs flash"], rows)
     headline.append(f"bfloat16 autocast vs float32 training steps on this CPU (AMX {_yes(hw.get('amx_tile'))}): "
                     + ", ".join(f"{x['model']} {_x(x['speedup']['median'])}" for x in r["rows"])
-                    + " (> 1 = bf16 faster).")
+                    + " (> 1 = bf16 faster)"
+                    + "".join(f"; the plain attention kernel vs the flash one in bf16, {x['model']}: "
+                              f"{_x(x['kernel_speedup']['median'])}" for x in r["rows"] if "kernel_speedup" in x)
+                    + ".")
     return lines
 
 

@@ -496,38 +496,47 @@ def bench_generation(runner) -> dict:
 # stress, plus the 4 special tokens); the recipes' batch of 128; word lengths cycling 8, 10, 12
 PRECISION_SIZES = {
     "full": dict(source_vocab=33, target_vocab=73, width=128, heads=4, intermediate=512, layers=3, rnn_layers=1,
-                 rnn_hidden=384, rnn_embedding=128, batch=128, lengths=(8, 10, 12), steps=5, repeats=7),
+                 rnn_hidden=384, rnn_embedding=128, short_width=256, short_intermediate=1024, short_layers=2,
+                 batch=128, lengths=(8, 10, 12), steps=5, repeats=7),
     "quick": dict(source_vocab=33, target_vocab=73, width=16, heads=4, intermediate=64, layers=1, rnn_layers=1,
-                  rnn_hidden=16, rnn_embedding=16, batch=8, lengths=(8, 10, 12), steps=2, repeats=2),
+                  rnn_hidden=16, rnn_embedding=16, short_width=16, short_intermediate=32, short_layers=1,
+                  batch=8, lengths=(8, 10, 12), steps=2, repeats=2),
 }
 
 
 def _precision_models(size: dict) -> dict:
-    """The two encoder-decoders (float32, freshly initialised), by label."""
+    """The G2P recipes' encoder-decoders (float32, freshly initialised), by label: the long Transformer recipe's
+    (with dropout), the 30-minute one's (without: the one PyTorch gives its flash-attention kernel) and the GRU."""
     import torch
 
     from hfnn import RnnSeq2SeqConfig, RnnSeq2SeqForConditionalGeneration, TransformerConfig, \
         TransformerForConditionalGeneration
 
     torch.manual_seed(0)
-    transformer = TransformerForConditionalGeneration(TransformerConfig(
-        is_encoder_decoder=True, vocab_size=size["target_vocab"], source_vocab_size=size["source_vocab"],
-        hidden_size=size["width"], num_attention_heads=size["heads"], intermediate_size=size["intermediate"],
-        encoder_layers=size["layers"], decoder_layers=size["layers"], dropout=0.1, attention_dropout=0.1,
-        position_embedding_type="learned", tie_word_embeddings=True, max_position_embeddings=33))
+    def transformer(width, intermediate, layers, dropout):
+        return TransformerForConditionalGeneration(TransformerConfig(
+            is_encoder_decoder=True, vocab_size=size["target_vocab"], source_vocab_size=size["source_vocab"],
+            hidden_size=width, num_attention_heads=size["heads"], intermediate_size=intermediate,
+            encoder_layers=layers, decoder_layers=layers, dropout=dropout, attention_dropout=dropout,
+            position_embedding_type="learned", tie_word_embeddings=True, max_position_embeddings=33))
+
+    long = transformer(size["width"], size["intermediate"], size["layers"], 0.1)
+    short = transformer(size["short_width"], size["short_intermediate"], size["short_layers"], 0.0)
     rnn = RnnSeq2SeqForConditionalGeneration(RnnSeq2SeqConfig(
         source_vocab_size=size["source_vocab"], vocab_size=size["target_vocab"], rnn_type="gru",
         hidden_size=size["rnn_hidden"], embedding_size=size["rnn_embedding"], num_encoder_layers=size["rnn_layers"],
         num_decoder_layers=size["rnn_layers"], bidirectional_encoder=True, attention="luong", input_feeding=False,
         dropout=0.0))
-    layers = f"{size['layers']} + {size['layers']} layers"
-    return {f"Transformer encoder-decoder ({layers}, {size['width']} wide)": transformer,
+    return {f"Transformer encoder-decoder ({size['layers']} + {size['layers']} layers, {size['width']} wide, dropout 0.1)":
+            long,
+            f"Transformer encoder-decoder ({size['short_layers']} + {size['short_layers']} layers, "
+            f"{size['short_width']} wide, no dropout)": short,
             f"GRU encoder-decoder, Luong attention ({size['rnn_hidden']} units)": rnn}
 
 
 def _precision_batch(size: dict, generator) -> dict:
     """A padded batch as the seq2seq collator gives it: source ids with their attention mask, labels ending in
-    ``</s>`` (id 3) and padded with -100; row i has lengths[i % 3] source and target tokens."""
+    ``</s>`` (id 3) and padded with -100; row i has lengths[i % len(lengths)] source and target tokens."""
     import torch
 
     longest = max(size["lengths"])
@@ -563,10 +572,17 @@ def precision_job(quick: bool, threads: int) -> dict:
     """Training steps of the two G2P encoder-decoders in float32 and under ``torch.autocast("cpu",
     dtype=torch.bfloat16)``, as the Trainer runs them with ``--bf16 true`` on the CPU: the forward (and the loss
     computed in it) under autocast, the backward and the AdamW step outside it. Each precision trains its own copy
-    of the same initial weights, so that neither's optimizer state touches the other's."""
+    of the same initial weights, so that neither's optimizer state touches the other's. A Transformer without
+    attention dropout also runs a third copy in bfloat16 with the attention kernel PyTorch picks for it (flash
+    attention), the one hfnn replaces by the plain kernel in half precision on the CPU
+    (:func:`hfnn.modeling_transformer.flash_kernel_is_slow`)."""
+    import contextlib
     import copy
+    import unittest.mock
 
     import torch
+
+    from hfnn import modeling_transformer
 
     timer = clock(threads)
     size = PRECISION_SIZES["quick" if quick else "full"]
@@ -574,11 +590,15 @@ def precision_job(quick: bool, threads: int) -> dict:
     rows = []
     for label, model in _precision_models(size).items():
         models = {"fp32": model.train(), "bf16": copy.deepcopy(model).train()}
+        if getattr(model.config, "attention_dropout", None) == 0.0:
+            models["bf16_flash"] = copy.deepcopy(model).train()
         optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-3) for k, m in models.items()}
         logits_dtype = {}
 
         def step(precision):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            kernel = unittest.mock.patch.object(modeling_transformer, "flash_kernel_is_slow", return_value=False)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision != "fp32"), \
+                    (kernel if precision == "bf16_flash" else contextlib.nullcontext()):
                 out = models[precision](**batch)
             logits_dtype[precision] = str(out.logits.dtype).replace("torch.", "")
             out.loss.float().backward()
@@ -591,13 +611,18 @@ def precision_job(quick: bool, threads: int) -> dict:
                 step(precision)
             return (timer() - start) / size["steps"]
 
-        times = alternate(measure, ["fp32", "bf16"], size["repeats"])
-        rows.append({"model": label, "parameters": sum(p.numel() for p in model.parameters()),
-                     "fp32_ms": 1000 * statistics.median(times["fp32"]),
-                     "bf16_ms": 1000 * statistics.median(times["bf16"]),
-                     # bf16 steps/s over fp32 steps/s, round by round: > 1 = bf16 faster
-                     "speedup": paired_ratio(times["fp32"], times["bf16"]),
-                     "logits_dtype": logits_dtype, "seconds": times})
+        times = alternate(measure, list(models), size["repeats"])
+        row = {"model": label, "parameters": sum(p.numel() for p in model.parameters()),
+               "fp32_ms": 1000 * statistics.median(times["fp32"]),
+               "bf16_ms": 1000 * statistics.median(times["bf16"]),
+               # bf16 steps/s over fp32 steps/s, round by round: > 1 = bf16 faster
+               "speedup": paired_ratio(times["fp32"], times["bf16"]),
+               "logits_dtype": logits_dtype, "seconds": times}
+        if "bf16_flash" in times:
+            row["bf16_flash_ms"] = 1000 * statistics.median(times["bf16_flash"])
+            # the plain kernel's steps/s over the flash kernel's: > 1 = hfnn's choice faster
+            row["kernel_speedup"] = paired_ratio(times["bf16_flash"], times["bf16"])
+        rows.append(row)
     return {"size": dict(size), "rows": rows, "hardware": _bf16_hardware(),
             "torch_threads": torch.get_num_threads(), "clock": "process CPU time" if threads == 1 else "wall clock"}
 

@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
@@ -94,11 +95,26 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 # -- Attention -------------------------------------------------------------------------------------
 
 
+def flash_kernel_is_slow(query: torch.Tensor) -> bool:
+    """Whether PyTorch's flash-attention kernel would run the CPU in bfloat16 or float16 (the tensors' dtype, or
+    the one CPU autocast computes in): there it is 2-10x slower than the plain kernel at these models' sizes, and
+    it is the kernel PyTorch picks whenever there is no attention dropout (``python -m bench --only precision``).
+    """
+    if query.device.type != "cpu":
+        return False
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else query.dtype
+    return dtype in (torch.bfloat16, torch.float16)
+
+
 def attend(query, key, value, mask=None, is_causal=False, dropout_p=0.0, need_weights=False):
     """softmax(Q K^T / sqrt(d) + M) V over ``(batch, heads, len, head_dim)`` tensors; ``mask`` None or boolean
-    (True: may attend), or ``is_causal``. Returns ``(output, weights or None)``: the fused kernel unless the weights
-    are asked for."""
+    (True: may attend), or ``is_causal``. Returns ``(output, weights or None)``: PyTorch's fused attention unless
+    the weights are asked for, with its plain (math) kernel in half precision on the CPU
+    (:func:`flash_kernel_is_slow`)."""
     if not need_weights:
+        if flash_kernel_is_slow(query) and not is_tracing(query):
+            with sdpa_kernel(SDPBackend.MATH):
+                return F.scaled_dot_product_attention(query, key, value, mask, dropout_p, is_causal), None
         return F.scaled_dot_product_attention(query, key, value, mask, dropout_p, is_causal), None
     scores = (query @ key.transpose(-2, -1)) / math.sqrt(query.size(-1))
     if is_causal:

@@ -103,11 +103,12 @@ def merge_mapping(base: dict, update: dict) -> dict:
     return merged
 
 
-def parse_args(dataclass_types, argv=None):
+def parse_args(dataclass_types, argv=None, defaults=None):
     """Parses ``[recipe] [--name value ...]`` into one instance per dataclass.
 
-    The recipe (a JSON/YAML file or a shipped recipe's name) gives the defaults; command-line flags override
-    them, and a mapping flag (``--config_overrides '{...}'``) merges key by key into the recipe's mapping
+    ``defaults`` (a mapping) replaces the dataclasses' own defaults (a pipeline's, for options where the
+    library-wide default does not suit it); the recipe (a JSON/YAML file or a shipped recipe's name) replaces
+    those, and command-line flags override both, and a mapping flag (``--config_overrides '{...}'``) merges key by key into the recipe's mapping
     (:func:`merge_mapping`), unless ``--architecture`` names another architecture than the recipe's. Unknown
     recipe keys are an error that names them, and so is a ``model_name_or_path`` / ``tokenizer_name`` meant as
     a local folder that is not one.
@@ -116,6 +117,8 @@ def parse_args(dataclass_types, argv=None):
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(dataclass_types)
+    if defaults:
+        parser.set_defaults(**defaults)
     recipe = {}
     if argv and not argv[0].startswith("-"):
         recipe_name = argv.pop(0)

@@ -309,6 +309,7 @@ class Pipeline:
 
     task, card_task = "language-modeling", "text-generation"  # the hfnn.registry task, the model card's task
     arguments = (TokenizerModelArguments, TextDataArguments, RunArguments, TrainingArguments)
+    argument_defaults = {}  # this pipeline's defaults for options of the argument classes (a recipe overrides them)
     trainer_class = Trainer
     plots = ("loss curve",)  # names of the figures (the loss curve, then those ``finish`` returns)
     summary_skip = ()  # metric name endings left out of the printed summary
@@ -360,7 +361,7 @@ class Pipeline:
         """The run's arguments, one per class of :attr:`arguments`, from the recipe and the command line
         (:func:`hfnn.recipes.parse_args`); ``--resume_from_checkpoint`` ``true``/``latest``/``last`` becomes the
         newest complete checkpoint of ``output_dir``, and a given checkpoint path is checked."""
-        parsed = parse_args(cls.arguments, argv)
+        parsed = parse_args(cls.arguments, argv, cls.argument_defaults)
         parsed[-1].resume_from_checkpoint = resolve_resume_checkpoint(parsed[-1].resume_from_checkpoint,
                                                                       parsed[-1].output_dir)
         return parsed

@@ -116,6 +116,9 @@ def save_attention_heatmaps(records: list[dict], sources: list[str], out_dir, ti
 class Seq2SeqPipeline(Pipeline):
     task, card_task = "seq2seq", "seq2seq"
     arguments = (ModelArguments, DataArguments, RunArguments, Seq2SeqTrainingArguments)
+    # scored by what it generates (WER and PER, or BLEU and chrF), not by the loss alone as transformers' default
+    # would leave it; --predict_with_generate false keeps the loss only (and skips generating)
+    argument_defaults = {"predict_with_generate": True}
     trainer_class = OrderedEvalSeq2SeqTrainer
     plots = ("loss curve", "attention heatmap")
     summary_skip = ("_length",)

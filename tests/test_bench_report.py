@@ -118,6 +118,10 @@ PRECISION = {
         "rows": [
             {"model": "Transformer encoder-decoder", "parameters": 1412345, "fp32_ms": 210.04, "bf16_ms": 150.0,
              "speedup": {"median": 1.4, "q1": 1.35, "q3": 1.452, "min": 1.3, "max": 1.5, "rounds": 7}},
+            {"model": "Transformer, no dropout", "parameters": 3456789, "fp32_ms": 300.0, "bf16_ms": 200.0,
+             "speedup": {"median": 1.5, "q1": 1.45, "q3": 1.55, "min": 1.4, "max": 1.6, "rounds": 7},
+             "bf16_flash_ms": 410.0,
+             "kernel_speedup": {"median": 2.05, "q1": 2.0, "q3": 2.1, "min": 1.9, "max": 2.2, "rounds": 7}},
             {"model": "GRU encoder-decoder, Luong attention", "parameters": 987654, "fp32_ms": 95.5, "bf16_ms": 120.2,
              "speedup": {"median": 0.79, "q1": 0.774, "q3": 0.81, "min": 0.7, "max": 0.9, "rounds": 7}},
         ],
@@ -130,12 +134,15 @@ def test_precision_section_table_headline_and_place(tmp_path):
     run = {**RUN, "command": PRECISION["command"], "selected": ["precision"]}
     text = report.write(tmp_path, {"precision": PRECISION}, run).read_text(encoding="utf-8")
     section = text.split("## 12. Reduced precision on the CPU")[1].split("\n## ")[0]
-    assert "| Transformer encoder-decoder | 1,412,345 | 210.0 | 150.0 | 1.40x [1.35–1.45] |" in section
-    assert "| GRU encoder-decoder, Luong attention | 987,654 | 95.5 | 120.2 | 0.79x [0.77–0.81] |" in section
+    assert "| Transformer encoder-decoder | 1,412,345 | 210.0 | 150.0 | 1.40x [1.35–1.45] | — | — |" in section
+    assert ("| Transformer, no dropout | 3,456,789 | 300.0 | 200.0 | 1.50x [1.45–1.55] | 410.0 | 2.05x [2.00–2.10] |"
+            in section)
+    assert "| GRU encoder-decoder, Luong attention | 987,654 | 95.5 | 120.2 | 0.79x [0.77–0.81] | — | — |" in section
     assert "--bf16 true --use_cpu true" in section
     assert "AMX tiles yes, AVX-512 BF16 not known, oneDNN yes" in section
     assert ("- bfloat16 autocast vs float32 training steps on this CPU (AMX yes): Transformer encoder-decoder 1.40x, "
-            "GRU encoder-decoder, Luong attention 0.79x (> 1 = bf16 faster). <!-- precision -->") in text
+            "Transformer, no dropout 1.50x, GRU encoder-decoder, Luong attention 0.79x (> 1 = bf16 faster); the plain "
+            "attention kernel vs the flash one in bf16, Transformer, no dropout: 2.05x. <!-- precision -->") in text
     # after the memory table, before the sections other tools write
     titles = [line for line in text.splitlines() if line.startswith("## ")]
     assert titles.index("## 11. Peak memory of the training runs") + 1 == titles.index(

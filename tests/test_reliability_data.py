@@ -5,7 +5,6 @@ named by file and row, and the options that would train on nothing or on random 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 

@@ -247,3 +247,23 @@ def test_a_recipe_that_leaves_the_beams_unset_generates_with_the_models_default(
     assert results["generation_num_beams"] == 1 and len(results["samples"]) == 2
     generator = pipeline("seq2seq-generation", model=str(tmp_path / "out"))
     assert generator("the cat", num_beams=None) == generator("the cat")
+
+
+def test_the_pipeline_generates_to_score_unless_told_not_to(tmp_path):
+    """transformers leaves ``predict_with_generate`` off, which scores a seq2seq model by its loss alone; the
+    seq2seq pipeline turns it on by default, and a recipe or the command line can still turn it off."""
+    from hfnn.pipelines.run_seq2seq import Seq2SeqPipeline
+
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("task: seq2seq\narchitecture: rnn_seq2seq\n")
+    off = tmp_path / "off.yaml"
+    off.write_text("task: seq2seq\narchitecture: rnn_seq2seq\npredict_with_generate: false\n")
+    out = ["--output_dir", str(tmp_path / "out")]
+    assert Seq2SeqPipeline.parse_args([str(recipe), *out])[-1].predict_with_generate is True
+    assert Seq2SeqPipeline.parse_args([str(recipe), *out, "--predict_with_generate", "false"])[-1] \
+        .predict_with_generate is False
+    assert Seq2SeqPipeline.parse_args([str(off), *out])[-1].predict_with_generate is False
+    assert Seq2SeqPipeline.parse_args([str(off), *out, "--predict_with_generate", "true"])[-1].predict_with_generate
+    # the defaults belong to the seq2seq pipeline, not to the parser every pipeline shares
+    assert parse_args((ModelArguments, DataArguments, RunArguments, Seq2SeqTrainingArguments),
+                      [str(recipe), *out])[-1].predict_with_generate is False

@@ -191,6 +191,39 @@ def test_self_attention_matches_explicit_reference_with_padding_and_causal_mask(
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2, 5))
 
 
+@pytest.mark.parametrize("half", ["autocast", "weights"])
+def test_half_precision_on_the_cpu_attends_with_the_plain_kernel(half, monkeypatch):
+    """PyTorch's CPU flash-attention kernel is several times slower than its plain one in bfloat16 at these sizes,
+    and it is the one it picks when there is no attention dropout: bfloat16 on the CPU (under autocast, as
+    ``--bf16 true --use_cpu true`` trains, or in bfloat16 weights) attends with the plain kernel, float32 keeps
+    the fused choice, and both agree with float32 logits."""
+    flash_allowed = []
+    fused = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        flash_allowed.append(torch.backends.cuda.flash_sdp_enabled())
+        return fused(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    model = tiny_lm(std=0.3).eval()
+    ids = random_ids(2, 20)
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0
+    with torch.no_grad():
+        reference = model(ids, attention_mask=mask).logits
+        assert flash_allowed and all(flash_allowed), "float32 leaves PyTorch its choice of kernel"
+        flash_allowed.clear()
+        if half == "autocast":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = model(ids, attention_mask=mask).logits
+        else:
+            logits = model.to(torch.bfloat16)(ids, attention_mask=mask).logits
+    assert flash_allowed and not any(flash_allowed), "bfloat16 on the CPU must not reach the flash kernel"
+    real = mask.bool()
+    torch.testing.assert_close(logits.float()[real], reference[real], atol=0.1, rtol=0.05)
+    assert torch.backends.cuda.flash_sdp_enabled(), "the kernel choice is restored after each call"
+
+
 def test_causal_prefill_fast_path_matches_explicit_mask():
     model = tiny_lm()
     ids = random_ids(2, 7)
