@@ -106,12 +106,12 @@ def merge_mapping(base: dict, update: dict) -> dict:
 def parse_args(dataclass_types, argv=None, defaults=None):
     """Parses ``[recipe] [--name value ...]`` into one instance per dataclass.
 
-    ``defaults`` (a mapping) replaces the dataclasses' own defaults (a pipeline's, for options where the
-    library-wide default does not suit it); the recipe (a JSON/YAML file or a shipped recipe's name) replaces
-    those, and command-line flags override both, and a mapping flag (``--config_overrides '{...}'``) merges key by key into the recipe's mapping
-    (:func:`merge_mapping`), unless ``--architecture`` names another architecture than the recipe's. Unknown
-    recipe keys are an error that names them, and so is a ``model_name_or_path`` / ``tokenizer_name`` meant as
-    a local folder that is not one.
+    ``defaults`` (a mapping: a pipeline's own defaults, where the library-wide ones do not suit it) replace the
+    dataclasses' defaults; the recipe (a JSON/YAML file or a shipped recipe's name) replaces those, and
+    command-line flags override both; a mapping flag (``--config_overrides '{...}'``) merges key by key into
+    the recipe's mapping (:func:`merge_mapping`), unless ``--architecture`` names another architecture than
+    the recipe's. Unknown recipe keys are an error that names them, and so is a ``model_name_or_path`` /
+    ``tokenizer_name`` meant as a local folder that is not one.
     """
     from transformers import HfArgumentParser
 
