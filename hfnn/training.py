@@ -35,7 +35,7 @@ from transformers import Seq2SeqTrainer, TrainerCallback
 from transformers.trainer_callback import ExportableState, PrinterCallback, ProgressCallback
 
 __all__ = ["BudgetProgressCallback", "InterruptCallback", "NonFiniteGuardCallback", "NonFiniteTrainingError",
-           "OrderedEvalSeq2SeqTrainer", "TimeBudgetCallback", "TrainingCallbacks", "causal_lm_metrics", "check_finite_model",
+           "OrderedEvalSeq2SeqTrainer", "TimeBudgetCallback", "TrainingCallbacks", "WeightAveragingCallback", "causal_lm_metrics", "check_finite_model",
            "check_resume_architecture", "check_tokenizer", "check_training_arguments", "classification_metrics",
            "non_finite_parameters", "plot_loss_curve", "pyplot", "save_figure", "seq2seq_metrics"]
 
@@ -228,14 +228,22 @@ class NonFiniteTrainingError(ValueError):
 
 def non_finite_parameters(model) -> list[str]:
     """Names of the parameters (and floating-point buffers) of ``model`` holding a NaN or an infinity."""
+    tensors = [(n, t) for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_floating_point()]
+    finite = _all_finite_each([t for _, t in tensors])
+    return [name for (name, _), ok in zip(tensors, finite) if not ok]
+
+
+def _all_finite_each(tensors) -> list[bool]:
+    """Whether each tensor holds only finite values. A NaN or an infinity makes a tensor's sum non-finite; a
+    sum of finite values can overflow too, so a tensor whose sum is not finite is then checked element by
+    element. A sum in the tensor's own precision costs a third of one in float64, and this runs every step."""
     import torch
 
-    tensors = [(n, t) for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_floating_point()]
     if not tensors:
         return []
-    with torch.no_grad():  # a NaN or an infinity anywhere makes its tensor's (float64) sum non-finite
-        finite = torch.isfinite(torch.stack([t.sum(dtype=torch.float64) for _, t in tensors])).tolist()
-    return [name for (name, _), ok in zip(tensors, finite) if not ok]
+    with torch.no_grad():
+        finite = torch.isfinite(torch.stack([t.sum().float() for t in tensors])).tolist()
+        return [ok or bool(torch.isfinite(t).all()) for t, ok in zip(tensors, finite)]
 
 
 def check_finite_model(model) -> None:
@@ -272,10 +280,7 @@ class NonFiniteGuardCallback(TrainerCallback):
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         if model is None or getattr(args, "fp16", False):  # fp16 loss scaling skips steps with inf gradients
             return control
-        import torch
-
-        grads = [p.grad.detach().sum(dtype=torch.float64) for p in model.parameters() if p.grad is not None]
-        if grads and not bool(torch.isfinite(torch.stack(grads)).all()):
+        if not all(_all_finite_each([p.grad.detach() for p in model.parameters() if p.grad is not None])):
             return self._trip(control, f"a gradient is NaN or infinite at step {state.global_step + 1}")
         return control
 
@@ -345,6 +350,67 @@ class InterruptCallback(TrainerCallback):
         self._previous = None
 
 
+class WeightAveragingCallback(TrainerCallback):
+    """Averages the weights over the last ``fraction`` of training (the uniform running mean of every step's
+    weights there, ``torch.optim.swa_utils.AveragedModel``), and puts that average into the model when training
+    ends: checkpoint averaging without the checkpoints. The tail is measured in time when ``budget`` holds a
+    time budget (to the end it expects: the budget, or ``max_steps`` if that comes first), else in steps
+    against ``max_steps``. The weights the last step left are kept in :attr:`final_weights` so a run can score
+    them beside the average. A resumed run starts the average afresh (checkpoints hold the weights only)."""
+
+    def __init__(self, fraction: float, budget: TimeBudgetCallback | None = None):
+        if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
+            raise ValueError(f"--average_weights must be a fraction of training in (0, 1] (0: off), got {fraction!r}")
+        self.fraction, self.budget = float(fraction), budget
+        self.averaged = None  # the AveragedModel, from the first step of the tail to the end of training
+        self.first_step: int | None = None
+        self.steps = 0  # how many steps' weights the average holds
+        self.final_weights: dict | None = None
+
+    def progress(self, state) -> float:
+        """The share of training done: of the expected time in a budgeted run, else of ``max_steps``."""
+        if self.budget is not None and self.budget.seconds is not None:
+            return self.budget.elapsed() / max(self.budget.expected_seconds(state), 1e-9)
+        return state.global_step / state.max_steps if state.max_steps else 0.0
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if model is None or self.progress(state) < 1.0 - self.fraction:
+            return control
+        if self.averaged is None:
+            from torch.optim.swa_utils import AveragedModel
+
+            self.averaged, self.first_step = AveragedModel(model), state.global_step
+            _logger.info("weight averaging: from step %d", state.global_step)
+        self.averaged.update_parameters(model)
+        self.steps += 1
+        return control
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if model is None or self.averaged is None or self.final_weights is not None:
+            return
+        import torch
+
+        params = list(model.parameters())
+        with torch.no_grad():
+            self.final_weights = {id(p): p.detach().clone() for p in params}
+            for p, mean in zip(params, self.averaged.module.parameters(), strict=True):
+                p.copy_(mean)
+        self.averaged = None
+        _logger.info("weight averaging: the model holds the mean of the weights of %d steps (%d-%d)", self.steps,
+                     self.first_step, state.global_step)
+
+    def swap_final_weights(self, model) -> None:
+        """Exchanges the model's weights with the kept final ones (call twice to restore the average)."""
+        import torch
+
+        with torch.no_grad():
+            for p in model.parameters():
+                kept = self.final_weights[id(p)]
+                held = p.detach().clone()
+                p.copy_(kept)
+                kept.copy_(held)
+
+
 @dataclasses.dataclass
 class TrainingCallbacks:
     """The time budget (and its progress bar), the Ctrl-C stop, the non-finite guard and the CPU thread tuner of
@@ -354,21 +420,25 @@ class TrainingCallbacks:
     guard: NonFiniteGuardCallback
     tuner: TrainerCallback | None
     interrupt: InterruptCallback = dataclasses.field(default_factory=InterruptCallback)
+    averaging: WeightAveragingCallback | None = None
 
     @classmethod
     def attach(cls, trainer, max_train_minutes: float | None = None, anneal_by_time: bool = False,
-               tune_threads: bool = True) -> TrainingCallbacks:
+               tune_threads: bool = True, average_weights: float = 0.0) -> TrainingCallbacks:
         """Adds the callbacks to ``trainer`` (before ``trainer.train()``): a :class:`TimeBudgetCallback` of
         ``max_train_minutes`` (None: no budget) that takes over the warm-up of a budgeted run, with a
         :class:`BudgetProgressCallback` in place of the step-counting bar; an :class:`InterruptCallback`; a
-        :class:`NonFiniteGuardCallback`; and, with ``tune_threads``, a :class:`hfnn.cpu_threads.ThreadTuner`."""
+        :class:`NonFiniteGuardCallback`; with ``tune_threads``, a :class:`hfnn.cpu_threads.ThreadTuner`; and
+        with ``average_weights`` (a fraction of training, 0: off) a :class:`WeightAveragingCallback`."""
         from hfnn.cpu_threads import ThreadTuner
 
         budget = TimeBudgetCallback(max_train_minutes, anneal=anneal_by_time)
         budget.take_over_warmup(trainer.args)
-        extras = cls(budget, NonFiniteGuardCallback(), ThreadTuner() if tune_threads else None)
-        for callback in (budget, extras.interrupt, extras.guard, extras.tuner):  # the guard after the stop: it
-            # cancels the checkpoint of a step with non-finite values
+        averaging = WeightAveragingCallback(average_weights, budget) if average_weights else None
+        extras = cls(budget, NonFiniteGuardCallback(), ThreadTuner() if tune_threads else None, averaging=averaging)
+        # the guard after the stop: it cancels the checkpoint of a step with non-finite values (and the run
+        # then saves nothing, averaged or not)
+        for callback in (budget, extras.interrupt, extras.guard, extras.tuner, averaging):
             if callback is not None:
                 trainer.add_callback(callback)
         if max_train_minutes is not None and not trainer.args.disable_tqdm:

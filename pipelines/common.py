@@ -100,6 +100,10 @@ class RunArguments:
                                             "stays as it was if the run fails).")
     max_train_minutes: float | None = arg(None, "Stop training after this many minutes of wall-clock time.")
     anneal_by_time: bool = arg(False, "Cosine-decay the learning rate over max_train_minutes instead of max_steps.")
+    average_weights: float = arg(0.0, "Save the mean of the weights over this last fraction of training (0 < f <= "
+                                      "1; of the time budget when there is one, else of the steps) instead of the "
+                                      "last step's; the last step's are scored on the validation split beside it "
+                                      "(results.json: weight_averaging). 0: off.")
     num_samples: int = arg(3, "Generations or predictions to print at the end (0: none).")
     write_model_card: bool = arg(True, "Write README.md (model card).")
     lora_r: int = arg(0, "Train a PEFT adapter of this rank instead of every weight (0: off); the folder holds the "
@@ -110,6 +114,13 @@ class RunArguments:
         check_count("num_samples", self.num_samples, 0, " (0: print none)")
         check_count("lora_r", self.lora_r, 0, " (0: off)")
         env_threads()  # a bad HFNN_THREADS is an error now, not after the data has loaded
+        fraction = self.average_weights
+        if not (isinstance(fraction, (int, float)) and math.isfinite(fraction) and 0 <= fraction <= 1):
+            raise ValueError("--average_weights must be the fraction of training to average the weights over, "
+                             f"between 0 (off) and 1, got {fraction!r}")
+        if fraction and self.lora_r:
+            raise ValueError("--average_weights and --lora_r cannot be used together: the average is of the full "
+                             "weights, and an adapter's factors do not average to the average of their product")
         minutes = self.max_train_minutes
         if minutes is not None and not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
             raise ValueError("--max_train_minutes must be a number of minutes > 0 (leave it unset for no limit), "
@@ -426,7 +437,8 @@ class Pipeline:
         trainer = self.trainer_class(
             model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if len(eval_ds) else None,
             processing_class=self.tokenizers[""], callbacks=[CheckpointCommitCallback()], **self.trainer_kwargs(eval_ds))
-        extras = TrainingCallbacks.attach(trainer, run_args.max_train_minutes, run_args.anneal_by_time)
+        extras = TrainingCallbacks.attach(trainer, run_args.max_train_minutes, run_args.anneal_by_time,
+                                          average_weights=run_args.average_weights)
         start = time.monotonic()
         try:
             train_result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
@@ -452,6 +464,18 @@ class Pipeline:
         start = time.monotonic()
         results.update(self.evaluate(trainer, {s: data[s] for s in ("validation", "test") if s in data and len(data[s])}))
         results["eval_seconds"] = round(time.monotonic() - start, 1)
+        averaging = extras.averaging
+        if averaging is not None:
+            results["weight_averaging"] = {"fraction": averaging.fraction, "steps": averaging.steps,
+                                           "from_step": averaging.first_step}
+            if averaging.final_weights is not None and "validation" in data and len(data["validation"]):
+                trained = trainer.accelerator.unwrap_model(trainer.model)
+                averaging.swap_final_weights(trained)  # the last step's weights, scored beside the mean
+                try:
+                    last = self.evaluate(trainer, {"validation": data["validation"]})
+                finally:
+                    averaging.swap_final_weights(trained)
+                results["weight_averaging"]["last_step_weights"] = last
         if not trainer.is_world_process_zero():
             print(f"process {args.process_index} of {args.world_size}: finished; process 0 writes {self.folder.path}")
             return {**results, "samples": []}
@@ -487,6 +511,15 @@ class Pipeline:
                      and isinstance(v, float) and not k.endswith(tuple(self.summary_skip))}
             if shown:
                 print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+        averaging = results.get("weight_averaging")
+        if averaging and not averaging["steps"]:
+            print(f"training stopped before its last {averaging['fraction']:g} began: the saved weights are the last "
+                  "step's, not an average")
+        elif averaging:
+            last = {k[len("validation_"):]: v for k, v in averaging.get("last_step_weights", {}).items()
+                    if k.startswith("validation_") and isinstance(v, float) and not k.endswith(tuple(self.summary_skip))}
+            print(f"the saved weights are the mean of {averaging['steps']} steps' (from step {averaging['from_step']})"
+                  + ("; the last step's: validation " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()) if last else ""))
         for sample in results["samples"]:
             self.print_sample(sample)
         shown = [f"{name}: {self.folder.path / f.name}" if f else f"no {name}" for name, f in zip(self.plots, figures)]

@@ -510,6 +510,22 @@ def test_time_annealing_runs_the_learning_rate_down_to_its_final_fraction():
         assert callback.factor() == pytest.approx(expected, abs=2e-3), spent
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_the_finite_check_tells_overflowing_sums_from_nans_and_infinities(dtype):
+    """The per-step check sums each tensor in its own precision; finite values whose sum overflows must not
+    read as an infinity, and a NaN, +inf or -inf anywhere must be found."""
+    big = torch.finfo(dtype).max
+    huge = torch.full((4, 4), big, dtype=dtype)  # finite, but its sum overflows
+    assert not torch.isfinite(huge.sum())
+    tensors = [torch.ones(3, dtype=dtype), huge, torch.zeros(0, dtype=dtype)]
+    assert training._all_finite_each(tensors) == [True, True, True]
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        spoiled = torch.ones(3, 3, dtype=dtype)
+        spoiled[1, 2] = bad
+        assert training._all_finite_each([*tensors, spoiled]) == [True, True, True, False], bad
+    assert training._all_finite_each([]) == []
+
+
 def test_the_guard_stops_at_non_finite_weights_after_a_step():
     from transformers import TrainerControl, TrainerState
 
