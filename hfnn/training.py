@@ -35,8 +35,8 @@ from transformers import Seq2SeqTrainer, TrainerCallback
 from transformers.trainer_callback import ExportableState, PrinterCallback, ProgressCallback
 
 __all__ = ["BudgetProgressCallback", "InterruptCallback", "NonFiniteGuardCallback", "NonFiniteTrainingError",
-           "OrderedEvalSeq2SeqTrainer", "TimeBudgetCallback", "TrainingCallbacks", "WeightAveragingCallback", "causal_lm_metrics", "check_finite_model",
-           "check_resume_architecture", "check_tokenizer", "check_training_arguments", "classification_metrics",
+           "OrderedEvalSeq2SeqTrainer", "TimeBudgetCallback", "TrainingCallbacks", "WeightAveragingCallback",
+           "causal_lm_metrics", "check_finite_model", "check_resume_architecture", "check_tokenizer", "check_training_arguments", "classification_metrics",
            "non_finite_parameters", "plot_loss_curve", "pyplot", "save_figure", "seq2seq_metrics"]
 
 _logger = logging.getLogger(__name__)
