@@ -34,10 +34,11 @@ from pathlib import Path
 from transformers import Seq2SeqTrainer, TrainerCallback
 from transformers.trainer_callback import ExportableState, PrinterCallback, ProgressCallback
 
-__all__ = ["BudgetProgressCallback", "InterruptCallback", "NonFiniteGuardCallback", "NonFiniteTrainingError",
-           "OrderedEvalSeq2SeqTrainer", "TimeBudgetCallback", "TrainingCallbacks", "WeightAveragingCallback",
-           "causal_lm_metrics", "check_finite_model", "check_resume_architecture", "check_tokenizer", "check_training_arguments", "classification_metrics",
-           "non_finite_parameters", "plot_loss_curve", "pyplot", "save_figure", "seq2seq_metrics"]
+__all__ = ["AVERAGE_FILE", "BudgetProgressCallback", "InterruptCallback", "NonFiniteGuardCallback",
+           "NonFiniteTrainingError", "OrderedEvalSeq2SeqTrainer", "TimeBudgetCallback", "TrainingCallbacks",
+           "WeightAveragingCallback", "causal_lm_metrics", "check_finite_model", "check_resume_architecture",
+           "check_tokenizer", "check_training_arguments", "classification_metrics", "non_finite_parameters",
+           "plot_loss_curve", "pyplot", "save_figure", "seq2seq_metrics"]
 
 _logger = logging.getLogger(__name__)
 
@@ -350,13 +351,18 @@ class InterruptCallback(TrainerCallback):
         self._previous = None
 
 
+# the running mean of the weights in a checkpoint of a run with ``--average_weights``
+AVERAGE_FILE = "weight_average.safetensors"
+
+
 class WeightAveragingCallback(TrainerCallback):
     """Averages the weights over the last ``fraction`` of training (the uniform running mean of every step's
     weights there, ``torch.optim.swa_utils.AveragedModel``), and puts that average into the model when training
     ends: checkpoint averaging without the checkpoints. The tail is measured in time when ``budget`` holds a
     time budget (to the end it expects: the budget, or ``max_steps`` if that comes first), else in steps
     against ``max_steps``. The weights the last step left are kept in :attr:`final_weights` so a run can score
-    them beside the average. A resumed run starts the average afresh (checkpoints hold the weights only)."""
+    them beside the average. Each checkpoint saved during the tail holds the running mean
+    (:data:`AVERAGE_FILE`), so a run resumed from it goes on with the same average."""
 
     def __init__(self, fraction: float, budget: TimeBudgetCallback | None = None):
         if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
@@ -372,6 +378,49 @@ class WeightAveragingCallback(TrainerCallback):
         if self.budget is not None and self.budget.seconds is not None:
             return self.budget.elapsed() / max(self.budget.expected_seconds(state), 1e-9)
         return state.global_step / state.max_steps if state.max_steps else 0.0
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        checkpoint = getattr(args, "resume_from_checkpoint", None) if state.global_step > 0 else None
+        if model is None or not checkpoint or not (Path(checkpoint) / AVERAGE_FILE).is_file():
+            return control
+        from safetensors import safe_open
+        from torch.optim.swa_utils import AveragedModel
+
+        path = Path(checkpoint) / AVERAGE_FILE
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if float(meta.get("fraction", "nan")) != self.fraction:
+                _logger.warning("weight averaging: %s averaged the last %s of training, this run the last %g: the "
+                                "average starts afresh", path, meta.get("fraction"), self.fraction)
+                return control
+            averaged = AveragedModel(model)
+            params = dict(averaged.module.named_parameters())
+            if set(f.keys()) != set(params):
+                raise ValueError(f"{path} does not hold this model's weights (it has {len(f.keys())} tensors, the "
+                                 f"model {len(params)} parameters): resume from a checkpoint of the same model")
+            import torch
+
+            with torch.no_grad():
+                for name, p in params.items():
+                    p.copy_(f.get_tensor(name))
+        self.steps, self.first_step = int(meta["steps"]), int(meta["first_step"])
+        averaged.n_averaged.fill_(self.steps)
+        self.averaged = averaged
+        _logger.info("weight averaging: resumed the mean of %d steps (from step %d)", self.steps, self.first_step)
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        """Writes the running mean into the checkpoint the Trainer has just saved (before the checkpoint is
+        sealed: :meth:`TrainingCallbacks.attach` runs sealing callbacks last)."""
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if self.averaged is None or not args.should_save or not folder.is_dir():
+            return control
+        from safetensors.torch import save_file
+
+        tensors = {name: p.detach().contiguous() for name, p in self.averaged.module.named_parameters()}
+        save_file(tensors, str(folder / AVERAGE_FILE), metadata={
+            "fraction": repr(self.fraction), "steps": str(self.steps), "first_step": str(self.first_step)})
+        return control
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if model is None or self.progress(state) < 1.0 - self.fraction:
@@ -445,9 +494,11 @@ class TrainingCallbacks:
             trainer.remove_callback(ProgressCallback)
             trainer.add_callback(BudgetProgressCallback(max_train_minutes))
         # what prints the logs runs after the budget, which writes the learning rate the optimizer used into them
-        for printer in [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, (PrinterCallback, ProgressCallback))]:
-            trainer.callback_handler.remove_callback(printer)
-            trainer.callback_handler.add_callback(printer)
+        # and what seals a checkpoint (``seals_checkpoint = True``) after everything that writes into it
+        for last in [cb for cb in trainer.callback_handler.callbacks
+                     if isinstance(cb, (PrinterCallback, ProgressCallback)) or getattr(cb, "seals_checkpoint", False)]:
+            trainer.callback_handler.remove_callback(last)
+            trainer.callback_handler.add_callback(last)
         return extras
 
     @property
@@ -511,8 +562,8 @@ def plot_loss_curve(log_history: list[dict], out_dir, title: str = "training"):
 
 def check_training_arguments(args) -> None:
     """``TrainingArguments`` that the Trainer would take without a word and then fail on (or loop on) late: a batch
-    size or accumulation below 1, a negative or non-finite learning rate, no step to train. ValueError naming the
-    option."""
+    size or accumulation below 1, a negative or non-finite learning rate, no step to train; or ignore: ``fp16`` on
+    the CPU, where accelerate trains in float32 without autocast. ValueError naming the option."""
     for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
         value = getattr(args, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -522,6 +573,9 @@ def check_training_arguments(args) -> None:
     epochs = args.num_train_epochs
     if (args.max_steps is None or args.max_steps <= 0) and not (math.isfinite(epochs) and epochs > 0):
         raise ValueError(f"--num_train_epochs must be > 0 (or give --max_steps), got {epochs!r}: nothing would be trained")
+    if args.fp16 and args.device.type == "cpu":
+        raise ValueError("--fp16 true needs a GPU: on the CPU the Trainer would train in float32 without saying so. "
+                         "Use --bf16 true --use_cpu true (bfloat16 autocast on the CPU), or leave --fp16 out")
 
 
 def check_tokenizer(model_or_config, tokenizer, vocab_size_field: str = "vocab_size") -> None:

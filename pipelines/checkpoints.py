@@ -204,6 +204,9 @@ class CheckpointCommitCallback(TrainerCallback):
     :func:`last_valid_checkpoint`). Every process waits for the others first, since each one writes
     its own RNG state into the folder."""
 
+    # hfnn.training.TrainingCallbacks.attach runs it after the callbacks that write into a checkpoint
+    seals_checkpoint = True
+
     def on_save(self, args, state, control, **kwargs):
         from accelerate import PartialState
 

@@ -108,3 +108,41 @@ def test_the_pipeline_checks_the_fraction_before_loading_data(tmp_path):
         run_classification.main(checkpointing_classifier_argv(tmp_path, tmp_path / "run", "--average_weights",
                                                               "0.5", "--lora_r", "2"))
     assert not Path(tmp_path / "run").exists()
+
+
+def test_a_resumed_run_goes_on_with_the_average_its_checkpoint_holds(tmp_path, caplog):
+    import shutil
+
+    from hfnn.pipelines.checkpoints import CHECKPOINT_MARKER, checkpoint_problem
+
+    first = tmp_path / "first"
+    argv = ["--max_steps", "8", "--save_total_limit", "8", "--learning_rate", "0.05", "--num_samples", "0"]
+    whole = run_classification.main(checkpointing_classifier_argv(tmp_path, first, *argv, "--average_weights", "0.45"))
+    # the tail is steps 5-8: only its checkpoints hold the running mean, inside their commit marker
+    for step in range(1, 9):
+        assert (first / f"checkpoint-{step}" / training.AVERAGE_FILE).is_file() == (step >= 5), step
+    assert checkpoint_problem(first / "checkpoint-6") is None
+    marker = json.loads((first / "checkpoint-6" / CHECKPOINT_MARKER).read_text())
+    assert training.AVERAGE_FILE in json.dumps(marker)
+
+    def resume(name: str, fraction: str) -> tuple[dict, Path]:
+        out = tmp_path / name
+        out.mkdir()
+        shutil.copytree(first / "checkpoint-6", out / "checkpoint-6")
+        results = run_classification.main(checkpointing_classifier_argv(
+            tmp_path, out, *argv, "--average_weights", fraction, "--resume_from_checkpoint", "true"))
+        return results, out
+
+    resumed, out = resume("resumed", "0.45")
+    assert resumed["weight_averaging"]["steps"] == 4 and resumed["weight_averaging"]["from_step"] == 5
+    expected, got = load_file(first / "model.safetensors"), load_file(out / "model.safetensors")
+    assert set(got) == set(expected)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
+    assert resumed["validation_loss"] == pytest.approx(whole["validation_loss"], rel=1e-5)
+
+    # another fraction: the saved mean is of other steps, so the average starts afresh (steps 7-8 of 8)
+    with caplog.at_level("WARNING", logger="hfnn.training"):
+        other, _ = resume("other", "0.2")
+    assert other["weight_averaging"]["steps"] == 2 and other["weight_averaging"]["from_step"] == 7
+    assert "the average starts afresh" in caplog.text
