@@ -453,6 +453,9 @@ case("args-unknown-flag", "`run_lm recipe --frobnicate 1`", ValueError, "frobnic
 case("args-negative-num-samples", "`run_lm recipe --num_samples -1`", ValueError,
      r"num_samples must be an integer >= 0 \(0: print none\), got -1")(
     lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--num_samples", "-1")))
+case("args-fp16-on-cpu", "`run_lm recipe --fp16 true --use_cpu true`", ValueError,
+     r"--fp16 true needs a GPU: on the CPU the Trainer would train in float32")(
+    lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--fp16", "true", "--use_cpu", "true")))
 
 
 class ExitStatus(Exception):

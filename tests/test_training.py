@@ -116,3 +116,9 @@ def test_classification_metrics_by_hand():
 def test_training_arguments_the_trainer_would_accept_are_errors_naming_them(tmp_path, option, value):
     with pytest.raises(ValueError, match=f"--{option} must be"):
         check_training_arguments(TrainingArguments(str(tmp_path), report_to="none", **{option: value}))
+
+
+def test_fp16_on_the_cpu_is_an_error_rather_than_float32_without_a_word(tmp_path):
+    with pytest.raises(ValueError, match=r"--fp16 true needs a GPU.*--bf16 true --use_cpu true"):
+        check_training_arguments(TrainingArguments(str(tmp_path), report_to="none", fp16=True, use_cpu=True))
+    check_training_arguments(TrainingArguments(str(tmp_path), report_to="none", bf16=True, use_cpu=True))
