@@ -191,7 +191,8 @@ def batch_first(state) -> tuple[torch.Tensor, ...]:
 def run_recurrence(rnn: nn.RNNBase, inputs, state):
     """``rnn(inputs, state)``, except that an LSTM under CPU autocast runs in float32: oneDNN has no reduced-precision
     LSTM on CPUs without native bfloat16 ("could not create a primitive descriptor")."""
-    if isinstance(rnn, nn.LSTM) and rnn.weight_ih_l0.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+    base = rnn.get_base_layer() if hasattr(rnn, "get_base_layer") else rnn  # under a LoRA wrapper (peft)
+    if isinstance(base, nn.LSTM) and base.weight_ih_l0.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):
             state = None if state is None else tuple(s.float() for s in state)
             return rnn(inputs.float(), state)

@@ -154,3 +154,26 @@ def test_importing_hfnn_adapters_does_not_import_peft():
             "assert 'hfnn-rnn' in c.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_a_lora_wrapped_lstm_still_recurs_in_float32_under_cpu_autocast():
+    """peft wraps an adapted nn.LSTM in a ParamWrapper; the LSTM under it must still run in float32 under CPU
+    autocast (oneDNN has no bfloat16 LSTM on CPUs without native bfloat16), as an unwrapped one does: its outputs
+    are float32 and exactly those of the run without autocast."""
+    from hfnn import RnnConfig, RnnForCausalLM
+
+    torch.manual_seed(0)
+    model = RnnForCausalLM(RnnConfig(vocab_size=VOCAB, hidden_size=12, embedding_size=8, num_hidden_layers=2,
+                                     rnn_type="lstm", dropout=0.0))
+    wrapped = adapters.add_adapter(model, "lora", r=2).eval()
+    recurrent = wrapped.base_model.model.model.rnn
+    assert not isinstance(recurrent, torch.nn.LSTM)  # the wrapper this test is about
+    seen = []
+    recurrent.register_forward_hook(lambda module, args, output: seen.append(output[0]))
+    ids = batch("AutoModelForCausalLM")["input_ids"]
+    with torch.no_grad():
+        wrapped(input_ids=ids)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            wrapped(input_ids=ids)
+    full, half = seen
+    assert half.dtype == torch.float32 and torch.equal(full, half)
