@@ -233,6 +233,11 @@ def layer_runner(rnn: nn.RNNBase, index: int, reverse: bool | None = None):
     """``f(inputs, state)`` running layer ``index`` of ``rnn`` alone (both directions, or only the backward one when
     ``reverse`` is True, the forward one when False) on ``rnn``'s own parameters, so gradients reach them; ``state``
     in torch's layout for that layer."""
+    if hasattr(rnn, "get_base_layer"):  # peft's ParamWrapper: its update is applied in its own forward only
+        raise ValueError(
+            "The recurrent weights carry a LoRA adapter, which applies only to the whole stack in one call: "
+            "output_hidden_states=True and gradient checkpointing run it layer by layer. Merge the adapter first "
+            "(merge_and_unload()), or adapt only the dense layers (add_adapter(..., target_modules=[...]))")
     templates = rnn.__dict__.setdefault("_hfnn_layer_templates", {})
     both = reverse is None and rnn.bidirectional
     if (index, both) not in templates:

@@ -177,3 +177,20 @@ def test_a_lora_wrapped_lstm_still_recurs_in_float32_under_cpu_autocast():
             wrapped(input_ids=ids)
     full, half = seen
     assert half.dtype == torch.float32 and torch.equal(full, half)
+
+
+def test_layer_by_layer_runs_of_lora_adapted_recurrent_weights_are_a_clear_error():
+    """output_hidden_states=True (and gradient checkpointing) run a recurrent stack layer by layer on its raw
+    weights, which a LoRA adapter on them would not reach: a ValueError saying so, not an AttributeError from
+    deep inside, and the whole-stack forward still works."""
+    from hfnn import RnnConfig, RnnForCausalLM
+
+    torch.manual_seed(0)
+    model = RnnForCausalLM(RnnConfig(vocab_size=VOCAB, hidden_size=12, embedding_size=8, num_hidden_layers=2,
+                                     rnn_type="gru", dropout=0.0))
+    wrapped = adapters.add_adapter(model, "lora", r=2).eval()
+    ids = batch("AutoModelForCausalLM")["input_ids"]
+    with torch.no_grad():
+        assert wrapped(input_ids=ids).logits.shape[:2] == ids.shape
+        with pytest.raises(ValueError, match=r"LoRA adapter.*output_hidden_states=True.*merge_and_unload"):
+            wrapped(input_ids=ids, output_hidden_states=True)
