@@ -233,11 +233,7 @@ def layer_runner(rnn: nn.RNNBase, index: int, reverse: bool | None = None):
     """``f(inputs, state)`` running layer ``index`` of ``rnn`` alone (both directions, or only the backward one when
     ``reverse`` is True, the forward one when False) on ``rnn``'s own parameters, so gradients reach them; ``state``
     in torch's layout for that layer."""
-    if hasattr(rnn, "get_base_layer"):  # peft's ParamWrapper: its update is applied in its own forward only
-        raise ValueError(
-            "The recurrent weights carry a LoRA adapter, which applies only to the whole stack in one call: "
-            "output_hidden_states=True and gradient checkpointing run it layer by layer. Merge the adapter first "
-            "(merge_and_unload()), or adapt only the dense layers (add_adapter(..., target_modules=[...]))")
+    _check_own_weights(rnn, "output_hidden_states=True and gradient checkpointing run it layer by layer")
     templates = rnn.__dict__.setdefault("_hfnn_layer_templates", {})
     both = reverse is None and rnn.bidirectional
     if (index, both) not in templates:
@@ -334,7 +330,18 @@ def _cell(kind: str, gates_in: torch.Tensor, state: tuple[torch.Tensor, ...], we
     return ((torch.tanh if kind == "tanh" else torch.relu)(gates_in + gates_h),)
 
 
+def _check_own_weights(rnn: nn.RNNBase, why: str) -> None:
+    """Code that runs a recurrence on ``rnn``'s weights itself (per layer, as a scan, step by step) cannot see a
+    LoRA adapter on them: peft's ParamWrapper applies its update in its own forward only. ValueError saying so."""
+    if hasattr(rnn, "get_base_layer"):
+        raise ValueError(
+            f"The recurrent weights carry a LoRA adapter, which applies only to the whole stack in one call: {why}. "
+            "Merge the adapter first (merge_and_unload()), or adapt only the dense layers (add_adapter(..., "
+            "target_modules=[...]))")
+
+
 def _check_scannable(rnn: nn.RNNBase) -> None:
+    _check_own_weights(rnn, "exporting or tracing the model runs it as a scan")
     if getattr(rnn, "proj_size", 0):
         raise ValueError(f"{type(rnn).__name__} with proj_size={rnn.proj_size} has no traceable recurrence in hfnn")
 
