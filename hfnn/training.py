@@ -381,12 +381,13 @@ class WeightAveragingCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         checkpoint = getattr(args, "resume_from_checkpoint", None) if state.global_step > 0 else None
-        if model is None or not checkpoint or not (Path(checkpoint) / AVERAGE_FILE).is_file():
+        path = Path(checkpoint) / AVERAGE_FILE if checkpoint else None
+        if model is None or path is None or not path.is_file():
             return control
+        import torch
         from safetensors import safe_open
         from torch.optim.swa_utils import AveragedModel
 
-        path = Path(checkpoint) / AVERAGE_FILE
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             if float(meta.get("fraction", "nan")) != self.fraction:
@@ -398,8 +399,6 @@ class WeightAveragingCallback(TrainerCallback):
             if set(f.keys()) != set(params):
                 raise ValueError(f"{path} does not hold this model's weights (it has {len(f.keys())} tensors, the "
                                  f"model {len(params)} parameters): resume from a checkpoint of the same model")
-            import torch
-
             with torch.no_grad():
                 for name, p in params.items():
                     p.copy_(f.get_tensor(name))
