@@ -40,11 +40,16 @@ def list_recipes() -> list[str]:
 
 def resolve_recipe(name_or_path: str) -> Path:
     """A recipe file path, or the name of a shipped recipe (``rnn_shakespeare_char``)."""
-    if Path(name_or_path).is_file():
-        return Path(name_or_path)
-    for suffix in ("",) + _RECIPE_SUFFIXES if RECIPES_DIR else ():
-        if (RECIPES_DIR / f"{name_or_path}{suffix}").is_file():
-            return RECIPES_DIR / f"{name_or_path}{suffix}"
+    candidates = [Path(name_or_path)]
+    if RECIPES_DIR:
+        candidates += [RECIPES_DIR / f"{name_or_path}{suffix}" for suffix in ("",) + _RECIPE_SUFFIXES]
+    for path in candidates:
+        try:
+            found = path.is_file()
+        except OSError as err:  # a folder on the way that this process may not enter
+            raise ValueError(f"Recipe {path} cannot be read: {err.strerror or err}") from None
+        if found:
+            return path
     raise FileNotFoundError(
         f"Recipe {name_or_path!r} is neither a file nor a shipped recipe. Shipped recipes: {', '.join(list_recipes())}"
     )

@@ -15,6 +15,7 @@ and swaps it in at the end in the same way.
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import logging
 import os
@@ -27,6 +28,12 @@ from typing import Callable
 __all__ = ["LOCK_NAME", "OutputDir", "OutputDirError", "claim_output_dir", "process_rank", "staged_dir"]
 
 _logger = logging.getLogger(__name__)
+
+
+def _refused(err: OSError) -> bool:
+    """Whether ``err`` says the folder may not be written (its mode, or a read-only file system)."""
+    return isinstance(err, PermissionError) or err.errno == errno.EROFS
+
 
 LOCK_NAME = ".hfnn-run.lock"
 
@@ -84,7 +91,7 @@ class OutputDir:
             try:
                 fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
             except OSError as err:
-                why = f"is not writable ({err.strerror})" if isinstance(err, PermissionError) else f"cannot be written ({err})"
+                why = f"is not writable ({err.strerror})" if _refused(err) else f"cannot be written ({err})"
                 raise OutputDirError(f"output_dir {self.path} {why}; choose another output_dir") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -220,7 +227,7 @@ def claim_output_dir(path, overwrite: bool = False, resume_from=None, inputs=())
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        why = err.strerror if isinstance(err, PermissionError) else err
+        why = err.strerror if _refused(err) else err
         raise OutputDirError(f"output_dir {path} cannot be created ({why}); choose another output_dir") from None
     folder = OutputDir(path, staged_dir(path) if replace else path, process_rank() == 0)
     if not folder.main:

@@ -10,6 +10,29 @@ from pathlib import Path
 
 import torch
 
+# Float tolerances. Two evaluations of one function differ by rounding alone whenever the order of a sum changes:
+# another kernel or SIMD width (ATEN_CPU_CAPABILITY, oneDNN's ISA), another memory alignment (from_pretrained
+# memory-maps the weights), another thread split, a batched against a one-row product, a step-by-step against a
+# whole-sequence recomputation. A sum of n terms is off by at most about n * eps times the sum of the terms'
+# magnitudes, and a chain of reductions adds up the errors of its links. The test models are tiny (widths and
+# lengths of at most REDUCTION terms, values of order one), so `depth` chained reductions are allowed
+# depth * REDUCTION * eps, relative and absolute: 7.6e-6 per reduction in float32. That is a worst case derived
+# from the dtype and the computation, not a margin fitted to one CPU.
+REDUCTION = 64
+
+
+def tolerance(dtype: torch.dtype = torch.float32, depth: int = 1) -> dict:
+    """``rtol``/``atol`` for ``torch.testing.assert_close`` of two roundings of ``depth`` chained reductions."""
+    bound = depth * REDUCTION * torch.finfo(dtype).eps
+    return {"rtol": bound, "atol": bound}
+
+
+def approx_tolerance(dtype: torch.dtype = torch.float32, depth: int = 1) -> dict:
+    """The same bound as :func:`tolerance`, spelled for ``pytest.approx``."""
+    bound = tolerance(dtype, depth)["rtol"]
+    return {"rel": bound, "abs": bound}
+
+
 _BLOCK_HFNN = """
 import sys
 class _BlockHfnn:

@@ -210,14 +210,14 @@ def build_model(arch: str, head: str, seed: int = 0, **overrides):
 
 
 def train_briefly(model, rows, out_dir: Path, steps: int = 4, batch: int = 4, accumulation: int = 1, seed: int = 0,
-                  lr: float = 1e-2):
+                  lr: float = 1e-2, optim: str = "adamw_torch"):
     """A few Trainer steps; returns (losses logged at every step, final state dict)."""
     from transformers import PrinterCallback, Trainer, TrainingArguments, default_data_collator
 
     args = TrainingArguments(
         output_dir=str(out_dir), per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
         max_steps=steps, learning_rate=lr, logging_steps=1, save_strategy="no", report_to=[], use_cpu=True,
-        seed=seed, disable_tqdm=True, dataloader_num_workers=0, lr_scheduler_type="constant",
+        seed=seed, disable_tqdm=True, dataloader_num_workers=0, lr_scheduler_type="constant", optim=optim,
     )
     trainer = Trainer(model=model, args=args, train_dataset=ListDataset(rows), data_collator=default_data_collator)
     trainer.remove_callback(PrinterCallback)

@@ -13,6 +13,8 @@ from hfnn import CnnConfig, CnnForSequenceClassification, CnnModel
 from hfnn.embeddings import load_word_vectors
 from tests.helpers import randomize_, run_without_hfnn
 
+pytestmark = pytest.mark.numerics
+
 VOCAB = 30
 
 

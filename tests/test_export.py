@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+pytestmark = pytest.mark.numerics
+
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'hfnn[export]')")
 
 from hfnn import export  # noqa: E402

@@ -17,6 +17,8 @@ import torch
 from tests.helpers import randomize_
 from tests.test_modeling_contract import GENERATIVE, VOCAB, _layers, build
 
+pytestmark = pytest.mark.numerics
+
 IDS = [f"{a}-{h.removeprefix('AutoModelFor')}" for a, h in GENERATIVE]
 EOS = 3
 ATTENTION_FREE = {"rnn": "a recurrent language model has no attention weights to return"}

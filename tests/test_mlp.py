@@ -15,6 +15,8 @@ from hfnn import MlpConfig, MlpForSequenceClassification, MlpModel
 from hfnn.modeling_mlp import char_ngrams, hash_ngrams
 from tests.helpers import randomize_, run_without_hfnn
 
+pytestmark = pytest.mark.numerics
+
 VOCAB = 30
 
 

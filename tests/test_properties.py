@@ -22,8 +22,10 @@ import transformers
 from transformers import AutoConfig
 
 import hfnn  # noqa: F401  (registers the hfnn classes with the Auto classes)
-from tests.helpers import randomize_
+from tests.helpers import randomize_, tolerance
 from tests.reliability_utils import VOCAB, heads, model_classes, tiny_config
+
+pytestmark = pytest.mark.numerics
 
 HEADS = heads()
 IDS = [f"{a}-{h.removeprefix('AutoModelFor')}" for a, h in HEADS]
@@ -199,6 +201,6 @@ def test_save_and_load_round_trip(arch, head, data):
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
     # Bitwise-equal weights, but from_pretrained leaves them in the memory-mapped file at offsets that
-    # are not 64-byte aligned, and the fused RNN kernels round differently on unaligned data (1 ulp).
+    # are not 64-byte aligned, and the fused RNN kernels may round differently on unaligned data.
     torch.testing.assert_close(outputs(loaded, head, ids, mask, target), outputs(model, head, ids, mask, target),
-                               rtol=1e-6, atol=1e-6)
+                               **tolerance(depth=2))

@@ -219,35 +219,61 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path, text_file):
     assert (out / "model.safetensors").exists() and not (out / LOCK_NAME).exists()
 
 
-def _drop_privileges_if_root():
-    if os.geteuid() == 0:
-        os.setgid(65534)
-        os.setuid(65534)
+def _read_only(folder: Path):
+    """A ``setup`` for ``run_forked`` that makes ``folder`` unwritable for the child alone, whoever runs the
+    tests: a user other than root gets a folder of mode 555; root, whom no mode stops, gets a read-only bind
+    mount of it in a mount namespace of the child's own. Nothing else changes for the child: it keeps reading
+    the checkout, the interpreter and the caches wherever they live and whatever their parents' modes."""
+    if os.geteuid() != 0:
+        os.chmod(folder, 0o555)
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) failed")
+    for cmd in (["mount", "--make-rprivate", "/"], ["mount", "--bind", str(folder), str(folder)],
+                ["mount", "-o", "remount,bind,ro", str(folder), str(folder)]):
+        subprocess.run(cmd, check=True, capture_output=True)
+
+
+def _can_make_read_only(tmp_path: Path) -> str | None:
+    """Why ``_read_only`` cannot work here, or None when it can (tried in a throwaway child)."""
+    if os.geteuid() != 0:
+        return None
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    code = os.fork()
+    if code == 0:  # child: try, then report through the exit status
+        try:
+            _read_only(probe)
+            (probe / "x").write_text("x")
+        except OSError:
+            os._exit(0)  # the write was refused: the mechanism works
+        os._exit(1)
+    _, status = os.waitpid(code, 0)
+    return None if os.waitstatus_to_exitcode(status) == 0 else "root without mount namespaces cannot make a folder read-only"
 
 
 def test_an_unwritable_output_dir_fails_before_training(tmp_path, text_file):
     from tests.reliability_utils import run_forked
 
-    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"hfnn-unwritable-{os.getpid()}"
-    work.mkdir(mode=0o755, exist_ok=True)
+    why_not = _can_make_read_only(tmp_path)
+    if why_not:
+        pytest.skip(why_not)
+    out = tmp_path / "out"
+    out.mkdir()
+    log = tmp_path / "log.txt"
     try:
-        text = work / "play.txt"
-        text.write_text(text_file.read_text())
-        out = work / "out"
-        out.mkdir(mode=0o555)
-        os.chmod(work, 0o755)
-        log = tmp_path / "log.txt"
-        code = run_forked(lambda argv: sys.exit(common.run_command(run_lm.main, argv)), lm_argv(out, text), log,
-                          setup=_drop_privileges_if_root)
-        output = log.read_text()
-        assert code != 0
-        assert "not writable" in output and str(out) in output, output[-2000:]
-        assert "Traceback" not in output and "train_runtime" not in output, output[-2000:]
+        code = run_forked(lambda argv: sys.exit(common.run_command(run_lm.main, argv)), lm_argv(out, text_file), log,
+                          setup=lambda: _read_only(out))
     finally:
-        import shutil
-
-        os.chmod(work / "out", 0o755) if (work / "out").exists() else None
-        shutil.rmtree(work, ignore_errors=True)
+        os.chmod(out, 0o755)
+    output = log.read_text()
+    assert code != 0
+    assert "not writable" in output and str(out) in output, output[-2000:]
+    assert "Traceback" not in output and "train_runtime" not in output, output[-2000:]
+    assert not any(out.iterdir())  # the refused run wrote nothing there
 
 
 def test_a_model_that_cannot_be_saved_in_output_dir_is_saved_beside_it(tmp_path, text_file, monkeypatch):
@@ -521,3 +547,18 @@ def test_a_recipe_of_only_task_and_architecture_runs_to_the_end(tmp_path, text_f
     from hfnn.cli import main as cli_main
 
     assert cli_main(["predict", str(out), "the cat"]) == 0
+
+
+def test_a_recipe_behind_a_folder_the_process_cannot_enter_is_a_one_line_error(monkeypatch, capsys):
+    real_is_file = Path.is_file
+
+    def refused_inside_recipes(path):  # what Path.is_file raises under a folder of mode 700 owned by another user
+        if recipes.RECIPES_DIR in (path, *path.parents):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_is_file(path)
+
+    monkeypatch.setattr(Path, "is_file", refused_inside_recipes)
+    assert common.run_command(run_lm.main, ["rnn_shakespeare_char", "--max_steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be read" in err and "rnn_shakespeare_char" in err and "Permission denied" in err, err
+    assert "Traceback" not in err

@@ -15,7 +15,10 @@ from tests.helpers import (
     generic_loop_calls,
     randomize_,
     run_without_hfnn,
+    tolerance,
 )
+
+pytestmark = pytest.mark.numerics
 
 RNN_TYPES = ["rnn_tanh", "rnn_relu", "gru", "lstm"]
 
@@ -272,7 +275,8 @@ def test_save_and_load_round_trip(tmp_path, tie):
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     assert isinstance(loaded, RnnForCausalLM)
     ids = torch.randint(4, 24, (2, 7))
-    torch.testing.assert_close(loaded(ids).logits, model(ids).logits, atol=0, rtol=0)
+    # Same weights, but loaded ones may sit at another memory alignment, where kernels may round differently.
+    torch.testing.assert_close(loaded(ids).logits, model(ids).logits, **tolerance(depth=2))
     if tie:
         assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
 
@@ -299,7 +303,7 @@ def test_remote_code_load_without_hfnn_gives_identical_logits(tmp_path):
         cwd=tmp_path,
     )
     result = json.loads(out.strip().splitlines()[-1])
-    torch.testing.assert_close(torch.tensor(result["logits"]), expected, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(torch.tensor(result["logits"]), expected, **tolerance(depth=2))
     local = model.generate(ids, max_new_tokens=4, do_sample=False, eos_token_id=None, pad_token_id=0)
     assert result["gen"] == local.tolist()
 

@@ -32,7 +32,10 @@ from tests.helpers import (
     generic_loop_calls,
     randomize_,
     run_without_hfnn,
+    tolerance,
 )
+
+pytestmark = pytest.mark.numerics
 
 POSITIONS = ["learned", "sinusoidal", "rotary"]
 VOCAB = 40
@@ -539,7 +542,7 @@ def test_activation_checkpointing_gives_the_same_gradients():
     assert (plain_calls, checkpointed_calls) == (1, 2), "checkpointing recomputes the block in the backward pass"
     assert plain.keys() == checkpointed.keys()
     for name in plain:
-        torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-6, rtol=1e-5, msg=name)
+        torch.testing.assert_close(checkpointed[name], plain[name], **tolerance(depth=2), msg=name)
 
 
 def test_seq2seq_trains():
@@ -571,7 +574,8 @@ def test_save_load_round_trip_gives_identical_outputs(position, tmp_path):
     assert type(reloaded) is TransformerForCausalLM
     assert reloaded.lm_head.weight is reloaded.model.embed_tokens.weight
     ids = random_ids(2, 9)
-    torch.testing.assert_close(reloaded(ids).logits, lm(ids).logits, atol=0, rtol=0)
+    # Same weights, but loaded ones may sit at another memory alignment, where kernels may round differently.
+    torch.testing.assert_close(reloaded(ids).logits, lm(ids).logits, **tolerance(depth=2))
     backbone = AutoModel.from_pretrained(tmp_path / "lm")
     assert type(backbone) is TransformerModel
 
@@ -581,13 +585,13 @@ def test_save_load_round_trip_gives_identical_outputs(position, tmp_path):
     assert type(reloaded) is TransformerForConditionalGeneration
     decoder_ids = random_ids(2, 4, seed=1)
     expected = seq2seq(ids, decoder_input_ids=decoder_ids).logits
-    torch.testing.assert_close(reloaded(ids, decoder_input_ids=decoder_ids).logits, expected, atol=0, rtol=0)
+    torch.testing.assert_close(reloaded(ids, decoder_input_ids=decoder_ids).logits, expected, **tolerance(depth=2))
 
     torch.manual_seed(0)
     classifier = randomize_(TransformerForSequenceClassification(tiny_config(position_embedding_type=position)).eval())
     classifier.save_pretrained(tmp_path / "cls")
     reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "cls").eval()
-    torch.testing.assert_close(reloaded(ids).logits, classifier(ids).logits, atol=0, rtol=0)
+    torch.testing.assert_close(reloaded(ids).logits, classifier(ids).logits, **tolerance(depth=2))
 
 
 def test_remote_code_load_without_hfnn_gives_identical_outputs(tmp_path):
@@ -619,9 +623,9 @@ def test_remote_code_load_without_hfnn_gives_identical_outputs(tmp_path):
     )
     result = json.loads(out.strip().splitlines()[-1])
     expected = lm(ids, attention_mask=mask).logits
-    torch.testing.assert_close(torch.tensor(result["logits"]), expected, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(torch.tensor(result["logits"]), expected, **tolerance(depth=2))
     expected = seq2seq(ids, attention_mask=mask, decoder_input_ids=ids[:, :3]).logits
-    torch.testing.assert_close(torch.tensor(result["s2s_logits"]), expected, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(torch.tensor(result["s2s_logits"]), expected, **tolerance(depth=2))
     gen = lm.generate(ids, attention_mask=mask, max_new_tokens=4, min_new_tokens=4, do_sample=False, pad_token_id=0)
     assert result["gen"] == gen.tolist()
     s2s_gen = seq2seq.generate(ids, attention_mask=mask, max_new_tokens=4, min_new_tokens=4, num_beams=2)
