@@ -45,7 +45,7 @@ def tfidf_job(quick: bool = False) -> dict:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from hfnn.corpora import load_corpus
+    from hfnn.data.corpora import load_corpus
 
     data = load_corpus("rotten_tomatoes")
     splits = {name: _rows(data[name], quick, name, QUICK_ROWS) for name in ("train", "validation", "test")}
@@ -77,7 +77,7 @@ def phonetisaurus_job(quick: bool = False) -> dict:
         import phonetisaurus
     except ImportError:
         return {"skipped": "phonetisaurus is not installed: pip install phonetisaurus (or pip install -e '.[bench]')"}
-    from hfnn.corpora import load_corpus
+    from hfnn.data.corpora import load_corpus
     from hfnn.metrics import load_metric
 
     data = load_corpus("cmudict")
@@ -130,7 +130,7 @@ def best_classifier(runner) -> dict:
 def _write_folds(folder: Path, folds: int, rows: int | None) -> list[tuple[Path, Path, int]]:
     """The training split in ``folds`` shuffled folds (fixed seed), as (train, held-out) CSV files and the number
     of held-out rows."""
-    from hfnn.corpora import load_corpus
+    from hfnn.data.corpora import load_corpus
 
     train = load_corpus("rotten_tomatoes")["train"]
     names = train.features["label"].names
@@ -177,7 +177,7 @@ def ngram_cv(runner) -> dict:
 
 
 def _recipe_minutes() -> float:
-    from hfnn.recipes import load_recipe
+    from hfnn.training.recipes import load_recipe
 
     return load_recipe(BEST_CLASSIFIER)["max_train_minutes"]
 

@@ -32,8 +32,8 @@ import transformers
 from transformers import GPT2Config, GPT2LMHeadModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hfnn.configuration_transformer import TransformerConfig  # noqa: E402
-from hfnn.modeling_transformer import TransformerForCausalLM  # noqa: E402
+from hfnn.models.configuration_transformer import TransformerConfig  # noqa: E402
+from hfnn.models.modeling_transformer import TransformerForCausalLM  # noqa: E402
 
 PROMPT_LEN = 16
 # time.process_time counts only this process's CPU time: with one thread it measures the work done and

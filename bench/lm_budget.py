@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 import hfnn
-from hfnn.corpora import load_corpus
-from hfnn.tokenization import train_tokenizer
+from hfnn.data.corpora import load_corpus
+from hfnn.data.tokenization import train_tokenizer
 
 # name -> (architecture, config fields); sizes chosen to train well in minutes on 2 CPU cores.
 MODELS = {

@@ -74,8 +74,8 @@ def test_env(tree: Path, extra_path: str | None = None) -> dict:
 
 
 def check_copy_is_imported(python: str, tree: Path) -> None:
-    code = ("import hfnn, hfnn.pipelines, hfnn.cli; print(hfnn.__file__); print(hfnn.pipelines.__file__); "
-            "print(hfnn.cli.__file__)")
+    code = ("import hfnn, hfnn.pipelines, hfnn.apps.cli; print(hfnn.__file__); print(hfnn.pipelines.__file__); "
+            "print(hfnn.apps.cli.__file__)")
     out = subprocess.run([python, "-c", code], cwd=tree, env=test_env(tree), capture_output=True, text=True, check=True)
     files = out.stdout.split()
     stray = [f for f in files if not f.startswith(str(tree))]

@@ -2,7 +2,7 @@
 batch of 32 texts of 64 tokens; the GRU language model reading a 64-token prompt in one call; one decoding step of
 the GRU and Transformer language models (one new token per row after a 64-token past, carried as the exported graphs
 carry it: state or keys/values in, new ones out); the GRU encoder-decoder with Bahdanau attention, teacher-forced.
-Both run the same graph, exported by :func:`hfnn.export.export_onnx` and checked against PyTorch before timing; the
+Both run the same graph, exported by :func:`hfnn.sharing.export.export_onnx` and checked against PyTorch before timing; the
 PyTorch side calls the module that was traced (eager: the fused recurrent kernels, where the graph holds an ONNX Scan
 over time). Timings alternate (A B A B), medians of the rounds; with one thread the clock is the process's CPU time.
 The ``*_job`` function runs in a child process (see :mod:`bench.run_all`)."""
@@ -66,7 +66,7 @@ def onnx_job(quick: bool = False) -> dict:
     import onnxruntime as ort
     import torch
 
-    from hfnn import export
+    from hfnn.sharing import export
 
     threads = torch.get_num_threads()
     clock = time.process_time if threads == 1 else time.perf_counter
@@ -117,7 +117,7 @@ def bench_onnx(runner) -> dict:
 
 def render(r: dict, out, headline: list[str]) -> list[str]:
     """The RESULTS.md section (bench/report.py's signature)."""
-    lines = [f"The same exported graph (`hfnn.export`) run by ONNX Runtime {r['onnxruntime']} and by PyTorch eager "
+    lines = [f"The same exported graph (`hfnn.sharing.export`) run by ONNX Runtime {r['onnxruntime']} and by PyTorch eager "
              f"(`torch.inference_mode`), same inputs, {r['threads']} thread(s), {r['clock']}, median of {r['rounds']} "
              f"alternating rounds of {r['repeats']} calls. Speed-up = PyTorch time / ONNX Runtime time (> 1: ONNX "
              "Runtime faster). A decoding step reads one new token per row after a 64-token past held as the graph's "

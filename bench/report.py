@@ -612,7 +612,7 @@ def _threads(r: dict, out: Path, headline: list[str]) -> list[str]:
              f"training steps per second, settings alternated, median of {r['rounds']} rounds of windows "
              f"({_windows(r)}); the tuned setting is one training run per machine load, cut into its windows. "
              "'one busy core' runs beside a process spinning on one core. *vs quiet best* is against the faster "
-             "fixed setting on the quiet machine. The tuner (`hfnn.cpu_threads.ThreadTuner`, used by the training "
+             "fixed setting on the quiet machine. The tuner (`hfnn.training.cpu_threads.ThreadTuner`, used by the training "
              "pipelines) reads the CPU time other programs use, never times a thread count they leave no room for, "
              "and pays here for its start and any timing steps.", ""]
     rows = []

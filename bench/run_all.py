@@ -284,7 +284,7 @@ def preload(selected: list[str], quick: bool) -> dict:
     import transformers  # noqa: F401
 
     import hfnn  # noqa: F401
-    from hfnn.corpora import load_corpus
+    from hfnn.data.corpora import load_corpus
 
     loaded = []
     if {"cnn_rnn", "activations", "attention"} & set(selected):  # the pipelines' metrics (evaluate, scipy, sklearn)

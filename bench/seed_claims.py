@@ -241,9 +241,9 @@ def seq2seq_job(argv: list[str], max_source_length: int, max_target_length: int,
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from hfnn.corpora import load_corpus
+    from hfnn.data.corpora import load_corpus
     from hfnn.metrics import load_metric
-    from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER
+    from hfnn.models.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER
     from hfnn.pipelines import run_seq2seq
     from hfnn.pipelines.common import subset
 
@@ -295,7 +295,7 @@ def bench_attention(runner) -> dict:
     recipe_minutes = 24.0  # what the shipped recipes are sized for, if one does not say
     runs = {}
     for name, recipe in SEQ2SEQ_RECIPES.items():
-        from hfnn.recipes import load_recipe
+        from hfnn.training.recipes import load_recipe
 
         shipped = load_recipe(recipe)
         budget = runner.minutes["seq2seq"]

@@ -253,7 +253,7 @@ def _forward_parts(hf, plain, token, mask, hf_state, plain_state, timer, plain_p
     import torch
     from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
-    from hfnn import modeling_rnn, modeling_utils
+    from hfnn.models import modeling_rnn, modeling_utils
 
     vocab = hf.config.vocab_size
     with torch.no_grad():
@@ -575,14 +575,14 @@ def precision_job(quick: bool, threads: int) -> dict:
     of the same initial weights, so that neither's optimizer state touches the other's. A Transformer without
     attention dropout also runs a third copy in bfloat16 with the attention kernel PyTorch picks for it (flash
     attention), the one hfnn replaces by the plain kernel in half precision on the CPU
-    (:func:`hfnn.modeling_transformer.flash_kernel_is_slow`)."""
+    (:func:`hfnn.models.modeling_transformer.flash_kernel_is_slow`)."""
     import contextlib
     import copy
     import unittest.mock
 
     import torch
 
-    from hfnn import modeling_transformer
+    from hfnn.models import modeling_transformer
 
     timer = clock(threads)
     size = PRECISION_SIZES["quick" if quick else "full"]

@@ -1,6 +1,6 @@
 """Training speed beside a busy core: the README's main-job model (the rnn_shakespeare_char recipe's GRU
 2 x 256, batch 32 x 128 characters) trained with a fixed 1 or 2 torch threads and with
-:class:`hfnn.cpu_threads.ThreadTuner`, on the quiet machine and beside one process that keeps a core
+:class:`hfnn.training.cpu_threads.ThreadTuner`, on the quiet machine and beside one process that keeps a core
 busy. Steps per second over windows, the settings alternated (A B C A B C), medians of the rounds.
 
 The tuned setting is one training run per machine load, cut into windows: its tuner keeps its state
@@ -54,7 +54,7 @@ def _recipe_model(quick: bool):
     import torch
 
     from hfnn import RnnConfig, RnnForCausalLM
-    from hfnn.recipes import load_recipe
+    from hfnn.training.recipes import load_recipe
 
     recipe = load_recipe("rnn_shakespeare_char")
     overrides = dict(recipe["config_overrides"])
@@ -73,7 +73,7 @@ def _recipe_model(quick: bool):
 def threads_job(quick: bool = False) -> dict:
     import torch
 
-    from hfnn.cpu_threads import FIXED_BY, ThreadTuner
+    from hfnn.training.cpu_threads import FIXED_BY, ThreadTuner
 
     for name in FIXED_BY:  # this child sets its own thread counts; the tuned setting must not see a fixed one
         os.environ.pop(name, None)

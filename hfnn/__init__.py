@@ -11,12 +11,12 @@ from importlib import import_module
 import transformers
 from transformers import AutoConfig, AutoModelForSeq2SeqLM
 
-from . import registry
+from .models import registry
 
 __version__ = "0.1.0"
 
 # architecture -> (configuration module, config class, modeling module, {auto class: model class}),
-# derived from hfnn.registry (read ``hfnn.registry.ARCHITECTURES`` for named fields).
+# derived from hfnn.models.registry (read ``hfnn.models.registry.ARCHITECTURES`` for named fields).
 ARCHITECTURES = {
     a.name: (a.config_module, a.config_class, a.modeling_module, dict(a.models))
     for a in registry.ARCHITECTURES.values()
@@ -24,8 +24,8 @@ ARCHITECTURES = {
 
 
 def _register(entry: registry.Architecture) -> dict:
-    config_cls = getattr(import_module(f".{entry.config_module}", __name__), entry.config_class)
-    modeling = import_module(f".{entry.modeling_module}", __name__)
+    config_cls = getattr(import_module(f".models.{entry.config_module}", __name__), entry.config_class)
+    modeling = import_module(f".models.{entry.modeling_module}", __name__)
     AutoConfig.register(config_cls.model_type, config_cls, exist_ok=True)
     config_cls.register_for_auto_class()
     exported = {entry.config_class: config_cls}
@@ -41,14 +41,14 @@ for _entry in registry.ARCHITECTURES.values():
     globals().update(_register(_entry))
 
 
-# --- pipeline task: seq2seq-generation (encoder–decoder models; see hfnn/pipeline_seq2seq.py) ---
+# --- pipeline task: seq2seq-generation (encoder–decoder models; see hfnn/models/pipeline_seq2seq.py) ---
 from transformers.pipelines import PIPELINE_REGISTRY as _PIPELINE_REGISTRY  # noqa: E402
 
-from .pipeline_seq2seq import Seq2SeqGenerationPipeline  # noqa: E402
+from .models.pipeline_seq2seq import Seq2SeqGenerationPipeline  # noqa: E402
 
 _PIPELINE_REGISTRY.register_pipeline(
     registry.TASKS["seq2seq"].pipeline_task, pipeline_class=Seq2SeqGenerationPipeline, pt_model=AutoModelForSeq2SeqLM, type="text"
 )
 
 # peft's default adapter targets for hfnn's model types, filled in when peft is imported (peft is not imported here)
-from . import adapters as _adapters  # noqa: E402,F401
+from .sharing import adapters as _adapters  # noqa: E402,F401

@@ -2,7 +2,7 @@
 
 A pipeline is a :class:`Pipeline` subclass that says what differs (data, tokenizers, config fields,
 tokenisation, evaluation, samples); :meth:`Pipeline.main` does the rest: parse the recipe and the command
-line (:mod:`hfnn.recipes`), claim the output folder, build or load the model (optionally with a PEFT
+line (:mod:`hfnn.training.recipes`), claim the output folder, build or load the model (optionally with a PEFT
 adapter), train with the callbacks of :mod:`hfnn.training`, save, evaluate, plot and report.
 """
 
@@ -21,11 +21,11 @@ from pathlib import Path
 from transformers import Trainer, TrainingArguments
 
 import hfnn
-from hfnn import registry
-from hfnn.console import first_line
-from hfnn.cpu_threads import env_threads
+from hfnn.models import registry
+from hfnn.models.errors import first_line
+from hfnn.training.cpu_threads import env_threads
 from hfnn.pipelines.checkpoints import CheckpointCommitCallback, resolve_resume_checkpoint
-from hfnn.recipes import USER_ERRORS, parse_args, parse_config_overrides
+from hfnn.training.recipes import USER_ERRORS, parse_args, parse_config_overrides
 from hfnn.training import (TrainingCallbacks, check_finite_model, check_resume_architecture, check_training_arguments,
                            plot_loss_curve)
 
@@ -50,7 +50,7 @@ def arg(default=None, help: str = ""):
 class ModelArguments:
     """What to build or load, for every pipeline."""
 
-    architecture: str | None = arg(None, "hfnn architecture to build (hfnn.registry).")
+    architecture: str | None = arg(None, "hfnn architecture to build (hfnn.models.registry).")
     model_name_or_path: str | None = arg(None, "Start from a saved model folder (or Hub id) instead of a new model.")
     config_overrides: str | None = arg(None, "Config fields for a new model: a mapping in the recipe or a JSON "
                                              "string on the command line.")
@@ -108,7 +108,7 @@ class RunArguments:
     write_model_card: bool = arg(True, "Write README.md (model card).")
     lora_r: int = arg(0, "Train a PEFT adapter of this rank instead of every weight (0: off); the folder holds the "
                          "merged model and the adapter in adapter/.")
-    adapter_method: str = arg("lora", "PEFT method of the adapter (with --lora_r): lora or oft (hfnn.adapters).")
+    adapter_method: str = arg("lora", "PEFT method of the adapter (with --lora_r): lora or oft (hfnn.sharing.adapters).")
 
     def __post_init__(self):
         check_count("num_samples", self.num_samples, 0, " (0: print none)")
@@ -129,7 +129,7 @@ class RunArguments:
 
 def run_command(main, argv=None, name: str | None = None) -> int:
     """Runs a pipeline's ``main(argv)`` as a command and returns its exit status, like ``hfnn train``: 0 when
-    it finished; for a user error (:data:`hfnn.recipes.USER_ERRORS`) one line ``run_x: error: MESSAGE`` on stderr and 2,
+    it finished; for a user error (:data:`hfnn.training.recipes.USER_ERRORS`) one line ``run_x: error: MESSAGE`` on stderr and 2,
     without a traceback (``HFNN_DEBUG=1`` raises it instead); 130 on Ctrl-C. Other exceptions are bugs and
     propagate with their traceback. ``name`` (default: the module of ``main``) names the command: a pipeline module
     ends with ``raise SystemExit(run_command(main, name=__spec__.name))``."""
@@ -158,7 +158,7 @@ def check_count(name: str, value, minimum: int, note: str = "") -> None:
 
 
 def config_class(architecture: str, task: str):
-    """The configuration class of ``architecture`` (a name or alias in :mod:`hfnn.registry`) for a new model of
+    """The configuration class of ``architecture`` (a name or alias in :mod:`hfnn.models.registry`) for a new model of
     ``task``; ValueError naming the architectures for an unknown name, or the missing head."""
     return getattr(hfnn, registry.architecture_for(architecture, task).config_class)
 
@@ -200,10 +200,10 @@ def check_config_overrides(config, overrides: dict) -> None:
 
 
 def load_split_corpus(data_args, seed: int, **options):
-    """The run's data through :func:`hfnn.corpora.load_corpus`: the local ``train_file`` (with the
+    """The run's data through :func:`hfnn.data.corpora.load_corpus`: the local ``train_file`` (with the
     ``validation_file`` and ``test_file`` that are given; the missing splits are cut from the training data),
     else the ``corpus``. ``options`` go to ``load_corpus`` (columns, empty-cell handling)."""
-    from hfnn.corpora import load_corpus
+    from hfnn.data.corpora import load_corpus
 
     if data_args.train_file:
         files = {split: getattr(data_args, f"{split}_file") for split in ("train", "validation", "test")}
@@ -243,11 +243,11 @@ def report_cut(data, raw, column: str, text_column: str, tokenizer, limit: int, 
 
 
 def load_tokenizer(name: str | None, texts, padding_side: str, **train_options):
-    """The tokenizer saved at ``name`` (read as text only, :func:`hfnn.tokenization.text_only`), or one trained on
-    ``texts`` with ``train_options`` (:func:`hfnn.tokenization.train_tokenizer`); padding on ``padding_side``."""
+    """The tokenizer saved at ``name`` (read as text only, :func:`hfnn.data.tokenization.text_only`), or one trained on
+    ``texts`` with ``train_options`` (:func:`hfnn.data.tokenization.train_tokenizer`); padding on ``padding_side``."""
     from transformers import AutoTokenizer
 
-    from hfnn.tokenization import text_only, train_tokenizer
+    from hfnn.data.tokenization import text_only, train_tokenizer
 
     if name:
         tokenizer = text_only(AutoTokenizer.from_pretrained(name))
@@ -266,8 +266,8 @@ def save_trained(trainer, out_dir, tokenizers: dict) -> None:
     entry that lets ``pipeline(model=folder, trust_remote_code=True)`` infer its task; its tokenizers
     (``{subfolder: tokenizer}``, ``""`` for the folder itself) with ``model_max_length`` capped to the model's
     positions; and the files that make the folder a Hugging Face Space."""
-    from hfnn.demo import write_space_files
-    from hfnn.pipeline_seq2seq import mark_for_pipeline
+    from hfnn.models.demo import write_space_files
+    from hfnn.models.pipeline_seq2seq import mark_for_pipeline
 
     model = trainer.accelerator.unwrap_model(trainer.model)
     is_main = trainer.is_world_process_zero()
@@ -318,7 +318,7 @@ class Pipeline:
     ``index_new_model`` (what a new model records from its training data), ``trainer_kwargs`` (collator, metrics), ``facts`` (its results.json entries), ``evaluate``, ``finish``
     ((samples, figures)), ``print_sample`` and ``title``."""
 
-    task, card_task = "language-modeling", "text-generation"  # the hfnn.registry task, the model card's task
+    task, card_task = "language-modeling", "text-generation"  # the hfnn.models.registry task, the model card's task
     arguments = (TokenizerModelArguments, TextDataArguments, RunArguments, TrainingArguments)
     argument_defaults = {}  # this pipeline's defaults for options of the argument classes (a recipe overrides them)
     trainer_class = Trainer
@@ -370,7 +370,7 @@ class Pipeline:
     @classmethod
     def parse_args(cls, argv=None) -> tuple:
         """The run's arguments, one per class of :attr:`arguments`, from the recipe and the command line
-        (:func:`hfnn.recipes.parse_args`); ``--resume_from_checkpoint`` ``true``/``latest``/``last`` becomes the
+        (:func:`hfnn.training.recipes.parse_args`); ``--resume_from_checkpoint`` ``true``/``latest``/``last`` becomes the
         newest complete checkpoint of ``output_dir``, and a given checkpoint path is checked."""
         parsed = parse_args(cls.arguments, argv, cls.argument_defaults)
         parsed[-1].resume_from_checkpoint = resolve_resume_checkpoint(parsed[-1].resume_from_checkpoint,
@@ -420,7 +420,7 @@ class Pipeline:
         model = self.build_model()
         parameters = sum(p.numel() for p in model.parameters())
         if run_args.lora_r:
-            from hfnn.adapters import add_adapter
+            from hfnn.sharing.adapters import add_adapter
 
             model = add_adapter(model, method=run_args.adapter_method, r=run_args.lora_r)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -483,7 +483,7 @@ class Pipeline:
         results["samples"], more = self.finish(trainer, results)
         write_results(self.out_dir, results)
         if run_args.write_model_card:
-            from hfnn.cards import write_model_card
+            from hfnn.sharing.cards import write_model_card
 
             write_model_card(self.out_dir, task=self.card_task, results=results, training_args=args, dataset=self.corpus)
         self._print(results, figures + more)

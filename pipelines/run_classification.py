@@ -19,7 +19,7 @@ import numpy as np
 from datasets import ClassLabel, Sequence, Value
 from transformers import DataCollatorWithPadding, TrainingArguments
 
-from hfnn.corpora import separator_hint
+from hfnn.data.corpora import separator_hint
 from hfnn.pipelines.common import (Pipeline, RunArguments, TextDataArguments, TokenizerModelArguments, arg,
                                    load_split_corpus, report_cut, run_command, split_metrics, subset)
 from hfnn.training import check_tokenizer, classification_metrics, pyplot, save_figure
@@ -141,7 +141,7 @@ class ClassificationPipeline(Pipeline):
         elif m.embeddings_file:
             if not hasattr(model, "load_embeddings"):
                 raise ValueError(f"{type(model).__name__} cannot load pretrained word vectors (no load_embeddings)")
-            from hfnn.embeddings import load_word_vectors
+            from hfnn.data.embeddings import load_word_vectors
 
             model.load_embeddings(load_word_vectors(m.embeddings_file, self.tokenizers[""],
                                                     vocab_size=model.config.vocab_size, lowercase=m.lowercase))

@@ -19,7 +19,7 @@ import torch
 from datasets import DatasetDict
 from transformers import TrainingArguments, default_data_collator, set_seed
 
-from hfnn.corpora import separator_hint
+from hfnn.data.corpora import separator_hint
 from hfnn.pipelines.common import (Pipeline, RunArguments, TextDataArguments, TokenizerModelArguments, arg,
                                    check_count, load_split_corpus, run_command)
 from hfnn.training import causal_lm_metrics, check_tokenizer

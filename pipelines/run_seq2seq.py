@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
 
-from hfnn import registry
-from hfnn.corpora import separator_hint
-from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK
+from hfnn.models import registry
+from hfnn.data.corpora import separator_hint
+from hfnn.models.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK
 from hfnn.pipelines.common import (DataArguments as BaseDataArguments, ModelArguments as BaseModelArguments, Pipeline,
                                    RunArguments, arg, check_count, load_split_corpus, load_tokenizer, report_cut,
                                    run_command, split_metrics, subset)
@@ -33,7 +33,7 @@ from hfnn.training import OrderedEvalSeq2SeqTrainer, pyplot, save_figure, seq2se
 __all__ = ["ARCHITECTURES", "DataArguments", "ModelArguments", "OrderedEvalSeq2SeqTrainer", "Seq2SeqPipeline",
            "main", "pick_sample_rows"]
 
-# architecture names and aliases this pipeline builds -> hfnn architecture (read from hfnn.registry)
+# architecture names and aliases this pipeline builds -> hfnn architecture (read from hfnn.models.registry)
 ARCHITECTURES = {name: entry.name for entry in registry.ARCHITECTURES.values() if entry.supports("seq2seq")
                  for name in (entry.name, *entry.aliases)}
 # default (source, target) columns of the built-in corpora, tried in this order

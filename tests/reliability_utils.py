@@ -44,7 +44,7 @@ def config_class(arch: str):
 
 def model_classes(arch: str) -> dict[str, type]:
     """{auto class name: model class} of an architecture, e.g. {"AutoModelForCausalLM": RnnForCausalLM}."""
-    modeling = sys.modules[f"hfnn.{hfnn.ARCHITECTURES[arch][2]}"]
+    modeling = sys.modules[f"hfnn.models.{hfnn.ARCHITECTURES[arch][2]}"]
     return {auto: getattr(modeling, name) for auto, name in hfnn.ARCHITECTURES[arch][3].items()}
 
 
@@ -87,7 +87,7 @@ def shakespeare_text(n_chars: int, offset: int = 0, play: str = "hamlet") -> str
         if path.exists():
             text = path.read_text(encoding="utf-8").replace("\r\n", "\n")
             return text[offset : offset + n_chars]
-    from hfnn.corpora import load_corpus
+    from hfnn.data.corpora import load_corpus
 
     return "\n".join(load_corpus("shakespeare")["train"]["text"])[offset : offset + n_chars]
 

@@ -1,4 +1,4 @@
-"""PEFT adapters on every hfnn head (hfnn/adapters.py): LoRA and OFT train through the Trainer with only the
+"""PEFT adapters on every hfnn head (hfnn/sharing/adapters.py): LoRA and OFT train through the Trainer with only the
 adapter changing, save and load back on the base model with the same outputs, and merge into the weights
 without changing them; peft's own defaults work for hfnn model types."""
 
@@ -17,7 +17,7 @@ peft = pytest.importorskip("peft", reason="peft is not installed (pip install pe
 import transformers  # noqa: E402
 from transformers import Trainer, TrainingArguments  # noqa: E402
 
-from hfnn import adapters  # noqa: E402
+from hfnn.sharing import adapters  # noqa: E402
 from tests.helpers import tolerance  # noqa: E402
 from tests.reliability_utils import REPO, VOCAB, heads, model_classes, no_dropout, tiny_config  # noqa: E402
 
@@ -153,7 +153,7 @@ def test_bad_arguments_name_the_field():
 
 
 def test_importing_hfnn_adapters_does_not_import_peft():
-    code = ("import sys, hfnn.adapters; assert 'peft' not in sys.modules; import peft.utils.constants as c; "
+    code = ("import sys, hfnn.sharing.adapters; assert 'peft' not in sys.modules; import peft.utils.constants as c; "
             "assert 'hfnn-rnn' in c.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr[-2000:]
@@ -198,7 +198,7 @@ def test_layer_by_layer_runs_of_lora_adapted_recurrent_weights_are_a_clear_error
         with pytest.raises(ValueError, match=r"LoRA adapter.*output_hidden_states=True.*merge_and_unload"):
             wrapped(input_ids=ids, output_hidden_states=True)
         # the traceable scan that export runs reads the weights itself too
-        from hfnn.modeling_utils import run_masked_scan
+        from hfnn.models.modeling_utils import run_masked_scan
 
         with pytest.raises(ValueError, match=r"LoRA adapter.*exporting or tracing.*merge_and_unload"):
             run_masked_scan(wrapped.base_model.model.model.rnn, torch.randn(2, 6, 8), torch.ones(2, 6, dtype=torch.bool))

@@ -29,10 +29,11 @@ import pytest
 import torch
 
 import hfnn
-from hfnn import recipes, training
-from hfnn.corpora import load_corpus
+from hfnn import training
+from hfnn.training import recipes
+from hfnn.data.corpora import load_corpus
 from hfnn.pipelines import common, run_classification, run_lm
-from hfnn.tokenization import train_tokenizer
+from hfnn.data.tokenization import train_tokenizer
 from tests.reliability_utils import VOCAB, build_model, config_class, heads, model_classes, shakespeare_text
 
 DEADLINE_S = 60
@@ -210,7 +211,7 @@ case("mask-shape-rnn_seq2seq", "`RnnSeq2SeqForConditionalGeneration` with a (1, 
         input_ids=torch.tensor([[5, 6, 7]]), attention_mask=torch.ones(1, 2, dtype=torch.long),
         decoder_input_ids=torch.tensor([[2, 5]])))
 def _decoder_inputs_from_labels(fx, tmp):
-    from hfnn.modeling_utils import shift_tokens_right
+    from hfnn.models.modeling_utils import shift_tokens_right
 
     return shift_tokens_right(torch.tensor([[5, -100, 6]]), None, 2)  # the -100 reaches the decoder inputs
 
@@ -220,7 +221,7 @@ case("labels-minus-100-without-pad", "decoder inputs built from labels holding -
 
 
 def _decoder_inputs_without_ignored_labels(fx, tmp):
-    from hfnn.modeling_utils import shift_tokens_right
+    from hfnn.models.modeling_utils import shift_tokens_right
 
     return shift_tokens_right(torch.tensor([[5, 6, 7]]), None, 2)
 
@@ -516,9 +517,9 @@ case("resume-from-non-checkpoint", "`--resume_from_checkpoint <a model folder wi
 
 
 def _cli(argv, one_line=True):
-    """``hfnn.cli.main(argv)``; a user error must exit with status 2 and, unless argparse itself
+    """``hfnn.apps.cli.main(argv)``; a user error must exit with status 2 and, unless argparse itself
     answers (usage + error), print exactly one line."""
-    cli = pytest.importorskip("hfnn.cli")
+    cli = pytest.importorskip("hfnn.apps.cli")
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
         try:

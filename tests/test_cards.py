@@ -8,7 +8,7 @@ import pytest
 from huggingface_hub import ModelCard
 from transformers import TrainingArguments
 
-from hfnn.cards import find_template, templates_dir, write_model_card
+from hfnn.sharing.cards import find_template, templates_dir, write_model_card
 from tests.test_hub import save_tiny_model
 
 LM_RESULTS = {

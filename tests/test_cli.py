@@ -1,4 +1,4 @@
-"""The `hfnn` command line, called in-process through hfnn.cli.main (one real subprocess checks the exit status)."""
+"""The `hfnn` command line, called in-process through hfnn.apps.cli.main (one real subprocess checks the exit status)."""
 
 import json
 import math
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import hfnn.cli as cli
-from hfnn.cli import main, phoneme_scores
+import hfnn.apps.cli as cli
+from hfnn.apps.cli import main, phoneme_scores
 from tests.test_hub import save_tiny_model
 
 SUBCOMMANDS = ["train", "generate", "classify", "transduce", "predict", "evaluate", "corpora", "recipes", "push",
@@ -86,7 +86,7 @@ def test_misuse_is_one_line_on_stderr_and_exit_code_2(capsys, models, argv, mess
 
 
 def test_real_process_exit_status_and_stderr(models):
-    proc = subprocess.run([sys.executable, "-m", "hfnn.cli", "classify", str(models / "lm"), "hi"],
+    proc = subprocess.run([sys.executable, "-m", "hfnn.apps.cli", "classify", str(models / "lm"), "hi"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
@@ -186,8 +186,8 @@ def test_transduce_takes_the_output_length_from_the_model(capsys, tmp_path):
 def test_characters_the_model_never_saw_are_named_on_stderr(capsys, models):
     """A character-level model reads an unseen character (an upper-case letter for a model trained on lower-case
     words) as <unk> and answers anyway; the commands say so, naming the row and the characters."""
-    from hfnn.inference import unknown_characters
-    from hfnn.tokenization import train_tokenizer
+    from hfnn.apps.inference import unknown_characters
+    from hfnn.data.tokenization import train_tokenizer
 
     code, out, err = run(capsys, "transduce", models / "g2p", "neural", "NEU#ral", "--max-new-tokens", 4)
     assert code == 0 and len(out.splitlines()) == 2
@@ -280,7 +280,7 @@ def test_evaluate_multi_label_and_regression_classifiers(capsys, tmp_path):
     deep inside, a regression one refused its numeric labels."""
     from transformers import pipeline
 
-    from hfnn.inference import classify_texts
+    from hfnn.apps.inference import classify_texts
 
     texts = [f"review number {i}" for i in range(24)]
     save_tiny_model("cnn", "AutoModelForSequenceClassification", tmp_path / "multi",
@@ -443,7 +443,7 @@ def test_quickstart_trains_what_exists_and_skips_the_rest(capsys, tmp_path, monk
     values = dict(zip(args[::2], args[1::2]))
     recipe.write_text(json.dumps({"task": "language-modeling", "architecture": "rnn",
                                   **{k[2:]: v for k, v in values.items()}}))
-    from hfnn import quickstart
+    from hfnn.apps import quickstart
 
     monkeypatch.setattr(quickstart, "QUICKSTART_MODELS", (
         ("RNN LM", "rnn", "language-modeling", "shakespeare", ("rnn",)),

@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 
 import hfnn
 from hfnn import CnnConfig, CnnForSequenceClassification, CnnModel
-from hfnn.embeddings import load_word_vectors
+from hfnn.data.embeddings import load_word_vectors
 from tests.helpers import randomize_, run_without_hfnn
 
 pytestmark = pytest.mark.numerics
@@ -347,7 +347,7 @@ def test_save_and_load_round_trip_through_auto_classes(tmp_path):
 
 
 def saved_classifier(tmp_path):
-    from hfnn.tokenization import train_tokenizer
+    from hfnn.data.tokenization import train_tokenizer
 
     texts = ["a truly great film", "dull and boring", "great acting", "boring plot , bad film", "a film"]
     tokenizer = train_tokenizer(texts, kind="word", lowercase=True)
@@ -423,7 +423,7 @@ def test_load_word_vectors_reads_glove_and_word2vec_text(tmp_path):
 
 
 def test_load_word_vectors_zeroes_the_pad_row(tmp_path):
-    from hfnn.tokenization import train_tokenizer
+    from hfnn.data.tokenization import train_tokenizer
 
     tokenizer = train_tokenizer(["good film", "bad film"], kind="word")
     path = tmp_path / "v.txt"

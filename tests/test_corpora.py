@@ -9,8 +9,8 @@ import zipfile
 import datasets
 import pytest
 
-from hfnn import corpora
-from hfnn.corpora import CorpusNotInstalledError, describe_corpus, list_corpora, load_corpus
+from hfnn.data import corpora
+from hfnn.data.corpora import CorpusNotInstalledError, describe_corpus, list_corpora, load_corpus
 
 BUILTINS = ["shakespeare", "kjv", "rotten_tomatoes", "cmudict", "kjv_french"]
 COLUMNS = {

@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from hfnn.cpu_threads import CpuLoad, ThreadTuner, available_cores, room_for, thread_candidates
+from hfnn.training.cpu_threads import CpuLoad, ThreadTuner, available_cores, room_for, thread_candidates
 
 
 class Machine:
@@ -440,7 +440,7 @@ def test_a_full_machine_shows_what_the_others_want():
 def test_choices_are_logged_with_their_reason(caplog):
     machine = LoadedMachine(other=1.0)
     tuner = _loaded_tuner(machine)
-    with caplog.at_level("INFO", logger="hfnn.cpu_threads"):
+    with caplog.at_level("INFO", logger="hfnn.training.cpu_threads"):
         _train(tuner, machine, 10)
     assert any("cpu threads: 1 (start; the only count with room: 1.00 free cores)" in r.getMessage()
                for r in caplog.records), caplog.text

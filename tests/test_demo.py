@@ -11,8 +11,8 @@ import torch
 from transformers import AutoTokenizer, pipeline
 
 import hfnn
-from hfnn import demo
-from hfnn.demo import (
+from hfnn.models import demo
+from hfnn.models.demo import (
     DemoError,
     attention_matrix,
     cnn_winning_windows,
@@ -348,7 +348,7 @@ def test_options_parse():
 
 
 def test_importing_the_demo_does_not_import_gradio():
-    code = "import sys, hfnn.demo; print('gradio' in sys.modules)"
+    code = "import sys, hfnn.models.demo; print('gradio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
@@ -378,7 +378,7 @@ def test_space_files_run_the_demo_without_hfnn(folders, loaded, tmp_path):
     with pytest.raises(DemoError, match="no such model folder"):
         write_space_files(tmp_path / "nowhere")
     # an upload of the folder carries the Space's files
-    from hfnn.hub import upload_manifest
+    from hfnn.sharing.hub import upload_manifest
 
     assert {"app.py", "hfnn_demo.py", "requirements.txt"} <= set(upload_manifest(folder))
 

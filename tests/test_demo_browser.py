@@ -52,7 +52,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from hfnn.demo import build_app, load_demo_model  # noqa: E402
+from hfnn.models.demo import build_app, load_demo_model  # noqa: E402
 from tests.reliability_utils import REPO  # noqa: E402
 from tests.test_demo import save_without_attention  # noqa: E402
 from tests.test_hub import save_tiny_model  # noqa: E402
@@ -146,10 +146,10 @@ def screenshot(driver, shots: Path, name: str) -> Path:
 
 
 def test_language_model_page_from_the_command_line(browser, folders, shots):
-    """`python -m hfnn.demo FOLDER --port N`: the real entry point, bound to 127.0.0.1 by default."""
+    """`python -m hfnn.models.demo FOLDER --port N`: the real entry point, bound to 127.0.0.1 by default."""
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO), GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "hfnn.demo", str(folders / "rnn-lm"), "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "hfnn.models.demo", str(folders / "rnn-lm"), "--port", str(port),
                              "--share", "false"], cwd=str(REPO), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"

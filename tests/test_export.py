@@ -1,4 +1,4 @@
-"""ONNX export (hfnn/export.py, ``hfnn export``): for every task head of every architecture, ONNX Runtime gives
+"""ONNX export (hfnn/sharing/export.py, ``hfnn export``): for every task head of every architecture, ONNX Runtime gives
 PyTorch's outputs on padded and unpadded batches of other batch sizes and lengths (shorter and longer) than the
 traced one, the RNN family included (every cell type, bidirectional and multi-layer, any padding); language models
 read a prompt in one call, then decode step by step through the graph (state or keys/values in and out) to the tokens
@@ -16,8 +16,8 @@ pytestmark = pytest.mark.numerics
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'hfnn[export]')")
 
-from hfnn import export  # noqa: E402
-from hfnn.cli import main  # noqa: E402
+from hfnn.sharing import export  # noqa: E402
+from hfnn.apps.cli import main  # noqa: E402
 from tests.reliability_utils import VOCAB, heads, model_classes, no_dropout, tiny_config  # noqa: E402
 from tests.test_hub import save_tiny_model  # noqa: E402
 

@@ -12,7 +12,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 
 import hfnn
 from hfnn import MlpConfig, MlpForSequenceClassification, MlpModel
-from hfnn.modeling_mlp import char_ngrams, hash_ngrams
+from hfnn.models.modeling_mlp import char_ngrams, hash_ngrams
 from tests.helpers import randomize_, run_without_hfnn
 
 pytestmark = pytest.mark.numerics
@@ -231,7 +231,7 @@ def test_save_and_load_round_trip_through_auto_classes(tmp_path):
 
 
 def saved_classifier(tmp_path):
-    from hfnn.tokenization import train_tokenizer
+    from hfnn.data.tokenization import train_tokenizer
 
     texts = ["a truly great film", "dull and boring", "great acting", "boring plot , bad film"]
     tokenizer = train_tokenizer(texts, kind="word", lowercase=True)
@@ -317,7 +317,7 @@ def test_char_ngrams_are_those_of_the_token_between_spaces():
 
 
 def test_index_vocabulary_records_hashed_char_ngrams_per_token_and_none_for_special_tokens():
-    from hfnn.tokenization import train_tokenizer
+    from hfnn.data.tokenization import train_tokenizer
 
     tokenizer = train_tokenizer(["a dull film , films"], kind="word", lowercase=True)
     model = tiny_model(vocab_size=len(tokenizer), char_ngram_range=[3, 4], char_ngram_buckets=53, char_ngrams_per_token=5)
@@ -370,7 +370,7 @@ def test_char_ngrams_keep_padded_and_unpadded_texts_equal(padding_side):
 
 
 def test_training_before_index_vocabulary_warns_naming_it(caplog):
-    from hfnn.modeling_mlp import logger
+    from hfnn.models.modeling_mlp import logger
 
     model = tiny_model(char_ngram_range=[3, 4], char_ngram_buckets=53).train()
     logger.warning_once.cache_clear()
@@ -416,7 +416,7 @@ def test_char_ngram_table_is_saved_loaded_and_resized(tmp_path):
 
 def test_char_ngram_model_exports_to_onnx(tmp_path):
     pytest.importorskip("onnxruntime")
-    from hfnn.export import export_onnx
+    from hfnn.sharing.export import export_onnx
 
     model = char_model(seed=6, vocab_size=VOCAB)
     result = export_onnx(model, tmp_path / "model.onnx")  # checked against PyTorch on a padded batch of another shape
@@ -436,7 +436,7 @@ def vocab_model(seed=0, texts=((8, 4, 7), (8, 4, 6), (9, 5, 6, 4), (8, 4, 7)), *
 
 def manual_bag(model, ids):
     """Mean of the word embeddings and of the embeddings of the n-grams that are in the vocabulary."""
-    from hfnn.modeling_mlp import ngram_keys
+    from hfnn.models.modeling_mlp import ngram_keys
 
     bag = model.model.embeddings
     table = bag.ngram_vocabulary.tolist()
@@ -450,7 +450,7 @@ def manual_bag(model, ids):
 
 
 def test_ngram_keys_are_exact_distinct_across_lengths_and_invertible():
-    from hfnn.modeling_mlp import _ngram_of_key, ngram_keys
+    from hfnn.models.modeling_mlp import _ngram_of_key, ngram_keys
 
     ids = torch.tensor([[0, 1, 29, 29, 2]])
     keys = {n: ngram_keys(ids, n, VOCAB)[0].tolist() for n in (2, 3, 4)}
@@ -463,7 +463,7 @@ def test_ngram_keys_are_exact_distinct_across_lengths_and_invertible():
 
 
 def test_index_ngrams_keeps_the_most_frequent_ngrams_sorted_and_leaves_unseen_ones_out_of_the_bag():
-    from hfnn.modeling_mlp import _NO_NGRAM, ngram_keys
+    from hfnn.models.modeling_mlp import _NO_NGRAM, ngram_keys
 
     model = vocab_model(seed=1, ngram_buckets=4)  # (8, 4) x3, (4, 7) x2, (8, 4, 7) x2, then a tie of seven x1
     table = model.model.embeddings.ngram_vocabulary.tolist()
@@ -526,7 +526,7 @@ def test_ngram_vocabulary_is_saved_loaded_and_rekeyed_on_resize(tmp_path):
 
 def test_ngram_vocabulary_model_exports(tmp_path):
     pytest.importorskip("onnxruntime")
-    from hfnn.export import export_onnx
+    from hfnn.sharing.export import export_onnx
 
     model = vocab_model(seed=6)
     result = export_onnx(model, tmp_path / "model.onnx")  # checked against PyTorch on a padded batch of another shape
@@ -537,7 +537,7 @@ def test_ngram_vocabulary_model_exports(tmp_path):
 
 
 def test_sorted_position_traced_equals_searchsorted(monkeypatch):
-    import hfnn.modeling_mlp as modeling
+    import hfnn.models.modeling_mlp as modeling
 
     torch.manual_seed(0)
     for size in (1, 2, 7, 64, 100):

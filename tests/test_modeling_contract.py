@@ -271,7 +271,7 @@ def test_modeling_and_configuration_files_import_only_what_travels_with_remote_c
     import sys
     from pathlib import Path
 
-    folder = Path(hfnn.__file__).parent
+    folder = Path(hfnn.__file__).parent / "models"
     names = {f"{module}.py" for spec in hfnn.ARCHITECTURES.values() for module in (spec[0], spec[2])}
     names |= {"modeling_utils.py", "configuration_utils.py"}
     allowed = {"torch", "transformers", "huggingface_hub"} | set(sys.stdlib_module_names)
@@ -307,7 +307,7 @@ def _logits(out):
 
 
 # The RNN family exports like the rest: traced, its recurrence runs as torch's scan over a dynamic time axis. Each
-# case is exported under no_grad (for inference, as hfnn.export does: half the time of the recurrent models' export)
+# case is exported under no_grad (for inference, as hfnn.sharing.export does: half the time of the recurrent models' export)
 # but the last, a stacked LSTM decoder with input feeding, exported with autograd on as a plain call is.
 EXPORT_CASES = [(a, h, {}) for a, h in HEADS] + [
     ("rnn", "AutoModelForSequenceClassification", dict(bidirectional=True, rnn_type="gru", num_hidden_layers=1)),
@@ -463,7 +463,7 @@ def test_torch_compile_runs_a_training_step_on_a_padded_batch(arch):
 def test_only_an_exported_graph_runs_the_recurrence_as_a_scan():
     """torch.compile keeps the fused recurrent kernels (inductor cannot lower a scan in training unless told to
     capture scalar outputs, and a scan trains slower); torch.export, which would fix their time axis, scans."""
-    from hfnn.modeling_utils import traced_over_time
+    from hfnn.models.modeling_utils import traced_over_time
 
     seen = []
 
@@ -486,7 +486,7 @@ def test_an_exported_lstm_language_model_continues_from_its_state_as_eager_does(
     row keeps its state) or not at all."""
     from torch.export import Dim
 
-    from hfnn.modeling_rnn import RnnStateCache
+    from hfnn.models.modeling_rnn import RnnStateCache
 
     class Chunk(torch.nn.Module):
         def __init__(self, lm):

@@ -135,7 +135,7 @@ def test_a_saved_folder_carries_its_space_files_and_a_model_card(lm_folder, clas
 
 
 def test_results_record_the_thread_tuning(tmp_path, text_file, monkeypatch):
-    import hfnn.cpu_threads as cpu_threads
+    import hfnn.training.cpu_threads as cpu_threads
 
     for name in cpu_threads.FIXED_BY:
         monkeypatch.delenv(name, raising=False)
@@ -184,7 +184,9 @@ from types import SimpleNamespace  # noqa: E402
 
 from transformers import TrainerControl  # noqa: E402
 
-from hfnn import recipes, training  # noqa: E402
+from hfnn import training  # noqa: E402
+
+from hfnn.training import recipes
 from hfnn.pipelines import common  # noqa: E402
 
 
@@ -395,8 +397,9 @@ def test_pipelines_read_architectures_from_the_registry():
 
 
 def test_model_cards_read_tasks_from_the_registry():
-    from hfnn import cards, registry
+    from hfnn.models import registry
 
+    from hfnn.sharing import cards
     for entry in registry.TASKS.values():
         for name in entry.names:
             assert cards.normalize_task(name) == registry.hub_pipeline_tag(name)

@@ -8,16 +8,16 @@ import torch
 from transformers import pipeline
 
 import hfnn  # noqa: F401  (registers the task and the Auto classes)
-from hfnn.configuration_rnn_seq2seq import RnnSeq2SeqConfig
-from hfnn.modeling_rnn_seq2seq import RnnSeq2SeqForConditionalGeneration
-from hfnn.pipeline_seq2seq import (
+from hfnn.models.configuration_rnn_seq2seq import RnnSeq2SeqConfig
+from hfnn.models.modeling_rnn_seq2seq import RnnSeq2SeqForConditionalGeneration
+from hfnn.models.pipeline_seq2seq import (
     INFERRED_TASK,
     SOURCE_TOKENIZER_SUBFOLDER,
     TASK,
     Seq2SeqGenerationPipeline,
     mark_for_pipeline,
 )
-from hfnn.tokenization import train_tokenizer
+from hfnn.data.tokenization import train_tokenizer
 from tests.helpers import run_without_hfnn, tolerance
 
 PAIRS = [
@@ -192,7 +192,7 @@ def test_pipeline_runs_without_hfnn_installed(saved):
 
 def test_pipeline_is_model_agnostic_transformer_seq2seq(tmp_path):
     from hfnn import TransformerConfig
-    from hfnn.modeling_transformer import TransformerForConditionalGeneration
+    from hfnn.models.modeling_transformer import TransformerForConditionalGeneration
 
     source, target = tokenizers()
     torch.manual_seed(0)

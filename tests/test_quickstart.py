@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from hfnn.quickstart import beats, letter_baseline_per, majority_accuracy, unigram_perplexity
-from hfnn.tokenization import train_tokenizer
+from hfnn.apps.quickstart import beats, letter_baseline_per, majority_accuracy, unigram_perplexity
+from hfnn.data.tokenization import train_tokenizer
 
 
 def test_unigram_perplexity_is_the_smoothed_unigram_of_the_training_tokens():
@@ -46,9 +46,9 @@ def test_recipe_changes_name_real_models_and_options():
     name would otherwise fail only at the end of a long run), and its config fields exist in the config."""
     import importlib
 
-    from hfnn import registry
-    from hfnn.quickstart import QUICKSTART_MODELS, QUICKSTART_OVERRIDES, _pipeline_fields
-    from hfnn.recipes import pipeline_module
+    from hfnn.models import registry
+    from hfnn.apps.quickstart import QUICKSTART_MODELS, QUICKSTART_OVERRIDES, _pipeline_fields
+    from hfnn.training.recipes import pipeline_module
 
     models = {m[0]: m for m in QUICKSTART_MODELS}
     for label, changes in QUICKSTART_OVERRIDES.items():
@@ -57,7 +57,7 @@ def test_recipe_changes_name_real_models_and_options():
         fields = _pipeline_fields(pipeline_module(task))
         assert set(changes) <= fields, (label, set(changes) - fields)
         entry = registry.architecture(arch)
-        config = getattr(importlib.import_module(f"hfnn.{entry.config_module}"), entry.config_class)()
+        config = getattr(importlib.import_module(f"hfnn.models.{entry.config_module}"), entry.config_class)()
         missing = [k for k in changes.get("config_overrides", {}) if not hasattr(config, k)]
         assert not missing, (label, missing)
 
@@ -68,8 +68,8 @@ def test_the_g2p_row_trains_the_changed_recipe(tmp_path, monkeypatch):
     beside the time budget."""
     import json
 
-    from hfnn import quickstart
-    from hfnn.recipes import pipeline_module
+    from hfnn.apps import quickstart
+    from hfnn.training.recipes import pipeline_module
 
     seen = []
 
@@ -98,8 +98,8 @@ def test_every_run_starts_with_the_process_thread_count(tmp_path, monkeypatch):
     user's fixed choice."""
     import torch
 
-    from hfnn import quickstart
-    from hfnn.recipes import pipeline_module
+    from hfnn.apps import quickstart
+    from hfnn.training.recipes import pipeline_module
 
     seen = []
 

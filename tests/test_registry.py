@@ -1,4 +1,4 @@
-"""hfnn.registry: the one list of architectures and tasks, and what is derived from it."""
+"""hfnn.models.registry: the one list of architectures and tasks, and what is derived from it."""
 
 import dataclasses
 import importlib
@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 import hfnn
-from hfnn import registry
+from hfnn.models import registry
 
 
 def test_entries_are_frozen():
@@ -25,7 +25,7 @@ def test_legacy_architectures_table_is_derived_from_the_registry():
         assert (config_module, config_class, modeling_module) == (
             entry.config_module, entry.config_class, entry.modeling_module)
         assert models == dict(entry.models)
-        assert getattr(hfnn, config_class) is getattr(importlib.import_module(f"hfnn.{config_module}"), config_class)
+        assert getattr(hfnn, config_class) is getattr(importlib.import_module(f"hfnn.models.{config_module}"), config_class)
 
 
 def test_every_model_class_is_registered_with_its_auto_class():
@@ -42,7 +42,7 @@ def test_every_model_class_is_registered_with_its_auto_class():
 def test_every_task_has_its_auto_class_training_module_and_pipeline():
     from transformers.pipelines import PIPELINE_REGISTRY, SUPPORTED_TASKS
 
-    from hfnn.pipeline_seq2seq import TASK
+    from hfnn.models.pipeline_seq2seq import TASK
 
     assert registry.TASKS["seq2seq"].pipeline_task == TASK
     for entry in registry.TASKS.values():

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-import hfnn.cli as cli
-from hfnn.cli import main
+import hfnn.apps.cli as cli
+from hfnn.apps.cli import main
 from tests.reliability_utils import REPO
 from tests.test_hub import save_tiny_model
 
@@ -167,7 +167,7 @@ def test_closed_output_pipe_is_not_an_error(capsys, models, monkeypatch):
 def test_closed_output_pipe_in_a_real_process(models):
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hfnn.cli", "generate", str(models / "lm"), *["hello"] * 20, "--max-new-tokens", "8"],
+        [sys.executable, "-m", "hfnn.apps.cli", "generate", str(models / "lm"), *["hello"] * 20, "--max-new-tokens", "8"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(models),
     )
     proc.stdout.close()  # `| head -c 0`: the reader is gone before anything is written
@@ -192,9 +192,9 @@ def test_too_many_new_tokens_for_the_decoder_positions_names_the_option(capsys, 
 
 # ---------------------------------------------------------------- one registry, the library composed
 
-@pytest.mark.parametrize("alias", [a for t in __import__("hfnn.registry").registry.TASKS.values() for a in t.names])
+@pytest.mark.parametrize("alias", [a for t in __import__("hfnn.models.registry").registry.TASKS.values() for a in t.names])
 def test_every_task_name_of_the_registry_is_accepted_by_train(capsys, monkeypatch, alias):
-    from hfnn import registry
+    from hfnn.models import registry
 
     seen = {}
     monkeypatch.setattr(cli, "_pipeline_module", lambda task: type("M", (), {"main": staticmethod(
@@ -223,7 +223,7 @@ def test_batched_prompts_and_texts_give_what_each_gives_alone(capsys, models):
 def test_cli_imports_no_private_name_and_keeps_no_task_table():
     import ast
 
-    tree = ast.parse((REPO / "hfnn" / "cli.py").read_text())
+    tree = ast.parse((REPO / "hfnn" / "apps" / "cli.py").read_text())
     private = [(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
     assert private == []

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from hfnn.corpora import load_corpus
+from hfnn.data.corpora import load_corpus
 from hfnn.pipelines import common, run_classification, run_lm
-from hfnn.tokenization import train_tokenizer
+from hfnn.data.tokenization import train_tokenizer
 from tests.reliability_utils import shakespeare_text
 
 
@@ -109,7 +109,7 @@ def test_a_class_missing_from_the_training_split_is_an_error_naming_the_row(tmp_
 
 def held_out_texts(n: int, split: str = "test") -> list[str]:
     """``n`` texts that load_corpus's default carving (5 % validation, 5 % test, seed 0) puts in ``split``."""
-    from hfnn.corpora import _normalise_text, split_of
+    from hfnn.data.corpora import _normalise_text, split_of
 
     found = (f"a rare remark {i}" for i in range(10_000))
     return [t for t in found if split_of(_normalise_text(t), 0.05, 0.05, 0) == split][:n]
@@ -173,7 +173,7 @@ def test_a_csv_with_another_separator_is_named_as_such(tmp_path):
     with pytest.raises(ValueError, match=r"no 'text' column \(columns: \['text;label'\]\) \(the file looks "
                                          r"semicolon-separated; a .csv file is read as comma-separated"):
         run_classification.main(cls_argv(tmp_path / "out", semi))
-    from hfnn.corpora import separator_hint
+    from hfnn.data.corpora import separator_hint
 
     assert "tab-separated" in separator_hint(["text\tlabel"]) and separator_hint(["text", "label"]) == ""
 
@@ -342,7 +342,7 @@ def test_a_folder_is_not_taken_for_a_hub_dataset(tmp_path):
 
 
 def test_an_unreachable_hub_fails_fast_in_one_line(tmp_path, monkeypatch, capsys):
-    import hfnn.corpora as corpora
+    import hfnn.data.corpora as corpora
 
     monkeypatch.setattr(corpora, "_hub_reachable", lambda timeout=3.0: False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -399,7 +399,7 @@ def test_evaluating_a_text_file_scores_the_stream_the_pipeline_trains_on(tmp_pat
     """``hfnn evaluate --file x.txt``: the file is one document (end-of-sequence at its end only), as in training."""
     from argparse import Namespace
 
-    from hfnn.inference import evaluate_lm, load_eval_split
+    from hfnn.apps.inference import evaluate_lm, load_eval_split
 
     content = "".join(f"To be or not {i}\n" for i in range(30))
     path = write(tmp_path / "a.txt", content)

@@ -11,8 +11,8 @@ import torch
 from transformers import AutoTokenizer, pipeline
 
 import hfnn  # noqa: F401  (registers the Auto classes and the seq2seq task)
-from hfnn.pipeline_seq2seq import INFERRED_TASKS, SOURCE_TOKENIZER_SUBFOLDER, TASK, mark_for_pipeline
-from hfnn.tokenization import KINDS, load_or_train_tokenizer, train_tokenizer
+from hfnn.models.pipeline_seq2seq import INFERRED_TASKS, SOURCE_TOKENIZER_SUBFOLDER, TASK, mark_for_pipeline
+from hfnn.data.tokenization import KINDS, load_or_train_tokenizer, train_tokenizer
 from tests.test_hub import WORDS, save_tiny_model
 
 SPECIAL_IDS = {0, 2, 3}  # <pad>, <s>, </s> (<unk> = 1 is what an unknown piece legitimately becomes)
@@ -112,7 +112,7 @@ def test_folder_without_source_tokenizer_is_refused(folders, tmp_path):
 
 def test_shared_vocabulary_model_needs_no_source_tokenizer(tmp_path):
     from hfnn import TransformerConfig
-    from hfnn.modeling_transformer import TransformerForConditionalGeneration
+    from hfnn.models.modeling_transformer import TransformerForConditionalGeneration
 
     tok = train_tokenizer(WORDS, kind="char")
     config = TransformerConfig(is_encoder_decoder=True, vocab_size=len(tok), hidden_size=16, num_attention_heads=2,
@@ -213,7 +213,7 @@ def test_model_object_pipeline_uses_its_positions_even_without_a_folder(folders)
 
 
 def test_manifest_carries_the_custom_pipeline_code(folders, tmp_path):
-    from hfnn.hub import upload_manifest
+    from hfnn.sharing.hub import upload_manifest
 
     folder = tmp_path / "g2p"
     shutil.copytree(folders / "g2p", folder)
@@ -233,7 +233,7 @@ def test_manifest_carries_the_custom_pipeline_code(folders, tmp_path):
     ([SOURCE_TOKENIZER_SUBFOLDER], "has no source_tokenizer/ folder"),
 ])
 def test_manifest_refuses_a_folder_that_cannot_read_text(folders, tmp_path, remove, message):
-    from hfnn.hub import ManifestError, upload_manifest
+    from hfnn.sharing.hub import ManifestError, upload_manifest
 
     folder = tmp_path / "g2p"
     shutil.copytree(folders / "g2p", folder)

@@ -17,7 +17,9 @@ from safetensors.torch import load_file
 
 import transformers
 
-from hfnn import recipes, training
+from hfnn import training
+
+from hfnn.training import recipes
 from hfnn.pipelines import common, run_classification, run_lm, run_seq2seq
 from hfnn.pipelines.output_dir import LOCK_NAME, OutputDirError, claim_output_dir
 from tests.reliability_utils import shakespeare_text
@@ -544,7 +546,7 @@ def test_a_recipe_of_only_task_and_architecture_runs_to_the_end(tmp_path, text_f
     assert any(key.startswith("test_") for key in results), sorted(results)
     if task == "seq2seq":  # scored by what it generates without being asked, not by its loss alone
         assert {"test_wer", "test_per"} <= set(results) and results["generation_num_beams"] == 1, sorted(results)
-    from hfnn.cli import main as cli_main
+    from hfnn.apps.cli import main as cli_main
 
     assert cli_main(["predict", str(out), "the cat"]) == 0
 

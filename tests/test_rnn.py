@@ -8,7 +8,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceC
 
 import hfnn
 from hfnn import RnnConfig, RnnForCausalLM, RnnForSequenceClassification, RnnModel
-from hfnn.modeling_rnn import RnnStateCache
+from hfnn.models.modeling_rnn import RnnStateCache
 from tests.helpers import (
     direct_and_generic_generate,
     generation_cases,
@@ -210,7 +210,7 @@ def test_traced_recurrence_runs_each_row_as_its_tokens_alone(rnn_type, bidirecti
     """run_masked_scan (what export and compile run): for every cell, direction and stack, each row's outputs at its
     tokens and its final state (an LSTM's c too) are those of the torch module run on that row's tokens alone, from
     that row's initial state, whatever its padding (left, right, holes, none at all); padding outputs 0."""
-    from hfnn.modeling_utils import make_rnn, run_masked_scan
+    from hfnn.models.modeling_utils import make_rnn, run_masked_scan
 
     torch.manual_seed(0)
     rnn = make_rnn(rnn_type, 5, 7, layers, 0.0, bidirectional).eval()
@@ -309,7 +309,7 @@ def test_remote_code_load_without_hfnn_gives_identical_logits(tmp_path):
 
 
 def test_text_generation_pipeline_from_a_saved_folder(tmp_path):
-    from hfnn.tokenization import train_tokenizer
+    from hfnn.data.tokenization import train_tokenizer
 
     text = "ROMEO:\nBut soft, what light through yonder window breaks?\nJULIET:\nAy me!\n"
     tokenizer = train_tokenizer([text], kind="char", padding_side="left")

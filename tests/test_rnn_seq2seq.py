@@ -7,8 +7,8 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 
 import hfnn  # noqa: F401  (registers the Auto classes)
-from hfnn.configuration_rnn_seq2seq import RnnSeq2SeqConfig
-from hfnn.modeling_rnn_seq2seq import (
+from hfnn.models.configuration_rnn_seq2seq import RnnSeq2SeqConfig
+from hfnn.models.modeling_rnn_seq2seq import (
     RnnSeq2SeqCache,
     RnnSeq2SeqForConditionalGeneration,
     RnnSeq2SeqModel,

@@ -10,7 +10,7 @@ from transformers import TrainingArguments, pipeline
 
 import hfnn
 from hfnn.pipelines.common import RunArguments, build_config
-from hfnn.recipes import parse_args
+from hfnn.training.recipes import parse_args
 from hfnn.pipelines.run_classification import DataArguments, ModelArguments, main
 
 LOGGING = ["--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0"]
@@ -96,7 +96,7 @@ def test_ngram_tables_of_a_new_mlp_are_read_off_the_run_data_and_kept_when_fine_
     fine-tuned saved model keeps its own tables."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from hfnn.modeling_mlp import char_ngrams
+    from hfnn.models.modeling_mlp import char_ngrams
 
     rows = [(t, "pos") for t in GOOD] + [(t, "neg") for t in BAD]
     train = write_csv(tmp_path / "train.csv", rows * 3)
@@ -117,7 +117,7 @@ def test_ngram_tables_of_a_new_mlp_are_read_off_the_run_data_and_kept_when_fine_
     assert int((row >= 0).sum()) == min(12, len(char_ngrams("wonderful", 3, 4)))
     assert (table[tokenizer.pad_token_id] == -1).all()  # special tokens have no character n-grams
     # the vocabulary holds exactly the bigrams of the training texts
-    from hfnn.modeling_mlp import ngram_keys
+    from hfnn.models.modeling_mlp import ngram_keys
 
     bigrams = {int(k) for t in GOOD + BAD for k in ngram_keys(torch.tensor([tokenizer(t)["input_ids"]]), 2, len(tokenizer))[0]}
     vocabulary = model.base_model.embeddings.ngram_vocabulary
@@ -194,7 +194,7 @@ def test_unknown_architecture_and_missing_columns_are_explained(tmp_path):
     ],
 )
 def test_shipped_recipes_parse_and_build_their_model(tmp_path, recipe, config_name, expected):
-    from hfnn.tokenization import train_tokenizer
+    from hfnn.data.tokenization import train_tokenizer
 
     model_args, data_args, run_args, training_args = parse_args(
         (ModelArguments, DataArguments, RunArguments, TrainingArguments), [recipe, "--output_dir", str(tmp_path)]

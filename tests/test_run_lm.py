@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 import hfnn
 from hfnn.pipelines import run_lm
 from hfnn.pipelines.common import build_config
-from hfnn.recipes import load_recipe, parse_args
+from hfnn.training.recipes import load_recipe, parse_args
 
 TINY = [
     "--max_steps", "60",
@@ -276,7 +276,7 @@ def test_lstm_recurrence_runs_in_float32_under_bf16_autocast():
 
 def test_a_lora_run_saves_the_merged_model_and_the_adapter(tmp_path):
     pytest.importorskip("peft", reason="--lora_r needs peft")
-    pytest.importorskip("hfnn.adapters", reason="--lora_r needs hfnn.adapters")
+    pytest.importorskip("hfnn.sharing.adapters", reason="--lora_r needs hfnn.sharing.adapters")
     from transformers import AutoModelForCausalLM
 
     text = tmp_path / "text.txt"

@@ -7,7 +7,7 @@ import torch
 from transformers import Seq2SeqTrainingArguments, pipeline
 
 from hfnn.pipelines.common import RunArguments
-from hfnn.recipes import load_recipe, parse_args
+from hfnn.training.recipes import load_recipe, parse_args
 from hfnn.pipelines.run_seq2seq import DataArguments, ModelArguments, main
 
 QUIET = [
@@ -121,11 +121,11 @@ def test_transformer_architecture_trains_through_the_same_pipeline(tmp_path):
 def test_shipped_recipes_parse_and_build_their_models(recipe, tmp_path):
     from types import SimpleNamespace
 
-    from hfnn.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER
+    from hfnn.models.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER
     from hfnn.pipelines.common import build_config
-    from hfnn.recipes import parse_config_overrides
+    from hfnn.training.recipes import parse_config_overrides
     from hfnn.pipelines.run_seq2seq import ARCHITECTURES, Seq2SeqPipeline
-    from hfnn.tokenization import train_tokenizer
+    from hfnn.data.tokenization import train_tokenizer
 
     model_args, data_args, run_args, training_args = parse_args(
         (ModelArguments, DataArguments, RunArguments, Seq2SeqTrainingArguments),

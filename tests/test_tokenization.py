@@ -3,7 +3,7 @@
 import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from hfnn.tokenization import KINDS, SPECIAL_TOKENS, load_or_train_tokenizer, train_tokenizer
+from hfnn.data.tokenization import KINDS, SPECIAL_TOKENS, load_or_train_tokenizer, train_tokenizer
 
 TEXTS = [
     "Romeo.\nBut soft, what light through yonder window breaks?\n\n",

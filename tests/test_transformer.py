@@ -385,13 +385,13 @@ def test_generation_past_the_positions_stops_there_with_a_warning(caplog):
     generation ends at the limit with its output instead of failing there (the last token is never fed back,
     so the limit is one more than the positions)."""
     lm, seq2seq = tiny_lm(), tiny_seq2seq()
-    with caplog.at_level("WARNING", logger="hfnn.modeling_transformer"):
+    with caplog.at_level("WARNING", logger="hfnn.models.modeling_transformer"):
         out = lm.generate(random_ids(1, 40), max_new_tokens=20, do_sample=False, eos_token_id=None)
     assert out.shape[1] == 49 and "past max_position_embeddings=48: it stops at 49, 9 new tokens at most" in caplog.text
     fits = lm.generate(random_ids(1, 40), max_new_tokens=9, do_sample=False, eos_token_id=None)
     assert torch.equal(fits, out)  # the same tokens as asking for what fits
     caplog.clear()
-    with caplog.at_level("WARNING", logger="hfnn.modeling_transformer"):
+    with caplog.at_level("WARNING", logger="hfnn.models.modeling_transformer"):
         out = seq2seq.generate(random_ids(1, 5), max_length=60, min_length=60, do_sample=False)
     assert out.shape[1] == 49 and "decoder_input_ids of 1 tokens" in caplog.text
     # a length nobody asked for (the library's default of 20 new tokens) is lowered to the positions by transformers
@@ -633,7 +633,7 @@ def test_remote_code_load_without_hfnn_gives_identical_outputs(tmp_path):
 
 
 def test_text_generation_pipeline_from_a_saved_folder(tmp_path):
-    from hfnn.tokenization import train_tokenizer
+    from hfnn.data.tokenization import train_tokenizer
 
     text = "ROMEO:\nBut soft, what light through yonder window breaks?\nJULIET:\nAy me!\n"
     tokenizer = train_tokenizer([text], kind="char", padding_side="left")

@@ -57,7 +57,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hfnn.console import UserError
+from hfnn.models.errors import UserError
 
 __all__ = ["ExportCheck", "PIP_INSTALL", "empty_past", "export_onnx", "greedy_generate", "graph_inputs", "past_name",
            "require_onnx"]
@@ -114,7 +114,7 @@ class _RnnLm(_Classifier):
     c])``."""
 
     def forward(self, input_ids, attention_mask, past):
-        from hfnn.modeling_rnn import RnnStateCache
+        from hfnn.models.modeling_rnn import RnnStateCache
 
         cache = RnnStateCache()
         cache.store(tuple(past), 0)
@@ -243,10 +243,10 @@ class ExportCheck:
 
 
 def _load(folder_or_model):
-    """``(model, folder or None)``: a saved folder through :mod:`hfnn.saved`'s checked loading, or a model."""
+    """``(model, folder or None)``: a saved folder through :mod:`hfnn.sharing.saved`'s checked loading, or a model."""
     if isinstance(folder_or_model, nn.Module):
         return folder_or_model, None
-    from hfnn.saved import load_saved, open_model_dir
+    from hfnn.sharing.saved import load_saved, open_model_dir
 
     saved = open_model_dir(str(folder_or_model))
     model, _ = load_saved(saved, torch.device("cpu"))
@@ -289,7 +289,7 @@ def export_onnx(folder_or_model, output_path=None, opset: int | None = None, *, 
                     verbose=False,
                 )
         except Exception as err:  # the exporter's own message spans pages: its cause, on one line
-            from hfnn.console import first_line
+            from hfnn.models.errors import first_line
 
             cause = err.__cause__ or err
             raise RuntimeError(f"torch.onnx.export could not export {type(model).__name__}: {type(cause).__name__}: "

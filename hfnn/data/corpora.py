@@ -1078,7 +1078,7 @@ def describe_corpus(name: str) -> str:
     ]
     if info.options:
         lines.append(f"  options:  {', '.join(info.options)}")
-    lines.append(f"  load:     hfnn.corpora.load_corpus({info.name!r})")
+    lines.append(f"  load:     hfnn.data.corpora.load_corpus({info.name!r})")
     return "\n".join(lines)
 
 

@@ -1,4 +1,4 @@
-"""Configuration of the CNN sentence classifier of Kim (2014) (see :mod:`hfnn.modeling_cnn`)."""
+"""Configuration of the CNN sentence classifier of Kim (2014) (see :mod:`hfnn.models.modeling_cnn`)."""
 
 from .configuration_utils import HfnnConfig, hfnn_config
 

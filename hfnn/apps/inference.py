@@ -1,14 +1,14 @@
 """Running saved models on texts and scoring them on corpus splits, through transformers' pipelines and the
 metric code the training pipelines use (:mod:`hfnn.training`): what ``hfnn generate / classify / transduce / evaluate`` do, as
 functions. Inputs a model cannot take (a prompt past its positions, an over-long source) are a
-:class:`hfnn.console.UserError` naming the row and the limit."""
+:class:`hfnn.models.errors.UserError` naming the row and the limit."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from hfnn.console import UserError, first_line
+from hfnn.models.errors import UserError, first_line
 
 __all__ = ["classify_texts", "evaluate_classifier", "evaluate_lm", "generate_texts", "load_eval_split",
            "phoneme_scores", "require_columns", "transduce_texts", "unknown_characters"]
@@ -117,12 +117,12 @@ def phoneme_scores(predictions: list[str], references: list[list[str]]) -> dict:
 
 def load_eval_split(args, info: dict, label_type: str = "classes"):
     """(name, dataset) of the ``--split`` (``all``: every split, in order) of ``--file`` or ``--corpus``. The lines
-    of a text file (the verses of a KJV book) come as one text per document (:func:`hfnn.corpora.join_documents`),
+    of a text file (the verses of a KJV book) come as one text per document (:func:`hfnn.data.corpora.join_documents`),
     so that :func:`evaluate_lm` scores the stream the language-modeling pipeline trains on. ``label_type``: how a
     label column is read (``"regression"``: numbers, for a regression head)."""
     from datasets import DatasetDict, concatenate_datasets
 
-    from hfnn.corpora import join_documents, load_corpus
+    from hfnn.data.corpora import join_documents, load_corpus
 
     columns = {f"{c}_column": getattr(args, f"{c}_column") for c in ("text", "label", "source", "target")}
     name = args.file or args.corpus or info.get("corpus")
@@ -150,7 +150,7 @@ def load_eval_split(args, info: dict, label_type: str = "classes"):
 
 def require_columns(ds, needed, problem: str, options: str) -> None:
     if not set(needed) <= set(ds.column_names):
-        from hfnn.corpora import separator_hint
+        from hfnn.data.corpora import separator_hint
 
         raise UserError(f"{problem} (columns: {', '.join(ds.column_names)}){separator_hint(ds.column_names)}; "
                         f"use {options}")
@@ -196,7 +196,7 @@ def evaluate_classifier(pipe, name, ds, batch_size) -> dict:
     import numpy as np
     from transformers import EvalPrediction
 
-    from hfnn.corpora import label_feature
+    from hfnn.data.corpora import label_feature
     from hfnn.training import classification_metrics
 
     config = pipe.model.config

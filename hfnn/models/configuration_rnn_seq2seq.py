@@ -1,4 +1,4 @@
-"""Configuration of the RNN encoder-decoder with or without attention (see :mod:`hfnn.modeling_rnn_seq2seq`)."""
+"""Configuration of the RNN encoder-decoder with or without attention (see :mod:`hfnn.models.modeling_rnn_seq2seq`)."""
 
 from .configuration_utils import HfnnConfig, hfnn_config
 

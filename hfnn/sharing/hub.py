@@ -6,7 +6,7 @@ every module it names and every sibling module those import, safetensors weights
 :func:`push_folder` checks the folder, the token and that the Hub answers, then creates the
 repository and uploads those files with ``HfApi.create_repo`` + ``HfApi.upload_folder``::
 
-    from hfnn.hub import push_folder
+    from hfnn.sharing.hub import push_folder
     push_folder("runs/rnn-char", "me/rnn-shakespeare-char")            # needs `hf auth login` or HF_TOKEN
     push_folder("runs/rnn-char", "me/rnn-shakespeare-char", dry_run=True)  # what would be uploaded
 
@@ -145,7 +145,7 @@ def _is_skipped_dir(name: str) -> bool:
     return any(name == d or (d.endswith("-") and name.startswith(d)) for d in _SKIPPED_DIRS)
 
 
-# written by hfnn.demo.write_space_files: the folder pushed to a Space serves the demo
+# written by hfnn.models.demo.write_space_files: the folder pushed to a Space serves the demo
 SPACE_FILES = ("app.py", "requirements.txt", "hfnn_demo.py")
 
 
@@ -156,7 +156,7 @@ def upload_manifest(folder: str | os.PathLike) -> list[str]:
     name and every sibling module they import (recursively), the safetensors weights (with the shard index when
     sharded), ``generation_config.json``, tokenizer files (also those in a sub-folder such as
     ``source_tokenizer/``), ``README.md``, ``results.json``, the PNG plots at the top level and the demo a Space
-    runs (``app.py``, ``requirements.txt``, ``hfnn_demo.py``; see :func:`hfnn.demo.write_space_files`).
+    runs (``app.py``, ``requirements.txt``, ``hfnn_demo.py``; see :func:`hfnn.models.demo.write_space_files`).
     Left out: checkpoints, optimizer/scheduler/RNG state, ``training_args.bin``, logs, other files.
 
     Raises:

@@ -1,7 +1,7 @@
 """PEFT adapters for hfnn models: sensible default target modules for every architecture, and
 :func:`add_adapter` for the training pipelines (``--lora_r N``).
 
-``import hfnn.adapters`` registers hfnn's model types in peft's tables of default target modules, so that
+``import hfnn.sharing.adapters`` registers hfnn's model types in peft's tables of default target modules, so that
 ``get_peft_model(model, LoraConfig(task_type=...))`` without ``target_modules`` works for hfnn models as it does
 for transformers' own. peft is not imported for that: the tables are filled when peft is first imported (or at
 once, when it already is).
@@ -30,7 +30,7 @@ import importlib.abc
 import importlib.util
 import sys
 
-from hfnn import registry
+from hfnn.models import registry
 
 __all__ = ["DEFAULT_TARGETS", "METHODS", "add_adapter", "default_targets", "register_peft_defaults", "task_type"]
 
@@ -57,7 +57,7 @@ def _model_types() -> dict[str, str]:
     """model_type -> architecture name, read from the configuration classes."""
     found = {}
     for entry in registry.ARCHITECTURES.values():
-        config = getattr(importlib.import_module(f"hfnn.{entry.config_module}"), entry.config_class)
+        config = getattr(importlib.import_module(f"hfnn.models.{entry.config_module}"), entry.config_class)
         found[config.model_type] = entry.name
     return found
 
@@ -93,7 +93,7 @@ class _AfterPeftImport(importlib.abc.MetaPathFinder):
 
 def register_peft_defaults() -> None:
     """Puts hfnn's model types in peft's default target tables (LoRA, OFT): now if peft is imported, else when
-    it is. Called on ``import hfnn.adapters``; calling it again does nothing more."""
+    it is. Called on ``import hfnn.sharing.adapters``; calling it again does nothing more."""
     if "peft.utils.constants" in sys.modules:
         _fill_peft_tables()
     elif not any(isinstance(f, _AfterPeftImport) for f in sys.meta_path):
@@ -165,7 +165,7 @@ def add_adapter(model, method: str = "lora", r: int = 8, alpha: float | None = N
     try:
         import peft
     except ImportError:
-        from hfnn.console import UserError
+        from hfnn.models.errors import UserError
 
         raise UserError('adapters need peft: pip install "peft>=0.17"') from None
     if not isinstance(r, int) or isinstance(r, bool) or r < 1:

@@ -7,7 +7,7 @@ head, and renders the template ``model_cards/model_card.md`` with ``huggingface_
 then the seed concept the architecture implements, training data, hyper-parameters, evaluation
 results, intended use, limitations, and how to load the model with and without hfnn installed::
 
-    from hfnn.cards import write_model_card
+    from hfnn.sharing.cards import write_model_card
     write_model_card("runs/rnn-char", task="text-generation", results=results, training_args=training_args)
 
 The pipelines call it at the end of every run; ``ModelCard.load(folder / "README.md")`` reads it back.
@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hfnn import registry
+from hfnn.models import registry
 
 __all__ = [
     "SEED_CONCEPTS",
@@ -141,7 +141,7 @@ def templates_dir() -> Path:
     are ``<repo>/model_cards/`` next to the ``hfnn/`` package folder.
     """
     here = Path(__file__).resolve().parent
-    candidates = [here / "model_cards", here.parent / "model_cards"]
+    candidates = [here.parent / "model_cards", here.parents[1] / "model_cards"]  # installed; a checkout
     try:
         spec = importlib.util.find_spec("hfnn.model_cards")
     except (ImportError, ValueError):
@@ -175,7 +175,7 @@ def find_template(name: str = TEMPLATE_NAME) -> Path:
 
 def normalize_task(task: str | None) -> str | None:
     """The Hub ``pipeline_tag`` for a task name used in hfnn (``language-modeling`` -> ``text-generation``), as
-    :mod:`hfnn.registry` lists the tasks and their aliases."""
+    :mod:`hfnn.models.registry` lists the tasks and their aliases."""
     if task is None:
         return None
     try:
@@ -362,12 +362,12 @@ def _dataset_info(dataset: str | None) -> dict:
     dataset = str(dataset)
     description = corpus_license = None
     try:
-        from hfnn.corpora import BUILTIN_CORPORA
+        from hfnn.data.corpora import BUILTIN_CORPORA
     except Exception:  # the corpora module is optional for cards
         BUILTIN_CORPORA = {}
     if dataset in BUILTIN_CORPORA:
         info = BUILTIN_CORPORA[dataset]
-        description = f"{info.description} Splits: {info.splits}. Loaded with `hfnn.corpora.load_corpus({dataset!r})` (package `{info.package}`)."
+        description = f"{info.description} Splits: {info.splits}. Loaded with `hfnn.data.corpora.load_corpus({dataset!r})` (package `{info.package}`)."
         corpus_license = info.license
     if _looks_like_path(dataset):
         name = Path(dataset).name

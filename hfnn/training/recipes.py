@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from hfnn import registry
-from hfnn.console import UserError
+from hfnn.models import registry
+from hfnn.models.errors import UserError
 
 __all__ = ["RECIPES_DIR", "USER_ERRORS", "find_recipe", "list_recipes", "load_recipe", "merge_mapping", "parse_args",
            "parse_config_overrides", "pipeline_module", "resolve_recipe", "shipped_recipes", "task_name"]

@@ -76,7 +76,7 @@ class CnnPreTrainedModel(TextClassifierPreTrainedModel):
             super()._init_weights(module)
 
     def load_embeddings(self, vectors: torch.Tensor):
-        """Copy word vectors (vocab_size, embedding_size), row i for token id i (`hfnn.embeddings.load_word_vectors`),
+        """Copy word vectors (vocab_size, embedding_size), row i for token id i (`hfnn.data.embeddings.load_word_vectors`),
         into every channel; `config.embedding_mode` says whether they are trained."""
         embeddings = self.base_model.embeddings
         vectors = torch.as_tensor(vectors)

@@ -68,7 +68,7 @@ INFERRED_TASKS = {
 
 
 def _text_only(tokenizer):
-    """Special-token strings in the input are plain text (same as ``hfnn.tokenization.text_only``)."""
+    """Special-token strings in the input are plain text (same as ``hfnn.data.tokenization.text_only``)."""
     if tokenizer is not None and hasattr(tokenizer, "split_special_tokens"):
         tokenizer.split_special_tokens = True
         if hasattr(tokenizer, "init_kwargs"):

@@ -1,4 +1,4 @@
-"""Configuration of the feed-forward (MLP) text classifier (see :mod:`hfnn.modeling_mlp`)."""
+"""Configuration of the feed-forward (MLP) text classifier (see :mod:`hfnn.models.modeling_mlp`)."""
 
 from .configuration_utils import HfnnConfig, hfnn_config
 

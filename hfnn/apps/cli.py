@@ -16,7 +16,7 @@
     hfnn demo runs/rnn-shakespeare-char --port 7860
     hfnn export runs/cnn-rt --format onnx                   # model.onnx beside the tokenizer (hfnn[export])
 
-The commands compose the library: tasks and architectures come from :mod:`hfnn.registry`, saved
+The commands compose the library: tasks and architectures come from :mod:`hfnn.models.registry`, saved
 models run through ``transformers.pipeline`` (the task's ``pipeline_task``), training and scoring
 through the training pipelines (``hfnn.pipelines``). User errors (a bad path, a folder that is not an
 hfnn model, the wrong kind of model for the command, a bad recipe) print one line on stderr and exit
@@ -32,14 +32,16 @@ import os
 import sys
 from pathlib import Path
 
-from hfnn import quickstart, registry
-from hfnn.console import UserError, first_line, format_table
-from hfnn.recipes import USER_ERRORS, find_recipe, load_recipe, resolve_recipe, shipped_recipes, task_name
-from hfnn.inference import (classify_texts, evaluate_classifier, evaluate_lm, generate_texts, load_eval_split,
+from hfnn.apps import quickstart
+
+from hfnn.models import registry
+from hfnn.models.errors import UserError, first_line, format_table
+from hfnn.training.recipes import USER_ERRORS, find_recipe, load_recipe, resolve_recipe, shipped_recipes, task_name
+from hfnn.apps.inference import (classify_texts, evaluate_classifier, evaluate_lm, generate_texts, load_eval_split,
                             phoneme_scores, require_columns, transduce_texts)
-from hfnn.saved import (SavedModel, load_saved, load_source_tokenizer, open_model_dir, require_task, resolve_device,
+from hfnn.sharing.saved import (SavedModel, load_saved, load_source_tokenizer, open_model_dir, require_task, resolve_device,
                         saved_pipeline)
-from hfnn.recipes import pipeline_module as _pipeline_module
+from hfnn.training.recipes import pipeline_module as _pipeline_module
 
 __all__ = [
     "CliError", "QUICKSTART_MODELS", "SavedModel", "build_parser", "check_options", "classify_texts", "evaluate_lm",
@@ -169,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
              "on a padded batch of another shape. Classifiers map (input_ids, attention_mask) to logits; language\n"
              "models also take and return their recurrent state or keys and values, for a prompt in one call and\n"
              "then one token per call; seq2seq models take the decoder inputs too\n"
-             "(see `python -c 'import hfnn.export; help(hfnn.export)'`).", model,
+             "(see `python -c 'import hfnn.sharing.export; help(hfnn.sharing.export)'`).", model,
              ("--format", dict(choices=["onnx"], default="onnx", help="export format (default onnx)")),
              ("--opset", dict(type=int, help="ONNX opset version (default: the exporter's)")),
              ("--output", dict(help="the .onnx file to write (default: FOLDER/model.onnx)")),
@@ -354,7 +356,7 @@ def _print_table(header, rows) -> None:
 
 
 def _cmd_corpora(args) -> int:
-    from hfnn.corpora import describe_corpus, list_corpora
+    from hfnn.data.corpora import describe_corpus, list_corpora
 
     if args.corpora_command in (None, "list"):
         _print_table(("name", "task", "columns", "install"), [(c.name, c.task, ", ".join(c.columns), c.install) for c in list_corpora()])
@@ -382,7 +384,7 @@ def _cmd_recipes(args) -> int:
 
 
 def _cmd_push(args) -> int:
-    from hfnn.hub import HubError, ManifestError, push_folder
+    from hfnn.sharing.hub import HubError, ManifestError, push_folder
 
     path = Path(args.model)
     if not path.exists():
@@ -468,7 +470,7 @@ def _cmd_quickstart(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from hfnn.export import export_onnx, require_onnx
+    from hfnn.sharing.export import export_onnx, require_onnx
 
     require_onnx()
     result = export_onnx(args.model, args.output, args.opset)
@@ -503,8 +505,8 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:1] == ["train"]:
             command = "train"
             return _cmd_train(argv[1:], parser.train_parser)
-        if argv[:1] == ["demo"]:  # the demo has its own parser (python -m hfnn.demo)
-            from hfnn.demo import main as demo_main
+        if argv[:1] == ["demo"]:  # the demo has its own parser (python -m hfnn.models.demo)
+            from hfnn.models.demo import main as demo_main
 
             return demo_main(argv[1:])
         args = parser.parse_args(argv)

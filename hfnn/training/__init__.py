@@ -15,7 +15,7 @@ Everything here is a plain ``transformers.TrainerCallback`` or ``compute_metrics
 * :class:`TimeBudgetCallback` stops training after a wall-clock budget, runs the learning-rate warm-up in
   time and can anneal the learning rate over the budget; :class:`BudgetProgressCallback` is its progress bar.
 * :class:`NonFiniteGuardCallback` stops at the first NaN or infinite loss, gradient or weight.
-* :class:`hfnn.cpu_threads.ThreadTuner` picks torch's CPU thread count from other programs' CPU load
+* :class:`hfnn.training.cpu_threads.ThreadTuner` picks torch's CPU thread count from other programs' CPU load
   and measured step times.
 * :func:`causal_lm_metrics` (perplexity without keeping the logits), :func:`classification_metrics` and
   :func:`seq2seq_metrics` (WER/PER or BLEU/chrF of generated outputs, with :class:`OrderedEvalSeq2SeqTrainer`).
@@ -476,9 +476,9 @@ class TrainingCallbacks:
         """Adds the callbacks to ``trainer`` (before ``trainer.train()``): a :class:`TimeBudgetCallback` of
         ``max_train_minutes`` (None: no budget) that takes over the warm-up of a budgeted run, with a
         :class:`BudgetProgressCallback` in place of the step-counting bar; an :class:`InterruptCallback`; a
-        :class:`NonFiniteGuardCallback`; with ``tune_threads``, a :class:`hfnn.cpu_threads.ThreadTuner`; and
+        :class:`NonFiniteGuardCallback`; with ``tune_threads``, a :class:`hfnn.training.cpu_threads.ThreadTuner`; and
         with ``average_weights`` (a fraction of training, 0: off) a :class:`WeightAveragingCallback`."""
-        from hfnn.cpu_threads import ThreadTuner
+        from hfnn.training.cpu_threads import ThreadTuner
 
         budget = TimeBudgetCallback(max_train_minutes, anneal=anneal_by_time)
         budget.take_over_warmup(trainer.args)

@@ -25,9 +25,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from hfnn import registry
-from hfnn.console import UserError, first_line, format_table
-from hfnn.recipes import find_recipe, pipeline_module
+from hfnn.models import registry
+from hfnn.models.errors import UserError, first_line, format_table
+from hfnn.training.recipes import find_recipe, pipeline_module
 
 __all__ = ["QUICKSTART_MODELS", "QUICKSTART_OVERRIDES", "baseline", "letter_baseline_per", "majority_accuracy", "quickstart_plan",
            "run_quickstart", "unigram_perplexity"]
@@ -113,7 +113,7 @@ def letter_baseline_per(train_words, train_phonemes, test_words, test_references
 def baseline(task: str, corpus: str, run_dir: Path) -> tuple[str, float] | None:
     """(metric, value) of the trivial baseline of ``task`` on ``corpus``'s test split, named like the run's
     headline metric; None where the task has none here."""
-    from hfnn.corpora import load_corpus
+    from hfnn.data.corpora import load_corpus
 
     data = load_corpus(corpus)
     train, test = data["train"], data["test"]

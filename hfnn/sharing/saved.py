@@ -1,6 +1,6 @@
 """Saved model folders as the command line runs them: a local folder or a Hub id, checked to be an hfnn
 model whose config names a task head that its weights really hold, with tokenizers that read text as
-text and stay within the model's positions. Every problem is a :class:`hfnn.console.UserError` naming
+text and stay within the model's positions. Every problem is a :class:`hfnn.models.errors.UserError` naming
 the folder and what is wrong."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import json
 import os
 from pathlib import Path
 
-from hfnn import registry
-from hfnn.console import UserError, first_line
+from hfnn.models import registry
+from hfnn.models.errors import UserError, first_line
 
 __all__ = ["SavedModel", "load_saved", "load_source_tokenizer", "open_model_dir", "quiet_loading", "require_task",
            "resolve_device", "saved_pipeline"]
@@ -108,7 +108,7 @@ def _tokenizer(folder: Path, config, check_vocab: bool = True):
     """The tokenizer saved in ``folder``, reading special-token strings as text, fitted to the model."""
     from transformers import AutoTokenizer
 
-    from hfnn.tokenization import text_only
+    from hfnn.data.tokenization import text_only
 
     try:
         tokenizer = text_only(AutoTokenizer.from_pretrained(folder))
