@@ -43,11 +43,10 @@ QUICKSTART_MODELS = (
     ("Transformer seq2seq", "transformer", "seq2seq", "cmudict", ("transformer", "transformer_seq2seq")),
 )
 # What a quickstart run changes in a model's shipped recipe, beside the time budget. The G2P recipes are sized
-# for 30 minutes (2-4M parameters, batches of 128): in a minute and a half they take 120-150 steps and stay
-# near the letter baseline. Half the width (the Transformer's feed-forward too) and batches of 64 take
-# 500-700 steps in that time (a quarter to a third of an epoch) with a higher learning rate (the small
-# Transformer's loss stalls near 2.7 from 0.002 with batches of 32, or 0.003 with 64), and greedy decoding
-# scores the test split in seconds.
+# for 30 minutes and barely leave the letter baseline in a quickstart's budget; half the width (the
+# Transformer's feed-forward too), batches of 64 and a higher learning rate train enough steps, and greedy
+# decoding scores the test split quickly (measured in bench/RESULTS.md, section "Recipe runs", "Quickstart's
+# grapheme-to-phoneme rows").
 QUICKSTART_OVERRIDES = {
     "RNN attention seq2seq": {"config_overrides": {"hidden_size": 192, "embedding_size": 64},
                               "per_device_train_batch_size": 64, "learning_rate": 0.005, "generation_num_beams": 1},

@@ -98,8 +98,8 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 def flash_kernel_is_slow(query: torch.Tensor) -> bool:
     """Whether attention runs on the CPU in bfloat16 or float16 (the tensors' dtype, or the one CPU autocast
     computes in). There PyTorch's flash-attention kernel, its pick whenever there is no attention dropout, is
-    several times slower than its plain one at these models' sizes: a whole bf16 training step of the G2P
-    Transformer 2.22x slower (``python -m bench --only precision``)."""
+    several times slower than its plain one at these models' sizes (measured in bench/RESULTS.md, section
+    "Reduced precision on the CPU": ``python -m bench --only precision``)."""
     if query.device.type != "cpu":
         return False
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else query.dtype
