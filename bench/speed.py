@@ -253,7 +253,7 @@ def _forward_parts(hf, plain, token, mask, hf_state, plain_state, timer, plain_p
     import torch
     from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
-    from hfnn.models import modeling_rnn, modeling_utils
+    from hfnn.models import input_checks, modeling_rnn
 
     vocab = hf.config.vocab_size
     with torch.no_grad():
@@ -262,7 +262,7 @@ def _forward_parts(hf, plain, token, mask, hf_state, plain_state, timer, plain_p
         logits = plain.head(out)
     pieces = {
         "input-id check (`check_input_ids`: min, max, two `int()`)":
-            lambda: modeling_utils.check_input_ids(token, vocab),
+            lambda: input_checks.check_input_ids(token, vocab),
         "attention-mask check (`_mask_layout`: `mask.all()`, one `bool()`)":
             lambda: modeling_rnn._mask_layout(mask[:, -1:]),
         "recurrent state to and from batch-first (transpose + contiguous, both ways)":

@@ -198,7 +198,7 @@ def test_layer_by_layer_runs_of_lora_adapted_recurrent_weights_are_a_clear_error
         with pytest.raises(ValueError, match=r"LoRA adapter.*output_hidden_states=True.*merge_and_unload"):
             wrapped(input_ids=ids, output_hidden_states=True)
         # the traceable scan that export runs reads the weights itself too
-        from hfnn.models.modeling_utils import run_masked_scan
+        from hfnn.models.recurrent_cells import run_masked_scan
 
         with pytest.raises(ValueError, match=r"LoRA adapter.*exporting or tracing.*merge_and_unload"):
             run_masked_scan(wrapped.base_model.model.model.rnn, torch.randn(2, 6, 8), torch.ones(2, 6, dtype=torch.bool))

@@ -211,7 +211,7 @@ case("mask-shape-rnn_seq2seq", "`RnnSeq2SeqForConditionalGeneration` with a (1, 
         input_ids=torch.tensor([[5, 6, 7]]), attention_mask=torch.ones(1, 2, dtype=torch.long),
         decoder_input_ids=torch.tensor([[2, 5]])))
 def _decoder_inputs_from_labels(fx, tmp):
-    from hfnn.models.modeling_utils import shift_tokens_right
+    from hfnn.models.outputs import shift_tokens_right
 
     return shift_tokens_right(torch.tensor([[5, -100, 6]]), None, 2)  # the -100 reaches the decoder inputs
 
@@ -221,7 +221,7 @@ case("labels-minus-100-without-pad", "decoder inputs built from labels holding -
 
 
 def _decoder_inputs_without_ignored_labels(fx, tmp):
-    from hfnn.models.modeling_utils import shift_tokens_right
+    from hfnn.models.outputs import shift_tokens_right
 
     return shift_tokens_right(torch.tensor([[5, 6, 7]]), None, 2)
 

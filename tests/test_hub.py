@@ -105,8 +105,11 @@ def copy_folder(src, dst):
 def test_manifest_of_a_saved_rnn_lm_is_exactly_what_loading_needs(lm_folder):
     assert upload_manifest(lm_folder) == sorted([
         "README.md", "config.json", "configuration_rnn.py", "configuration_utils.py", "generation_config.json",
-        "loss_curve.png", "model.safetensors", "modeling_rnn.py", "modeling_utils.py", "results.json",
-        "tokenizer.json", "tokenizer_config.json",
+        "loss_curve.png", "model.safetensors", "modeling_rnn.py", "results.json", "tokenizer.json",
+        "tokenizer_config.json",
+        # the sibling modules modeling_rnn.py imports (and they import)
+        "caches.py", "decoding.py", "gradient_checkpointing.py", "initialization.py", "input_checks.py", "masks.py",
+        "outputs.py", "recurrence.py", "recurrent_cells.py",
     ])
 
 

@@ -272,19 +272,25 @@ def test_modeling_and_configuration_files_import_only_what_travels_with_remote_c
     from pathlib import Path
 
     folder = Path(hfnn.__file__).parent / "models"
-    names = {f"{module}.py" for spec in hfnn.ARCHITECTURES.values() for module in (spec[0], spec[2])}
-    names |= {"modeling_utils.py", "configuration_utils.py"}
+    queue = sorted({f"{module}.py" for spec in hfnn.ARCHITECTURES.values() for module in (spec[0], spec[2])})
     allowed = {"torch", "transformers", "huggingface_hub"} | set(sys.stdlib_module_names)
-    for name in sorted(names):
+    checked = set()
+    while queue:  # the architecture files and every sibling module they import, recursively
+        name = queue.pop()
+        checked.add(name)
         for node in ast.walk(ast.parse((folder / name).read_text())):
             if isinstance(node, ast.ImportFrom):
                 if node.level:
                     assert node.level == 1, f"{name}: only single-dot sibling imports travel with remote code"
+                    assert node.module, f"{name}: import siblings by module name (from .module import ...)"
                     assert (folder / f"{node.module}.py").is_file(), f"{name}: {node.module} is not a sibling file"
+                    if f"{node.module}.py" not in checked | set(queue):
+                        queue.append(f"{node.module}.py")
                 else:
                     assert node.module.split(".")[0] in allowed, f"{name} imports {node.module}"
             elif isinstance(node, ast.Import):
                 assert all(a.name.split(".")[0] in allowed for a in node.names), name
+    assert {"configuration_utils.py", "modeling_utils.py", "recurrence.py", "decoding.py"} <= checked, sorted(checked)
 
 
 def _padded(head, batch, length, decoder_length, seed):
@@ -463,7 +469,7 @@ def test_torch_compile_runs_a_training_step_on_a_padded_batch(arch):
 def test_only_an_exported_graph_runs_the_recurrence_as_a_scan():
     """torch.compile keeps the fused recurrent kernels (inductor cannot lower a scan in training unless told to
     capture scalar outputs, and a scan trains slower); torch.export, which would fix their time axis, scans."""
-    from hfnn.models.modeling_utils import traced_over_time
+    from hfnn.models.recurrent_cells import traced_over_time
 
     seen = []
 

@@ -32,6 +32,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hfnn import training
 from hfnn.pipelines import checkpoints, run_lm
+from hfnn.training import non_finite
 from tests.reliability_utils import (
     assert_same_weights,
     kill_self,
@@ -518,12 +519,12 @@ def test_the_finite_check_tells_overflowing_sums_from_nans_and_infinities(dtype)
     huge = torch.full((4, 4), big, dtype=dtype)  # finite, but its sum overflows
     assert not torch.isfinite(huge.sum())
     tensors = [torch.ones(3, dtype=dtype), huge, torch.zeros(0, dtype=dtype)]
-    assert training._all_finite_each(tensors) == [True, True, True]
+    assert non_finite._all_finite_each(tensors) == [True, True, True]
     for bad in (float("nan"), float("inf"), -float("inf")):
         spoiled = torch.ones(3, 3, dtype=dtype)
         spoiled[1, 2] = bad
-        assert training._all_finite_each([*tensors, spoiled]) == [True, True, True, False], bad
-    assert training._all_finite_each([]) == []
+        assert non_finite._all_finite_each([*tensors, spoiled]) == [True, True, True, False], bad
+    assert non_finite._all_finite_each([]) == []
 
 
 def test_the_guard_stops_at_non_finite_weights_after_a_step():

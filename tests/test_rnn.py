@@ -210,7 +210,8 @@ def test_traced_recurrence_runs_each_row_as_its_tokens_alone(rnn_type, bidirecti
     """run_masked_scan (what export and compile run): for every cell, direction and stack, each row's outputs at its
     tokens and its final state (an LSTM's c too) are those of the torch module run on that row's tokens alone, from
     that row's initial state, whatever its padding (left, right, holes, none at all); padding outputs 0."""
-    from hfnn.models.modeling_utils import make_rnn, run_masked_scan
+    from hfnn.models.recurrence import make_rnn
+    from hfnn.models.recurrent_cells import run_masked_scan
 
     torch.manual_seed(0)
     rnn = make_rnn(rnn_type, 5, 7, layers, 0.0, bidirectional).eval()

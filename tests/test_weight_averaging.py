@@ -142,7 +142,7 @@ def test_a_resumed_run_goes_on_with_the_average_its_checkpoint_holds(tmp_path, c
     assert resumed["validation_loss"] == pytest.approx(whole["validation_loss"], rel=1e-5)
 
     # another fraction: the saved mean is of other steps, so the average starts afresh (steps 7-8 of 8)
-    with caplog.at_level("WARNING", logger="hfnn.training"):
+    with caplog.at_level("WARNING", logger="hfnn.training.averaging"):
         other, _ = resume("other", "0.2")
     assert other["weight_averaging"]["steps"] == 2 and other["weight_averaging"]["from_step"] == 7
     assert "the average starts afresh" in caplog.text

@@ -16,10 +16,12 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceCl
 from transformers.utils import can_return_tuple
 
 from .configuration_cnn import CnnConfig
-from .modeling_utils import (
-    CheckpointedCall, TextClassifierPreTrainedModel, check_input_ids, checkpointed, classifier_output, masked_max,
-    real_token_mask, zero_padding_row_,
-)
+from .gradient_checkpointing import CheckpointedCall, checkpointed
+from .initialization import zero_padding_row_
+from .input_checks import check_input_ids
+from .masks import masked_max, real_token_mask
+from .modeling_utils import TextClassifierPreTrainedModel
+from .outputs import classifier_output
 
 __all__ = ["CnnPreTrainedModel", "CnnModel", "CnnForSequenceClassification"]
 

@@ -19,7 +19,10 @@ from transformers.utils import can_return_tuple, logging
 from transformers.utils.import_utils import is_tracing
 
 from .configuration_mlp import MlpConfig
-from .modeling_utils import TextClassifierPreTrainedModel, check_input_ids, classifier_output, real_token_mask
+from .input_checks import check_input_ids
+from .masks import real_token_mask
+from .modeling_utils import TextClassifierPreTrainedModel
+from .outputs import classifier_output
 
 __all__ = ["MlpPreTrainedModel", "MlpModel", "MlpForSequenceClassification", "char_ngrams", "hash_ngrams",
            "ngram_keys", "sorted_position"]

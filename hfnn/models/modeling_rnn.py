@@ -14,13 +14,16 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils import can_return_tuple
 
+from .caches import RecurrentCache, pop_legacy_cache
 from .configuration_rnn import RnnConfig
-from .modeling_utils import (
-    CheckpointedCall, DirectDecodingMixin, RecurrentCache, batch_first, check_input_ids, check_token_labels,
-    checkpointed, checkpointing, classifier_dropout, classifier_output, final_states, init_recurrent_, layer_runner,
-    make_rnn, masked_max, masked_mean, pop_legacy_cache, real_token_mask, run_masked_scan, run_recurrence,
-    torch_layout, traced_over_time, zero_padding_row_,
-)
+from .decoding import DirectDecodingMixin
+from .gradient_checkpointing import CheckpointedCall, checkpointed, checkpointing
+from .initialization import init_recurrent_, zero_padding_row_
+from .input_checks import check_input_ids, check_token_labels
+from .masks import final_states, masked_max, masked_mean, real_token_mask
+from .outputs import classifier_dropout, classifier_output
+from .recurrence import batch_first, layer_runner, make_rnn, run_recurrence, torch_layout
+from .recurrent_cells import run_masked_scan, traced_over_time
 
 __all__ = ["RnnStateCache", "RnnPreTrainedModel", "RnnModel", "RnnForCausalLM", "RnnForSequenceClassification"]
 

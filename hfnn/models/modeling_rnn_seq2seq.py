@@ -26,12 +26,16 @@ from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.utils import can_return_tuple
 
+from .caches import RecurrentCache, pop_legacy_cache
 from .configuration_rnn_seq2seq import RnnSeq2SeqConfig
-from .modeling_utils import (
-    CheckpointedCall, EncoderDecoderMixin, RecurrentCache, batch_first, check_attention_mask, check_input_ids,
-    checkpointed, final_states, init_recurrent_, make_rnn, pop_legacy_cache, recurrent_step, run_masked_scan, run_stack,
-    seq2seq_lm_output, shift_tokens_right, tokens_first, torch_layout, traced_over_time,
-)
+from .gradient_checkpointing import CheckpointedCall, checkpointed
+from .initialization import init_recurrent_
+from .input_checks import check_attention_mask, check_input_ids
+from .masks import final_states, tokens_first
+from .modeling_utils import EncoderDecoderMixin
+from .outputs import seq2seq_lm_output, shift_tokens_right
+from .recurrence import batch_first, make_rnn, run_stack, torch_layout
+from .recurrent_cells import recurrent_step, run_masked_scan, traced_over_time
 
 __all__ = [
     "RnnSeq2SeqCache", "RnnSeq2SeqEncoder", "RnnSeq2SeqDecoder", "RnnSeq2SeqPreTrainedModel", "RnnSeq2SeqModel",

@@ -20,18 +20,23 @@ from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
-    BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, CausalLMOutputWithPast, Seq2SeqLMOutput,
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    CausalLMOutputWithPast,
+    Seq2SeqLMOutput,
     SequenceClassifierOutputWithPast,
 )
 from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils import can_return_tuple, logging
 from transformers.utils.import_utils import is_tracing
 
+from .caches import pop_legacy_cache
 from .configuration_transformer import TransformerConfig
-from .modeling_utils import (
-    DirectDecodingMixin, EncoderDecoderMixin, check_input_ids, classifier_dropout, classifier_output, pop_legacy_cache,
-    real_token_mask, seq2seq_lm_output, shift_tokens_right,
-)
+from .decoding import DirectDecodingMixin
+from .input_checks import check_input_ids
+from .masks import real_token_mask
+from .modeling_utils import EncoderDecoderMixin
+from .outputs import classifier_dropout, classifier_output, seq2seq_lm_output, shift_tokens_right
 
 logger = logging.get_logger(__name__)
 
