@@ -4,6 +4,7 @@ A pipeline is a :class:`Pipeline` subclass that says what differs (data, tokeniz
 tokenisation, evaluation, samples); :meth:`Pipeline.main` does the rest: parse the recipe and the command
 line (:mod:`hfnn.training.recipes`), claim the output folder, build or load the model (optionally with a PEFT
 adapter), train with the callbacks of :mod:`hfnn.training`, save, evaluate, plot and report.
+:func:`run_pipeline` starts a run from Python with typed option values instead of command-line flags.
 """
 
 from __future__ import annotations

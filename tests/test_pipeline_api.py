@@ -171,3 +171,20 @@ def test_the_pipeline_modules_offer_the_one_typed_entry():
 
     for task in ("language-modeling", "text-classification", "seq2seq"):
         assert pipeline_module(task).run_pipeline is common.run_pipeline
+
+
+def test_rescoring_the_last_step_keeps_the_test_confusion_matrix_in_the_summary(tmp_path, capsys):
+    """With weight averaging the validation split is scored again after the test split: the summary still
+    names the test confusion matrix (a classification run, started with typed values)."""
+    words = ["great", "fine", "fun", "dull", "bad", "boring"]
+    data = tmp_path / "train.csv"
+    data.write_text("text,label\n" + "".join(f"{a} and {b},{'pos' if i < 3 else 'neg'}\n"
+                                             for i, a in enumerate(words) for b in words), encoding="utf-8")
+    run = run_pipeline("classification", "mlp_rotten_tomatoes", output_dir=tmp_path / "out", train_file=data,
+                       validation_file=data, test_file=data, config_overrides={"embedding_size": 4, "hidden_size": 4},
+                       per_device_train_batch_size=4, max_steps=6, average_weights=0.5, eval_strategy="no",
+                       save_strategy="no", load_best_model_at_end=False, num_samples=0, write_model_card=False,
+                       report_to="none", disable_tqdm=True)
+    assert run.output_dir == tmp_path / "out" and run.results["train_steps"] == 6
+    assert "last_step_weights" in run.results["weight_averaging"] and "test_accuracy" in run.results
+    assert f"confusion matrix: {run.output_dir / 'confusion_matrix.png'}" in capsys.readouterr().out
