@@ -119,12 +119,14 @@ def _version(package: str) -> str | None:
 
 def best_classifier(runner) -> dict:
     """hfnn's best Rotten Tomatoes recipe as shipped (its own time budget), on the rows the baseline is scored on."""
-    from .seed_claims import QUICK_CLASSIFICATION, classification_job, command_line, pipeline_argv
+    from .seed_claims import QUICK_CLASSIFICATION, classification_job, command_line, pipeline_options
 
-    argv = pipeline_argv(BEST_CLASSIFIER, runner.scratch / "runs" / BEST_CLASSIFIER, _recipe_minutes(), runner.quick,
-                         extra={"num_samples": 0}, quick_extra=QUICK_CLASSIFICATION)
-    result = runner.run("baselines", BEST_CLASSIFIER, classification_job, training=True, argv=argv)
-    return {**result, "recipe": BEST_CLASSIFIER, "command": command_line("hfnn.pipelines.run_classification", argv)}
+    options = pipeline_options(runner.scratch / "runs" / BEST_CLASSIFIER, _recipe_minutes(), runner.quick,
+                               extra={"num_samples": 0}, quick_extra=QUICK_CLASSIFICATION)
+    result = runner.run("baselines", BEST_CLASSIFIER, classification_job, training=True, recipe=BEST_CLASSIFIER,
+                        options=options)
+    return {**result, "recipe": BEST_CLASSIFIER,
+            "command": command_line("hfnn.pipelines.run_classification", BEST_CLASSIFIER, options)}
 
 
 def _write_folds(folder: Path, folds: int, rows: int | None) -> list[tuple[Path, Path, int]]:
@@ -154,7 +156,7 @@ def _write_folds(folder: Path, folds: int, rows: int | None) -> list[tuple[Path,
 def ngram_cv(runner) -> dict:
     """The recipe with each n-gram range of ``CV_NGRAMS``, k-fold cross-validated on the training split: held-out
     accuracy per fold (the validation and test splits are not read)."""
-    from .seed_claims import QUICK_CLASSIFICATION, classification_job, pipeline_argv
+    from .seed_claims import QUICK_CLASSIFICATION, classification_job, pipeline_options
 
     folds, rows = CV_FOLDS["quick" if runner.quick else "full"]
     folder = runner.scratch / "ngram_cv"
@@ -167,10 +169,10 @@ def ngram_cv(runner) -> dict:
         for k, (train, held, _) in enumerate(pairs, 1):
             extra = {"num_samples": 0, "train_file": str(train), "validation_file": str(held), "test_file": str(held),
                      "config_overrides": {"ngram_range": [low, high]}, "save_strategy": "no"}
-            argv = pipeline_argv(BEST_CLASSIFIER, folder / "run", minutes, runner.quick, extra=extra,
-                                 quick_extra=QUICK_CLASSIFICATION)
+            options = pipeline_options(folder / "run", minutes, runner.quick, extra=extra,
+                                       quick_extra=QUICK_CLASSIFICATION)
             result = runner.run("baselines", f"{BEST_CLASSIFIER} n-grams {low}-{high}, fold {k}/{folds}",
-                                classification_job, training=True, argv=argv)
+                                classification_job, training=True, recipe=BEST_CLASSIFIER, options=options)
             accuracies.append(result.get("test_accuracy"))
         runs.append({"ngram_range": [low, high], "fold_accuracy": accuracies})
     return {"recipe": BEST_CLASSIFIER, "folds": folds, "held_out": [n for _, _, n in pairs], "runs": runs}

@@ -47,9 +47,10 @@ def _flag_list(options: dict) -> list[str]:
     return argv
 
 
-def pipeline_argv(recipe: str, out_dir: Path, minutes: float, quick: bool, extra: dict | None = None,
-                  quick_extra: dict | None = None) -> list[str]:
-    """Arguments of a pipeline ``main``: the recipe, a time budget, no model card, no sample printout."""
+def pipeline_options(out_dir: Path, minutes: float, quick: bool, extra: dict | None = None,
+                     quick_extra: dict | None = None) -> dict:
+    """Options of a pipeline run (``run_pipeline(task, recipe, **options)``): a time budget, no model card, no
+    sample printout."""
     options = {
         "output_dir": str(out_dir), "overwrite_output_dir": True, "max_train_minutes": minutes,
         "disable_tqdm": True, "write_model_card": False, "report_to": "none", "seed": SEED,
@@ -58,13 +59,13 @@ def pipeline_argv(recipe: str, out_dir: Path, minutes: float, quick: bool, extra
     if quick:  # a few optimizer steps on a few hundred examples, no checkpoints
         options.update({"max_steps": 3, "logging_steps": 1, "save_strategy": "no"})
         options.update(quick_extra or {})
-    return [recipe] + _flag_list(options)
+    return options
 
 
-def command_line(module: str, argv: list[str]) -> str:
-    """The shell command equivalent to ``main(argv)`` of a pipeline module."""
+def command_line(module: str, recipe: str, options: dict) -> str:
+    """The shell command equivalent to ``run_pipeline(task, recipe, **options)`` with the pipeline module."""
     quoted = [a if a and all(c.isalnum() or c in "-_./:=," for c in a) else "'" + a.replace("'", "'\\''") + "'"
-              for a in argv]
+              for a in [recipe] + _flag_list(options)]
     return f"python -m {module} " + " ".join(quoted)
 
 
@@ -76,10 +77,10 @@ def _keep(results: dict, prefixes=("test_", "validation_")) -> dict:
             if k in keep or (k.startswith(prefixes) and isinstance(v, (int, float)))}
 
 
-def classification_job(argv: list[str]) -> dict:
-    from hfnn.pipelines import run_classification
+def classification_job(recipe: str, options: dict) -> dict:
+    from hfnn.pipelines.common import run_pipeline
 
-    return _keep(run_classification.main(argv))
+    return _keep(run_pipeline("text-classification", recipe, **options).results)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,13 +171,13 @@ def bench_cnn_rnn(runner) -> dict:
     accuracy = {}
     for arch in ("cnn", "rnn"):
         recipe = f"{arch}_rotten_tomatoes"
-        argv = pipeline_argv(
-            recipe, runner.scratch / "runs" / recipe, runner.minutes["classification"], runner.quick,
+        options = pipeline_options(
+            runner.scratch / "runs" / recipe, runner.minutes["classification"], runner.quick,
             extra={"num_samples": 0},
             quick_extra={**QUICK_CLASSIFICATION, "config_overrides": QUICK_CLASSIFIER_OVERRIDES[arch]},
         )
-        result = runner.run("cnn_rnn", recipe, classification_job, training=True, argv=argv)
-        result["command"] = command_line("hfnn.pipelines.run_classification", argv)
+        result = runner.run("cnn_rnn", recipe, classification_job, training=True, recipe=recipe, options=options)
+        result["command"] = command_line("hfnn.pipelines.run_classification", recipe, options)
         accuracy[arch] = result
     return {"timing": timing, "accuracy": accuracy, "minutes": runner.minutes["classification"]}
 
@@ -198,13 +199,14 @@ def bench_activations(runner) -> dict:
     for activation, depth in ACTIVATION_RUNS:
         overrides = {**base, "activation": activation, "num_hidden_layers": depth}
         label = f"mlp_{activation}_depth{depth}"
-        argv = pipeline_argv(
-            "mlp_rotten_tomatoes", runner.scratch / "runs" / label, runner.minutes["mlp"], runner.quick,
+        options = pipeline_options(
+            runner.scratch / "runs" / label, runner.minutes["mlp"], runner.quick,
             extra={"num_samples": 0, "config_overrides": overrides}, quick_extra=QUICK_CLASSIFICATION,
         )
-        result = runner.run("activations", label, classification_job, training=True, argv=argv)
+        result = runner.run("activations", label, classification_job, training=True, recipe="mlp_rotten_tomatoes",
+                            options=options)
         result.update(activation=activation, depth=depth,
-                      command=command_line("hfnn.pipelines.run_classification", argv))
+                      command=command_line("hfnn.pipelines.run_classification", "mlp_rotten_tomatoes", options))
         runs.append(result)
     return {"runs": runs, "minutes": runner.minutes["mlp"], "overrides": base}
 
@@ -235,9 +237,11 @@ def _bucket_label(low: int, high: int) -> str:
     return f"{low}-{high}" if high < 99 else f"{low}+"
 
 
-def seq2seq_job(argv: list[str], max_source_length: int, max_target_length: int, batch_size: int = 256) -> dict:
-    """Trains with ``run_seq2seq.main``, then loads the saved folder and generates (greedy, batched) for the
-    pipeline's test subset itself: the pipeline reports overall WER/PER only, not per-example outputs."""
+def seq2seq_job(recipe: str, options: dict, max_source_length: int, max_target_length: int,
+                batch_size: int = 256) -> dict:
+    """Trains with the seq2seq pipeline (``run_pipeline``), then loads the saved folder and generates (greedy,
+    batched) for the pipeline's test subset itself: the pipeline reports overall WER/PER only, not per-example
+    outputs."""
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -245,11 +249,10 @@ def seq2seq_job(argv: list[str], max_source_length: int, max_target_length: int,
     from hfnn.metrics import load_metric
     from hfnn.models.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER
     from hfnn.pipelines import run_seq2seq
-    from hfnn.pipelines.common import subset
+    from hfnn.pipelines.common import run_pipeline, subset
 
-    results = _keep(run_seq2seq.main(argv))
-    out_dir = Path(argv[argv.index("--output_dir") + 1])
-    test_samples = int(argv[argv.index("--max_test_samples") + 1])
+    run = run_pipeline("seq2seq", recipe, **options)
+    results, out_dir, test_samples = _keep(run.results), run.output_dir, options["max_test_samples"]
 
     # the pipeline's test subset, in the pipeline's order
     raw = load_corpus("cmudict", seed=SEED)
@@ -311,12 +314,12 @@ def bench_attention(runner) -> dict:
                  "generation_num_beams": 1}
         quick_extra = {"max_train_samples": 300, "per_device_train_batch_size": 32,
                        "config_overrides": QUICK_SEQ2SEQ_OVERRIDES[name], "warmup_steps": 1}
-        argv = pipeline_argv(recipe, runner.scratch / "runs" / recipe, budget, runner.quick, extra=extra,
-                             quick_extra=quick_extra)
-        result = runner.run("attention", recipe, seq2seq_job, training=True, argv=argv,
+        options = pipeline_options(runner.scratch / "runs" / recipe, budget, runner.quick, extra=extra,
+                                   quick_extra=quick_extra)
+        result = runner.run("attention", recipe, seq2seq_job, training=True, recipe=recipe, options=options,
                             max_source_length=int(shipped.get("max_source_length", 64)),
                             max_target_length=int(shipped.get("max_target_length", 64)))
-        result["command"] = command_line("hfnn.pipelines.run_seq2seq", argv)
+        result["command"] = command_line("hfnn.pipelines.run_seq2seq", recipe, options)
         result["warmup_steps"] = warmup
         result["recipe_warmup_steps"] = shipped.get("warmup_steps")
         result["recipe_minutes"] = shipped.get("max_train_minutes")

@@ -4,11 +4,14 @@ A pipeline is a :class:`Pipeline` subclass that says what differs (data, tokeniz
 tokenisation, evaluation, samples); :meth:`Pipeline.main` does the rest: parse the recipe and the command
 line (:mod:`hfnn.training.recipes`), claim the output folder, build or load the model (optionally with a PEFT
 adapter), train with the callbacks of :mod:`hfnn.training`, save, evaluate, plot and report.
+:func:`run_pipeline` starts a run from Python with typed option values instead of command-line flags.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
+import inspect
 import json
 import logging
 import math
@@ -17,7 +20,9 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
+from datasets import DatasetDict
 from transformers import Trainer, TrainingArguments
 
 import hfnn
@@ -25,14 +30,14 @@ from hfnn.models import registry
 from hfnn.models.errors import first_line
 from hfnn.training.cpu_threads import env_threads
 from hfnn.pipelines.checkpoints import CheckpointCommitCallback, resolve_resume_checkpoint
-from hfnn.training.recipes import USER_ERRORS, parse_args, parse_config_overrides
+from hfnn.training.recipes import USER_ERRORS, parse_args, parse_config_overrides, pipeline_module
 from hfnn.training import (TrainingCallbacks, check_finite_model, check_resume_architecture, check_training_arguments,
                            plot_loss_curve)
 
-__all__ = ["DataArguments", "ModelArguments", "Pipeline", "RunArguments", "TextDataArguments", "TokenizerModelArguments",
-           "arg", "build_config", "check_config_overrides", "check_count", "config_class",
-           "load_split_corpus", "load_tokenizer", "report_cut", "run_command", "save_trained", "split_metrics",
-           "subset", "write_results"]
+__all__ = ["DataArguments", "ModelArguments", "Pipeline", "PipelineRun", "RunArguments", "RunData", "TextDataArguments",
+           "TokenizerModelArguments", "TrainedRun", "arg", "build_config", "check_config_overrides", "check_count",
+           "check_overrides", "config_class", "load_split_corpus", "load_tokenizer", "pipeline_class", "report_cut",
+           "run_command", "run_pipeline", "save_trained", "split_metrics", "subset", "write_results"]
 
 _logger = logging.getLogger(__name__)
 
@@ -196,6 +201,73 @@ def check_config_overrides(config, overrides: dict) -> None:
         raise ValueError(f"config_overrides: {cls.__name__} has no field {', '.join(hints)}")
 
 
+_MAPPING_OPTIONS = ("config_overrides",)  # options of text type that take a mapping too (a recipe's, or typed)
+
+
+def check_overrides(arguments, overrides: dict, where: str = "the pipeline") -> dict:
+    """Typed option values (``{name: value}``) for the argument dataclasses ``arguments``: an unknown name, or a
+    value not of the option's type, is a ValueError naming the option. Returns them as the command line would
+    give them: an int for a float option as a float, a path for a text option as a str."""
+    import difflib
+    import typing
+
+    hints = {}
+    for cls in reversed(arguments):
+        try:
+            hints.update(typing.get_type_hints(cls))
+        except Exception:  # an annotation that does not resolve here: its fields take any value
+            hints.update(dict.fromkeys((f.name for f in dataclasses.fields(cls)), typing.Any))
+    known = {f.name for cls in arguments for f in dataclasses.fields(cls) if f.init}
+    unknown = [name for name in overrides if name not in known]
+    if unknown:
+        raise ValueError(f"{where} has no option " + ", ".join(
+            f"{name!r}" + "".join(f" (did you mean {c!r}?)" for c in difflib.get_close_matches(name, known, n=1))
+            for name in unknown))
+    checked = {}
+    for name, value in overrides.items():
+        hint = hints.get(name, typing.Any)
+        if isinstance(value, os.PathLike) and _fits("", hint):
+            value = os.fspath(value)
+        if not (_fits(value, hint) or (name in _MAPPING_OPTIONS and isinstance(value, dict))):
+            raise ValueError(f"option {name} of {where} must be {_type_name(hint)}, got {type(value).__name__} "
+                             f"{value!r}")
+        is_float = isinstance(value, int) and not isinstance(value, bool) and not _fits(value, hint, exact_int=True)
+        checked[name] = float(value) if is_float else value
+    return checked
+
+
+def _fits(value, hint, exact_int: bool = False) -> bool:
+    """Whether ``value`` is of the type ``hint`` (an int is a float too, unless ``exact_int``; a bool is no number;
+    a str names a member of an Enum)."""
+    import enum
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a, exact_int) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if hint is typing.Any or not isinstance(origin or hint, type):
+        return True
+    if hint is type(None):
+        return value is None
+    if hint in (int, float):
+        numbers = int if hint is int else float if exact_int else (int, float)
+        return isinstance(value, numbers) and not isinstance(value, bool)
+    cls = origin or hint
+    return isinstance(value, (cls, str) if issubclass(cls, enum.Enum) else cls)
+
+
+def _type_name(hint) -> str:
+    import types
+    import typing
+
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    return "None" if hint is type(None) else getattr(typing.get_origin(hint) or hint, "__name__", str(hint))
+
+
 # ---------------------------------------------------------------------------------------------- data helpers
 
 
@@ -307,16 +379,48 @@ def split_metrics(metrics: dict) -> dict:
 # ---------------------------------------------------------------------------------------------- the skeleton
 
 
-class Pipeline:
-    """One training pipeline. :meth:`main` runs it: parse (each argument class checks its values) -> claim the
-    output folder -> data -> tokenizers -> model (+ adapter) -> tokenise (main process first) -> train -> save
-    -> evaluate -> plots, samples, results.json, model card, summary. A subclass sets the class attributes and
-    overrides the hooks: ``inputs`` (files it reads besides the data), ``load_data`` (the raw DatasetDict),
-    ``load_tokenizers`` ({subfolder: tokenizer}; ``""`` is the processing class, saved at the root; by default
-    the one of :class:`TokenizerModelArguments`), ``config_fields`` (a new config's sizes, ids, labels),
-    ``load_kwargs`` (of ``from_pretrained``), ``prepare_model``, ``preprocess`` (the tokenised DatasetDict),
-    ``index_new_model`` (what a new model records from its training data), ``trainer_kwargs`` (collator, metrics), ``facts`` (its results.json entries), ``evaluate``, ``finish``
-    ((samples, figures)), ``print_sample`` and ``title``."""
+@dataclasses.dataclass(kw_only=True)
+class RunData:
+    """What :meth:`Pipeline.load_data` reads, handed to every later hook: the raw splits, the tokenizers
+    (``{subfolder: tokenizer}``, filled from :meth:`Pipeline.load_tokenizers`) and how to word an empty
+    validation split; a pipeline's subclass adds the facts of its task."""
+
+    raw: DatasetDict
+    tokenizers: dict = dataclasses.field(default_factory=dict)
+    empty_eval: tuple[str, str] = ("is empty", "give a --validation_file, more data")  # (what, advice)
+
+    @property
+    def tokenizer(self):
+        """The processing class: the tokenizer saved at the root of the folder."""
+        return self.tokenizers[""]
+
+
+@dataclasses.dataclass(kw_only=True)
+class TrainedRun:
+    """What :meth:`Pipeline.train` leaves for scoring and reporting."""
+
+    trainer: Trainer
+    datasets: DatasetDict  # the tokenised splits
+    outcome: object  # the TrainOutput of Trainer.train
+    seconds: float
+    callbacks: TrainingCallbacks
+    parameters: int
+    trainable: int
+
+
+class PipelineRun(NamedTuple):
+    """What a run produced: its results dict (as in results.json) and the output folder."""
+
+    results: dict
+    output_dir: Path
+
+
+class Pipeline(abc.ABC):
+    """One training pipeline. :meth:`main` (command-line flags) and :func:`run_pipeline` (typed values) run it:
+    parse (each argument class checks its values) -> claim the output folder -> :meth:`run`: the data and
+    tokenizers (:class:`RunData`) -> :meth:`train` -> :meth:`score` -> :meth:`report`. A subclass sets the
+    class attributes and implements the abstract hooks; every hook after :meth:`load_data` receives its
+    :class:`RunData` first."""
 
     task, card_task = "language-modeling", "text-generation"  # the hfnn.models.registry task, the model card's task
     arguments = (TokenizerModelArguments, TextDataArguments, RunArguments, TrainingArguments)
@@ -324,43 +428,77 @@ class Pipeline:
     trainer_class = Trainer
     plots = ("loss curve",)  # names of the figures (the loss curve, then those ``finish`` returns)
     summary_skip = ()  # metric name endings left out of the printed summary
-    empty_eval = ("is empty", "give a --validation_file, more data")  # (what, advice) for an empty validation split
     padding_side = "right"  # of the tokenizer of load_tokenizers
+
+    # ------------------------------------------------------------------------------------------ hooks
 
     @classmethod
     def inputs(cls, model_args) -> list:
+        """Files the run reads besides the data (the output folder must not be one of them)."""
         return []
 
-    def load_kwargs(self) -> dict:
-        return {}
+    @abc.abstractmethod
+    def load_data(self) -> RunData:
+        """The raw splits (subsets drawn) and the facts of the task that later hooks need, tokenizers not yet."""
 
-    def index_new_model(self, model, train_ds) -> None:
-        """Fills what a new model records from its tokenizer and training data before training (nothing by
-        default)."""
-
-    def prepare_model(self, model) -> None:
-        pass
-
-    def load_tokenizers(self, raw) -> dict:
-        """``tokenizer_name`` (else ``model_name_or_path``) loaded, or a tokenizer trained on the training text."""
+    def load_tokenizers(self, data: RunData) -> dict:
+        """{subfolder: tokenizer}; ``""`` is the processing class, saved at the root. By default ``tokenizer_name``
+        (else ``model_name_or_path``) loaded, or a tokenizer trained on the training text."""
         m = self.model_args
-        self.loaded_tokenizer = m.tokenizer_name or m.model_name_or_path
-        return {"": load_tokenizer(self.loaded_tokenizer, raw["train"]["text"], self.padding_side, kind=m.tokenizer_kind,
-                                   vocab_size=m.vocab_size, min_frequency=m.min_frequency, lowercase=m.lowercase,
+        return {"": load_tokenizer(m.tokenizer_name or m.model_name_or_path, data.raw["train"]["text"],
+                                   self.padding_side, kind=m.tokenizer_kind, vocab_size=m.vocab_size,
+                                   min_frequency=m.min_frequency, lowercase=m.lowercase,
                                    model_max_length=getattr(m, "max_length", None))}
 
-    def facts(self) -> dict:
-        return {"tokenizer_kind": "loaded" if self.loaded_tokenizer else self.model_args.tokenizer_kind}
+    @abc.abstractmethod
+    def config_fields(self, data: RunData) -> dict:
+        """The fields of a new model's config read off the data and tokenizers (sizes, special ids, labels)."""
 
-    def evaluate(self, trainer, splits: dict) -> dict:
+    def load_kwargs(self, data: RunData) -> dict:
+        """Keyword arguments of ``from_pretrained`` for a saved model."""
+        return {}
+
+    def prepare_model(self, data: RunData, model) -> None:
+        """Checks and fills the built or loaded model before training (nothing by default)."""
+        return None
+
+    @abc.abstractmethod
+    def preprocess(self, data: RunData) -> DatasetDict:
+        """The tokenised splits the Trainer reads (run on the main process first)."""
+
+    def index_new_model(self, data: RunData, model, train_ds) -> None:
+        """Fills what a new model records from its tokenizer and training data before training (nothing by
+        default)."""
+        return None
+
+    @abc.abstractmethod
+    def trainer_kwargs(self, data: RunData, eval_ds) -> dict:
+        """Keyword arguments of the Trainer beside the model, datasets and arguments (collator, metrics)."""
+
+    def facts(self, data: RunData) -> dict:
+        """This pipeline's entries of results.json beside the training facts and the scores."""
+        m = self.model_args
+        return {"tokenizer_kind": "loaded" if m.tokenizer_name or m.model_name_or_path else m.tokenizer_kind}
+
+    def evaluate(self, data: RunData, trainer, splits: dict) -> dict:
+        """The metrics of the trained model on each of ``splits`` ({name: tokenised split}), prefixed by name."""
         return {k: v for split, ds in splits.items()
                 for k, v in split_metrics(trainer.evaluate(ds, metric_key_prefix=split)).items()}
 
-    def finish(self, trainer, results: dict) -> tuple[list, list]:
+    def finish(self, data: RunData, trainer, results: dict) -> tuple[list, list]:
+        """(samples, figures) once the model is saved: the samples to print and results.json's "samples", and
+        the figures beside the loss curve (one per name of :attr:`plots` after the first; None: not made)."""
         return [], []
 
+    @abc.abstractmethod
+    def print_sample(self, sample) -> None:
+        """Prints one of the samples of :meth:`finish`."""
+
     def title(self) -> str:
+        """The run in a few words: the title of the plots and the summary."""
         return f"{self.model.config.model_type} on {self.corpus}"
+
+    # ------------------------------------------------------------------------------------------ the run
 
     def __init__(self, model_args, data_args, run_args, training_args, folder):
         self.model_args, self.data_args, self.run_args, self.training_args = model_args, data_args, run_args, training_args
@@ -368,11 +506,13 @@ class Pipeline:
         self.corpus, self.seed = data_args.train_file or data_args.corpus, training_args.seed
 
     @classmethod
-    def parse_args(cls, argv=None) -> tuple:
-        """The run's arguments, one per class of :attr:`arguments`, from the recipe and the command line
-        (:func:`hfnn.training.recipes.parse_args`); ``--resume_from_checkpoint`` ``true``/``latest``/``last`` becomes the
-        newest complete checkpoint of ``output_dir``, and a given checkpoint path is checked."""
-        parsed = parse_args(cls.arguments, argv, cls.argument_defaults)
+    def parse_args(cls, argv=None, overrides: dict | None = None) -> tuple:
+        """The run's arguments, one per class of :attr:`arguments`, from the recipe, the typed ``overrides``
+        ({option: value}, :func:`check_overrides`) and the command line (:func:`hfnn.training.recipes.parse_args`);
+        ``--resume_from_checkpoint`` ``true``/``latest``/``last`` becomes the newest complete checkpoint of
+        ``output_dir``, and a given checkpoint path is checked."""
+        overrides = check_overrides(cls.arguments, overrides or {}, f"the {cls.task} pipeline")
+        parsed = parse_args(cls.arguments, argv, cls.argument_defaults, overrides=overrides)
         parsed[-1].resume_from_checkpoint = resolve_resume_checkpoint(parsed[-1].resume_from_checkpoint,
                                                                       parsed[-1].output_dir)
         return parsed
@@ -380,11 +520,17 @@ class Pipeline:
     @classmethod
     def main(cls, argv=None) -> dict:
         """Runs the pipeline on ``argv`` (recipe and flags); returns the results dict."""
+        return cls.execute(argv).results
+
+    @classmethod
+    def execute(cls, argv=None, overrides: dict | None = None) -> PipelineRun:
+        """Runs the pipeline on ``argv`` (recipe and flags) and the typed ``overrides`` (see :meth:`parse_args`);
+        returns the results dict and the output folder."""
         from transformers import set_seed
 
         from hfnn.pipelines.output_dir import claim_output_dir
 
-        model_args, data_args, run_args, training_args = cls.parse_args(argv)
+        model_args, data_args, run_args, training_args = cls.parse_args(argv, overrides)
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
         check_training_arguments(training_args)  # options the Trainer would take and then fail (or loop) on late
         inputs = [getattr(data_args, n, None) for n in ("train_file", "validation_file", "test_file", "corpus")]
@@ -392,32 +538,39 @@ class Pipeline:
                               training_args.resume_from_checkpoint, inputs=inputs + cls.inputs(model_args)) as folder:
             training_args.output_dir = str(folder.work_dir)
             set_seed(training_args.seed)
-            return cls(model_args, data_args, run_args, training_args, folder).run()
+            results = cls(model_args, data_args, run_args, training_args, folder).run()
+        return PipelineRun(results, folder.path)
 
-    def build_model(self):
+    def build_model(self, data: RunData):
         import transformers
 
         auto, self.overrides = getattr(transformers, registry.task(self.task).auto_class), {}
         overrides = parse_config_overrides(self.model_args.config_overrides)
         if self.model_args.model_name_or_path:
-            self.model = auto.from_pretrained(self.model_args.model_name_or_path, **self.load_kwargs())
+            self.model = auto.from_pretrained(self.model_args.model_name_or_path, **self.load_kwargs(data))
             unused = {k: v for k, v in overrides.items() if getattr(self.model.config, k, None) != v}
             if unused:  # config_overrides shape a new model; the saved one keeps its own config
                 _logger.warning("config_overrides not applied to the saved model %s: %s", self.model_args.model_name_or_path,
                                ", ".join(f"{k}={v!r} (saved: {getattr(self.model.config, k, None)!r})" for k, v in unused.items()))
         else:
             self.overrides = overrides
-            self.model = auto.from_config(build_config(self.model_args.architecture, self.task, self.config_fields(),
-                                                       self.overrides))
-        self.prepare_model(self.model)
+            fields = self.config_fields(data)
+            self.model = auto.from_config(build_config(self.model_args.architecture, self.task, fields, self.overrides))
+        self.prepare_model(data, self.model)
         check_resume_architecture(self.training_args.resume_from_checkpoint, self.model)
         return self.model
 
     def run(self) -> dict:
+        """The data and tokenizers, then :meth:`train`, :meth:`score` and :meth:`report`; returns the results."""
+        data = self.load_data()
+        data.tokenizers = self.load_tokenizers(data)
+        trained = self.train(data)
+        return self.report(data, trained, self.score(data, trained))
+
+    def train(self, data: RunData) -> TrainedRun:
+        """Builds the model (+ adapter), tokenises, trains and saves the trained model into the folder."""
         args, run_args = self.training_args, self.run_args
-        raw = self.load_data()
-        self.tokenizers = self.load_tokenizers(raw)
-        model = self.build_model()
+        model = self.build_model(data)
         parameters = sum(p.numel() for p in model.parameters())
         if run_args.lora_r:
             from hfnn.sharing.adapters import add_adapter
@@ -427,16 +580,17 @@ class Pipeline:
         _logger.info("model %s: %.2fM parameters (%.2fM trainable)", type(self.model).__name__, parameters / 1e6,
                      trainable / 1e6)
         with args.main_process_first(desc="dataset preprocessing"):  # the others read the datasets cache it fills
-            data = self.preprocess(raw)
-        train_ds, eval_ds = data["train"], data["validation"] if "validation" in data else []
-        self.index_new_model(self.model, train_ds)
+            datasets = self.preprocess(data)
+        train_ds, eval_ds = datasets["train"], datasets["validation"] if "validation" in datasets else []
+        self.index_new_model(data, self.model, train_ds)
         strategy = getattr(args.eval_strategy, "value", args.eval_strategy)
         if not len(eval_ds) and (strategy != "no" or args.eval_on_start):
-            raise ValueError(f"The validation split {self.empty_eval[0]}, but --eval_strategy is {strategy}: "
-                             f"{self.empty_eval[1]}, or set --eval_strategy no")
+            raise ValueError(f"The validation split {data.empty_eval[0]}, but --eval_strategy is {strategy}: "
+                             f"{data.empty_eval[1]}, or set --eval_strategy no")
         trainer = self.trainer_class(
             model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if len(eval_ds) else None,
-            processing_class=self.tokenizers[""], callbacks=[CheckpointCommitCallback()], **self.trainer_kwargs(eval_ds))
+            processing_class=data.tokenizer, callbacks=[CheckpointCommitCallback()],
+            **self.trainer_kwargs(data, eval_ds))
         extras = TrainingCallbacks.attach(trainer, run_args.max_train_minutes, run_args.anneal_by_time,
                                           average_weights=run_args.average_weights)
         start = time.monotonic()
@@ -446,43 +600,58 @@ class Pipeline:
             extras.interrupt.restore()
         seconds = time.monotonic() - start
         extras.check()
-        self.folder.save(lambda path: self._save(trainer, path))  # before anything else can fail
+        self.folder.save(lambda path: self._save(trainer, path, data.tokenizers))  # before anything else can fail
+        return TrainedRun(trainer=trainer, datasets=datasets, outcome=train_result, seconds=seconds, callbacks=extras,
+                          parameters=parameters, trainable=trainable)
+
+    def score(self, data: RunData, trained: TrainedRun) -> dict:
+        """The results: the facts of the training, the scores on the validation and test splits, and with weight
+        averaging the last step's weights scored on the validation split beside the mean's."""
+        trainer, datasets, extras, run_args = trained.trainer, trained.datasets, trained.callbacks, self.run_args
         history = trainer.state.log_history
         results = {
-            "architecture": self.model.config.model_type, "parameters": parameters, "trainable_parameters": trainable,
-            "train_seconds": round(seconds, 1), "train_steps": trainer.state.global_step,
-            "train_epochs": trainer.state.epoch, "train_loss": train_result.training_loss,
-            "train_examples": len(train_ds), "cpu_threads": extras.thread_history, "corpus": self.corpus,
+            "architecture": self.model.config.model_type, "parameters": trained.parameters,
+            "trainable_parameters": trained.trainable,
+            "train_seconds": round(trained.seconds, 1), "train_steps": trainer.state.global_step,
+            "train_epochs": trainer.state.epoch, "train_loss": trained.outcome.training_loss,
+            "train_examples": len(datasets["train"]), "cpu_threads": extras.thread_history, "corpus": self.corpus,
             "config_overrides": self.overrides,
             "train_loss_curve": [[h["step"], h["loss"]] for h in history if "loss" in h and "step" in h],
             "eval_history": [[h["step"], h["eval_loss"]] for h in history if "eval_loss" in h and "step" in h],
             **({"adapter": {"method": run_args.adapter_method, "r": run_args.lora_r}} if run_args.lora_r else {}),
             **({"interrupted_at_step": extras.interrupt.interrupted_at}
                if extras.interrupt.interrupted_at is not None else {}),
-            **self.facts(),
+            **self.facts(data),
         }
         start = time.monotonic()
-        results.update(self.evaluate(trainer, {s: data[s] for s in ("validation", "test") if s in data and len(data[s])}))
+        results.update(self.evaluate(data, trainer, {s: datasets[s] for s in ("validation", "test")
+                                                     if s in datasets and len(datasets[s])}))
         results["eval_seconds"] = round(time.monotonic() - start, 1)
         averaging = extras.averaging
         if averaging is not None:
             results["weight_averaging"] = {"fraction": averaging.fraction, "steps": averaging.steps,
                                            "from_step": averaging.first_step}
-            if averaging.final_weights is not None and "validation" in data and len(data["validation"]):
-                trained = trainer.accelerator.unwrap_model(trainer.model)
-                averaging.swap_final_weights(trained)  # the last step's weights, scored beside the mean
+            if averaging.final_weights is not None and "validation" in datasets and len(datasets["validation"]):
+                trained_model = trainer.accelerator.unwrap_model(trainer.model)
+                averaging.swap_final_weights(trained_model)  # the last step's weights, scored beside the mean
                 try:
-                    last = self.evaluate(trainer, {"validation": data["validation"]})
+                    last = self.evaluate(data, trainer, {"validation": datasets["validation"]})
                 finally:
-                    averaging.swap_final_weights(trained)
+                    averaging.swap_final_weights(trained_model)
                 results["weight_averaging"]["last_step_weights"] = last
+        return results
+
+    def report(self, data: RunData, trained: TrainedRun, results: dict) -> dict:
+        """On the main process: the loss curve, the samples and figures of :meth:`finish`, results.json, the model
+        card and the printed summary. Returns the results."""
+        trainer, args = trained.trainer, self.training_args
         if not trainer.is_world_process_zero():
             print(f"process {args.process_index} of {args.world_size}: finished; process 0 writes {self.folder.path}")
             return {**results, "samples": []}
-        figures = [plot_loss_curve(history, self.out_dir, title=self.title())]
-        results["samples"], more = self.finish(trainer, results)
+        figures = [plot_loss_curve(trainer.state.log_history, self.out_dir, title=self.title())]
+        results["samples"], more = self.finish(data, trainer, results)
         write_results(self.out_dir, results)
-        if run_args.write_model_card:
+        if self.run_args.write_model_card:
             from hfnn.sharing.cards import write_model_card
 
             write_model_card(self.out_dir, task=self.card_task, results=results, training_args=args, dataset=self.corpus)
@@ -490,7 +659,7 @@ class Pipeline:
         args.output_dir = str(self.folder.path)
         return results
 
-    def _save(self, trainer, path: Path) -> None:
+    def _save(self, trainer, path: Path, tokenizers: dict) -> None:
         """Saves the trained model into ``path``. A PEFT adapter is saved into ``path/adapter`` first, then merged
         into the model, so the folder holds the full model and the adapter (a fallback folder gets a copy)."""
         model = trainer.accelerator.unwrap_model(trainer.model)
@@ -500,7 +669,7 @@ class Pipeline:
             self.adapter_dir = path / "adapter"
         elif getattr(self, "adapter_dir", None) and trainer.is_world_process_zero():
             shutil.copytree(self.adapter_dir, path / "adapter", dirs_exist_ok=True)
-        save_trained(trainer, path, self.tokenizers)
+        save_trained(trainer, path, tokenizers)
 
     def _print(self, results: dict, figures: list) -> None:
         stopped = " (stopped by Ctrl-C)" if "interrupted_at_step" in results else ""
@@ -524,3 +693,31 @@ class Pipeline:
             self.print_sample(sample)
         shown = [f"{name}: {self.folder.path / f.name}" if f else f"no {name}" for name, f in zip(self.plots, figures)]
         print(f"saved to {self.folder.path} ({', '.join(shown)})")
+
+
+# ---------------------------------------------------------------------------------------------- the typed entry
+
+
+def pipeline_class(task: str) -> type[Pipeline]:
+    """The :class:`Pipeline` of ``task`` (a task name or alias of :mod:`hfnn.models.registry`): the one that its
+    training module defines."""
+    module = pipeline_module(task)
+    found = [obj for obj in vars(module).values() if isinstance(obj, type) and issubclass(obj, Pipeline)
+             and obj.__module__ == module.__name__ and not inspect.isabstract(obj)]
+    if len(found) != 1:
+        raise ImportError(f"{module.__name__} defines {len(found)} training pipelines, not one")
+    return found[0]
+
+
+def run_pipeline(task: str, recipe: str | os.PathLike | None = None, /, argv=(), **overrides) -> PipelineRun:
+    """Runs the training pipeline of ``task`` (a task name or alias of :mod:`hfnn.models.registry`) on ``recipe``
+    (a shipped recipe's name or a recipe file; None: the pipeline's own defaults) with ``overrides``, the
+    pipeline's options (model, data, run or Trainer arguments, as a recipe names them) with typed values: ints,
+    floats, bools, strings (or paths), a mapping for ``config_overrides`` (it updates the recipe's mapping, as
+    ``--config_overrides`` does). ``argv``: further ``--name value`` flags, parsed as on the command line, last.
+
+    An unknown option, or a value not of the option's type, is a ValueError naming it. Returns the run's
+    results dict (as in results.json) and its output folder: ``results, output_dir = run_pipeline(...)``.
+    """
+    pipeline = pipeline_class(task)
+    return pipeline.execute(([os.fspath(recipe)] if recipe is not None else []) + list(argv), overrides)

@@ -14,17 +14,19 @@ needs ``--problem_type regression``. An empty text or label cell is an error nam
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 from datasets import ClassLabel, Sequence, Value
 from transformers import DataCollatorWithPadding, TrainingArguments
 
 from hfnn.data.corpora import separator_hint
-from hfnn.pipelines.common import (Pipeline, RunArguments, TextDataArguments, TokenizerModelArguments, arg,
-                                   load_split_corpus, report_cut, run_command, split_metrics, subset)
+from hfnn.pipelines.common import (Pipeline, RunArguments, RunData, TextDataArguments, TokenizerModelArguments, arg,
+                                   load_split_corpus, report_cut, run_command, run_pipeline, split_metrics, subset)
 from hfnn.training import check_tokenizer, classification_metrics, pyplot, save_figure
 
-__all__ = ["ClassificationPipeline", "DataArguments", "ModelArguments", "label_info", "main"]
+__all__ = ["ClassificationData", "ClassificationPipeline", "DataArguments", "ModelArguments", "label_info", "main",
+           "run_pipeline"]
 
 _PROBLEM_TYPES = ("auto", "single_label_classification", "multi_label_classification", "regression")
 
@@ -88,6 +90,14 @@ def save_confusion_matrix(predictions, references, labels: list[str], out_dir, t
     return save_figure(fig, out_dir, "confusion_matrix.png")
 
 
+@dataclasses.dataclass(kw_only=True)
+class ClassificationData(RunData):
+    problem_type: str  # of label_info
+    labels: list[str]  # the class names (regression: ["score"])
+    max_length: int | None = None  # tokens a text keeps: --max_length, or less for the model (prepare_model)
+    confusion: Path | None = None  # the test confusion matrix (evaluate)
+
+
 class ClassificationPipeline(Pipeline):
     task, card_task = "text-classification", "text-classification"
     arguments = (ModelArguments, DataArguments, RunArguments, TrainingArguments)
@@ -109,30 +119,29 @@ class ClassificationPipeline(Pipeline):
             if column not in raw["train"].column_names:
                 raise ValueError(f"The corpus has no {column!r} column (columns: {raw['train'].column_names})"
                                  f"{separator_hint(raw['train'].column_names)}; set {column}_column.")
-        self.problem_type, self.labels = label_info(raw, d.problem_type)
-        self.empty_eval = (f"is empty (after the split of {d.validation_file or self.corpus})",
-                           "give a --validation_file, more data")
+        problem_type, labels = label_info(raw, d.problem_type)
+        empty_eval = (f"is empty (after the split of {d.validation_file or self.corpus})",
+                      "give a --validation_file, more data")
         for split, limit in (("train", d.max_train_samples), ("validation", d.max_eval_samples), ("test", d.max_eval_samples)):
             if split in raw:
                 raw[split] = subset(raw[split], limit, self.seed)
-        self.raw = raw
-        return raw
+        return ClassificationData(raw=raw, empty_eval=empty_eval, problem_type=problem_type, labels=labels)
 
-    def _label_fields(self):
-        return {"id2label": dict(enumerate(self.labels)), "label2id": {n: i for i, n in enumerate(self.labels)},
-                "problem_type": self.problem_type}
+    def _label_fields(self, data):
+        return {"id2label": dict(enumerate(data.labels)), "label2id": {n: i for i, n in enumerate(data.labels)},
+                "problem_type": data.problem_type}
 
-    def config_fields(self):
-        return {"vocab_size": len(self.tokenizers[""]), "pad_token_id": self.tokenizers[""].pad_token_id,
-                **self._label_fields()}
+    def config_fields(self, data):
+        return {"vocab_size": len(data.tokenizer), "pad_token_id": data.tokenizer.pad_token_id,
+                **self._label_fields(data)}
 
-    def load_kwargs(self):
-        return {**self._label_fields(), "ignore_mismatched_sizes": self.model_args.ignore_mismatched_sizes}
+    def load_kwargs(self, data):
+        return {**self._label_fields(data), "ignore_mismatched_sizes": self.model_args.ignore_mismatched_sizes}
 
-    def prepare_model(self, model):
+    def prepare_model(self, data, model):
         m, mode = self.model_args, getattr(model.config, "embedding_mode", None)
         if m.model_name_or_path:
-            check_tokenizer(model.config, self.tokenizers[""])
+            check_tokenizer(model.config, data.tokenizer)
         elif mode in ("static", "multichannel") and not m.embeddings_file:
             raise ValueError(
                 f"config_overrides embedding_mode={mode!r} freezes the word vectors, but no --embeddings_file was "
@@ -143,22 +152,22 @@ class ClassificationPipeline(Pipeline):
                 raise ValueError(f"{type(model).__name__} cannot load pretrained word vectors (no load_embeddings)")
             from hfnn.data.embeddings import load_word_vectors
 
-            model.load_embeddings(load_word_vectors(m.embeddings_file, self.tokenizers[""],
+            model.load_embeddings(load_word_vectors(m.embeddings_file, data.tokenizer,
                                                     vocab_size=model.config.vocab_size, lowercase=m.lowercase))
-        self.max_length = min(m.max_length, getattr(model.config, "max_position_embeddings", None) or m.max_length)
+        data.max_length = min(m.max_length, getattr(model.config, "max_position_embeddings", None) or m.max_length)
 
-    def index_new_model(self, model, train_ds):
+    def index_new_model(self, data, model, train_ds):
         """A new MLP reads its character n-grams off the tokenizer's vocabulary and its n-gram vocabulary off the
         training texts (a loaded model keeps its own)."""
         if not self.model_args.model_name_or_path and hasattr(model, "index_vocabulary"):
-            model.index_vocabulary(self.tokenizers[""])
+            model.index_vocabulary(data.tokenizer)
             model.index_ngrams(train_ds["input_ids"])
 
-    def preprocess(self, raw):
-        tokenizer, problem, n = self.tokenizers[""], self.problem_type, len(self.labels)
+    def preprocess(self, data):
+        raw, tokenizer, problem, n = data.raw, data.tokenizer, data.problem_type, len(data.labels)
 
         def encode(batch):
-            encoded = tokenizer(batch["text"], truncation=True, max_length=self.max_length)
+            encoded = tokenizer(batch["text"], truncation=True, max_length=data.max_length)
             labels = batch["label"]
             if problem == "multi_label_classification":
                 labels = [[float(i in set(row)) for i in range(n)] for row in labels]
@@ -166,49 +175,49 @@ class ClassificationPipeline(Pipeline):
                 labels = [float(x) for x in labels]
             return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "labels": labels}
 
-        data = raw.map(encode, batched=True, remove_columns=raw["train"].column_names, desc="tokenizing")
-        report_cut(data, raw, "input_ids", "text", tokenizer, self.max_length, "texts", "--max_length")
-        return data
+        encoded = raw.map(encode, batched=True, remove_columns=raw["train"].column_names, desc="tokenizing")
+        report_cut(encoded, raw, "input_ids", "text", tokenizer, data.max_length, "texts", "--max_length")
+        return encoded
 
-    def trainer_kwargs(self, eval_ds):
-        return {"data_collator": DataCollatorWithPadding(self.tokenizers[""]),
-                "compute_metrics": classification_metrics(self.problem_type)}
+    def trainer_kwargs(self, data, eval_ds):
+        return {"data_collator": DataCollatorWithPadding(data.tokenizer),
+                "compute_metrics": classification_metrics(data.problem_type)}
 
-    def facts(self):
-        return {**super().facts(), "vocab_size": len(self.tokenizers[""]), "problem_type": self.problem_type,
-                "labels": self.labels}
+    def facts(self, data):
+        return {**super().facts(data), "vocab_size": len(data.tokenizer), "problem_type": data.problem_type,
+                "labels": data.labels}
 
-    def evaluate(self, trainer, splits):
-        results, self.confusion = super().evaluate(trainer, {k: v for k, v in splits.items() if k != "test"}), None
+    def evaluate(self, data, trainer, splits):
+        results = super().evaluate(data, trainer, {k: v for k, v in splits.items() if k != "test"})
         if "test" in splits:
             prediction = trainer.predict(splits["test"], metric_key_prefix="test")
             results.update(split_metrics(prediction.metrics))
             refs = np.asarray(prediction.label_ids)
-            if self.problem_type == "single_label_classification":
-                counts = np.bincount(refs, minlength=len(self.labels))
+            if data.problem_type == "single_label_classification":
+                counts = np.bincount(refs, minlength=len(data.labels))
                 results["test_majority_class_accuracy"] = float(counts.max() / counts.sum())
                 if trainer.is_world_process_zero():
-                    self.confusion = save_confusion_matrix(np.asarray(prediction.predictions).argmax(-1), refs,
-                                                           self.labels, self.out_dir, f"{self.title()}: test")
+                    data.confusion = save_confusion_matrix(np.asarray(prediction.predictions).argmax(-1), refs,
+                                                           data.labels, self.out_dir, f"{self.title()}: test")
         return results
 
-    def finish(self, trainer, results):
+    def finish(self, data, trainer, results):
         """A few predictions through the text-classification pipeline, as a user would call the saved model."""
         from transformers import pipeline
 
-        split = self.raw["test"] if "test" in self.raw else self.raw["train"]
+        split = data.raw["test"] if "test" in data.raw else data.raw["train"]
         rows = split.select(range(min(self.run_args.num_samples, len(split))))
         if not len(rows):
-            return [], [self.confusion]
+            return [], [data.confusion]
         self.model.eval()
-        classifier = pipeline("text-classification", model=self.model, tokenizer=self.tokenizers[""],
+        classifier = pipeline("text-classification", model=self.model, tokenizer=data.tokenizer,
                               device=self.model.device)
         samples = []
-        for row, pred in zip(rows, classifier(list(rows["text"]), truncation=True, max_length=self.max_length)):
-            truth = self.labels[row["label"]] if self.problem_type == "single_label_classification" else row["label"]
+        for row, pred in zip(rows, classifier(list(rows["text"]), truncation=True, max_length=data.max_length)):
+            truth = data.labels[row["label"]] if data.problem_type == "single_label_classification" else row["label"]
             samples.append({"text": row["text"], "label": truth, "predicted": pred["label"],
                             "score": round(pred["score"], 4)})
-        return samples, [self.confusion]
+        return samples, [data.confusion]
 
     def print_sample(self, s):
         print(f"- [{s['predicted']} {s['score']:.2f} | true {s['label']}] {s['text'][:100]}")

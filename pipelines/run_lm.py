@@ -20,11 +20,11 @@ from datasets import DatasetDict
 from transformers import TrainingArguments, default_data_collator, set_seed
 
 from hfnn.data.corpora import separator_hint
-from hfnn.pipelines.common import (Pipeline, RunArguments, TextDataArguments, TokenizerModelArguments, arg,
-                                   check_count, load_split_corpus, run_command)
+from hfnn.pipelines.common import (Pipeline, RunArguments, RunData, TextDataArguments, TokenizerModelArguments, arg,
+                                   check_count, load_split_corpus, run_command, run_pipeline)
 from hfnn.training import causal_lm_metrics, check_tokenizer
 
-__all__ = ["DataArguments", "LanguageModelingPipeline", "ModelArguments", "load_text_corpus", "main",
+__all__ = ["DataArguments", "LanguageModelingPipeline", "ModelArguments", "load_text_corpus", "main", "run_pipeline",
            "tokenize_and_group"]
 
 
@@ -98,15 +98,18 @@ class LanguageModelingPipeline(Pipeline):
     padding_side = "left"  # decoder-only generation continues from the right edge
 
     def load_data(self):
-        return load_text_corpus(self.data_args, self.seed)
+        block_size = self.data_args.block_size
+        return RunData(raw=load_text_corpus(self.data_args, self.seed),
+                       empty_eval=(f"has no block of block_size={block_size} tokens",
+                                   "give more validation text, lower --block_size"))
 
-    def config_fields(self):
-        tok = self.tokenizers[""]
+    def config_fields(self, data):
+        tok = data.tokenizer
         return {"vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id,
                 "eos_token_id": tok.eos_token_id}
 
-    def prepare_model(self, model):
-        tok, block_size = self.tokenizers[""], self.data_args.block_size
+    def prepare_model(self, data, model):
+        tok, block_size = data.tokenizer, self.data_args.block_size
         if self.model_args.model_name_or_path:
             check_tokenizer(model, tok)
         for name in ("pad_token_id", "eos_token_id", "bos_token_id"):
@@ -115,27 +118,27 @@ class LanguageModelingPipeline(Pipeline):
         if max_positions is not None and block_size > max_positions:
             raise ValueError(f"block_size={block_size} exceeds the model's max_position_embeddings={max_positions}")
 
-    def preprocess(self, raw):
-        data, block_size = tokenize_and_group(raw, self.tokenizers[""], self.data_args.block_size), self.data_args.block_size
+    def preprocess(self, data):
+        block_size = self.data_args.block_size
+        blocks = tokenize_and_group(data.raw, data.tokenizer, block_size)
         for split, limit in (("train", self.data_args.max_train_samples), ("validation", self.data_args.max_eval_samples),
                              ("test", self.data_args.max_eval_samples)):
-            if split in data and limit:
-                data[split] = data[split].select(range(min(limit, len(data[split]))))
-        if not len(data["train"]):
+            if split in blocks and limit:
+                blocks[split] = blocks[split].select(range(min(limit, len(blocks[split]))))
+        if not len(blocks["train"]):
             raise ValueError(f"No training example: the training text is shorter than block_size={block_size} tokens; "
                              "lower --block_size or give more text")
-        self.empty_eval = (f"has no block of block_size={block_size} tokens", "give more validation text, lower --block_size")
-        return data
+        return blocks
 
-    def trainer_kwargs(self, eval_ds):
+    def trainer_kwargs(self, data, eval_ds):
         compute_metrics, preprocess = causal_lm_metrics()
         return {"data_collator": default_data_collator, "compute_metrics": compute_metrics,
                 "preprocess_logits_for_metrics": preprocess}
 
-    def facts(self):
-        return {**super().facts(), "block_size": self.data_args.block_size}
+    def facts(self, data):
+        return {**super().facts(data), "block_size": self.data_args.block_size}
 
-    def evaluate(self, trainer, splits):
+    def evaluate(self, data, trainer, splits):
         results = {}
         for split, ds in splits.items():
             metrics = trainer.evaluate(ds, metric_key_prefix=split)
@@ -143,8 +146,8 @@ class LanguageModelingPipeline(Pipeline):
             results[f"{split}_perplexity"] = metrics.get(f"{split}_perplexity", torch.tensor(loss).exp().item())
         return results
 
-    def finish(self, trainer, results):
-        d, tok, model = self.data_args, self.tokenizers[""], self.model
+    def finish(self, data, trainer, results):
+        d, tok, model = self.data_args, data.tokenizer, self.model
         prompts = [p for p in d.sample_prompts.split("|") if p][: self.run_args.num_samples]
         if not prompts:
             return [], []

@@ -26,12 +26,12 @@ from hfnn.models import registry
 from hfnn.data.corpora import separator_hint
 from hfnn.models.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK
 from hfnn.pipelines.common import (DataArguments as BaseDataArguments, ModelArguments as BaseModelArguments, Pipeline,
-                                   RunArguments, arg, check_count, load_split_corpus, load_tokenizer, report_cut,
-                                   run_command, split_metrics, subset)
+                                   RunArguments, RunData, arg, check_count, load_split_corpus, load_tokenizer,
+                                   report_cut, run_command, run_pipeline, split_metrics, subset)
 from hfnn.training import OrderedEvalSeq2SeqTrainer, pyplot, save_figure, seq2seq_metrics
 
-__all__ = ["ARCHITECTURES", "DataArguments", "ModelArguments", "OrderedEvalSeq2SeqTrainer", "Seq2SeqPipeline",
-           "main", "pick_sample_rows"]
+__all__ = ["ARCHITECTURES", "DataArguments", "ModelArguments", "OrderedEvalSeq2SeqTrainer", "Seq2SeqData",
+           "Seq2SeqPipeline", "main", "pick_sample_rows", "run_pipeline"]
 
 # architecture names and aliases this pipeline builds -> hfnn architecture (read from hfnn.models.registry)
 ARCHITECTURES = {name: entry.name for entry in registry.ARCHITECTURES.values() if entry.supports("seq2seq")
@@ -113,6 +113,14 @@ def save_attention_heatmaps(records: list[dict], sources: list[str], out_dir, ti
     return save_figure(fig, out_dir, "attention_heatmap.png")
 
 
+@dataclasses.dataclass(kw_only=True)
+class Seq2SeqData(RunData):
+    source: str  # the source column
+    target: str  # the target column
+    references: str | None = None  # the column of every acceptable target, if any
+    kind: str = "translation"  # of the metrics: g2p or translation
+
+
 class Seq2SeqPipeline(Pipeline):
     task, card_task = "seq2seq", "seq2seq"
     arguments = (ModelArguments, DataArguments, RunArguments, Seq2SeqTrainingArguments)
@@ -141,32 +149,31 @@ class Seq2SeqPipeline(Pipeline):
         references = d.references_column or ("references" if "references" in columns else None)
         if references is not None and references not in columns:
             raise ValueError(f"references_column {references!r} is not a column of the corpus (columns: {columns})")
-        self.source, self.target, self.references = source, target, references
-        self.kind = d.metrics if d.metrics != "auto" else \
+        kind = d.metrics if d.metrics != "auto" else \
             "g2p" if self.model_args.target_tokenizer_kind == "phoneme" or references else "translation"
-        if self.kind not in ("g2p", "translation"):
+        if kind not in ("g2p", "translation"):
             raise ValueError(f"metrics must be auto, g2p or translation, got {d.metrics!r}")
         raw["train"] = subset(raw["train"], d.max_train_samples, self.seed)
         for split, limit in (("validation", d.max_eval_samples), ("test", d.max_test_samples)):
             if split in raw:
                 raw[split] = sorted_by_length(subset(raw[split], limit, self.seed), source)
-        self.raw = raw
-        return raw
+        return Seq2SeqData(raw=raw, source=source, target=target, references=references, kind=kind)
 
-    def load_tokenizers(self, raw):
+    def load_tokenizers(self, data):
         m, folder = self.model_args, Path(self.model_args.model_name_or_path or "") / SOURCE_TOKENIZER_SUBFOLDER
         source_name = m.source_tokenizer_name or (
             (str(folder) if folder.is_dir() else m.model_name_or_path) if m.model_name_or_path else None)
-        source = load_tokenizer(source_name, raw["train"][self.source], "right", kind=m.source_tokenizer_kind,
+        source = load_tokenizer(source_name, data.raw["train"][data.source], "right", kind=m.source_tokenizer_kind,
                                 vocab_size=m.source_vocab_size, min_frequency=m.min_frequency,
                                 lowercase=m.lowercase_source, model_max_length=m.max_source_length)
-        target = load_tokenizer(m.target_tokenizer_name or m.model_name_or_path, raw["train"][self.target], "right",
-                                kind=m.target_tokenizer_kind, vocab_size=m.target_vocab_size, min_frequency=m.min_frequency)
+        target = load_tokenizer(m.target_tokenizer_name or m.model_name_or_path, data.raw["train"][data.target],
+                                "right", kind=m.target_tokenizer_kind, vocab_size=m.target_vocab_size,
+                                min_frequency=m.min_frequency)
         return {"": target, SOURCE_TOKENIZER_SUBFOLDER: source}
 
-    def config_fields(self):
-        m, target = self.model_args, self.tokenizers[""]
-        fields = {"source_vocab_size": len(self.tokenizers[SOURCE_TOKENIZER_SUBFOLDER]), "vocab_size": len(target),
+    def config_fields(self, data):
+        m, target = self.model_args, data.tokenizer
+        fields = {"source_vocab_size": len(data.tokenizers[SOURCE_TOKENIZER_SUBFOLDER]), "vocab_size": len(target),
                   "pad_token_id": target.pad_token_id, "bos_token_id": target.bos_token_id,
                   "eos_token_id": target.eos_token_id, "decoder_start_token_id": target.bos_token_id,
                   "is_encoder_decoder": True}
@@ -176,51 +183,52 @@ class Seq2SeqPipeline(Pipeline):
             fields["max_length"] = m.max_target_length + 1  # generation: start token + target
         return fields
 
-    def prepare_model(self, model):
+    def prepare_model(self, data, model):
         if not model.config.is_encoder_decoder:
             raise ValueError(f"{type(model).__name__} is not an encoder-decoder model")
         if not self.model_args.model_name_or_path:
             model.generation_config.max_length = self.model_args.max_target_length + 1  # start token + target
 
-    def preprocess(self, raw):
-        m, source, target = self.model_args, self.tokenizers[SOURCE_TOKENIZER_SUBFOLDER], self.tokenizers[""]
+    def preprocess(self, data):
+        m, raw, source, target = self.model_args, data.raw, data.tokenizers[SOURCE_TOKENIZER_SUBFOLDER], data.tokenizer
 
         def encode(batch):  # labels = target ids + </s>
-            encoded = source(batch[self.source], truncation=True, max_length=m.max_source_length)
-            targets = target(batch[self.target], truncation=True, max_length=m.max_target_length - 1)["input_ids"]
+            encoded = source(batch[data.source], truncation=True, max_length=m.max_source_length)
+            targets = target(batch[data.target], truncation=True, max_length=m.max_target_length - 1)["input_ids"]
             return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
                     "labels": [ids + [target.eos_token_id] for ids in targets]}
 
-        data = raw.map(encode, batched=True, remove_columns=raw["train"].column_names, desc="tokenizing")
-        report_cut(data, raw, "input_ids", self.source, source, m.max_source_length, "sources", "--max_source_length")
-        report_cut(data, raw, "labels", self.target, target, m.max_target_length, "targets", "--max_target_length",
+        encoded = raw.map(encode, batched=True, remove_columns=raw["train"].column_names, desc="tokenizing")
+        report_cut(encoded, raw, "input_ids", data.source, source, m.max_source_length, "sources",
+                   "--max_source_length")
+        report_cut(encoded, raw, "labels", data.target, target, m.max_target_length, "targets", "--max_target_length",
                    room=1)
-        return data
+        return encoded
 
-    def _metrics(self, split, dataset):
-        references = ([list(r) if not isinstance(r, str) else [r] for r in self.raw[split][self.references]]
-                      if self.references else [[t] for t in self.raw[split][self.target]])
-        return seq2seq_metrics(self.kind, self.tokenizers[""], references, dataset["labels"])
+    def _metrics(self, data, split, dataset):
+        references = ([list(r) if not isinstance(r, str) else [r] for r in data.raw[split][data.references]]
+                      if data.references else [[t] for t in data.raw[split][data.target]])
+        return seq2seq_metrics(data.kind, data.tokenizer, references, dataset["labels"])
 
-    def trainer_kwargs(self, eval_ds):
+    def trainer_kwargs(self, data, eval_ds):
         with_metrics = len(eval_ds) and self.training_args.predict_with_generate
-        return {"data_collator": DataCollatorForSeq2Seq(self.tokenizers[SOURCE_TOKENIZER_SUBFOLDER], model=self.model,
+        return {"data_collator": DataCollatorForSeq2Seq(data.tokenizers[SOURCE_TOKENIZER_SUBFOLDER], model=self.model,
                                                         label_pad_token_id=-100),
-                "compute_metrics": self._metrics("validation", eval_ds) if with_metrics else None}
+                "compute_metrics": self._metrics(data, "validation", eval_ds) if with_metrics else None}
 
-    def facts(self):
+    def facts(self, data):
         return {"attention": getattr(self.model.config, "attention", "scaled-dot-product"),
-                "source_vocab_size": len(self.tokenizers[SOURCE_TOKENIZER_SUBFOLDER]),
-                "target_vocab_size": len(self.tokenizers[""]), "metrics_kind": self.kind,
+                "source_vocab_size": len(data.tokenizers[SOURCE_TOKENIZER_SUBFOLDER]),
+                "target_vocab_size": len(data.tokenizer), "metrics_kind": data.kind,
                 # the beams the scores were generated with: GenerationConfig leaves an unset num_beams None (one beam)
                 "generation_num_beams": (self.training_args.generation_num_beams
                                          or self.model.generation_config.num_beams or 1)}
 
-    def evaluate(self, trainer, splits):
+    def evaluate(self, data, trainer, splits):
         results = {}
         for split, dataset in splits.items():
             if self.training_args.predict_with_generate:
-                trainer.compute_metrics = self._metrics(split, dataset)
+                trainer.compute_metrics = self._metrics(data, split, dataset)
             results.update(split_metrics(trainer.evaluate(dataset, metric_key_prefix=split)))
         return results
 
@@ -228,11 +236,11 @@ class Seq2SeqPipeline(Pipeline):
         return f"{self.model.config.model_type} ({getattr(self.model.config, 'attention', 'scaled-dot-product')}) " \
                f"on {self.corpus}"
 
-    def finish(self, trainer, results):
+    def finish(self, data, trainer, results):
         """A few test examples through the seq2seq-generation pipeline, as a user would call the saved folder."""
         from transformers import pipeline
 
-        split = self.raw["test"] if "test" in self.raw and len(self.raw["test"]) else self.raw["train"]
+        split = data.raw["test"] if "test" in data.raw and len(data.raw["test"]) else data.raw["train"]
         with_attention = results["attention"] != "none"
         n = self.data_args.num_attention_examples if with_attention else 0
         picks = pick_sample_rows(len(split), self.run_args.num_samples, n)
@@ -242,11 +250,11 @@ class Seq2SeqPipeline(Pipeline):
         rows = split.select(picks)
         self.model.eval()
         generator = pipeline(TASK, model=str(self.out_dir), device=self.model.device)
-        outputs = generator(list(rows[self.source]), return_attentions=with_attention, truncation=True,
+        outputs = generator(list(rows[data.source]), return_attentions=with_attention, truncation=True,
                             num_beams=results["generation_num_beams"])
-        samples = [{"source": row[self.source], "target": row[self.target], "predicted": out["generated_text"]}
+        samples = [{"source": row[data.source], "target": row[data.target], "predicted": out["generated_text"]}
                    for row, out in zip(rows, outputs)][: self.run_args.num_samples]
-        heatmap = save_attention_heatmaps(outputs[:n], list(rows[self.source])[:n], self.out_dir, self.title()) \
+        heatmap = save_attention_heatmaps(outputs[:n], list(rows[data.source])[:n], self.out_dir, self.title()) \
             if n else None
         results["attention_heatmap"] = heatmap.name if heatmap else None
         return samples, [heatmap]

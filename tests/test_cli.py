@@ -426,13 +426,14 @@ def test_train_with_a_shipped_recipe_and_overrides(capsys, tmp_path):
 def test_train_by_architecture_and_task(capsys, tmp_path, monkeypatch):
     pytest.importorskip("hfnn.pipelines.run_lm")
     seen = {}
-    monkeypatch.setattr(cli, "_pipeline_module", lambda task: type("M", (), {"main": staticmethod(
-        lambda argv: seen.update(task=task, argv=argv) or {})}))
+    monkeypatch.setattr(cli, "_pipeline_module", lambda task: type("M", (), {"run_pipeline": staticmethod(
+        lambda task, recipe, argv=(), **overrides: seen.update(task=task, recipe=recipe, argv=argv, **overrides))}))
     code, _, err = run(capsys, "train", "--architecture", "rnn", "--task", "lm", "--corpus", "kjv", "--max_steps", "3")
     assert code == 0
     assert seen["task"] == "language-modeling"
-    assert Path(seen["argv"][0]).name == "rnn_shakespeare_char.yaml"
-    assert seen["argv"][1:] == ["--corpus", "kjv", "--max_steps", "3"]  # a different corpus becomes an override
+    assert Path(seen["recipe"]).name == "rnn_shakespeare_char.yaml"
+    assert seen["corpus"] == "kjv"  # a different corpus becomes an override
+    assert seen["argv"] == ["--max_steps", "3"]  # the command line's own flags, as typed
     assert "using the recipe rnn_shakespeare_char" in err
 
 

@@ -63,32 +63,33 @@ def test_recipe_changes_name_real_models_and_options():
 
 
 def test_the_g2p_row_trains_the_changed_recipe(tmp_path, monkeypatch):
-    """The RNN attention G2P row runs its shipped recipe with the quickstart's changes on the command line:
-    the config fields as a JSON mapping (it updates the recipe's), the batch, learning rate and greedy decoding,
-    beside the time budget."""
+    """The RNN attention G2P row runs its shipped recipe with the quickstart's changes as typed options: the
+    config fields as a mapping (it updates the recipe's), the batch, learning rate and greedy decoding, beside
+    the time budget."""
     import json
+    from types import SimpleNamespace
 
     from hfnn.apps import quickstart
     from hfnn.training.recipes import pipeline_module
 
     seen = []
 
-    def fake_main(argv):
-        seen.append(list(argv))
-        return {"test_per": 0.2, "parameters": 10, "train_seconds": 1.0}
+    def fake_run_pipeline(task, recipe, **options):
+        seen.append((task, recipe, options))
+        return SimpleNamespace(results={"test_per": 0.2, "parameters": 10, "train_seconds": 1.0},
+                               output_dir=options["output_dir"])
 
-    monkeypatch.setattr(pipeline_module("seq2seq"), "main", fake_main)
+    monkeypatch.setattr(pipeline_module("seq2seq"), "run_pipeline", fake_run_pipeline)
     monkeypatch.setattr(quickstart, "baseline", lambda task, corpus, run_dir: ("test per", 0.5))
     monkeypatch.setattr(quickstart, "_summary_plot", lambda done, path: False)
     code = quickstart.run_quickstart(tmp_path / "qs", minutes_per_model=0.25, only=["rnn_seq2seq"])
     assert code == 0 and len(seen) == 1
-    argv = seen[0]
-    assert argv[0] == "rnn_seq2seq_cmudict"
-    options = dict(zip(argv[1::2], argv[2::2]))
-    assert options["--max_train_minutes"] == "0.25"
-    assert json.loads(options["--config_overrides"]) == {"hidden_size": 192, "embedding_size": 64}
-    assert options["--per_device_train_batch_size"] == "64" and options["--generation_num_beams"] == "1"
-    assert float(options["--learning_rate"]) == 0.005
+    task, recipe, options = seen[0]
+    assert task == "seq2seq" and recipe == "rnn_seq2seq_cmudict"
+    assert options["max_train_minutes"] == 0.25 and options["overwrite_output_dir"] is True
+    assert options["config_overrides"] == {"hidden_size": 192, "embedding_size": 64}
+    assert options["per_device_train_batch_size"] == 64 and options["generation_num_beams"] == 1
+    assert options["learning_rate"] == 0.005 and options["max_eval_samples"] == 200 and options["num_samples"] == 1
     summary = json.loads((tmp_path / "qs" / "summary.json").read_text())
     assert summary[0]["recipe_changes"]["per_device_train_batch_size"] == 64 and summary[0]["beats_baseline"]
 
@@ -96,6 +97,8 @@ def test_the_g2p_row_trains_the_changed_recipe(tmp_path, monkeypatch):
 def test_every_run_starts_with_the_process_thread_count(tmp_path, monkeypatch):
     """A run whose thread tuner chose one thread does not leave the next run a count it would take for a
     user's fixed choice."""
+    from types import SimpleNamespace
+
     import torch
 
     from hfnn.apps import quickstart
@@ -103,15 +106,16 @@ def test_every_run_starts_with_the_process_thread_count(tmp_path, monkeypatch):
 
     seen = []
 
-    def fake_main(argv):
+    def fake_run_pipeline(task, recipe, **options):
         seen.append(torch.get_num_threads())
         torch.set_num_threads(1)  # what a tuner beside a busy core leaves
-        return {"test_per": 0.2, "parameters": 10, "train_seconds": 1.0}
+        return SimpleNamespace(results={"test_per": 0.2, "parameters": 10, "train_seconds": 1.0},
+                               output_dir=options["output_dir"])
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        monkeypatch.setattr(pipeline_module("seq2seq"), "main", fake_main)
+        monkeypatch.setattr(pipeline_module("seq2seq"), "run_pipeline", fake_run_pipeline)
         monkeypatch.setattr(quickstart, "baseline", lambda task, corpus, run_dir: ("test per", 0.5))
         monkeypatch.setattr(quickstart, "_summary_plot", lambda done, path: False)
         assert quickstart.run_quickstart(tmp_path / "qs", minutes_per_model=0.25, only=["seq2seq"]) == 0

@@ -197,8 +197,8 @@ def test_every_task_name_of_the_registry_is_accepted_by_train(capsys, monkeypatc
     from hfnn.models import registry
 
     seen = {}
-    monkeypatch.setattr(cli, "_pipeline_module", lambda task: type("M", (), {"main": staticmethod(
-        lambda argv: seen.update(task=task) or {})}))
+    monkeypatch.setattr(cli, "_pipeline_module", lambda task: type("M", (), {"run_pipeline": staticmethod(
+        lambda task, recipe, argv=(), **overrides: seen.update(task=task))}))
     monkeypatch.setattr(cli, "find_recipe", lambda arch, task, corpus=None, names=None: "rnn_shakespeare_char")
     code, _, err = run(capsys, "train", "--architecture", "rnn", "--task", alias)
     assert code == 0, err

@@ -124,7 +124,7 @@ def test_shipped_recipes_parse_and_build_their_models(recipe, tmp_path):
     from hfnn.models.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER
     from hfnn.pipelines.common import build_config
     from hfnn.training.recipes import parse_config_overrides
-    from hfnn.pipelines.run_seq2seq import ARCHITECTURES, Seq2SeqPipeline
+    from hfnn.pipelines.run_seq2seq import ARCHITECTURES, Seq2SeqData, Seq2SeqPipeline
     from hfnn.data.tokenization import train_tokenizer
 
     model_args, data_args, run_args, training_args = parse_args(
@@ -136,8 +136,9 @@ def test_shipped_recipes_parse_and_build_their_models(recipe, tmp_path):
     source = train_tokenizer(["abc"], kind="char")
     target = train_tokenizer(["A B C"], kind="phoneme")
     pipe = Seq2SeqPipeline(model_args, data_args, run_args, training_args, SimpleNamespace(work_dir=tmp_path))
-    pipe.tokenizers = {"": target, SOURCE_TOKENIZER_SUBFOLDER: source}
-    config = build_config(model_args.architecture, "seq2seq", pipe.config_fields(),
+    data = Seq2SeqData(raw=None, source="word", target="phonemes",
+                       tokenizers={"": target, SOURCE_TOKENIZER_SUBFOLDER: source})
+    config = build_config(model_args.architecture, "seq2seq", pipe.config_fields(data),
                           parse_config_overrides(model_args.config_overrides))
     assert config.is_encoder_decoder and config.vocab_size == len(target)
 

@@ -426,11 +426,12 @@ def _task_of(value, where: str) -> str:
 
 
 def _cmd_train(rest: list[str], train_parser: argparse.ArgumentParser) -> int:
-    """Picks the recipe and its task; the task's training pipeline parses the recipe and every override."""
+    """Picks the recipe and its task; the task's training pipeline (``run_pipeline``) parses the recipe and every
+    override."""
     if any(a in ("-h", "--help") for a in rest):
         train_parser.print_help()
         return 0
-    rest = list(rest)
+    rest, overrides = list(rest), {}
     if rest and not rest[0].startswith("-"):
         recipe = rest.pop(0)
         try:
@@ -450,10 +451,11 @@ def _cmd_train(rest: list[str], train_parser: argparse.ArgumentParser) -> int:
         if name is None:
             raise CliError(f"no shipped recipe for architecture {architecture!r} and task {task}; see `hfnn recipes`")
         path = resolve_recipe(name)
-        rest = (["--corpus", corpus] if corpus and load_recipe(name).get("corpus") != corpus else []) + rest
+        if corpus and load_recipe(name).get("corpus") != corpus:
+            overrides["corpus"] = corpus
         print(f"hfnn train: using the recipe {name} ({path})", file=sys.stderr)
     try:
-        _pipeline_module(task).main([str(path)] + rest)
+        _pipeline_module(task).run_pipeline(task, path, argv=rest, **overrides)
     except USER_ERRORS as err:
         raise CliError(first_line(err)) from None
     return 0

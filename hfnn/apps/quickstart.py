@@ -215,11 +215,6 @@ def quickstart_plan(only):
     return plan, skipped
 
 
-def _as_options(values: dict) -> dict[str, str]:
-    """Recipe values as command-line option values (a mapping as JSON: it updates the recipe's mapping)."""
-    return {k: json.dumps(v) if isinstance(v, dict) else str(v) for k, v in values.items()}
-
-
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
@@ -239,20 +234,19 @@ def run_quickstart(output_dir, minutes_per_model: float = 1.5, only=None, max_ev
         raise UserError("nothing to train: no architecture has both a pipeline and a shipped recipe")
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, summary = [], []
-    overrides = {"overwrite_output_dir": "true", "max_train_minutes": str(minutes_per_model), "disable_tqdm": "true",
-                 "report_to": "none", "max_eval_samples": str(max_eval_samples), "num_samples": "1"}
+    overrides = {"overwrite_output_dir": True, "max_train_minutes": minutes_per_model, "disable_tqdm": True,
+                 "report_to": "none", "max_eval_samples": max_eval_samples, "num_samples": 1}
     for label, arch, task, corpus, recipe, module in tqdm(plan, desc="quickstart", unit="model", file=sys.stderr):
         slug = label.lower().replace(" ", "-")
         run_dir = out_dir / slug
         # the common options where the pipeline has them; the model's own changes always (a wrong name fails)
         known, values = _pipeline_fields(module), {"output_dir": str(run_dir), **overrides}
         values = {k: v for k, v in values.items() if k in known}
-        values.update(_as_options(QUICKSTART_OVERRIDES.get(label, {})))
-        argv = [recipe] + [x for k, v in values.items() for x in (f"--{k}", v)]
+        values.update(QUICKSTART_OVERRIDES.get(label, {}))  # a mapping updates the recipe's
         start = time.monotonic()
         try:
             with _captured(out_dir / "logs" / f"{slug}.log"), _own_threads():
-                results = module.main(argv) or {}
+                results = module.run_pipeline(task, recipe, **values).results
         except Exception as err:  # one failed model does not stop the others
             rows.append((label, task, "-", "failed", first_line(err)[:60], "-", "-"))
             summary.append({"model": label, "task": task, "recipe": recipe, "error": first_line(err)})

@@ -108,12 +108,13 @@ def merge_mapping(base: dict, update: dict) -> dict:
     return merged
 
 
-def parse_args(dataclass_types, argv=None, defaults=None):
+def parse_args(dataclass_types, argv=None, defaults=None, overrides=None):
     """Parses ``[recipe] [--name value ...]`` into one instance per dataclass.
 
     ``defaults`` (a mapping: a pipeline's own defaults, where the library-wide ones do not suit it) replace the
-    dataclasses' defaults; the recipe (a JSON/YAML file or a shipped recipe's name) replaces those, and
-    command-line flags override both; a mapping flag (``--config_overrides '{...}'``) merges key by key into
+    dataclasses' defaults; the recipe (a JSON/YAML file or a shipped recipe's name) replaces those, ``overrides``
+    (a mapping of field names to values, from Python) replace the recipe's values, and command-line flags
+    override them all; a mapping override or flag (``--config_overrides '{...}'``) merges key by key into
     the recipe's mapping (:func:`merge_mapping`), unless ``--architecture`` names another architecture than
     the recipe's. Unknown recipe keys are an error that names them, and so is a ``model_name_or_path`` /
     ``tokenizer_name`` meant as a local folder that is not one.
@@ -134,6 +135,13 @@ def parse_args(dataclass_types, argv=None, defaults=None):
         for action in parser._actions:  # flags required on the command line are optional once the recipe sets them
             action.required = action.required and action.dest not in recipe
         parser.set_defaults(**recipe)
+    if overrides:
+        unknown = sorted(set(overrides) - {f.name for cls in dataclass_types for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"Unknown options: {', '.join(unknown)}")
+        for action in parser._actions:
+            action.required = action.required and action.dest not in overrides
+        parser.set_defaults(**overrides)
     parsed = parser.parse_args_into_dataclasses(args=argv)
     for args in parsed:
         _merge_mapping_fields(args, recipe)
