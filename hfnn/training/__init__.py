@@ -15,6 +15,7 @@ Everything here is a plain ``transformers.TrainerCallback`` or ``compute_metrics
 * :class:`TimeBudgetCallback` stops training after a wall-clock budget, runs the learning-rate warm-up in
   time and can anneal the learning rate over the budget; :class:`BudgetProgressCallback` is its progress bar.
 * :class:`NonFiniteGuardCallback` stops at the first NaN or infinite loss, gradient or weight.
+* :class:`MaxNormCallback` holds a model's max-norm constraint (the CNN's ``max_norm``) after every optimizer step.
 * :class:`hfnn.training.cpu_threads.ThreadTuner` picks torch's CPU thread count from other programs' CPU load
   and measured step times.
 * :func:`causal_lm_metrics` (perplexity without keeping the logits), :func:`classification_metrics` and
@@ -34,8 +35,8 @@ from pathlib import Path
 from transformers import Seq2SeqTrainer, TrainerCallback
 from transformers.trainer_callback import ExportableState, PrinterCallback, ProgressCallback
 
-__all__ = ["AVERAGE_FILE", "BudgetProgressCallback", "InterruptCallback", "NonFiniteGuardCallback",
-           "NonFiniteTrainingError", "OrderedEvalSeq2SeqTrainer", "TimeBudgetCallback", "TrainingCallbacks",
+__all__ = ["AVERAGE_FILE", "BudgetProgressCallback", "InterruptCallback", "MaxNormCallback",
+           "NonFiniteGuardCallback", "NonFiniteTrainingError", "OrderedEvalSeq2SeqTrainer", "TimeBudgetCallback", "TrainingCallbacks",
            "WeightAveragingCallback", "causal_lm_metrics", "check_finite_model", "check_resume_architecture",
            "check_tokenizer", "check_training_arguments", "classification_metrics", "non_finite_parameters",
            "plot_loss_curve", "pyplot", "save_figure", "seq2seq_metrics"]
@@ -303,6 +304,19 @@ class NonFiniteGuardCallback(TrainerCallback):
             )
 
 
+class MaxNormCallback(TrainerCallback):
+    """Right after every optimizer step, rescales the weights a model holds to a maximum norm: each module of the
+    trained model (a peft wrapper included) with an ``apply_max_norm_`` method calls it (the CNN classifier's rows,
+    ``CnnConfig.max_norm``). A model without such a module is left alone. :meth:`TrainingCallbacks.attach` adds it;
+    with a plain ``Trainer``, pass ``callbacks=[MaxNormCallback()]``."""
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        for module in model.modules() if model is not None else ():
+            if callable(getattr(module, "apply_max_norm_", None)):
+                module.apply_max_norm_()
+        return control
+
+
 class InterruptCallback(TrainerCallback):
     """Ctrl-C during training stops it after the current step instead of losing the run: a checkpoint of that
     step is saved (when the run saves checkpoints) and the pipeline then saves and scores the model as after
@@ -475,9 +489,9 @@ class TrainingCallbacks:
                tune_threads: bool = True, average_weights: float = 0.0) -> TrainingCallbacks:
         """Adds the callbacks to ``trainer`` (before ``trainer.train()``): a :class:`TimeBudgetCallback` of
         ``max_train_minutes`` (None: no budget) that takes over the warm-up of a budgeted run, with a
-        :class:`BudgetProgressCallback` in place of the step-counting bar; an :class:`InterruptCallback`; a
-        :class:`NonFiniteGuardCallback`; with ``tune_threads``, a :class:`hfnn.training.cpu_threads.ThreadTuner`; and
-        with ``average_weights`` (a fraction of training, 0: off) a :class:`WeightAveragingCallback`."""
+        :class:`BudgetProgressCallback` in place of the step-counting bar; a :class:`MaxNormCallback`; an
+        :class:`InterruptCallback`; a :class:`NonFiniteGuardCallback`; with ``tune_threads``, a
+        :class:`hfnn.training.cpu_threads.ThreadTuner`; and with ``average_weights`` (a fraction of training, 0: off) a :class:`WeightAveragingCallback`."""
         from hfnn.training.cpu_threads import ThreadTuner
 
         budget = TimeBudgetCallback(max_train_minutes, anneal=anneal_by_time)
@@ -486,7 +500,7 @@ class TrainingCallbacks:
         extras = cls(budget, NonFiniteGuardCallback(), ThreadTuner() if tune_threads else None, averaging=averaging)
         # the guard after the stop: it cancels the checkpoint of a step with non-finite values (and the run
         # then saves nothing, averaged or not)
-        for callback in (budget, extras.interrupt, extras.guard, extras.tuner, averaging):
+        for callback in (MaxNormCallback(), budget, extras.interrupt, extras.guard, extras.tuner, averaging):
             if callback is not None:
                 trainer.add_callback(callback)
         if max_train_minutes is not None and not trainer.args.disable_tqdm:
