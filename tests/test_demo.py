@@ -357,7 +357,7 @@ def test_importing_the_demo_does_not_import_gradio():
 def test_space_files_run_the_demo_without_hfnn(folders, loaded, tmp_path):
     folder = shutil.copytree(folders["cnn"], tmp_path / "space")
     written = write_space_files(folder)
-    assert sorted(p.name for p in written) == ["app.py", "hfnn_demo.py", "requirements.txt"]
+    assert sorted(p.name for p in written) == ["app.py", "hfnn_demo.py", "registry.py", "requirements.txt"]
     requirements = (folder / "requirements.txt").read_text().split()
     assert any(r.startswith("gradio") for r in requirements) and any(r.startswith("transformers") for r in requirements)
     compile((folder / "app.py").read_text(), "app.py", "exec")
@@ -380,7 +380,7 @@ def test_space_files_run_the_demo_without_hfnn(folders, loaded, tmp_path):
     # an upload of the folder carries the Space's files
     from hfnn.sharing.hub import upload_manifest
 
-    assert {"app.py", "hfnn_demo.py", "requirements.txt"} <= set(upload_manifest(folder))
+    assert {"app.py", "hfnn_demo.py", "registry.py", "requirements.txt"} <= set(upload_manifest(folder))
 
 
 def test_a_hub_id_that_cannot_be_downloaded_is_named(monkeypatch):
