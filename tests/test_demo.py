@@ -306,7 +306,7 @@ def test_folders_that_are_not_hfnn_models_are_refused_in_one_line(tmp_path, fold
     cases = {
         str(tmp_path / "missing"): "no such model folder",
         str(tmp_path / "empty"): "is not a saved hfnn model folder (no config.json)",
-        str(tmp_path / "bert"): "is not an hfnn model folder (config.json model_type 'bert'; hfnn models are",
+        str(tmp_path / "bert"): "is not an hfnn model folder (model_type 'bert'; hfnn models are",
         str(tmp_path / "broken"): "config.json cannot be read",
         str(tmp_path / "file.txt"): "is a file, not a saved model folder",
         str(backbone): "holds a CnnModel without a task head",

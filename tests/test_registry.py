@@ -184,3 +184,14 @@ def test_architecture_for_a_task_names_the_missing_head():
         registry.architecture_for("mlp", "g2p")
     with pytest.raises(ValueError, match="Unknown architecture 'lstm'"):
         registry.architecture_for("lstm", "text-classification")
+
+
+def test_saved_model_names_what_a_config_lacks():
+    entry, found = registry.saved_model({"model_type": "hfnn-cnn", "architectures": ["CnnForSequenceClassification"]},
+                                        "runs/cnn")
+    assert (entry.name, found.name) == ("cnn", "text-classification")
+    with pytest.raises(ValueError, match=r"^runs/x is not an hfnn model folder \(model_type 'bert'; hfnn models are "
+                                         r"hfnn-cnn, hfnn-mlp, hfnn-rnn, hfnn-rnn-seq2seq, hfnn-transformer\)$"):
+        registry.saved_model({"model_type": "bert"}, "runs/x")
+    with pytest.raises(ValueError, match=r"^runs/x holds a RnnModel without a task head"):
+        registry.saved_model({"model_type": "hfnn-rnn", "architectures": ["RnnModel"]}, "runs/x")

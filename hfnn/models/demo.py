@@ -140,16 +140,11 @@ def load_demo_model(name: str | os.PathLike, device: str = "cpu") -> DemoModel:
         raise DemoError(f"{config_path} cannot be read: {_one_line(err)}") from None
     if not isinstance(config, dict):
         raise DemoError(f"{config_path} does not hold a JSON object")
-    model_type = config.get("model_type")
-    if registry.architecture_of_model_type(model_type) is None:
-        known = sorted(a.model_type for a in registry.ARCHITECTURES.values())
-        raise DemoError(f"{name} is not an hfnn model folder (config.json model_type {model_type!r}; hfnn models are "
-                        f"{', '.join(known)})")
-    task = registry.task_of_config(config)
-    if task is None:
-        archs = ", ".join(config.get("architectures") or ["?"])
-        raise DemoError(f"{name} holds a {archs} without a task head (language model, classifier or seq2seq); nothing to show")
-    kind = task.kind
+    try:
+        _, task = registry.saved_model(config, name)
+    except ValueError as err:
+        raise DemoError(f"{err}; nothing to show") from None
+    model_type, kind = config["model_type"], task.kind
 
     import transformers
     from transformers import AutoTokenizer

@@ -39,6 +39,7 @@ __all__ = [
     "head_of_model_class",
     "hub_pipeline_tag",
     "quickstart_models",
+    "saved_model",
     "task",
     "task_aliases",
     "task_of_config",
@@ -204,73 +205,66 @@ TASKS: Mapping[str, Task] = _tasks(
 
 ARCHITECTURES: Mapping[str, Architecture] = _architectures(
     Architecture(
-        name="rnn", model_type="hfnn-rnn", display_name="An RNN",
-        config_module="configuration_rnn", config_class="RnnConfig", modeling_module="modeling_rnn",
+        name="rnn", model_type="hfnn-rnn", display_name="An RNN", config_module="configuration_rnn",
+        config_class="RnnConfig", modeling_module="modeling_rnn",
         heads=(Head("AutoModel", "RnnModel"), Head("AutoModelForCausalLM", "RnnForCausalLM", "lm-state"),
                Head("AutoModelForSequenceClassification", "RnnForSequenceClassification", "classifier")),
-        concept="recurrent-neural-network",
-        concept_note="the seed's h_i = tanh(W_x x_i + W_h h_{i-1} + b) recurrence: a sequential memory updated once "
-                     "per token, read out by y_i = softmax(U h_i + b_2)",
         # and, through hfnn.sharing.adapters.add_adapter with LoRA, the recurrent weights W_x, W_h of every layer
         peft_targets=(("lora", ("embed_tokens", "proj")), ("oft", ("embed_tokens", "proj"))),
+        concept="recurrent-neural-network", concept_note="the seed's h_i = tanh(W_x x_i + W_h h_{i-1} + b) "
+        "recurrence: a sequential memory updated once per token, read out by y_i = softmax(U h_i + b_2)",
         quickstart=(QuickstartModel("RNN LM", "language-modeling", "shakespeare"),
                     QuickstartModel("RNN classifier", "text-classification", "rotten_tomatoes")),
     ),
     Architecture(
-        name="cnn", model_type="hfnn-cnn", display_name="A CNN",
-        config_module="configuration_cnn", config_class="CnnConfig", modeling_module="modeling_cnn",
-        heads=(Head("AutoModel", "CnnModel"),
-               Head("AutoModelForSequenceClassification", "CnnForSequenceClassification", "classifier")),
-        concept="convolutional-neural-network",
-        concept_note="the seed's sliding window over n-grams: convolutions of fixed widths extract local, "
-                     "position-invariant features, max-pooled over time (Kim 2014)",
+        name="cnn", model_type="hfnn-cnn", display_name="A CNN", config_module="configuration_cnn",
+        config_class="CnnConfig", modeling_module="modeling_cnn", heads=(
+            Head("AutoModel", "CnnModel"),
+            Head("AutoModelForSequenceClassification", "CnnForSequenceClassification", "classifier")),
         # LoRA adapts the convolutions; OFT, which cannot adapt a Conv1d, rotates the word embeddings instead
         peft_targets=(("lora", tuple(f"convs.{i}" for i in range(16))), ("oft", ("word_embeddings",))),
+        concept="convolutional-neural-network", concept_note="the seed's sliding window over n-grams: convolutions "
+        "of fixed widths extract local, position-invariant features, max-pooled over time (Kim 2014)",
         quickstart=(QuickstartModel("CNN classifier", "text-classification", "rotten_tomatoes"),),
     ),
     Architecture(
-        name="mlp", model_type="hfnn-mlp", display_name="An MLP",
-        config_module="configuration_mlp", config_class="MlpConfig", modeling_module="modeling_mlp",
+        name="mlp", model_type="hfnn-mlp", display_name="An MLP", config_module="configuration_mlp",
+        config_class="MlpConfig", modeling_module="modeling_mlp",
         heads=(Head("AutoModel", "MlpModel"),
                Head("AutoModelForSequenceClassification", "MlpForSequenceClassification", "classifier")),
-        concept="feed-forward-network",
-        concept_note="the seed's neurons and layers: each unit computes f(w·x + b), units side by side form a layer, "
-                     "stacked layers produce hidden states; without a non-linear activation the stack collapses into "
-                     "one matrix product",
         peft_targets=(("lora", ("dense",)), ("oft", ("dense",))),
+        concept="feed-forward-network", concept_note="the seed's neurons and layers: each unit computes f(w·x + b), "
+        "units side by side form a layer, stacked layers produce hidden states; without a non-linear activation the "
+        "stack collapses into one matrix product",
         quickstart=(QuickstartModel("MLP classifier", "text-classification", "rotten_tomatoes"),),
     ),
     Architecture(
-        name="rnn_seq2seq", model_type="hfnn-rnn-seq2seq", display_name="An RNN encoder-decoder",
-        config_module="configuration_rnn_seq2seq", config_class="RnnSeq2SeqConfig",
-        modeling_module="modeling_rnn_seq2seq",
+        name="rnn_seq2seq", aliases=("rnn-seq2seq",), model_type="hfnn-rnn-seq2seq",
+        display_name="An RNN encoder-decoder", config_module="configuration_rnn_seq2seq",
+        config_class="RnnSeq2SeqConfig", modeling_module="modeling_rnn_seq2seq",
         heads=(Head("AutoModel", "RnnSeq2SeqModel"),
                Head("AutoModelForSeq2SeqLM", "RnnSeq2SeqForConditionalGeneration", "seq2seq")),
-        concept="encoder-decoder",
-        concept_note="the seed's Seq2Seq: an RNN encoder turns the source into states, an RNN decoder generates the "
-                     "target from them",
         # plus the recurrent weights, through add_adapter with LoRA
         peft_targets=(("lora", ("embed_tokens", "bridge", "query_proj", "key_proj", "output_proj")),
                       ("oft", ("embed_tokens", "bridge", "query_proj", "key_proj", "output_proj"))),
+        concept="encoder-decoder", concept_note="the seed's Seq2Seq: an RNN encoder turns the source into states, an "
+        "RNN decoder generates the target from them",
         quickstart=(QuickstartModel("RNN attention seq2seq", "seq2seq", "cmudict"),),
-        aliases=("rnn-seq2seq",),
     ),
     Architecture(
-        name="transformer", model_type="hfnn-transformer", display_name="A Transformer",
-        config_module="configuration_transformer", config_class="TransformerConfig",
+        name="transformer", aliases=("transformer_seq2seq",), model_type="hfnn-transformer",
+        display_name="A Transformer", config_module="configuration_transformer", config_class="TransformerConfig",
         modeling_module="modeling_transformer",
         heads=(Head("AutoModel", "TransformerModel"),
                Head("AutoModelForCausalLM", "TransformerForCausalLM", "lm-cache"),
                Head("AutoModelForSequenceClassification", "TransformerForSequenceClassification", "classifier"),
                Head("AutoModelForSeq2SeqLM", "TransformerForConditionalGeneration", "seq2seq")),
-        concept="attention",
-        concept_note="the seed's last step: the Transformer, which replaces recurrence with (scaled dot-product) "
-                     "attention",
         peft_targets=(("lora", ("qkv_proj", "out_proj", "q_proj", "kv_proj", "fc_in", "fc_out")),
                       ("oft", ("qkv_proj", "out_proj", "q_proj", "kv_proj", "fc_in", "fc_out"))),
+        concept="attention", concept_note="the seed's last step: the Transformer, which replaces recurrence with "
+        "(scaled dot-product) attention",
         quickstart=(QuickstartModel("Transformer LM", "language-modeling", "shakespeare"),
                     QuickstartModel("Transformer seq2seq", "seq2seq", "cmudict")),
-        aliases=("transformer_seq2seq",),
     ),
 )
 
@@ -341,6 +335,21 @@ def architecture_of_model_type(model_type: Any) -> Architecture | None:
 def head_of_model_class(name: str) -> tuple[Architecture, Head] | None:
     """The architecture and head of the model class called ``name`` (``RnnForCausalLM``), or None."""
     return next(((a, h) for a in ARCHITECTURES.values() for h in a.heads if h.model_class == name), None)
+
+
+def saved_model(config: Mapping[str, Any], where: Any) -> tuple[Architecture, Task]:
+    """The architecture and task of the saved model ``where`` from its config dict; ``ValueError`` naming ``where``
+    for a model type that is not hfnn's or a config that names no task head."""
+    model_type = config.get("model_type")
+    entry = architecture_of_model_type(model_type)
+    if entry is None:
+        types = ", ".join(sorted(a.model_type for a in ARCHITECTURES.values()))
+        raise ValueError(f"{where} is not an hfnn model folder (model_type {model_type!r}; hfnn models are {types})")
+    found = task_of_config(config)
+    if found is None:
+        heads = ", ".join(config.get("architectures") or ["?"])
+        raise ValueError(f"{where} holds a {heads} without a task head (language model, classifier or seq2seq)")
+    return entry, found
 
 
 def quickstart_models() -> tuple[tuple[Architecture, QuickstartModel], ...]:

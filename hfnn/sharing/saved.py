@@ -52,17 +52,11 @@ def open_model_dir(name: str) -> SavedModel:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise UserError(f"{config_path} cannot be read: {err}") from None
-    model_type = config.get("model_type")
-    arch = registry.architecture_of_model_type(model_type)
-    if arch is None:
-        types = sorted(a.model_type for a in registry.ARCHITECTURES.values())
-        raise UserError(f"{name} is not an hfnn model folder (model_type {model_type!r}; hfnn models are "
-                        f"{', '.join(types)})")
-    task = registry.task_of_config(config)
-    if task is None:
-        archs = ", ".join(config.get("architectures") or ["?"])
-        raise UserError(f"{name} holds a {archs} without a task head (language model, classifier or seq2seq); nothing to run")
-    return SavedModel(path, config, model_type, arch.name, task)
+    try:
+        arch, task = registry.saved_model(config, name)
+    except ValueError as err:
+        raise UserError(f"{err}; nothing to run") from None
+    return SavedModel(path, config, config["model_type"], arch.name, task)
 
 
 def require_task(saved: SavedModel, task: str, name: str) -> None:
