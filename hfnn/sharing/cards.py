@@ -496,5 +496,6 @@ def _demo_section(model_name: str) -> str:
         "## Demo\n\n"
         f"Run `hfnn demo {model_name}` to try the model in a local web page, or push this folder to a Hugging Face "
         "Space with the Gradio SDK (for instance `huggingface_hub.create_repo(..., repo_type=\"space\", "
-        "space_sdk=\"gradio\")`): it already holds the Space's `app.py`, `requirements.txt` and `hfnn_demo.py`."
+        "space_sdk=\"gradio\")`): it already holds the Space's `app.py`, `requirements.txt`, `hfnn_demo.py` and the "
+        "`registry.py` the demo reads."
     )
