@@ -156,7 +156,8 @@ CONFIG_CASES = {
 }
 
 for _arch in hfnn.ARCHITECTURES:
-    case(f"config-{_arch}-vocab_size", f"`{hfnn.ARCHITECTURES[_arch].config_class}(vocab_size=0)`", ValueError, "vocab_size")(
+    case(f"config-{_arch}-vocab_size", f"`{hfnn.ARCHITECTURES[_arch].config_class}(vocab_size=0)`", ValueError,
+         "vocab_size")(
         lambda fx, tmp, a=_arch: config_class(a)(vocab_size=0))
     for _suffix, _field, _values in CONFIG_CASES.get(_arch, []):
         _shown = ", ".join(f"{k}={v!r}" for k, v in _values.items())

@@ -36,8 +36,8 @@ from transformers import Seq2SeqTrainer, TrainerCallback
 from transformers.trainer_callback import ExportableState, PrinterCallback, ProgressCallback
 
 __all__ = ["AVERAGE_FILE", "BudgetProgressCallback", "InterruptCallback", "MaxNormCallback",
-           "NonFiniteGuardCallback", "NonFiniteTrainingError", "OrderedEvalSeq2SeqTrainer", "TimeBudgetCallback", "TrainingCallbacks",
-           "WeightAveragingCallback", "causal_lm_metrics", "check_finite_model", "check_resume_architecture",
+           "NonFiniteGuardCallback", "NonFiniteTrainingError", "OrderedEvalSeq2SeqTrainer", "TimeBudgetCallback",
+           "TrainingCallbacks", "WeightAveragingCallback", "causal_lm_metrics", "check_finite_model", "check_resume_architecture",
            "check_tokenizer", "check_training_arguments", "classification_metrics", "non_finite_parameters",
            "plot_loss_curve", "pyplot", "save_figure", "seq2seq_metrics"]
 
@@ -491,7 +491,8 @@ class TrainingCallbacks:
         ``max_train_minutes`` (None: no budget) that takes over the warm-up of a budgeted run, with a
         :class:`BudgetProgressCallback` in place of the step-counting bar; a :class:`MaxNormCallback`; an
         :class:`InterruptCallback`; a :class:`NonFiniteGuardCallback`; with ``tune_threads``, a
-        :class:`hfnn.training.cpu_threads.ThreadTuner`; and with ``average_weights`` (a fraction of training, 0: off) a :class:`WeightAveragingCallback`."""
+        :class:`hfnn.training.cpu_threads.ThreadTuner`; and with ``average_weights`` (a fraction of training, 0: off)
+        a :class:`WeightAveragingCallback`."""
         from hfnn.training.cpu_threads import ThreadTuner
 
         budget = TimeBudgetCallback(max_train_minutes, anneal=anneal_by_time)
