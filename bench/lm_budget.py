@@ -73,7 +73,7 @@ def eval_loss(model, blocks: torch.Tensor, batch_size: int = 64) -> float:
 
 def train_one(name, tok, streams, minutes, block_size, batch_size, lr, eval_every, eval_blocks, seed=0):
     arch, fields = MODELS[name]
-    config_cls = getattr(hfnn, hfnn.ARCHITECTURES[arch][1])
+    config_cls = getattr(hfnn, hfnn.ARCHITECTURES[arch].config_class)
     config = config_cls(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
                         eos_token_id=tok.eos_token_id, **fields)
     torch.manual_seed(seed)

@@ -39,13 +39,14 @@ COMMON_SHRINK = dict(vocab_size=VOCAB, hidden_size=8, embedding_size=6, num_hidd
 
 
 def config_class(arch: str):
-    return getattr(hfnn, hfnn.ARCHITECTURES[arch][1])
+    return getattr(hfnn, hfnn.ARCHITECTURES[arch].config_class)
 
 
 def model_classes(arch: str) -> dict[str, type]:
     """{auto class name: model class} of an architecture, e.g. {"AutoModelForCausalLM": RnnForCausalLM}."""
-    modeling = sys.modules[f"hfnn.models.{hfnn.ARCHITECTURES[arch][2]}"]
-    return {auto: getattr(modeling, name) for auto, name in hfnn.ARCHITECTURES[arch][3].items()}
+    entry = hfnn.ARCHITECTURES[arch]
+    modeling = sys.modules[f"hfnn.models.{entry.modeling_module}"]
+    return {head.auto_class: getattr(modeling, head.model_class) for head in entry.heads}
 
 
 def tiny_config(arch: str, head: str | None = None, **overrides):
@@ -76,7 +77,8 @@ def no_dropout(arch: str) -> dict:
 
 def heads() -> list[tuple[str, str]]:
     """Every (architecture, auto class) pair with a task head (not the bare backbone)."""
-    return [(arch, auto) for arch in hfnn.ARCHITECTURES for auto in hfnn.ARCHITECTURES[arch][3] if auto != "AutoModel"]
+    return [(arch, head.auto_class) for arch, entry in hfnn.ARCHITECTURES.items() for head in entry.heads
+            if head.auto_class != "AutoModel"]
 
 
 def shakespeare_text(n_chars: int, offset: int = 0, play: str = "hamlet") -> str:

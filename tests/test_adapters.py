@@ -1,6 +1,7 @@
 """PEFT adapters on every hfnn head (hfnn/sharing/adapters.py): LoRA and OFT train through the Trainer with only the
 adapter changing, save and load back on the base model with the same outputs, and merge into the weights
-without changing them; peft's own defaults work for hfnn model types."""
+without changing them; peft's own defaults work for hfnn model types once ``register_peft_defaults()`` is called, and
+only then (``import hfnn`` patches nothing in peft)."""
 
 from __future__ import annotations
 
@@ -110,6 +111,7 @@ def test_default_targets_cover_each_architecture(arch, head):
 
 @pytest.mark.parametrize("arch,head", HEADS, ids=IDS)
 def test_plain_peft_config_without_target_modules(arch, head):
+    adapters.register_peft_defaults()
     model = build(arch, head)
     config = peft.LoraConfig(task_type=adapters.task_type(model), r=2, init_lora_weights=False)
     peft_model = peft.get_peft_model(model, config)
@@ -152,11 +154,39 @@ def test_bad_arguments_name_the_field():
         adapters.add_adapter(transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2)))
 
 
-def test_importing_hfnn_adapters_does_not_import_peft():
-    code = ("import sys, hfnn.sharing.adapters; assert 'peft' not in sys.modules; import peft.utils.constants as c; "
-            "assert 'hfnn-rnn' in c.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING; print('ok')")
+def test_importing_hfnn_patches_nothing_in_peft_until_asked():
+    """``import hfnn`` neither imports the adapters nor adds an import hook of its own (transformers, imported
+    first, adds one); peft's tables keep only peft's own entries until ``register_peft_defaults()`` fills them."""
+    code = (
+        "import sys, torch, transformers, transformers.pipelines; finders = list(sys.meta_path); import hfnn\n"
+        "assert sys.meta_path == finders, sys.meta_path\n"
+        "assert 'hfnn.sharing.adapters' not in sys.modules and 'peft' not in sys.modules\n"
+        "import peft.utils.constants as c\n"
+        "tables = (c.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING,\n"
+        "          c.TRANSFORMERS_MODELS_TO_OFT_TARGET_MODULES_MAPPING)\n"
+        "assert not any(k.startswith('hfnn-') for t in tables for k in t), 'peft tables patched on import'\n"
+        "from hfnn.sharing import adapters\n"
+        "assert sys.meta_path == finders and not any(k.startswith('hfnn-') for t in tables for k in t)\n"
+        "adapters.register_peft_defaults(); adapters.register_peft_defaults()\n"
+        "print(tables[0]['hfnn-cnn'][:2], tables[1]['hfnn-cnn'], tables[0]['hfnn-mlp'])\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "ok", out.stderr[-2000:]
+    assert out.stdout.strip() == "['convs.0', 'convs.1'] ['word_embeddings'] ['dense']", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("method", adapters.METHODS)
+def test_add_adapter_passes_the_registry_targets_to_peft(method, monkeypatch):
+    """add_adapter needs nothing in peft's tables: the config it gives peft names the registry's targets."""
+    from hfnn.models import registry
+
+    seen = []
+    monkeypatch.setattr(peft, "get_peft_model", lambda model, config: seen.append(config) or model)
+    model = build("cnn", "AutoModelForSequenceClassification")
+    adapters.add_adapter(model, method=method, r=2)
+    targets = registry.ARCHITECTURES["cnn"].default_targets(method)
+    found = {name for name, _ in model.named_modules() if name.rsplit(".", 1)[-1] in targets or
+             any(name.endswith("." + t) for t in targets)}
+    assert found and set(seen[0].target_modules) == found
 
 
 def test_a_lora_wrapped_lstm_still_recurs_in_float32_under_cpu_autocast():

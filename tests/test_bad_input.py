@@ -156,11 +156,12 @@ CONFIG_CASES = {
 }
 
 for _arch in hfnn.ARCHITECTURES:
-    case(f"config-{_arch}-vocab_size", f"`{hfnn.ARCHITECTURES[_arch][1]}(vocab_size=0)`", ValueError, "vocab_size")(
+    case(f"config-{_arch}-vocab_size", f"`{hfnn.ARCHITECTURES[_arch].config_class}(vocab_size=0)`", ValueError,
+         "vocab_size")(
         lambda fx, tmp, a=_arch: config_class(a)(vocab_size=0))
     for _suffix, _field, _values in CONFIG_CASES.get(_arch, []):
         _shown = ", ".join(f"{k}={v!r}" for k, v in _values.items())
-        case(f"config-{_arch}-{_suffix}", f"`{hfnn.ARCHITECTURES[_arch][1]}({_shown})`", ValueError, _field)(
+        case(f"config-{_arch}-{_suffix}", f"`{hfnn.ARCHITECTURES[_arch].config_class}({_shown})`", ValueError, _field)(
             lambda fx, tmp, a=_arch, v=_values: config_class(a)(**v))
 
 case("config-rnn-lm-bidirectional", "`RnnForCausalLM(RnnConfig(bidirectional=True))`", ValueError, "bidirectional")(

@@ -444,11 +444,16 @@ def test_quickstart_trains_what_exists_and_skips_the_rest(capsys, tmp_path, monk
     values = dict(zip(args[::2], args[1::2]))
     recipe.write_text(json.dumps({"task": "language-modeling", "architecture": "rnn",
                                   **{k[2:]: v for k, v in values.items()}}))
-    from hfnn.apps import quickstart
+    import dataclasses
 
+    from hfnn.apps import quickstart
+    from hfnn.models import registry
+
+    rnn = registry.ARCHITECTURES["rnn"]
     monkeypatch.setattr(quickstart, "QUICKSTART_MODELS", (
-        ("RNN LM", "rnn", "language-modeling", "shakespeare", ("rnn",)),
-        ("Imaginary LM", "nothing", "language-modeling", "shakespeare", ("nothing",)),
+        (rnn, registry.QuickstartModel("RNN LM", "language-modeling", "shakespeare")),
+        (dataclasses.replace(rnn, name="nothing"), registry.QuickstartModel("Imaginary LM", "language-modeling",
+                                                                            "shakespeare")),
     ))
     real_find = quickstart.find_recipe
     monkeypatch.setattr(quickstart, "find_recipe",

@@ -274,57 +274,94 @@ def classifier_row_norms(model):
     return model.classifier.weight.detach().norm(dim=1)
 
 
-def test_max_norm_is_enforced_after_each_optimizer_step_and_on_eval():
+def test_max_norm_is_applied_by_the_model_on_eval_and_on_request_and_nowhere_else():
+    """The model projects its rows when switched to evaluation and when asked (``apply_max_norm_``); nothing
+    outside it does: an optimizer step (of any optimizer) and a forward leave the weights as they are."""
     model = tiny_model(max_norm=0.5)  # randomize_ gives rows of norm ~3.9, far above 0.5
     model.train()
     with torch.no_grad():
         model.classifier.weight.mul_(10.0)
     optimizer = torch.optim.SGD(model.parameters(), lr=5.0)
     ids = torch.tensor([[3, 4, 5, 6, 7]])
-    for _ in range(3):
-        before = model.classifier.weight.detach().clone()
-        loss = model(ids, labels=torch.tensor([1])).loss
-        assert torch.equal(model.classifier.weight, before)  # forward never changes a parameter
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        assert classifier_row_norms(model).max() <= 0.5 + 1e-6  # projected right after the update
+    before = model.classifier.weight.detach().clone()
+    loss = model(ids, labels=torch.tensor([1])).loss
+    assert torch.equal(model.classifier.weight, before)  # forward never changes a parameter
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert classifier_row_norms(model).max() > 0.5  # no process-wide hook projects after a step
+    model.apply_max_norm_()
+    assert classifier_row_norms(model).max() <= 0.5 + 1e-6
     with torch.no_grad():
         model.classifier.weight.mul_(10.0)  # set by hand: projected when switching to evaluation
     model.eval()
     assert classifier_row_norms(model).max() <= 0.5 + 1e-6
-    # rows already inside the ball are left alone; an optimizer without the classifier does not touch it
+    # rows already inside the ball are left alone; without max_norm nothing is projected
     small = tiny_model(max_norm=100.0)
     before = small.classifier.weight.detach().clone()
-    other = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=1.0)
-    other.step()
+    small.apply_max_norm_()
     small.train()(ids)
     assert torch.equal(small.classifier.weight, before)
+    free = tiny_model(max_norm=None)
+    before = free.classifier.weight.detach().clone()
+    free.apply_max_norm_()
+    assert torch.equal(free.classifier.weight, before)
 
 
-def test_max_norm_holds_after_training_with_trainer(tmp_path):
+def test_creating_a_cnn_registers_no_global_optimizer_hook():
+    from torch.optim import optimizer
+
+    hooks = dict(optimizer._global_optimizer_post_hooks)
+    tiny_model(max_norm=0.5)
+    assert dict(optimizer._global_optimizer_post_hooks) == hooks
+
+
+def _train_with_trainer(tmp_path, max_norm, callbacks):
+    """Norms of the classifier rows after every optimizer step of a short Trainer run (no evaluation)."""
     from datasets import Dataset
-    from transformers import Trainer, TrainingArguments
+    from transformers import Trainer, TrainerCallback, TrainingArguments
 
     rows = [{"input_ids": [3 + i % 7, 4 + i % 5, 5, 6], "label": i % 2} for i in range(32)]
-    dataset = Dataset.from_list(rows)
+    norms = []
 
-    def train(max_norm):
-        torch.manual_seed(0)
-        model = CnnForSequenceClassification(tiny_config(num_labels=2, max_norm=max_norm))
-        args = TrainingArguments(
-            output_dir=str(tmp_path / str(max_norm)), per_device_train_batch_size=8, num_train_epochs=3,
-            learning_rate=0.5, optim="sgd", report_to=[], save_strategy="no", logging_strategy="no",
-            use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
-        )
-        trainer = Trainer(model=model, args=args, train_dataset=dataset, eval_dataset=dataset)
-        trainer.train()
-        trainer.evaluate()
-        return classifier_row_norms(model).max().item()
+    class Probe(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            norms.append(classifier_row_norms(model).max().item())
+
+    torch.manual_seed(0)
+    model = CnnForSequenceClassification(tiny_config(num_labels=2, max_norm=max_norm))
+    args = TrainingArguments(
+        output_dir=str(tmp_path / f"{max_norm}-{len(callbacks)}"), per_device_train_batch_size=8, num_train_epochs=3,
+        learning_rate=0.5, optim="sgd", report_to=[], save_strategy="no", logging_strategy="no", eval_strategy="no",
+        use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
+    )
+    Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows), callbacks=[*callbacks, Probe()]).train()
+    return norms, classifier_row_norms(model).max().item()
+
+
+def test_max_norm_holds_after_every_step_of_training_with_trainer(tmp_path):
+    """With MaxNormCallback (what the pipelines attach), the rows are inside the ball after every optimizer step and
+    at the end of training; without it, or without max_norm, they leave it."""
+    from hfnn.training import MaxNormCallback
 
     limit = 0.03
-    assert train(None) > 1.5 * limit  # unconstrained rows end well outside the ball...
-    assert train(limit) <= limit + 1e-6  # ...the constraint keeps them inside
+    unconstrained, _ = _train_with_trainer(tmp_path, None, [MaxNormCallback()])
+    assert max(unconstrained) > 1.5 * limit  # unconstrained rows end well outside the ball...
+    norms, final = _train_with_trainer(tmp_path, limit, [MaxNormCallback()])
+    assert len(norms) == 12 and max(norms) <= limit + 1e-6 and final <= limit + 1e-6  # ...the constraint keeps them in
+    unattached, _ = _train_with_trainer(tmp_path, limit, [])
+    assert max(unattached) > limit + 1e-6  # the callback does it: nothing else projects during training
+
+
+def test_the_pipelines_callbacks_include_max_norm(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    from hfnn.training import MaxNormCallback, TrainingCallbacks
+
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, disable_tqdm=True)
+    trainer = Trainer(model=tiny_model(max_norm=1.0), args=args)
+    TrainingCallbacks.attach(trainer, tune_threads=False)
+    assert any(isinstance(c, MaxNormCallback) for c in trainer.callback_handler.callbacks)
 
 
 # ---------------------------------------------------------------- saving, Auto classes, pipelines, remote code

@@ -306,7 +306,7 @@ def test_folders_that_are_not_hfnn_models_are_refused_in_one_line(tmp_path, fold
     cases = {
         str(tmp_path / "missing"): "no such model folder",
         str(tmp_path / "empty"): "is not a saved hfnn model folder (no config.json)",
-        str(tmp_path / "bert"): "is not an hfnn model folder (config.json model_type 'bert'; hfnn models are",
+        str(tmp_path / "bert"): "is not an hfnn model folder (model_type 'bert'; hfnn models are",
         str(tmp_path / "broken"): "config.json cannot be read",
         str(tmp_path / "file.txt"): "is a file, not a saved model folder",
         str(backbone): "holds a CnnModel without a task head",
@@ -357,7 +357,7 @@ def test_importing_the_demo_does_not_import_gradio():
 def test_space_files_run_the_demo_without_hfnn(folders, loaded, tmp_path):
     folder = shutil.copytree(folders["cnn"], tmp_path / "space")
     written = write_space_files(folder)
-    assert sorted(p.name for p in written) == ["app.py", "hfnn_demo.py", "requirements.txt"]
+    assert sorted(p.name for p in written) == ["app.py", "hfnn_demo.py", "registry.py", "requirements.txt"]
     requirements = (folder / "requirements.txt").read_text().split()
     assert any(r.startswith("gradio") for r in requirements) and any(r.startswith("transformers") for r in requirements)
     compile((folder / "app.py").read_text(), "app.py", "exec")
@@ -380,7 +380,7 @@ def test_space_files_run_the_demo_without_hfnn(folders, loaded, tmp_path):
     # an upload of the folder carries the Space's files
     from hfnn.sharing.hub import upload_manifest
 
-    assert {"app.py", "hfnn_demo.py", "requirements.txt"} <= set(upload_manifest(folder))
+    assert {"app.py", "hfnn_demo.py", "registry.py", "requirements.txt"} <= set(upload_manifest(folder))
 
 
 def test_a_hub_id_that_cannot_be_downloaded_is_named(monkeypatch):

@@ -258,3 +258,19 @@ def test_cli_without_onnxruntime_names_the_pip_command(tmp_path, capsys, monkeyp
     assert main(["export", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"hfnn export: error: ONNX export needs onnxruntime: {export.PIP_INSTALL}"
+
+
+def test_the_interface_is_the_registry_export_signature_of_the_head(tmp_path):
+    """The graph follows the registry's export signature of the model's class (a subclass keeps its parent's);
+    a bare encoder has none and is refused before anything is traced."""
+    from hfnn import CnnConfig, CnnModel, RnnConfig, RnnForCausalLM
+
+    class MyRnn(RnnForCausalLM):
+        pass
+
+    graph = export._graph(MyRnn(RnnConfig(vocab_size=12, hidden_size=8, embedding_size=4, num_hidden_layers=1,
+                                   rnn_type="lstm")))
+    assert graph.kind == "causal-lm" and graph.inputs[2:] == ["past_state.h", "past_state.c"]
+    with pytest.raises(ValueError, match="CnnModel has no task head to export"):
+        export.export_onnx(CnnModel(CnnConfig(vocab_size=12, embedding_size=4, num_filters=2, window_sizes=[2])),
+                           tmp_path / "model.onnx")

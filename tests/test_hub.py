@@ -39,7 +39,7 @@ GENERIC = dict(hidden_size=16, embedding_size=8, num_hidden_layers=1, num_attent
 
 def heads():
     """(architecture, auto class name) for every task head registered in hfnn.ARCHITECTURES."""
-    return [(arch, auto) for arch, spec in hfnn.ARCHITECTURES.items() for auto in spec[3] if auto in AUTO]
+    return [(arch, auto) for arch, entry in hfnn.ARCHITECTURES.items() for auto, _ in entry.models if auto in AUTO]
 
 
 def save_tiny_model(arch, auto_name, folder, seed=0, **overrides):
@@ -49,7 +49,7 @@ def save_tiny_model(arch, auto_name, folder, seed=0, **overrides):
     Language models and classifiers get a char tokenizer; seq2seq models a phoneme target tokenizer at the
     root and a char source tokenizer in ``source_tokenizer/``. Returns (model, tokenizer, source_tokenizer).
     """
-    config_cls = getattr(hfnn, hfnn.ARCHITECTURES[arch][1])
+    config_cls = getattr(hfnn, hfnn.ARCHITECTURES[arch].config_class)
     params = inspect.signature(config_cls.__init__).parameters
     seq2seq = auto_name == "AutoModelForSeq2SeqLM"
     source_tok = train_tokenizer(WORDS, kind="char") if seq2seq else None

@@ -1,5 +1,5 @@
 """What every hfnn model owes a transformers user, in the spirit of transformers' ``ModelTesterMixin``,
-parametrised over every task head of every architecture in ``hfnn.ARCHITECTURES``:
+parametrised over every task head of every architecture in ``hfnn.ARCHITECTURES`` (the registry's entries):
 
 * ``return_dict=False`` (argument or config) returns ``to_tuple()`` of the dataclass output;
 * ``output_hidden_states`` works from the call and from the config, one entry per layer plus the embeddings;
@@ -8,7 +8,7 @@ parametrised over every task head of every architecture in ``hfnn.ARCHITECTURES`
 * a row of pure padding gives finite logits and gradients, the same alone and in a batch, for every pooling;
 * encoder-decoders accept ``decoder_inputs_embeds``;
 * classifier losses follow ``problem_type`` as transformers' heads do;
-* modeling and configuration files import only what travels with remote code;
+* the files of hfnn/models/ import only what travels with remote code;
 * torch.export with dynamic batch and lengths (the RNN family too) matches eager on new padded shapes, longer and
   shorter; gradient checkpointing changes no gradient.
 
@@ -266,31 +266,38 @@ def test_classifier_losses_follow_problem_type(arch, head):
     torch.testing.assert_close(out.loss, F.mse_loss(out.logits[:, 0], values))
 
 
-def test_modeling_and_configuration_files_import_only_what_travels_with_remote_code():
+def test_modeling_and_configuration_files_import_only_what_travels_with_remote_code(tmp_path):
+    """Every file of hfnn/models/ (what travels with a saved model: remote code, the demo of a Space, the seq2seq
+    pipeline) imports only torch, transformers, huggingface_hub, the standard library and its sibling files (the
+    demo also what its Space's requirements install), and every architecture's modules are among them."""
     import ast
+    import re
     import sys
     from pathlib import Path
 
+    from hfnn.models.demo import write_space_files
+
     folder = Path(hfnn.__file__).parent / "models"
-    queue = sorted({f"{module}.py" for spec in hfnn.ARCHITECTURES.values() for module in (spec[0], spec[2])})
-    allowed = {"torch", "transformers", "huggingface_hub"} | set(sys.stdlib_module_names)
-    checked = set()
-    while queue:  # the architecture files and every sibling module they import, recursively
-        name = queue.pop()
-        checked.add(name)
+    names = {path.name for path in folder.glob("*.py")}
+    assert {f"{m}.py" for entry in hfnn.ARCHITECTURES.values() for m in (entry.config_module, entry.modeling_module)
+            } <= names
+    write_space_files(tmp_path)
+    space = {re.split(r"[<>=!~\[ ]", line)[0] for line in (tmp_path / "requirements.txt").read_text().split()}
+    siblings = {name.removesuffix(".py") for name in names}
+    for name in sorted(names):
+        allowed = {"torch", "transformers", "huggingface_hub"} | set(sys.stdlib_module_names)
+        if name == "demo.py":  # at a Space's top level, the demo imports the registry beside it by its name
+            allowed |= space | {hfnn.registry.REGISTRY_FILE.removesuffix(".py")}
         for node in ast.walk(ast.parse((folder / name).read_text())):
             if isinstance(node, ast.ImportFrom):
                 if node.level:
                     assert node.level == 1, f"{name}: only single-dot sibling imports travel with remote code"
-                    assert node.module, f"{name}: import siblings by module name (from .module import ...)"
-                    assert (folder / f"{node.module}.py").is_file(), f"{name}: {node.module} is not a sibling file"
-                    if f"{node.module}.py" not in checked | set(queue):
-                        queue.append(f"{node.module}.py")
+                    imported = [node.module] if node.module else [a.name for a in node.names]
+                    assert set(imported) <= siblings, f"{name}: {imported} is not a sibling file"
                 else:
                     assert node.module.split(".")[0] in allowed, f"{name} imports {node.module}"
             elif isinstance(node, ast.Import):
                 assert all(a.name.split(".")[0] in allowed for a in node.names), name
-    assert {"configuration_utils.py", "modeling_utils.py", "recurrence.py", "decoding.py"} <= checked, sorted(checked)
 
 
 def _padded(head, batch, length, decoder_length, seed):
@@ -469,7 +476,7 @@ def test_torch_compile_runs_a_training_step_on_a_padded_batch(arch):
 def test_only_an_exported_graph_runs_the_recurrence_as_a_scan():
     """torch.compile keeps the fused recurrent kernels (inductor cannot lower a scan in training unless told to
     capture scalar outputs, and a scan trains slower); torch.export, which would fix their time axis, scans."""
-    from hfnn.models.recurrent_cells import traced_over_time
+    from hfnn.models.modeling_utils import traced_over_time
 
     seen = []
 

@@ -122,7 +122,7 @@ def test_the_saved_tokenizer_is_capped_to_the_model_positions(lm_folder):
 
 def test_a_saved_folder_carries_its_space_files_and_a_model_card(lm_folder, classifier_folder):
     for folder in (lm_folder, classifier_folder):
-        for name in ("app.py", "requirements.txt", "hfnn_demo.py"):
+        for name in ("app.py", "requirements.txt", "hfnn_demo.py", "registry.py"):
             assert (folder / name).is_file(), f"{folder.name}: {name} missing"
         readme = folder / "README.md"
         front = _front_matter(readme)

@@ -156,7 +156,7 @@ def test_mark_for_pipeline_keeps_other_entries_and_returns_the_config(tmp_path):
     assert set(config.custom_pipelines) == {"other", INFERRED_TASK}
     assert not os.listdir(tmp_path)
     mark_for_pipeline(config, tmp_path / "out")
-    assert os.listdir(tmp_path / "out") == ["pipeline_seq2seq.py"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["pipeline_seq2seq.py", "registry.py"]  # the registry it imports
 
 
 def test_pipeline_save_pretrained_writes_everything_needed(saved, tmp_path):
@@ -164,7 +164,7 @@ def test_pipeline_save_pretrained_writes_everything_needed(saved, tmp_path):
     g2p = pipeline(TASK, model=str(folder))
     g2p.save_pretrained(tmp_path)
     assert (tmp_path / SOURCE_TOKENIZER_SUBFOLDER / "tokenizer.json").is_file()
-    assert (tmp_path / "pipeline_seq2seq.py").is_file()
+    assert (tmp_path / "pipeline_seq2seq.py").is_file() and (tmp_path / "registry.py").is_file()
     assert pipeline(TASK, model=str(tmp_path))(WORDS) == g2p(WORDS)
 
 

@@ -46,17 +46,15 @@ def test_recipe_changes_name_real_models_and_options():
     name would otherwise fail only at the end of a long run), and its config fields exist in the config."""
     import importlib
 
-    from hfnn.models import registry
     from hfnn.apps.quickstart import QUICKSTART_MODELS, QUICKSTART_OVERRIDES, _pipeline_fields
     from hfnn.training.recipes import pipeline_module
 
-    models = {m[0]: m for m in QUICKSTART_MODELS}
+    models = {row.label: (entry, row) for entry, row in QUICKSTART_MODELS}
     for label, changes in QUICKSTART_OVERRIDES.items():
         assert label in models, label
-        _, arch, task, _, _ = models[label]
-        fields = _pipeline_fields(pipeline_module(task))
+        entry, row = models[label]
+        fields = _pipeline_fields(pipeline_module(row.task))
         assert set(changes) <= fields, (label, set(changes) - fields)
-        entry = registry.architecture(arch)
         config = getattr(importlib.import_module(f"hfnn.models.{entry.config_module}"), entry.config_class)()
         missing = [k for k in changes.get("config_overrides", {}) if not hasattr(config, k)]
         assert not missing, (label, missing)

@@ -32,16 +32,8 @@ from hfnn.training.recipes import find_recipe, pipeline_module
 __all__ = ["QUICKSTART_MODELS", "QUICKSTART_OVERRIDES", "baseline", "letter_baseline_per", "majority_accuracy", "quickstart_plan",
            "run_quickstart", "unigram_perplexity"]
 
-# (label, architecture, task, corpus, architecture names a recipe may use)
-QUICKSTART_MODELS = (
-    ("RNN LM", "rnn", "language-modeling", "shakespeare", ("rnn",)),
-    ("Transformer LM", "transformer", "language-modeling", "shakespeare", ("transformer",)),
-    ("CNN classifier", "cnn", "text-classification", "rotten_tomatoes", ("cnn",)),
-    ("MLP classifier", "mlp", "text-classification", "rotten_tomatoes", ("mlp",)),
-    ("RNN classifier", "rnn", "text-classification", "rotten_tomatoes", ("rnn",)),
-    ("RNN attention seq2seq", "rnn_seq2seq", "seq2seq", "cmudict", ("rnn_seq2seq", "rnn-seq2seq")),
-    ("Transformer seq2seq", "transformer", "seq2seq", "cmudict", ("transformer", "transformer_seq2seq")),
-)
+# (architecture, row) of every model the quickstart trains, in the table's order: the registry's quickstart rows
+QUICKSTART_MODELS: tuple[tuple[registry.Architecture, registry.QuickstartModel], ...] = registry.quickstart_models()
 # What a quickstart run changes in a model's shipped recipe, beside the time budget. The G2P recipes are sized
 # for 30 minutes and barely leave the letter baseline in a quickstart's budget; half the width (the
 # Transformer's feed-forward too), batches of 64 and a higher learning rate train enough steps, and greedy
@@ -189,19 +181,21 @@ def _own_threads():
 def quickstart_plan(only):
     """(plan, skipped): the models to train (label, arch, task, corpus, recipe, module) and (label, reason)."""
     def names(model):
-        return {model[1], model[2], registry.task(model[2]).kind, model[0].lower()}
+        arch, row = model
+        return {arch.name, row.task, registry.task(row.task).kind, row.label.lower()}
 
     def selected(model, wanted):
-        return bool(names(model) & wanted or any(o in model[0].lower() for o in wanted))
+        return bool(names(model) & wanted or any(o in model[1].label.lower() for o in wanted))
 
     unknown = sorted(o for o in only or () if not any(selected(m, {o}) for m in QUICKSTART_MODELS))
     if unknown:
-        choices = sorted(set().union(*(names(m) - {m[0].lower()} for m in QUICKSTART_MODELS)))
+        choices = sorted(set().union(*(names(m) - {m[1].label.lower()} for m in QUICKSTART_MODELS)))
         raise UserError(f"--only {' '.join(unknown)}: no quickstart model has that name; use one of {', '.join(choices)}")
     plan, skipped = [], []
-    for label, arch, task, corpus, arch_names in QUICKSTART_MODELS:
-        if only and not selected((label, arch, task), only):
+    for entry, row in QUICKSTART_MODELS:
+        if only and not selected((entry, row), only):
             continue
+        label, arch, task, corpus, arch_names = row.label, entry.name, row.task, row.corpus, entry.names
         try:
             module = pipeline_module(task)
         except UserError as err:

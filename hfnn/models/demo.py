@@ -21,9 +21,10 @@ The data behind each view comes from pure functions (:func:`token_probabilities`
 take a model and its tokenizer and need no Gradio; :func:`build_app` lays them out. Gradio (``pip install
 'hfnn[demo]'``) is imported only when an app is built.
 
-This module imports only ``torch``, ``transformers`` and the standard library at the top (hfnn itself is
-optional), so that :func:`write_space_files` can copy it into a saved model folder next to an ``app.py``:
-pushed to a Hugging Face Space, the folder runs this same demo, loading the model as remote code.
+This module imports only ``torch``, ``transformers``, the standard library and the registry of the models wing
+at the top (hfnn itself is optional), so that :func:`write_space_files` can copy it into a saved model folder
+next to an ``app.py``, with the registry beside it: pushed to a Hugging Face Space, the folder runs this same
+demo, loading the model as remote code.
 """
 
 from __future__ import annotations
@@ -33,12 +34,16 @@ import dataclasses
 import html
 import json
 import os
-import shutil
 import sys
 import threading
 from pathlib import Path
 
 import torch
+
+try:  # inside hfnn
+    from . import registry
+except ImportError:  # the copy in a Space folder, at its top level beside the copy of the registry
+    import registry
 
 __all__ = [
     "DemoError",
@@ -53,17 +58,15 @@ __all__ = [
     "label_scores",
     "load_demo_model",
     "main",
+    "resolve_model_folder",
     "token_contributions",
     "token_probabilities",
     "write_space_files",
 ]
 
 SPACE_MODULE = "hfnn_demo.py"  # the copy of this module that write_space_files puts in a model folder
-SOURCE_TOKENIZER_SUBFOLDER = "source_tokenizer"
+SOURCE_TOKENIZER_SUBFOLDER = registry.SOURCE_TOKENIZER_SUBFOLDER
 GRADIO_REQUIREMENT = "gradio>=6,<7"
-_NAMES = {"hfnn-rnn": "An RNN", "hfnn-cnn": "A CNN", "hfnn-mlp": "An MLP", "hfnn-transformer": "A Transformer",
-          "hfnn-rnn-seq2seq": "An RNN encoder-decoder"}
-_KIND_WORDS = {"causal-lm": "language model", "classification": "text classifier", "seq2seq": "sequence-to-sequence model"}
 
 
 class DemoError(Exception):
@@ -96,46 +99,22 @@ class DemoModel:
         return self.model_type[len("hfnn-"):] if self.model_type.startswith("hfnn-") else self.model_type
 
 
-def _model_kind(config: dict) -> str | None:
-    for name in config.get("architectures") or []:
-        if name.endswith("ForCausalLM"):
-            return "causal-lm"
-        if name.endswith("ForSequenceClassification"):
-            return "classification"
-        if name.endswith(("ForConditionalGeneration", "ForSeq2SeqLM")):
-            return "seq2seq"
-    if config.get("is_encoder_decoder"):
-        return "seq2seq"
-    return None
-
-
-def _hfnn_model_types() -> set[str] | None:
-    """The model types hfnn registers, or None when hfnn is not installed (a Space without hfnn)."""
-    try:
-        import hfnn
-    except ImportError:
-        return None
-    try:
-        return {getattr(hfnn, spec[1]).model_type for spec in hfnn.ARCHITECTURES.values()}
-    except (AttributeError, TypeError, IndexError, KeyError):  # another layout of the registry: go by the prefix
-        return None
-
-
-def _resolve_folder(name: str) -> Path:
+def resolve_model_folder(name: str, error: type[Exception] = DemoError) -> Path:
+    """A local folder, or a Hub repository id downloaded to the cache; ``error`` (one line) for anything else."""
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise DemoError(f"{name} is a file, not a saved model folder")
+            raise error(f"{name} is a file, not a saved model folder")
         return path
     looks_like_repo = not name.startswith((".", "/", "~")) and name.count("/") == 1 and not os.path.splitext(name)[1]
     if not looks_like_repo:
-        raise DemoError(f"no such model folder: {name}")
+        raise error(f"no such model folder: {name}")
     try:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(name, repo_type="model"))
     except Exception as err:  # offline, no such repository, gated...
-        raise DemoError(
+        raise error(
             f"no such model folder: {name} (and it could not be downloaded from the Hub: {type(err).__name__})"
         ) from None
 
@@ -149,7 +128,7 @@ def load_demo_model(name: str | os.PathLike, device: str = "cpu") -> DemoModel:
     """Checks that ``name`` (a folder or a Hub repository id) holds a saved hfnn model with a task head and
     loads it with its tokenizer(s). Raises :class:`DemoError` with a one-line reason otherwise."""
     name = str(name)
-    path = _resolve_folder(name)
+    path = resolve_model_folder(name)
     config_path = path / "config.json"
     if not config_path.is_file():
         raise DemoError(
@@ -161,22 +140,17 @@ def load_demo_model(name: str | os.PathLike, device: str = "cpu") -> DemoModel:
         raise DemoError(f"{config_path} cannot be read: {_one_line(err)}") from None
     if not isinstance(config, dict):
         raise DemoError(f"{config_path} does not hold a JSON object")
-    model_type = config.get("model_type")
-    known = _hfnn_model_types()
-    is_hfnn = model_type in known if known is not None else isinstance(model_type, str) and model_type.startswith("hfnn-")
-    if not is_hfnn:
-        listed = f"; hfnn models are {', '.join(sorted(known))}" if known else ""
-        raise DemoError(f"{name} is not an hfnn model folder (config.json model_type {model_type!r}{listed})")
-    kind = _model_kind(config)
-    if kind is None:
-        archs = ", ".join(config.get("architectures") or ["?"])
-        raise DemoError(f"{name} holds a {archs} without a task head (language model, classifier or seq2seq); nothing to show")
+    try:
+        _, task = registry.saved_model(config, name)
+    except ValueError as err:
+        raise DemoError(f"{err}; nothing to show") from None
+    model_type, kind = config["model_type"], task.kind
 
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
+    import transformers
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    auto = {"causal-lm": AutoModelForCausalLM, "classification": AutoModelForSequenceClassification,
-            "seq2seq": AutoModelForSeq2SeqLM}[kind]
+    auto = getattr(transformers, task.auto_class)
     remote = "hfnn" not in sys.modules  # without hfnn, the folder's own code (auto_map) defines the model
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
@@ -527,10 +501,12 @@ def build_app(model_or_folder):
     gr = _import_gradio()
     demo_model = model_or_folder if isinstance(model_or_folder, DemoModel) else load_demo_model(model_or_folder)
     title = f"hfnn demo: {demo_model.name}"
+    entry = registry.architecture_of_model_type(demo_model.model_type)
+    display_name = entry.display_name if entry is not None else f"A {demo_model.architecture}"
     with gr.Blocks(title=title, analytics_enabled=False) as app:
         gr.Markdown(
             f"# {html.escape(demo_model.name)}\n"
-            f"{_NAMES.get(demo_model.model_type, 'A ' + demo_model.architecture)} {_KIND_WORDS[demo_model.kind]} "
+            f"{display_name} {registry.task(demo_model.kind).noun} "
             f"(`{type(demo_model.model).__name__}`, {sum(p.numel() for p in demo_model.model.parameters()):,} parameters"
             + (f", attention: {demo_model.model.config.attention}" if demo_model.model_type == "hfnn-rnn-seq2seq" else "")
             + ")."
@@ -791,8 +767,9 @@ if __name__ == "__main__":
 
 
 def write_space_files(folder: str | os.PathLike) -> list[Path]:
-    """Writes ``app.py``, ``requirements.txt`` and ``hfnn_demo.py`` (a copy of this module) into a saved model
-    folder, so that the folder pushed to a Hugging Face Space (Gradio SDK) serves this demo. Returns the paths."""
+    """Writes ``app.py``, ``requirements.txt``, ``hfnn_demo.py`` (a copy of this module) and ``registry.py`` (a copy
+    of the registry it reads) into a saved model folder, so that the folder pushed to a Hugging Face Space (Gradio
+    SDK) serves this demo. Returns the paths."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DemoError(f"no such model folder: {folder}")
@@ -807,9 +784,8 @@ def write_space_files(folder: str | os.PathLike) -> list[Path]:
                    "tokenizers", "safetensors", GRADIO_REQUIREMENT, "pandas"]) + "\n",
         encoding="utf-8",
     )
-    module = folder / SPACE_MODULE
-    shutil.copyfile(os.path.abspath(__file__), module)
-    return [app, requirements, module]
+    module = Path(registry.write_copy(folder, __file__, SPACE_MODULE))
+    return [app, requirements, module, Path(registry.write_copy(folder))]
 
 
 def _boolean(value: str) -> bool:

@@ -6,11 +6,8 @@ whose rows are held to an l2 norm of at most `max_norm`.
 Pooling sees only windows inside the real text, so a sentence gives the same logits alone or padded (a row with no
 window left pools to zeros); a sentence shorter than a window is right-extended with zero vectors (one window)."""
 
-import weakref
-
 import torch
 from torch import nn
-from torch.optim.optimizer import register_optimizer_step_post_hook
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 from transformers.utils import can_return_tuple
@@ -174,8 +171,10 @@ class CnnModel(CnnPreTrainedModel):
 
 class CnnForSequenceClassification(CnnPreTrainedModel):
     """`CnnModel` -> dropout -> linear layer. With `config.max_norm`, rows of `classifier.weight` longer than it are
-    rescaled after every optimizer step that updates them (a step post-hook: any training loop enforces it, `forward`
-    never modifies a parameter) and when the model is switched to eval mode."""
+    rescaled by `apply_max_norm_`: the model does it when it is switched to eval mode, and a training loop does it
+    after every optimizer step (with `Trainer`, `hfnn.training.MaxNormCallback`, which the hfnn pipelines attach;
+    in a loop of one's own, a call of `model.apply_max_norm_()` after `optimizer.step()`). `forward` never modifies a
+    parameter, and nothing outside the model is patched."""
 
     def __init__(self, config: CnnConfig):
         super().__init__(config)
@@ -184,7 +183,6 @@ class CnnForSequenceClassification(CnnPreTrainedModel):
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
-        _watch_optimizer_steps(self)
 
     @torch.no_grad()
     def apply_max_norm_(self):
@@ -208,24 +206,3 @@ class CnnForSequenceClassification(CnnPreTrainedModel):
         """Returns `logits` (batch, num_labels) and, given `labels`, the loss."""
         outputs = self.model(input_ids, attention_mask, inputs_embeds, output_hidden_states, return_dict=True)
         return classifier_output(self, self.classifier, self.dropout(outputs.pooler_output), labels, outputs, **kwargs)
-
-
-_RETIRED_HOOKS = []  # hooks of models that are gone, removed at the next registration (never during a step)
-
-
-def _watch_optimizer_steps(model: CnnForSequenceClassification) -> None:
-    """``model.apply_max_norm_`` after each step of an optimizer holding the classifier weight: a global hook with a
-    weak reference to the model, removed when the next model registers one once the model is gone."""
-    while _RETIRED_HOOKS:
-        _RETIRED_HOOKS.pop().remove()
-    model_ref = weakref.ref(model)
-
-    def after_step(optimizer, args, kwargs):
-        model = model_ref()
-        if model is None:
-            return
-        weight = model.classifier.weight
-        if model.config.max_norm is not None and any(p is weight for group in optimizer.param_groups for p in group["params"]):
-            model.apply_max_norm_()
-
-    weakref.finalize(model, _RETIRED_HOOKS.append, register_optimizer_step_post_hook(after_step))

@@ -36,15 +36,18 @@ names: an encoder–decoder gets this pipeline (task :data:`INFERRED_TASK`, its 
 a language model gets transformers' text-generation pipeline and a classifier its text-classification pipeline
 (tasks in :data:`INFERRED_TASKS`, re-exported by this file for that purpose).
 
-This file imports only ``torch``, ``transformers`` and the standard library, so that it can travel with a model.
+This file imports only ``torch``, ``transformers``, the standard library and its sibling ``registry.py`` (the
+tasks and the folder names), so that it can travel with a model: :func:`mark_for_pipeline` copies both.
 """
 
 import os
-import shutil
 
 import torch
-from transformers import AutoTokenizer, Pipeline, TextClassificationPipeline, TextGenerationPipeline
+# the text pipelines are imported for the custom_pipelines entries that name them in this file
+from transformers import AutoTokenizer, Pipeline, TextClassificationPipeline, TextGenerationPipeline  # noqa: F401
 from transformers.utils import ModelOutput
+
+from .registry import SOURCE_TOKENIZER_SUBFOLDER, TASKS, write_copy
 
 __all__ = [
     "TASK",
@@ -56,14 +59,13 @@ __all__ = [
     "mark_for_pipeline",
 ]
 
-TASK = "seq2seq-generation"
-INFERRED_TASK = "hfnn-seq2seq-generation"
-SOURCE_TOKENIZER_SUBFOLDER = "source_tokenizer"
-# head (architecture name suffix) -> (task name in custom_pipelines, pipeline class name in this file, Auto class)
+TASK = TASKS["seq2seq"].pipeline_task
+INFERRED_TASK = TASKS["seq2seq"].inferred_task
+# head (architecture name suffix) -> (task name in custom_pipelines, pipeline class name in this file, Auto class),
+# for the heads of the registry's other tasks
 INFERRED_TASKS = {
-    "ForCausalLM": ("hfnn-text-generation", "TextGenerationPipeline", "AutoModelForCausalLM"),
-    "ForSequenceClassification": ("hfnn-text-classification", "TextClassificationPipeline",
-                                  "AutoModelForSequenceClassification"),
+    suffix: (entry.inferred_task, entry.pipeline_class, entry.auto_class)
+    for entry in TASKS.values() if entry.name != "seq2seq" for suffix in entry.model_suffixes
 }
 
 
@@ -112,7 +114,8 @@ def mark_for_pipeline(config, save_directory=None):
 
     ``config`` is the model's config or the model itself (then its class names the head). Adds a
     ``custom_pipelines`` entry to the config (call it before ``model.save_pretrained``) and, given the folder,
-    copies this module there (the entry names a class of ``pipeline_seq2seq`` inside the folder). The head is read
+    copies this module and the registry it reads there (the entry names a class of ``pipeline_seq2seq`` inside the
+    folder). The head is read
     from ``is_encoder_decoder``, the model's class or ``config.architectures``; a config that names none of an
     encoder–decoder, a language model or a classifier is an error. Returns the config.
     """
@@ -144,7 +147,8 @@ def mark_for_pipeline(config, save_directory=None):
     config.custom_pipelines = custom
     if save_directory is not None:
         os.makedirs(save_directory, exist_ok=True)
-        shutil.copyfile(os.path.abspath(__file__), os.path.join(save_directory, os.path.basename(__file__)))
+        write_copy(save_directory, __file__, os.path.basename(__file__))
+        write_copy(save_directory)
     return config
 
 

@@ -1,12 +1,13 @@
 """PEFT adapters for hfnn models: sensible default target modules for every architecture, and
 :func:`add_adapter` for the training pipelines (``--lora_r N``).
 
-``import hfnn.sharing.adapters`` registers hfnn's model types in peft's tables of default target modules, so that
-``get_peft_model(model, LoraConfig(task_type=...))`` without ``target_modules`` works for hfnn models as it does
-for transformers' own. peft is not imported for that: the tables are filled when peft is first imported (or at
-once, when it already is).
+The default targets are the registry's (:attr:`hfnn.models.registry.Architecture.peft_targets`), and
+:func:`add_adapter` passes them to peft explicitly. Importing this module (or hfnn) changes nothing in peft; to
+let ``get_peft_model(model, LoraConfig(task_type=...))`` without ``target_modules`` work for hfnn models as it
+does for transformers' own, call :func:`register_peft_defaults` once, which puts hfnn's model types in peft's
+tables of default target modules.
 
-Default targets (``DEFAULT_TARGETS``), by architecture:
+Default targets, by architecture:
 
 * RNN: the token embeddings and the projection before the output layer (when there is one), and, with LoRA
   through :func:`add_adapter`, the recurrent weight matrices W_x and W_h of every layer (``nn.RNN`` / ``nn.GRU`` /
@@ -25,82 +26,37 @@ into the base weights.
 
 from __future__ import annotations
 
-import importlib
-import importlib.abc
-import importlib.util
-import sys
-
 from hfnn.models import registry
 
-__all__ = ["DEFAULT_TARGETS", "METHODS", "add_adapter", "default_targets", "register_peft_defaults", "task_type"]
+__all__ = ["METHODS", "add_adapter", "default_targets", "register_peft_defaults", "task_type"]
 
-_LINEAR_TARGETS = {
-    "rnn": ["embed_tokens", "proj"],
-    "mlp": ["dense"],
-    "rnn_seq2seq": ["embed_tokens", "bridge", "query_proj", "key_proj", "output_proj"],
-    "transformer": ["qkv_proj", "out_proj", "q_proj", "kv_proj", "fc_in", "fc_out"],
-}
-# method -> architecture -> names of the modules it adapts by default (peft matches a name or a ``.name`` suffix)
-DEFAULT_TARGETS = {
-    "lora": {**_LINEAR_TARGETS, "cnn": [f"convs.{i}" for i in range(16)]},
-    "oft": {**_LINEAR_TARGETS, "cnn": ["word_embeddings"]},
-}
-METHODS = tuple(DEFAULT_TARGETS)
+METHODS = registry.PEFT_METHODS
 _PEFT_TABLES = {"lora": "TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING",
                 "oft": "TRANSFORMERS_MODELS_TO_OFT_TARGET_MODULES_MAPPING"}
 _HEADS = ("lm_head", "classifier", "score")
-_TASK_TYPES = {"AutoModelForCausalLM": "CAUSAL_LM", "AutoModelForSequenceClassification": "SEQ_CLS",
-               "AutoModelForSeq2SeqLM": "SEQ_2_SEQ_LM"}
 
 
-def _model_types() -> dict[str, str]:
-    """model_type -> architecture name, read from the configuration classes."""
-    found = {}
-    for entry in registry.ARCHITECTURES.values():
-        config = getattr(importlib.import_module(f"hfnn.models.{entry.config_module}"), entry.config_class)
-        found[config.model_type] = entry.name
-    return found
+def _import_peft():
+    try:
+        import peft
+    except ImportError:
+        from hfnn.models.errors import UserError
 
-
-def _fill_peft_tables() -> None:
-    constants = importlib.import_module("peft.utils.constants")
-    for model_type, arch in _model_types().items():
-        for method, table in _PEFT_TABLES.items():
-            getattr(constants, table).setdefault(model_type, list(DEFAULT_TARGETS[method][arch]))
-
-
-class _AfterPeftImport(importlib.abc.MetaPathFinder):
-    """Fills peft's tables right after ``peft.utils.constants`` is first imported."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "peft.utils.constants":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None:
-            return spec
-        loader = spec.loader
-        run = loader.exec_module
-
-        def exec_module(module):
-            run(module)
-            sys.modules[name] = module
-            _fill_peft_tables()
-
-        loader.exec_module = exec_module
-        return spec
+        raise UserError('adapters need peft: pip install "peft>=0.17"') from None
+    return peft
 
 
 def register_peft_defaults() -> None:
-    """Puts hfnn's model types in peft's default target tables (LoRA, OFT): now if peft is imported, else when
-    it is. Called on ``import hfnn.sharing.adapters``; calling it again does nothing more."""
-    if "peft.utils.constants" in sys.modules:
-        _fill_peft_tables()
-    elif not any(isinstance(f, _AfterPeftImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterPeftImport())
+    """Puts hfnn's model types in peft's default target tables (LoRA, OFT), so that a peft config without
+    ``target_modules`` adapts an hfnn model as :func:`add_adapter` does (without the recurrent weights, which
+    peft's tables cannot name). Imports peft; an entry peft already has for a model type is kept, so calling it
+    again does nothing more. hfnn never calls it: the user who wants peft's tables filled does."""
+    _import_peft()
+    from peft.utils import constants
 
-
-register_peft_defaults()
+    for entry in registry.ARCHITECTURES.values():
+        for method, table in _PEFT_TABLES.items():
+            getattr(constants, table).setdefault(entry.model_type, list(entry.default_targets(method)))
 
 
 def _supported(module, method: str) -> bool:
@@ -110,9 +66,9 @@ def _supported(module, method: str) -> bool:
     return isinstance(module, kinds)
 
 
-def _architecture(model) -> str:
+def _architecture(model) -> registry.Architecture:
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    arch = _model_types().get(model_type)
+    arch = registry.architecture_of_model_type(model_type)
     if arch is None:
         raise ValueError(f"{type(model).__name__} is not an hfnn model (model_type {model_type!r})")
     return arch
@@ -120,12 +76,12 @@ def _architecture(model) -> str:
 
 def default_targets(model, method: str = "lora") -> tuple[list[str], list[str]]:
     """``(module names, parameter names)`` that ``method`` adapts by default in ``model``: the modules of
-    ``DEFAULT_TARGETS`` present in it, and for LoRA the weight matrices of its recurrent layers."""
+    registry's ``peft_targets`` present in it, and for LoRA the weight matrices of its recurrent layers."""
     from torch import nn
 
-    if method not in DEFAULT_TARGETS:
+    if method not in METHODS:
         raise ValueError(f"unknown adapter method {method!r}; use {', '.join(METHODS)}")
-    names = DEFAULT_TARGETS[method][_architecture(model)]
+    names = _architecture(model).default_targets(method)
     modules, parameters = [], []
     for name, module in model.named_modules():
         if name.rsplit(".", 1)[-1] in _HEADS:
@@ -142,7 +98,7 @@ def task_type(model) -> str:
     name = type(model).__name__
     for entry in registry.TASKS.values():
         if name.endswith(entry.model_suffixes):
-            return _TASK_TYPES[entry.auto_class]
+            return entry.peft_task_type
     raise ValueError(f"{name} has no task head to adapt (a language model, classifier or seq2seq model)")
 
 
@@ -162,12 +118,7 @@ def add_adapter(model, method: str = "lora", r: int = 8, alpha: float | None = N
     ``peft_model.save_pretrained(dir)``, load it on the base model with ``PeftModel.from_pretrained(base, dir)``,
     or fold it into the weights with ``peft_model.merge_and_unload()``.
     """
-    try:
-        import peft
-    except ImportError:
-        from hfnn.models.errors import UserError
-
-        raise UserError('adapters need peft: pip install "peft>=0.17"') from None
+    peft = _import_peft()
     if not isinstance(r, int) or isinstance(r, bool) or r < 1:
         raise ValueError(f"adapter rank r must be a positive integer, got {r!r}")
     if not 0.0 <= dropout < 1.0:
@@ -176,7 +127,7 @@ def add_adapter(model, method: str = "lora", r: int = 8, alpha: float | None = N
     if target_modules is not None:
         modules, parameters = target_modules, []
     elif not modules and not parameters:
-        names = ", ".join(DEFAULT_TARGETS[method][_architecture(model)])
+        names = ", ".join(_architecture(model).default_targets(method))
         raise ValueError(f"{type(model).__name__} has none of the modules {method} adapts by default ({names}); an "
                          "MLP with num_hidden_layers=0 has no dense layer: give target_modules (e.g. "
                          "['word_embeddings']) or train every weight (no --lora_r)")

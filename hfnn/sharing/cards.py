@@ -28,7 +28,6 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from hfnn.models import registry
 
 __all__ = [
-    "SEED_CONCEPTS",
     "TEMPLATE_NAME",
     "find_template",
     "model_kind",
@@ -39,41 +38,6 @@ __all__ = [
 ]
 
 TEMPLATE_NAME = "model_card.md"
-
-# model_type -> (architecture tag, seed-concept tag, short text of the seed idea it implements)
-SEED_CONCEPTS: dict[str, tuple[str, str, str]] = {
-    "hfnn-mlp": (
-        "mlp",
-        "feed-forward-network",
-        "the seed's neurons and layers: each unit computes f(w·x + b), units side by side form a layer, "
-        "stacked layers produce hidden states; without a non-linear activation the stack collapses into "
-        "one matrix product",
-    ),
-    "hfnn-rnn": (
-        "rnn",
-        "recurrent-neural-network",
-        "the seed's h_i = tanh(W_x x_i + W_h h_{i-1} + b) recurrence: a sequential memory updated once per "
-        "token, read out by y_i = softmax(U h_i + b_2)",
-    ),
-    "hfnn-cnn": (
-        "cnn",
-        "convolutional-neural-network",
-        "the seed's sliding window over n-grams: convolutions of fixed widths extract local, "
-        "position-invariant features, max-pooled over time (Kim 2014)",
-    ),
-    "hfnn-rnn-seq2seq": (
-        "rnn-seq2seq",
-        "encoder-decoder",
-        "the seed's Seq2Seq: an RNN encoder turns the source into states, an RNN decoder generates the "
-        "target from them",
-    ),
-    "hfnn-transformer": (
-        "transformer",
-        "attention",
-        "the seed's last step: the Transformer, which replaces recurrence with (scaled dot-product) "
-        "attention",
-    ),
-}
 
 _SPLIT_PREFIXES = {"validation": "validation", "eval": "validation", "test": "test"}
 _NOT_METRICS = (
@@ -205,11 +169,12 @@ def _auto_class_of_kind(kind: str | None) -> str:
 def seed_concept(config: Mapping[str, Any]) -> str:
     """One sentence tying the saved model to the idea of the seed note it implements."""
     model_type = config.get("model_type", "")
-    if model_type not in SEED_CONCEPTS:
+    entry = registry.architecture_of_model_type(model_type)
+    if entry is None:
         return f"a {model_type or 'custom'} model"
-    text = SEED_CONCEPTS[model_type][2]
+    text = entry.concept_note
     kind = model_kind(config)
-    if model_type == "hfnn-rnn":
+    if entry.name == "rnn":
         rnn_type = config.get("rnn_type", "rnn_tanh")
         if rnn_type == "rnn_relu":
             text += "; here with ReLU in place of tanh"
@@ -217,13 +182,13 @@ def seed_concept(config: Mapping[str, Any]) -> str:
             text += f"; here with the gated {rnn_type.upper()} cell in place of the plain tanh cell"
         if kind == "classification":
             text += ", the hidden states pooled into one vector for the classifier"
-    elif model_type == "hfnn-mlp":
+    elif entry.name == "mlp":
         text += f"; activation here: {config.get('activation', 'relu')}, {config.get('num_hidden_layers', '?')} hidden layer(s)"
-    elif model_type == "hfnn-cnn":
+    elif entry.name == "cnn":
         widths = config.get("window_sizes")
         if widths:
             text += f"; window widths (the n of the n-grams) {', '.join(str(w) for w in widths)}"
-    elif model_type == "hfnn-rnn-seq2seq":
+    elif entry.name == "rnn_seq2seq":
         attention = config.get("attention", "none")
         if attention == "none":
             text += " through the seed's fixed-size context vector (no attention)"
@@ -231,7 +196,7 @@ def seed_concept(config: Mapping[str, Any]) -> str:
             text += ", with the seed's attention: the decoder re-weights the encoder states at every output step (additive, Bahdanau)"
         else:
             text += ", with the seed's attention: the decoder re-weights the encoder states at every output step (multiplicative, Luong)"
-    elif model_type == "hfnn-transformer":
+    elif entry.name == "transformer":
         text += {
             "causal-lm": " (decoder-only language model)",
             "classification": " (encoder used as a sequence classifier)",
@@ -242,15 +207,16 @@ def seed_concept(config: Mapping[str, Any]) -> str:
 
 def _concept_tags(config: Mapping[str, Any]) -> list[str]:
     model_type = config.get("model_type", "")
+    entry = registry.architecture_of_model_type(model_type)
     tags = ["hfnn"]
-    if model_type in SEED_CONCEPTS:
-        arch, concept, _ = SEED_CONCEPTS[model_type]
-        tags += [arch, concept]
+    if entry is not None:
+        tags += [entry.tag, entry.concept]
     elif model_type:
         tags.append(model_type)
-    if model_type in ("hfnn-rnn", "hfnn-rnn-seq2seq") and config.get("rnn_type"):
+    name = entry.name if entry is not None else None
+    if name in ("rnn", "rnn_seq2seq") and config.get("rnn_type"):
         tags.append(str(config["rnn_type"]).replace("_", "-"))
-    if model_type == "hfnn-rnn-seq2seq" and config.get("attention", "none") != "none":
+    if name == "rnn_seq2seq" and config.get("attention", "none") != "none":
         tags += ["attention", f"{config['attention']}-attention"]
     tags.append("custom_code")  # the Hub's tag for models loaded with trust_remote_code
     seen, unique = set(), []
@@ -483,7 +449,7 @@ def write_model_card(
     labels = None
     if kind == "classification" and isinstance(config.get("id2label"), Mapping):
         labels = [config["id2label"][k] for k in sorted(config["id2label"], key=lambda x: int(x))]
-    has_source_tokenizer = (out_dir / "source_tokenizer").is_dir()
+    has_source_tokenizer = (out_dir / registry.SOURCE_TOKENIZER_SUBFOLDER).is_dir()
     plots = sorted(p.name for p in out_dir.glob("*.png"))
     samples = results.get("samples") if isinstance(results.get("samples"), list) else []
     samples = [t for t in (_sample_text(s) for s in samples) if t]
@@ -509,6 +475,7 @@ def write_model_card(
         run_facts=facts,
         labels=labels,
         has_source_tokenizer=has_source_tokenizer,
+        source_tokenizer_folder=registry.SOURCE_TOKENIZER_SUBFOLDER,
         example_input=_example_input(kind, dataset, extra),
         plots=plots,
         samples=samples[:3],
@@ -529,5 +496,6 @@ def _demo_section(model_name: str) -> str:
         "## Demo\n\n"
         f"Run `hfnn demo {model_name}` to try the model in a local web page, or push this folder to a Hugging Face "
         "Space with the Gradio SDK (for instance `huggingface_hub.create_repo(..., repo_type=\"space\", "
-        "space_sdk=\"gradio\")`): it already holds the Space's `app.py`, `requirements.txt` and `hfnn_demo.py`."
+        "space_sdk=\"gradio\")`): it already holds the Space's `app.py`, `requirements.txt`, `hfnn_demo.py` and the "
+        "`registry.py` the demo reads."
     )

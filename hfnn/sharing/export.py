@@ -57,6 +57,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hfnn.models import registry
 from hfnn.models.errors import UserError
 
 __all__ = ["ExportCheck", "PIP_INSTALL", "empty_past", "export_onnx", "greedy_generate", "graph_inputs", "past_name",
@@ -147,25 +148,36 @@ class _Graph:
     past_shapes: list[tuple]  # (batch, ...) shapes of the past inputs, with "past" where the past length goes
 
 
+def _head(model) -> registry.Head | None:
+    """The registry's head of ``model``'s class (or of the hfnn class it derives from)."""
+    for cls in type(model).__mro__:
+        found = registry.head_of_model_class(cls.__name__)
+        if found is not None:
+            return found[1]
+    return None
+
+
 def _graph(model) -> _Graph:
-    """What to trace for ``model``, and its interface."""
+    """What to trace for ``model``, and its interface (the registry's export signature of its head)."""
     config, name = model.config, type(model).__name__
-    if getattr(config, "is_encoder_decoder", False):
+    head = _head(model)
+    signature = head.export if head is not None else None
+    if signature == "seq2seq":
         return _Graph(_Seq2Seq(model), "seq2seq",
                       ["input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask"], ["logits"], [])
-    if name.endswith("ForSequenceClassification"):
+    if signature == "classifier":
         return _Graph(_Classifier(model), "text-classification", ["input_ids", "attention_mask"], ["logits"], [])
-    if not name.endswith("ForCausalLM"):
-        raise ValueError(f"{name} has no task head to export: export a classifier, language model or seq2seq model")
-    if config.model_type == "hfnn-rnn":
+    if signature == "lm-state":
         parts = ["h", "c"] if config.rnn_type == "lstm" else ["h"]
         past = [f"past_state.{p}" for p in parts]
         shapes = [(config.num_hidden_layers, config.hidden_size)] * len(parts)
         module = _RnnLm(model)
-    else:
+    elif signature == "lm-cache":
         past = [f"past_key_values.{i}.{kv}" for i in range(config.num_hidden_layers) for kv in ("key", "value")]
         shapes = [(config.num_attention_heads, "past", config.head_dim)] * len(past)
         module = _TransformerLm(model)
+    else:
+        raise ValueError(f"{name} has no task head to export: export a classifier, language model or seq2seq model")
     present = [p.replace("past_state.", "present_state.").replace("past_key_values.", "present.") for p in past]
     return _Graph(module, "causal-lm", ["input_ids", "attention_mask", *past], ["logits", *present], shapes)
 

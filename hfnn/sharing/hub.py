@@ -23,6 +23,8 @@ import json
 import os
 from pathlib import Path
 
+from hfnn.models.registry import REGISTRY_FILE, SOURCE_TOKENIZER_SUBFOLDER
+
 __all__ = [
     "HubError",
     "HubAuthError",
@@ -145,8 +147,8 @@ def _is_skipped_dir(name: str) -> bool:
     return any(name == d or (d.endswith("-") and name.startswith(d)) for d in _SKIPPED_DIRS)
 
 
-# written by hfnn.models.demo.write_space_files: the folder pushed to a Space serves the demo
-SPACE_FILES = ("app.py", "requirements.txt", "hfnn_demo.py")
+# written by hfnn.models.demo.write_space_files: the folder pushed to a Space serves the demo (which reads the registry)
+SPACE_FILES = ("app.py", "requirements.txt", "hfnn_demo.py", REGISTRY_FILE)
 
 
 def upload_manifest(folder: str | os.PathLike) -> list[str]:
@@ -156,7 +158,8 @@ def upload_manifest(folder: str | os.PathLike) -> list[str]:
     name and every sibling module they import (recursively), the safetensors weights (with the shard index when
     sharded), ``generation_config.json``, tokenizer files (also those in a sub-folder such as
     ``source_tokenizer/``), ``README.md``, ``results.json``, the PNG plots at the top level and the demo a Space
-    runs (``app.py``, ``requirements.txt``, ``hfnn_demo.py``; see :func:`hfnn.models.demo.write_space_files`).
+    runs (``app.py``, ``requirements.txt``, ``hfnn_demo.py``, ``registry.py``; see
+    :func:`hfnn.models.demo.write_space_files`).
     Left out: checkpoints, optimizer/scheduler/RNG state, ``training_args.bin``, logs, other files.
 
     Raises:
@@ -237,10 +240,11 @@ def _check_tokenizers(folder: Path, config: dict, files: set[str]) -> None:
             f"{folder} has no tokenizer (tokenizer.json / tokenizer_config.json): the uploaded model could not read "
             "text; save it there with tokenizer.save_pretrained"
         )
-    if config.get("source_vocab_size") is not None and not any(f.startswith("source_tokenizer/") for f in files):
+    sub = SOURCE_TOKENIZER_SUBFOLDER
+    if config.get("source_vocab_size") is not None and not any(f.startswith(f"{sub}/") for f in files):
         raise ManifestError(
-            f"{folder} has no source_tokenizer/ folder, but this seq2seq model reads its sources with its own "
-            f"tokenizer (source_vocab_size={config['source_vocab_size']}); save it to {folder}/source_tokenizer"
+            f"{folder} has no {sub}/ folder, but this seq2seq model reads its sources with its own "
+            f"tokenizer (source_vocab_size={config['source_vocab_size']}); save it to {folder}/{sub}"
         )
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 from hfnn.models import registry
+from hfnn.models.demo import resolve_model_folder
 from hfnn.models.errors import UserError, first_line
 
 __all__ = ["SavedModel", "load_saved", "load_source_tokenizer", "open_model_dir", "quiet_loading", "require_task",
@@ -33,23 +33,6 @@ def resolve_device(name: str):
     return device
 
 
-def _resolve_dir(name: str) -> Path:
-    """A local folder, or a Hub repository id downloaded to the cache."""
-    path = Path(name).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise UserError(f"{name} is a file, not a saved model folder")
-        return path
-    if name.startswith((".", "/", "~")) or name.count("/") != 1 or os.path.splitext(name)[1]:
-        raise UserError(f"no such model folder: {name}")
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(name, repo_type="model"))
-    except Exception as err:  # offline, no such repo, gated...
-        raise UserError(f"no such model folder: {name} (and it could not be downloaded from the Hub: {type(err).__name__})") from None
-
-
 @dataclasses.dataclass
 class SavedModel:
     path: Path
@@ -61,9 +44,7 @@ class SavedModel:
 
 def open_model_dir(name: str) -> SavedModel:
     """Checks that ``name`` is a saved hfnn model folder and says which task its head does."""
-    import hfnn
-
-    path = _resolve_dir(name)
+    path = resolve_model_folder(name, UserError)
     config_path = path / "config.json"
     if not config_path.is_file():
         raise UserError(f"{name} is not a saved model folder (no config.json); save models with save_pretrained or `hfnn train`")
@@ -71,15 +52,11 @@ def open_model_dir(name: str) -> SavedModel:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise UserError(f"{config_path} cannot be read: {err}") from None
-    types = {getattr(hfnn, a.config_class).model_type: a.name for a in registry.ARCHITECTURES.values()}
-    model_type = config.get("model_type")
-    if model_type not in types:
-        raise UserError(f"{name} is not an hfnn model folder (model_type {model_type!r}; hfnn models are {', '.join(sorted(types))})")
-    task = registry.task_of_config(config)
-    if task is None:
-        archs = ", ".join(config.get("architectures") or ["?"])
-        raise UserError(f"{name} holds a {archs} without a task head (language model, classifier or seq2seq); nothing to run")
-    return SavedModel(path, config, model_type, types[model_type], task)
+    try:
+        arch, task = registry.saved_model(config, name)
+    except ValueError as err:
+        raise UserError(f"{err}; nothing to run") from None
+    return SavedModel(path, config, config["model_type"], arch.name, task)
 
 
 def require_task(saved: SavedModel, task: str, name: str) -> None:
@@ -153,13 +130,14 @@ def load_saved(saved: SavedModel, device):
 
 def load_source_tokenizer(saved: SavedModel, model, target_tokenizer):
     """The source tokenizer of a seq2seq folder (``source_tokenizer/``); the target one only for a shared vocabulary."""
-    folder = saved.path / "source_tokenizer"
+    sub = registry.SOURCE_TOKENIZER_SUBFOLDER
+    folder = saved.path / sub
     encoder_vocab = getattr(model.config, "source_vocab_size", None)
     if not folder.is_dir():
         if encoder_vocab is not None:
-            raise UserError(f"{saved.path} has no source_tokenizer/ folder: this {type(model).__name__} reads its sources with "
+            raise UserError(f"{saved.path} has no {sub}/ folder: this {type(model).__name__} reads its sources with "
                            f"its own tokenizer (source_vocab_size={encoder_vocab}); save it there "
-                           f"(source_tokenizer.save_pretrained('{saved.path}/source_tokenizer'))")
+                           f"(source_tokenizer.save_pretrained('{saved.path}/{sub}'))")
         return target_tokenizer
     source = _tokenizer(folder, model.config, check_vocab=False)  # checked against the encoder's vocabulary here
     if len(source) > (encoder_vocab or model.config.vocab_size):

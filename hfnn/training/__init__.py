@@ -15,6 +15,7 @@ Everything here is a plain ``transformers.TrainerCallback`` or ``compute_metrics
 * :class:`TimeBudgetCallback` stops training after a wall-clock budget, runs the learning-rate warm-up in
   time and can anneal the learning rate over the budget; :class:`BudgetProgressCallback` is its progress bar.
 * :class:`NonFiniteGuardCallback` stops at the first NaN or infinite loss, gradient or weight.
+* :class:`MaxNormCallback` holds a model's max-norm constraint (the CNN's ``max_norm``) after every optimizer step.
 * :class:`hfnn.training.cpu_threads.ThreadTuner` picks torch's CPU thread count from other programs' CPU load
   and measured step times.
 * :func:`causal_lm_metrics` (perplexity without keeping the logits), :func:`classification_metrics` and
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 from hfnn.training.averaging import AVERAGE_FILE, WeightAveragingCallback
 from hfnn.training.budget import BudgetProgressCallback, TimeBudgetCallback
-from hfnn.training.callbacks import TrainingCallbacks
+from hfnn.training.callbacks import MaxNormCallback, TrainingCallbacks
 from hfnn.training.checks import check_resume_architecture, check_tokenizer, check_training_arguments
 from hfnn.training.interrupt import InterruptCallback
 from hfnn.training.metrics import OrderedEvalSeq2SeqTrainer, causal_lm_metrics, classification_metrics, seq2seq_metrics
@@ -39,7 +40,7 @@ from hfnn.training.non_finite import (
 )
 from hfnn.training.plots import plot_loss_curve, pyplot, save_figure
 
-__all__ = ["AVERAGE_FILE", "BudgetProgressCallback", "InterruptCallback", "NonFiniteGuardCallback",
+__all__ = ["AVERAGE_FILE", "BudgetProgressCallback", "InterruptCallback", "MaxNormCallback", "NonFiniteGuardCallback",
            "NonFiniteTrainingError", "OrderedEvalSeq2SeqTrainer", "TimeBudgetCallback", "TrainingCallbacks",
            "WeightAveragingCallback", "causal_lm_metrics", "check_finite_model", "check_resume_architecture",
            "check_tokenizer", "check_training_arguments", "classification_metrics", "non_finite_parameters",

@@ -14,9 +14,22 @@ from hfnn.training.budget import BudgetProgressCallback, TimeBudgetCallback
 from hfnn.training.interrupt import InterruptCallback
 from hfnn.training.non_finite import NonFiniteGuardCallback
 
-__all__ = ["TrainingCallbacks"]
+__all__ = ["MaxNormCallback", "TrainingCallbacks"]
 
 _logger = logging.getLogger(__name__)
+
+
+class MaxNormCallback(TrainerCallback):
+    """Right after every optimizer step, rescales the weights a model holds to a maximum norm: each module of the
+    trained model (a peft wrapper included) with an ``apply_max_norm_`` method calls it (the CNN classifier's rows,
+    ``CnnConfig.max_norm``). A model without such a module is left alone. :meth:`TrainingCallbacks.attach` adds it;
+    with a plain ``Trainer``, pass ``callbacks=[MaxNormCallback()]``."""
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        for module in model.modules() if model is not None else ():
+            if callable(getattr(module, "apply_max_norm_", None)):
+                module.apply_max_norm_()
+        return control
 
 
 @dataclasses.dataclass
@@ -35,7 +48,8 @@ class TrainingCallbacks:
                tune_threads: bool = True, average_weights: float = 0.0) -> TrainingCallbacks:
         """Adds the callbacks to ``trainer`` (before ``trainer.train()``): a :class:`TimeBudgetCallback` of
         ``max_train_minutes`` (None: no budget) that takes over the warm-up of a budgeted run, with a
-        :class:`BudgetProgressCallback` in place of the step-counting bar; an :class:`InterruptCallback`; a
+        :class:`BudgetProgressCallback` in place of the step-counting bar; a :class:`MaxNormCallback`; an
+        :class:`InterruptCallback`; a
         :class:`NonFiniteGuardCallback`; with ``tune_threads``, a :class:`hfnn.training.cpu_threads.ThreadTuner`; and
         with ``average_weights`` (a fraction of training, 0: off) a :class:`WeightAveragingCallback`."""
         from hfnn.training.cpu_threads import ThreadTuner
@@ -46,7 +60,7 @@ class TrainingCallbacks:
         extras = cls(budget, NonFiniteGuardCallback(), ThreadTuner() if tune_threads else None, averaging=averaging)
         # the guard after the stop: it cancels the checkpoint of a step with non-finite values (and the run
         # then saves nothing, averaged or not)
-        for callback in (budget, extras.interrupt, extras.guard, extras.tuner, averaging):
+        for callback in (MaxNormCallback(), budget, extras.interrupt, extras.guard, extras.tuner, averaging):
             if callback is not None:
                 trainer.add_callback(callback)
         if max_train_minutes is not None and not trainer.args.disable_tqdm:

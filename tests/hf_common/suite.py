@@ -43,8 +43,8 @@ _MAPPINGS = {
     "AutoModelForSeq2SeqLM": modeling_auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
     "AutoModelForSequenceClassification": modeling_auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
 }
-for _arch, (_, _, _, _heads) in hfnn.ARCHITECTURES.items():
-    for _auto, _class_name in _heads.items():
+for _arch, _entry in hfnn.ARCHITECTURES.items():
+    for _auto, _class_name in _entry.models:
         _MAPPINGS[_auto].setdefault(f"hfnn-{_arch}-{_auto}", _class_name)
 
 
