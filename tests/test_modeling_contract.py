@@ -476,7 +476,7 @@ def test_torch_compile_runs_a_training_step_on_a_padded_batch(arch):
 def test_only_an_exported_graph_runs_the_recurrence_as_a_scan():
     """torch.compile keeps the fused recurrent kernels (inductor cannot lower a scan in training unless told to
     capture scalar outputs, and a scan trains slower); torch.export, which would fix their time axis, scans."""
-    from hfnn.models.modeling_utils import traced_over_time
+    from hfnn.models.recurrent_cells import traced_over_time
 
     seen = []
 
