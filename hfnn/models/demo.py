@@ -22,7 +22,7 @@ take a model and its tokenizer and need no Gradio; :func:`build_app` lays them o
 'hfnn[demo]'``) is imported only when an app is built.
 
 This module imports only ``torch``, ``transformers`` and the standard library at the top (hfnn itself is
-optional), so that :func:`write_space_files` can copy it into a saved model folder next to an ``app.py``:
+optional; its sibling ``errors`` module has a fallback), so that :func:`write_space_files` can copy it into a saved model folder next to an ``app.py``:
 pushed to a Hugging Face Space, the folder runs this same demo, loading the model as remote code.
 """
 
@@ -39,6 +39,16 @@ import threading
 from pathlib import Path
 
 import torch
+
+try:
+    from .errors import DemoError, first_line as _one_line
+except ImportError:  # the copy a Space runs as hfnn_demo.py, without hfnn: the same error, the same one line
+    class DemoError(ValueError):
+        """A user error (bad folder, bad input): shown as one line, never as a traceback."""
+
+    def _one_line(err: BaseException) -> str:
+        return " ".join(str(err).split())[:400] or type(err).__name__
+
 
 __all__ = [
     "DemoError",
@@ -64,10 +74,6 @@ GRADIO_REQUIREMENT = "gradio>=6,<7"
 _NAMES = {"hfnn-rnn": "An RNN", "hfnn-cnn": "A CNN", "hfnn-mlp": "An MLP", "hfnn-transformer": "A Transformer",
           "hfnn-rnn-seq2seq": "An RNN encoder-decoder"}
 _KIND_WORDS = {"causal-lm": "language model", "classification": "text classifier", "seq2seq": "sequence-to-sequence model"}
-
-
-class DemoError(Exception):
-    """A user error (bad folder, bad input): shown as one line, never as a traceback."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,11 +144,6 @@ def _resolve_folder(name: str) -> Path:
         raise DemoError(
             f"no such model folder: {name} (and it could not be downloaded from the Hub: {type(err).__name__})"
         ) from None
-
-
-def _one_line(err: BaseException) -> str:
-    line = " ".join(str(err).split()) or type(err).__name__
-    return line if len(line) <= 300 else line[:300] + "..."
 
 
 def load_demo_model(name: str | os.PathLike, device: str = "cpu") -> DemoModel:
