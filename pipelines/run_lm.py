@@ -20,6 +20,7 @@ from datasets import DatasetDict
 from transformers import TrainingArguments, default_data_collator, set_seed
 
 from hfnn.data.corpora import separator_hint
+from hfnn.models.errors import DataError, OptionError
 from hfnn.pipelines.common import (Pipeline, RunArguments, TextDataArguments, TokenizerModelArguments, arg,
                                    check_count, load_split_corpus, run_command)
 from hfnn.training import causal_lm_metrics, check_tokenizer
@@ -64,8 +65,8 @@ def tokenize_and_group(raw, tokenizer, block_size: int, document_ends=None):
     text cell, a row of a built-in corpus that is a whole work, such as one Shakespeare play).
     """
     if "text" not in raw["train"].column_names:
-        raise ValueError(f"The corpus has no 'text' column (columns: {raw['train'].column_names})"
-                         f"{separator_hint(raw['train'].column_names)}; set text_column.")
+        raise DataError(f"The corpus has no 'text' column (columns: {raw['train'].column_names})"
+                        f"{separator_hint(raw['train'].column_names)}; set text_column.")
     separator = ""
     if document_ends is None:
         document_ends, separator = getattr(raw, "document_ends", None), getattr(raw, "line_separator", "") or ""
@@ -113,7 +114,7 @@ class LanguageModelingPipeline(Pipeline):
             setattr(model.generation_config, name, getattr(tok, name))
         max_positions = getattr(model.config, "max_position_embeddings", None)
         if max_positions is not None and block_size > max_positions:
-            raise ValueError(f"block_size={block_size} exceeds the model's max_position_embeddings={max_positions}")
+            raise OptionError(f"block_size={block_size} exceeds the model's max_position_embeddings={max_positions}")
 
     def preprocess(self, raw):
         data, block_size = tokenize_and_group(raw, self.tokenizers[""], self.data_args.block_size), self.data_args.block_size
@@ -122,8 +123,8 @@ class LanguageModelingPipeline(Pipeline):
             if split in data and limit:
                 data[split] = data[split].select(range(min(limit, len(data[split]))))
         if not len(data["train"]):
-            raise ValueError(f"No training example: the training text is shorter than block_size={block_size} tokens; "
-                             "lower --block_size or give more text")
+            raise DataError(f"No training example: the training text is shorter than block_size={block_size} tokens; "
+                            "lower --block_size or give more text")
         self.empty_eval = (f"has no block of block_size={block_size} tokens", "give more validation text, lower --block_size")
         return data
 

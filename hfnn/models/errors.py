@@ -41,8 +41,8 @@ class FileError(HfnnError):
     """A file or folder the user named is not what the command needs (not a saved model, a checkpoint, a recipe)."""
 
 
-class HubError(HfnnError):
-    """An upload to the Hub could not be done; the message says why in one line."""
+class HubError(HfnnError, ConnectionError):
+    """The Hugging Face Hub could not be reached or refused a request (an upload, a dataset); one line says why."""
 
 
 class OutputDirError(HfnnError, OSError):
@@ -55,6 +55,9 @@ class DemoError(HfnnError):
 
 class MissingPackageError(HfnnError, ImportError):
     """An optional package (or part of hfnn) is not installed; the message gives the ``pip install`` command."""
+
+    def __init__(self, *args, name: str | None = None, path: str | None = None):
+        ImportError.__init__(self, *args, name=name, path=path)  # the package's name, as ImportError keeps it
 
 
 # OS errors about a file or folder: the user named a path that is missing, taken or not theirs to write.
