@@ -36,6 +36,8 @@ class DataError(HfnnError):
 class ColumnError(DataError, KeyError):
     """A column the user named is not in the data (also a ``KeyError``, as a missing column was before)."""
 
+    __str__ = BaseException.__str__  # the message as it is, not quoted as a KeyError's key
+
 
 class FileError(HfnnError):
     """A file or folder the user named is not what the command needs (not a saved model, a checkpoint, a recipe)."""
