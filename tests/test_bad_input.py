@@ -802,7 +802,8 @@ def write_table(path: Path = TABLE) -> None:
         "Every row is a test case of `tests/test_bad_input.py` (regenerate this file with "
         "`python -m tests.test_bad_input`). Each case must fail within "
         f"{DEADLINE_S} s with an error naming the problem and leave existing files untouched; rows marked "
-        "**open** are known bad errors, with the fix that closes them.\n\n"
+        "**open** are known bad errors, with the fix that closes them. An error met through a command (a pipeline, "
+        "`hfnn`, a recipe or data file) is a user error: the command prints it as one line and exits with status 2.\n\n"
         "| case | input | error raised | message excerpt |\n|---|---|---|---|\n"
     )
     elsewhere = (
