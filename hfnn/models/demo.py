@@ -22,8 +22,9 @@ take a model and its tokenizer and need no Gradio; :func:`build_app` lays them o
 'hfnn[demo]'``) is imported only when an app is built.
 
 This module imports only ``torch``, ``transformers`` and the standard library at the top (hfnn itself is
-optional; its sibling ``errors`` module has a fallback), so that :func:`write_space_files` can copy it into a saved model folder next to an ``app.py``:
-pushed to a Hugging Face Space, the folder runs this same demo, loading the model as remote code.
+optional; its sibling ``errors`` module has a fallback), so that :func:`write_space_files` can copy it into a
+saved model folder next to an ``app.py``: pushed to a Hugging Face Space, the folder runs this same demo, loading
+the model as remote code.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import json
 import os
 from pathlib import Path
 
-from hfnn.models.errors import HubError, OptionError, FileError, first_line
+from hfnn.models.errors import FileError, HubError, OptionError, first_line
 
 __all__ = [
     "HubError",

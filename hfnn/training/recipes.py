@@ -211,5 +211,6 @@ def pipeline_module(task: str):
         return importlib.import_module(module_name)
     except ModuleNotFoundError as err:
         if err.name in (module_name, "hfnn.pipelines"):
-            raise MissingPackageError(f"the {task} pipeline ({module_name}) is not available in this installation") from None
+            raise MissingPackageError(f"the {task} pipeline ({module_name}) is not available in this "
+                                      "installation") from None
         raise
