@@ -13,6 +13,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from hfnn.models.errors import FileError
+
 __all__ = [
     "CHECKPOINT_MARKER",
     "CheckpointCommitCallback",
@@ -195,7 +197,7 @@ def resolve_resume_checkpoint(value, output_dir: str | os.PathLike) -> str | Non
     )
     problem = checkpoint_problem(path, require_marker=marked)
     if problem is not None:
-        raise ValueError(f"--resume_from_checkpoint {value}: cannot resume from it: it {problem}")
+        raise FileError(f"--resume_from_checkpoint {value}: cannot resume from it: it {problem}")
     return str(path)
 
 

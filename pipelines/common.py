@@ -27,10 +27,10 @@ from transformers import Trainer, TrainingArguments
 
 import hfnn
 from hfnn.models import registry
-from hfnn.models.errors import first_line
+from hfnn.models.errors import DataError, OptionError, first_line, report_error
 from hfnn.training.cpu_threads import env_threads
 from hfnn.pipelines.checkpoints import CheckpointCommitCallback, resolve_resume_checkpoint
-from hfnn.training.recipes import USER_ERRORS, parse_args, parse_config_overrides, pipeline_module
+from hfnn.training.recipes import parse_args, parse_config_overrides, pipeline_module
 from hfnn.training import (TrainingCallbacks, check_finite_model, check_resume_architecture, check_training_arguments,
                            plot_loss_curve)
 
@@ -121,23 +121,23 @@ class RunArguments:
         env_threads()  # a bad HFNN_THREADS is an error now, not after the data has loaded
         fraction = self.average_weights
         if not (isinstance(fraction, (int, float)) and math.isfinite(fraction) and 0 <= fraction <= 1):
-            raise ValueError("--average_weights must be the fraction of training to average the weights over, "
-                             f"between 0 (off) and 1, got {fraction!r}")
+            raise OptionError("--average_weights must be the fraction of training to average the weights over, "
+                              f"between 0 (off) and 1, got {fraction!r}")
         if fraction and self.lora_r:
-            raise ValueError("--average_weights and --lora_r cannot be used together: the average is of the full "
-                             "weights, and an adapter's factors do not average to the average of their product")
+            raise OptionError("--average_weights and --lora_r cannot be used together: the average is of the full "
+                              "weights, and an adapter's factors do not average to the average of their product")
         minutes = self.max_train_minutes
         if minutes is not None and not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
-            raise ValueError("--max_train_minutes must be a number of minutes > 0 (leave it unset for no limit), "
-                             f"got {minutes!r}")
+            raise OptionError("--max_train_minutes must be a number of minutes > 0 (leave it unset for no limit), "
+                              f"got {minutes!r}")
 
 
 def run_command(main, argv=None, name: str | None = None) -> int:
     """Runs a pipeline's ``main(argv)`` as a command and returns its exit status, like ``hfnn train``: 0 when
-    it finished; for a user error (:data:`hfnn.training.recipes.USER_ERRORS`) one line ``run_x: error: MESSAGE`` on stderr and 2,
-    without a traceback (``HFNN_DEBUG=1`` raises it instead); 130 on Ctrl-C. Other exceptions are bugs and
-    propagate with their traceback. ``name`` (default: the module of ``main``) names the command: a pipeline module
-    ends with ``raise SystemExit(run_command(main, name=__spec__.name))``."""
+    it finished; for a user error (:func:`hfnn.models.errors.is_user_error`) one line ``run_x: error: MESSAGE`` on
+    stderr and 2; for any other exception, a bug, its traceback, a line saying how to report it, and 1
+    (``HFNN_DEBUG=1`` raises either instead); 130 on Ctrl-C. ``name`` (default: the module of ``main``) names the
+    command: a pipeline module ends with ``raise SystemExit(run_command(main, name=__spec__.name))``."""
     module = getattr(getattr(main, "__self__", main), "__module__", None)  # a function, or a Pipeline's main
     prog = (name or module or "pipeline").rsplit(".", 1)[-1]
     try:
@@ -145,11 +145,10 @@ def run_command(main, argv=None, name: str | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except USER_ERRORS as err:
+    except Exception as err:
         if os.environ.get("HFNN_DEBUG", "") not in ("", "0"):
             raise
-        print(f"{prog}: error: {first_line(err)}", file=sys.stderr)
-        return 2
+        return report_error(prog, err)
     return 0
 
 
@@ -157,27 +156,38 @@ def run_command(main, argv=None, name: str | None = None) -> int:
 
 
 def check_count(name: str, value, minimum: int, note: str = "") -> None:
-    """``value`` must be an int >= ``minimum``: a ValueError naming the option ``name`` otherwise."""
+    """``value`` must be an int >= ``minimum``: an OptionError naming the option ``name`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}{note}, got {value!r}")
+        raise OptionError(f"{name} must be an integer >= {minimum}{note}, got {value!r}")
 
 
 def config_class(architecture: str, task: str):
     """The configuration class of ``architecture`` (a name or alias in :mod:`hfnn.models.registry`) for a new model of
-    ``task``; ValueError naming the architectures for an unknown name, or the missing head."""
-    return getattr(hfnn, registry.architecture_for(architecture, task).config_class)
+    ``task``; an OptionError naming the architectures for an unknown name, or the missing head."""
+    try:
+        spec = registry.architecture_for(architecture, task)
+    except ValueError as err:  # the registry's own check of the name the user gave
+        raise OptionError(first_line(err)) from err
+    return getattr(hfnn, spec.config_class)
 
 
 def build_config(architecture: str, task: str, fields: dict, overrides: dict):
     """A new config of ``architecture`` for ``task``: ``fields`` (sizes, special ids, labels) updated with the
-    user's ``overrides``, whose keys must be fields of the config (:func:`check_config_overrides`)."""
-    config = config_class(architecture, task)(**{**fields, **overrides})
+    user's ``overrides``, whose keys must be fields of the config (:func:`check_config_overrides`). The config's
+    own checks of those values (hfnn's and transformers' strict field types) raise an :class:`OptionError`."""
+    from huggingface_hub.errors import StrictDataclassError
+
+    cls = config_class(architecture, task)
+    try:
+        config = cls(**{**fields, **overrides})
+    except (ValueError, StrictDataclassError) as err:
+        raise OptionError(first_line(err)) from err
     check_config_overrides(config, overrides)
     return config
 
 
 def check_config_overrides(config, overrides: dict) -> None:
-    """Raises ValueError naming the keys of ``overrides`` that ``config`` does not know.
+    """Raises OptionError naming the keys of ``overrides`` that ``config`` does not know.
 
     ``PreTrainedConfig`` keeps any unknown keyword as an attribute, so a misspelt override (``hiden_size``)
     would otherwise leave the field it meant at its default without a word.
@@ -198,7 +208,7 @@ def check_config_overrides(config, overrides: dict) -> None:
     if unknown:
         hints = [f"{key!r}" + "".join(f" (did you mean {c!r}?)" for c in
                                       difflib.get_close_matches(key, sorted(known - {"self"}), n=1)) for key in unknown]
-        raise ValueError(f"config_overrides: {cls.__name__} has no field {', '.join(hints)}")
+        raise OptionError(f"config_overrides: {cls.__name__} has no field {', '.join(hints)}")
 
 
 _MAPPING_OPTIONS = ("config_overrides",)  # options of text type that take a mapping too (a recipe's, or typed)
@@ -220,7 +230,7 @@ def check_overrides(arguments, overrides: dict, where: str = "the pipeline") -> 
     known = {f.name for cls in arguments for f in dataclasses.fields(cls) if f.init}
     unknown = [name for name in overrides if name not in known]
     if unknown:
-        raise ValueError(f"{where} has no option " + ", ".join(
+        raise OptionError(f"{where} has no option " + ", ".join(
             f"{name!r}" + "".join(f" (did you mean {c!r}?)" for c in difflib.get_close_matches(name, known, n=1))
             for name in unknown))
     checked = {}
@@ -229,7 +239,7 @@ def check_overrides(arguments, overrides: dict, where: str = "the pipeline") -> 
         if isinstance(value, os.PathLike) and _fits("", hint):
             value = os.fspath(value)
         if not (_fits(value, hint) or (name in _MAPPING_OPTIONS and isinstance(value, dict))):
-            raise ValueError(f"option {name} of {where} must be {_type_name(hint)}, got {type(value).__name__} "
+            raise OptionError(f"option {name} of {where} must be {_type_name(hint)}, got {type(value).__name__} "
                              f"{value!r}")
         is_float = isinstance(value, int) and not isinstance(value, bool) and not _fits(value, hint, exact_int=True)
         checked[name] = float(value) if is_float else value
@@ -282,7 +292,7 @@ def load_split_corpus(data_args, seed: int, **options):
         return load_corpus(data_files={k: v for k, v in files.items() if v}, seed=seed, **options)
     if data_args.corpus:
         return load_corpus(data_args.corpus, seed=seed, **options)
-    raise ValueError("Give a corpus (built-in name, file or Hub dataset) or a train_file.")
+    raise OptionError("Give a corpus (built-in name, file or Hub dataset) or a train_file.")
 
 
 def subset(ds, n: int | None, seed: int):
@@ -585,8 +595,8 @@ class Pipeline(abc.ABC):
         self.index_new_model(data, self.model, train_ds)
         strategy = getattr(args.eval_strategy, "value", args.eval_strategy)
         if not len(eval_ds) and (strategy != "no" or args.eval_on_start):
-            raise ValueError(f"The validation split {data.empty_eval[0]}, but --eval_strategy is {strategy}: "
-                             f"{data.empty_eval[1]}, or set --eval_strategy no")
+            raise DataError(f"The validation split {data.empty_eval[0]}, but --eval_strategy is {strategy}: "
+                            f"{data.empty_eval[1]}, or set --eval_strategy no")
         trainer = self.trainer_class(
             model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if len(eval_ds) else None,
             processing_class=data.tokenizer, callbacks=[CheckpointCommitCallback()],

@@ -25,6 +25,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from hfnn.models.errors import OutputDirError
+
 __all__ = ["LOCK_NAME", "OutputDir", "OutputDirError", "claim_output_dir", "process_rank", "staged_dir"]
 
 _logger = logging.getLogger(__name__)
@@ -36,10 +38,6 @@ def _refused(err: OSError) -> bool:
 
 
 LOCK_NAME = ".hfnn-run.lock"
-
-
-class OutputDirError(OSError, ValueError):
-    """The output folder cannot be used or written (a user-facing error: one line, non-zero exit)."""
 
 
 def process_rank() -> int:
@@ -215,8 +213,8 @@ def claim_output_dir(path, overwrite: bool = False, resume_from=None, inputs=())
     replace = resume_staged or (busy and overwrite and not resume_inside)
     for item in inputs if replace else ():
         if item and os.path.exists(os.path.expanduser(str(item))) and _within(item, path):
-            raise ValueError(f"--overwrite_output_dir: {item} is inside output_dir {path}, whose content the run "
-                             "replaces; move it out or choose another output_dir")
+            raise OutputDirError(f"--overwrite_output_dir: {item} is inside output_dir {path}, whose content the run "
+                                 "replaces; move it out or choose another output_dir")
     if busy and not (overwrite or resume_inside or resume_staged):
         where = "" if not resume_from or resume_inside else (
             f" (--resume_from_checkpoint {resume_from} is not inside it, so resuming does not open it)")

@@ -21,6 +21,7 @@ from datasets import ClassLabel, Sequence, Value
 from transformers import DataCollatorWithPadding, TrainingArguments
 
 from hfnn.data.corpora import separator_hint
+from hfnn.models.errors import DataError, OptionError
 from hfnn.pipelines.common import (Pipeline, RunArguments, RunData, TextDataArguments, TokenizerModelArguments, arg,
                                    load_split_corpus, report_cut, run_command, run_pipeline, split_metrics, subset)
 from hfnn.training import check_tokenizer, classification_metrics, pyplot, save_figure
@@ -63,14 +64,14 @@ def label_info(raw, problem_type: str = "auto") -> tuple[str, list[str]]:
     elif isinstance(feature, Value) and feature.dtype.startswith("float") and problem_type == "regression":
         found = "regression", ["score"]
     else:
-        raise ValueError(f"Unsupported label column type {feature}; use class names or whole numbers, lists of them "
-                         "(multi-label), or numbers with --problem_type regression.")
+        raise DataError(f"Unsupported label column type {feature}; use class names or whole numbers, lists of them "
+                        "(multi-label), or numbers with --problem_type regression.")
     if problem_type not in ("auto", found[0]):
-        raise ValueError(f"--problem_type {problem_type}, but the label column holds "
-                         f"{'lists of classes' if found[0].startswith('multi') else 'one class per row'}")
+        raise OptionError(f"--problem_type {problem_type}, but the label column holds "
+                          f"{'lists of classes' if found[0].startswith('multi') else 'one class per row'}")
     if found[0] == "single_label_classification" and len(found[1]) < 2:
-        raise ValueError(f"the training data has a single class ({', '.join(map(repr, found[1])) or 'none'}): a "
-                         "classifier needs examples of two or more; for a numeric target use --problem_type regression")
+        raise DataError(f"the training data has a single class ({', '.join(map(repr, found[1])) or 'none'}): a "
+                        "classifier needs examples of two or more; for a numeric target use --problem_type regression")
     return found
 
 
@@ -110,15 +111,15 @@ class ClassificationPipeline(Pipeline):
     def load_data(self):
         d = self.data_args
         if d.problem_type not in _PROBLEM_TYPES:
-            raise ValueError(f"--problem_type must be one of {', '.join(_PROBLEM_TYPES)}, got {d.problem_type!r}")
+            raise OptionError(f"--problem_type must be one of {', '.join(_PROBLEM_TYPES)}, got {d.problem_type!r}")
         columns = {k: v for k, v in {"text_column": d.text_column, "label_column": d.label_column}.items() if v}
         # labels are named classes unless the recipe asks for regression; an empty text or label is an error
         raw = load_split_corpus(d, self.seed, empty_text="error", **columns,
                                 label_type="regression" if d.problem_type == "regression" else "classes")
         for column in ("text", "label"):
             if column not in raw["train"].column_names:
-                raise ValueError(f"The corpus has no {column!r} column (columns: {raw['train'].column_names})"
-                                 f"{separator_hint(raw['train'].column_names)}; set {column}_column.")
+                raise DataError(f"The corpus has no {column!r} column (columns: {raw['train'].column_names})"
+                                f"{separator_hint(raw['train'].column_names)}; set {column}_column.")
         problem_type, labels = label_info(raw, d.problem_type)
         empty_eval = (f"is empty (after the split of {d.validation_file or self.corpus})",
                       "give a --validation_file, more data")
@@ -143,13 +144,13 @@ class ClassificationPipeline(Pipeline):
         if m.model_name_or_path:
             check_tokenizer(model.config, data.tokenizer)
         elif mode in ("static", "multichannel") and not m.embeddings_file:
-            raise ValueError(
+            raise OptionError(
                 f"config_overrides embedding_mode={mode!r} freezes the word vectors, but no --embeddings_file was "
                 "given: the frozen vectors would be random. Give --embeddings_file (word2vec/GloVe text) or use "
                 "embedding_mode 'rand' / 'non-static'")
         elif m.embeddings_file:
             if not hasattr(model, "load_embeddings"):
-                raise ValueError(f"{type(model).__name__} cannot load pretrained word vectors (no load_embeddings)")
+                raise OptionError(f"{type(model).__name__} cannot load pretrained word vectors (no load_embeddings)")
             from hfnn.data.embeddings import load_word_vectors
 
             model.load_embeddings(load_word_vectors(m.embeddings_file, data.tokenizer,

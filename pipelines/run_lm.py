@@ -20,6 +20,7 @@ from datasets import DatasetDict
 from transformers import TrainingArguments, default_data_collator, set_seed
 
 from hfnn.data.corpora import separator_hint
+from hfnn.models.errors import DataError, OptionError
 from hfnn.pipelines.common import (Pipeline, RunArguments, RunData, TextDataArguments, TokenizerModelArguments, arg,
                                    check_count, load_split_corpus, run_command, run_pipeline)
 from hfnn.training import causal_lm_metrics, check_tokenizer
@@ -64,8 +65,8 @@ def tokenize_and_group(raw, tokenizer, block_size: int, document_ends=None):
     text cell, a row of a built-in corpus that is a whole work, such as one Shakespeare play).
     """
     if "text" not in raw["train"].column_names:
-        raise ValueError(f"The corpus has no 'text' column (columns: {raw['train'].column_names})"
-                         f"{separator_hint(raw['train'].column_names)}; set text_column.")
+        raise DataError(f"The corpus has no 'text' column (columns: {raw['train'].column_names})"
+                        f"{separator_hint(raw['train'].column_names)}; set text_column.")
     separator = ""
     if document_ends is None:
         document_ends, separator = getattr(raw, "document_ends", None), getattr(raw, "line_separator", "") or ""
@@ -116,7 +117,7 @@ class LanguageModelingPipeline(Pipeline):
             setattr(model.generation_config, name, getattr(tok, name))
         max_positions = getattr(model.config, "max_position_embeddings", None)
         if max_positions is not None and block_size > max_positions:
-            raise ValueError(f"block_size={block_size} exceeds the model's max_position_embeddings={max_positions}")
+            raise OptionError(f"block_size={block_size} exceeds the model's max_position_embeddings={max_positions}")
 
     def preprocess(self, data):
         block_size = self.data_args.block_size
@@ -126,8 +127,8 @@ class LanguageModelingPipeline(Pipeline):
             if split in blocks and limit:
                 blocks[split] = blocks[split].select(range(min(limit, len(blocks[split]))))
         if not len(blocks["train"]):
-            raise ValueError(f"No training example: the training text is shorter than block_size={block_size} tokens; "
-                             "lower --block_size or give more text")
+            raise DataError(f"No training example: the training text is shorter than block_size={block_size} tokens; "
+                            "lower --block_size or give more text")
         return blocks
 
     def trainer_kwargs(self, data, eval_ds):

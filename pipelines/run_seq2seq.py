@@ -24,6 +24,7 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
 
 from hfnn.models import registry
 from hfnn.data.corpora import separator_hint
+from hfnn.models.errors import DataError, OptionError
 from hfnn.models.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK
 from hfnn.pipelines.common import (DataArguments as BaseDataArguments, ModelArguments as BaseModelArguments, Pipeline,
                                    RunArguments, RunData, arg, check_count, load_split_corpus, load_tokenizer,
@@ -144,15 +145,15 @@ class Seq2SeqPipeline(Pipeline):
                 break
         for name, column in (("source_column", source), ("target_column", target)):
             if column is None or column not in columns:
-                raise ValueError(f"Set {name}: the corpus has no {column!r} column (columns: {columns})"
-                                 f"{separator_hint(columns)}")
+                raise DataError(f"Set {name}: the corpus has no {column!r} column (columns: {columns})"
+                                f"{separator_hint(columns)}")
         references = d.references_column or ("references" if "references" in columns else None)
         if references is not None and references not in columns:
-            raise ValueError(f"references_column {references!r} is not a column of the corpus (columns: {columns})")
+            raise OptionError(f"references_column {references!r} is not a column of the corpus (columns: {columns})")
         kind = d.metrics if d.metrics != "auto" else \
             "g2p" if self.model_args.target_tokenizer_kind == "phoneme" or references else "translation"
         if kind not in ("g2p", "translation"):
-            raise ValueError(f"metrics must be auto, g2p or translation, got {d.metrics!r}")
+            raise OptionError(f"metrics must be auto, g2p or translation, got {d.metrics!r}")
         raw["train"] = subset(raw["train"], d.max_train_samples, self.seed)
         for split, limit in (("validation", d.max_eval_samples), ("test", d.max_test_samples)):
             if split in raw:
@@ -185,7 +186,7 @@ class Seq2SeqPipeline(Pipeline):
 
     def prepare_model(self, data, model):
         if not model.config.is_encoder_decoder:
-            raise ValueError(f"{type(model).__name__} is not an encoder-decoder model")
+            raise OptionError(f"{type(model).__name__} is not an encoder-decoder model")
         if not self.model_args.model_name_or_path:
             model.generation_config.max_length = self.model_args.max_target_length + 1  # start token + target
 

@@ -34,6 +34,7 @@ from hfnn.training import recipes
 from hfnn.data.corpora import load_corpus
 from hfnn.pipelines import common, run_classification, run_lm
 from hfnn.data.tokenization import train_tokenizer
+from hfnn.models.errors import is_user_error
 from tests.reliability_utils import VOCAB, build_model, config_class, heads, model_classes, shakespeare_text
 
 DEADLINE_S = 60
@@ -710,6 +711,12 @@ ELSEWHERE = [
 ]
 
 
+# Cases a user meets through a command (a pipeline, `hfnn`, a recipe or data file they name): the error must be a
+# user error, which the command prints as one line with exit status 2 (a bug gets a traceback and exit status 1).
+COMMAND_CASES = ("recipe-", "args-", "output-dir-", "resume-", "pipeline-", "data-", "cli-")
+PYTHON_ONLY = {"data-builtin-unknown-option"}  # load_corpus' keyword options: no command passes them
+
+
 def check_case(c: Case, exc, result) -> None:
     if c.error is None:
         assert exc is None, f"{c.input}: expected no error, got {type(exc).__name__}: {exc}"
@@ -717,6 +724,8 @@ def check_case(c: Case, exc, result) -> None:
         return
     assert exc is not None, f"{c.input}: no error was raised"
     assert isinstance(exc, c.error), f"{c.input}: {type(exc).__name__}: {exc}"
+    if c.id.startswith(COMMAND_CASES) and c.id not in PYTHON_ONLY and not isinstance(exc, ExitStatus):
+        assert is_user_error(exc), f"{c.input}: {type(exc).__name__} would be reported as a bug: {exc}"
     message = str(exc)
     assert re.search(c.match, message, flags=re.S), f"{c.input}: the message does not name the problem: {message[:500]}"
     assert len(message) < 2000, "the message is a wall of text"
@@ -794,7 +803,8 @@ def write_table(path: Path = TABLE) -> None:
         "Every row is a test case of `tests/test_bad_input.py` (regenerate this file with "
         "`python -m tests.test_bad_input`). Each case must fail within "
         f"{DEADLINE_S} s with an error naming the problem and leave existing files untouched; rows marked "
-        "**open** are known bad errors, with the fix that closes them.\n\n"
+        "**open** are known bad errors, with the fix that closes them. An error met through a command (a pipeline, "
+        "`hfnn`, a recipe or data file) is a user error: the command prints it as one line and exits with status 2.\n\n"
         "| case | input | error raised | message excerpt |\n|---|---|---|---|\n"
     )
     elsewhere = (

@@ -19,8 +19,9 @@
 The commands compose the library: tasks and architectures come from :mod:`hfnn.models.registry`, saved
 models run through ``transformers.pipeline`` (the task's ``pipeline_task``), training and scoring
 through the training pipelines (``hfnn.pipelines``). User errors (a bad path, a folder that is not an
-hfnn model, the wrong kind of model for the command, a bad recipe) print one line on stderr and exit
-with status 2. ``--debug`` (or ``HFNN_DEBUG=1``) shows the traceback instead.
+hfnn model, the wrong kind of model for the command, a bad recipe: an :class:`hfnn.models.errors.HfnnError`, or
+an OS error about a path) print one line on stderr and exit with status 2; any other exception is a bug, printed
+with its traceback and how to report it, exit status 1. ``--debug`` (or ``HFNN_DEBUG=1``) raises either instead.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from pathlib import Path
 from hfnn.apps import quickstart
 
 from hfnn.models import registry
-from hfnn.models.errors import UserError, first_line, format_table
-from hfnn.training.recipes import USER_ERRORS, find_recipe, load_recipe, resolve_recipe, shipped_recipes, task_name
+from hfnn.models.errors import UserError, first_line, format_table, report_error
+from hfnn.training.recipes import find_recipe, load_recipe, resolve_recipe, shipped_recipes, task_name
 from hfnn.apps.inference import (classify_texts, evaluate_classifier, evaluate_lm, generate_texts, load_eval_split,
                             phoneme_scores, require_columns, transduce_texts)
 from hfnn.sharing.saved import (SavedModel, load_saved, load_source_tokenizer, open_model_dir, require_task, resolve_device,
@@ -361,19 +362,13 @@ def _cmd_corpora(args) -> int:
     if args.corpora_command in (None, "list"):
         _print_table(("name", "task", "columns", "install"), [(c.name, c.task, ", ".join(c.columns), c.install) for c in list_corpora()])
         return 0
-    try:
-        _out(describe_corpus(args.name))
-    except ValueError as err:
-        raise CliError(first_line(err)) from None
+    _out(describe_corpus(args.name))
     return 0
 
 
 def _cmd_recipes(args) -> int:
     if args.name:
-        try:
-            path = resolve_recipe(args.name)
-        except FileNotFoundError as err:
-            raise CliError(first_line(err)) from None
+        path = resolve_recipe(args.name)
         _out(f"# {path}")
         _out(path.read_text(encoding="utf-8").rstrip())
         return 0
@@ -384,16 +379,13 @@ def _cmd_recipes(args) -> int:
 
 
 def _cmd_push(args) -> int:
-    from hfnn.sharing.hub import HubError, ManifestError, push_folder
+    from hfnn.sharing.hub import push_folder
 
     path = Path(args.model)
     if not path.exists():
         raise CliError(f"no such model folder: {args.model}")
-    try:
-        files = push_folder(path, args.repo_id, token=args.token, private=args.private,
-                            commit_message=args.commit_message, dry_run=args.dry_run)
-    except (HubError, ManifestError, ValueError, FileNotFoundError) as err:
-        raise CliError(first_line(err)) from None
+    files = push_folder(path, args.repo_id, token=args.token, private=args.private,
+                        commit_message=args.commit_message, dry_run=args.dry_run)
     endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
     _out(f"would upload {len(files)} files from {path} to {args.repo_id}:" if args.dry_run
          else f"uploaded {len(files)} files to {endpoint}/{args.repo_id}:")
@@ -434,10 +426,7 @@ def _cmd_train(rest: list[str], train_parser: argparse.ArgumentParser) -> int:
     rest, overrides = list(rest), {}
     if rest and not rest[0].startswith("-"):
         recipe = rest.pop(0)
-        try:
-            path, values = resolve_recipe(recipe), load_recipe(recipe)
-        except (FileNotFoundError, ValueError) as err:
-            raise CliError(first_line(err)) from None
+        path, values = resolve_recipe(recipe), load_recipe(recipe)
         task = _take(rest, "task", remove=False) or values.get("task")
         if not task:
             raise CliError(f"recipe {path} has no `task` key; add `task: language-modeling` (or text-classification, seq2seq) or pass --task")
@@ -454,10 +443,7 @@ def _cmd_train(rest: list[str], train_parser: argparse.ArgumentParser) -> int:
         if corpus and load_recipe(name).get("corpus") != corpus:
             overrides["corpus"] = corpus
         print(f"hfnn train: using the recipe {name} ({path})", file=sys.stderr)
-    try:
-        _pipeline_module(task).run_pipeline(task, path, argv=rest, **overrides)
-    except USER_ERRORS as err:
-        raise CliError(first_line(err)) from None
+    _pipeline_module(task).run_pipeline(task, path, argv=rest, **overrides)
     return 0
 
 
@@ -496,7 +482,7 @@ _COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the ``hfnn`` command line; returns the exit status (0 ok, 2 user error)."""
+    """Runs the ``hfnn`` command line; returns the exit status (0 ok, 2 user error, 1 bug)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("HFNN_DEBUG", "") not in ("", "0")
     if argv[:1] == ["--debug"]:
@@ -527,17 +513,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`hfnn generate ... | head`): stop quietly, like other tools
         _silence_stdout()
         return 141
-    except CliError as err:
-        if debug:
-            raise
-        print(f"hfnn{' ' + command if command else ''}: error: {err}", file=sys.stderr)
-        return 2
     except Exception as err:
         if debug:
             raise
-        print(f"hfnn{' ' + command if command else ''}: error: {type(err).__name__}: {first_line(err)} "
-              "(run with --debug for the traceback)", file=sys.stderr)
-        return 1
+        return report_error(f"hfnn{' ' + command if command else ''}", err)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hfnn.models.errors import UserError, first_line
+from hfnn.models.errors import USER_ERRORS, UserError, first_line
 
 __all__ = ["classify_texts", "evaluate_classifier", "evaluate_lm", "generate_texts", "load_eval_split",
            "phoneme_scores", "require_columns", "transduce_texts", "unknown_characters"]
@@ -132,7 +132,7 @@ def load_eval_split(args, info: dict, label_type: str = "classes"):
         raise UserError(f"no such file: {args.file}")
     try:
         data = load_corpus(name, label_type=label_type, **{k: v for k, v in columns.items() if v})
-    except (FileNotFoundError, KeyError, ValueError, ConnectionError, ImportError) as err:
+    except USER_ERRORS as err:
         raise UserError(f"cannot load {name}: {first_line(err)}") from None
     args.split = args.split or ("all" if args.file else "test")
     if args.split != "all" and args.split not in data:

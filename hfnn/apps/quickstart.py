@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 from hfnn.models import registry
-from hfnn.models.errors import UserError, first_line, format_table
+from hfnn.models.errors import MissingPackageError, OptionError, UserError, first_line, format_table
 from hfnn.training.recipes import find_recipe, pipeline_module
 
 __all__ = ["QUICKSTART_MODELS", "QUICKSTART_OVERRIDES", "baseline", "letter_baseline_per", "majority_accuracy", "quickstart_plan",
@@ -190,7 +190,7 @@ def quickstart_plan(only):
     unknown = sorted(o for o in only or () if not any(selected(m, {o}) for m in QUICKSTART_MODELS))
     if unknown:
         choices = sorted(set().union(*(names(m) - {m[1].label.lower()} for m in QUICKSTART_MODELS)))
-        raise UserError(f"--only {' '.join(unknown)}: no quickstart model has that name; use one of {', '.join(choices)}")
+        raise OptionError(f"--only {' '.join(unknown)}: no quickstart model has that name; use one of {', '.join(choices)}")
     plan, skipped = [], []
     for entry, row in QUICKSTART_MODELS:
         if only and not selected((entry, row), only):
@@ -220,12 +220,12 @@ def run_quickstart(output_dir, minutes_per_model: float = 1.5, only=None, max_ev
 
     out_dir = Path(output_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--output-dir {out_dir} is a file, not a folder")
+        raise OptionError(f"--output-dir {out_dir} is a file, not a folder")
     plan, skipped = quickstart_plan({o.lower() for o in only} if only else None)
     for label, reason in skipped:
         print(f"hfnn quickstart: skipping {label}: {reason}", file=sys.stderr)
     if not plan:
-        raise UserError("nothing to train: no architecture has both a pipeline and a shipped recipe")
+        raise MissingPackageError("nothing to train: no architecture has both a pipeline and a shipped recipe")
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, summary = [], []
     overrides = {"overwrite_output_dir": True, "max_train_minutes": minutes_per_model, "disable_tqdm": True,

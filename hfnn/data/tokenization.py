@@ -46,6 +46,8 @@ from typing import Iterable
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from hfnn.models.errors import DataError, FileError, OptionError
+
 __all__ = ["KINDS", "SPECIAL_TOKENS", "train_tokenizer", "load_or_train_tokenizer", "text_only"]
 
 KINDS = ("char", "bpe", "word", "phoneme")
@@ -75,7 +77,7 @@ def _as_text_list(texts) -> list[str]:
         else:
             raise TypeError(f"train_tokenizer: texts[{i}] is {type(item).__name__}, expected str")
     if not any(out):
-        raise ValueError("train_tokenizer: texts is empty (no non-empty string to learn a vocabulary from)")
+        raise DataError("train_tokenizer: texts is empty (no non-empty string to learn a vocabulary from)")
     return out
 
 
@@ -122,7 +124,7 @@ def _build(texts: list[str], kind: str, vocab_size: int | None, min_frequency: i
         size = DEFAULT_BPE_VOCAB_SIZE if vocab_size is None else vocab_size
         minimum = len(pre_tokenizers.ByteLevel.alphabet()) + len(specials)
         if size < minimum:
-            raise ValueError(f"train_tokenizer: a byte-level BPE needs vocab_size >= {minimum} (256 bytes + 4 specials), got {size}")
+            raise OptionError(f"train_tokenizer: a byte-level BPE needs vocab_size >= {minimum} (256 bytes + 4 specials), got {size}")
         trainer = trainers.BpeTrainer(vocab_size=size, min_frequency=min_frequency, special_tokens=specials,
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     else:
@@ -173,15 +175,15 @@ def train_tokenizer(
         eos ``</s>`` (3).
     """
     if kind not in KINDS:
-        raise ValueError(f"train_tokenizer: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        raise OptionError(f"train_tokenizer: kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if vocab_size is not None and (not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_TOKENS)):
-        raise ValueError(f"train_tokenizer: vocab_size must be an integer above {len(SPECIAL_TOKENS)} (the special tokens), got {vocab_size!r}")
+        raise OptionError(f"train_tokenizer: vocab_size must be an integer above {len(SPECIAL_TOKENS)} (the special tokens), got {vocab_size!r}")
     if not isinstance(min_frequency, int) or min_frequency < 1:
-        raise ValueError(f"train_tokenizer: min_frequency must be a positive integer, got {min_frequency!r}")
+        raise OptionError(f"train_tokenizer: min_frequency must be a positive integer, got {min_frequency!r}")
     if padding_side not in ("right", "left"):
-        raise ValueError(f"train_tokenizer: padding_side must be 'right' or 'left', got {padding_side!r}")
+        raise OptionError(f"train_tokenizer: padding_side must be 'right' or 'left', got {padding_side!r}")
     if model_max_length is not None and (not isinstance(model_max_length, int) or model_max_length < 1):
-        raise ValueError(f"train_tokenizer: model_max_length must be a positive integer, got {model_max_length!r}")
+        raise OptionError(f"train_tokenizer: model_max_length must be a positive integer, got {model_max_length!r}")
 
     tok = _build(_as_text_list(texts), kind, vocab_size, min_frequency, lowercase)
     for i, special in enumerate(SPECIAL_TOKENS):  # the contract every model config relies on
@@ -220,7 +222,7 @@ def load_or_train_tokenizer(
     if path_or_none is not None:
         path = os.fspath(path_or_none)
         if os.path.exists(path) and not os.path.isdir(path):
-            raise ValueError(f"load_or_train_tokenizer: {path} is a file; give the folder save_pretrained wrote")
+            raise FileError(f"load_or_train_tokenizer: {path} is a file; give the folder save_pretrained wrote")
         return text_only(AutoTokenizer.from_pretrained(path))
     if texts is None:
         raise ValueError("load_or_train_tokenizer: give a tokenizer path or texts to train on")

@@ -22,9 +22,9 @@ take a model and its tokenizer and need no Gradio; :func:`build_app` lays them o
 'hfnn[demo]'``) is imported only when an app is built.
 
 This module imports only ``torch``, ``transformers``, the standard library and the registry of the models wing
-at the top (hfnn itself is optional), so that :func:`write_space_files` can copy it into a saved model folder
-next to an ``app.py``, with the registry beside it: pushed to a Hugging Face Space, the folder runs this same
-demo, loading the model as remote code.
+at the top (hfnn itself is optional; its sibling ``errors`` module has a fallback), so that
+:func:`write_space_files` can copy it into a saved model folder next to an ``app.py``, with the registry beside
+it: pushed to a Hugging Face Space, the folder runs this same demo, loading the model as remote code.
 """
 
 from __future__ import annotations
@@ -44,6 +44,15 @@ try:  # inside hfnn
     from . import registry
 except ImportError:  # the copy in a Space folder, at its top level beside the copy of the registry
     import registry
+try:
+    from .errors import DemoError, first_line as _one_line
+except ImportError:  # the copy a Space runs as hfnn_demo.py, without hfnn: the same error, the same one line
+    class DemoError(ValueError):
+        """A user error (bad folder, bad input): shown as one line, never as a traceback."""
+
+    def _one_line(err: BaseException) -> str:
+        return " ".join(str(err).split())[:400] or type(err).__name__
+
 
 __all__ = [
     "DemoError",
@@ -67,10 +76,6 @@ __all__ = [
 SPACE_MODULE = "hfnn_demo.py"  # the copy of this module that write_space_files puts in a model folder
 SOURCE_TOKENIZER_SUBFOLDER = registry.SOURCE_TOKENIZER_SUBFOLDER
 GRADIO_REQUIREMENT = "gradio>=6,<7"
-
-
-class DemoError(Exception):
-    """A user error (bad folder, bad input): shown as one line, never as a traceback."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,11 +122,6 @@ def resolve_model_folder(name: str, error: type[Exception] = DemoError) -> Path:
         raise error(
             f"no such model folder: {name} (and it could not be downloaded from the Hub: {type(err).__name__})"
         ) from None
-
-
-def _one_line(err: BaseException) -> str:
-    line = " ".join(str(err).split()) or type(err).__name__
-    return line if len(line) <= 300 else line[:300] + "..."
 
 
 def load_demo_model(name: str | os.PathLike, device: str = "cpu") -> DemoModel:

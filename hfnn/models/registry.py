@@ -21,6 +21,11 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+try:  # inside hfnn; a copy at a Space's top level raises plain ValueErrors (what these kinds derive from)
+    from .errors import FileError, OptionError
+except ImportError:
+    FileError = OptionError = ValueError
+
 __all__ = [
     "ARCHITECTURES",
     "AUTO_CLASSES",
@@ -158,7 +163,7 @@ class Architecture:
         """Names of the modules the PEFT ``method`` adapts by default (peft matches a name or a ``.name`` suffix)."""
         targets = dict(self.peft_targets)
         if method not in targets:
-            raise ValueError(f"unknown adapter method {method!r}; use {', '.join(PEFT_METHODS)}")
+            raise OptionError(f"unknown adapter method {method!r}; use {', '.join(PEFT_METHODS)}")
         return targets[method]
 
 
@@ -285,7 +290,7 @@ def task(name: Any) -> Task:
     """
     found = task_aliases().get(_key(name)) if name is not None else None
     if found is None:
-        raise ValueError(f"unknown task {name!r}; use {', '.join(TASKS)} (or an alias: "
+        raise OptionError(f"unknown task {name!r}; use {', '.join(TASKS)} (or an alias: "
                          f"{', '.join(a for t in TASKS.values() for a in t.aliases)})")
     return TASKS[found]
 
@@ -302,7 +307,7 @@ def architecture(name: Any) -> Architecture:
     for entry in ARCHITECTURES.values():
         if key == entry.name or key in entry.aliases:
             return entry
-    raise ValueError(f"Unknown architecture {name!r}; choose one of {', '.join(sorted(ARCHITECTURES))}")
+    raise OptionError(f"Unknown architecture {name!r}; choose one of {', '.join(sorted(ARCHITECTURES))}")
 
 
 def architecture_for(name: Any, task_name: Any) -> Architecture:
@@ -312,7 +317,7 @@ def architecture_for(name: Any, task_name: Any) -> Architecture:
     """
     entry, found = task(task_name), architecture(name)
     if not found.supports(entry.name):
-        raise ValueError(f"Architecture {name!r} has no {entry.head} head")
+        raise OptionError(f"Architecture {name!r} has no {entry.head} head")
     return found
 
 
@@ -344,11 +349,11 @@ def saved_model(config: Mapping[str, Any], where: Any) -> tuple[Architecture, Ta
     entry = architecture_of_model_type(model_type)
     if entry is None:
         types = ", ".join(sorted(a.model_type for a in ARCHITECTURES.values()))
-        raise ValueError(f"{where} is not an hfnn model folder (model_type {model_type!r}; hfnn models are {types})")
+        raise FileError(f"{where} is not an hfnn model folder (model_type {model_type!r}; hfnn models are {types})")
     found = task_of_config(config)
     if found is None:
         heads = ", ".join(config.get("architectures") or ["?"])
-        raise ValueError(f"{where} holds a {heads} without a task head (language model, classifier or seq2seq)")
+        raise FileError(f"{where} holds a {heads} without a task head (language model, classifier or seq2seq)")
     return entry, found
 
 
@@ -362,6 +367,8 @@ def quickstart_models() -> tuple[tuple[Architecture, QuickstartModel], ...]:
 def write_copy(folder: str | os.PathLike, source: str | None = None, name: str = REGISTRY_FILE) -> str:
     """Copies ``source`` (this file by default) into ``folder`` as ``name``, for the modules that travel with a
     saved model and read the registry there; nothing is done when it is that file already. Returns the path."""
+    if source is None:  # the registry, with the error kinds it raises (remote code follows its relative import)
+        write_copy(folder, os.path.join(os.path.dirname(os.path.abspath(__file__)), "errors.py"), "errors.py")
     source = os.path.abspath(source or __file__)
     target = os.path.join(os.fspath(folder), name)
     if not (os.path.exists(target) and os.path.samefile(source, target)):

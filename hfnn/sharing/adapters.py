@@ -27,6 +27,7 @@ into the base weights.
 from __future__ import annotations
 
 from hfnn.models import registry
+from hfnn.models.errors import MissingPackageError, OptionError
 
 __all__ = ["METHODS", "add_adapter", "default_targets", "register_peft_defaults", "task_type"]
 
@@ -40,9 +41,7 @@ def _import_peft():
     try:
         import peft
     except ImportError:
-        from hfnn.models.errors import UserError
-
-        raise UserError('adapters need peft: pip install "peft>=0.17"') from None
+        raise MissingPackageError('adapters need peft: pip install "peft>=0.17"') from None
     return peft
 
 
@@ -80,7 +79,7 @@ def default_targets(model, method: str = "lora") -> tuple[list[str], list[str]]:
     from torch import nn
 
     if method not in METHODS:
-        raise ValueError(f"unknown adapter method {method!r}; use {', '.join(METHODS)}")
+        raise OptionError(f"unknown adapter method {method!r}; use {', '.join(METHODS)}")
     names = _architecture(model).default_targets(method)
     modules, parameters = [], []
     for name, module in model.named_modules():
@@ -120,27 +119,27 @@ def add_adapter(model, method: str = "lora", r: int = 8, alpha: float | None = N
     """
     peft = _import_peft()
     if not isinstance(r, int) or isinstance(r, bool) or r < 1:
-        raise ValueError(f"adapter rank r must be a positive integer, got {r!r}")
+        raise OptionError(f"adapter rank r must be a positive integer, got {r!r}")
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"adapter dropout must be in [0, 1), got {dropout!r}")
+        raise OptionError(f"adapter dropout must be in [0, 1), got {dropout!r}")
     modules, parameters = default_targets(model, method)
     if target_modules is not None:
         modules, parameters = target_modules, []
     elif not modules and not parameters:
         names = ", ".join(_architecture(model).default_targets(method))
-        raise ValueError(f"{type(model).__name__} has none of the modules {method} adapts by default ({names}); an "
-                         "MLP with num_hidden_layers=0 has no dense layer: give target_modules (e.g. "
-                         "['word_embeddings']) or train every weight (no --lora_r)")
+        raise OptionError(f"{type(model).__name__} has none of the modules {method} adapts by default ({names}); an "
+                          "MLP with num_hidden_layers=0 has no dense layer: give target_modules (e.g. "
+                          "['word_embeddings']) or train every weight (no --lora_r)")
     kind = task_type(model)
     if method == "lora":
         if parameters and dropout:
-            raise ValueError(f"LoRA dropout cannot apply to the recurrent weights of {type(model).__name__} "
-                             "(peft adapts them as parameters): use dropout=0, or target_modules without them")
+            raise OptionError(f"LoRA dropout cannot apply to the recurrent weights of {type(model).__name__} "
+                              "(peft adapts them as parameters): use dropout=0, or target_modules without them")
         config = peft.LoraConfig(task_type=kind, r=r, lora_alpha=r if alpha is None else alpha, lora_dropout=dropout,
                                  target_modules=modules, target_parameters=parameters or None)
     else:
         if alpha is not None:
-            raise ValueError("OFT has no alpha (its update is a rotation); leave alpha unset")
+            raise OptionError("OFT has no alpha (its update is a rotation); leave alpha unset")
         config = peft.OFTConfig(task_type=kind, r=r, oft_block_size=0, module_dropout=dropout,
                                 target_modules=modules)
     return peft.get_peft_model(model, config)

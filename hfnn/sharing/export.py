@@ -58,7 +58,7 @@ import torch
 from torch import nn
 
 from hfnn.models import registry
-from hfnn.models.errors import UserError
+from hfnn.models.errors import FileError, MissingPackageError
 
 __all__ = ["ExportCheck", "PIP_INSTALL", "empty_past", "export_onnx", "greedy_generate", "graph_inputs", "past_name",
            "require_onnx"]
@@ -70,7 +70,7 @@ _CHECK_SHAPE = (3, 7)  # batch and sequence of the check after export: other siz
 
 
 def require_onnx() -> None:
-    """Raises :class:`UserError` with the pip command when onnx, onnxruntime or onnxscript is missing."""
+    """Raises :class:`MissingPackageError` with the pip command when onnx, onnxruntime or onnxscript is missing."""
     missing = []
     for name in ("onnx", "onnxruntime", "onnxscript"):
         try:
@@ -78,7 +78,7 @@ def require_onnx() -> None:
         except ImportError:
             missing.append(name)
     if missing:
-        raise UserError(f"ONNX export needs {', '.join(missing)}: {PIP_INSTALL}")
+        raise MissingPackageError(f"ONNX export needs {', '.join(missing)}: {PIP_INSTALL}")
 
 
 def past_name(present: str) -> str:
@@ -177,7 +177,7 @@ def _graph(model) -> _Graph:
         shapes = [(config.num_attention_heads, "past", config.head_dim)] * len(past)
         module = _TransformerLm(model)
     else:
-        raise ValueError(f"{name} has no task head to export: export a classifier, language model or seq2seq model")
+        raise FileError(f"{name} has no task head to export: export a classifier, language model or seq2seq model")
     present = [p.replace("past_state.", "present_state.").replace("past_key_values.", "present.") for p in past]
     return _Graph(module, "causal-lm", ["input_ids", "attention_mask", *past], ["logits", *present], shapes)
 
@@ -401,15 +401,15 @@ def greedy_generate(session, input_ids, attention_mask=None, max_new_tokens: int
     unfinished = np.ones(batch, dtype=bool)
     kind = meta.get("kind")
     if "sequence_length" in meta:
-        raise ValueError(f"greedy_generate: this graph has sequence axes fixed at {meta['sequence_length']} (an older "
-                         "hfnn's export of a recurrent model): export the model again, its axes are now dynamic")
+        raise FileError(f"greedy_generate: this graph has sequence axes fixed at {meta['sequence_length']} (an older "
+                        "hfnn's export of a recurrent model): export the model again, its axes are now dynamic")
     if kind == "seq2seq":
         out = np.full((batch, 1), int(meta["decoder_start_token_id"]), dtype=np.int64)
     elif kind == "causal-lm":  # the prompt in one call
         results = session.run(None, {"input_ids": input_ids, "attention_mask": mask, **empty_past(session, batch)})
         out, past = input_ids, {past_name(n): v for n, v in zip(names[1:], results[1:])}
     else:
-        raise ValueError(f"greedy_generate: the graph is a {kind or 'non-hfnn graph'}, not a generating model")
+        raise FileError(f"greedy_generate: the graph is a {kind or 'non-hfnn graph'}, not a generating model")
     for step in range(max_new_tokens):
         if kind == "seq2seq":
             results = session.run(None, {"input_ids": input_ids, "attention_mask": mask, "decoder_input_ids": out,

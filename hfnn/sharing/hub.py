@@ -23,6 +23,7 @@ import json
 import os
 from pathlib import Path
 
+from hfnn.models.errors import FileError, HubError, OptionError, first_line
 from hfnn.models.registry import REGISTRY_FILE, SOURCE_TOKENIZER_SUBFOLDER
 
 __all__ = [
@@ -54,10 +55,6 @@ _PICKLE_WEIGHT_NAMES = ("pytorch_model", "model", "tf_model", "flax_model")
 _SKIPPED_DIRS = ("checkpoint-", "runs", "logs", "__pycache__", ".git", "hf_modules", ".cache", "wandb")
 
 
-class HubError(RuntimeError):
-    """An upload to the Hub could not be done; the message says why in one line."""
-
-
 class HubAuthError(HubError):
     """No usable Hugging Face token."""
 
@@ -66,7 +63,7 @@ class HubConnectionError(HubError):
     """The Hub could not be reached or refused the request."""
 
 
-class ManifestError(ValueError):
+class ManifestError(FileError):
     """The folder is not a complete, safely shareable saved model."""
 
 
@@ -267,11 +264,6 @@ def _connection_error_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return (text[:300] + "...") if len(text) > 300 else (text or type(err).__name__)
-
-
 def _timeout() -> float:
     for name in ("HFNN_HUB_TIMEOUT", "HF_HUB_ETAG_TIMEOUT"):
         value = os.environ.get(name)
@@ -308,7 +300,7 @@ def push_folder(
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:
-        raise ValueError(f"invalid repo id {repo_id!r}: {_one_line(err)}") from None
+        raise OptionError(f"invalid repo id {repo_id!r}: {first_line(err)}") from None
     if dry_run:
         return manifest
 
@@ -348,11 +340,11 @@ def push_folder(
             ) from None
         raise HubConnectionError(
             f"the Hub at {endpoint} answered HTTP {status} while {stage}; nothing was committed "
-            f"(check HF_ENDPOINT and the repo id): {_one_line(err)}"
+            f"(check HF_ENDPOINT and the repo id): {first_line(err)}"
         ) from None
     except network_errors as err:
         raise HubConnectionError(
             f"could not reach the Hugging Face Hub at {endpoint} while {stage} "
-            f"({type(err).__name__}: {_one_line(err)}); nothing was committed"
+            f"({type(err).__name__}: {first_line(err)}); nothing was committed"
         ) from None
     return manifest

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from hfnn.models.errors import FileError, OptionError
 from hfnn.training.budget import TimeBudgetCallback
 
 __all__ = ["AVERAGE_FILE", "WeightAveragingCallback"]
@@ -29,7 +30,7 @@ class WeightAveragingCallback(TrainerCallback):
 
     def __init__(self, fraction: float, budget: TimeBudgetCallback | None = None):
         if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
-            raise ValueError(f"--average_weights must be a fraction of training in (0, 1] (0: off), got {fraction!r}")
+            raise OptionError(f"--average_weights must be a fraction of training in (0, 1] (0: off), got {fraction!r}")
         self.fraction, self.budget = float(fraction), budget
         self.averaged = None  # the AveragedModel, from the first step of the tail to the end of training
         self.first_step: int | None = None
@@ -60,8 +61,8 @@ class WeightAveragingCallback(TrainerCallback):
             averaged = AveragedModel(model)
             params = dict(averaged.module.named_parameters())
             if set(f.keys()) != set(params):
-                raise ValueError(f"{path} does not hold this model's weights (it has {len(f.keys())} tensors, the "
-                                 f"model {len(params)} parameters): resume from a checkpoint of the same model")
+                raise FileError(f"{path} does not hold this model's weights (it has {len(f.keys())} tensors, the "
+                                f"model {len(params)} parameters): resume from a checkpoint of the same model")
             with torch.no_grad():
                 for name, p in params.items():
                     p.copy_(f.get_tensor(name))

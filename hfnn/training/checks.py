@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from hfnn.models.errors import FileError, OptionError
+
 __all__ = ["check_resume_architecture", "check_tokenizer", "check_training_arguments"]
 
 
@@ -16,16 +18,16 @@ def check_training_arguments(args) -> None:
     for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
         value = getattr(args, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"--{name} must be an integer >= 1, got {value!r}")
+            raise OptionError(f"--{name} must be an integer >= 1, got {value!r}")
     if not (math.isfinite(args.learning_rate) and args.learning_rate >= 0):
-        raise ValueError(f"--learning_rate must be a finite number >= 0, got {args.learning_rate!r}")
+        raise OptionError(f"--learning_rate must be a finite number >= 0, got {args.learning_rate!r}")
     epochs = args.num_train_epochs
     if (args.max_steps is None or args.max_steps <= 0) and not (math.isfinite(epochs) and epochs > 0):
-        raise ValueError(
+        raise OptionError(
             f"--num_train_epochs must be > 0 (or give --max_steps), got {epochs!r}: nothing would be trained")
     if args.fp16 and args.device.type == "cpu":
-        raise ValueError("--fp16 true needs a GPU: on the CPU the Trainer would train in float32 without saying so. "
-                         "Use --bf16 true --use_cpu true (bfloat16 autocast on the CPU), or leave --fp16 out")
+        raise OptionError("--fp16 true needs a GPU: on the CPU the Trainer would train in float32 without saying so. "
+                          "Use --bf16 true --use_cpu true (bfloat16 autocast on the CPU), or leave --fp16 out")
 
 
 def check_tokenizer(model_or_config, tokenizer, vocab_size_field: str = "vocab_size") -> None:
@@ -36,14 +38,14 @@ def check_tokenizer(model_or_config, tokenizer, vocab_size_field: str = "vocab_s
     config = getattr(model_or_config, "config", model_or_config)
     vocab_size = getattr(config, vocab_size_field)
     if len(tokenizer) > vocab_size:
-        raise ValueError(
+        raise OptionError(
             f"The tokenizer has {len(tokenizer)} tokens but the model's {vocab_size_field} is {vocab_size}: they do "
             "not belong together (ids >= vocab_size are outside the model's embedding table)"
         )
     for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
         ours, theirs = getattr(config, name, None), getattr(tokenizer, name, None)
         if ours is not None and theirs is not None and not isinstance(ours, list) and ours != theirs:
-            raise ValueError(
+            raise OptionError(
                 f"The tokenizer's {name} is {theirs} but the model config's is {ours}: they do not belong together"
             )
 
@@ -68,12 +70,12 @@ def check_resume_architecture(checkpoint, model) -> None:
     ours, where = model.config.to_dict(), f"--resume_from_checkpoint {checkpoint}: it"
     classes = saved.get("architectures") or []
     if classes and type(model).__name__ not in classes:
-        raise ValueError(f"{where} holds a {', '.join(classes)}, this run trains a {type(model).__name__}; resume "
-                         "with the pipeline and recipe of that run")
+        raise FileError(f"{where} holds a {', '.join(classes)}, this run trains a {type(model).__name__}; resume "
+                        "with the pipeline and recipe of that run")
     for field in _RESUME_FIELDS:
         if saved.get(field) is not None and ours.get(field) is not None and saved[field] != ours[field]:
-            raise ValueError(f"{where} holds another model ({field} {saved[field]!r}, this run builds "
-                             f"{ours[field]!r}); resume with the recipe and config_overrides of that run")
+            raise FileError(f"{where} holds another model ({field} {saved[field]!r}, this run builds "
+                            f"{ours[field]!r}); resume with the recipe and config_overrides of that run")
     labels = saved.get("id2label"), ours.get("id2label")
     if "num_labels" not in saved and None not in labels and len(labels[0]) != len(labels[1]):
-        raise ValueError(f"{where} has {len(saved['id2label'])} labels, this run {len(ours['id2label'])}")
+        raise FileError(f"{where} has {len(saved['id2label'])} labels, this run {len(ours['id2label'])}")

@@ -26,6 +26,8 @@ import time
 
 from transformers import TrainerCallback
 
+from hfnn.models.errors import OptionError
+
 __all__ = ["CpuLoad", "CpuSample", "ThreadTuner", "available_cores", "env_threads", "room_for", "thread_candidates"]
 
 _logger = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ def env_threads() -> int | None:
     except ValueError:
         count = 0
     if count < 1:
-        raise ValueError(f"HFNN_THREADS={value!r}: expected a positive whole number of CPU threads")
+        raise OptionError(f"HFNN_THREADS={value!r}: expected a positive whole number of CPU threads")
     return count
 
 

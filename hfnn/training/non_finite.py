@@ -7,11 +7,14 @@ import math
 
 from transformers import TrainerCallback
 
+from hfnn.models.errors import HfnnError
+
 __all__ = ["NonFiniteGuardCallback", "NonFiniteTrainingError", "check_finite_model", "non_finite_parameters"]
 
 
-class NonFiniteTrainingError(ValueError):
-    """Training produced a NaN or infinite loss, gradient or weight: the run stops and nothing is saved."""
+class NonFiniteTrainingError(HfnnError):
+    """Training produced a NaN or infinite loss, gradient or weight (too high a learning rate): the run stops and
+    nothing is saved."""
 
 
 def non_finite_parameters(model) -> list[str]:

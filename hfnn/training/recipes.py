@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from hfnn.models import registry
-from hfnn.models.errors import UserError
+from hfnn.models.errors import USER_ERRORS, HfnnError, MissingPackageError, OptionError, first_line
 
 __all__ = ["RECIPES_DIR", "USER_ERRORS", "find_recipe", "list_recipes", "load_recipe", "merge_mapping", "parse_args",
            "parse_config_overrides", "pipeline_module", "resolve_recipe", "shipped_recipes", "task_name"]
@@ -25,12 +25,6 @@ _logger = logging.getLogger(__name__)
 _PIPELINES = importlib.util.find_spec("hfnn.pipelines")
 RECIPES_DIR = Path(next(iter(_PIPELINES.submodule_search_locations))) / "recipes" if _PIPELINES else None
 _RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
-
-# Errors that mean the user asked for something wrong (a flag, a recipe, a file, a folder), not a bug:
-# a pipeline run as a command and `hfnn train` report them in one line.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError, ImportError,
-               ConnectionError)
-
 
 def list_recipes() -> list[str]:
     """Names of the recipes shipped with hfnn (usable wherever a recipe path is expected)."""
@@ -47,7 +41,7 @@ def resolve_recipe(name_or_path: str) -> Path:
         try:
             found = path.is_file()
         except OSError as err:  # a folder on the way that this process may not enter
-            raise ValueError(f"Recipe {path} cannot be read: {err.strerror or err}") from None
+            raise OptionError(f"Recipe {path} cannot be read: {err.strerror or err}") from None
         if found:
             return path
     raise FileNotFoundError(
@@ -67,9 +61,9 @@ def load_recipe(name_or_path: str) -> dict:
 
             recipe = yaml.safe_load(text)
     except Exception as err:  # both parsers raise their own error types
-        raise ValueError(f"Recipe {path} is not valid {path.suffix[1:].upper()}: {err}") from None
+        raise OptionError(f"Recipe {path} is not valid {path.suffix[1:].upper()}: {err}") from None
     if not isinstance(recipe, (dict, type(None))):
-        raise ValueError(f"Recipe {path} must be a mapping of argument names to values, got {type(recipe).__name__}")
+        raise OptionError(f"Recipe {path} must be a mapping of argument names to values, got {type(recipe).__name__}")
     return recipe or {}
 
 
@@ -78,9 +72,9 @@ def _json_mapping(value, name: str, purpose: str = "") -> dict:
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{name} must be a JSON mapping, got {value!r}: {err}") from None
+        raise OptionError(f"{name} must be a JSON mapping, got {value!r}: {err}") from None
     if not isinstance(parsed, dict):
-        raise ValueError(f"{name} must be a JSON mapping{purpose}, got {value!r}")
+        raise OptionError(f"{name} must be a JSON mapping{purpose}, got {value!r}")
     return parsed
 
 
@@ -90,7 +84,7 @@ def parse_config_overrides(value) -> dict:
     if value is None or isinstance(value, dict):
         return dict(value or {})
     if not isinstance(value, str):
-        raise ValueError(f"config_overrides must be a mapping of config fields, got {type(value).__name__} {value!r}")
+        raise OptionError(f"config_overrides must be a mapping of config fields, got {type(value).__name__} {value!r}")
     return _json_mapping(value, "config_overrides")
 
 
@@ -131,18 +125,25 @@ def parse_args(dataclass_types, argv=None, defaults=None, overrides=None):
         recipe = load_recipe(recipe_name)
         unknown = sorted(set(recipe) - {f.name for cls in dataclass_types for f in dataclasses.fields(cls)})
         if unknown:
-            raise ValueError(f"Recipe {recipe_name} has unknown keys: {', '.join(unknown)}")
+            raise OptionError(f"Recipe {recipe_name} has unknown keys: {', '.join(unknown)}")
         for action in parser._actions:  # flags required on the command line are optional once the recipe sets them
             action.required = action.required and action.dest not in recipe
         parser.set_defaults(**recipe)
     if overrides:
         unknown = sorted(set(overrides) - {f.name for cls in dataclass_types for f in dataclasses.fields(cls)})
         if unknown:
-            raise ValueError(f"Unknown options: {', '.join(unknown)}")
+            raise OptionError(f"Unknown options: {', '.join(unknown)}")
         for action in parser._actions:
             action.required = action.required and action.dest not in overrides
         parser.set_defaults(**overrides)
-    parsed = parser.parse_args_into_dataclasses(args=argv)
+    try:  # the argument classes (TrainingArguments too) check the user's values as they are built
+        *parsed, unused = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    except ValueError as err:
+        if isinstance(err, HfnnError):
+            raise
+        raise OptionError(first_line(err)) from err
+    if unused:
+        raise OptionError(f"not an option of this pipeline: {' '.join(unused)} (see --help)")
     for args in parsed:
         _merge_mapping_fields(args, recipe)
         for field in ("model_name_or_path", "tokenizer_name"):
@@ -218,5 +219,6 @@ def pipeline_module(task: str):
         return importlib.import_module(module_name)
     except ModuleNotFoundError as err:
         if err.name in (module_name, "hfnn.pipelines"):
-            raise UserError(f"the {task} pipeline ({module_name}) is not available in this installation") from None
+            raise MissingPackageError(f"the {task} pipeline ({module_name}) is not available in this "
+                                      "installation") from None
         raise
