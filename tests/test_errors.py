@@ -137,8 +137,10 @@ def test_the_demo_copied_without_hfnn_keeps_a_value_error_and_one_line(tmp_path,
     # A Space imports the copied demo as a top-level module: `.errors` cannot be imported, the fallback serves.
     import hfnn.models.demo as demo
 
+    demo.write_space_files(tmp_path)  # the demo and the registry beside it, as a Space holds them
     copy = tmp_path / demo.SPACE_MODULE
-    copy.write_text(open(demo.__file__, encoding="utf-8").read(), encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "registry", raising=False)
     spec = importlib.util.spec_from_file_location("hfnn_demo_copy", copy)
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "hfnn_demo_copy", module)

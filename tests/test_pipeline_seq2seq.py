@@ -156,7 +156,7 @@ def test_mark_for_pipeline_keeps_other_entries_and_returns_the_config(tmp_path):
     assert set(config.custom_pipelines) == {"other", INFERRED_TASK}
     assert not os.listdir(tmp_path)
     mark_for_pipeline(config, tmp_path / "out")
-    assert sorted(os.listdir(tmp_path / "out")) == ["pipeline_seq2seq.py", "registry.py"]  # the registry it imports
+    assert sorted(os.listdir(tmp_path / "out")) == ["errors.py", "pipeline_seq2seq.py", "registry.py"]  # what it imports
 
 
 def test_pipeline_save_pretrained_writes_everything_needed(saved, tmp_path):

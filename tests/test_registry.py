@@ -93,15 +93,19 @@ def test_quickstart_rows_in_table_order():
 
 
 def test_the_registry_file_travels_alone(tmp_path):
-    """registry.py imports only the standard library, so a copy of it runs anywhere; write_copy puts it there."""
+    """registry.py imports only the standard library and its sibling errors.py (with a fallback for a copy at a
+    Space's top level), so a copy of it runs anywhere; write_copy puts it there, with errors.py beside it."""
     import subprocess
     import sys
 
     for node in ast.walk(ast.parse(Path(registry.__file__).read_text(encoding="utf-8"))):
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            assert node.level == 1 and node.module == "errors", node.module
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
             assert all(n.split(".")[0] in sys.stdlib_module_names for n in names), names
     path = registry.write_copy(tmp_path)
+    assert (tmp_path / "errors.py").is_file()
     assert path == str(tmp_path / registry.REGISTRY_FILE)
     assert registry.write_copy(tmp_path, path) == path  # the file itself: nothing to copy
     code = "import registry; print(registry.ARCHITECTURES['cnn'].model_type)"
