@@ -585,3 +585,13 @@ def test_one_split_alias_table_for_files_the_hub_and_evaluate(tmp_path, monkeypa
         args = Namespace(file=None, corpus="someone/data", split=alias, text_column=None, label_column=None,
                          source_column=None, target_column=None)
         assert load_eval_split(args, {})[1]["text"][:] == ["held"] and args.split == "validation"
+
+
+def test_hfnn_data_exports_the_entry_points():
+    import hfnn.data
+    from hfnn.data import load_corpus as exported, open_corpus, train_tokenizer
+    from hfnn.data.tokenization import train_tokenizer as trainer
+
+    assert exported is load_corpus and open_corpus is corpora.open_corpus and train_tokenizer is trainer
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        hfnn.data.nothing

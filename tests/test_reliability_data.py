@@ -344,7 +344,8 @@ def test_a_folder_is_not_taken_for_a_hub_dataset(tmp_path):
 def test_an_unreachable_hub_fails_fast_in_one_line(tmp_path, monkeypatch, capsys):
     from hfnn.data.corpora import hub
 
-    monkeypatch.setattr(hub, "_hub_reachable", lambda timeout=3.0: False)
+    probes = []  # the probe is replaced where it is looked up: the loader must ask it
+    monkeypatch.setattr(hub, "_hub_reachable", lambda timeout=3.0: probes.append(timeout) or False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     start = time.monotonic()
@@ -353,6 +354,7 @@ def test_an_unreachable_hub_fails_fast_in_one_line(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert code == 2 and time.monotonic() - start < 10
     assert "Hub cannot be reached" in err and "someone/dataset" in err and "Traceback" not in err
+    assert probes == [3.0]
 
 
 def test_kjv_verses_are_lines_of_their_book():

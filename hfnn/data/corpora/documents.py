@@ -47,8 +47,8 @@ class Corpus:
       does not list its last row.
     * ``line_separator``: what follows each row inside a document in the stream: ``""`` for ``.txt`` lines, which
       keep their newline, ``"\\n"`` for KJV verses.
-    * ``origins``: per split, the local files its rows come from (:class:`FileOrigin`), to name a file row in an
-      error; empty for built-in and Hub corpora.
+    * ``origins``: per split given as files, those files (:class:`FileOrigin`) in the order their rows were read,
+      before any split was carved out of train; empty for built-in and Hub corpora.
 
     The row numbers are those of ``splits``: :meth:`with_splits` takes new splits of the same rows (the result of
     ``.map``, a cast, a renamed column) and refuses splits whose row counts changed (``.filter``, ``.select``).
