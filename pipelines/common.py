@@ -281,12 +281,14 @@ def _type_name(hint) -> str:
 # ---------------------------------------------------------------------------------------------- data helpers
 
 
-def load_split_corpus(data_args, seed: int, **options):
-    """The run's data through :func:`hfnn.data.corpora.load_corpus`: the local ``train_file`` (with the
+def load_split_corpus(data_args, seed: int, opener=None, **options):
+    """The run's data through :func:`hfnn.data.corpora.load_corpus` (or ``opener``, such as
+    :func:`~hfnn.data.corpora.open_corpus`, which gives the typed corpus): the local ``train_file`` (with the
     ``validation_file`` and ``test_file`` that are given; the missing splits are cut from the training data),
     else the ``corpus``. ``options`` go to ``load_corpus`` (columns, empty-cell handling)."""
     from hfnn.data.corpora import load_corpus
 
+    load_corpus = opener or load_corpus
     if data_args.train_file:
         files = {split: getattr(data_args, f"{split}_file") for split in ("train", "validation", "test")}
         return load_corpus(data_files={k: v for k, v in files.items() if v}, seed=seed, **options)

@@ -13,13 +13,12 @@ and an empty cell is dropped.
 from __future__ import annotations
 
 import dataclasses
-from itertools import chain
 
 import torch
 from datasets import DatasetDict
 from transformers import TrainingArguments, default_data_collator, set_seed
 
-from hfnn.data.corpora import separator_hint
+from hfnn.data.corpora import Corpus, lm_blocks, open_corpus, separator_hint
 from hfnn.models.errors import DataError, OptionError
 from hfnn.pipelines.common import (Pipeline, RunArguments, RunData, TextDataArguments, TokenizerModelArguments, arg,
                                    check_count, load_split_corpus, run_command, run_pipeline)
@@ -49,48 +48,55 @@ class DataArguments(TextDataArguments):
                                                         "ones before)")
 
 
-def load_text_corpus(data_args, seed: int):
-    """The run's text; an empty csv/json text cell is an empty document: dropped (it would only add an eos)."""
+def load_text_corpus(data_args, seed: int) -> Corpus:
+    """The run's text, with its document ends (:func:`hfnn.data.corpora.open_corpus`); an empty csv/json text cell
+    is an empty document: dropped (it would only add an eos)."""
     options = {"text_column": data_args.text_column} if data_args.text_column else {}
-    return load_split_corpus(data_args, seed, empty_text="drop", **options)
+    return load_split_corpus(data_args, seed, opener=open_corpus, empty_text="drop", **options)
 
 
-def tokenize_and_group(raw, tokenizer, block_size: int, document_ends=None):
-    """Tokenises the text as one stream per split and cuts it into ``block_size`` blocks.
+def tokenize_and_group(corpus: Corpus | DatasetDict, tokenizer, block_size: int,
+                       document_ends=None) -> DatasetDict:
+    """Tokenises the text as one stream per split and cuts it into ``block_size`` blocks
+    (:func:`hfnn.data.corpora.lm_blocks`, as ``hfnn evaluate`` scores it).
 
-    End-of-sequence closes documents, not rows. ``document_ends`` (default: ``raw.document_ends``, which
-    ``load_corpus`` sets for ``.txt`` files, whose rows are lines that keep their newline, and for ``kjv``,
-    whose rows are verses, each a line of its book) lists, per split, the rows that end a document (the
-    last line of each file, the last verse of each book); without it every row is a document (a csv/json
-    text cell, a row of a built-in corpus that is a whole work, such as one Shakespeare play).
+    End-of-sequence closes documents, not rows. ``document_ends`` (default: the corpus' own, which
+    :func:`~hfnn.data.corpora.open_corpus` gives for ``.txt`` files, whose rows are lines that keep their newline,
+    and for ``kjv``, whose rows are verses, each a line of its book) lists, per split, the rows that end a document
+    (the last line of each file, the last verse of each book); without it (and for a plain ``DatasetDict``) every
+    row is a document (a csv/json text cell, a row of a built-in corpus that is a whole work, such as one
+    Shakespeare play).
     """
+    corpus = corpus if isinstance(corpus, Corpus) else Corpus(corpus)
+    raw = corpus.splits
     if "text" not in raw["train"].column_names:
         raise DataError(f"The corpus has no 'text' column (columns: {raw['train'].column_names})"
                         f"{separator_hint(raw['train'].column_names)}; set text_column.")
-    separator = ""
-    if document_ends is None:
-        document_ends, separator = getattr(raw, "document_ends", None), getattr(raw, "line_separator", "") or ""
+    if document_ends is not None:  # the caller's document ends: nothing between the rows of a document
+        corpus = Corpus(raw, document_ends)
 
-    def tokenizer_for(split):
-        ends = None if document_ends is None else set(document_ends.get(split, []))
+    def blocks_for(split):
+        ends = corpus.ends_of(split)
+        separator = corpus.line_separator if ends is not None else ""
 
-        def tokenize(batch, indices):
-            texts = batch["text"] if ends is None else [t + separator for t in batch["text"]]
-            ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-            return {"input_ids": [x + [tokenizer.eos_token_id] if ends is None or i in ends else x
-                                  for x, i in zip(ids, indices)]}
+        def blocks(batch, indices):
+            flags = None if ends is None else [i in ends for i in indices]
+            ids = lm_blocks(tokenizer, batch["text"], block_size, ends_document=flags, separator=separator)
+            return {"input_ids": ids, "labels": [b[:] for b in ids]}
 
-        return tokenize
+        return blocks
 
-    def group(batch):
-        stream = list(chain.from_iterable(batch["input_ids"]))
-        blocks = [stream[i : i + block_size] for i in range(0, len(stream) - block_size + 1, block_size)]
-        return {"input_ids": blocks, "labels": [b[:] for b in blocks]}
+    # batches of 1000 rows: each batch's stream is cut into blocks, its rest dropped
+    return DatasetDict({split: ds.map(blocks_for(split), batched=True, batch_size=1000, with_indices=True,
+                                      remove_columns=ds.column_names, desc="tokenizing")
+                        for split, ds in raw.items()})
 
-    tokenized = DatasetDict({split: ds.map(tokenizer_for(split), batched=True, with_indices=True,
-                                           remove_columns=ds.column_names, desc="tokenizing")
-                             for split, ds in raw.items()})
-    return tokenized.map(group, batched=True, batch_size=1000, desc=f"grouping into blocks of {block_size}")
+
+@dataclasses.dataclass(kw_only=True)
+class LmData(RunData):
+    """The language model's data: the splits with their document ends and line separator (``text``)."""
+
+    text: Corpus
 
 
 class LanguageModelingPipeline(Pipeline):
@@ -100,9 +106,10 @@ class LanguageModelingPipeline(Pipeline):
 
     def load_data(self):
         block_size = self.data_args.block_size
-        return RunData(raw=load_text_corpus(self.data_args, self.seed),
-                       empty_eval=(f"has no block of block_size={block_size} tokens",
-                                   "give more validation text, lower --block_size"))
+        text = load_text_corpus(self.data_args, self.seed)  # the splits and their document ends
+        return LmData(raw=text.splits, text=text,
+                      empty_eval=(f"has no block of block_size={block_size} tokens",
+                                  "give more validation text, lower --block_size"))
 
     def config_fields(self, data):
         tok = data.tokenizer
@@ -121,7 +128,7 @@ class LanguageModelingPipeline(Pipeline):
 
     def preprocess(self, data):
         block_size = self.data_args.block_size
-        blocks = tokenize_and_group(data.raw, data.tokenizer, block_size)
+        blocks = tokenize_and_group(data.text.with_splits(data.raw), data.tokenizer, block_size)
         for split, limit in (("train", self.data_args.max_train_samples), ("validation", self.data_args.max_eval_samples),
                              ("test", self.data_args.max_eval_samples)):
             if split in blocks and limit:

@@ -23,8 +23,8 @@ import numpy as np
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
 
 from hfnn.models import registry
-from hfnn.data.corpora import separator_hint
-from hfnn.models.errors import DataError, OptionError
+from hfnn.data.corpora import SEQ2SEQ_COLUMN_DEFAULTS, Seq2SeqColumns, resolve_seq2seq_columns
+from hfnn.models.errors import OptionError
 from hfnn.models.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK
 from hfnn.pipelines.common import (DataArguments as BaseDataArguments, ModelArguments as BaseModelArguments, Pipeline,
                                    RunArguments, RunData, arg, check_count, load_split_corpus, load_tokenizer,
@@ -37,8 +37,6 @@ __all__ = ["ARCHITECTURES", "DataArguments", "ModelArguments", "OrderedEvalSeq2S
 # architecture names and aliases this pipeline builds -> hfnn architecture (read from hfnn.models.registry)
 ARCHITECTURES = {name: entry.name for entry in registry.ARCHITECTURES.values() if entry.supports("seq2seq")
                  for name in (entry.name, *entry.aliases)}
-# default (source, target) columns of the built-in corpora, tried in this order
-_COLUMN_DEFAULTS = (("word", "phonemes"), ("source", "target"))
 
 
 @dataclasses.dataclass
@@ -120,6 +118,7 @@ class Seq2SeqData(RunData):
     target: str  # the target column
     references: str | None = None  # the column of every acceptable target, if any
     kind: str = "translation"  # of the metrics: g2p or translation
+    columns: Seq2SeqColumns  # how the columns were resolved (hfnn evaluate resolves them the same way)
 
 
 class Seq2SeqPipeline(Pipeline):
@@ -135,30 +134,18 @@ class Seq2SeqPipeline(Pipeline):
     def load_data(self):
         d = self.data_args
         # an empty source or target cell is an error naming the file row (the candidate columns are checked)
-        candidates = [c for c in (d.source_column, d.target_column) if c] + [c for p in _COLUMN_DEFAULTS for c in p]
+        candidates = [c for c in (d.source_column, d.target_column) if c] + \
+            [c for p in SEQ2SEQ_COLUMN_DEFAULTS for c in p]
         raw = load_split_corpus(d, self.seed, empty_text="error", text_columns=tuple(dict.fromkeys(candidates)))
-        columns = raw["train"].column_names
-        source, target = d.source_column, d.target_column
-        for default_source, default_target in _COLUMN_DEFAULTS if source is None or target is None else ():
-            if default_source in columns and default_target in columns:
-                source, target = source or default_source, target or default_target
-                break
-        for name, column in (("source_column", source), ("target_column", target)):
-            if column is None or column not in columns:
-                raise DataError(f"Set {name}: the corpus has no {column!r} column (columns: {columns})"
-                                f"{separator_hint(columns)}")
-        references = d.references_column or ("references" if "references" in columns else None)
-        if references is not None and references not in columns:
-            raise OptionError(f"references_column {references!r} is not a column of the corpus (columns: {columns})")
-        kind = d.metrics if d.metrics != "auto" else \
-            "g2p" if self.model_args.target_tokenizer_kind == "phoneme" or references else "translation"
-        if kind not in ("g2p", "translation"):
-            raise OptionError(f"metrics must be auto, g2p or translation, got {d.metrics!r}")
+        columns = resolve_seq2seq_columns(
+            raw["train"].column_names, source=d.source_column, target=d.target_column, references=d.references_column,
+            metrics=d.metrics, phoneme_target=self.model_args.target_tokenizer_kind == "phoneme")
+        source, target, references, kind = columns.source, columns.target, columns.references, columns.kind
         raw["train"] = subset(raw["train"], d.max_train_samples, self.seed)
         for split, limit in (("validation", d.max_eval_samples), ("test", d.max_test_samples)):
             if split in raw:
                 raw[split] = sorted_by_length(subset(raw[split], limit, self.seed), source)
-        return Seq2SeqData(raw=raw, source=source, target=target, references=references, kind=kind)
+        return Seq2SeqData(raw=raw, source=source, target=target, references=references, kind=kind, columns=columns)
 
     def load_tokenizers(self, data):
         m, folder = self.model_args, Path(self.model_args.model_name_or_path or "") / SOURCE_TOKENIZER_SUBFOLDER
@@ -207,8 +194,7 @@ class Seq2SeqPipeline(Pipeline):
         return encoded
 
     def _metrics(self, data, split, dataset):
-        references = ([list(r) if not isinstance(r, str) else [r] for r in data.raw[split][data.references]]
-                      if data.references else [[t] for t in data.raw[split][data.target]])
+        references = data.columns.references_of(data.raw[split])
         return seq2seq_metrics(data.kind, data.tokenizer, references, dataset["labels"])
 
     def trainer_kwargs(self, data, eval_ds):

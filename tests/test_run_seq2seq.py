@@ -268,3 +268,41 @@ def test_the_pipeline_generates_to_score_unless_told_not_to(tmp_path):
     # the defaults belong to the seq2seq pipeline, not to the parser every pipeline shares
     assert parse_args((ModelArguments, DataArguments, RunArguments, Seq2SeqTrainingArguments),
                       [str(recipe), *out])[-1].predict_with_generate is False
+
+
+# ---------------------------------------------------------------- the columns and metrics of a seq2seq corpus
+
+
+def test_seq2seq_columns_and_metrics_are_resolved_by_one_rule():
+    """The pipeline and `hfnn evaluate` call resolve_seq2seq_columns: word/phonemes before source/target, the
+    references column when there is one, g2p for a phoneme target, references or a recorded g2p task."""
+    from hfnn.data.corpora import resolve_seq2seq_columns
+
+    cmudict = resolve_seq2seq_columns(["word", "phonemes", "references"])
+    assert (cmudict.source, cmudict.target, cmudict.references, cmudict.kind) == ("word", "phonemes", "references",
+                                                                                  "g2p")
+    assert cmudict.metrics == ("wer", "per")
+    both = resolve_seq2seq_columns(["source", "target", "word", "phonemes"])
+    assert (both.source, both.target) == ("word", "phonemes")
+    french = resolve_seq2seq_columns(["source", "target", "book"])
+    assert (french.source, french.target, french.references, french.kind) == ("source", "target", None,
+                                                                              "translation")
+    assert french.metrics == ("bleu", "chrf")
+    assert resolve_seq2seq_columns(["source", "target"], phoneme_target=True).kind == "g2p"
+    assert resolve_seq2seq_columns(["source", "target"], task="grapheme-to-phoneme").kind == "g2p"
+    assert resolve_seq2seq_columns(["word", "phonemes"], metrics="translation").kind == "translation"
+    given = resolve_seq2seq_columns(["spelling", "phonemes", "word"], source="spelling")
+    assert (given.source, given.target) == ("spelling", "phonemes")  # a given column wins over the default pair
+    rows = {"target": ["a", "b"], "refs": [["a", "A"], "b"]}
+    assert resolve_seq2seq_columns(["source", "target", "refs"], references="refs").references_of(rows) == \
+        [["a", "A"], ["b"]]
+    assert french.references_of(rows) == [["a"], ["b"]]
+    with pytest.raises(ValueError, match=r"no source/target \(or word/phonemes\) columns .*set source_column"):
+        resolve_seq2seq_columns(["text", "label"])
+    with pytest.raises(ValueError, match=r"no 'phonemes' column .*set --target-column"):
+        resolve_seq2seq_columns(["source"], source="source", target="phonemes",
+                                options=("--source-column", "--target-column"))
+    with pytest.raises(ValueError, match="references_column 'refs' is not a column"):
+        resolve_seq2seq_columns(["source", "target"], references="refs")
+    with pytest.raises(ValueError, match="metrics must be auto, g2p or translation, got 'bleu'"):
+        resolve_seq2seq_columns(["source", "target"], metrics="bleu")

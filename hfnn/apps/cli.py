@@ -39,7 +39,7 @@ from hfnn.models import registry
 from hfnn.models.errors import UserError, first_line, format_table, report_error
 from hfnn.training.recipes import find_recipe, load_recipe, resolve_recipe, shipped_recipes, task_name
 from hfnn.apps.inference import (classify_texts, evaluate_classifier, evaluate_lm, generate_texts, load_eval_split,
-                            phoneme_scores, require_columns, transduce_texts)
+                            phoneme_scores, require_columns, seq2seq_scores, transduce_texts)
 from hfnn.sharing.saved import (SavedModel, load_saved, load_source_tokenizer, open_model_dir, require_task, resolve_device,
                         saved_pipeline)
 from hfnn.training.recipes import pipeline_module as _pipeline_module
@@ -305,9 +305,21 @@ def _cmd_run(args) -> int:
 # --------------------------------------------------------------------------------------------- evaluate
 
 
-def _cmd_evaluate(args) -> int:
-    from hfnn.metrics import load_metric
+def _seq2seq_columns(args, name: str, ds, info: dict):
+    """The source, target and references columns of the evaluation data and the metrics, decided as the seq2seq
+    pipeline decides them (:func:`hfnn.data.corpora.resolve_seq2seq_columns`): the kind of scoring the run recorded
+    (``metrics_kind`` in results.json), else g2p for phoneme targets or references, else translation."""
+    from hfnn.data.corpora import resolve_seq2seq_columns
 
+    given = {option: option if getattr(args, f"{option}_column") else None for option in ("source", "target")}
+    try:
+        return resolve_seq2seq_columns(ds.column_names, **given, metrics=info.get("metrics_kind"),
+                                       task=info.get("task"), options=("--source-column", "--target-column"))
+    except ValueError as err:
+        raise UserError(f"{name}: {first_line(err)}") from None
+
+
+def _cmd_evaluate(args) -> int:
     saved = open_model_dir(args.model)
     try:
         info = json.loads((saved.path / "results.json").read_text(encoding="utf-8"))
@@ -328,17 +340,11 @@ def _cmd_evaluate(args) -> int:
             require_columns(ds, ["text", "label"], f"{name} needs 'text' and 'label' columns", "--text-column/--label-column")
             metrics = evaluate_classifier(saved_pipeline(saved, device), name, ds, args.batch_size)
         else:
-            cols = ds.column_names
-            src, tgt = ("word", "phonemes") if {"word", "phonemes"} <= set(cols) and "source" not in cols else ("source", "target")
-            require_columns(ds, [src, tgt], f"{name} needs source/target (or word/phonemes) columns", "--source-column/--target-column")
-            references = list(ds["references"]) if "references" in cols else [[t] for t in ds[tgt]]
+            cols = _seq2seq_columns(args, name, ds, info)
             kwargs = {"num_beams": args.num_beams, "do_sample": False, **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {})}
-            preds = [o[0] for o in transduce_texts(saved_pipeline(saved, device), list(ds[src]), args.batch_size, **kwargs)]
-            if tgt == "phonemes" or info.get("task") == "grapheme-to-phoneme":
-                metrics = phoneme_scores(preds, references)
-            else:
-                metrics = {m: load_metric(m).compute(predictions=preds, references=references)[m] for m in ("bleu", "chrf")}
-            metrics["examples"] = len(preds)
+            outputs = transduce_texts(saved_pipeline(saved, device), list(ds[cols.source]), args.batch_size, **kwargs)
+            preds = [o[0] for o in outputs]
+            metrics = {**seq2seq_scores(preds, cols.references_of(ds), cols.metrics), "examples": len(preds)}
     if args.json:
         _out(json.dumps({"model": str(args.model), "data": name, "split": args.split, **metrics}, indent=2))
         return 0

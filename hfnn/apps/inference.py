@@ -11,7 +11,7 @@ from pathlib import Path
 from hfnn.models.errors import USER_ERRORS, UserError, first_line
 
 __all__ = ["classify_texts", "evaluate_classifier", "evaluate_lm", "generate_texts", "load_eval_split",
-           "phoneme_scores", "require_columns", "transduce_texts", "unknown_characters"]
+           "phoneme_scores", "require_columns", "seq2seq_scores", "transduce_texts", "unknown_characters"]
 
 
 def generate_texts(pipe, prompts: list[str], batch_size: int = 32, **gen_kwargs) -> list[list[str]]:
@@ -107,22 +107,29 @@ def transduce_texts(pipe, sources: list[str], batch_size: int = 32, **gen_kwargs
     return [[o["generated_text"] for o in (out if isinstance(out, list) else [out])] for out in outputs]
 
 
+def seq2seq_scores(predictions: list[str], references: list[list[str]], metrics=("wer", "per")) -> dict:
+    """``metrics`` (:attr:`hfnn.data.corpora.Seq2SeqColumns.metrics`) of the predictions, each against every
+    acceptable target of its row, with hfnn's metric modules."""
+    from hfnn.metrics import load_metric
+
+    return {name: load_metric(name).compute(predictions=predictions, references=references)[name] for name in metrics}
+
+
 def phoneme_scores(predictions: list[str], references: list[list[str]]) -> dict:
     """G2P scores with hfnn's metric modules: ``wer`` = share of words matching none of their
     pronunciations, ``per`` = phoneme edits to the closest pronunciation / its length."""
-    from hfnn.metrics import load_metric
+    from hfnn.data.corpora import SEQ2SEQ_METRICS
 
-    return {name: load_metric(name).compute(predictions=predictions, references=references)[name] for name in ("wer", "per")}
+    return seq2seq_scores(predictions, references, SEQ2SEQ_METRICS["g2p"])
 
 
 def load_eval_split(args, info: dict, label_type: str = "classes"):
-    """(name, dataset) of the ``--split`` (``all``: every split, in order) of ``--file`` or ``--corpus``. The lines
-    of a text file (the verses of a KJV book) come as one text per document (:func:`hfnn.data.corpora.join_documents`),
-    so that :func:`evaluate_lm` scores the stream the language-modeling pipeline trains on. ``label_type``: how a
-    label column is read (``"regression"``: numbers, for a regression head)."""
-    from datasets import DatasetDict, concatenate_datasets
-
-    from hfnn.data.corpora import join_documents, load_corpus
+    """(name, dataset) of the ``--split`` (``all``: every split, in order; ``dev``, ``val``... name the validation
+    split, :data:`hfnn.data.corpora.SPLIT_ALIASES`) of ``--file`` or ``--corpus``. The lines of a text file (the
+    verses of a KJV book) come as one text per document (:func:`hfnn.data.corpora.join_documents`), so that
+    :func:`evaluate_lm` scores the stream the language-modeling pipeline trains on. ``label_type``: how a label
+    column is read (``"regression"``: numbers, for a regression head)."""
+    from hfnn.data.corpora import canonical_split, join_documents, open_corpus
 
     columns = {f"{c}_column": getattr(args, f"{c}_column") for c in ("text", "label", "source", "target")}
     name = args.file or args.corpus or info.get("corpus")
@@ -131,21 +138,15 @@ def load_eval_split(args, info: dict, label_type: str = "classes"):
     if args.file and not Path(args.file).is_file():
         raise UserError(f"no such file: {args.file}")
     try:
-        data = load_corpus(name, label_type=label_type, **{k: v for k, v in columns.items() if v})
+        corpus = open_corpus(name, label_type=label_type, **{k: v for k, v in columns.items() if v})
     except USER_ERRORS as err:
         raise UserError(f"cannot load {name}: {first_line(err)}") from None
-    args.split = args.split or ("all" if args.file else "test")
+    data = corpus.splits
+    args.split = canonical_split(args.split) if args.split else ("all" if args.file else "test")
     if args.split != "all" and args.split not in data:
         raise UserError(f"{name} has no split {args.split!r} (splits: {', '.join(data)}, or all)")
     splits = ([s for s in data if len(data[s])] or list(data)[:1]) if args.split == "all" else [args.split]
-    ends, offset = getattr(data, "document_ends", None), 0
-    chosen = DatasetDict({"eval": concatenate_datasets([data[s] for s in splits]) if len(splits) > 1 else data[splits[0]]})
-    if ends is not None:  # the document ends of the chosen splits, in the rows of their concatenation
-        chosen.document_ends, chosen.line_separator = {"eval": []}, data.line_separator
-        for split in splits:
-            chosen.document_ends["eval"] += [offset + i for i in ends.get(split, [])]
-            offset += len(data[split])
-    return name, join_documents(chosen)["eval"]
+    return name, join_documents(corpus.concatenated(splits, "eval"))["eval"]
 
 
 def require_columns(ds, needed, problem: str, options: str) -> None:
@@ -159,29 +160,24 @@ def require_columns(ds, needed, problem: str, options: str) -> None:
 def evaluate_lm(model, tokenizer, texts: list[str], block_size: int, max_blocks: int | None = None, batch_size: int = 16,
                 ends_document: list[bool] | None = None) -> dict:
     """Mean next-token loss (nats) and perplexity over ``block_size`` blocks of the concatenated texts, scored
-    with :func:`hfnn.training.causal_lm_metrics` as in training. Each text is a document, closed by
-    end-of-sequence: :func:`load_eval_split` gives the lines of a ``.txt`` file (or the verses of a KJV book)
-    as one text, so the stream is the one the language-modeling pipeline trains on. ``ends_document``: per
-    text, whether it ends its document (False for the part of a document a split ends with: no
-    end-of-sequence follows it)."""
+    with :func:`hfnn.training.causal_lm_metrics` as in training. The blocks are those of
+    :func:`hfnn.data.corpora.lm_blocks`, the stream rule of the language-modeling pipeline: each text is a
+    document, closed by end-of-sequence; :func:`load_eval_split` gives the lines of a ``.txt`` file (or the verses
+    of a KJV book) as one text, so the stream is the one the pipeline trains on. ``ends_document``: per text,
+    whether it ends its document (False for the part of a document a split ends with: no end-of-sequence follows
+    it). A text shorter than one block is scored as one short block."""
     import numpy as np
     import torch
     from tqdm.auto import tqdm
     from transformers import EvalPrediction
 
+    from hfnn.data.corpora import lm_blocks
     from hfnn.training import causal_lm_metrics
 
-    stream: list[int] = []
-    ends = ends_document if ends_document is not None else [True] * len(texts)
-    for text, closed in zip(texts, ends):
-        stream += tokenizer(text, add_special_tokens=False)["input_ids"] + (
-            [tokenizer.eos_token_id] if closed and tokenizer.eos_token_id is not None else [])
-        if max_blocks is not None and len(stream) >= max_blocks * block_size:
-            break
-    if len(stream) < 2:
+    blocks = lm_blocks(tokenizer, texts, block_size, ends_document=ends_document, max_blocks=max_blocks,
+                       keep_short=True)
+    if len(blocks) == 1 and len(blocks[0]) < 2:
         raise UserError("the evaluation text is empty")
-    blocks = [stream[i:i + block_size] for i in range(0, len(stream) - block_size + 1, block_size)] or [stream]
-    blocks = blocks[:max_blocks] if max_blocks is not None else blocks
     compute_metrics, token_nll = causal_lm_metrics()
     nll = []
     for start in tqdm(range(0, len(blocks), batch_size), desc="evaluating", unit="batch", file=sys.stderr):

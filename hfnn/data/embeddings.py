@@ -61,14 +61,29 @@ def load_word_vectors(
         raise FileNotFoundError(f"load_word_vectors: no such file: {path}")
     vocab = tokenizer if isinstance(tokenizer, dict) else tokenizer.get_vocab()
     if not vocab:
-        raise ValueError("load_word_vectors: the tokenizer's vocabulary is empty")
+        raise OptionError("load_word_vectors: the tokenizer's vocabulary is empty")
     if vocab_size is None:
         vocab_size = max(vocab.values()) + 1
     elif vocab_size <= max(vocab.values()):
-        raise OptionError(
-            f"load_word_vectors: vocab_size={vocab_size} is too small for the tokenizer (largest id {max(vocab.values())})"
-        )
+        raise OptionError(f"load_word_vectors: vocab_size={vocab_size} is too small for the tokenizer (largest id "
+                          f"{max(vocab.values())})")
+    dim, found = _read_vectors(path, vocab, lowercase)
 
+    generator = torch.Generator().manual_seed(seed)
+    matrix = torch.empty(vocab_size, dim).uniform_(-init_range, init_range, generator=generator)
+    if found:
+        ids = torch.tensor(list(found.keys()))
+        matrix[ids] = torch.tensor(list(found.values()), dtype=matrix.dtype)
+    pad_id = getattr(tokenizer, "pad_token_id", None) if not isinstance(tokenizer, dict) else None
+    if pad_id is not None and pad_id < vocab_size:
+        matrix[pad_id] = 0.0
+    logger.info("load_word_vectors: %d of %d tokens found in %s (dim %d)", len(found), len(vocab), path, dim)
+    return matrix
+
+
+def _read_vectors(path: Path, vocab: dict, lowercase: bool) -> tuple[int, dict[int, list[float]]]:
+    """The dimension of the file's vectors and the vector of each token id of ``vocab`` found there (the first
+    occurrence of its word); a malformed line, a binary file or a file with no vectors is a ValueError."""
     dim = None
     found: dict[int, list[float]] = {}
     try:
@@ -85,24 +100,10 @@ def load_word_vectors(
                 if dim is None:
                     dim = len(parts) - 1
                     if dim <= 0:
-                        raise DataError(f"{path}, line {lineno}: expected a word followed by its vector, got {line.strip()!r}")
-                if len(parts) < dim + 1:
-                    raise DataError(
-                        f"{path}, line {lineno}: expected a word and {dim} numbers, got {len(parts) - 1} field(s) "
-                        "after the first"
-                    )
-                # Words may contain spaces (some GloVe files): the vector is always the last `dim` fields.
-                word = " ".join(parts[:-dim])
-                try:
-                    values = [float(x) for x in parts[-dim:]]
-                except ValueError:
-                    bad = next(x for x in parts[-dim:] if not _is_float(x))
-                    raise DataError(f"{path}, line {lineno}: {bad!r} is not a number (word {word!r})") from None
-                if not all(math.isfinite(v) for v in values):
-                    raise DataError(f"{path}, line {lineno}: the vector of {word!r} contains NaN or inf")
-                if lowercase:
-                    word = word.lower()
-                token_id = vocab.get(word)
+                        raise DataError(f"{path}, line {lineno}: expected a word followed by its vector, got "
+                                        f"{line.strip()!r}")
+                word, values = _parse_vector(path, lineno, parts, dim)
+                token_id = vocab.get(word.lower() if lowercase else word)
                 if token_id is not None and token_id not in found:
                     found[token_id] = values
     except UnicodeDecodeError as err:
@@ -112,17 +113,26 @@ def load_word_vectors(
         ) from None
     if dim is None:
         raise DataError(f"{path}: the file holds no vectors")
+    return dim, found
 
-    generator = torch.Generator().manual_seed(seed)
-    matrix = torch.empty(vocab_size, dim).uniform_(-init_range, init_range, generator=generator)
-    if found:
-        ids = torch.tensor(list(found.keys()))
-        matrix[ids] = torch.tensor(list(found.values()), dtype=matrix.dtype)
-    pad_id = getattr(tokenizer, "pad_token_id", None) if not isinstance(tokenizer, dict) else None
-    if pad_id is not None and pad_id < vocab_size:
-        matrix[pad_id] = 0.0
-    logger.info("load_word_vectors: %d of %d tokens found in %s (dim %d)", len(found), len(vocab), path, dim)
-    return matrix
+
+def _parse_vector(path: Path, lineno: int, parts: list[str], dim: int) -> tuple[str, list[float]]:
+    """The word and the ``dim`` numbers of one line split at spaces; a ValueError naming the line otherwise."""
+    if len(parts) < dim + 1:
+        raise DataError(
+            f"{path}, line {lineno}: expected a word and {dim} numbers, got {len(parts) - 1} field(s) "
+            "after the first"
+        )
+    # Words may contain spaces (some GloVe files): the vector is always the last `dim` fields.
+    word = " ".join(parts[:-dim])
+    try:
+        values = [float(x) for x in parts[-dim:]]
+    except ValueError:
+        bad = next(x for x in parts[-dim:] if not _is_float(x))
+        raise DataError(f"{path}, line {lineno}: {bad!r} is not a number (word {word!r})") from None
+    if not all(math.isfinite(v) for v in values):
+        raise DataError(f"{path}, line {lineno}: the vector of {word!r} contains NaN or inf")
+    return word, values
 
 
 def _is_float(text: str) -> bool:

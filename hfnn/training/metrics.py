@@ -80,9 +80,10 @@ def seq2seq_metrics(kind: str, target_tokenizer, references: list[list[str]], ex
     training cannot be predicted: such an example counts as wrong."""
     import numpy as np
 
+    from hfnn.data.corpora import SEQ2SEQ_METRICS
     from hfnn.metrics import load_metric
 
-    modules = {name: load_metric(name) for name in (("wer", "per") if kind == "g2p" else ("bleu", "chrf"))}
+    modules = {name: load_metric(name) for name in SEQ2SEQ_METRICS["g2p" if kind == "g2p" else "translation"]}
     pad = target_tokenizer.pad_token_id
 
     def compute_metrics(eval_pred):

@@ -1,0 +1,276 @@
+"""Local files: ``.txt`` (one row per line), ``.csv``/``.tsv`` and ``.json``/``.jsonl``, optionally compressed;
+their type from the name, their encoding checked (UTF-8 only, a file in another encoding is an error naming the
+command that converts it), their rows read with ``datasets`` and the file each row comes from recorded.
+"""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import json
+import os
+from typing import Any, Mapping
+
+import datasets
+from datasets import Dataset, Features, Value
+
+from hfnn.models.errors import DataError, OptionError
+
+from .documents import FileOrigin
+from .splits import SPLITS, canonical_split
+
+__all__ = ["separator_hint"]
+
+
+_LOCAL_EXTENSIONS = {".txt": "text", ".text": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+
+
+def _file_kind(path: str | os.PathLike) -> str | None:
+    name = str(path).lower()
+    for compression in (".gz", ".bz2", ".xz", ".zst"):
+        if name.endswith(compression):
+            name = name[: -len(compression)]
+    return _LOCAL_EXTENSIONS.get(os.path.splitext(name)[1])
+
+
+_UNCOMPRESS = {".gz": "zcat", ".bz2": "bzcat", ".xz": "xzcat"}
+
+
+def _convert_command(path: str, encoding: str) -> str:
+    """The shell command that writes ``path`` (decompressed) as UTF-8 into ``converted.EXT``."""
+    base, name = os.path.basename(path), str(path).lower()
+    stem, compression = os.path.splitext(name)
+    if compression in _UNCOMPRESS:
+        return (f"{_UNCOMPRESS[compression]} {base} | iconv -f {encoding} -t UTF-8 "
+                f"> converted{os.path.splitext(stem)[1]}")
+    return f"iconv -f {encoding} -t UTF-8 {base} > converted{compression}"
+
+
+def _open_bytes(path: str):
+    """``path`` opened for reading bytes, through its decompressor (.gz, .bz2, .xz); None for .zst, which the
+    standard library cannot read (the corpus reader then reports on the file itself)."""
+    import gzip
+    import lzma
+
+    name = str(path).lower()
+    if name.endswith(".zst"):
+        return None
+    opener = gzip.open if name.endswith(".gz") else bz2.open if name.endswith(".bz2") else \
+        lzma.open if name.endswith(".xz") else open
+    return opener(path, "rb")
+
+
+def _check_encoding(path: str) -> None:
+    """A UTF-16/32 file (byte-order mark, or NUL bytes in its first kilobyte) is a ValueError naming it, and
+    so is a byte that is not UTF-8 (its position counted in the decompressed text of a compressed file)."""
+    name = str(path).lower()
+    compressed = name.endswith((".gz", ".bz2", ".xz", ".zst"))
+    try:
+        f = _open_bytes(path)
+        if f is None:
+            return
+        with f:
+            head = f.read(1024)
+    except (OSError, EOFError, ValueError):  # unreadable or damaged: the reader says so
+        return
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (b"\x00" in head):
+        utf16 = head.startswith((b"\xff\xfe", b"\xfe\xff")) or head.count(b"\x00") < len(head) * 0.6
+        kind = "UTF-16" if utf16 else "UTF-32"
+        raise DataError(f"load_corpus: {path} is {kind} text (or binary), not UTF-8; convert it first, e.g. "
+                        f"`{_convert_command(path, kind)}`")
+    # every byte, whatever the format: some readers (pyarrow's JSON) keep invalid UTF-8 and fail much later
+    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+    where = "decompressed byte" if compressed else "byte"
+    with _open_bytes(path) as f:
+        while True:
+            try:
+                chunk = f.read(1 << 20)
+            except (OSError, EOFError, ValueError):  # damaged past its head: the reader says so
+                return
+            pending = decoder.getstate()[0]
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as err:
+                bad = (pending + chunk)[err.start:err.start + 1]
+                raise DataError(_not_utf8(path, f" ({where} {offset - len(pending) + err.start}: {bad!r}); convert "
+                                                f"it first, e.g. `{_convert_command(path, 'latin1')}`")) from None
+            if not chunk:
+                return
+            offset += len(chunk)
+
+
+def _bad_json_line(path: str) -> str | None:
+    """The first line of a JSON Lines file that is not a JSON object: 'line N: why', or None."""
+    import gzip
+
+    def kind(value) -> str:
+        return {bool: "boolean", int: "number", float: "number", str: "string", list: "list", dict: "object"}.get(
+            type(value), "null")
+
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    seen: dict[str, tuple[str, int]] = {}  # column -> (JSON type, first line with it)
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError as err:
+                    return f"line {number} is not valid JSON ({err.msg} at column {err.colno}): {line.strip()[:80]!r}"
+                if not isinstance(value, dict):
+                    return (f"line {number} is a JSON {type(value).__name__}, not an object of columns: "
+                            f"{line.strip()[:80]!r}")
+                for column, cell in value.items():
+                    this = kind(cell)
+                    if this == "null":
+                        continue
+                    first = seen.setdefault(column, (this, number))
+                    if first[0] != this and {first[0], this} != {"number"}:
+                        return (f"line {number}: the {column!r} value {cell!r} is a {this}, but line {first[1]} has a "
+                                f"{first[0]} there (one type per column)")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def separator_hint(columns) -> str:
+    """' (...)' telling that a CSV was read as one column because its values are not comma-separated, when a
+    column name holds a semicolon, tab or bar; else ''."""
+    for name, sep in (("semicolon", ";"), ("tab", "\t"), ("bar", "|")):
+        if any(sep in str(column) for column in columns):
+            return (f" (the file looks {name}-separated; a .csv file is read as comma-separated: save it with commas, "
+                    "or as .tsv for tabs, or as JSON Lines)")
+    return ""
+
+
+def _not_utf8(path, where: str = "") -> str:
+    return f"load_corpus: {path} is not UTF-8 text{where}"
+
+
+def _reader_options(path: str, kind: str, keep_linebreaks: bool) -> dict[str, Any]:
+    """The options of ``datasets.load_dataset`` for the file; an empty csv/json file, or a csv file with a header
+    and no rows, is a ValueError naming it."""
+    kwargs: dict[str, Any] = {}
+    if kind == "text":
+        # one row per line (universal newlines); a byte-order mark is not text
+        kwargs.update(sample_by="line", keep_linebreaks=keep_linebreaks, encoding="utf-8-sig")
+    if kind == "csv":
+        # cells are read as written: "NA", "None" or "null" are texts (or class names), an empty cell is empty
+        kwargs["keep_default_na"] = False
+        if str(path).lower().split(".gz")[0].endswith(".tsv"):
+            kwargs["sep"] = "\t"
+    if os.path.getsize(path) == 0 and kind != "text":
+        raise DataError(f"load_corpus: {path} is empty (no header, no rows)")
+    if kind == "csv" and not str(path).lower().endswith((".gz", ".bz2", ".xz", ".zst")):
+        with open(path, "rb") as f:
+            lines = [line for line in f.read(1 << 16).splitlines() if line.strip()]
+        if len(lines) <= 1 and os.path.getsize(path) < (1 << 16):
+            raise DataError(f"load_corpus: {path} has a header but no rows" if lines else
+                             f"load_corpus: {path} is empty")
+    return kwargs
+
+
+def _load_file(path: str, kind: str, cache_dir, kwargs: dict) -> Dataset:
+    """The rows ``datasets`` reads from the file; a file it cannot parse is a ValueError naming the file (and the
+    bad line of a JSON Lines file)."""
+    try:
+        return datasets.load_dataset(kind, data_files=[path], split="train", cache_dir=cache_dir, **kwargs)
+    except UnicodeDecodeError:
+        raise DataError(_not_utf8(path)) from None
+    except Exception as exc:  # datasets wraps parse errors in DatasetGenerationError
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, UnicodeDecodeError):
+            raise DataError(_not_utf8(path)) from None
+        if kind == "json":
+            bad = _bad_json_line(path)
+            if bad:
+                raise DataError(f"load_corpus: {path}: {bad}") from None
+        detail = str(cause or exc).strip().splitlines()
+        raise DataError(f"load_corpus: could not read {path} as {kind}: "
+                         f"{detail[0] if detail else type(exc).__name__}") from None
+
+
+def _read_one_local(path: str, kind: str, keep_linebreaks: bool, cache_dir) -> Dataset:
+    _check_encoding(path)
+    if kind == "text" and os.path.getsize(path) == 0:
+        return Dataset.from_dict({"text": []}, features=Features({"text": Value("string")}))
+    ds = _load_file(path, kind, cache_dir, _reader_options(path, kind, keep_linebreaks))
+    if kind == "text" and not keep_linebreaks:  # blank lines go with the line breaks
+        ds = ds.filter(lambda row: bool(row["text"].strip()), keep_in_memory=True)
+    elif len(ds) == 0:
+        what = "has a header but no rows" if kind == "csv" else "has no rows"
+        raise DataError(f"load_corpus: {path} {what}")
+    return ds
+
+
+def _read_local(paths: list[str], keep_linebreaks: bool, cache_dir, origins: list | None = None) -> Dataset:
+    """The rows of ``paths`` (one split), in order; ``origins`` gets one :class:`FileOrigin` per file."""
+    kinds = set()
+    for p in paths:
+        if os.path.isdir(p):
+            raise DataError(f"load_corpus: {p} is a folder; give the data files in it "
+                             "(.txt, .csv, .tsv, .json, .jsonl)")
+        if not os.path.exists(p):
+            raise FileNotFoundError(f"load_corpus: no such file: {p}")
+        kind = _file_kind(p)
+        if kind is None:
+            raise DataError(
+                f"load_corpus: cannot read {p}: unknown file type; use one of "
+                + ", ".join(sorted(_LOCAL_EXTENSIONS))
+            )
+        kinds.add(kind)
+    if len(kinds) > 1:
+        raise DataError(f"load_corpus: files of one split must share one type, got {sorted(kinds)} in {paths}")
+    kind = kinds.pop()
+    parts = [_read_one_local(p, kind, keep_linebreaks, cache_dir) for p in paths]
+    if origins is not None:
+        origins.extend(FileOrigin(p, kind, len(ds)) for p, ds in zip(paths, parts, strict=True))
+    if len(parts) == 1:
+        return parts[0]
+    try:
+        return datasets.concatenate_datasets(parts)
+    except ValueError as exc:
+        raise DataError(f"load_corpus: the files {', '.join(paths)} do not have the same columns: {exc}") from None
+
+
+def _load_local(data_files, keep_linebreaks: bool, cache_dir) -> tuple[datasets.DatasetDict, dict[str, list]]:
+    """The splits of ``data_files`` (a path, a list of paths or a dict split -> path(s); a split named by an alias
+    of :data:`SPLIT_ALIASES` is that split) and, per split, the :class:`FileOrigin` of each of its files."""
+    if isinstance(data_files, (str, os.PathLike)):
+        data_files = {"train": [data_files]}
+    elif isinstance(data_files, (list, tuple)):
+        data_files = {"train": list(data_files)}
+    elif not isinstance(data_files, Mapping):
+        raise TypeError("load_corpus: data_files must be a path, a list of paths or a dict split -> path(s), "
+                        f"got {type(data_files).__name__}")
+    out = {}
+    origins: dict[str, list] = {}
+    for split, files in data_files.items():
+        split = canonical_split(split)
+        if split not in SPLITS:
+            raise OptionError(f"load_corpus: data_files split {split!r} is not one of {SPLITS}")
+        files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+        origins[split] = []
+        out[split] = _read_local([os.fspath(os.path.expanduser(f)) for f in files], keep_linebreaks, cache_dir,
+                                 origins[split])
+    if "train" not in out:
+        raise OptionError("load_corpus: data_files needs a 'train' entry")
+    return datasets.DatasetDict(out), origins
+
+
+def _files_of(data_files, split: str | None = None) -> list:
+    """The paths in ``data_files`` (a path, a list of paths or a dict split -> path(s)); with ``split``,
+    only that split's (a bare path or list counts as train)."""
+    if isinstance(data_files, (str, os.PathLike)):
+        groups = {"train": [data_files]}
+    elif isinstance(data_files, Mapping):
+        groups = {k: [v] if isinstance(v, (str, os.PathLike)) else list(v) for k, v in data_files.items()}
+    else:
+        groups = {"train": list(data_files)}
+    return [f for k, v in groups.items() if split is None or k == split for f in v]
+
+
+def _all_text_files(data_files) -> bool:
+    return all(_file_kind(f) == "text" for f in _files_of(data_files))
+
