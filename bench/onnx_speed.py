@@ -21,9 +21,17 @@ def _models(quick: bool):
     """(name, model, batch, sequence, past) of each measurement."""
     import torch
 
-    from hfnn import CnnConfig, CnnForSequenceClassification, RnnConfig, RnnForCausalLM, \
-        RnnForSequenceClassification, RnnSeq2SeqConfig, RnnSeq2SeqForConditionalGeneration, TransformerConfig, \
-        TransformerForCausalLM
+    from hfnn import (
+        CnnConfig,
+        CnnForSequenceClassification,
+        RnnConfig,
+        RnnForCausalLM,
+        RnnForSequenceClassification,
+        RnnSeq2SeqConfig,
+        RnnSeq2SeqForConditionalGeneration,
+        TransformerConfig,
+        TransformerForCausalLM,
+    )
 
     torch.manual_seed(0)
     if quick:

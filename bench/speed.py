@@ -229,7 +229,7 @@ def _profile_table(fn, rows: int = 8) -> dict:
     stream = io.StringIO()
     stats = pstats.Stats(profiler, stream=stream)
     functions = []
-    for (filename, line, name), (cc, nc, tottime, cumtime, _) in sorted(
+    for (filename, line, name), (_calls, nc, tottime, _cumtime, _) in sorted(
         stats.stats.items(), key=lambda item: item[1][2], reverse=True
     )[:rows]:
         where = filename.split("site-packages/")[-1].split("/work/main/")[-1]
@@ -509,8 +509,12 @@ def _precision_models(size: dict) -> dict:
     (with dropout), the 30-minute one's (without: the one PyTorch gives its flash-attention kernel) and the GRU."""
     import torch
 
-    from hfnn import RnnSeq2SeqConfig, RnnSeq2SeqForConditionalGeneration, TransformerConfig, \
-        TransformerForConditionalGeneration
+    from hfnn import (
+        RnnSeq2SeqConfig,
+        RnnSeq2SeqForConditionalGeneration,
+        TransformerConfig,
+        TransformerForConditionalGeneration,
+    )
 
     torch.manual_seed(0)
     def transformer(width, intermediate, layers, dropout):

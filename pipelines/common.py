@@ -28,11 +28,16 @@ from transformers import Trainer, TrainingArguments
 import hfnn
 from hfnn.models import registry
 from hfnn.models.errors import DataError, OptionError, first_line, report_error
-from hfnn.training.cpu_threads import env_threads
 from hfnn.pipelines.checkpoints import CheckpointCommitCallback, resolve_resume_checkpoint
+from hfnn.training import (
+    TrainingCallbacks,
+    check_finite_model,
+    check_resume_architecture,
+    check_training_arguments,
+    plot_loss_curve,
+)
+from hfnn.training.cpu_threads import env_threads
 from hfnn.training.recipes import parse_args, parse_config_overrides, pipeline_module
-from hfnn.training import (TrainingCallbacks, check_finite_model, check_resume_architecture, check_training_arguments,
-                           plot_loss_curve)
 
 __all__ = ["DataArguments", "ModelArguments", "Pipeline", "PipelineRun", "RunArguments", "RunData", "TextDataArguments",
            "TokenizerModelArguments", "TrainedRun", "arg", "build_config", "check_config_overrides", "check_count",

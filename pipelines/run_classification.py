@@ -22,8 +22,20 @@ from transformers import DataCollatorWithPadding, TrainingArguments
 
 from hfnn.data.corpora import separator_hint
 from hfnn.models.errors import DataError, OptionError
-from hfnn.pipelines.common import (Pipeline, RunArguments, RunData, TextDataArguments, TokenizerModelArguments, arg,
-                                   load_split_corpus, report_cut, run_command, run_pipeline, split_metrics, subset)
+from hfnn.pipelines.common import (
+    Pipeline,
+    RunArguments,
+    RunData,
+    TextDataArguments,
+    TokenizerModelArguments,
+    arg,
+    load_split_corpus,
+    report_cut,
+    run_command,
+    run_pipeline,
+    split_metrics,
+    subset,
+)
 from hfnn.training import check_tokenizer, classification_metrics, pyplot, save_figure
 
 __all__ = ["ClassificationData", "ClassificationPipeline", "DataArguments", "ModelArguments", "label_info", "main",

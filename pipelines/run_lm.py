@@ -20,8 +20,18 @@ from transformers import TrainingArguments, default_data_collator, set_seed
 
 from hfnn.data.corpora import Corpus, lm_blocks, open_corpus, separator_hint
 from hfnn.models.errors import DataError, OptionError
-from hfnn.pipelines.common import (Pipeline, RunArguments, RunData, TextDataArguments, TokenizerModelArguments, arg,
-                                   check_count, load_split_corpus, run_command, run_pipeline)
+from hfnn.pipelines.common import (
+    Pipeline,
+    RunArguments,
+    RunData,
+    TextDataArguments,
+    TokenizerModelArguments,
+    arg,
+    check_count,
+    load_split_corpus,
+    run_command,
+    run_pipeline,
+)
 from hfnn.training import causal_lm_metrics, check_tokenizer
 
 __all__ = ["DataArguments", "LanguageModelingPipeline", "ModelArguments", "load_text_corpus", "main", "run_pipeline",

@@ -22,13 +22,26 @@ from pathlib import Path
 import numpy as np
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
 
-from hfnn.models import registry
 from hfnn.data.corpora import SEQ2SEQ_COLUMN_DEFAULTS, Seq2SeqColumns, resolve_seq2seq_columns
+from hfnn.models import registry
 from hfnn.models.errors import OptionError
 from hfnn.models.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK
-from hfnn.pipelines.common import (DataArguments as BaseDataArguments, ModelArguments as BaseModelArguments, Pipeline,
-                                   RunArguments, RunData, arg, check_count, load_split_corpus, load_tokenizer,
-                                   report_cut, run_command, run_pipeline, split_metrics, subset)
+from hfnn.pipelines.common import DataArguments as BaseDataArguments
+from hfnn.pipelines.common import ModelArguments as BaseModelArguments
+from hfnn.pipelines.common import (
+    Pipeline,
+    RunArguments,
+    RunData,
+    arg,
+    check_count,
+    load_split_corpus,
+    load_tokenizer,
+    report_cut,
+    run_command,
+    run_pipeline,
+    split_metrics,
+    subset,
+)
 from hfnn.training import OrderedEvalSeq2SeqTrainer, pyplot, save_figure, seq2seq_metrics
 
 __all__ = ["ARCHITECTURES", "DataArguments", "ModelArguments", "OrderedEvalSeq2SeqTrainer", "Seq2SeqData",
@@ -118,7 +131,7 @@ class Seq2SeqData(RunData):
     target: str  # the target column
     references: str | None = None  # the column of every acceptable target, if any
     kind: str = "translation"  # of the metrics: g2p or translation
-    columns: Seq2SeqColumns  # how the columns were resolved (hfnn evaluate resolves them the same way)
+    columns: Seq2SeqColumns | None = None  # how they were resolved (as hfnn evaluate resolves them)
 
 
 class Seq2SeqPipeline(Pipeline):

@@ -30,11 +30,11 @@ import torch
 
 import hfnn
 from hfnn import training
-from hfnn.training import recipes
 from hfnn.data.corpora import load_corpus
-from hfnn.pipelines import common, run_classification, run_lm
 from hfnn.data.tokenization import train_tokenizer
 from hfnn.models.errors import is_user_error
+from hfnn.pipelines import common, run_classification, run_lm
+from hfnn.training import recipes
 from tests.reliability_utils import VOCAB, build_model, config_class, heads, model_classes, shakespeare_text
 
 DEADLINE_S = 60

@@ -506,10 +506,9 @@ def no_datasetdict_attributes(monkeypatch):
 def test_loading_and_streaming_set_no_attribute_on_a_datasetdict(tmp_path, no_datasetdict_attributes):
     from argparse import Namespace
 
-    from hfnn.pipelines import run_lm
-
     from hfnn.apps.inference import load_eval_split
     from hfnn.data.tokenization import train_tokenizer
+    from hfnn.pipelines import run_lm
 
     text = tmp_path / "a.txt"
     text.write_text("".join(f"line {i}\n" for i in range(40)), encoding="utf-8")
@@ -530,9 +529,8 @@ def test_loading_and_streaming_set_no_attribute_on_a_datasetdict(tmp_path, no_da
 def test_document_ends_are_independent_of_datasetdict_operations(tmp_path):
     """The boundaries live in the Corpus, beside the splits: a ``.map`` of the splits keeps them (with_splits), a
     DatasetDict from load_corpus carries none, and splits of other row counts are refused, not misnumbered."""
-    from hfnn.pipelines import run_lm
-
     from hfnn.data.tokenization import train_tokenizer
+    from hfnn.pipelines import run_lm
 
     first, second = tmp_path / "a.txt", tmp_path / "b.txt"
     first.write_text("".join(f"first {i}\n" for i in range(30)), encoding="utf-8")
@@ -589,9 +587,10 @@ def test_one_split_alias_table_for_files_the_hub_and_evaluate(tmp_path, monkeypa
 
 def test_hfnn_data_exports_the_entry_points():
     import hfnn.data
-    from hfnn.data import load_corpus as exported, open_corpus, train_tokenizer
+    from hfnn.data import load_corpus as exported
+    from hfnn.data import open_corpus, train_tokenizer
     from hfnn.data.tokenization import train_tokenizer as trainer
 
     assert exported is load_corpus and open_corpus is corpora.open_corpus and train_tokenizer is trainer
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
-        hfnn.data.nothing
+        _ = hfnn.data.nothing

@@ -7,9 +7,22 @@ import sys
 import pytest
 
 import hfnn.apps.cli as cli
-from hfnn.models.errors import (BUG_REPORT, ColumnError, DataError, DemoError, FileError, HfnnError, HubError,
-                                MissingPackageError, OptionError, OutputDirError, UserError, first_line, is_user_error,
-                                report_error)
+from hfnn.models.errors import (
+    BUG_REPORT,
+    ColumnError,
+    DataError,
+    DemoError,
+    FileError,
+    HfnnError,
+    HubError,
+    MissingPackageError,
+    OptionError,
+    OutputDirError,
+    UserError,
+    first_line,
+    is_user_error,
+    report_error,
+)
 from hfnn.pipelines import common, run_lm
 from tests.test_hub import save_tiny_model
 

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.numerics
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'hfnn[export]')")
 
-from hfnn.sharing import export  # noqa: E402
 from hfnn.apps.cli import main  # noqa: E402
+from hfnn.sharing import export  # noqa: E402
 from tests.reliability_utils import VOCAB, heads, model_classes, no_dropout, tiny_config  # noqa: E402
 from tests.test_hub import save_tiny_model  # noqa: E402
 

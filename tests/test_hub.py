@@ -11,8 +11,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
 import hfnn
-from hfnn.sharing.hub import HubAuthError, HubConnectionError, ManifestError, push_folder, upload_manifest
 from hfnn.data.tokenization import train_tokenizer
+from hfnn.sharing.hub import HubAuthError, HubConnectionError, ManifestError, push_folder, upload_manifest
 from tests.helpers import randomize_, run_without_hfnn
 
 TEXTS = ["hello world", "to be or not to be", "a neural network", "Romeo. what light"]

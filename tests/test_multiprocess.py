@@ -27,7 +27,16 @@ import torch
 
 from hfnn.pipelines import run_classification, run_lm
 from tests.helpers import approx_tolerance, tolerance
-from tests.reliability_utils import build_model, heads, no_dropout, run_cli, run_forked, shakespeare_text, synthetic_examples, train_briefly
+from tests.reliability_utils import (
+    build_model,
+    heads,
+    no_dropout,
+    run_cli,
+    run_forked,
+    shakespeare_text,
+    synthetic_examples,
+    train_briefly,
+)
 
 RTOL = 1e-4
 HEADS = heads()

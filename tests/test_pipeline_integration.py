@@ -185,9 +185,8 @@ from types import SimpleNamespace  # noqa: E402
 from transformers import TrainerControl  # noqa: E402
 
 from hfnn import training  # noqa: E402
-
-from hfnn.training import recipes
 from hfnn.pipelines import common  # noqa: E402
+from hfnn.training import recipes
 
 
 class FakeClock:
@@ -398,7 +397,6 @@ def test_pipelines_read_architectures_from_the_registry():
 
 def test_model_cards_read_tasks_from_the_registry():
     from hfnn.models import registry
-
     from hfnn.sharing import cards
     for entry in registry.TASKS.values():
         for name in entry.names:

@@ -8,6 +8,7 @@ import torch
 from transformers import pipeline
 
 import hfnn  # noqa: F401  (registers the task and the Auto classes)
+from hfnn.data.tokenization import train_tokenizer
 from hfnn.models.configuration_rnn_seq2seq import RnnSeq2SeqConfig
 from hfnn.models.modeling_rnn_seq2seq import RnnSeq2SeqForConditionalGeneration
 from hfnn.models.pipeline_seq2seq import (
@@ -17,7 +18,6 @@ from hfnn.models.pipeline_seq2seq import (
     Seq2SeqGenerationPipeline,
     mark_for_pipeline,
 )
-from hfnn.data.tokenization import train_tokenizer
 from tests.helpers import run_without_hfnn, tolerance
 
 PAIRS = [

@@ -16,9 +16,9 @@ import tempfile
 
 import pytest
 import torch
+import transformers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-import transformers
 from transformers import AutoConfig
 
 import hfnn  # noqa: F401  (registers the hfnn classes with the Auto classes)

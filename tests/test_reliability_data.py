@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from hfnn.data.corpora import Corpus, load_corpus, open_corpus
-from hfnn.pipelines import common, run_classification, run_lm
 from hfnn.data.tokenization import train_tokenizer
+from hfnn.pipelines import common, run_classification, run_lm
 from tests.reliability_utils import shakespeare_text
 
 

@@ -11,8 +11,8 @@ import torch
 from transformers import AutoTokenizer, pipeline
 
 import hfnn  # noqa: F401  (registers the Auto classes and the seq2seq task)
-from hfnn.models.pipeline_seq2seq import INFERRED_TASKS, SOURCE_TOKENIZER_SUBFOLDER, TASK, mark_for_pipeline
 from hfnn.data.tokenization import KINDS, load_or_train_tokenizer, train_tokenizer
+from hfnn.models.pipeline_seq2seq import INFERRED_TASKS, SOURCE_TOKENIZER_SUBFOLDER, TASK, mark_for_pipeline
 from tests.test_hub import WORDS, save_tiny_model
 
 SPECIAL_IDS = {0, 2, 3}  # <pad>, <s>, </s> (<unk> = 1 is what an unknown piece legitimately becomes)

@@ -13,15 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 from safetensors.torch import load_file
 
-import transformers
-
 from hfnn import training
-
-from hfnn.training import recipes
 from hfnn.pipelines import common, run_classification, run_lm, run_seq2seq
 from hfnn.pipelines.output_dir import LOCK_NAME, OutputDirError, claim_output_dir
+from hfnn.training import recipes
 from tests.reliability_utils import shakespeare_text
 
 REPO = Path(__file__).resolve().parents[1]

@@ -33,14 +33,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from hfnn import training
 from hfnn.pipelines import checkpoints, run_lm
 from hfnn.training import non_finite
-from tests.reliability_utils import (
-    assert_same_weights,
-    kill_self,
-    load_weights,
-    run_cli,
-    run_forked,
-    shakespeare_text,
-)
+from tests.reliability_utils import assert_same_weights, kill_self, load_weights, run_cli, run_forked, shakespeare_text
 
 MAX_STEPS, SAVE_STEPS = 12, 3
 KILLED = -9
@@ -465,9 +458,10 @@ def test_an_overwriting_run_that_did_not_end_is_resumed_in_its_staged_folder(tmp
     """--overwrite_output_dir stages the new run beside the old folder; when it is stopped (Ctrl-C) or killed
     after a checkpoint, the old folder stays as it was and --resume_from_checkpoint latest continues the new run
     (not the old folder's own checkpoints), then swaps it in."""
+    from transformers import Trainer
+
     from hfnn.pipelines import run_classification
     from hfnn.pipelines.output_dir import staged_dir
-    from transformers import Trainer
 
     out = tmp_path / "run"
     argv = checkpointing_classifier_argv(tmp_path, out, "--anneal_by_time", "false")

@@ -6,7 +6,6 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, pipeline
 
-import hfnn
 from hfnn import RnnConfig, RnnForCausalLM, RnnForSequenceClassification, RnnModel
 from hfnn.models.modeling_rnn import RnnStateCache
 from tests.helpers import (

@@ -10,8 +10,8 @@ from transformers import TrainingArguments, pipeline
 
 import hfnn
 from hfnn.pipelines.common import RunArguments, build_config
-from hfnn.training.recipes import parse_args
 from hfnn.pipelines.run_classification import DataArguments, ModelArguments, main
+from hfnn.training.recipes import parse_args
 
 LOGGING = ["--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0"]
 QUIET = LOGGING + ["--write_model_card", "false"]

@@ -7,8 +7,8 @@ import torch
 from transformers import Seq2SeqTrainingArguments, pipeline
 
 from hfnn.pipelines.common import RunArguments
-from hfnn.training.recipes import load_recipe, parse_args
 from hfnn.pipelines.run_seq2seq import DataArguments, ModelArguments, main
+from hfnn.training.recipes import load_recipe, parse_args
 
 QUIET = [
     "--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0", "--write_model_card", "false",
@@ -121,11 +121,11 @@ def test_transformer_architecture_trains_through_the_same_pipeline(tmp_path):
 def test_shipped_recipes_parse_and_build_their_models(recipe, tmp_path):
     from types import SimpleNamespace
 
+    from hfnn.data.tokenization import train_tokenizer
     from hfnn.models.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER
     from hfnn.pipelines.common import build_config
-    from hfnn.training.recipes import parse_config_overrides
     from hfnn.pipelines.run_seq2seq import ARCHITECTURES, Seq2SeqData, Seq2SeqPipeline
-    from hfnn.data.tokenization import train_tokenizer
+    from hfnn.training.recipes import parse_config_overrides
 
     model_args, data_args, run_args, training_args = parse_args(
         (ModelArguments, DataArguments, RunArguments, Seq2SeqTrainingArguments),

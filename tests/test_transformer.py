@@ -13,12 +13,11 @@ from transformers import (
     AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
     DynamicCache,
-    GenerationConfig,
     EncoderDecoderCache,
+    GenerationConfig,
     pipeline,
 )
 
-import hfnn
 from hfnn import (
     TransformerConfig,
     TransformerForCausalLM,

@@ -34,14 +34,29 @@ import sys
 from pathlib import Path
 
 from hfnn.apps import quickstart
-
+from hfnn.apps.inference import (
+    classify_texts,
+    evaluate_classifier,
+    evaluate_lm,
+    generate_texts,
+    load_eval_split,
+    phoneme_scores,
+    require_columns,
+    seq2seq_scores,
+    transduce_texts,
+)
 from hfnn.models import registry
 from hfnn.models.errors import UserError, first_line, format_table, report_error
+from hfnn.sharing.saved import (
+    SavedModel,
+    load_saved,
+    load_source_tokenizer,
+    open_model_dir,
+    require_task,
+    resolve_device,
+    saved_pipeline,
+)
 from hfnn.training.recipes import find_recipe, load_recipe, resolve_recipe, shipped_recipes, task_name
-from hfnn.apps.inference import (classify_texts, evaluate_classifier, evaluate_lm, generate_texts, load_eval_split,
-                            phoneme_scores, require_columns, seq2seq_scores, transduce_texts)
-from hfnn.sharing.saved import (SavedModel, load_saved, load_source_tokenizer, open_model_dir, require_task, resolve_device,
-                        saved_pipeline)
 from hfnn.training.recipes import pipeline_module as _pipeline_module
 
 __all__ = [

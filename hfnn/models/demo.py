@@ -45,7 +45,8 @@ try:  # inside hfnn
 except ImportError:  # the copy in a Space folder, at its top level beside the copy of the registry
     import registry
 try:
-    from .errors import DemoError, first_line as _one_line
+    from .errors import DemoError
+    from .errors import first_line as _one_line
 except ImportError:  # the copy a Space runs as hfnn_demo.py, without hfnn: the same error, the same one line
     class DemoError(ValueError):
         """A user error (bad folder, bad input): shown as one line, never as a traceback."""

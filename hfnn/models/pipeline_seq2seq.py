@@ -43,6 +43,7 @@ tasks and the folder names), so that it can travel with a model: :func:`mark_for
 import os
 
 import torch
+
 # the text pipelines are imported for the custom_pipelines entries that name them in this file
 from transformers import AutoTokenizer, Pipeline, TextClassificationPipeline, TextGenerationPipeline  # noqa: F401
 from transformers.utils import ModelOutput

@@ -36,7 +36,10 @@ from hfnn.training.checks import check_resume_architecture, check_tokenizer, che
 from hfnn.training.interrupt import InterruptCallback
 from hfnn.training.metrics import OrderedEvalSeq2SeqTrainer, causal_lm_metrics, classification_metrics, seq2seq_metrics
 from hfnn.training.non_finite import (
-    NonFiniteGuardCallback, NonFiniteTrainingError, check_finite_model, non_finite_parameters,
+    NonFiniteGuardCallback,
+    NonFiniteTrainingError,
+    check_finite_model,
+    non_finite_parameters,
 )
 from hfnn.training.plots import plot_loss_curve, pyplot, save_figure
 

@@ -9,9 +9,9 @@ outputs), ResNet for the attention-free classifiers, Bart for the encoder-decode
 import unittest
 
 import torch
-from transformers.models.auto import modeling_auto
 from hf_common_tests.generation.test_utils import GenerationTesterMixin
 from hf_common_tests.test_modeling_common import ModelTesterMixin, ids_tensor
+from transformers.models.auto import modeling_auto
 
 import hfnn
 from hfnn import (
