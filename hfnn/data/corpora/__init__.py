@@ -36,6 +36,7 @@ stream) and :mod:`.seq2seq` (the columns and metrics of seq2seq corpora).
 
 from __future__ import annotations
 
+import inspect
 import os
 import pathlib
 
@@ -126,24 +127,7 @@ def describe_corpus(name: str) -> str:
     return "\n".join(lines)
 
 
-def load_corpus(
-    name_or_path: str | os.PathLike | None = None,
-    *,
-    data_files=None,
-    text_column: str | None = None,
-    label_column: str | None = None,
-    source_column: str | None = None,
-    target_column: str | None = None,
-    validation_fraction: float = 0.05,
-    test_fraction: float = 0.05,
-    seed: int = 0,
-    cache_dir: str | os.PathLike | None = None,
-    keep_linebreaks: bool = True,
-    empty_text: str = "keep",
-    label_type: str = "classes",
-    text_columns: tuple[str, ...] = ("text", "source", "target"),
-    **kwargs,
-) -> DatasetDict:
+def load_corpus(name_or_path: str | os.PathLike | None = None, **options) -> DatasetDict:
     """Load a corpus as a ``DatasetDict`` with ``train``, ``validation`` and ``test`` splits.
 
     Args:
@@ -191,12 +175,7 @@ def load_corpus(
             message suggests the built-in name; Hub datasets are named ``owner/name``).
         ConnectionError: a Hub dataset could not be loaded (offline, or no such dataset).
     """
-    return open_corpus(
-        name_or_path, data_files=data_files, text_column=text_column, label_column=label_column,
-        source_column=source_column, target_column=target_column, validation_fraction=validation_fraction,
-        test_fraction=test_fraction, seed=seed, cache_dir=cache_dir, keep_linebreaks=keep_linebreaks,
-        empty_text=empty_text, label_type=label_type, text_columns=text_columns, **kwargs,
-    ).splits
+    return open_corpus(name_or_path, **options).splits
 
 
 def open_corpus(
@@ -252,6 +231,10 @@ def open_corpus(
     dd = _complete_splits(dd, validation_fraction, test_fraction, seed, contiguous, source)
     # .txt rows keep their newline (keep_linebreaks=True): nothing goes between the lines of a document
     return Corpus(dd, _file_ends(dd, origins) if contiguous else None, "", origins)
+
+
+# help() and IDEs show load_corpus with the options it takes (those of open_corpus)
+load_corpus.__signature__ = inspect.signature(open_corpus).replace(return_annotation="DatasetDict")
 
 
 def _open_local(name: str | None, data_files, keep_linebreaks: bool, cache_dir, kwargs: dict):
