@@ -21,15 +21,28 @@ V, SRC_V = 40, 30
 
 
 def builders():
-    yield "rnn-lstm-lm", hfnn.RnnForCausalLM(hfnn.RnnConfig(vocab_size=V, hidden_size=64, num_hidden_layers=2, rnn_type="lstm", dropout=0.0)), "lm"
-    yield "rnn-gru-cls", hfnn.RnnForSequenceClassification(hfnn.RnnConfig(vocab_size=V, hidden_size=64, rnn_type="gru", bidirectional=True, use_cache=False, num_labels=2)), "cls"
-    yield "transformer-lm", hfnn.TransformerForCausalLM(hfnn.TransformerConfig(vocab_size=V, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=128, dropout=0.0, attention_dropout=0.0, position_embedding_type="rotary")), "lm"
-    yield "transformer-cls", hfnn.TransformerForSequenceClassification(hfnn.TransformerConfig(vocab_size=V, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_labels=2)), "cls"
-    yield "cnn-cls", hfnn.CnnForSequenceClassification(hfnn.CnnConfig(vocab_size=V, embedding_size=32, num_filters=16, num_labels=2)), "cls"
-    yield "mlp-cls", hfnn.MlpForSequenceClassification(hfnn.MlpConfig(vocab_size=V, embedding_size=32, hidden_size=32, num_hidden_layers=2, activation="relu", num_labels=2)), "cls"
+    yield "rnn-lstm-lm", hfnn.RnnForCausalLM(hfnn.RnnConfig(vocab_size=V, hidden_size=64, num_hidden_layers=2,
+                                                            rnn_type="lstm", dropout=0.0)), "lm"
+    yield "rnn-gru-cls", hfnn.RnnForSequenceClassification(hfnn.RnnConfig(vocab_size=V, hidden_size=64, rnn_type="gru",
+                                                                          bidirectional=True, use_cache=False,
+                                                                          num_labels=2)), "cls"
+    yield "transformer-lm", hfnn.TransformerForCausalLM(hfnn.TransformerConfig(
+        vocab_size=V, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=128,
+        dropout=0.0, attention_dropout=0.0, position_embedding_type="rotary")), "lm"
+    yield "transformer-cls", hfnn.TransformerForSequenceClassification(hfnn.TransformerConfig(
+        vocab_size=V, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_labels=2)), "cls"
+    yield "cnn-cls", hfnn.CnnForSequenceClassification(hfnn.CnnConfig(vocab_size=V, embedding_size=32, num_filters=16,
+                                                                      num_labels=2)), "cls"
+    yield "mlp-cls", hfnn.MlpForSequenceClassification(hfnn.MlpConfig(vocab_size=V, embedding_size=32, hidden_size=32,
+                                                                      num_hidden_layers=2, activation="relu",
+                                                                      num_labels=2)), "cls"
     for attention in ("bahdanau", "luong", "none"):
-        yield f"rnn-seq2seq-{attention}", hfnn.RnnSeq2SeqForConditionalGeneration(hfnn.RnnSeq2SeqConfig(source_vocab_size=SRC_V, vocab_size=V, hidden_size=64, embedding_size=32, attention=attention, dropout=0.0)), "s2s"
-    yield "transformer-seq2seq", hfnn.TransformerForConditionalGeneration(hfnn.TransformerConfig(vocab_size=V, source_vocab_size=SRC_V, hidden_size=64, num_attention_heads=4, is_encoder_decoder=True, encoder_layers=2, decoder_layers=2, decoder_start_token_id=2, dropout=0.0, attention_dropout=0.0)), "s2s"
+        yield f"rnn-seq2seq-{attention}", hfnn.RnnSeq2SeqForConditionalGeneration(hfnn.RnnSeq2SeqConfig(
+            source_vocab_size=SRC_V, vocab_size=V, hidden_size=64, embedding_size=32, attention=attention,
+            dropout=0.0)), "s2s"
+    yield "transformer-seq2seq", hfnn.TransformerForConditionalGeneration(hfnn.TransformerConfig(
+        vocab_size=V, source_vocab_size=SRC_V, hidden_size=64, num_attention_heads=4, is_encoder_decoder=True,
+        encoder_layers=2, decoder_layers=2, decoder_start_token_id=2, dropout=0.0, attention_dropout=0.0)), "s2s"
 
 
 def batch_for(kind, device):
@@ -75,10 +88,13 @@ def check(name, model, kind, device, failures):
     gen_kwargs = dict(max_new_tokens=24, do_sample=False, eos_token_id=None, pad_token_id=0)
     with torch.no_grad():
         t0 = time.perf_counter()
-        cached = model.generate(**inputs, use_cache=True, output_scores=True, return_dict_in_generate=True, **gen_kwargs)
+        cached = model.generate(**inputs, use_cache=True, output_scores=True, return_dict_in_generate=True,
+                                **gen_kwargs)
         t_cached = time.perf_counter() - t0
-        uncached = model.generate(**inputs, use_cache=False, output_scores=True, return_dict_in_generate=True, **gen_kwargs)
-        beams = model.generate(**inputs, num_beams=4, num_return_sequences=2, max_new_tokens=12, eos_token_id=None, pad_token_id=0)
+        uncached = model.generate(**inputs, use_cache=False, output_scores=True, return_dict_in_generate=True,
+                                  **gen_kwargs)
+        beams = model.generate(**inputs, num_beams=4, num_return_sequences=2, max_new_tokens=12, eos_token_id=None,
+                               pad_token_id=0)
         cpu_model = model.to("cpu")
         cpu = cpu_model.generate(**{k: v.cpu() for k, v in inputs.items()}, **gen_kwargs)
         model.to(device)

@@ -30,7 +30,8 @@ from hfnn.data.tokenization import train_tokenizer
 
 # name -> (architecture, config fields); sizes chosen to train well in minutes on 2 CPU cores.
 MODELS = {
-    "rnn_tanh": ("rnn", dict(rnn_type="rnn_tanh", hidden_size=384, embedding_size=64, num_hidden_layers=2, dropout=0.0)),
+    "rnn_tanh": ("rnn", dict(rnn_type="rnn_tanh", hidden_size=384, embedding_size=64, num_hidden_layers=2,
+                             dropout=0.0)),
     "gru": ("rnn", dict(rnn_type="gru", hidden_size=384, embedding_size=64, num_hidden_layers=2, dropout=0.0)),
     "lstm": ("rnn", dict(rnn_type="lstm", hidden_size=384, embedding_size=64, num_hidden_layers=2, dropout=0.0)),
     "lstm512x1": ("rnn", dict(rnn_type="lstm", hidden_size=512, embedding_size=64, num_hidden_layers=1, dropout=0.0)),
@@ -121,7 +122,8 @@ def train_one(name, tok, streams, minutes, block_size, batch_size, lr, eval_ever
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["rnn_tanh", "gru", "lstm", "transformer"], choices=sorted(MODELS))
+    parser.add_argument("--models", nargs="+", default=["rnn_tanh", "gru", "lstm", "transformer"],
+                        choices=sorted(MODELS))
     parser.add_argument("--minutes", type=float, default=4.0)
     parser.add_argument("--block-size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -152,7 +154,8 @@ def main(argv=None):
              f"{meta['threads']} threads, batch {args.batch_size} x {args.block_size} chars.", "",
              "| model | parameters | steps | tokens seen | validation loss (nats/char) |", "|---|---|---|---|---|"]
     for r in runs:
-        lines.append(f"| {r['model']} | {r['parameters']:,} | {r['steps']} | {r['tokens']:,} | {r['final_val_loss']:.3f} |")
+        lines.append(f"| {r['model']} | {r['parameters']:,} | {r['steps']} | {r['tokens']:,} | "
+                     f"{r['final_val_loss']:.3f} |")
     (out / "lm_budget.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     try:

@@ -189,7 +189,8 @@ def apply_spec(path: Path, spec) -> tuple[str, str | None]:
 
 
 def short_diff(before: str, after: str, name: str) -> str:
-    lines = [ln.rstrip("\n") for ln in difflib.unified_diff(before.splitlines(True), after.splitlines(True), name, name, n=0)]
+    lines = [ln.rstrip("\n") for ln in difflib.unified_diff(before.splitlines(True), after.splitlines(True),
+                                                              name, name, n=0)]
     return "\n".join(ln for ln in lines[2:] if not ln.startswith("@@"))
 
 
@@ -204,7 +205,8 @@ def run_mutant(python, tree, target, path, apply, timeout) -> dict:
     finally:
         path.write_text(before, encoding="utf-8")
     status = {"passed": "survived", "failed": "killed", "timeout": "killed", "error": "error"}[outcome]
-    return {"outcome": status, "how": outcome, "seconds": round(seconds, 1), "diff": short_diff(before, after, target["file"]),
+    return {"outcome": status, "how": outcome, "seconds": round(seconds, 1),
+            "diff": short_diff(before, after, target["file"]),
             "tail": tail[:200] + " ... " + tail[-400:] if len(tail) > 600 else tail}
 
 
@@ -249,7 +251,8 @@ def summary(results: dict) -> str:
         out += ["| fixed mutation | file | outcome |", "|---|---|---|"]
         out += [f"| {m['id']} | {m['file']} | {m['outcome']} |" for m in results["fixed"]]
         out.append("")
-    survivors = [(name, m) for name, info in results["targets"].items() for m in info["mutants"] if m["outcome"] != "killed"]
+    survivors = [(name, m) for name, info in results["targets"].items() for m in info["mutants"]
+                 if m["outcome"] != "killed"]
     if survivors:
         out.append("Surviving (or erroring) mutants:\n")
         for name, m in survivors:
@@ -272,7 +275,8 @@ def main(argv=None) -> int:
                         help="start no further target after this many minutes (the fixed mutations still run)")
     parser.add_argument("--list", action="store_true", help="show the sampled mutants, run nothing")
     parser.add_argument("--check-fixed", action="store_true", help="only check that the fixed mutations still apply")
-    parser.add_argument("--replay", default=None, help="results.json of an earlier run: re-run its surviving mutants only")
+    parser.add_argument("--replay", default=None,
+                        help="results.json of an earlier run: re-run its surviving mutants only")
     args = parser.parse_args(argv)
     config = tomllib.loads(Path(args.config).read_text(encoding="utf-8"))
     seed = args.seed if args.seed is not None else config.get("seed", 0)
@@ -353,7 +357,8 @@ def main(argv=None) -> int:
                 record = run_mutant(args.python, tree, target, tree / target["file"], apply, timeout)
                 record.update(operator=old["operator"], line=old["line"], function=old.get("function"))
                 results["targets"].setdefault(name, {"file": target["file"], "sites": info["sites"],
-                                                     "frame": "replayed survivors", "mutants": []})["mutants"].append(record)
+                                                     "frame": "replayed survivors",
+                                                     "mutants": []})["mutants"].append(record)
                 print(f"    replayed {name} {old['operator']} line {old['line']}: {record['outcome']}", flush=True)
         (workdir / "results.json").write_text(json.dumps(results, indent=1))
 
@@ -363,7 +368,8 @@ def main(argv=None) -> int:
                 continue
             target = {"name": fixed["id"], "file": fixed["file"], "tests": fixed["tests"]}
             try:
-                record = run_mutant(args.python, tree, target, tree / fixed["file"], fixed_apply(fixed["edits"]), timeout)
+                record = run_mutant(args.python, tree, target, tree / fixed["file"], fixed_apply(fixed["edits"]),
+                                    timeout)
             except LookupError as err:
                 record = {"outcome": "not applied", "diff": "", "tail": str(err), "seconds": 0.0}
             record.update(id=fixed["id"], file=fixed["file"], what=fixed["what"])

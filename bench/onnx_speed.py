@@ -2,10 +2,10 @@
 batch of 32 texts of 64 tokens; the GRU language model reading a 64-token prompt in one call; one decoding step of
 the GRU and Transformer language models (one new token per row after a 64-token past, carried as the exported graphs
 carry it: state or keys/values in, new ones out); the GRU encoder-decoder with Bahdanau attention, teacher-forced.
-Both run the same graph, exported by :func:`hfnn.sharing.export.export_onnx` and checked against PyTorch before timing; the
-PyTorch side calls the module that was traced (eager: the fused recurrent kernels, where the graph holds an ONNX Scan
-over time). Timings alternate (A B A B), medians of the rounds; with one thread the clock is the process's CPU time.
-The ``*_job`` function runs in a child process (see :mod:`bench.run_all`)."""
+Both run the same graph, exported by :func:`hfnn.sharing.export.export_onnx` and checked against PyTorch before timing;
+the PyTorch side calls the module that was traced (eager: the fused recurrent kernels, where the graph holds an ONNX
+Scan over time). Timings alternate (A B A B), medians of the rounds; with one thread the clock is the process's CPU
+time. The ``*_job`` function runs in a child process (see :mod:`bench.run_all`)."""
 
 from __future__ import annotations
 
@@ -115,7 +115,8 @@ def onnx_job(quick: bool = False) -> dict:
             rows.append({"name": name, "batch": batch, "sequence": seq, "past": past, "torch_ms": 1000 * torch_s,
                          "ort_ms": 1000 * ort_s, "speedup": torch_s / ort_s, "max_abs_diff": diff,
                          "parameters": sum(p.numel() for p in model.parameters()), "rounds": times})
-    return {"rows": rows, "threads": threads, "clock": "process CPU time" if clock is time.process_time else "wall time",
+    return {"rows": rows, "threads": threads,
+            "clock": "process CPU time" if clock is time.process_time else "wall time",
             "rounds": rounds, "repeats": repeats, "onnxruntime": ort.__version__}
 
 
@@ -125,18 +126,20 @@ def bench_onnx(runner) -> dict:
 
 def render(r: dict, out, headline: list[str]) -> list[str]:
     """The RESULTS.md section (bench/report.py's signature)."""
-    lines = [f"The same exported graph (`hfnn.sharing.export`) run by ONNX Runtime {r['onnxruntime']} and by PyTorch eager "
-             f"(`torch.inference_mode`), same inputs, {r['threads']} thread(s), {r['clock']}, median of {r['rounds']} "
-             f"alternating rounds of {r['repeats']} calls. Speed-up = PyTorch time / ONNX Runtime time (> 1: ONNX "
-             "Runtime faster). A decoding step reads one new token per row after a 64-token past held as the graph's "
-             "state (GRU) or keys and values (Transformer); a prompt is read in one call from an empty past. The "
-             "recurrent graphs loop over time in an ONNX Scan (dynamic lengths); PyTorch runs its fused kernels.", ""]
-    rows = [[x["name"], f"{x['parameters']:,}", f"{x['batch']} x {x['sequence']}" + (f" (+{x['past']} past)" if x["past"]
-                                                                                      else ""),
+    lines = [f"The same exported graph (`hfnn.sharing.export`) run by ONNX Runtime {r['onnxruntime']} and by PyTorch "
+             f"eager (`torch.inference_mode`), same inputs, {r['threads']} thread(s), {r['clock']}, median of "
+             f"{r['rounds']} alternating rounds of {r['repeats']} calls. Speed-up = PyTorch time / ONNX Runtime time "
+             "(> 1: ONNX Runtime faster). A decoding step reads one new token per row after a 64-token past held as "
+             "the graph's state (GRU) or keys and values (Transformer); a prompt is read in one call from an empty "
+             "past. The recurrent graphs loop over time in an ONNX Scan (dynamic lengths); PyTorch runs its fused "
+             "kernels.", ""]
+    rows = [[x["name"], f"{x['parameters']:,}",
+             f"{x['batch']} x {x['sequence']}" + (f" (+{x['past']} past)" if x["past"] else ""),
              f"{x['torch_ms']:.2f}", f"{x['ort_ms']:.2f}", f"{x['speedup']:.2f}x", f"{x['max_abs_diff']:.1e}"]
             for x in r["rows"] if "error" not in x]
     lines += ["| model | parameters | batch | PyTorch ms | ONNX Runtime ms | speed-up | largest difference |",
-              "| --- | ---: | --- | ---: | ---: | ---: | ---: |"] + ["| " + " | ".join(row) + " |" for row in rows] + [""]
+              "| --- | ---: | --- | ---: | ---: | ---: | ---: |"] + ["| " + " | ".join(row) + " |"
+                                                                   for row in rows] + [""]
     lines += [f"**{x['name']}: not exported** ({x['error']})" for x in r["rows"] if "error" in x]
     lines += [""] if any("error" in x for x in r["rows"]) else []
     headline.append("ONNX Runtime vs PyTorch on the CPU: " + ", ".join(f"{x['name']} {x['speedup']:.2f}x"

@@ -81,7 +81,8 @@ def _stamp(record: dict, run: dict) -> str:
     machine = record.get("machine")
     if run.get("describe_machine") and machine:
         parts.append(f"on {machine['cpu']} ({machine['usable_cpus']} usable CPUs, load average "
-                     f"{machine['load_average_start'][0]} at start, {record.get('load_average_end', ['?'])[0]} at the end)")
+                     f"{machine['load_average_start'][0]} at start, "
+                     f"{record.get('load_average_end', ['?'])[0]} at the end)")
     return "_" + ", ".join(parts) + "._"
 
 
@@ -167,7 +168,8 @@ def _accuracy_lines(r: dict, accuracy: dict, headline: list[str]) -> list[str]:
     lines += [f"Published context (not like-for-like): {PUBLISHED['kim']}.", ""]
     if "cnn" in accuracy and "rnn" in accuracy:
         headline.append(f"Rotten Tomatoes test accuracy with {r['minutes']} min of training: CNN "
-                        f"{_pct(accuracy['cnn'].get('test_accuracy'))}, bi-GRU {_pct(accuracy['rnn'].get('test_accuracy'))}.")
+                        f"{_pct(accuracy['cnn'].get('test_accuracy'))}, "
+                        f"bi-GRU {_pct(accuracy['rnn'].get('test_accuracy'))}.")
     return lines
 
 
@@ -331,10 +333,11 @@ def _lm(r: dict, out: Path, headline: list[str]) -> list[str]:
     lines += [f"![validation loss against training time]({_save(fig, out, 'lm_budget.png')})", ""]
     steps = sorted(x["steps"] for x in runs.values())
     if steps and steps[0] < 500:
-        lines += [f"**Few steps:** in {r['minutes']} minutes on {_threads_of(runs)} the models took {steps[0]}–{steps[-1]} "
-                  "optimizer steps (the gated RNNs, with the most parameters, are the slowest per step), so the ranking says how fast "
-                  "each one starts, per second of CPU, more than where it ends; `lm_budget.py` is sized for 4 "
-                  "minutes per model (`python -m bench --only lm --lm-minutes 4`).", ""]
+        lines += [f"**Few steps:** in {r['minutes']} minutes on {_threads_of(runs)} the models took "
+                  f"{steps[0]}–{steps[-1]} optimizer steps (the gated RNNs, with the most parameters, are the slowest "
+                  "per step), so the ranking says how fast each one starts, per second of CPU, more than where it "
+                  "ends; `lm_budget.py` is sized for 4 minutes per model "
+                  "(`python -m bench --only lm --lm-minutes 4`).", ""]
     lines += [f"Published context (longer training, other data): {PUBLISHED['nanogpt']}.", ""]
     best = min(runs.items(), key=lambda kv: kv[1]["final_val_loss"])
     headline.append(f"Language models, {r['minutes']} min each: " + ", ".join(
@@ -608,13 +611,13 @@ def _windows(r: dict) -> str:
 def _threads(r: dict, out: Path, headline: list[str]) -> list[str]:
     res = r["results"]
     ref = r["quiet_reference"]
-    lines = [f"The README's main-job model ({r.get('model', 'GRU 2 x 256')}, batch {r['batch'][0]} x {r['batch'][1]} characters), "
-             f"training steps per second, settings alternated, median of {r['rounds']} rounds of windows "
+    lines = [f"The README's main-job model ({r.get('model', 'GRU 2 x 256')}, batch {r['batch'][0]} x {r['batch'][1]} "
+             f"characters), training steps per second, settings alternated, median of {r['rounds']} rounds of windows "
              f"({_windows(r)}); the tuned setting is one training run per machine load, cut into its windows. "
              "'one busy core' runs beside a process spinning on one core. *vs quiet best* is against the faster "
-             "fixed setting on the quiet machine. The tuner (`hfnn.training.cpu_threads.ThreadTuner`, used by the training "
-             "pipelines) reads the CPU time other programs use, never times a thread count they leave no room for, "
-             "and pays here for its start and any timing steps.", ""]
+             "fixed setting on the quiet machine. The tuner (`hfnn.training.cpu_threads.ThreadTuner`, used by the "
+             "training pipelines) reads the CPU time other programs use, never times a thread count they leave no "
+             "room for, and pays here for its start and any timing steps.", ""]
     rows = []
     for load, settings in res.items():
         for setting, v in settings.items():
@@ -735,8 +738,9 @@ def write(out: Path, saved: dict, run: dict) -> Path:
                     f"{machine.get('memory_gb', '?')} GB RAM"],
             ["torch threads per job", machine["torch_threads"]],
             ["load average (1, 5, 15 min)", f"{machine['load_average_start']} at start, {load_end} at the end"],
-            ["software", f"Python {machine['python']}, torch {machine['torch']}, transformers {machine['transformers']}, "
-                         f"datasets {machine['datasets']}, tokenizers {machine['tokenizers']}"],
+            ["software", f"Python {machine['python']}, torch {machine['torch']}, "
+                         f"transformers {machine['transformers']}, datasets {machine['datasets']}, "
+                         f"tokenizers {machine['tokenizers']}"],
             ["platform", machine["platform"]],
             ["hfnn commit", f"{machine['commit']}{' + uncommitted changes' if machine['dirty'] else ''}"],
         ], align="ll")

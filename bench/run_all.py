@@ -49,10 +49,13 @@ BENCHMARKS = {
     "transformer_speed": ("bench.speed", "bench_transformer_speed", "Transformer LM vs GPT2LMHeadModel speed"),
     "rnn_overhead": ("bench.speed", "bench_rnn_overhead", "RNN LM vs plain PyTorch: cost of the HF wrapping"),
     "generation": ("bench.speed", "bench_generation", "generation cost vs new tokens, with and without cache"),
-    "baselines": ("bench.baselines", "bench_baselines", "TF-IDF logistic regression and Phonetisaurus on hfnn's splits"),
-    "threads": ("bench.threads", "bench_threads", "main-job training steps/s quiet and beside a busy core, by threading"),
+    "baselines": ("bench.baselines", "bench_baselines",
+                  "TF-IDF logistic regression and Phonetisaurus on hfnn's splits"),
+    "threads": ("bench.threads", "bench_threads",
+                "main-job training steps/s quiet and beside a busy core, by threading"),
     "onnx": ("bench.onnx_speed", "bench_onnx", "ONNX Runtime vs PyTorch inference (CNN classifier, LM decoding step)"),
-    "precision": ("bench.speed", "bench_precision", "bfloat16 autocast vs float32 training steps on the CPU (G2P models)"),
+    "precision": ("bench.speed", "bench_precision",
+                  "bfloat16 autocast vs float32 training steps on the CPU (G2P models)"),
 }
 # default training budgets per run, in minutes (full mode)
 DEFAULT_MINUTES = {"classification": 1.5, "mlp": 0.5, "seq2seq": 1.25, "lm": 0.75}
@@ -177,7 +180,8 @@ class Runner:
                 if time.monotonic() > deadline:
                     os.kill(pid, signal.SIGKILL)
                     os.wait4(pid, 0)
-                    raise JobFailed(f"{label}: killed after {time.monotonic() - start:.0f} s (timeout); log: {log_path}")
+                    raise JobFailed(f"{label}: killed after {time.monotonic() - start:.0f} s (timeout); "
+                                    f"log: {log_path}")
                 time.sleep(0.1)
         except BaseException:
             try:

@@ -113,7 +113,8 @@ def transformer_speed_job(quick: bool, threads: int) -> dict:
                 lambda c: bts.time_generation(model, size, new_tokens, use_cache=c), [True, False], repeats,
                 warm_up=lambda c: bts.time_generation(model, size, 16, use_cache=c),
             )
-            cache_rows.append({"size": label, "new_tokens": new_tokens, "cached": result[True], "uncached": result[False]})
+            cache_rows.append({"size": label, "new_tokens": new_tokens, "cached": result[True],
+                               "uncached": result[False]})
     return {"rows": rows, "params": params, "cache_rows": cache_rows, "prompt_len": bts.PROMPT_LEN,
             "clock": "process CPU time" if threads == 1 else "wall clock"}
 
@@ -531,8 +532,8 @@ def _precision_models(size: dict) -> dict:
         hidden_size=size["rnn_hidden"], embedding_size=size["rnn_embedding"], num_encoder_layers=size["rnn_layers"],
         num_decoder_layers=size["rnn_layers"], bidirectional_encoder=True, attention="luong", input_feeding=False,
         dropout=0.0))
-    return {f"Transformer encoder-decoder ({size['layers']} + {size['layers']} layers, {size['width']} wide, dropout 0.1)":
-            long,
+    return {f"Transformer encoder-decoder ({size['layers']} + {size['layers']} layers, "
+            f"{size['width']} wide, dropout 0.1)": long,
             f"Transformer encoder-decoder ({size['short_layers']} + {size['short_layers']} layers, "
             f"{size['short_width']} wide, no dropout)": short,
             f"GRU encoder-decoder, Luong attention ({size['rnn_hidden']} units)": rnn}

@@ -178,8 +178,8 @@ def resolve_resume_checkpoint(value, output_dir: str | os.PathLike) -> str | Non
         from hfnn.pipelines.output_dir import staged_dir
 
         # the newer of the folder's own checkpoint and one that a killed --overwrite_output_dir run left staged
-        found = max((c for c in (last_valid_checkpoint(output_dir), last_valid_checkpoint(staged_dir(output_dir))) if c),
-                    key=lambda c: Path(c).stat().st_mtime, default=None)
+        found = max((c for c in (last_valid_checkpoint(output_dir), last_valid_checkpoint(staged_dir(output_dir)))
+                     if c), key=lambda c: Path(c).stat().st_mtime, default=None)
         if found is not None and Path(found).parent != Path(output_dir):
             _logger.warning("--resume_from_checkpoint %s: continuing the --overwrite_output_dir run that did not end, "
                             "from %s; it replaces %s when it ends", value, found, output_dir)

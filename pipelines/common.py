@@ -118,7 +118,8 @@ class RunArguments:
     write_model_card: bool = arg(True, "Write README.md (model card).")
     lora_r: int = arg(0, "Train a PEFT adapter of this rank instead of every weight (0: off); the folder holds the "
                          "merged model and the adapter in adapter/.")
-    adapter_method: str = arg("lora", "PEFT method of the adapter (with --lora_r): lora or oft (hfnn.sharing.adapters).")
+    adapter_method: str = arg("lora", "PEFT method of the adapter (with --lora_r): lora or oft "
+                                      "(hfnn.sharing.adapters).")
 
     def __post_init__(self):
         check_count("num_samples", self.num_samples, 0, " (0: print none)")
@@ -518,7 +519,8 @@ class Pipeline(abc.ABC):
     # ------------------------------------------------------------------------------------------ the run
 
     def __init__(self, model_args, data_args, run_args, training_args, folder):
-        self.model_args, self.data_args, self.run_args, self.training_args = model_args, data_args, run_args, training_args
+        self.model_args, self.data_args, self.run_args, self.training_args = (model_args, data_args, run_args,
+                                                                              training_args)
         self.folder, self.out_dir = folder, folder.work_dir
         self.corpus, self.seed = data_args.train_file or data_args.corpus, training_args.seed
 
@@ -567,8 +569,10 @@ class Pipeline(abc.ABC):
             self.model = auto.from_pretrained(self.model_args.model_name_or_path, **self.load_kwargs(data))
             unused = {k: v for k, v in overrides.items() if getattr(self.model.config, k, None) != v}
             if unused:  # config_overrides shape a new model; the saved one keeps its own config
-                _logger.warning("config_overrides not applied to the saved model %s: %s", self.model_args.model_name_or_path,
-                               ", ".join(f"{k}={v!r} (saved: {getattr(self.model.config, k, None)!r})" for k, v in unused.items()))
+                _logger.warning("config_overrides not applied to the saved model %s: %s",
+                                self.model_args.model_name_or_path,
+                                ", ".join(f"{k}={v!r} (saved: {getattr(self.model.config, k, None)!r})"
+                                          for k, v in unused.items()))
         else:
             self.overrides = overrides
             fields = self.config_fields(data)
@@ -671,7 +675,8 @@ class Pipeline(abc.ABC):
         if self.run_args.write_model_card:
             from hfnn.sharing.cards import write_model_card
 
-            write_model_card(self.out_dir, task=self.card_task, results=results, training_args=args, dataset=self.corpus)
+            write_model_card(self.out_dir, task=self.card_task, results=results, training_args=args,
+                             dataset=self.corpus)
         self._print(results, figures + more)
         args.output_dir = str(self.folder.path)
         return results
@@ -703,9 +708,11 @@ class Pipeline(abc.ABC):
                   "step's, not an average")
         elif averaging:
             last = {k[len("validation_"):]: v for k, v in averaging.get("last_step_weights", {}).items()
-                    if k.startswith("validation_") and isinstance(v, float) and not k.endswith(tuple(self.summary_skip))}
+                    if k.startswith("validation_") and isinstance(v, float)
+                    and not k.endswith(tuple(self.summary_skip))}
             print(f"the saved weights are the mean of {averaging['steps']} steps' (from step {averaging['from_step']})"
-                  + ("; the last step's: validation " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()) if last else ""))
+                  + ("; the last step's: validation " + ", ".join(f"{k} {v:.4f}" for k, v in last.items())
+                     if last else ""))
         for sample in results["samples"]:
             self.print_sample(sample)
         shown = [f"{name}: {self.folder.path / f.name}" if f else f"no {name}" for name, f in zip(self.plots, figures)]

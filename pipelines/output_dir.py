@@ -110,7 +110,8 @@ class OutputDir:
             if same:
                 started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
                 os.ftruncate(fd, 0)
-                os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": started}).encode())
+                os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                         "started": started}).encode())
                 self._fd = fd
                 return
             os.close(fd)

@@ -50,7 +50,8 @@ class ModelArguments(TokenizerModelArguments):
     tokenizer_kind: str = arg("word", "Tokenizer to train: word, bpe or char.")
     lowercase: bool = arg(True, "Lower-case text in a trained tokenizer.")
     max_length: int = arg(256, "Truncate texts to this many tokens.")
-    ignore_mismatched_sizes: bool = arg(False, "With model_name_or_path: replace a classifier head of another label count.")
+    ignore_mismatched_sizes: bool = arg(False, "With model_name_or_path: replace a classifier head of another "
+                                               "label count.")
     embeddings_file: str | None = arg(None, "word2vec/GloVe text file to initialise the embeddings of a new model "
                                             "(CNN: embedding_mode static / non-static / multichannel).")
 
@@ -135,7 +136,8 @@ class ClassificationPipeline(Pipeline):
         problem_type, labels = label_info(raw, d.problem_type)
         empty_eval = (f"is empty (after the split of {d.validation_file or self.corpus})",
                       "give a --validation_file, more data")
-        for split, limit in (("train", d.max_train_samples), ("validation", d.max_eval_samples), ("test", d.max_eval_samples)):
+        for split, limit in (("train", d.max_train_samples), ("validation", d.max_eval_samples),
+                             ("test", d.max_eval_samples)):
             if split in raw:
                 raw[split] = subset(raw[split], limit, self.seed)
         return ClassificationData(raw=raw, empty_eval=empty_eval, problem_type=problem_type, labels=labels)

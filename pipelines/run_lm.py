@@ -139,7 +139,8 @@ class LanguageModelingPipeline(Pipeline):
     def preprocess(self, data):
         block_size = self.data_args.block_size
         blocks = tokenize_and_group(data.text.with_splits(data.raw), data.tokenizer, block_size)
-        for split, limit in (("train", self.data_args.max_train_samples), ("validation", self.data_args.max_eval_samples),
+        for split, limit in (("train", self.data_args.max_train_samples),
+                             ("validation", self.data_args.max_eval_samples),
                              ("test", self.data_args.max_eval_samples)):
             if split in blocks and limit:
                 blocks[split] = blocks[split].select(range(min(limit, len(blocks[split]))))

@@ -57,7 +57,8 @@ class ModelArguments(BaseModelArguments):
     architecture: str = arg("rnn_seq2seq", "rnn_seq2seq (RNN encoder-decoder) or transformer_seq2seq.")
     source_tokenizer_name: str | None = arg(None, "Load the source tokenizer (default: <model_name_or_path>/"
                                                   "source_tokenizer, or train one).")
-    target_tokenizer_name: str | None = arg(None, "Load the target tokenizer (default: model_name_or_path, or train one).")
+    target_tokenizer_name: str | None = arg(None, "Load the target tokenizer (default: model_name_or_path, "
+                                                  "or train one).")
     source_tokenizer_kind: str = arg("char", "Source tokenizer to train: char, bpe, word or phoneme.")
     target_tokenizer_kind: str = arg("phoneme", "Target tokenizer to train: char, bpe, word or phoneme.")
     source_vocab_size: int | None = arg(None, "Largest source vocabulary (None: every symbol seen; bpe: 8000).")

@@ -52,7 +52,8 @@ def run_without_hfnn(code: str, cwd: str | os.PathLike, timeout: int = 300) -> s
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env["HF_HUB_OFFLINE"] = "1"
     env["HF_MODULES_CACHE"] = str(Path(cwd) / "hf_modules")
-    script = _BLOCK_HFNN + "\ntry:\n    import hfnn\n    raise SystemExit('hfnn importable')\nexcept ImportError:\n    pass\n" + textwrap.dedent(code)
+    script = (_BLOCK_HFNN + "\ntry:\n    import hfnn\n    raise SystemExit('hfnn importable')\n"
+              "except ImportError:\n    pass\n" + textwrap.dedent(code))
     proc = subprocess.run(
         [sys.executable, "-c", script], cwd=str(cwd), env=env, capture_output=True, text=True, timeout=timeout
     )

@@ -163,7 +163,8 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], 
 # ---------------------------------------------------------------------------------------------
 
 
-def synthetic_examples(head: str, n: int, seed: int = 0, length: int = 8, problem_type: str | None = None) -> list[dict]:
+def synthetic_examples(head: str, n: int, seed: int = 0, length: int = 8,
+                       problem_type: str | None = None) -> list[dict]:
     """``n`` right-padded examples (pad id 0, ordinary ids >= 4) of the right kind for ``head``:
     causal LM (labels = ids, -100 on padding), classification (3 classes, or multi-label / regression
     floats), seq2seq (source and target of different lengths, -100 on target padding)."""

@@ -39,7 +39,8 @@ def batch(head, rows=4, length=6, seed=0):
     if head == "AutoModelForSequenceClassification":
         return {"input_ids": ids, "attention_mask": mask, "labels": torch.randint(0, 3, (rows,), generator=generator)}
     if head == "AutoModelForSeq2SeqLM":
-        return {"input_ids": ids, "attention_mask": mask, "labels": torch.randint(4, VOCAB, (rows, 4), generator=generator)}
+        return {"input_ids": ids, "attention_mask": mask,
+                "labels": torch.randint(4, VOCAB, (rows, 4), generator=generator)}
     return {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
 
 
@@ -231,7 +232,8 @@ def test_layer_by_layer_runs_of_lora_adapted_recurrent_weights_are_a_clear_error
         from hfnn.models.recurrent_cells import run_masked_scan
 
         with pytest.raises(ValueError, match=r"LoRA adapter.*exporting or tracing.*merge_and_unload"):
-            run_masked_scan(wrapped.base_model.model.model.rnn, torch.randn(2, 6, 8), torch.ones(2, 6, dtype=torch.bool))
+            run_masked_scan(wrapped.base_model.model.model.rnn, torch.randn(2, 6, 8),
+                            torch.ones(2, 6, dtype=torch.bool))
     wrapped.base_model.model.gradient_checkpointing_enable()
     with pytest.raises(ValueError, match=r"LoRA adapter.*gradient checkpointing"):
         wrapped.train()(input_ids=ids, labels=ids)

@@ -97,7 +97,8 @@ def make_fixtures(root: Path) -> Path:
         "rnn_lm": build_model("rnn", "AutoModelForCausalLM", vocab_size=len(tok)),
         "rnn_cls": build_model("rnn", "AutoModelForSequenceClassification", vocab_size=len(tok)),
         "cnn_cls": build_model("cnn", "AutoModelForSequenceClassification", vocab_size=len(tok)),
-        "transformer_lm": build_model("transformer", "AutoModelForCausalLM", vocab_size=len(tok), max_position_embeddings=16),
+        "transformer_lm": build_model("transformer", "AutoModelForCausalLM", vocab_size=len(tok),
+                                      max_position_embeddings=16),
         "transformer_cls": build_model("transformer", "AutoModelForSequenceClassification", vocab_size=len(tok)),
     }
     for name, model in saved.items():
@@ -136,7 +137,8 @@ def cls_argv(fixtures: Path, out: Path, train: str, *extra: str) -> list[str]:
 
 # architecture -> [(case id, what the message must name, config fields)]
 CONFIG_CASES = {
-    "rnn": [("hidden_size-zero", "hidden_size", {"hidden_size": 0}), ("rnn_type", "rnn_type", {"rnn_type": "transformer"}),
+    "rnn": [("hidden_size-zero", "hidden_size", {"hidden_size": 0}),
+            ("rnn_type", "rnn_type", {"rnn_type": "transformer"}),
             ("dropout", "dropout", {"dropout": 1.5}), ("pooling", "pooling", {"pooling": "median"}),
             ("pad_token_id", "pad_token_id", {"vocab_size": VOCAB, "pad_token_id": VOCAB}),
             ("hidden_size-string", "hidden_size", {"hidden_size": "32"}),
@@ -174,7 +176,8 @@ case("config-rnn-lm-bidirectional", "`RnnForCausalLM(RnnConfig(bidirectional=Tru
 
 def _call(model, head, input_ids, **kwargs):
     if head == "AutoModelForSeq2SeqLM" and "labels" not in kwargs:
-        kwargs.setdefault("decoder_input_ids", torch.tensor([[2, 5]] * input_ids.shape[0]) if input_ids.dim() == 2 else torch.tensor([[2, 5]]))
+        kwargs.setdefault("decoder_input_ids", torch.tensor([[2, 5]] * input_ids.shape[0]) if input_ids.dim() == 2
+                          else torch.tensor([[2, 5]]))
     return model(input_ids=input_ids, **kwargs)
 
 
@@ -191,7 +194,8 @@ for _arch, _head in heads():
         lambda fx, tmp, a=_arch, h=_head: _call(build_model(a, h).eval(), h, torch.tensor([5, 6, 7])))
     if _head == "AutoModelForSequenceClassification":
         case(f"labels-unseen-{_id}", f"`{_name}` (3 classes) given label 7", ValueError, r"7.*num_labels=3")(
-            lambda fx, tmp, a=_arch, h=_head: build_model(a, h)(input_ids=torch.tensor([[5, 6]]), labels=torch.tensor([7])))
+            lambda fx, tmp, a=_arch, h=_head: build_model(a, h)(input_ids=torch.tensor([[5, 6]]),
+                                                                labels=torch.tensor([7])))
         case(f"labels-float-{_id}", f"`{_name}` (single_label_classification) given float labels", ValueError,
              r"integer|dtype")(
             lambda fx, tmp, a=_arch, h=_head: build_model(a, h, problem_type="single_label_classification")(
@@ -295,7 +299,8 @@ case("empty-text-cnn-classifier", "`pipeline('text-classification', cnn classifi
      check=_is_prediction)(lambda fx, tmp: _pipe("text-classification", fx / "cnn_cls", ""))
 case("empty-prompt-rnn-lm", "`pipeline('text-generation', rnn LM)('')`", None,
      "by design: an empty prompt starts from <s> (bos_token_id)",
-     check=lambda r: _generated_beyond(r, ""))(lambda fx, tmp: _pipe("text-generation", fx / "rnn_lm", "", max_new_tokens=3))
+     check=lambda r: _generated_beyond(r, ""))(
+    lambda fx, tmp: _pipe("text-generation", fx / "rnn_lm", "", max_new_tokens=3))
 case("whitespace-text-rnn-classifier", "`pipeline('text-classification', rnn classifier)('   ')` (char tokenizer)",
      None, "by design: spaces are characters (tokens) for a character-level model", check=_is_prediction)(
     lambda fx, tmp: _pipe("text-classification", fx / "rnn_cls", "   "))
@@ -316,7 +321,8 @@ case("tokenizer-mismatch-generate", "text-generation with a tokenizer larger tha
 def _check_tokenizer(fx):
     from transformers import AutoConfig, AutoTokenizer
 
-    training.check_tokenizer(AutoConfig.from_pretrained(fx / "rnn_lm"), AutoTokenizer.from_pretrained(fx / "bigger_tokenizer"))
+    training.check_tokenizer(AutoConfig.from_pretrained(fx / "rnn_lm"),
+                             AutoTokenizer.from_pretrained(fx / "bigger_tokenizer"))
 
 
 case("tokenizer-mismatch-check", "`check_tokenizer(model, tokenizer)` with a larger tokenizer", ValueError,
@@ -330,7 +336,8 @@ case("data-missing-text-column", "`load_corpus('x.csv', text_column='text')` (co
 case("data-misnamed-label-column", "`load_corpus('x.csv', text_column='sentence', label_column='labels')`",
      KeyError, r"'labels'.*available columns")(
     lambda fx, tmp: load_corpus(str(fx / "sentences.csv"), text_column="sentence", label_column="labels"))
-case("data-not-utf8-txt", "`load_corpus('latin1.txt')`", ValueError, r"latin1.txt is not UTF-8 text \(byte 3: b'\\xe9'\)")(
+case("data-not-utf8-txt", "`load_corpus('latin1.txt')`", ValueError,
+     r"latin1.txt is not UTF-8 text \(byte 3: b'\\xe9'\)")(
     lambda fx, tmp: load_corpus(str(fx / "latin1.txt")))
 case("data-not-utf8-csv", "`load_corpus('latin1.csv')`", ValueError, r"latin1.csv is not UTF-8 text \(byte \d+: ")(
     lambda fx, tmp: load_corpus(str(fx / "latin1.csv")))
@@ -384,8 +391,8 @@ case("pipeline-text-shorter-than-block", "run_lm with block_size=100000 (longer 
     lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--block_size", "100000")))
 case("pipeline-validation-shorter-than-block", "run_lm evaluating on a validation file shorter than one block",
      ValueError, r"validation split has no block of block_size=64.*eval_strategy")(
-    lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--validation_file", str(fx / "one_line.txt"), "--block_size", "64",
-                                        "--eval_strategy", "steps", "--eval_steps", "1")))
+    lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--validation_file", str(fx / "one_line.txt"),
+                                        "--block_size", "64", "--eval_strategy", "steps", "--eval_steps", "1")))
 case("pipeline-no-label-column", "run_classification on a CSV without a label column", ValueError,
      r"no 'label' column")(
     lambda fx, tmp: run_classification.main(cls_argv(fx, tmp / "out", "text_only.csv")))
@@ -419,7 +426,8 @@ case("load-empty-safetensors", "`from_pretrained` on an empty model.safetensors"
     lambda fx, tmp: _load(fx / "empty_weights"))
 case("load-no-weights", "`from_pretrained` on a folder with config.json only", OSError, "model.safetensors")(
     lambda fx, tmp: _load(fx / "no_weights"))
-case("load-bad-config-json", "`from_pretrained` on a folder whose config.json is not JSON", OSError, "not a valid JSON")(
+case("load-bad-config-json", "`from_pretrained` on a folder whose config.json is not JSON", OSError,
+     "not a valid JSON")(
     lambda fx, tmp: _load(fx / "bad_config_json"))
 case("load-bad-config-value", "`from_pretrained` on a config.json with hidden_size 0", ValueError, "hidden_size")(
     lambda fx, tmp: _load(fx / "bad_config_value"))
@@ -434,11 +442,12 @@ for _arch, _head in heads():
          f"`{_cls.__name__}.from_pretrained(<{_source.replace('_cls', '')} classifier folder>)`", ValueError,
          f"{_type}.*{config_class(_arch).model_type}")(
         lambda fx, tmp, c=_cls, src=_source: _load(fx / src, c))
-case("load-no-such-folder", "`AutoModelForCausalLM.from_pretrained('/nonexistent/model')`", OSError, "/nonexistent/model")(
+case("load-no-such-folder", "`AutoModelForCausalLM.from_pretrained('/nonexistent/model')`", OSError,
+     "/nonexistent/model")(
     lambda fx, tmp: _load("/nonexistent/model"))
 
 
-# ------------------------------------------------------------------------------------------------ recipes and pipeline arguments
+# --------------------------------------------------------------------------------------- recipes and pipeline arguments
 
 case("recipe-unknown-key", "recipe with `block_sise: 32`", ValueError, "unknown keys: block_sise")(
     lambda fx, tmp: recipes.parse_args((run_lm.ModelArguments, run_lm.DataArguments, common.RunArguments),
@@ -474,7 +483,8 @@ def _bad_float(fx, tmp):
             raise ExitStatus(f"exit status {exc.code}: {stderr.getvalue().strip().splitlines()[-1]}") from None
 
 
-case("args-bad-value", "`run_lm recipe --learning_rate abc`", ExitStatus, "exit status 2.*learning_rate.*abc")(_bad_float)
+case("args-bad-value", "`run_lm recipe --learning_rate abc`", ExitStatus,
+     "exit status 2.*learning_rate.*abc")(_bad_float)
 case("args-bad-config-override", "`--config_overrides '{\"hidden_size\": 0}'`", ValueError, "hidden_size")(
     lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out") + ["--config_overrides", '{"hidden_size": 0}']))
 case("args-misspelt-config-override", "`--config_overrides '{\"hiden_size\": 8}'`", ValueError,
@@ -482,8 +492,8 @@ case("args-misspelt-config-override", "`--config_overrides '{\"hiden_size\": 8}'
     lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out") + ["--config_overrides", '{"hiden_size": 8}']))
 case("args-misspelt-config-override-classifier", "`run_classification ... --config_overrides '{\"num_filter\": 2}'`",
      ValueError, "num_filter.*did you mean 'num_filters'")(
-    lambda fx, tmp: run_classification.main(cls_argv(fx, tmp / "out", "sentences.csv", "--text_column", "sentence", "--config_overrides",
-                                                     '{"embedding_size": 8, "num_filter": 2}')))
+    lambda fx, tmp: run_classification.main(cls_argv(fx, tmp / "out", "sentences.csv", "--text_column", "sentence",
+                                                     "--config_overrides", '{"embedding_size": 8, "num_filter": 2}')))
 case("recipe-config-overrides-list", "a recipe whose `config_overrides` is a YAML list", ValueError,
      "config_overrides must be a mapping")(
     lambda fx, tmp: recipes.parse_config_overrides(["hidden_size", 8]))
@@ -491,7 +501,8 @@ case("args-config-override-not-json", "`--config_overrides '{hidden_size: 8'`", 
     lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out") + ["--config_overrides", "{hidden_size: 8"]))
 case("args-unknown-architecture", "`run_lm recipe --architecture lstm`", ValueError, "Unknown architecture 'lstm'")(
     lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--architecture", "lstm")))
-case("args-architecture-without-lm-head", "`run_lm recipe --architecture cnn`", ValueError, "'cnn' has no language-model head")(
+case("args-architecture-without-lm-head", "`run_lm recipe --architecture cnn`", ValueError,
+     "'cnn' has no language-model head")(
     lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--architecture", "cnn", "--config_overrides", "{}")))
 case("args-block-size-over-max-positions", "run_lm, Transformer with max_position_embeddings=16, block_size=32",
      ValueError, "block_size=32 exceeds the model's max_position_embeddings=16")(
@@ -509,7 +520,8 @@ case("output-dir-not-empty", "`run_lm recipe --output_dir <folder with files>`",
 case("output-dir-is-a-file", "`run_lm recipe --output_dir <a file>`", NotADirectoryError, "not a folder")(
     lambda fx, tmp: run_lm.main(lm_argv(fx, fx / "a_file")))
 case("resume-without-checkpoint", "`--resume_from_checkpoint latest` with no checkpoint", FileNotFoundError,
-     "no complete checkpoint")(lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--resume_from_checkpoint", "latest")))
+     "no complete checkpoint")(
+    lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--resume_from_checkpoint", "latest")))
 case("resume-from-non-checkpoint", "`--resume_from_checkpoint <a model folder without trainer state>`", ValueError,
      "trainer_state.json")(
     lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--resume_from_checkpoint", str(fx / "rnn_lm"))))
@@ -535,7 +547,8 @@ def _cli(argv, one_line=True):
 
 
 for _id, _argv, _match, _what in (
-    ("no-such-model", ["generate", "./no/such/model", "hi"], "no such model folder", "`hfnn generate ./no/such/model hi`"),
+    ("no-such-model", ["generate", "./no/such/model", "hi"], "no such model folder",
+     "`hfnn generate ./no/such/model hi`"),
     ("wrong-kind-of-model", ["classify", "{rnn_lm}", "hi"], "language model.*not a text classifier",
      "`hfnn classify <LM folder> hi`"),
     ("bad-option-value", ["generate", "{rnn_lm}", "hi", "--max-new-tokens", "0"], "max-new-tokens",
@@ -545,7 +558,8 @@ for _id, _argv, _match, _what in (
     ("unknown-command", ["frobnicate"], "invalid choice: 'frobnicate'", "`hfnn frobnicate`"),
 ):
     case(f"cli-{_id}", _what, ExitStatus, "exit status 2: hfnn.*" + _match)(
-        lambda fx, tmp, a=_argv, i=_id: _cli([x.format(rnn_lm=fx / "rnn_lm", unknown_key=fx / "unknown_key.yaml") for x in a],
+        lambda fx, tmp, a=_argv, i=_id: _cli([x.format(rnn_lm=fx / "rnn_lm", unknown_key=fx / "unknown_key.yaml")
+                                              for x in a],
                                             one_line=i != "unknown-command"))
 
 
@@ -588,17 +602,19 @@ def fixtures(tmp_path_factory) -> Path:
     return root
 
 
-# ------------------------------------------------------------------------------------------------ cases tested elsewhere
+# ----------------------------------------------------------------------------------------------- cases tested elsewhere
 
 # Cases that need a whole training run, a second process or a browser are tested in their own files; the
 # catalogue lists them too (id, what the user did, what hfnn answers, test file, test function), and
 # test_cases_tested_elsewhere_exist checks that each named test is there.
 ELSEWHERE = [
     # training pipelines and data
-    ("args-config-overrides-merge", "`run_seq2seq rnn_seq2seq_cmudict --config_overrides '{\"attention\": \"luong\", \"input_feeding\": false}'`",
-     "merged key by key into the recipe's mapping (its 384/128 sizes kept); `null` removes a key", "test_reliability_runs.py",
-     "test_command_line_config_overrides_merge_into_the_recipe_mapping"),
-    ("args-other-architecture", "`--architecture` other than the recipe's", "the recipe's config fields are dropped, with a warning",
+    ("args-config-overrides-merge",
+     "`run_seq2seq rnn_seq2seq_cmudict --config_overrides '{\"attention\": \"luong\", \"input_feeding\": false}'`",
+     "merged key by key into the recipe's mapping (its 384/128 sizes kept); `null` removes a key",
+     "test_reliability_runs.py", "test_command_line_config_overrides_merge_into_the_recipe_mapping"),
+    ("args-other-architecture", "`--architecture` other than the recipe's",
+     "the recipe's config fields are dropped, with a warning",
      "test_reliability_runs.py", "test_another_architecture_on_the_command_line_does_not_inherit_the_recipe_config"),
     ("output-dir-unwritable", "an empty output_dir without write permission",
      "OutputDirError before training: `output_dir X is not writable (Permission denied)`", "test_reliability_runs.py",
@@ -610,7 +626,8 @@ ELSEWHERE = [
      "FileExistsError: the checkpoint is not inside it, so resuming does not open it", "test_reliability_runs.py",
      "test_resuming_from_a_checkpoint_elsewhere_does_not_open_a_non_empty_folder"),
     ("overwrite-replaces", "`--overwrite_output_dir true` over an old run", "the folder is replaced whole at the end; "
-     "a failed run leaves the old one as it was", "test_reliability_runs.py", "test_overwriting_replaces_the_whole_folder"),
+     "a failed run leaves the old one as it was", "test_reliability_runs.py",
+     "test_overwriting_replaces_the_whole_folder"),
     ("overwrite-holds-data", "`--overwrite_output_dir true` with the train_file inside output_dir",
      "ValueError: the file is inside the folder the run replaces", "test_reliability_runs.py",
      "test_overwriting_a_folder_that_holds_the_training_data_is_refused"),
@@ -618,7 +635,8 @@ ELSEWHERE = [
      "says where (exit status not 0)", "test_reliability_runs.py",
      "test_a_model_that_cannot_be_saved_in_output_dir_is_saved_beside_it"),
     ("training-diverges", "`--learning_rate 3e38 --max_grad_norm 0`", "NonFiniteTrainingError: training stopped at the "
-     "step the weights became NaN/inf; nothing saved", "test_reliability_runs.py", "test_a_diverging_run_stops_and_saves_nothing"),
+     "step the weights became NaN/inf; nothing saved", "test_reliability_runs.py",
+     "test_a_diverging_run_stops_and_saves_nothing"),
     ("seq2seq-unseen-target", "validation targets with unseen phonemes or longer than max_target_length",
      "scored as errors; the model is saved before the final evaluation", "test_reliability_runs.py",
      "test_seq2seq_targets_with_unseen_symbols_or_cut_are_scored_as_errors_after_the_save"),
@@ -631,7 +649,8 @@ ELSEWHERE = [
     ("labels-stripped", "labels ' pos' and 'pos' in one column", "one class 'pos'", "test_reliability_data.py",
      "test_string_labels_are_stripped_into_one_class"),
     ("labels-integer-values", "integer labels {5, 100}, star ratings 1-5", "classes named by their values (2 and 5 "
-     "classes, no phantom class 0)", "test_reliability_data.py", "test_integer_labels_are_classes_named_by_their_value"),
+     "classes, no phantom class 0)", "test_reliability_data.py",
+     "test_integer_labels_are_classes_named_by_their_value"),
     ("empty-validation", "a validation split left empty by de-duplication, with evaluation on",
      "ValueError naming the split and --eval_strategy", "test_reliability_data.py",
      "test_an_empty_validation_split_with_evaluation_on_is_an_error"),
@@ -675,7 +694,8 @@ ELSEWHERE = [
      "test_reliability_data.py", "test_an_unreachable_hub_fails_fast_in_one_line"),
     # tokenizers, inference pipelines, loading, command line
     ("tok-special", "`<s>`, `</s>`, `<pad>` inside text (HTML, code)", "read as characters, never as special ids "
-     "(also after save/reload)", "test_reliability_inference.py", "test_special_token_strings_in_text_never_become_special_ids"),
+     "(also after save/reload)", "test_reliability_inference.py",
+     "test_special_token_strings_in_text_never_become_special_ids"),
     ("tok-nfd", "decomposed `é` into a char/word/phoneme tokenizer", "NFC-normalised: the same ids as `é`",
      "test_reliability_inference.py", "test_decomposed_and_composed_unicode_give_the_same_tokens"),
     ("s2s-no-src-tok", "a seq2seq folder without `source_tokenizer/`", "ValueError saying what is missing",
@@ -685,8 +705,9 @@ ELSEWHERE = [
      "test_overlong_source_names_the_limit_or_is_truncated_on_request"),
     ("tok-max-length", "a saved `model_max_length` beyond the model's positions", "lowered to the positions",
      "test_reliability_inference.py", "test_saved_model_max_length_beyond_the_positions_is_lowered"),
-    ("pipe-no-task", "`pipeline(model=folder, trust_remote_code=True)` with no task", "the task is read from the folder",
-     "test_reliability_inference.py", "test_marked_language_model_and_classifier_folders_infer_their_task"),
+    ("pipe-no-task", "`pipeline(model=folder, trust_remote_code=True)` with no task",
+     "the task is read from the folder", "test_reliability_inference.py",
+     "test_marked_language_model_and_classifier_folders_infer_their_task"),
     ("cli-options", "`--top-p 1.5`, `--batch-size -3`, `--max-new-tokens 0`, ...",
      "exit 2: `--top-p must be in (0, 1], got 1.5`", "test_reliability_cli.py",
      "test_out_of_range_options_are_one_line_errors_naming_the_option"),
@@ -704,7 +725,8 @@ ELSEWHERE = [
      "test_reliability_cli.py", "test_unknown_quickstart_name_is_refused_before_anything_is_created"),
     # models
     ("all-padding-row", "a blank text in a classifier batch (every pooling)", "finite logits and gradients, the same "
-     "alone and in a batch", "test_modeling_contract.py", "test_an_all_padding_row_is_finite_and_the_same_alone_and_in_a_batch"),
+     "alone and in a batch", "test_modeling_contract.py",
+     "test_an_all_padding_row_is_finite_and_the_same_alone_and_in_a_batch"),
     # demo
     ("demo-folder", "`hfnn demo` on a folder that is not an hfnn model", "exit 2: one line naming the folder and why",
      "test_demo.py", "test_folders_that_are_not_hfnn_models_are_refused_in_one_line"),
@@ -754,7 +776,8 @@ def test_cases_tested_elsewhere_exist():
     assert len(ids) == len(set(ids)) and not set(ids) & {c.id for c in CASES}, "a case id is used twice"
     for case_id, _, _, file, function in ELSEWHERE:
         tree = ast.parse((TABLE.parent / file).read_text(encoding="utf-8"))
-        assert function in {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}, f"{case_id}: no {file}::{function}"
+        assert function in {n.name for n in ast.walk(tree)
+                            if isinstance(n, ast.FunctionDef)}, f"{case_id}: no {file}::{function}"
     table = TABLE.read_text(encoding="utf-8")
     missing = [i for i in ids if f"| `{i}` |" not in table]
     assert not missing, f"{TABLE.name} lacks {missing}: regenerate it with `python -m tests.test_bad_input`"

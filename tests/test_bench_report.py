@@ -90,7 +90,8 @@ def test_report_without_previous_file(tmp_path):
     assert "hfnn's `mlp_ngrams_rotten_tomatoes` on Rotten Tomatoes: 80.1 % test accuracy after 92 s" in text
     assert "python -m x mlp_ngrams_rotten_tomatoes" in text.split("## Commands")[1]  # listed with the other runs
     # the n-gram ranges compared by cross-validation on the training split: a row per range, mean and wins
-    assert "| 1–2 | 80.0 % | 70.0 % | 60.0 % | 70.0 % |" in text and "| 1–3 | 70.0 % | 75.0 % | 50.0 % | 65.0 % |" in text
+    assert ("| 1–2 | 80.0 % | 70.0 % | 60.0 % | 70.0 % |" in text
+            and "| 1–3 | 70.0 % | 75.0 % | 50.0 % | 65.0 % |" in text)
     assert "held-out folds of 33–34 snippets" in text
     assert "3-fold cross-validation on the training split: 1–2 70.0 %, 1–3 65.0 % (1–2 ahead on 2 of 3 folds)" in text
 

@@ -40,7 +40,8 @@ def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("cards")
     out = {}
     for key, arch, auto in (("lm", "rnn", "AutoModelForCausalLM"), ("cnn", "cnn", "AutoModelForSequenceClassification"),
-                            ("g2p", "rnn_seq2seq", "AutoModelForSeq2SeqLM"), ("tlm", "transformer", "AutoModelForCausalLM")):
+                            ("g2p", "rnn_seq2seq", "AutoModelForSeq2SeqLM"),
+                            ("tlm", "transformer", "AutoModelForCausalLM")):
         save_tiny_model(arch, auto, root / key)
         out[key] = root / key
     return out
@@ -105,7 +106,8 @@ def test_seq2seq_card_with_attention_and_source_tokenizer(folders):
     card, values = load_card(write_model_card(folder, task="seq2seq", results=results))
     assert card.data.pipeline_tag == "text2text-generation"
     assert {"hfnn", "rnn-seq2seq", "encoder-decoder", "attention", "bahdanau-attention"} <= set(card.data.tags)
-    assert values == {("test", "wer"): 0.45, ("test", "per"): 0.12, ("validation", "wer"): 0.5, ("validation", "per"): 0.13}
+    assert values == {("test", "wer"): 0.45, ("test", "per"): 0.12,
+                      ("validation", "wer"): 0.5, ("validation", "per"): 0.13}
     assert 'subfolder="source_tokenizer"' in card.text
     assert "additive, Bahdanau" in card.text and "seq2seq-generation" in card.text
     translation, _ = load_card(write_model_card(folder, task="translation", results={"test_bleu": 3.2}))

@@ -1,4 +1,5 @@
-"""The `hfnn` command line, called in-process through hfnn.apps.cli.main (one real subprocess checks the exit status)."""
+"""The `hfnn` command line, called in-process through hfnn.apps.cli.main (one real subprocess checks the exit
+status)."""
 
 import json
 import math
@@ -58,8 +59,10 @@ def test_top_level_help_and_no_command(capsys):
     (["generate", "{root}/lm/config.json", "hi"], "is a file, not a saved model folder"),
     (["generate", "{root}", "hi"], "is not a saved model folder (no config.json)"),
     (["generate", "{root}/bert", "hi"], "is not an hfnn model folder (model_type 'bert'"),
-    (["classify", "{root}/lm", "hi"], "holds a language model (RnnForCausalLM), not a text classifier; use `hfnn generate`"),
-    (["generate", "{root}/cnn", "hi"], "holds a text classifier (CnnForSequenceClassification), not a language model; use `hfnn classify`"),
+    (["classify", "{root}/lm", "hi"],
+     "holds a language model (RnnForCausalLM), not a text classifier; use `hfnn generate`"),
+    (["generate", "{root}/cnn", "hi"],
+     "holds a text classifier (CnnForSequenceClassification), not a language model; use `hfnn classify`"),
     (["transduce", "{root}/lm", "hi"], "not a sequence-to-sequence model; use `hfnn generate`"),
     (["generate", "{root}/lm", "hi", "--num-beams", "0"], "--num-beams must be at least 1"),
     (["train", "no_such_recipe"], "is neither a file nor a shipped recipe"),
@@ -238,7 +241,8 @@ def test_evaluate_language_model_on_a_file(capsys, models, tmp_path):
     line = "Romeo. what light through yonder window breaks"
     text = tmp_path / "text.txt"
     text.write_text((line + "\n") * 40)  # identical lines: the blocks do not depend on how the file is split
-    code, out, _ = run(capsys, "evaluate", models / "lm", "--file", text, "--block-size", 16, "--max-samples", 5, "--json")
+    code, out, _ = run(capsys, "evaluate", models / "lm", "--file", text, "--block-size", 16, "--max-samples", 5,
+                       "--json")
     assert code == 0
     metrics = json.loads(out)
     assert metrics["split"] == "all" and metrics["blocks"] == 5 and metrics["tokens"] == 5 * 15
@@ -257,7 +261,8 @@ def test_evaluate_language_model_on_a_file(capsys, models, tmp_path):
 
 def test_evaluate_classifier_with_string_labels(capsys, models, tmp_path):
     data = tmp_path / "reviews.csv"
-    data.write_text("text,label\n" + "".join(f"review number {i},{'fresh' if i % 3 else 'rotten'}\n" for i in range(30)))
+    data.write_text("text,label\n" + "".join(f"review number {i},{'fresh' if i % 3 else 'rotten'}\n"
+                                             for i in range(30)))
     code, out, _ = run(capsys, "evaluate", models / "cnn", "--file", data, "--json")
     assert code == 0
     metrics = json.loads(out)
@@ -394,7 +399,8 @@ def test_corpora_list_and_show(capsys):
 def test_recipes_list_show_and_lookup(capsys):
     code, out, _ = run(capsys, "recipes")
     assert code == 0
-    rows = {line.split()[0]: line.split()[1:] for line in out.strip().splitlines()[2:] if line.strip() and not line.startswith("train")}
+    rows = {line.split()[0]: line.split()[1:] for line in out.strip().splitlines()[2:]
+            if line.strip() and not line.startswith("train")}
     assert rows["rnn_shakespeare_char"] == ["language-modeling", "rnn", "shakespeare"]
     code, out, _ = run(capsys, "recipes", "rnn_shakespeare_char")
     assert code == 0 and "task: language-modeling" in out

@@ -158,7 +158,8 @@ def test_texts_shorter_than_the_widest_window_work():
 def test_missing_attention_mask_treats_pad_token_as_padding():
     model = tiny_model(seed=4)
     with torch.no_grad():
-        torch.testing.assert_close(model(torch.tensor([[5, 6, 7, 0, 0]])).logits, model(torch.tensor([[5, 6, 7]])).logits)
+        torch.testing.assert_close(model(torch.tensor([[5, 6, 7, 0, 0]])).logits,
+                                   model(torch.tensor([[5, 6, 7]])).logits)
 
 
 def test_inputs_embeds_match_input_ids_and_output_shapes():
@@ -241,7 +242,8 @@ def test_frozen_channel_stays_frozen_after_from_pretrained(tmp_path, mode):
     )
     model.save_pretrained(tmp_path)
     loaded = CnnForSequenceClassification.from_pretrained(tmp_path)
-    table = loaded.model.embeddings.word_embeddings if mode == "static" else loaded.model.embeddings.static_word_embeddings
+    table = (loaded.model.embeddings.word_embeddings if mode == "static"
+             else loaded.model.embeddings.static_word_embeddings)
     assert table.weight.requires_grad is False
     before = table.weight.detach().clone()
     one_step(loaded, torch.tensor([[3, 4, 5, 6, 7]]))
@@ -253,7 +255,8 @@ def test_multichannel_sums_the_two_channels():
     multi = tiny_model(seed=6, embedding_mode="multichannel")
     single = CnnForSequenceClassification(tiny_config(embedding_mode="non-static")).eval()
     state = multi.state_dict()
-    summed = state.pop("model.embeddings.word_embeddings.weight") + state.pop("model.embeddings.static_word_embeddings.weight")
+    summed = (state.pop("model.embeddings.word_embeddings.weight")
+              + state.pop("model.embeddings.static_word_embeddings.weight"))
     state["model.embeddings.word_embeddings.weight"] = summed
     single.load_state_dict(state)
     ids = torch.tensor([[3, 4, 5, 6, 7, 8]])

@@ -308,7 +308,8 @@ def test_local_json_and_jsonl(tmp_path):
         dd = load_corpus(str(path), source_column="en", target_column="fr")
         assert dd["train"].column_names == ["source", "target"]
         assert sum(len(ds) for ds in dd.values()) == 50
-        assert all(t == s.replace("hello", "bonjour") for s, t in zip(dd["train"]["source"][:], dd["train"]["target"][:]))
+        assert all(t == s.replace("hello", "bonjour")
+                   for s, t in zip(dd["train"]["source"][:], dd["train"]["target"][:]))
 
 
 def test_data_files_dict_keeps_given_splits(tmp_path):
@@ -372,7 +373,8 @@ def test_hub_dataset_gets_missing_splits(monkeypatch):
 
     def fake_load(path, **kwargs):
         seen.update(kwargs, path=path)
-        train = datasets.Dataset.from_dict({"sentence": [f"s{i}" for i in range(400)], "y": [i % 3 for i in range(400)]})
+        train = datasets.Dataset.from_dict({"sentence": [f"s{i}" for i in range(400)],
+                                            "y": [i % 3 for i in range(400)]})
         return datasets.DatasetDict({"train": train})
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)

@@ -88,7 +88,8 @@ class LoadedMachine(Machine):
 
 
 def _train(tuner, machine, steps, jitter=None):
-    args, state, control = types.SimpleNamespace(device=types.SimpleNamespace(type="cpu")), types.SimpleNamespace(global_step=0), None
+    args, state, control = (types.SimpleNamespace(device=types.SimpleNamespace(type="cpu")),
+                            types.SimpleNamespace(global_step=0), None)
     for _ in range(steps):
         tuner.on_step_begin(args, state, control)
         machine.advance(machine.table[machine.threads] * (jitter() if jitter else 1.0))

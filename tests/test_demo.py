@@ -172,8 +172,10 @@ def test_cnn_winning_windows_are_the_argmax_of_each_feature_map(loaded, text):
         weight = float(model.classifier.weight.detach()[label, w_index * model.config.num_filters + f])
         assert window["contribution"] == pytest.approx(weight * best, abs=1e-5)
     # the shares add up to the logit: what the windows show is the whole of the decision
-    assert sum(w["contribution"] for w in data["windows"]) + data["bias"] == pytest.approx(float(logits[label]), abs=1e-4)
-    assert [w["contribution"] for w in data["windows"]] == sorted((w["contribution"] for w in data["windows"]), reverse=True)
+    assert (sum(w["contribution"] for w in data["windows"]) + data["bias"]
+            == pytest.approx(float(logits[label]), abs=1e-4))
+    assert [w["contribution"] for w in data["windows"]] == sorted((w["contribution"] for w in data["windows"]),
+                                                                  reverse=True)
     for t in range(len(ids)):
         covering = sum(w["contribution"] for w in data["windows"] if w["start"] <= t < w["end"])
         assert data["token_scores"][t] == pytest.approx(covering, abs=1e-6)
@@ -236,7 +238,8 @@ def test_attention_matrix_selects_layer_and_head(loaded):
     ids = generate_seq2seq(dm.model, dm.source_tokenizer, "network", max_new_tokens=5)
     source = torch.tensor([dm.source_tokenizer("network")["input_ids"]])
     with torch.no_grad():
-        layers = dm.model(input_ids=source, decoder_input_ids=torch.tensor([ids]), output_attentions=True).cross_attentions
+        layers = dm.model(input_ids=source, decoder_input_ids=torch.tensor([ids]),
+                          output_attentions=True).cross_attentions
     heads = dm.model.config.num_attention_heads
     assert heads == 2
     per_head = [attention_matrix(dm.model, dm.source_tokenizer, dm.tokenizer, "network", output_ids=ids, head=h)
@@ -263,7 +266,8 @@ def test_attention_none_has_no_matrix(loaded):
 
 
 def test_an_app_is_built_for_every_kind(loaded):
-    gr = pytest.importorskip("gradio", reason="gradio is not installed (pip install 'hfnn[demo]'): the app is not built")
+    gr = pytest.importorskip("gradio",
+                             reason="gradio is not installed (pip install 'hfnn[demo]'): the app is not built")
     for name, dm in loaded.items():
         app = demo.build_app(dm)
         assert isinstance(app, gr.Blocks), name
@@ -298,7 +302,8 @@ def test_folders_that_are_not_hfnn_models_are_refused_in_one_line(tmp_path, fold
     (tmp_path / "broken" / "config.json").write_text("{not json")
     (tmp_path / "file.txt").write_text("x")
     backbone = tmp_path / "backbone"
-    hfnn.CnnModel(hfnn.CnnConfig(vocab_size=20, embedding_size=4, num_filters=2, window_sizes=[2])).save_pretrained(backbone)
+    hfnn.CnnModel(hfnn.CnnConfig(vocab_size=20, embedding_size=4, num_filters=2,
+                                 window_sizes=[2])).save_pretrained(backbone)
     notok = tmp_path / "no-tokenizer"
     shutil.copytree(folders["cnn"], notok)
     for f in notok.glob("tokenizer*"):
@@ -390,6 +395,6 @@ def test_a_hub_id_that_cannot_be_downloaded_is_named(monkeypatch):
         raise huggingface_hub.errors.LocalEntryNotFoundError("offline")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
-    with pytest.raises(DemoError, match=r"no such model folder: someone/rnn-lm \(and it could not be downloaded from the Hub: "
-                                        r"LocalEntryNotFoundError\)"):
+    with pytest.raises(DemoError, match=r"no such model folder: someone/rnn-lm \(and it could not be downloaded "
+                                        r"from the Hub: LocalEntryNotFoundError\)"):
         load_demo_model("someone/rnn-lm")

@@ -96,7 +96,8 @@ def browser():
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo-browser")
-    for name, arch, auto in (("rnn-lm", "rnn", "AutoModelForCausalLM"), ("cnn", "cnn", "AutoModelForSequenceClassification"),
+    for name, arch, auto in (("rnn-lm", "rnn", "AutoModelForCausalLM"),
+                             ("cnn", "cnn", "AutoModelForSequenceClassification"),
                              ("mlp", "mlp", "AutoModelForSequenceClassification"),
                              ("transformer-g2p", "transformer", "AutoModelForSeq2SeqLM"),
                              ("rnn-g2p", "rnn_seq2seq", "AutoModelForSeq2SeqLM")):
@@ -117,7 +118,8 @@ def wait(driver, condition, what: str):
     try:
         return WebDriverWait(driver, WAIT, poll_frequency=0.25).until(lambda d: condition(d))
     except TimeoutException:
-        raise AssertionError(f"the page never showed {what}; page text:\n{driver.find_element(By.TAG_NAME, 'body').text[-2000:]}") from None
+        raise AssertionError(f"the page never showed {what}; page text:\n"
+                             f"{driver.find_element(By.TAG_NAME, 'body').text[-2000:]}") from None
 
 
 def submit(driver, url: str, text: str) -> None:
@@ -204,7 +206,8 @@ def test_classifier_page(browser, folders, shots, name, view):
         box.send_keys(Keys.CONTROL, "a")
         box.send_keys(Keys.BACKSPACE)  # typed, so that the page sees the change (clear() fires no input event)
         browser.find_element(By.CSS_SELECTOR, "#submit").click()
-        wait(browser, lambda d: "type a text to classify" in d.find_element(By.TAG_NAME, "body").text, "the empty-text message")
+        wait(browser, lambda d: "type a text to classify" in d.find_element(By.TAG_NAME, "body").text,
+             "the empty-text message")
         assert "Traceback" not in browser.find_element(By.TAG_NAME, "body").text
     finally:
         app.close()
@@ -216,7 +219,8 @@ def test_seq2seq_attention_heatmap_page(browser, folders, shots):
         submit(browser, url, "hello")
         wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#output textarea").get_attribute("value").strip(),
              "the output")
-        cells = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#heatmap table.hfnn-heatmap td"), "the heatmap")
+        cells = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#heatmap table.hfnn-heatmap td"),
+                     "the heatmap")
         rows = browser.find_elements(By.CSS_SELECTOR, "#heatmap table.hfnn-heatmap tbody tr")
         assert len(cells) == len(rows) * len("hello") and rows
         assert "mean over heads" in browser.find_element(By.ID, "heatmap").text
@@ -229,7 +233,8 @@ def test_seq2seq_without_attention_says_so(browser, folders, shots):
     app, url = served(folders / "rnn-g2p-none")
     try:
         submit(browser, url, "hello")
-        note = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#heatmap .hfnn-no-attention"), "the no-attention note")
+        note = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#heatmap .hfnn-no-attention"),
+                    "the no-attention note")
         assert "no attention to show" in note[0].text
         assert not browser.find_elements(By.CSS_SELECTOR, "#heatmap table")
     finally:
@@ -241,7 +246,8 @@ def _capture(folder: str, text: str, out: str, wait_for: str) -> None:
     element matching the CSS selector ``wait_for`` is rendered."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1200"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,1200"):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     app, url = served(folder)

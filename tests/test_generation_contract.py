@@ -6,7 +6,8 @@ Greedy decoding is the argmax loop written by hand; the cache changes nothing; b
 ``num_return_sequences`` ranked hypotheses; sampling repeats under a seed; ``return_dict_in_generate`` returns one
 score, logit, hidden-state and attention entry per new token, of the right shapes; a left-padded prompt gives the
 unpadded prompt's next-token logits; decoder-only models generate from ``inputs_embeds``; generation continues
-from the returned cache (given the whole sequence and its mask, the v5 convention) as if it had not stopped; ``max_new_tokens`` and ``min_new_tokens`` are honoured.
+from the returned cache (given the whole sequence and its mask, the v5 convention) as if it had not stopped;
+``max_new_tokens`` and ``min_new_tokens`` are honoured.
 """
 
 from __future__ import annotations

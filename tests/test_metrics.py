@@ -106,7 +106,8 @@ def test_bleu(m):
 
 
 def test_chrf(m):
-    assert m["chrf"].compute(predictions=["le chat noir"], references=[["le chat noir"]])["chrf"] == pytest.approx(100.0)
+    assert m["chrf"].compute(predictions=["le chat noir"],
+                             references=[["le chat noir"]])["chrf"] == pytest.approx(100.0)
     worse = m["chrf"].compute(predictions=["le chien noir"], references=[["le chat noir"]])["chrf"]
     better = m["chrf"].compute(predictions=["le chat noire"], references=[["le chat noir"]])["chrf"]
     assert 0 < worse < better < 100

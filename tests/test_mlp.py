@@ -88,8 +88,8 @@ def test_config_rejects_bad_values_naming_the_field(field, value):
 
 
 def test_config_round_trips_through_auto_config(tmp_path):
-    tiny_config(activation="tanh", ngram_range=(1, 2), num_hidden_layers=0, char_ngram_range=(2, 4), char_ngram_buckets=99,
-                char_ngrams_per_token=7, ngram_dropout=0.25).save_pretrained(tmp_path)
+    tiny_config(activation="tanh", ngram_range=(1, 2), num_hidden_layers=0, char_ngram_range=(2, 4),
+                char_ngram_buckets=99, char_ngrams_per_token=7, ngram_dropout=0.25).save_pretrained(tmp_path)
     loaded = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(loaded, MlpConfig)
     assert (loaded.activation, loaded.ngram_range, loaded.num_hidden_layers) == ("tanh", [1, 2], 0)
@@ -122,7 +122,8 @@ def test_zero_hidden_layers_is_a_linear_model_of_the_bag():
     text = [4, 5, 6]
     with torch.no_grad():
         bag = model.model.embeddings.word_embeddings.weight[text].mean(0)
-        torch.testing.assert_close(model(torch.tensor([text])).logits[0], model.classifier.weight @ bag + model.classifier.bias)
+        torch.testing.assert_close(model(torch.tensor([text])).logits[0],
+                                   model.classifier.weight @ bag + model.classifier.bias)
 
 
 def test_identity_activation_collapses_depth_to_one_affine_map():
@@ -137,7 +138,8 @@ def test_identity_activation_collapses_depth_to_one_affine_map():
 
     with torch.no_grad():
         linear = tiny_model(activation="identity", num_hidden_layers=4)
-        torch.testing.assert_close(head(linear, a * x1 + (1 - a) * x2), a * head(linear, x1) + (1 - a) * head(linear, x2))
+        torch.testing.assert_close(head(linear, a * x1 + (1 - a) * x2),
+                                   a * head(linear, x1) + (1 - a) * head(linear, x2))
         nonlinear = tiny_model(activation="tanh", num_hidden_layers=4)
         mixed = a * head(nonlinear, x1) + (1 - a) * head(nonlinear, x2)
         assert not torch.allclose(head(nonlinear, a * x1 + (1 - a) * x2), mixed, atol=1e-3)
@@ -172,7 +174,8 @@ def test_ngram_bag_averages_words_and_hashed_ngrams():
 @pytest.mark.parametrize("padding_side", ["right", "left"])
 def test_padded_and_unpadded_texts_give_the_same_logits(ngram_range, padding_side):
     model = tiny_model(seed=1, ngram_range=ngram_range, ngram_buckets=50)
-    assert_padding_changes_nothing(model, [[3, 4], [5, 6, 7, 8, 9], [10], [11, 12, 13, 14, 15, 16, 17]], 19, padding_side)
+    assert_padding_changes_nothing(model, [[3, 4], [5, 6, 7, 8, 9], [10], [11, 12, 13, 14, 15, 16, 17]], 19,
+                                   padding_side)
 
 
 def test_missing_mask_uses_pad_token_and_empty_text_is_finite():
@@ -320,7 +323,8 @@ def test_index_vocabulary_records_hashed_char_ngrams_per_token_and_none_for_spec
     from hfnn.data.tokenization import train_tokenizer
 
     tokenizer = train_tokenizer(["a dull film , films"], kind="word", lowercase=True)
-    model = tiny_model(vocab_size=len(tokenizer), char_ngram_range=[3, 4], char_ngram_buckets=53, char_ngrams_per_token=5)
+    model = tiny_model(vocab_size=len(tokenizer), char_ngram_range=[3, 4], char_ngram_buckets=53,
+                       char_ngrams_per_token=5)
     model.index_vocabulary(tokenizer)
     table = model.model.embeddings.char_ngram_ids
     assert table.shape == (len(tokenizer), 5)
@@ -411,7 +415,8 @@ def test_char_ngram_table_is_saved_loaded_and_resized(tmp_path):
     loaded.resize_token_embeddings(8)
     assert torch.equal(loaded.model.embeddings.char_ngram_ids, table[:8])
     loaded.save_pretrained(tmp_path / "small")
-    assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "small").model.embeddings.char_ngram_ids.shape == (8, 16)
+    assert (AutoModelForSequenceClassification.from_pretrained(tmp_path / "small").model.embeddings.char_ngram_ids.shape
+            == (8, 16))
 
 
 def test_char_ngram_model_exports_to_onnx(tmp_path):
@@ -426,7 +431,7 @@ def test_char_ngram_model_exports_to_onnx(tmp_path):
     torch.testing.assert_close(exported.module()(ids).logits, model(ids).logits)
 
 
-# ---------------------------------------------------------------- n-gram vocabulary (exact n-grams, unseen ones left out)
+# ------------------------------------------------------------- n-gram vocabulary (exact n-grams, unseen ones left out)
 
 
 def vocab_model(seed=0, texts=((8, 4, 7), (8, 4, 6), (9, 5, 6, 4), (8, 4, 7)), **overrides):

@@ -142,7 +142,8 @@ def test_past_key_values_is_honoured_with_a_deprecation_warning(arch, head):
             step["attention_mask"] = torch.ones(2, kwargs["input_ids"].shape[1] + 1, dtype=torch.long)
         cache_copy = __import__("copy").deepcopy(first.cache)
         expected = model(**step, cache=first.cache, use_cache=True).logits
-        without_cache = model(**{k: v for k, v in step.items() if k != "attention_mask" or head != "AutoModelForCausalLM"},
+        without_cache = model(**{k: v for k, v in step.items()
+                                 if k != "attention_mask" or head != "AutoModelForCausalLM"},
                               use_cache=False).logits if head == "AutoModelForCausalLM" else None
         with pytest.warns(FutureWarning, match="past_key_values"):
             got = model(**step, past_key_values=cache_copy, use_cache=True).logits
@@ -320,8 +321,8 @@ def _logits(out):
 
 
 # The RNN family exports like the rest: traced, its recurrence runs as torch's scan over a dynamic time axis. Each
-# case is exported under no_grad (for inference, as hfnn.sharing.export does: half the time of the recurrent models' export)
-# but the last, a stacked LSTM decoder with input feeding, exported with autograd on as a plain call is.
+# case is exported under no_grad (for inference, as hfnn.sharing.export does: half the time of the recurrent models'
+# export) but the last, a stacked LSTM decoder with input feeding, exported with autograd on as a plain call is.
 EXPORT_CASES = [(a, h, {}) for a, h in HEADS] + [
     ("rnn", "AutoModelForSequenceClassification", dict(bidirectional=True, rnn_type="gru", num_hidden_layers=1)),
     ("rnn", "AutoModelForSequenceClassification", dict(rnn_type="rnn_relu", num_hidden_layers=1, pooling="max")),
@@ -442,7 +443,8 @@ def test_trainer_trains_with_gradient_checkpointing(arch, head, tmp_path):
     assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters())
 
 
-SHARED_BACKBONE = [a for a, h in HEADS if h == "AutoModelForCausalLM" and (a, "AutoModelForSequenceClassification") in HEADS]
+SHARED_BACKBONE = [a for a, h in HEADS
+                   if h == "AutoModelForCausalLM" and (a, "AutoModelForSequenceClassification") in HEADS]
 
 
 @pytest.mark.parametrize("arch", SHARED_BACKBONE)

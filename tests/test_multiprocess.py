@@ -88,7 +88,8 @@ def data(tmp_path_factory) -> Path:
     # Classification: lines of Hamlet vs lines of Macbeth.
     rows = []
     for play in ("hamlet", "macbeth"):
-        lines = [ln.strip() for ln in shakespeare_text(30_000, offset=20_000, play=play).splitlines() if len(ln.strip()) > 20]
+        lines = [ln.strip() for ln in shakespeare_text(30_000, offset=20_000, play=play).splitlines()
+                 if len(ln.strip()) > 20]
         rows += [(ln, play) for ln in lines[:56]]
     rows.sort(key=lambda r: hash(r[0]) % 7)  # interleave the two plays, deterministically enough
     rows.sort(key=lambda r: (len(r[0]) * 7919) % 13)
@@ -104,7 +105,8 @@ def lm_args(out: Path, data: Path, per_device: int) -> list[str]:
     return [
         "rnn_shakespeare_char", "--output_dir", str(out),
         "--train_file", str(data / "train.txt"), "--validation_file", str(data / "valid.txt"),
-        "--config_overrides", '{"hidden_size": 16, "embedding_size": 8, "num_hidden_layers": 1, "rnn_type": "gru", "dropout": 0.0}',
+        "--config_overrides", '{"hidden_size": 16, "embedding_size": 8, "num_hidden_layers": 1, "rnn_type": "gru", '
+                              '"dropout": 0.0}',
         "--block_size", "24", "--max_train_samples", "64", "--max_eval_samples", "16",
         "--per_device_train_batch_size", str(per_device), "--per_device_eval_batch_size", "4",
         "--max_steps", "12", "--save_strategy", "no", "--eval_strategy", "no", "--logging_steps", "4",
@@ -156,7 +158,8 @@ def runs(tmp_path_factory, data) -> Path:
     root = tmp_path_factory.mktemp("runs")
     single_process(run_lm.main, lm_args(root / "lm-one", data, per_device=4), root / "lm-one.log")
     single_process(run_lm.main, lm_args(root / "lm-half-batch", data, per_device=2), root / "lm-half.log")
-    single_process(run_classification.main, classification_args(root / "cls-one", data, per_device=8), root / "cls-one.log")
+    single_process(run_classification.main, classification_args(root / "cls-one", data, per_device=8),
+                   root / "cls-one.log")
     proc = launch_two_processes(
         [("hfnn.pipelines.run_lm", lm_args(root / "lm-two", data, per_device=2)),
          ("hfnn.pipelines.run_classification", classification_args(root / "cls-two", data, per_device=4))],
@@ -217,7 +220,8 @@ LOSS_CASES = [(arch, head, None) for arch, head in HEADS] + [
     ids=[f"{a}-{h.removeprefix('AutoModelFor')}-{p or 'default'}" for a, h, p in LOSS_CASES],
 )
 def test_loss_honours_the_trainer_item_count(arch, head, problem_type):
-    overrides = {"problem_type": problem_type, "num_labels": 1 if problem_type == "regression" else 3} if problem_type else {}
+    overrides = ({"problem_type": problem_type, "num_labels": 1 if problem_type == "regression" else 3}
+                 if problem_type else {})
     model = build_model(arch, head, **overrides).eval()
     batch = torch.utils.data.default_collate(synthetic_examples(head, 4, seed=2, problem_type=problem_type))
     mean_loss = model(**batch).loss

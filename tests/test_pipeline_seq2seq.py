@@ -132,8 +132,10 @@ def test_attention_with_padded_batches_drops_padding(saved):
     assert [len(r["attentions"][0]) for r in records] == [6, 3]
     for record, word in zip(records, ["knight", "cat"]):
         (alone,) = g2p(word, return_attentions=True)
-        assert {k: v for k, v in record.items() if k != "attentions"} == {k: v for k, v in alone.items() if k != "attentions"}
-        torch.testing.assert_close(torch.tensor(record["attentions"]), torch.tensor(alone["attentions"]), **tolerance(depth=2))
+        assert ({k: v for k, v in record.items() if k != "attentions"}
+                == {k: v for k, v in alone.items() if k != "attentions"})
+        torch.testing.assert_close(torch.tensor(record["attentions"]), torch.tensor(alone["attentions"]),
+                                   **tolerance(depth=2))
 
 
 def test_marked_folder_lets_transformers_infer_the_task(saved):
@@ -156,7 +158,8 @@ def test_mark_for_pipeline_keeps_other_entries_and_returns_the_config(tmp_path):
     assert set(config.custom_pipelines) == {"other", INFERRED_TASK}
     assert not os.listdir(tmp_path)
     mark_for_pipeline(config, tmp_path / "out")
-    assert sorted(os.listdir(tmp_path / "out")) == ["errors.py", "pipeline_seq2seq.py", "registry.py"]  # what it imports
+    assert sorted(os.listdir(tmp_path / "out")) == ["errors.py", "pipeline_seq2seq.py",
+                                                    "registry.py"]  # what it imports
 
 
 def test_pipeline_save_pretrained_writes_everything_needed(saved, tmp_path):
@@ -214,12 +217,14 @@ def test_pipeline_is_model_agnostic_transformer_seq2seq(tmp_path):
     expected = [{"generated_text": text} for text in target.batch_decode(direct, skip_special_tokens=True)]
     assert translate(["knight", "cat"], max_new_tokens=5, num_beams=2) == expected
     # a random model may end at once or emit only special symbols: suppress them so that there are rows to check
-    (record,) = translate("knight", max_new_tokens=4, suppress_tokens=list(target.all_special_ids), return_attentions=True)
+    (record,) = translate("knight", max_new_tokens=4, suppress_tokens=list(target.all_special_ids),
+                          return_attentions=True)
     weights = torch.tensor(record["attentions"])
     assert len(record["generated_tokens"]) == 4
     assert weights.shape == (len(record["generated_tokens"]), 6)
     torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[0]))
-    assert pipeline(model=str(tmp_path), trust_remote_code=True)("knight", max_new_tokens=5) == translate("knight", max_new_tokens=5)
+    assert (pipeline(model=str(tmp_path), trust_remote_code=True)("knight", max_new_tokens=5)
+            == translate("knight", max_new_tokens=5))
 
 
 def test_decoder_only_models_are_rejected():

@@ -58,7 +58,8 @@ def rnn_seq2seq_fields(draw, head):
     attention = draw(st.sampled_from(["none", "bahdanau", "luong"]))
     bidirectional = draw(st.booleans())
     return dict(
-        hidden_size=2 * draw(st.integers(2, 8)), embedding_size=draw(sizes), rnn_type=draw(st.sampled_from(["gru", "lstm", "rnn_tanh"])),
+        hidden_size=2 * draw(st.integers(2, 8)), embedding_size=draw(sizes),
+        rnn_type=draw(st.sampled_from(["gru", "lstm", "rnn_tanh"])),
         num_encoder_layers=draw(layers), num_decoder_layers=draw(layers), bidirectional_encoder=bidirectional,
         attention=attention, luong_score=draw(st.sampled_from(["dot", "general"])),
         input_feeding=draw(st.booleans()) if attention == "luong" else False, tie_word_embeddings=draw(st.booleans()),
@@ -143,7 +144,8 @@ CLOSE = dict(rtol=1e-4, atol=1e-5)
 @FAST
 @given(data=st.data())
 def test_batch_and_padding_invariance(arch, head, data):
-    model = build(arch, head, data.draw(config_fields(arch, head), label="config"), data.draw(st.integers(0, 99), label="seed"))
+    model = build(arch, head, data.draw(config_fields(arch, head), label="config"),
+                  data.draw(st.integers(0, 99), label="seed"))
     rows = data.draw(texts(min_size=2), label="texts")
     side = data.draw(st.sampled_from(["right", "left"]), label="padding side")
     extra = data.draw(st.integers(0, 3), label="extra padding")
@@ -169,7 +171,8 @@ def test_batch_and_padding_invariance(arch, head, data):
 @FAST
 @given(data=st.data())
 def test_cached_and_uncached_generation_agree(arch, head, data):
-    model = build(arch, head, data.draw(config_fields(arch, head), label="config"), data.draw(st.integers(0, 99), label="seed"))
+    model = build(arch, head, data.draw(config_fields(arch, head), label="config"),
+                  data.draw(st.integers(0, 99), label="seed"))
     rows = data.draw(texts(min_size=1, max_size=3, max_len=6), label="prompts")
     side = "left" if head == "AutoModelForCausalLM" else data.draw(st.sampled_from(["right", "left"]), label="side")
     ids, mask = pad(rows, side)
@@ -185,7 +188,8 @@ def test_cached_and_uncached_generation_agree(arch, head, data):
 @FEWER
 @given(data=st.data())
 def test_save_and_load_round_trip(arch, head, data):
-    model = build(arch, head, data.draw(config_fields(arch, head), label="config"), data.draw(st.integers(0, 99), label="seed"))
+    model = build(arch, head, data.draw(config_fields(arch, head), label="config"),
+                  data.draw(st.integers(0, 99), label="seed"))
     rows = data.draw(texts(min_size=1), label="texts")
     ids, mask = pad(rows, "right")
     target = torch.tensor([[5, 6, 7]])

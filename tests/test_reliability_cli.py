@@ -57,7 +57,8 @@ def _edit_json(path, **changes):
     (["generate", "{lm}", "hi", "--do-sample", "--top-p", "1.5"], "--top-p must be in (0, 1], got 1.5"),
     (["generate", "{lm}", "hi", "--do-sample", "--top-p", "0"], "--top-p must be in (0, 1], got 0.0"),
     (["generate", "{lm}", "hi", "--do-sample", "--temperature", "0"], "--temperature must be a positive finite number"),
-    (["generate", "{lm}", "hi", "--do-sample", "--temperature", "nan"], "--temperature must be a positive finite number, got nan"),
+    (["generate", "{lm}", "hi", "--do-sample", "--temperature", "nan"],
+     "--temperature must be a positive finite number, got nan"),
     (["generate", "{lm}", "hi", "--max-new-tokens", "0"], "--max-new-tokens must be at least 1, got 0"),
     (["generate", "{lm}", "hi", "--num-return-sequences", "0"], "--num-return-sequences must be at least 1"),
     (["generate", "{lm}", "hi", "--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
@@ -66,7 +67,8 @@ def _edit_json(path, **changes):
     (["evaluate", "{lm}", "--file", "{lm}/config.json", "--batch-size", "0"], "--batch-size must be at least 1"),
     (["evaluate", "{lm}", "--file", "{lm}/config.json", "--block-size", "1"], "--block-size must be at least 2"),
     (["evaluate", "{lm}", "--file", "{lm}/config.json", "--max-samples", "0"], "--max-samples must be at least 1"),
-    (["quickstart", "--minutes-per-model", "-1", "--output-dir", "{root}/qs"], "--minutes-per-model must be a positive"),
+    (["quickstart", "--minutes-per-model", "-1", "--output-dir", "{root}/qs"],
+     "--minutes-per-model must be a positive"),
     (["quickstart", "--max-eval-samples", "0", "--output-dir", "{root}/qs"], "--max-eval-samples must be at least 1"),
 ])
 def test_out_of_range_options_are_one_line_errors_naming_the_option(capsys, models, argv, message):
@@ -167,7 +169,8 @@ def test_closed_output_pipe_is_not_an_error(capsys, models, monkeypatch):
 def test_closed_output_pipe_in_a_real_process(models):
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hfnn.apps.cli", "generate", str(models / "lm"), *["hello"] * 20, "--max-new-tokens", "8"],
+        [sys.executable, "-m", "hfnn.apps.cli", "generate", str(models / "lm"), *["hello"] * 20,
+         "--max-new-tokens", "8"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(models),
     )
     proc.stdout.close()  # `| head -c 0`: the reader is gone before anything is written
@@ -192,7 +195,8 @@ def test_too_many_new_tokens_for_the_decoder_positions_names_the_option(capsys, 
 
 # ---------------------------------------------------------------- one registry, the library composed
 
-@pytest.mark.parametrize("alias", [a for t in __import__("hfnn.models.registry").registry.TASKS.values() for a in t.names])
+@pytest.mark.parametrize("alias", [a for t in __import__("hfnn.models.registry").registry.TASKS.values()
+                                   for a in t.names])
 def test_every_task_name_of_the_registry_is_accepted_by_train(capsys, monkeypatch, alias):
     from hfnn.models import registry
 

@@ -133,7 +133,8 @@ def test_a_class_carved_wholly_out_of_training_moves_into_it(tmp_path, caplog):
     assert len(warned) == 1 and "2 row(s) of " in warned[0] and "'neutral'" in warned[0], warned
     # multi-label: a label that only held-out lists carry moves its row as well
     lists = write(tmp_path / "m.jsonl", "".join(json.dumps({"text": t, "label": [i % 2]}) + "\n"
-                                                for i, t in enumerate(TEXTS)) + json.dumps({"text": other, "label": [0, 9]}))
+                                                for i, t in enumerate(TEXTS))
+                                        + json.dumps({"text": other, "label": [0, 9]}))
     dd = load_corpus(str(lists))
     nine = dd["train"].features["label"].feature.names.index("9")
     assert any(nine in row for row in dd["train"]["label"])

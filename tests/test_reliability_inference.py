@@ -249,7 +249,8 @@ def test_mark_for_pipeline_reads_the_head_from_the_model_or_refuses_to_guess(tmp
 
     lm = RnnForCausalLM(RnnConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1))
     assert set(mark_for_pipeline(lm).custom_pipelines) == {INFERRED_TASKS["ForCausalLM"][0]}
-    classifier = RnnForSequenceClassification(RnnConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_labels=2))
+    classifier = RnnForSequenceClassification(RnnConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1,
+                                                        num_labels=2))
     assert set(mark_for_pipeline(classifier).custom_pipelines) == {INFERRED_TASKS["ForSequenceClassification"][0]}
     # a bare config of a decoder-only architecture does not say which head it is for: no seq2seq entry by default
     with pytest.raises(ValueError, match="cannot tell the head"):

@@ -138,8 +138,8 @@ def test_ctrl_c_stops_training_after_the_step_and_keeps_the_run(tmp_path, text_f
 
     monkeypatch.setattr(transformers.Trainer, "training_step", pressing)
     out = tmp_path / "run"
-    results = run_lm.main(lm_argv(out, text_file, "--max_steps", "50", "--save_strategy", "steps", "--save_steps", "100",
-                                  "--eval_strategy", "steps", "--eval_steps", "100"))
+    results = run_lm.main(lm_argv(out, text_file, "--max_steps", "50", "--save_strategy", "steps",
+                                  "--save_steps", "100", "--eval_strategy", "steps", "--eval_steps", "100"))
     assert results["train_steps"] == 4 and results["interrupted_at_step"] == 4
     assert (out / "model.safetensors").is_file() and (out / "checkpoint-4").is_dir() and "validation_loss" in results
     assert json.loads((out / "results.json").read_text())["interrupted_at_step"] == 4
@@ -252,7 +252,8 @@ def _can_make_read_only(tmp_path: Path) -> str | None:
             os._exit(0)  # the write was refused: the mechanism works
         os._exit(1)
     _, status = os.waitpid(code, 0)
-    return None if os.waitstatus_to_exitcode(status) == 0 else "root without mount namespaces cannot make a folder read-only"
+    return (None if os.waitstatus_to_exitcode(status) == 0
+            else "root without mount namespaces cannot make a folder read-only")
 
 
 def test_an_unwritable_output_dir_fails_before_training(tmp_path, text_file):
@@ -404,7 +405,8 @@ def test_seq2seq_targets_with_unseen_symbols_or_cut_are_scored_as_errors_after_t
     from transformers import AutoTokenizer
 
     source = AutoTokenizer.from_pretrained(out / "source_tokenizer")
-    assert source("Cat")["input_ids"] == source("cat")["input_ids"] and source.unk_token_id not in source("TAB")["input_ids"]
+    assert (source("Cat")["input_ids"] == source("cat")["input_ids"]
+            and source.unk_token_id not in source("TAB")["input_ids"])
 
 
 def test_seq2seq_model_is_saved_before_the_final_evaluation(tmp_path, monkeypatch):
@@ -431,7 +433,8 @@ def test_resuming_a_checkpoint_of_another_architecture_is_an_error_naming_it(tmp
     run_lm.main(lm_argv(out, text_file, "--save_strategy", "steps", "--save_steps", "2"))
     argv = lm_argv(out, text_file, "--max_steps", "4", "--resume_from_checkpoint", "latest")
     argv[argv.index("--config_overrides") + 1] = '{"hidden_size": 16, "embedding_size": 8, "num_hidden_layers": 1}'
-    with pytest.raises(ValueError, match=r"checkpoint-2: it holds another model \(hidden_size 12, this run builds 16\)"):
+    with pytest.raises(ValueError,
+                       match=r"checkpoint-2: it holds another model \(hidden_size 12, this run builds 16\)"):
         run_lm.main(argv)
     argv[argv.index("--config_overrides") + 1] = '{"rnn_type": "lstm", "hidden_size": 12, "embedding_size": 8, ' \
                                                  '"num_hidden_layers": 1}'
@@ -481,7 +484,8 @@ def test_resuming_a_checkpoint_of_another_head_is_an_error_naming_it(tmp_path, t
     assert config["architectures"] == ["RnnForCausalLM"]
     train = tmp_path / "d.csv"
     train.write_text("text,label\n" + "".join(f"review {i},{i % 2}\n" for i in range(40)))
-    with pytest.raises(ValueError, match=r"checkpoint-2: it holds a RnnForCausalLM, this run trains a RnnForSequenceClassification"):
+    with pytest.raises(ValueError, match=r"checkpoint-2: it holds a RnnForCausalLM, this run trains a "
+                                         r"RnnForSequenceClassification"):
         run_classification.main(["rnn_rotten_tomatoes", "--output_dir", str(out), "--train_file", str(train),
                                  "--config_overrides", TINY_RNN, "--max_steps", "4", "--eval_strategy", "no",
                                  "--save_strategy", "no", "--load_best_model_at_end", "false", "--report_to", "none",

@@ -198,7 +198,8 @@ def test_uninterrupted_run_commits_every_checkpoint(baseline):
         assert checkpoints.checkpoint_problem(folder) is None
         marker = json.loads((folder / checkpoints.CHECKPOINT_MARKER).read_text())
         assert marker["global_step"] == step
-        assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"} <= set(marker["files"])
+        assert ({"model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"}
+                <= set(marker["files"]))
     assert checkpoints.last_valid_checkpoint(baseline) == str(baseline / f"checkpoint-{MAX_STEPS}")
 
 
@@ -210,7 +211,8 @@ def test_killed_anywhere_and_resumed_ends_with_identical_weights(tmp_path, data,
 
     def run(args, setup=None, kill_when=None, stage=""):
         code = run_forked(run_lm.main, args, log, setup=setup, kill_when=kill_when)
-        assert code == KILLED, f"{stage}: expected the run to be killed, exit code {code}; log:\n{log.read_text()[-3000:]}"
+        assert code == KILLED, (f"{stage}: expected the run to be killed, exit code {code}; "
+                                f"log:\n{log.read_text()[-3000:]}")
 
     # 1. SIGKILL from outside, at whatever point the run has reached once checkpoint-3 is committed.
     run(argv, setup=slow_steps, kill_when=lambda: (out / "checkpoint-3" / checkpoints.CHECKPOINT_MARKER).exists(),
@@ -491,7 +493,8 @@ def test_an_overwriting_run_that_did_not_end_is_resumed_in_its_staged_folder(tmp
     resumed = run_classification.main(new_run + ["--resume_from_checkpoint", "latest"])
     assert trained_from == [2, 3] and resumed["train_steps"] == 4
     # the continued run replaced the old folder: its checkpoints are 2-4 (the old run had 1-3)
-    assert not staged.exists() and sorted(p.name for p in out.glob("checkpoint-*")) == [f"checkpoint-{i}" for i in (2, 3, 4)]
+    assert (not staged.exists()
+            and sorted(p.name for p in out.glob("checkpoint-*")) == [f"checkpoint-{i}" for i in (2, 3, 4)])
     assert json.loads((out / "results.json").read_text())["train_steps"] == 4
 
 

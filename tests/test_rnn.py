@@ -142,9 +142,11 @@ def test_left_padded_batch_generates_what_each_prompt_generates_alone(rnn_type):
     width = max(map(len, prompts))
     ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
     mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(p) for p in prompts])[:, None]).long()
-    batch = model.generate(ids, attention_mask=mask, max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=0)
+    batch = model.generate(ids, attention_mask=mask, max_new_tokens=10, do_sample=False, eos_token_id=None,
+                           pad_token_id=0)
     for row, prompt in enumerate(prompts):
-        alone = model.generate(torch.tensor([prompt]), max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=0)
+        alone = model.generate(torch.tensor([prompt]), max_new_tokens=10, do_sample=False, eos_token_id=None,
+                               pad_token_id=0)
         assert batch[row, width:].tolist() == alone[0, len(prompt):].tolist()
 
 

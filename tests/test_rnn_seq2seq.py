@@ -154,7 +154,8 @@ def test_out_of_range_ids_raise_naming_the_vocabulary():
     with pytest.raises(ValueError, match=f"{TGT_VOCAB + 3}.*vocab_size"):
         model(input_ids=torch.tensor([[5, 6]]), decoder_input_ids=torch.tensor([[2, TGT_VOCAB + 3]]))
     with pytest.raises(ValueError, match="at least one token"):
-        model(input_ids=torch.tensor([[5, 6]]), attention_mask=torch.tensor([[0, 0]]), decoder_input_ids=torch.tensor([[2]]))
+        model(input_ids=torch.tensor([[5, 6]]), attention_mask=torch.tensor([[0, 0]]),
+              decoder_input_ids=torch.tensor([[2]]))
 
 
 @pytest.mark.parametrize("variant", [v for v in VARIANTS if v[0] != "none"], ids=lambda v: "-".join(map(str, v)))
@@ -189,7 +190,8 @@ def test_attention_none_sees_only_the_final_encoder_state():
     base = attentive(input_ids=ids, decoder_input_ids=decoder_input_ids)
     states = base.encoder_last_hidden_state.clone()
     states[:, :-1] = torch.randn_like(states[:, :-1])
-    assert not torch.allclose(attentive(encoder_outputs=(states,), decoder_input_ids=decoder_input_ids).logits, base.logits)
+    assert not torch.allclose(attentive(encoder_outputs=(states,), decoder_input_ids=decoder_input_ids).logits,
+                              base.logits)
 
 
 # ----------------------------------------------------------------------------------------- padding
@@ -209,7 +211,8 @@ def test_padded_source_batch_gives_each_source_its_own_output(variant, rnn_type)
         torch.testing.assert_close(batch.logits[row], alone.logits[0], atol=1e-5, rtol=1e-5)
         if batch.cross_attentions is not None:
             torch.testing.assert_close(
-                batch.cross_attentions[0][row, :, :, mask[row].bool()], alone.cross_attentions[0][0], atol=1e-6, rtol=1e-5
+                batch.cross_attentions[0][row, :, :, mask[row].bool()], alone.cross_attentions[0][0],
+                atol=1e-6, rtol=1e-5
             )
         assert generated[row].tolist() == model.generate(alone_ids, max_new_tokens=6, eos_token_id=None)[0].tolist()
 

@@ -105,7 +105,8 @@ def test_ngram_tables_of_a_new_mlp_are_read_off_the_run_data_and_kept_when_fine_
               "--label_column", "sentiment", "--eval_strategy", "no", "--save_strategy", "no",
               "--load_best_model_at_end", "false", "--num_samples", "0", *QUIET]  # every row of train.csv trains
     overrides = {"embedding_size": 8, "hidden_size": 8, "ngram_range": [1, 2], "ngram_vocabulary": True,
-                 "ngram_buckets": 64, "char_ngram_range": [3, 4], "char_ngram_buckets": 512, "char_ngrams_per_token": 12}
+                 "ngram_buckets": 64, "char_ngram_range": [3, 4], "char_ngram_buckets": 512,
+                 "char_ngrams_per_token": 12}
     main(["mlp_rotten_tomatoes", "--output_dir", str(tmp_path / "a"), "--max_steps", "3",
           "--config_overrides", json.dumps(overrides), *common])
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "a")
@@ -119,7 +120,8 @@ def test_ngram_tables_of_a_new_mlp_are_read_off_the_run_data_and_kept_when_fine_
     # the vocabulary holds exactly the bigrams of the training texts
     from hfnn.models.modeling_mlp import ngram_keys
 
-    bigrams = {int(k) for t in GOOD + BAD for k in ngram_keys(torch.tensor([tokenizer(t)["input_ids"]]), 2, len(tokenizer))[0]}
+    bigrams = {int(k) for t in GOOD + BAD
+               for k in ngram_keys(torch.tensor([tokenizer(t)["input_ids"]]), 2, len(tokenizer))[0]}
     vocabulary = model.base_model.embeddings.ngram_vocabulary
     assert set(vocabulary[: len(bigrams)].tolist()) == bigrams and (vocabulary[len(bigrams) :] == 2**63 - 1).all()
 

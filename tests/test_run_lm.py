@@ -46,7 +46,8 @@ def test_training_on_shakespeare_lowers_the_validation_loss(trained):
     assert first_step == 0 and last_step == 60
     assert last_loss < first_loss - 0.5
     assert results["validation_loss"] < 3.9  # uniform over ~80 characters is ~4.4 nats
-    assert results["validation_perplexity"] == pytest.approx(torch.tensor(results["validation_loss"]).exp().item(), rel=1e-3)
+    assert results["validation_perplexity"] == pytest.approx(torch.tensor(results["validation_loss"]).exp().item(),
+                                                             rel=1e-3)
 
 
 def test_run_leaves_a_complete_model_folder(trained):
@@ -97,7 +98,8 @@ def test_saved_folder_works_with_auto_classes_generate_and_pipeline(trained):
     prompts = ["ROMEO:", "KING LEAR:", "O"]
     batched = pipeline("text-generation", model=str(out))(prompts, max_new_tokens=8, do_sample=False, batch_size=3)
     for prompt, result in zip(prompts, batched):
-        alone = greedy_by_hand(model, tok(prompt, return_tensors="pt")["input_ids"], 8, model.generation_config.eos_token_id)
+        alone = greedy_by_hand(model, tok(prompt, return_tensors="pt")["input_ids"], 8,
+                               model.generation_config.eos_token_id)
         assert result[0]["generated_text"] == prompt + tok.decode(alone, skip_special_tokens=True), prompt
     sampled = pipeline("text-generation", model=str(out))("ROMEO:", max_new_tokens=15, do_sample=True, top_k=20)
     assert sampled[0]["generated_text"].startswith("ROMEO:") and len(sampled[0]["generated_text"]) > len("ROMEO:")
@@ -210,9 +212,9 @@ def test_transformer_language_model_trains_under_bf16_autocast(tmp_path):
          "--config_overrides", '{"hidden_size": 16, "num_attention_heads": 2, "num_hidden_layers": 1, '
                                '"intermediate_size": 32, "max_position_embeddings": 32, "dropout": 0.0}',
          "--max_steps", "12", "--per_device_train_batch_size", "8", "--learning_rate", "0.01", "--warmup_steps", "0",
-         "--anneal_by_time", "false", "--bf16", "true", "--use_cpu", "true", "--eval_strategy", "steps", "--eval_steps", "12",
-         "--eval_on_start", "true", "--num_samples", "0", "--write_model_card", "false", "--report_to", "none",
-         "--disable_tqdm", "true"])
+         "--anneal_by_time", "false", "--bf16", "true", "--use_cpu", "true", "--eval_strategy", "steps",
+         "--eval_steps", "12", "--eval_on_start", "true", "--num_samples", "0", "--write_model_card", "false",
+         "--report_to", "none", "--disable_tqdm", "true"])
     (first_step, first_loss), (last_step, last_loss) = results["eval_history"][0], results["eval_history"][-1]
     assert (first_step, last_step) == (0, 12) and last_loss < first_loss - 0.3, results["eval_history"]
     assert all(t.dtype == torch.float32 for t in load_weights(out).values())
@@ -252,7 +254,8 @@ def test_max_eval_samples_caps_the_validation_and_test_splits(tmp_path, monkeypa
     assert sizes.get("validation") == 2 and sizes.get("test") == 2, sizes
     assert "validation_loss" in results and "test_loss" in results
     # the log states the model's size in millions of parameters
-    logged = [r.getMessage() for r in caplog.records if r.name.startswith("hfnn.pipelines") and "parameters" in r.getMessage()]
+    logged = [r.getMessage() for r in caplog.records
+              if r.name.startswith("hfnn.pipelines") and "parameters" in r.getMessage()]
     assert any(f": {results['parameters'] / 1e6:.2f}M parameters" in m for m in logged), logged
 
 
@@ -290,7 +293,8 @@ def test_a_lora_run_saves_the_merged_model_and_the_adapter(tmp_path):
          "--disable_tqdm", "true", "--lora_r", "4"])
     assert results["adapter"] == {"method": "lora", "r": 4}
     assert 0 < results["trainable_parameters"] < results["parameters"]
-    assert (out / "adapter" / "adapter_config.json").is_file() and (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert ((out / "adapter" / "adapter_config.json").is_file()
+            and (out / "adapter" / "adapter_model.safetensors").is_file())
     merged = AutoModelForCausalLM.from_pretrained(out)  # a plain model: the adapter is merged into its weights
     assert not any("lora" in name for name, _ in merged.named_parameters())
     assert sum(p.numel() for p in merged.parameters()) == results["parameters"]

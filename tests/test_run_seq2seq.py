@@ -104,7 +104,8 @@ def test_transformer_architecture_trains_through_the_same_pipeline(tmp_path):
         "--num_attention_examples", "1",
         "--logging_steps", "1",
         *QUIET,
-        "--learning_rate", "0.003", "--warmup_steps", "0", "--anneal_by_time", "false",  # the recipe warms up over 500 steps
+        "--learning_rate", "0.003", "--warmup_steps", "0",  # the recipe warms up over 500 steps
+        "--anneal_by_time", "false",
     ])
     assert results["architecture"] == "hfnn-transformer" and "test_per" in results
     assert results["train_steps"] == 10  # 300 examples, batches of 32, one epoch
@@ -132,7 +133,8 @@ def test_shipped_recipes_parse_and_build_their_models(recipe, tmp_path):
         [recipe, "--output_dir", str(tmp_path)],
     )
     assert load_recipe(recipe)["task"] == "seq2seq" and model_args.architecture in ARCHITECTURES
-    assert training_args.predict_with_generate and run_args.max_train_minutes <= (120 if recipe.endswith("_long") else 30)
+    assert (training_args.predict_with_generate
+            and run_args.max_train_minutes <= (120 if recipe.endswith("_long") else 30))
     source = train_tokenizer(["abc"], kind="char")
     target = train_tokenizer(["A B C"], kind="phoneme")
     pipe = Seq2SeqPipeline(model_args, data_args, run_args, training_args, SimpleNamespace(work_dir=tmp_path))

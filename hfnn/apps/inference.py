@@ -1,6 +1,6 @@
 """Running saved models on texts and scoring them on corpus splits, through transformers' pipelines and the
-metric code the training pipelines use (:mod:`hfnn.training`): what ``hfnn generate / classify / transduce / evaluate`` do, as
-functions. Inputs a model cannot take (a prompt past its positions, an over-long source) are a
+metric code the training pipelines use (:mod:`hfnn.training`): what ``hfnn generate / classify / transduce / evaluate``
+do, as functions. Inputs a model cannot take (a prompt past its positions, an over-long source) are a
 :class:`hfnn.models.errors.UserError` naming the row and the limit."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ __all__ = ["classify_texts", "evaluate_classifier", "evaluate_lm", "generate_tex
 
 
 def generate_texts(pipe, prompts: list[str], batch_size: int = 32, **gen_kwargs) -> list[list[str]]:
-    """Continuations of ``prompts`` by a text-generation pipeline (each prefixed with its prompt); one list per prompt."""
+    """Continuations of ``prompts`` by a text-generation pipeline (each prefixed with its prompt); one list per
+    prompt."""
     tokenizer, config = pipe.tokenizer, pipe.model.config
     lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     _note_unknown("prompt", prompts, tokenizer)
@@ -33,7 +34,8 @@ def generate_texts(pipe, prompts: list[str], batch_size: int = 32, **gen_kwargs)
 
 
 def classify_texts(pipe, texts: list[str], top_k: int = 1, batch_size: int = 32) -> list[list[tuple[str, float]]]:
-    """For each text, its ``top_k`` (label, score) pairs by a text-classification pipeline, best first (0: every label)."""
+    """For each text, its ``top_k`` (label, score) pairs by a text-classification pipeline, best first (0: every
+    label)."""
     config = pipe.model.config
     k = config.num_labels if top_k in (0, None) else min(top_k, config.num_labels)
     for row, text in enumerate(texts, 1):
@@ -157,8 +159,8 @@ def require_columns(ds, needed, problem: str, options: str) -> None:
                         f"use {options}")
 
 
-def evaluate_lm(model, tokenizer, texts: list[str], block_size: int, max_blocks: int | None = None, batch_size: int = 16,
-                ends_document: list[bool] | None = None) -> dict:
+def evaluate_lm(model, tokenizer, texts: list[str], block_size: int, max_blocks: int | None = None,
+                batch_size: int = 16, ends_document: list[bool] | None = None) -> dict:
     """Mean next-token loss (nats) and perplexity over ``block_size`` blocks of the concatenated texts, scored
     with :func:`hfnn.training.causal_lm_metrics` as in training. The blocks are those of
     :func:`hfnn.data.corpora.lm_blocks`, the stream rule of the language-modeling pipeline: each text is a
@@ -185,7 +187,8 @@ def evaluate_lm(model, tokenizer, texts: list[str], block_size: int, max_blocks:
         with torch.no_grad():
             nll.append(token_nll(model(input_ids=batch).logits, batch).double().cpu().numpy().reshape(-1))
     scores = compute_metrics(EvalPrediction(predictions=np.concatenate(nll), label_ids=None))
-    return {"loss": scores["mean_nll"], "perplexity": scores["perplexity"], "tokens": int(scores["num_tokens"]), "blocks": len(blocks)}
+    return {"loss": scores["mean_nll"], "perplexity": scores["perplexity"], "tokens": int(scores["num_tokens"]),
+            "blocks": len(blocks)}
 
 
 def evaluate_classifier(pipe, name, ds, batch_size) -> dict:

@@ -29,8 +29,8 @@ from hfnn.models import registry
 from hfnn.models.errors import MissingPackageError, OptionError, UserError, first_line, format_table
 from hfnn.training.recipes import find_recipe, pipeline_module
 
-__all__ = ["QUICKSTART_MODELS", "QUICKSTART_OVERRIDES", "baseline", "letter_baseline_per", "majority_accuracy", "quickstart_plan",
-           "run_quickstart", "unigram_perplexity"]
+__all__ = ["QUICKSTART_MODELS", "QUICKSTART_OVERRIDES", "baseline", "letter_baseline_per", "majority_accuracy",
+           "quickstart_plan", "run_quickstart", "unigram_perplexity"]
 
 # (architecture, row) of every model the quickstart trains, in the table's order: the registry's quickstart rows
 QUICKSTART_MODELS: tuple[tuple[registry.Architecture, registry.QuickstartModel], ...] = registry.quickstart_models()
@@ -98,7 +98,8 @@ def letter_baseline_per(train_words, train_phonemes, test_words, test_references
                 pairs.setdefault(letter, Counter())[phoneme] += 1
     reading = {letter: counts.most_common(1)[0][0] for letter, counts in pairs.items()}
     predictions = [" ".join(reading[c] for c in word if c in reading) for word in test_words]
-    return float(load_metric("per").compute(predictions=predictions, references=[list(r) for r in test_references])["per"])
+    return float(load_metric("per").compute(predictions=predictions,
+                                            references=[list(r) for r in test_references])["per"])
 
 
 def baseline(task: str, corpus: str, run_dir: Path) -> tuple[str, float] | None:
@@ -190,7 +191,8 @@ def quickstart_plan(only):
     unknown = sorted(o for o in only or () if not any(selected(m, {o}) for m in QUICKSTART_MODELS))
     if unknown:
         choices = sorted(set().union(*(names(m) - {m[1].label.lower()} for m in QUICKSTART_MODELS)))
-        raise OptionError(f"--only {' '.join(unknown)}: no quickstart model has that name; use one of {', '.join(choices)}")
+        raise OptionError(f"--only {' '.join(unknown)}: no quickstart model has that name; "
+                          f"use one of {', '.join(choices)}")
     plan, skipped = [], []
     for entry, row in QUICKSTART_MODELS:
         if only and not selected((entry, row), only):
@@ -255,9 +257,11 @@ def run_quickstart(output_dir, minutes_per_model: float = 1.5, only=None, max_ev
         base_value = reference[1] if reference and reference[0] == metric else None
         better = None if value is None or base_value is None else beats(metric, value, base_value)
         shown = _fmt(value) if better is not False else f"NOT BETTER THAN BASELINE ({_fmt(value)})"
-        rows.append((label, task, f"{params:,}" if params else "?", metric, shown, _fmt(base_value), f"{seconds:.0f} s"))
+        rows.append((label, task, f"{params:,}" if params else "?", metric, shown, _fmt(base_value),
+                     f"{seconds:.0f} s"))
         summary.append({"model": label, "architecture": arch, "task": task, "corpus": corpus, "recipe": recipe,
-                        "recipe_changes": QUICKSTART_OVERRIDES.get(label, {}), "output_dir": str(run_dir), "parameters": params, "metric": metric, "value": value,
+                        "recipe_changes": QUICKSTART_OVERRIDES.get(label, {}), "output_dir": str(run_dir),
+                        "parameters": params, "metric": metric, "value": value,
                         "baseline": base_value, "beats_baseline": better, "train_seconds": seconds})
     print()
     print("\n".join(format_table(HEADER, rows)), flush=True)
@@ -292,7 +296,8 @@ def _summary_plot(done: list[dict], path: Path) -> bool:
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3, axis="x")
         for i, (v, s) in enumerate(zip(values, done)):
-            note = f"{v:,}" if key == "parameters" else f"{v:.0f} s; " + ("-" if s["value"] is None else f"{s['metric']} {s['value']:.3g}")
+            note = f"{v:,}" if key == "parameters" else f"{v:.0f} s; " + (
+                "-" if s["value"] is None else f"{s['metric']} {s['value']:.3g}")
             ax.text(v, i, " " + note, va="center", fontsize=8)
     axes[0].set_xscale("log")
     axes[0].invert_yaxis()

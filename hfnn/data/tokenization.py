@@ -124,7 +124,8 @@ def _build(texts: list[str], kind: str, vocab_size: int | None, min_frequency: i
         size = DEFAULT_BPE_VOCAB_SIZE if vocab_size is None else vocab_size
         minimum = len(pre_tokenizers.ByteLevel.alphabet()) + len(specials)
         if size < minimum:
-            raise OptionError(f"train_tokenizer: a byte-level BPE needs vocab_size >= {minimum} (256 bytes + 4 specials), got {size}")
+            raise OptionError(f"train_tokenizer: a byte-level BPE needs vocab_size >= {minimum} "
+                              f"(256 bytes + 4 specials), got {size}")
         trainer = trainers.BpeTrainer(vocab_size=size, min_frequency=min_frequency, special_tokens=specials,
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     else:
@@ -177,7 +178,8 @@ def train_tokenizer(
     if kind not in KINDS:
         raise OptionError(f"train_tokenizer: kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if vocab_size is not None and (not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_TOKENS)):
-        raise OptionError(f"train_tokenizer: vocab_size must be an integer above {len(SPECIAL_TOKENS)} (the special tokens), got {vocab_size!r}")
+        raise OptionError(f"train_tokenizer: vocab_size must be an integer above {len(SPECIAL_TOKENS)} "
+                          f"(the special tokens), got {vocab_size!r}")
     if not isinstance(min_frequency, int) or min_frequency < 1:
         raise OptionError(f"train_tokenizer: min_frequency must be a positive integer, got {min_frequency!r}")
     if padding_side not in ("right", "left"):

@@ -83,7 +83,8 @@ class RnnSeq2SeqConfig(HfnnConfig):
         self.check_choice("attention", ATTENTION_TYPES)
         self.check_choice("luong_score", LUONG_SCORES)
         if self.bidirectional_encoder and self.hidden_size % 2:
-            self._fail("hidden_size", "even when bidirectional_encoder=True (each direction has hidden_size // 2 units)")
+            self._fail("hidden_size",
+                       "even when bidirectional_encoder=True (each direction has hidden_size // 2 units)")
         if self.input_feeding and self.attention != "luong":
             self._fail("input_feeding", f"False unless attention='luong' (attention={self.attention!r})")
         self.check_probability("dropout")

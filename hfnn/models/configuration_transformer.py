@@ -11,8 +11,9 @@ POSITION_EMBEDDING_TYPES = ("learned", "sinusoidal", "rotary")
 
 @hfnn_config
 class TransformerConfig(HfnnConfig):
-    """Configuration of the Transformer models of :mod:`hfnn.models.modeling_transformer`: the decoder-only backbone with its
-    heads, and the encoder-decoder (``is_encoder_decoder=True``), whose stacks share width, heads and feed-forward size.
+    """Configuration of the Transformer models of :mod:`hfnn.models.modeling_transformer`: the decoder-only backbone
+    with its heads, and the encoder-decoder (``is_encoder_decoder=True``), whose stacks share width, heads and
+    feed-forward size.
 
     Args:
         vocab_size: number of token ids (the target vocabulary of the encoder-decoder).

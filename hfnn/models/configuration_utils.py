@@ -72,7 +72,8 @@ class HfnnConfig(PreTrainedConfig):
     def check_probability(self, *fields):
         for field in fields:
             value = getattr(self, field)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0 <= value < 1):
                 self._fail(field, "a number in [0, 1)")
 
     def check_choice(self, field, choices):

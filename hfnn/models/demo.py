@@ -102,7 +102,10 @@ class DemoModel:
 
     @property
     def architecture(self) -> str:
-        return self.model_type[len("hfnn-"):] if self.model_type.startswith("hfnn-") else self.model_type
+        """The registry's name of the architecture (``rnn``, ``rnn_seq2seq``...); for a model type the registry does
+        not know, the model type without its ``hfnn-`` prefix."""
+        entry = registry.architecture_of_model_type(self.model_type)
+        return entry.name if entry is not None else self.model_type.removeprefix("hfnn-")
 
 
 def resolve_model_folder(name: str, error: type[Exception] = DemoError) -> Path:
@@ -133,7 +136,8 @@ def load_demo_model(name: str | os.PathLike, device: str = "cpu") -> DemoModel:
     config_path = path / "config.json"
     if not config_path.is_file():
         raise DemoError(
-            f"{name} is not a saved hfnn model folder (no config.json); save models with save_pretrained or `hfnn train`"
+            f"{name} is not a saved hfnn model folder (no config.json); "
+            "save models with save_pretrained or `hfnn train`"
         )
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -169,9 +173,11 @@ def load_demo_model(name: str | os.PathLike, device: str = "cpu") -> DemoModel:
     source_tokenizer = None
     if kind == "seq2seq" and (path / SOURCE_TOKENIZER_SUBFOLDER).is_dir():
         try:
-            source_tokenizer = AutoTokenizer.from_pretrained(path / SOURCE_TOKENIZER_SUBFOLDER, trust_remote_code=remote)
+            source_tokenizer = AutoTokenizer.from_pretrained(path / SOURCE_TOKENIZER_SUBFOLDER,
+                                                             trust_remote_code=remote)
         except (OSError, ValueError, TypeError) as err:
-            raise DemoError(f"no usable source tokenizer in {path / SOURCE_TOKENIZER_SUBFOLDER}: {_one_line(err)}") from None
+            raise DemoError(f"no usable source tokenizer in {path / SOURCE_TOKENIZER_SUBFOLDER}: "
+                            f"{_one_line(err)}") from None
     model.to(device).eval()
     return DemoModel(path, kind, model_type, model, tokenizer, source_tokenizer or tokenizer)
 
@@ -274,7 +280,8 @@ def label_scores(model, tokenizer, text: str) -> list[tuple[str, float]]:
     ids = _encode_for_classifier(model, tokenizer, text)
     logits = model(input_ids=torch.tensor([ids], device=model.device)).logits[0].float()
     scores = _scores(model.config, logits)
-    if scores.shape[-1] == 1 and getattr(model.config, "problem_type", None) != "multi_label_classification" and model.config.num_labels == 1:
+    if (scores.shape[-1] == 1 and getattr(model.config, "problem_type", None) != "multi_label_classification"
+            and model.config.num_labels == 1):
         return [("score", float(scores[0]))]
     names = _label_names(model.config)
     order = scores.argsort(descending=True).tolist()
@@ -453,7 +460,8 @@ def attention_matrix(model, source_tokenizer, target_tokenizer, text: str, outpu
 # ---------------------------------------------------------------------------------------------
 
 
-def heatmap_html(source_tokens: list[str], output_tokens: list[str], weights: list[list[float]], caption: str = "") -> str:
+def heatmap_html(source_tokens: list[str], output_tokens: list[str], weights: list[list[float]],
+                 caption: str = "") -> str:
     """An HTML table: one row per output token, one column per source token, cell shade = weight."""
     esc = html.escape
     head = "".join(f'<th style="padding:2px 6px;font-weight:600">{esc(t)}</th>' for t in source_tokens)
@@ -468,10 +476,12 @@ def heatmap_html(source_tokens: list[str], output_tokens: list[str], weights: li
                 f'<td title="{w:.3f}" style="background:rgba(37,99,235,{shade:.3f});color:{color};'
                 f'text-align:center;padding:4px 6px;min-width:2.2em">{w:.2f}</td>'
             )
-        body.append(f'<tr><th style="padding:2px 6px;text-align:right;font-weight:600">{esc(token)}</th>{"".join(cells)}</tr>')
+        body.append(f'<tr><th style="padding:2px 6px;text-align:right;font-weight:600">{esc(token)}</th>'
+                    f'{"".join(cells)}</tr>')
     cap = f'<caption style="caption-side:top;text-align:left;padding:4px 0">{esc(caption)}</caption>' if caption else ""
     return (
-        '<div style="overflow-x:auto"><table class="hfnn-heatmap" style="border-collapse:collapse;font-family:monospace">'
+        '<div style="overflow-x:auto">'
+        '<table class="hfnn-heatmap" style="border-collapse:collapse;font-family:monospace">'
         f'{cap}<thead><tr><th style="padding:2px 6px;text-align:right">output \\ source</th>{head}</tr></thead>'
         f'<tbody>{"".join(body)}</tbody></table></div>'
     )
@@ -508,11 +518,14 @@ def build_app(model_or_folder):
         gr.Markdown(
             f"# {html.escape(demo_model.name)}\n"
             f"{display_name} {registry.task(demo_model.kind).noun} "
-            f"(`{type(demo_model.model).__name__}`, {sum(p.numel() for p in demo_model.model.parameters()):,} parameters"
-            + (f", attention: {demo_model.model.config.attention}" if demo_model.model_type == "hfnn-rnn-seq2seq" else "")
+            f"(`{type(demo_model.model).__name__}`, "
+            f"{sum(p.numel() for p in demo_model.model.parameters()):,} parameters"
+            + (f", attention: {demo_model.model.config.attention}"
+               if demo_model.architecture == "rnn_seq2seq" else "")
             + ")."
         )
-        {"causal-lm": _lm_view, "classification": _classifier_view, "seq2seq": _seq2seq_view}[demo_model.kind](gr, demo_model)
+        {"causal-lm": _lm_view, "classification": _classifier_view,
+         "seq2seq": _seq2seq_view}[demo_model.kind](gr, demo_model)
     return app
 
 
@@ -545,12 +558,13 @@ def _lm_view(gr, dm: DemoModel) -> None:
     from transformers import TextIteratorStreamer
 
     model, tok = dm.model, dm.tokenizer
-    is_rnn = dm.model_type == "hfnn-rnn"
+    is_rnn = dm.architecture == "rnn"
     max_positions = getattr(model.config, "max_position_embeddings", None)
     learned = getattr(model.config, "position_embedding_type", "learned") in (None, "learned")
     with gr.Row():
         with gr.Column(scale=2):
-            prompt = gr.Textbox(label="Prompt", value="", lines=3, elem_id="prompt", placeholder="Type the start of a text")
+            prompt = gr.Textbox(label="Prompt", value="", lines=3, elem_id="prompt",
+                                placeholder="Type the start of a text")
             button = gr.Button("Generate", variant="primary", elem_id="submit")
         with gr.Column(scale=1):
             limit = max_positions - 1 if max_positions and learned else 500  # room for at least a one-token prompt
@@ -640,7 +654,7 @@ def _lm_view(gr, dm: DemoModel) -> None:
 
 def _classifier_view(gr, dm: DemoModel) -> None:
     model, tok = dm.model, dm.tokenizer
-    is_cnn = dm.model_type == "hfnn-cnn"
+    is_cnn = dm.architecture == "cnn"
     regression = getattr(model.config, "problem_type", None) == "regression" or model.config.num_labels == 1
     with gr.Row():
         with gr.Column(scale=2):
@@ -689,16 +703,17 @@ def _classifier_view(gr, dm: DemoModel) -> None:
 
 def _seq2seq_view(gr, dm: DemoModel) -> None:
     model, tok, src_tok = dm.model, dm.tokenizer, dm.source_tokenizer
-    has_attention = not (dm.model_type == "hfnn-rnn-seq2seq" and getattr(model.config, "attention", None) == "none")
-    num_layers = int(getattr(model.config, "num_decoder_layers", None) or getattr(model.config, "num_hidden_layers", 1) or 1)
-    num_heads = int(getattr(model.config, "num_attention_heads", 1) or 1) if dm.model_type == "hfnn-transformer" else 1
+    has_attention = not (dm.architecture == "rnn_seq2seq" and getattr(model.config, "attention", None) == "none")
+    num_layers = int(getattr(model.config, "num_decoder_layers", None)
+                     or getattr(model.config, "num_hidden_layers", 1) or 1)
+    num_heads = int(getattr(model.config, "num_attention_heads", 1) or 1) if dm.architecture == "transformer" else 1
     with gr.Row():
         with gr.Column(scale=2):
             text = gr.Textbox(label="Source", lines=2, elem_id="prompt", placeholder="Type a source text")
             button = gr.Button("Generate", variant="primary", elem_id="submit")
         with gr.Column(scale=1):
             # a Transformer decoder takes at most max_position_embeddings tokens, its start token first
-            positions = getattr(model.config, "max_position_embeddings", None) if dm.model_type == "hfnn-transformer" \
+            positions = getattr(model.config, "max_position_embeddings", None) if dm.architecture == "transformer" \
                 else None
             limit = positions if positions else 200
             max_new = gr.Slider(1, max(limit, 2), value=min(40, limit), step=1, label="Max new tokens")
@@ -814,8 +829,10 @@ def build_parser(prog: str = "hfnn demo") -> argparse.ArgumentParser:
                     "contributions for classifiers, attention heatmaps for seq2seq models.",
     )
     parser.add_argument("model", metavar="FOLDER_OR_HUB_ID", help="a saved model folder or a Hub repository id")
-    parser.add_argument("--port", type=_port, default=None, help="port to serve on (default: Gradio's, 7860 or the next free one)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
+    parser.add_argument("--port", type=_port, default=None,
+                        help="port to serve on (default: Gradio's, 7860 or the next free one)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
     parser.add_argument("--share", type=_boolean, default=False, metavar="BOOL",
                         help="also open a public gradio.live link (true/false; default false)")
     return parser

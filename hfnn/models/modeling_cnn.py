@@ -34,8 +34,9 @@ class CnnEmbeddings(nn.Module):
     def __init__(self, config: CnnConfig):
         super().__init__()
         self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
-        self.static_word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id
-                                                   ) if config.embedding_mode == "multichannel" else None
+        self.static_word_embeddings = (nn.Embedding(config.vocab_size, config.embedding_size,
+                                                    padding_idx=config.pad_token_id)
+                                       if config.embedding_mode == "multichannel" else None)
         self.frozen_tables = {"static": ["word_embeddings"], "multichannel": ["static_word_embeddings"]}.get(
             config.embedding_mode, [])
         self.freeze_()
@@ -75,8 +76,9 @@ class CnnPreTrainedModel(TextClassifierPreTrainedModel):
             super()._init_weights(module)
 
     def load_embeddings(self, vectors: torch.Tensor):
-        """Copy word vectors (vocab_size, embedding_size), row i for token id i (`hfnn.data.embeddings.load_word_vectors`),
-        into every channel; `config.embedding_mode` says whether they are trained."""
+        """Copy word vectors (vocab_size, embedding_size), row i for token id i
+        (`hfnn.data.embeddings.load_word_vectors`), into every channel; `config.embedding_mode` says whether they are
+        trained."""
         embeddings = self.base_model.embeddings
         vectors = torch.as_tensor(vectors)
         expected = tuple(embeddings.word_embeddings.weight.shape)

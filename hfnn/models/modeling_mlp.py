@@ -27,7 +27,8 @@ from .outputs import classifier_output
 __all__ = ["MlpPreTrainedModel", "MlpModel", "MlpForSequenceClassification", "char_ngrams", "hash_ngrams",
            "ngram_keys", "sorted_position"]
 
-ACTIVATION_FUNCTIONS = {"identity": nn.Identity, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}
+ACTIVATION_FUNCTIONS = {"identity": nn.Identity, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU,
+                        "gelu": nn.GELU}
 # Gain of the Xavier init per activation (torch.nn.init.calculate_gain; gelu treated like relu).
 INIT_GAINS = {"identity": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0), "gelu": math.sqrt(2.0)}
 
@@ -135,7 +136,8 @@ class MlpBagOfEmbeddings(nn.Module):
                                                               dtype=torch.int32))
 
     def kept(self, valid: torch.Tensor) -> torch.Tensor:
-        """`valid` (1 for the entries that count) with each entry dropped with probability `ngram_dropout` in training."""
+        """`valid` (1 for the entries that count) with each entry dropped with probability `ngram_dropout` in
+        training."""
         if self.training and self.ngram_dropout:
             return valid * (torch.rand_like(valid) >= self.ngram_dropout).to(valid.dtype)
         return valid
@@ -227,7 +229,8 @@ class MlpPreTrainedModel(TextClassifierPreTrainedModel):
     def index_vocabulary(self, tokenizer):
         """Records which character n-grams each token of `tokenizer` (a tokenizer, or a dict token -> id) has, in
         `char_ngram_ids`, saved with the weights; special tokens have none. Call it once on a new model, with the
-        tokenizer it is trained with. Without `config.char_ngram_range` there is nothing to record. Returns the model."""
+        tokenizer it is trained with. Without `config.char_ngram_range` there is nothing to record. Returns the
+        model."""
         bag = self.base_model.embeddings
         if bag.char_ngram_embeddings is None:
             return self

@@ -111,7 +111,8 @@ class RnnModel(RnnPreTrainedModel):
         packed = pack_padded_sequence(compact, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         packed_out, new_state = self._run(packed, state, rnn)
         out, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=time)
-        out = out.gather(1, ((positions - starts[:, None]) % time)[..., None].expand_as(out)) * mask[..., None].to(out.dtype)
+        out = (out.gather(1, ((positions - starts[:, None]) % time)[..., None].expand_as(out))
+               * mask[..., None].to(out.dtype))
         empty = lengths == 0  # rows of pure padding keep their state
         if bool(empty.any()):
             new_state = tuple(torch.where(empty[:, None, None], s, n) for n, s in zip(new_state, state))
@@ -164,7 +165,8 @@ class RnnModel(RnnPreTrainedModel):
         batch, time = inputs_embeds.shape[:2]
         if time == 0:
             raise ValueError("The input sequence is empty: give at least one token.")
-        use_cache = (cache is not None or self.config.use_cache and not self.training) if use_cache is None else use_cache
+        use_cache = ((cache is not None or self.config.use_cache and not self.training) if use_cache is None
+                     else use_cache)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         state = cache.states if cache is not None else None  # batch first, stacked over the layers

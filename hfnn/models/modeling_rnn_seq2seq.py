@@ -98,7 +98,8 @@ class RnnSeq2SeqEncoder(_TokenInput):
         self.config, self.checkpointed_call = config, CheckpointedCall()
         self.bidirectional = config.bidirectional_encoder
         direction_size = config.hidden_size // 2 if self.bidirectional else config.hidden_size
-        self.embed_tokens = nn.Embedding(config.source_vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.embed_tokens = nn.Embedding(config.source_vocab_size, config.embedding_size,
+                                         padding_idx=config.pad_token_id)
         self.dropout = nn.Dropout(config.dropout)
         self.rnn = make_rnn(config.rnn_type, config.embedding_size, direction_size, config.num_encoder_layers,
                             config.dropout, self.bidirectional)
@@ -124,7 +125,8 @@ class RnnSeq2SeqEncoder(_TokenInput):
             lengths = mask.sum(1)
             if bool((lengths == 0).any()):
                 row = int((lengths == 0).nonzero()[0])
-                raise ValueError(f"every source sequence needs at least one token; attention_mask row {row} is all zeros")
+                raise ValueError(f"every source sequence needs at least one token; "
+                                 f"attention_mask row {row} is all zeros")
             order = tokens_first(mask)
             embeds = embeds.gather(1, order[..., None].expand_as(embeds))
             packed = pack_padded_sequence(embeds, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -135,7 +137,8 @@ class RnnSeq2SeqEncoder(_TokenInput):
                 return torch.zeros_like(out).scatter(1, order[..., None].expand_as(out), out)
 
             states, below = unpack(packed_out), list(map(unpack, below or []))
-        output = BaseModelOutput(states, hidden_states=(inputs_embeds, *below, states) if output_hidden_states else None)
+        output = BaseModelOutput(states,
+                                 hidden_states=(inputs_embeds, *below, states) if output_hidden_states else None)
         return output.to_tuple() if return_dict is False else output
 
 
@@ -331,7 +334,8 @@ class RnnSeq2SeqPreTrainedModel(PreTrainedModel):
 
 class RnnSeq2SeqModel(EncoderDecoderMixin, RnnSeq2SeqPreTrainedModel):
     """Encoder, bridge and decoder; returns the decoder's attentional vectors o_t. The bridge maps the encoder's final
-    state c (:func:`final_states`) to the decoder's s_0 = tanh(W_b c + b_b), a block per decoder layer (and LSTM part)."""
+    state c (:func:`final_states`) to the decoder's s_0 = tanh(W_b c + b_b), a block per decoder layer (and LSTM
+    part)."""
 
     def __init__(self, config):
         super().__init__(config)
@@ -374,14 +378,15 @@ class RnnSeq2SeqModel(EncoderDecoderMixin, RnnSeq2SeqPreTrainedModel):
             attention_mask = torch.ones(encoder_states.shape[:2], dtype=torch.long, device=encoder_states.device)
         check_attention_mask(attention_mask, encoder_states.shape[:2])
         if (decoder_input_ids is None) == (decoder_inputs_embeds is None):
-            raise ValueError("RnnSeq2SeqModel needs exactly one of decoder_input_ids or decoder_inputs_embeds (or labels, "
-                             "for the model with a LM head)")
+            raise ValueError("RnnSeq2SeqModel needs exactly one of decoder_input_ids or decoder_inputs_embeds "
+                             "(or labels, for the model with a LM head)")
 
         if cache is not None and not isinstance(cache, RnnSeq2SeqCache):
             if isinstance(cache, Cache) and cache.get_seq_length() == 0:
                 cache = None  # an empty cache built by a generic caller: start from the bridge
             else:
-                raise TypeError(f"RnnSeq2SeqModel keeps its decoder state in RnnSeq2SeqCache, got {type(cache).__name__}")
+                raise TypeError(f"RnnSeq2SeqModel keeps its decoder state in RnnSeq2SeqCache, "
+                                f"got {type(cache).__name__}")
         if cache is not None and cache.hidden is not None:
             state, feed = torch_layout(cache.states), cache.feed
         else:

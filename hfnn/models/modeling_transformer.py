@@ -308,8 +308,9 @@ class TransformerModel(TransformerPreTrainedModel):
 
         self.embed_tokens = nn.Embedding(vocab_size or config.vocab_size, config.hidden_size)
         kind, positions = config.position_embedding_type, config.max_position_embeddings
-        self.embed_positions = nn.Embedding(positions, config.hidden_size) if kind == "learned" else SinusoidalPositions(
-            positions, config.hidden_size) if kind == "sinusoidal" else None
+        self.embed_positions = (nn.Embedding(positions, config.hidden_size) if kind == "learned"
+                                else SinusoidalPositions(positions, config.hidden_size) if kind == "sinusoidal"
+                                else None)
         self.rotary = RotaryPositions(positions, config.head_dim, config.rope_theta) if kind == "rotary" else None
         self.dropout = config.dropout
         self.layers = nn.ModuleList(
@@ -477,16 +478,16 @@ class TransformerForCausalLM(DirectDecodingMixin, TransformerPreTrainedModel, Ge
         if attention_mask is None:
             expected = torch.arange(position_ids.shape[-1], device=position_ids.device)
             return torch.equal(position_ids, expected.expand_as(position_ids))
-        if position_ids.dim() != 2 or position_ids.shape[1:] != attention_mask.shape[1:] or position_ids.shape[0] not in (
-                1, attention_mask.shape[0]):
+        if (position_ids.dim() != 2 or position_ids.shape[1:] != attention_mask.shape[1:]
+                or position_ids.shape[0] not in (1, attention_mask.shape[0])):
             return False
         real = attention_mask.bool()
         return torch.equal(position_ids.expand(real.shape)[real], (attention_mask.long().cumsum(-1) - 1)[real])
 
     def _decode_allowed(self, model_kwargs) -> bool:
         cache = model_kwargs.get("cache")
-        return (cache is None or (type(cache) is DynamicCache and cache.get_seq_length() == 0)) and self._default_positions(
-            model_kwargs.get("position_ids"), model_kwargs.get("attention_mask"))
+        return ((cache is None or (type(cache) is DynamicCache and cache.get_seq_length() == 0))
+                and self._default_positions(model_kwargs.get("position_ids"), model_kwargs.get("attention_mask")))
 
     def _decode_start(self, input_ids, model_kwargs):
         cache = model_kwargs.get("cache")
@@ -502,7 +503,8 @@ class TransformerForCausalLM(DirectDecodingMixin, TransformerPreTrainedModel, Ge
         cache, mask = state
         if mask is not None:
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)
-        return self(tokens, attention_mask=mask, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1], (cache, mask)
+        return (self(tokens, attention_mask=mask, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1],
+                (cache, mask))
 
 
 class TransformerForSequenceClassification(TransformerPreTrainedModel):

@@ -183,7 +183,8 @@ def seed_concept(config: Mapping[str, Any]) -> str:
         if kind == "classification":
             text += ", the hidden states pooled into one vector for the classifier"
     elif entry.name == "mlp":
-        text += f"; activation here: {config.get('activation', 'relu')}, {config.get('num_hidden_layers', '?')} hidden layer(s)"
+        text += (f"; activation here: {config.get('activation', 'relu')}, "
+                 f"{config.get('num_hidden_layers', '?')} hidden layer(s)")
     elif entry.name == "cnn":
         widths = config.get("window_sizes")
         if widths:
@@ -193,9 +194,11 @@ def seed_concept(config: Mapping[str, Any]) -> str:
         if attention == "none":
             text += " through the seed's fixed-size context vector (no attention)"
         elif attention == "bahdanau":
-            text += ", with the seed's attention: the decoder re-weights the encoder states at every output step (additive, Bahdanau)"
+            text += (", with the seed's attention: the decoder re-weights the encoder states at every output step "
+                     "(additive, Bahdanau)")
         else:
-            text += ", with the seed's attention: the decoder re-weights the encoder states at every output step (multiplicative, Luong)"
+            text += (", with the seed's attention: the decoder re-weights the encoder states at every output step "
+                     "(multiplicative, Luong)")
     elif entry.name == "transformer":
         text += {
             "causal-lm": " (decoder-only language model)",
@@ -302,7 +305,8 @@ def _training_args_dict(training_args) -> dict:
         return training_args.to_dict()
     if dataclasses.is_dataclass(training_args):
         return dataclasses.asdict(training_args)
-    raise TypeError(f"write_model_card: training_args must be TrainingArguments, a dataclass or a dict, got {type(training_args).__name__}")
+    raise TypeError(f"write_model_card: training_args must be TrainingArguments, a dataclass or a dict, "
+                    f"got {type(training_args).__name__}")
 
 
 def _fmt(value) -> str:
@@ -333,11 +337,13 @@ def _dataset_info(dataset: str | None) -> dict:
         BUILTIN_CORPORA = {}
     if dataset in BUILTIN_CORPORA:
         info = BUILTIN_CORPORA[dataset]
-        description = f"{info.description} Splits: {info.splits}. Loaded with `hfnn.data.corpora.load_corpus({dataset!r})` (package `{info.package}`)."
+        description = (f"{info.description} Splits: {info.splits}. "
+                       f"Loaded with `hfnn.data.corpora.load_corpus({dataset!r})` (package `{info.package}`).")
         corpus_license = info.license
     if _looks_like_path(dataset):
         name = Path(dataset).name
-        return {"name": name, "metadata": None, "description": description or f"the local file `{name}`", "license": None}
+        return {"name": name, "metadata": None, "description": description or f"the local file `{name}`",
+                "license": None}
     return {"name": dataset, "metadata": dataset, "description": description, "license": corpus_license}
 
 
@@ -346,7 +352,8 @@ def _example_input(task_kind: str, dataset: str | None, extra: Mapping) -> str:
         return str(extra["example_input"])
     if dataset in _EXAMPLE_INPUTS:
         return _EXAMPLE_INPUTS[dataset]
-    return {"causal-lm": "Once upon a time", "classification": "a fine film", "seq2seq": "hello"}.get(task_kind, "hello")
+    return {"causal-lm": "Once upon a time", "classification": "a fine film",
+            "seq2seq": "hello"}.get(task_kind, "hello")
 
 
 def _read_json(path: Path) -> dict | None:

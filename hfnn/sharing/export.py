@@ -45,7 +45,8 @@ ONNX ``Scan`` over the time axis, on the modules' own weights (eager PyTorch kee
 The graph records what it is in the ONNX metadata (``hfnn.kind``: ``text-classification``, ``causal-lm``,
 ``seq2seq``; ``hfnn.model_type``; ``hfnn.past_inputs``; the special token ids), so a runtime needs nothing else.
 ``export_onnx`` checks the file with ONNX Runtime against PyTorch on a padded batch of another batch size and length
-than the example it traced. Needs the ``export`` extra: ``pip install "onnx>=1.16" "onnxruntime>=1.18" "onnxscript>=0.2"``.
+than the example it traced. Needs the ``export`` extra:
+``pip install "onnx>=1.16" "onnxruntime>=1.18" "onnxscript>=0.2"``.
 """
 
 from __future__ import annotations
@@ -222,7 +223,8 @@ def _dynamic_shapes(graph: _Graph):
         source, target = axes("source_sequence"), axes("target_sequence")
         return {"input_ids": source, "attention_mask": source, "decoder_input_ids": target,
                 "decoder_attention_mask": target}
-    past = [{0: "batch", **({i + 1: "past_sequence" for i, d in enumerate(s) if d == "past"})} for s in graph.past_shapes]
+    past = [{0: "batch", **({i + 1: "past_sequence" for i, d in enumerate(s) if d == "past"})}
+            for s in graph.past_shapes]
     return {"input_ids": token, "attention_mask": {0: "batch", 1: "total_sequence"}, "past": past}
 
 

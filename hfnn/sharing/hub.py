@@ -172,7 +172,8 @@ def upload_manifest(folder: str | os.PathLike) -> list[str]:
         raise ManifestError(f"{folder} is a file, not a saved model folder")
     config_path = folder / "config.json"
     if not config_path.is_file():
-        raise ManifestError(f"{folder} has no config.json: it is not a saved model folder (save it with save_pretrained)")
+        raise ManifestError(f"{folder} has no config.json: it is not a saved model folder "
+                            "(save it with save_pretrained)")
     config = _read_json(config_path)
     auto_map = config.get("auto_map")
     if not isinstance(auto_map, dict) or not auto_map:
@@ -197,7 +198,8 @@ def upload_manifest(folder: str | os.PathLike) -> list[str]:
         if pickled:
             raise ManifestError(
                 f"{folder} holds its weights only as pickle ({', '.join(pickled)}), which hfnn does not upload "
-                "(loading a pickle can run arbitrary code); save the model with save_pretrained, which writes model.safetensors"
+                "(loading a pickle can run arbitrary code); save the model with save_pretrained, which writes "
+                "model.safetensors"
             )
         raise ManifestError(f"{folder} has no model.safetensors: save the model with save_pretrained first")
     files.update(safetensors)

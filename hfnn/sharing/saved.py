@@ -47,7 +47,8 @@ def open_model_dir(name: str) -> SavedModel:
     path = resolve_model_folder(name, UserError)
     config_path = path / "config.json"
     if not config_path.is_file():
-        raise UserError(f"{name} is not a saved model folder (no config.json); save models with save_pretrained or `hfnn train`")
+        raise UserError(f"{name} is not a saved model folder (no config.json); "
+                        "save models with save_pretrained or `hfnn train`")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
@@ -109,7 +110,8 @@ def load_saved(saved: SavedModel, device):
 
     try:
         with quiet_loading():
-            model, info = getattr(transformers, saved.task.auto_class).from_pretrained(saved.path, output_loading_info=True)
+            model, info = getattr(transformers, saved.task.auto_class).from_pretrained(saved.path,
+                                                                                       output_loading_info=True)
     except (OSError, ValueError) as err:
         raise UserError(f"cannot load the model in {saved.path}: {first_line(err)}") from None
     missing = sorted(info.get("missing_keys") or [])
@@ -119,8 +121,8 @@ def load_saved(saved: SavedModel, device):
         unexpected = sorted(info.get("unexpected_keys") or [])
         other = f"; it holds weights of another head instead ({', '.join(unexpected[:3])})" if unexpected else ""
         raise UserError(f"{saved.path}: config.json names {head} ({saved.task.words}) but the weights file has no "
-                       f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}{other}; refusing to run a randomly "
-                       "initialised head (fix `architectures` in config.json or use the right folder)")
+                       f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}{other}; refusing to run a "
+                       "randomly initialised head (fix `architectures` in config.json or use the right folder)")
     if mismatched:
         raise UserError(f"{saved.path}: weights of the wrong shape for {head}: {', '.join(mismatched[:3])} "
                        "(config.json does not match the weights file)")
@@ -141,7 +143,8 @@ def load_source_tokenizer(saved: SavedModel, model, target_tokenizer):
         return target_tokenizer
     source = _tokenizer(folder, model.config, check_vocab=False)  # checked against the encoder's vocabulary here
     if len(source) > (encoder_vocab or model.config.vocab_size):
-        raise UserError(f"{folder} has {len(source)} tokens but the model's encoder takes {encoder_vocab or model.config.vocab_size} "
+        raise UserError(f"{folder} has {len(source)} tokens but the model's encoder takes "
+                       f"{encoder_vocab or model.config.vocab_size} "
                        "(source_vocab_size); the folder's source tokenizer does not belong to its model")
     return source
 

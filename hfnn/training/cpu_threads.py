@@ -177,7 +177,8 @@ class CpuLoad:
             free = min(free, self.quota)
             if before.group_us is not None and after.group_us is not None:
                 seconds = span / self.ticks_per_s
-                group_other = max(0.0, (after.group_us - before.group_us) / 1e6 - own_ticks / self.ticks_per_s) / seconds
+                group_other = max(0.0, (after.group_us - before.group_us) / 1e6
+                                       - own_ticks / self.ticks_per_s) / seconds
                 free = min(free, self.quota - group_other)
                 other = max(other, group_other)
         return max(0.0, free), other

@@ -167,7 +167,8 @@ def _merge_mapping_fields(args, recipe: dict) -> None:
                             args.architecture, recipe["architecture"])
             setattr(args, key, None if value is base or value == recipe[key] else value)
         elif isinstance(value, str):
-            setattr(args, key, merge_mapping(base, _json_mapping(value, f"--{key}", f" (it updates the recipe's {key})")))
+            setattr(args, key, merge_mapping(base, _json_mapping(value, f"--{key}",
+                                                                 f" (it updates the recipe's {key})")))
         elif isinstance(value, dict) and value is not base:
             setattr(args, key, merge_mapping(base, value))
 
@@ -204,7 +205,8 @@ def task_name(value) -> str | None:
         return None
 
 
-def find_recipe(architecture: str, task: str, corpus: str | None = None, names: tuple[str, ...] | None = None) -> str | None:
+def find_recipe(architecture: str, task: str, corpus: str | None = None,
+                names: tuple[str, ...] | None = None) -> str | None:
     """The shipped recipe for ``architecture`` + ``task`` (preferring ``corpus``), or None."""
     task, names = task_name(task) or task, names or (architecture,)
     matches = sorted((n, r) for n, r in shipped_recipes()

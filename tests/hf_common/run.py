@@ -75,7 +75,8 @@ def main(argv: list[str]) -> int:
     root, stubbed = prepare()
     for relative in stubbed:
         print(f"note: {relative} is missing from the transformers test sources; its mixin is empty")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ,
+               PYTHONPATH=os.pathsep.join([str(root), str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")]))
     cmd = [sys.executable, "-m", "pytest", str(HERE / "suite.py"), "-p", "no:cacheprovider", "-q", *argv]
     return subprocess.call(cmd, env=env, cwd=str(HERE.parents[1]))
 
