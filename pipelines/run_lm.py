@@ -51,9 +51,13 @@ class DataArguments(TextDataArguments):
     sample_max_new_tokens: int = arg(200, "Tokens generated per printed sample.")
     sample_top_k: int = arg(20, "Top-k sampling of the printed samples.")
     sample_temperature: float = arg(0.8, "Sampling temperature of the printed samples.")
+    preprocessing_num_workers: int | None = arg(None, "Processes that tokenise the text (default: this one).")
 
     def __post_init__(self):
         super().__post_init__()
+        if self.preprocessing_num_workers is not None:
+            check_count("--preprocessing_num_workers", self.preprocessing_num_workers, 1, " (processes that "
+                        "tokenise; leave it unset for one)")
         check_count("--block_size", self.block_size, 2, " (tokens per block: each predicts its tokens 2..n from the "
                                                         "ones before)")
 
@@ -65,8 +69,21 @@ def load_text_corpus(data_args, seed: int) -> Corpus:
     return load_split_corpus(data_args, seed, opener=open_corpus, empty_text="drop", **options)
 
 
+def _rows_per_batch(ds, most: int = 1000) -> int:
+    """Rows per tokenising batch: ``most``, fewer when the rows are long (pieces of a one-line file), so that a
+    batch holds about :data:`~hfnn.data.corpora.documents.TOKENIZE_CHARS` characters or less."""
+    import pyarrow.compute as pc
+
+    from hfnn.data.corpora.documents import TOKENIZE_CHARS
+
+    if not len(ds):
+        return most
+    longest = pc.max(pc.utf8_length(ds.data.column("text"))).as_py() or 1
+    return max(1, min(most, TOKENIZE_CHARS // longest))
+
+
 def tokenize_and_group(corpus: Corpus | DatasetDict, tokenizer, block_size: int,
-                       document_ends=None) -> DatasetDict:
+                       document_ends=None, num_proc: int | None = None) -> DatasetDict:
     """Tokenises the text as one stream per split and cuts it into ``block_size`` blocks
     (:func:`hfnn.data.corpora.lm_blocks`, as ``hfnn evaluate`` scores it).
 
@@ -76,6 +93,9 @@ def tokenize_and_group(corpus: Corpus | DatasetDict, tokenizer, block_size: int,
     (the last line of each file, the last verse of each book); without it (and for a plain ``DatasetDict``) every
     row is a document (a csv/json text cell, a row of a built-in corpus that is a whole work, such as one
     Shakespeare play).
+
+    The rows go to the tokenizer in batches of 1000, fewer when they are long (:func:`_rows_per_batch`);
+    ``num_proc``: worker processes of ``datasets.map``.
     """
     corpus = corpus if isinstance(corpus, Corpus) else Corpus(corpus)
     raw = corpus.splits
@@ -96,9 +116,10 @@ def tokenize_and_group(corpus: Corpus | DatasetDict, tokenizer, block_size: int,
 
         return blocks
 
-    # batches of 1000 rows: each batch's stream is cut into blocks, its rest dropped
-    return DatasetDict({split: ds.map(blocks_for(split), batched=True, batch_size=1000, with_indices=True,
-                                      remove_columns=ds.column_names, desc="tokenizing")
+    # each batch's stream is cut into blocks, its rest dropped
+    return DatasetDict({split: ds.map(blocks_for(split), batched=True, batch_size=_rows_per_batch(ds),
+                                      with_indices=True, remove_columns=ds.column_names, desc="tokenizing",
+                                      num_proc=num_proc if num_proc and num_proc > 1 and len(ds) > 1 else None)
                         for split, ds in raw.items()})
 
 
@@ -138,7 +159,8 @@ class LanguageModelingPipeline(Pipeline):
 
     def preprocess(self, data):
         block_size = self.data_args.block_size
-        blocks = tokenize_and_group(data.text.with_splits(data.raw), data.tokenizer, block_size)
+        blocks = tokenize_and_group(data.text.with_splits(data.raw), data.tokenizer, block_size,
+                                    num_proc=self.data_args.preprocessing_num_workers)
         for split, limit in (("train", self.data_args.max_train_samples),
                              ("validation", self.data_args.max_eval_samples),
                              ("test", self.data_args.max_eval_samples)):

@@ -19,7 +19,10 @@ from datasets import Dataset, DatasetDict, Features, Value
 
 from .splits import SPLITS
 
-__all__ = ["Corpus", "FileOrigin", "join_documents", "lm_blocks"]
+__all__ = ["TOKENIZE_CHARS", "Corpus", "FileOrigin", "join_documents", "lm_blocks"]
+
+TOKENIZE_CHARS = 1 << 20
+"""At most this many characters of text go to one tokenizer call of :func:`lm_blocks` (a longer text goes alone)."""
 
 
 class FileOrigin(NamedTuple):
@@ -134,12 +137,19 @@ def lm_blocks(tokenizer, texts: Sequence[str], block_size: int, *, ends_document
     closes = [True] * len(texts) if ends_document is None else list(ends_document)
     eos, stream = tokenizer.eos_token_id, []
     limit = None if max_blocks is None else max_blocks * block_size
-    step = max(len(texts), 1) if limit is None else 1
-    for start in range(0, len(texts), step):
-        chunk = [text + separator for text in texts[start:start + step]]
+    start = 0
+    while start < len(texts):
+        # one tokenizer call per TOKENIZE_CHARS characters of text (one text when max_blocks is set): its
+        # encodings, which keep offsets and masks per token, stay small beside the ids
+        stop, size = start, 0
+        while stop < len(texts) and (stop == start or (limit is None and size + len(texts[stop]) <= TOKENIZE_CHARS)):
+            size += len(texts[stop])
+            stop += 1
+        chunk = [text + separator for text in texts[start:stop]]
         ids_of = tokenizer(chunk, add_special_tokens=False)["input_ids"]
-        for ids, closed in zip(ids_of, closes[start:start + step], strict=True):
+        for ids, closed in zip(ids_of, closes[start:stop], strict=True):
             stream += ids + ([eos] if closed and eos is not None else [])
+        start = stop
         if limit is not None and len(stream) >= limit:
             break
     blocks = [stream[i:i + block_size] for i in range(0, len(stream) - block_size + 1, block_size)]

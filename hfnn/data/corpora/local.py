@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import bz2
 import codecs
+import io
 import json
 import os
+import re
 from typing import Any, Mapping
 
 import datasets
@@ -19,7 +21,11 @@ from hfnn.models.errors import DataError, OptionError
 from .documents import FileOrigin
 from .splits import SPLITS, canonical_split
 
-__all__ = ["separator_hint"]
+__all__ = ["LINE_PIECE_CHARS", "separator_hint", "shard_cut", "text_pieces"]
+
+LINE_PIECE_CHARS = 1 << 16
+"""The longest row a ``.txt`` line becomes: a longer line (a one-line dump) is read as consecutive pieces of it,
+so that no row, and no step after reading, holds a whole long document."""
 
 
 _LOCAL_EXTENSIONS = {".txt": "text", ".text": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
@@ -191,11 +197,136 @@ def _load_file(path: str, kind: str, cache_dir, kwargs: dict) -> Dataset:
                          f"{detail[0] if detail else type(exc).__name__}") from None
 
 
+def _longest_line(path: str) -> int:
+    """The length in bytes of the longest line of ``path`` (decompressed), read 1 MiB at a time; -1 when the
+    standard library cannot read the file (.zst)."""
+    f = _open_bytes(path)
+    if f is None:
+        return -1
+    longest = run = 0
+    with f:
+        while chunk := f.read(1 << 20):
+            first = chunk.find(b"\n")
+            if first < 0:
+                run += len(chunk)
+                continue
+            longest = max(longest, run + first, *(len(line) for line in chunk[first + 1:].split(b"\n")[:-1]))
+            run = len(chunk) - chunk.rfind(b"\n") - 1
+    return max(longest, run)
+
+
+def _cut_point(text: str, limit: int) -> int:
+    """Where to cut ``text`` (longer than ``limit``) into a first piece of at most ``limit`` characters: before the
+    last run of white space that starts inside it (so no word, and no run of spaces, is cut in two, and a tokenizer
+    that splits at white space reads the pieces as it reads the whole), else at ``limit``."""
+    cut = max(text.rfind(space, 1, limit + 1) for space in " \t\n\r\f\v")
+    while cut > 0 and text[cut - 1].isspace():
+        cut -= 1
+    return cut if cut > 0 else limit
+
+
+class _Window(io.RawIOBase):
+    """The bytes ``[start, stop)`` of an open binary file, as a file of their own."""
+
+    def __init__(self, f, start: int, stop: int):
+        self.f, self.left = f, stop - start
+        f.seek(start)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.f.read(min(len(buffer), self.left))
+        buffer[:len(data)] = data
+        self.left -= len(data)
+        return len(data)
+
+    def close(self):
+        self.f.close()
+        super().close()
+
+
+def text_pieces(path: str, keep_linebreaks: bool = True, limit: int = LINE_PIECE_CHARS, start: int = 0,
+                stop: int | None = None):
+    """The rows of a ``.txt`` file as ``datasets`` reads them (one per line, universal newlines, a byte-order mark
+    dropped, each line with its line break when ``keep_linebreaks``), except that a line longer than ``limit``
+    characters comes as consecutive pieces of it (:func:`_cut_point`): the file is read ``limit`` characters at a
+    time and never held whole. ``start``/``stop``: only the bytes ``[start, stop)`` of an uncompressed file (a
+    shard of it, cut where :func:`shard_cut` says)."""
+    if start or stop is not None:
+        raw = io.BufferedReader(_Window(open(path, "rb"), start, os.path.getsize(path) if stop is None else stop))
+    else:
+        raw = _open_bytes(path)
+    if raw is None:
+        raise DataError(f"load_corpus: {path}: .zst files cannot be read in pieces; decompress it first "
+                        f"(`zstd -d {os.path.basename(path)}`)")
+    with io.TextIOWrapper(raw, encoding="utf-8-sig" if not start else "utf-8") as f:
+        pending = ""
+        while True:
+            chunk = f.read(limit)
+            pending += chunk
+            lines = pending.splitlines(keepends=True)
+            pending = "" if not chunk or not lines or lines[-1] != lines[-1].splitlines()[0] else lines.pop()
+            for line in lines:
+                if not keep_linebreaks:
+                    line = line.splitlines()[0] if line.splitlines() else ""
+                while len(line) > limit:
+                    cut = _cut_point(line, limit)
+                    yield line[:cut]
+                    line = line[cut:]
+                yield line
+            while len(pending) > limit:
+                cut = _cut_point(pending, limit)
+                yield pending[:cut]
+                pending = pending[cut:]
+            if not chunk:
+                return
+
+
+_SPACE_RUN = re.compile(rb"[^ \t\n\r\f\v][ \t\n\r\f\v]")  # a byte that is not white space, then one that is
+
+
+def shard_cut(path: str, offset: int) -> int:
+    """The byte where a shard of the uncompressed ``path`` that is to start near ``offset`` starts: the first
+    byte at or after ``offset`` that starts a run of ASCII white space (never inside a UTF-8 character, a word or
+    a ``\\r\\n``), or the file's size. Neighbouring shards agree on it, so together they read every byte once."""
+    size = os.path.getsize(path)
+    if offset <= 0 or offset >= size:
+        return min(max(offset, 0), size)
+    with open(path, "rb") as f:
+        f.seek(offset - 1)
+        position, carry = offset - 1, b""
+        while chunk := f.read(1 << 16):
+            found = _SPACE_RUN.search(carry + chunk)
+            if found:
+                return position - len(carry) + found.start() + 1
+            position, carry = position + len(chunk), chunk[-1:]
+    return size
+
+
+def _pieces_of(path: str, keep_linebreaks: bool, version: str):
+    """:func:`text_pieces` of ``path``; ``version`` (its size and time) only keys the datasets cache."""
+    yield from text_pieces(path, keep_linebreaks)
+
+
+def _read_pieces(path: str, keep_linebreaks: bool, cache_dir) -> Dataset:
+    """The rows of :func:`text_pieces` as a ``Dataset`` (written to the datasets cache, keyed by the file's path,
+    size and modification time)."""
+    stat = os.stat(path)
+    return Dataset.from_generator(_pieces_of, features=Features({"text": Value("string")}),
+                                  cache_dir=None if cache_dir is None else str(cache_dir),
+                                  gen_kwargs={"path": path, "keep_linebreaks": keep_linebreaks,
+                                              "version": f"{stat.st_size}-{stat.st_mtime_ns}"})
+
+
 def _read_one_local(path: str, kind: str, keep_linebreaks: bool, cache_dir) -> Dataset:
     _check_encoding(path)
     if kind == "text" and os.path.getsize(path) == 0:
         return Dataset.from_dict({"text": []}, features=Features({"text": Value("string")}))
-    ds = _load_file(path, kind, cache_dir, _reader_options(path, kind, keep_linebreaks))
+    if kind == "text" and _longest_line(path) > LINE_PIECE_CHARS:  # a long line: read in pieces
+        ds = _read_pieces(path, keep_linebreaks, cache_dir)
+    else:
+        ds = _load_file(path, kind, cache_dir, _reader_options(path, kind, keep_linebreaks))
     if kind == "text" and not keep_linebreaks:  # blank lines go with the line breaks
         ds = ds.filter(lambda row: bool(row["text"].strip()), keep_in_memory=True)
     elif len(ds) == 0:
