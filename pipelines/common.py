@@ -426,6 +426,15 @@ class TrainedRun:
     trainable: int
 
 
+def _examples_seen(train_ds, trainer) -> int:
+    """The training examples: the split's length, or for a stream (no length) the examples its steps took."""
+    if hasattr(train_ds, "__len__"):
+        return len(train_ds)
+    args = trainer.args
+    return trainer.state.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps * \
+        max(1, args.world_size)
+
+
 class PipelineRun(NamedTuple):
     """What a run produced: its results dict (as in results.json) and the output folder."""
 
@@ -635,7 +644,8 @@ class Pipeline(abc.ABC):
             "trainable_parameters": trained.trainable,
             "train_seconds": round(trained.seconds, 1), "train_steps": trainer.state.global_step,
             "train_epochs": trainer.state.epoch, "train_loss": trained.outcome.training_loss,
-            "train_examples": len(datasets["train"]), "cpu_threads": extras.thread_history, "corpus": self.corpus,
+            "train_examples": _examples_seen(datasets["train"], trainer),
+            "cpu_threads": extras.thread_history, "corpus": self.corpus,
             "config_overrides": self.overrides,
             "train_loss_curve": [[h["step"], h["loss"]] for h in history if "loss" in h and "step" in h],
             "eval_history": [[h["step"], h["eval_loss"]] for h in history if "eval_loss" in h and "step" in h],

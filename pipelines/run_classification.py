@@ -21,6 +21,7 @@ from datasets import ClassLabel, Sequence, Value
 from transformers import DataCollatorWithPadding, TrainingArguments
 
 from hfnn.data.corpora import separator_hint
+from hfnn.data.streaming import refuse_streaming
 from hfnn.models.errors import DataError, OptionError
 from hfnn.pipelines.common import (
     Pipeline,
@@ -62,6 +63,11 @@ class DataArguments(TextDataArguments):
     label_column: str | None = arg(None, "Column holding the label (default: label).")
     problem_type: str = arg("auto", "auto (labels are named classes; a column of label lists: multi-label), "
                                     "single_label_classification, multi_label_classification, or regression (numbers).")
+    streaming: bool = arg(False, "Not for this pipeline: streaming applies to run_lm (an error if true).")
+
+    def __post_init__(self):
+        super().__post_init__()
+        refuse_streaming(self.streaming, "text classification (run_classification)")
 
 
 def label_info(raw, problem_type: str = "auto") -> tuple[str, list[str]]:

@@ -52,9 +52,16 @@ class DataArguments(TextDataArguments):
     sample_top_k: int = arg(20, "Top-k sampling of the printed samples.")
     sample_temperature: float = arg(0.8, "Sampling temperature of the printed samples.")
     preprocessing_num_workers: int | None = arg(None, "Processes that tokenise the text (default: this one).")
+    streaming: bool = arg(False, "Read the corpus as it trains (a datasets IterableDataset of local .txt files or "
+                                 "a Hub dataset), in bounded memory; needs --max_steps (or --max_train_minutes).")
+    shuffle_buffer: int = arg(10000, "Streaming: blocks in the shuffle buffer (1: no shuffling).")
+    tokenizer_sample_chars: int = arg(10_000_000, "Streaming: characters from the start of the training stream a "
+                                                  "tokenizer is trained on (unless --tokenizer_name is given).")
 
     def __post_init__(self):
         super().__post_init__()
+        check_count("--shuffle_buffer", self.shuffle_buffer, 1, " (blocks; 1: no shuffling)")
+        check_count("--tokenizer_sample_chars", self.tokenizer_sample_chars, 1, " (characters)")
         if self.preprocessing_num_workers is not None:
             check_count("--preprocessing_num_workers", self.preprocessing_num_workers, 1, " (processes that "
                         "tokenise; leave it unset for one)")
@@ -128,6 +135,7 @@ class LmData(RunData):
     """The language model's data: the splits with their document ends and line separator (``text``)."""
 
     text: Corpus
+    stream: object = None  # the streamed data (hfnn.data.streaming.LmStream) with --streaming true
 
 
 class LanguageModelingPipeline(Pipeline):
@@ -137,10 +145,38 @@ class LanguageModelingPipeline(Pipeline):
 
     def load_data(self):
         block_size = self.data_args.block_size
+        if self.data_args.streaming:
+            return self.load_stream()
         text = load_text_corpus(self.data_args, self.seed)  # the splits and their document ends
         return LmData(raw=text.splits, text=text,
                       empty_eval=(f"has no block of block_size={block_size} tokens",
                                   "give more validation text, lower --block_size"))
+
+    def load_stream(self) -> LmData:
+        """With --streaming true: the sharded training stream, its bounded held-out blocks' sources, and as the
+        raw training split the sample a tokenizer is trained on (none when one is loaded)."""
+        from datasets import Dataset
+
+        from hfnn.data.streaming import open_lm_stream, take_text
+
+        d, args, m = self.data_args, self.training_args, self.model_args
+        if (args.max_steps is None or args.max_steps <= 0) and not self.run_args.max_train_minutes:
+            raise OptionError("--streaming true trains for a number of steps, not epochs (a stream has no length): "
+                              "give --max_steps N (or --max_train_minutes)")
+        if args.max_steps is None or args.max_steps <= 0:
+            args.max_steps = 10**9  # the time budget stops it
+        eval_blocks = d.max_eval_samples or 256
+        stream = open_lm_stream(corpus=d.corpus, train_file=d.train_file, validation_file=d.validation_file,
+                                test_file=d.test_file, text_column=d.text_column, eval_blocks=eval_blocks,
+                                block_size=d.block_size, processes=max(1, args.world_size), seed=self.seed)
+        loaded = m.tokenizer_name or m.model_name_or_path
+        sample = [] if loaded else take_text(stream.train, d.tokenizer_sample_chars)
+        stream.facts.update(streaming=True, tokenizer_sample_chars=None if loaded else sum(map(len, sample)),
+                            shuffle_buffer=d.shuffle_buffer, eval_blocks=eval_blocks)
+        raw = DatasetDict({"train": Dataset.from_dict({"text": sample})})
+        return LmData(raw=raw, text=Corpus(raw), stream=stream,
+                      empty_eval=(f"has no block of block_size={d.block_size} tokens",
+                                  "give a longer --validation_file, lower --block_size"))
 
     def config_fields(self, data):
         tok = data.tokenizer
@@ -159,6 +195,13 @@ class LanguageModelingPipeline(Pipeline):
 
     def preprocess(self, data):
         block_size = self.data_args.block_size
+        if data.stream is not None:
+            d = self.data_args
+            blocks = data.stream.blocks(data.tokenizer, block_size, data.stream.facts["eval_blocks"],
+                                        d.shuffle_buffer, self.seed)
+            # each process reads its own shards of the stream (accelerate shards a datasets IterableDataset)
+            self.training_args.accelerator_config.dispatch_batches = False
+            return blocks
         blocks = tokenize_and_group(data.text.with_splits(data.raw), data.tokenizer, block_size,
                                     num_proc=self.data_args.preprocessing_num_workers)
         for split, limit in (("train", self.data_args.max_train_samples),
@@ -177,7 +220,8 @@ class LanguageModelingPipeline(Pipeline):
                 "preprocess_logits_for_metrics": preprocess}
 
     def facts(self, data):
-        return {**super().facts(data), "block_size": self.data_args.block_size}
+        stream = data.stream.facts if data.stream is not None else {}
+        return {**super().facts(data), "block_size": self.data_args.block_size, **stream}
 
     def evaluate(self, data, trainer, splits):
         results = {}

@@ -23,6 +23,7 @@ import numpy as np
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
 
 from hfnn.data.corpora import SEQ2SEQ_COLUMN_DEFAULTS, Seq2SeqColumns, resolve_seq2seq_columns
+from hfnn.data.streaming import refuse_streaming
 from hfnn.models import registry
 from hfnn.models.errors import OptionError
 from hfnn.models.pipeline_seq2seq import SOURCE_TOKENIZER_SUBFOLDER, TASK
@@ -83,9 +84,11 @@ class DataArguments(BaseDataArguments):
                                "the target tokenizer is phoneme-level, else translation.")
     max_test_samples: int | None = arg(None, "Score a random subset of this many test examples.")
     num_attention_examples: int = arg(4, "Test examples shown in attention_heatmap.png (0: none).")
+    streaming: bool = arg(False, "Not for this pipeline: streaming applies to run_lm (an error if true).")
 
     def __post_init__(self):
         super().__post_init__()
+        refuse_streaming(self.streaming, "seq2seq (run_seq2seq)")
         check_count("num_attention_examples", self.num_attention_examples, 0, " (0: none)")
 
 
