@@ -306,7 +306,8 @@ def shard_cut(path: str, offset: int) -> int:
 
 def _pieces_of(path: str, keep_linebreaks: bool, version: str):
     """:func:`text_pieces` of ``path``; ``version`` (its size and time) only keys the datasets cache."""
-    yield from text_pieces(path, keep_linebreaks)
+    for piece in text_pieces(path, keep_linebreaks):
+        yield {"text": piece}
 
 
 def _read_pieces(path: str, keep_linebreaks: bool, cache_dir) -> Dataset:
