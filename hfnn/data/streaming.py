@@ -29,8 +29,9 @@ from datasets import Dataset, IterableDataset
 
 from hfnn.models.errors import DataError, OptionError
 
+from .corpora import local as local_files
 from .corpora.documents import lm_blocks
-from .corpora.local import LINE_PIECE_CHARS, _file_kind, shard_cut, text_pieces
+from .corpora.local import _file_kind, shard_cut, text_pieces
 
 __all__ = ["LmStream", "local_shards", "open_lm_stream", "pack_blocks", "refuse_streaming", "shard_rows",
            "stream_text", "take_text"]
@@ -97,10 +98,11 @@ def local_shards(paths, shard_bytes: int = SHARD_BYTES, multiple: int = 1, hold_
     return shards, held_out
 
 
-def shard_rows(shards, limit: int = LINE_PIECE_CHARS):
+def shard_rows(shards, limit: int | None = None):
     """The rows ``{"text", "ends_document"}`` of ``shards`` (:func:`local_shards`): consecutive pieces of each shard
     (:func:`~hfnn.data.corpora.local.text_pieces`) joined up to ``limit`` characters; ``ends_document`` on the last
-    row of a shard that ends its file."""
+    row of a shard that ends its file. ``limit`` None: LINE_PIECE_CHARS."""
+    limit = limit or local_files.LINE_PIECE_CHARS
     for shard in shards:
         start, stop = shard["start"], shard["stop"]
         buffer, size = [], 0

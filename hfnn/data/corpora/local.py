@@ -246,13 +246,14 @@ class _Window(io.RawIOBase):
         super().close()
 
 
-def text_pieces(path: str, keep_linebreaks: bool = True, limit: int = LINE_PIECE_CHARS, start: int = 0,
+def text_pieces(path: str, keep_linebreaks: bool = True, limit: int | None = None, start: int = 0,
                 stop: int | None = None):
     """The rows of a ``.txt`` file as ``datasets`` reads them (one per line, universal newlines, a byte-order mark
     dropped, each line with its line break when ``keep_linebreaks``), except that a line longer than ``limit``
     characters comes as consecutive pieces of it (:func:`_cut_point`): the file is read ``limit`` characters at a
     time and never held whole. ``start``/``stop``: only the bytes ``[start, stop)`` of an uncompressed file (a
-    shard of it, cut where :func:`shard_cut` says)."""
+    shard of it, cut where :func:`shard_cut` says). ``limit`` None: :data:`LINE_PIECE_CHARS`."""
+    limit = limit or LINE_PIECE_CHARS
     if start or stop is not None:
         raw = io.BufferedReader(_Window(open(path, "rb"), start, os.path.getsize(path) if stop is None else stop))
     else:
