@@ -193,3 +193,81 @@ def test_streaming_needs_steps_and_applies_to_language_models(tmp_path):
             module.DataArguments(streaming=True)
     with pytest.raises(OptionError, match="built-in corpus"):
         streaming.open_lm_stream(corpus="shakespeare")
+
+
+# ---------------------------------------------------------------------------------------------- two processes
+
+# Each process reads its share of the training rows the way the pipeline's Trainer does (accelerate's prepare of a
+# DataLoader over the datasets IterableDataset, dispatch_batches off) and writes the texts it got.
+SHARE_WORKER = """\
+import json, sys
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration
+from torch.utils.data import DataLoader
+from hfnn.data.streaming import open_lm_stream
+
+paths, out = json.loads(sys.argv[1]), sys.argv[2]
+accelerator = Accelerator(cpu=True, dataloader_config=DataLoaderConfiguration(dispatch_batches=False))
+stream = open_lm_stream(train_file=paths, eval_blocks=4, block_size=16, processes=accelerator.num_processes,
+                        shard_bytes=2500)
+rows = stream.train.shuffle(seed=0, buffer_size=4)
+loader = accelerator.prepare(DataLoader(rows, batch_size=2, collate_fn=lambda batch: batch))
+seen = [[row["text"], row["ends_document"]] for batch in loader for row in batch]
+with open(f"{out}/rank{accelerator.process_index}.json", "w") as f:
+    json.dump({"world": accelerator.num_processes, "rows": seen}, f)
+"""
+
+
+def launch(tmp_path, argv: list[str], machines: int = 1):
+    """``accelerate launch`` of 2 processes on this machine: one launch, or one per simulated machine (each a
+    launch of its own on the loopback interface, as on two hosts)."""
+    import subprocess
+
+    from tests.reliability_utils import REPO, run_cli
+    from tests.test_multiprocess import free_port
+
+    base = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--mixed_precision", "no",
+            "--dynamo_backend", "no", "--main_process_port", str(free_port())]
+    if machines == 1:
+        proc = run_cli([*base, "--num_machines", "1", *argv], cwd=tmp_path, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+        return
+    import os
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    procs = [subprocess.Popen([sys.executable, *base, "--num_machines", "2", "--machine_rank", str(rank),
+                               "--main_process_ip", "127.0.0.1", *argv], cwd=str(tmp_path), env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out[-2000:] + err[-4000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("machines", [1, 2])
+def test_two_processes_read_disjoint_shards_and_every_row_once(tmp_path, machines):
+    paths, _ = files(tmp_path)
+    (tmp_path / "worker.py").write_text(SHARE_WORKER)
+    launch(tmp_path, [str(tmp_path / "worker.py"), json.dumps(paths), str(tmp_path)], machines)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    shards, _ = local_shards(paths, shard_bytes=2500, multiple=2,
+                             hold_out_bytes=streaming._hold_out_bytes(4, 16))
+    every = [[row["text"], row["ends_document"]] for row in shard_rows(shards)]
+    got = [tuple(row) for r in ranks for row in r["rows"]]
+    assert ranks[0]["rows"] and ranks[1]["rows"]
+    assert sorted(got) == sorted(map(tuple, every))  # every row once, on one process only
+    assert not {tuple(x) for x in ranks[0]["rows"]} & {tuple(x) for x in ranks[1]["rows"]}
+    assert sum(ends for _, ends in got) == len(paths) - 1  # the last file ends in the held-out tail
+
+
+@pytest.mark.slow
+def test_a_streaming_run_trains_on_two_processes(tmp_path):
+    paths, _ = files(tmp_path, sizes=(6000, 6000))
+    out = tmp_path / "run"
+    launch(tmp_path, ["-m", "hfnn.pipelines.run_lm", "--train_file", paths[0], "--output_dir", str(out),
+                      "--use_cpu", "true", "--ddp_find_unused_parameters", "false", *STREAM_RUN])
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["train_steps"] == 4 and saved["train_examples"] == 4 * 4 * 2  # the global batch: 2 x 4
+    assert saved["streaming_shards"] % 2 == 0
