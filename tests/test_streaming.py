@@ -8,6 +8,7 @@ import random
 
 import datasets
 import pytest
+import torch
 
 from hfnn.data import streaming
 from hfnn.data.corpora import lm_blocks, open_corpus
@@ -271,3 +272,50 @@ def test_a_streaming_run_trains_on_two_processes(tmp_path):
     saved = json.loads((out / "results.json").read_text())
     assert saved["train_steps"] == 4 and saved["train_examples"] == 4 * 4 * 2  # the global batch: 2 x 4
     assert saved["streaming_shards"] % 2 == 0
+
+
+# ---------------------------------------------------------------------------------------------- resume
+
+
+def stream_resume_argv(path: str, out, *extra: str) -> list[str]:
+    return ["rnn_shakespeare_char", "--train_file", path, "--output_dir", str(out), *STREAM_RUN,
+            "--config_overrides", '{"hidden_size": 8, "embedding_size": 8, "num_hidden_layers": 1, "dropout": 0.2}',
+            "--disable_tqdm", "true", "--anneal_by_time", "false", "--warmup_steps", "0", "--seed", "5", *extra]
+
+
+def test_a_streaming_run_resumed_from_a_checkpoint_equals_the_uninterrupted_one(tmp_path, monkeypatch):
+    from tests.test_resume import resume_matches_uninterrupted
+
+    paths, _ = files(tmp_path)
+    resume_matches_uninterrupted(run_lm.main, lambda out: stream_resume_argv(paths[0], out), tmp_path, monkeypatch)
+
+
+@pytest.mark.slow
+def test_a_killed_streaming_run_resumes_to_the_uninterrupted_weights(tmp_path):
+    """SIGKILL once checkpoint-3 of 6 steps is committed, then ``--resume_from_checkpoint latest``: the resumed run
+    trains on the batches the uninterrupted one trained on after step 3 (same weights, bit for bit)."""
+    from hfnn.pipelines import checkpoints
+    from tests.reliability_utils import assert_same_weights, load_weights, run_forked
+    from tests.test_resume import KILLED, slow_steps
+
+    paths, _ = files(tmp_path, sizes=(8000,))
+    steps = ["--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3"]
+    full, out = tmp_path / "full", tmp_path / "killed"
+    run_lm.main(stream_resume_argv(paths[0], full, *steps))
+    log = tmp_path / "log.txt"
+    code = run_forked(run_lm.main, stream_resume_argv(paths[0], out, *steps), log, setup=slow_steps,
+                      kill_when=lambda: (out / "checkpoint-3" / checkpoints.CHECKPOINT_MARKER).exists())
+    assert code == KILLED, log.read_text()[-3000:]
+    assert not (out / "checkpoint-6").exists()
+    import shutil
+
+    control = tmp_path / "control"
+    shutil.copytree(out, control)
+    run_lm.main(stream_resume_argv(paths[0], out, *steps, "--resume_from_checkpoint", "latest"))
+    assert_same_weights(load_weights(out), load_weights(full), "killed + resumed vs uninterrupted streaming run")
+    assert json.loads((out / "results.json").read_text())["train_steps"] == 6
+    # the control: resumed on the stream's first batches again (no skipping), it ends elsewhere
+    run_lm.main(stream_resume_argv(paths[0], control, *steps, "--resume_from_checkpoint", "latest",
+                                   "--ignore_data_skip", "true"))
+    assert load_weights(control).keys() == load_weights(full).keys()
+    assert any(not torch.equal(v, load_weights(full)[k]) for k, v in load_weights(control).items())
