@@ -56,6 +56,8 @@ BENCHMARKS = {
     "onnx": ("bench.onnx_speed", "bench_onnx", "ONNX Runtime vs PyTorch inference (CNN classifier, LM decoding step)"),
     "precision": ("bench.speed", "bench_precision",
                   "bfloat16 autocast vs float32 training steps on the CPU (G2P models)"),
+    "streaming": ("bench.streaming", "bench_streaming",
+                  "start-up time and peak memory against corpus size, map-style vs streaming"),
 }
 # default training budgets per run, in minutes (full mode)
 DEFAULT_MINUTES = {"classification": 1.5, "mlp": 0.5, "seq2seq": 1.25, "lm": 0.75}

@@ -29,9 +29,10 @@ SECTIONS = [
     "10. ONNX Runtime vs PyTorch inference",
     "11. Peak memory of the training runs",
     "12. Reduced precision on the CPU",
+    "13. Start-up cost against corpus size",
 ]
 PLOTS = {"cnn_rnn_time.png", "activations.png", "attention_by_length.png", "lm_budget.png",
-         "generation_per_token.png"}
+         "generation_per_token.png", "streaming.png"}
 TRAINING_RUNS = 2 + 4 + 4 + 4 + 1 + 4  # cnn/rnn, four MLPs, four seq2seq models, four language models, the n-gram
 # classifier beside the baselines and its two n-gram ranges cross-validated on two folds
 
