@@ -319,3 +319,10 @@ def test_a_killed_streaming_run_resumes_to_the_uninterrupted_weights(tmp_path):
                                    "--ignore_data_skip", "true"))
     assert load_weights(control).keys() == load_weights(full).keys()
     assert any(not torch.equal(v, load_weights(full)[k]) for k, v in load_weights(control).items())
+
+
+def test_a_file_that_is_not_utf8_is_an_error_naming_it_and_the_fix(tmp_path):
+    path = tmp_path / "latin.txt"
+    path.write_bytes("caf\u00e9 au lait\n".encode("latin-1") * 50)
+    with pytest.raises(ValueError, match=r"latin\.txt is not UTF-8.*iconv -f latin1"):
+        list(shard_rows(local_shards([str(path)])[0]))

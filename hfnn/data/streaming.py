@@ -106,7 +106,16 @@ def shard_rows(shards, limit: int | None = None):
     for shard in shards:
         start, stop = shard["start"], shard["stop"]
         buffer, size = [], 0
-        for piece in text_pieces(shard["path"], True, limit, start, stop):
+        pieces = text_pieces(shard["path"], True, limit, start, stop)
+        while True:
+            try:
+                piece = next(pieces)
+            except StopIteration:
+                break
+            except UnicodeDecodeError:  # found as it is read: the file is never checked whole beforehand
+                path = shard["path"]
+                raise DataError(f"streaming: {path} is not UTF-8 text (in the bytes from {start}); convert it "
+                                f"first, e.g. `{local_files._convert_command(path, 'latin1')}`") from None
             if size + len(piece) > limit and buffer:
                 yield {"text": "".join(buffer), "ends_document": False}
                 buffer, size = [], 0
