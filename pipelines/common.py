@@ -27,7 +27,7 @@ from transformers import Trainer, TrainingArguments
 
 import hfnn
 from hfnn.models import registry
-from hfnn.models.errors import DataError, OptionError, first_line, report_error
+from hfnn.models.errors import DataError, OptionError, first_line, hub_lookup, report_error
 from hfnn.pipelines.checkpoints import CheckpointCommitCallback, resolve_resume_checkpoint
 from hfnn.training import (
     TrainingCallbacks,
@@ -37,6 +37,13 @@ from hfnn.training import (
     plot_loss_curve,
 )
 from hfnn.training.cpu_threads import env_threads
+from hfnn.training.non_finite import (
+    NonFiniteTrainingError,
+    chance_loss,
+    check_finite_metrics,
+    loss_rise,
+    loss_rise_line,
+)
 from hfnn.training.recipes import parse_args, parse_config_overrides, pipeline_module
 
 __all__ = ["DataArguments", "ModelArguments", "Pipeline", "PipelineRun", "RunArguments", "RunData", "TextDataArguments",
@@ -118,8 +125,8 @@ class RunArguments:
     write_model_card: bool = arg(True, "Write README.md (model card).")
     lora_r: int = arg(0, "Train a PEFT adapter of this rank instead of every weight (0: off); the folder holds the "
                          "merged model and the adapter in adapter/.")
-    adapter_method: str = arg("lora", "PEFT method of the adapter (with --lora_r): lora or oft "
-                                      "(hfnn.sharing.adapters).")
+    adapter_method: str | None = arg(None, "PEFT method of the adapter (with --lora_r): lora (the default) or oft "
+                                           "(hfnn.sharing.adapters).")
 
     def __post_init__(self):
         check_count("num_samples", self.num_samples, 0, " (0: print none)")
@@ -129,6 +136,9 @@ class RunArguments:
         if not (isinstance(fraction, (int, float)) and math.isfinite(fraction) and 0 <= fraction <= 1):
             raise OptionError("--average_weights must be the fraction of training to average the weights over, "
                               f"between 0 (off) and 1, got {fraction!r}")
+        if self.adapter_method is not None and not self.lora_r:
+            raise OptionError(f"--adapter_method {self.adapter_method} needs --lora_r (the adapter's rank, e.g. "
+                              "--lora_r 8): without it every weight is trained and no adapter is saved")
         if fraction and self.lora_r:
             raise OptionError("--average_weights and --lora_r cannot be used together: the average is of the full "
                               "weights, and an adapter's factors do not average to the average of their product")
@@ -332,15 +342,17 @@ def report_cut(data, raw, column: str, text_column: str, tokenizer, limit: int, 
     return counts
 
 
-def load_tokenizer(name: str | None, texts, padding_side: str, **train_options):
+def load_tokenizer(name: str | None, texts, padding_side: str, option: str = "the tokenizer", **train_options):
     """The tokenizer saved at ``name`` (read as text only, :func:`hfnn.data.tokenization.text_only`), or one trained on
-    ``texts`` with ``train_options`` (:func:`hfnn.data.tokenization.train_tokenizer`); padding on ``padding_side``."""
+    ``texts`` with ``train_options`` (:func:`hfnn.data.tokenization.train_tokenizer`); padding on ``padding_side``.
+    A ``name`` that cannot be found is one line naming ``option`` and ``name``."""
     from transformers import AutoTokenizer
 
     from hfnn.data.tokenization import text_only, train_tokenizer
 
     if name:
-        tokenizer = text_only(AutoTokenizer.from_pretrained(name))
+        with hub_lookup(option, name):
+            tokenizer = text_only(AutoTokenizer.from_pretrained(name))
     else:
         tokenizer = train_tokenizer(texts, padding_side=padding_side, **train_options)
     tokenizer.padding_side = padding_side
@@ -464,7 +476,8 @@ class Pipeline(abc.ABC):
         (else ``model_name_or_path``) loaded, or a tokenizer trained on the training text."""
         m = self.model_args
         return {"": load_tokenizer(m.tokenizer_name or m.model_name_or_path, data.raw["train"]["text"],
-                                   self.padding_side, kind=m.tokenizer_kind, vocab_size=m.vocab_size,
+                                   self.padding_side, "--tokenizer_name" if m.tokenizer_name else
+                                   "--model_name_or_path", kind=m.tokenizer_kind, vocab_size=m.vocab_size,
                                    min_frequency=m.min_frequency, lowercase=m.lowercase,
                                    model_max_length=getattr(m, "max_length", None))}
 
@@ -552,6 +565,11 @@ class Pipeline(abc.ABC):
         model_args, data_args, run_args, training_args = cls.parse_args(argv, overrides)
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
         check_training_arguments(training_args)  # options the Trainer would take and then fail (or loop) on late
+        if run_args.lora_r and not getattr(model_args, "model_name_or_path", None):
+            raise OptionError(f"--lora_r {run_args.lora_r} trains an adapter on top of a trained model: give it with "
+                              "--model_name_or_path (a saved model folder); without one the base would be randomly "
+                              "initialised and the adapter would have no base model (leave --lora_r 0 to train a "
+                              "new model)")
         inputs = [getattr(data_args, n, None) for n in ("train_file", "validation_file", "test_file", "corpus")]
         with claim_output_dir(training_args.output_dir, run_args.overwrite_output_dir,
                               training_args.resume_from_checkpoint, inputs=inputs + cls.inputs(model_args)) as folder:
@@ -566,7 +584,8 @@ class Pipeline(abc.ABC):
         auto, self.overrides = getattr(transformers, registry.task(self.task).auto_class), {}
         overrides = parse_config_overrides(self.model_args.config_overrides)
         if self.model_args.model_name_or_path:
-            self.model = auto.from_pretrained(self.model_args.model_name_or_path, **self.load_kwargs(data))
+            with hub_lookup("--model_name_or_path", self.model_args.model_name_or_path):
+                self.model = auto.from_pretrained(self.model_args.model_name_or_path, **self.load_kwargs(data))
             unused = {k: v for k, v in overrides.items() if getattr(self.model.config, k, None) != v}
             if unused:  # config_overrides shape a new model; the saved one keeps its own config
                 _logger.warning("config_overrides not applied to the saved model %s: %s",
@@ -596,7 +615,7 @@ class Pipeline(abc.ABC):
         if run_args.lora_r:
             from hfnn.sharing.adapters import add_adapter
 
-            model = add_adapter(model, method=run_args.adapter_method, r=run_args.lora_r)
+            model = add_adapter(model, method=run_args.adapter_method or "lora", r=run_args.lora_r)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         _logger.info("model %s: %.2fM parameters (%.2fM trainable)", type(self.model).__name__, parameters / 1e6,
                      trainable / 1e6)
@@ -639,15 +658,26 @@ class Pipeline(abc.ABC):
             "config_overrides": self.overrides,
             "train_loss_curve": [[h["step"], h["loss"]] for h in history if "loss" in h and "step" in h],
             "eval_history": [[h["step"], h["eval_loss"]] for h in history if "eval_loss" in h and "step" in h],
-            **({"adapter": {"method": run_args.adapter_method, "r": run_args.lora_r}} if run_args.lora_r else {}),
+            **({"adapter": {"method": run_args.adapter_method or "lora", "r": run_args.lora_r}}
+               if run_args.lora_r else {}),
             **({"interrupted_at_step": extras.interrupt.interrupted_at}
                if extras.interrupt.interrupted_at is not None else {}),
             **self.facts(data),
         }
         start = time.monotonic()
-        results.update(self.evaluate(data, trainer, {s: datasets[s] for s in ("validation", "test")
-                                                     if s in datasets and len(datasets[s])}))
+        scores = self.evaluate(data, trainer, {s: datasets[s] for s in ("validation", "test")
+                                               if s in datasets and len(datasets[s])})
+        try:  # a model whose scores are not finite diverged: it is taken back, as one with NaN weights is never saved
+            check_finite_metrics(scores)
+        except NonFiniteTrainingError:
+            self.folder.discard_saved()
+            raise
+        results.update(scores)
         results["eval_seconds"] = round(time.monotonic() - start, 1)
+        rise = loss_rise(history, chance_loss(self.model.config, self.task == "text-classification"))
+        if rise is not None:
+            results["loss_rise"] = rise
+            _logger.warning("%s", loss_rise_line(rise))
         averaging = extras.averaging
         if averaging is not None:
             results["weight_averaging"] = {"fraction": averaging.fraction, "steps": averaging.steps,
@@ -713,6 +743,8 @@ class Pipeline(abc.ABC):
             print(f"the saved weights are the mean of {averaging['steps']} steps' (from step {averaging['from_step']})"
                   + ("; the last step's: validation " + ", ".join(f"{k} {v:.4f}" for k, v in last.items())
                      if last else ""))
+        if results.get("loss_rise"):
+            print(loss_rise_line(results["loss_rise"]))
         for sample in results["samples"]:
             self.print_sample(sample)
         shown = [f"{name}: {self.folder.path / f.name}" if f else f"no {name}" for name, f in zip(self.plots, figures)]
