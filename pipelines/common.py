@@ -202,6 +202,37 @@ def build_config(architecture: str, task: str, fields: dict, overrides: dict):
     return config
 
 
+# config fields a pipeline sets from the data and the tokenizers (its ``config_fields``), and what sets each
+_LABELS = "the classes of the label column (--label_column, and --problem_type)"
+_TOKENIZER = "the tokenizer (--tokenizer_kind, --vocab_size, --tokenizer_name)"
+DATA_FIELDS = {"problem_type": "--problem_type", "id2label": _LABELS, "label2id": _LABELS, "num_labels": _LABELS,
+               "vocab_size": _TOKENIZER, "pad_token_id": _TOKENIZER, "bos_token_id": _TOKENIZER,
+               "eos_token_id": _TOKENIZER, "decoder_start_token_id": _TOKENIZER,
+               "source_vocab_size": "the source tokenizer (--source_tokenizer_kind, --source_vocab_size)",
+               "is_encoder_decoder": "the pipeline (run_seq2seq trains encoder-decoders)"}
+
+
+def check_data_fields(fields: dict, overrides: dict) -> None:
+    """A ``config_overrides`` entry that contradicts a field the pipeline sets from the data (``fields``: its
+    :meth:`Pipeline.config_fields`) is an :class:`OptionError` naming the option that sets it (:data:`DATA_FIELDS`):
+    the model would be built for other labels or tokens than the data it is trained on."""
+    derived = dict(fields)
+    if isinstance(fields.get("id2label"), dict):
+        derived["num_labels"] = len(fields["id2label"])
+
+    def same(key, a, b):
+        if key in ("id2label", "label2id") and isinstance(a, dict) and isinstance(b, dict):
+            return {str(k): str(v) for k, v in a.items()} == {str(k): str(v) for k, v in b.items()}
+        return a == b
+
+    for key, value in overrides.items():
+        if key in derived and key in DATA_FIELDS and not same(key, value, derived[key]):
+            how = DATA_FIELDS[key]
+            fix = (f"use {how} {value}" if how.startswith("--") and isinstance(value, str) else f"it follows {how}")
+            raise OptionError(f"config_overrides {key}={value!r} contradicts how the data is read ({key} is "
+                              f"{derived[key]!r} here): {fix}, and drop {key} from config_overrides")
+
+
 def check_config_overrides(config, overrides: dict) -> None:
     """Raises OptionError naming the keys of ``overrides`` that ``config`` does not know.
 
@@ -595,6 +626,7 @@ class Pipeline(abc.ABC):
         else:
             self.overrides = overrides
             fields = self.config_fields(data)
+            check_data_fields(fields, overrides)
             self.model = auto.from_config(build_config(self.model_args.architecture, self.task, fields, self.overrides))
         self.prepare_model(data, self.model)
         check_resume_architecture(self.training_args.resume_from_checkpoint, self.model)
