@@ -105,8 +105,9 @@ def _check_encoding(path: str) -> None:
 
 def _wide_encoding(head: bytes) -> str | None:
     """"UTF-16" or "UTF-32" when ``head`` (a file's first bytes) starts with their byte-order mark, their ``LE`` or
-    ``BE`` form when it holds NUL bytes in their pattern: text mostly of ASCII, whose code units then hold NULs at one parity of byte positions
-    (UTF-16) or three bytes out of four (UTF-32). None otherwise (a NUL elsewhere is not an encoding's)."""
+    ``BE`` form when it holds NUL bytes in their pattern: text mostly of ASCII, whose code units then hold NULs at
+    one parity of byte positions (UTF-16) or three bytes out of four (UTF-32). None otherwise (a NUL elsewhere is
+    not an encoding's)."""
     if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
         return "UTF-32"
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
