@@ -212,6 +212,35 @@ DATA_FIELDS = {"problem_type": "--problem_type", "id2label": _LABELS, "label2id"
                "is_encoder_decoder": "the pipeline (run_seq2seq trains encoder-decoders)"}
 
 
+def check_model_for_task(name: str, task: str) -> None:
+    """A saved hfnn model folder whose architecture has no head for ``task`` is an :class:`OptionError` naming the
+    pipeline that trains what it holds (transformers would say "Unrecognized configuration class")."""
+    config_path = Path(os.path.expanduser(str(name))) / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # not a local folder, or no readable config: from_pretrained says why
+        return
+    if not isinstance(config, dict):
+        return
+    entry, wanted = registry.architecture_of_model_type(config.get("model_type")), registry.task(task)
+    if entry is None:
+        return
+    held = registry.task_of_config(config)
+    has_head = any(h.auto_class == wanted.auto_class for h in entry.heads)
+    # an encoder-decoder is no language model or classifier, nor the other way round (a language model's
+    # encoder becomes a classifier's: that fine-tuning is meant)
+    other_kind = held is not None and (held.name == "seq2seq") != (wanted.name == "seq2seq")
+    if has_head and not other_kind:
+        return
+    what = f"a {entry.name} {held.noun}" if held is not None else f"a {entry.name} model"
+    why = f"{entry.name} has no {wanted.head} head" if not has_head else "its weights are of another kind of model"
+    reader = (f"; it is read by {held.training_module} (`hfnn train` with a {held.name} recipe)"
+              if held is not None else "")
+    raise OptionError(f"--model_name_or_path {name} holds {what}, which this {wanted.name} pipeline cannot read "
+                      f"({why}){reader}; give a folder of a {wanted.noun} or leave --model_name_or_path out to train "
+                      "a new model")
+
+
 def check_data_fields(fields: dict, overrides: dict) -> None:
     """A ``config_overrides`` entry that contradicts a field the pipeline sets from the data (``fields``: its
     :meth:`Pipeline.config_fields`) is an :class:`OptionError` naming the option that sets it (:data:`DATA_FIELDS`):
@@ -615,6 +644,7 @@ class Pipeline(abc.ABC):
         auto, self.overrides = getattr(transformers, registry.task(self.task).auto_class), {}
         overrides = parse_config_overrides(self.model_args.config_overrides)
         if self.model_args.model_name_or_path:
+            check_model_for_task(self.model_args.model_name_or_path, self.task)
             with hub_lookup("--model_name_or_path", self.model_args.model_name_or_path):
                 self.model = auto.from_pretrained(self.model_args.model_name_or_path, **self.load_kwargs(data))
             unused = {k: v for k, v in overrides.items() if getattr(self.model.config, k, None) != v}
