@@ -630,6 +630,8 @@ class Pipeline(abc.ABC):
                               "--model_name_or_path (a saved model folder); without one the base would be randomly "
                               "initialised and the adapter would have no base model (leave --lora_r 0 to train a "
                               "new model)")
+        if getattr(model_args, "model_name_or_path", None):  # before its tokenizer is read
+            check_model_for_task(model_args.model_name_or_path, cls.task)
         inputs = [getattr(data_args, n, None) for n in ("train_file", "validation_file", "test_file", "corpus")]
         with claim_output_dir(training_args.output_dir, run_args.overwrite_output_dir,
                               training_args.resume_from_checkpoint, inputs=inputs + cls.inputs(model_args)) as folder:
@@ -644,7 +646,6 @@ class Pipeline(abc.ABC):
         auto, self.overrides = getattr(transformers, registry.task(self.task).auto_class), {}
         overrides = parse_config_overrides(self.model_args.config_overrides)
         if self.model_args.model_name_or_path:
-            check_model_for_task(self.model_args.model_name_or_path, self.task)
             with hub_lookup("--model_name_or_path", self.model_args.model_name_or_path):
                 self.model = auto.from_pretrained(self.model_args.model_name_or_path, **self.load_kwargs(data))
             unused = {k: v for k, v in overrides.items() if getattr(self.model.config, k, None) != v}
