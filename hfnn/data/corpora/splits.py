@@ -347,10 +347,10 @@ def _class_values(columns: dict, is_list: bool, origins) -> list:
                 if _class_name(value) not in known:
                     shown = ", ".join(_class_order(known, seen)[:10]) + (", ..." if len(known) > 10 else "")
                     cased = sorted(k for k in known if k.casefold() == _class_name(value).casefold())
-                    near = f" (training has {cased[0]!r}, which differs only by case)" if cased else ""
+                    near = f" ({cased[0]!r} differs from it only by case)" if cased else ""
                     raise DataError(
                         f"load_corpus: {_where(origins, split, i)}: the label {value!r} ({split} split) does not "
-                        f"occur in the training split{near}, whose classes are: {shown}; a class needs training "
+                        f"occur in the training split, whose classes are: {shown}{near}; a class needs training "
                         "examples: correct the label, or add training rows with it")
     return seen
 
