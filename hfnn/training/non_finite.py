@@ -56,10 +56,16 @@ def check_finite_model(model) -> None:
         )
 
 
+# timings of an evaluation, not scores of the model
+_SPEED_KEYS = ("_runtime", "_per_second", "_seconds")
+
+
 def non_finite_metrics(metrics: dict) -> list[str]:
-    """The keys of ``metrics`` (an evaluation's or results.json's scores) whose number is NaN or infinite."""
+    """The keys of ``metrics`` (an evaluation's or results.json's scores) whose number is NaN or infinite (its
+    timings aside)."""
     return [k for k, v in (metrics or {}).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isfinite(v)]
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isfinite(v)
+            and not str(k).endswith(_SPEED_KEYS)]
 
 
 def check_finite_metrics(metrics: dict, when: str = "after training") -> None:
