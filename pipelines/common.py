@@ -41,6 +41,7 @@ from hfnn.training.non_finite import (
     NonFiniteTrainingError,
     chance_loss,
     check_finite_metrics,
+    check_loss_rise,
     loss_rise,
     loss_rise_line,
 )
@@ -730,14 +731,18 @@ class Pipeline(abc.ABC):
         start = time.monotonic()
         scores = self.evaluate(data, trainer, {s: datasets[s] for s in ("validation", "test")
                                                if s in datasets and len(datasets[s])})
+        final = ([{"step": trainer.state.global_step, "eval_loss": scores["validation_loss"]}]
+                 if isinstance(scores.get("validation_loss"), float) else [])
+        chance = chance_loss(self.model.config, self.task == "text-classification")
+        rise = loss_rise(history + final, chance)
         try:  # a model whose scores are not finite diverged: it is taken back, as one with NaN weights is never saved
             check_finite_metrics(scores)
+            check_loss_rise(history + final, chance)
         except NonFiniteTrainingError:
             self.folder.discard_saved()
             raise
         results.update(scores)
         results["eval_seconds"] = round(time.monotonic() - start, 1)
-        rise = loss_rise(history, chance_loss(self.model.config, self.task == "text-classification"))
         if rise is not None:
             results["loss_rise"] = rise
             _logger.warning("%s", loss_rise_line(rise))

@@ -101,3 +101,17 @@ def test_a_normal_run_is_not_flagged(tmp_path, text_file, capsys):
     assert common.run_command(run_lm.main, lm_argv(out, text_file, "--eval_strategy", "no")) == 0
     assert "loss_rise" not in json.loads((out / "results.json").read_text())
     assert "training diverged" not in capsys.readouterr().out
+
+
+def test_a_finite_loss_a_thousand_times_its_start_counts_as_diverged(tmp_path, text_file, capsys, monkeypatch):
+    # a classifier at learning rate 1e30 can end with finite weights and a loss of 1e29: no trained model's
+    monkeypatch.setattr(non_finite, "LOSS_DIVERGED_FACTOR", 1e-3)  # any loss counts: the refusal is tested
+    out = tmp_path / "run"
+    code = common.run_command(run_lm.main, lm_argv(out, text_file, "--eval_strategy", "no"))
+    err = capsys.readouterr().err
+    assert code == 2 and "training diverged: the training loss ended at" in err and "not saved" in err, err
+    assert not (out / "model.safetensors").exists() and not (out / "results.json").exists()
+    monkeypatch.setattr(non_finite, "LOSS_DIVERGED_FACTOR", 1000.0)
+    non_finite.check_loss_rise([{"step": 1, "loss": 4.0}, {"step": 2, "loss": 3999.0}])  # flagged only
+    with pytest.raises(non_finite.NonFiniteTrainingError, match="more than 1000 times its start"):
+        non_finite.check_loss_rise([{"step": 1, "loss": 4.0}, {"step": 2, "loss": 4001.0}])

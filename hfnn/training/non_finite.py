@@ -10,14 +10,16 @@ from transformers import TrainerCallback
 
 from hfnn.models.errors import HfnnError
 
-__all__ = ["LOSS_RISE_FACTOR", "NonFiniteGuardCallback", "NonFiniteTrainingError", "chance_loss",
-           "check_finite_metrics", "check_finite_model", "loss_rise", "loss_rise_line", "non_finite_metrics",
-           "non_finite_parameters"]
+__all__ = ["LOSS_DIVERGED_FACTOR", "LOSS_RISE_FACTOR", "NonFiniteGuardCallback", "NonFiniteTrainingError",
+           "chance_loss", "check_finite_metrics", "check_finite_model", "check_loss_rise", "loss_rise",
+           "loss_rise_line", "non_finite_metrics", "non_finite_parameters"]
 
-# A loss "far above its start": the last logged training (or evaluation) loss is more than this many times the first
-# logged one, or, when lower, the loss of a uniform guess (ln of the number of classes or tokens). Training lowers
-# the loss; a run that ends at twice where it started, or at twice a guess's, has diverged.
+# A loss "far above its start": the last logged training loss is more than this many times the first logged one,
+# or, when lower, the loss of a uniform guess (ln of the number of classes or tokens); or the last evaluation loss
+# more than this many times the first. Training lowers the loss; one that ends at twice where it started diverged.
 LOSS_RISE_FACTOR = 2.0
+# A loss this many times its start (or a uniform guess's) is no model's: the run counts as diverged, like a NaN
+LOSS_DIVERGED_FACTOR = 1000.0
 
 
 class NonFiniteTrainingError(HfnnError):
@@ -98,20 +100,32 @@ def chance_loss(config, classifier: bool) -> float | None:
 def loss_rise(log_history, chance_loss: float | None = None, factor: float | None = None) -> dict | None:
     """Whether a loss ended far above where it started: the last logged training loss above ``factor`` times the
     first (or the loss of a uniform guess, ``chance_loss``, when lower), or the last evaluation loss above ``factor``
-    times the first evaluation loss (or ``chance_loss``, when lower). None when neither did, else ``{"what",
-    "start", "end", "reference", "factor"}`` (``what``: "training loss" or "evaluation loss"). ``log_history`` is
-    the Trainer's (``trainer.state.log_history``); ``chance_loss`` None: unknown (a regression); ``factor`` None:
+    times the first evaluation loss (a validation loss may rise above a guess's when a model overfits, so it is
+    compared with its own start only). None when neither did, else ``{"what", "start", "end", "reference",
+    "factor"}`` (``what``: "training loss" or "evaluation loss"). ``log_history`` is the Trainer's
+    (``trainer.state.log_history``); ``chance_loss`` None: unknown (a regression); ``factor`` None:
     :data:`LOSS_RISE_FACTOR`."""
     factor = LOSS_RISE_FACTOR if factor is None else factor
-    for what, key in (("training loss", "loss"), ("evaluation loss", "eval_loss")):
+    for what, key, chance in (("training loss", "loss", chance_loss), ("evaluation loss", "eval_loss", None)):
         values = [h[key] for h in log_history if isinstance(h.get(key), (int, float)) and "step" in h]
-        if not values or (len(values) < 2 and chance_loss is None):
+        if not values or (len(values) < 2 and chance is None):
             continue
         start = values[0]
-        reference = min(start, chance_loss) if chance_loss is not None and chance_loss > 0 else start
+        reference = min(start, chance) if chance is not None and chance > 0 else start
         if math.isfinite(reference) and reference > 0 and not values[-1] <= factor * reference:
             return {"what": what, "start": start, "end": values[-1], "reference": reference, "factor": factor}
     return None
+
+
+def check_loss_rise(log_history, chance_loss: float | None = None) -> None:
+    """Raises :class:`NonFiniteTrainingError` when a loss rose past :data:`LOSS_DIVERGED_FACTOR` times its start
+    (:func:`loss_rise` with that factor): finite, but no trained model's."""
+    rise = loss_rise(log_history, chance_loss, factor=LOSS_DIVERGED_FACTOR)
+    if rise is not None:
+        raise NonFiniteTrainingError(
+            f"training diverged: the {rise['what']} ended at {rise['end']:.4g}, more than {rise['factor']:g} "
+            f"times its start ({rise['reference']:.4g}); the model is not saved. Lower --learning_rate, keep "
+            "--max_grad_norm above 0 (gradient clipping), or check the data")
 
 
 def loss_rise_line(rise: dict) -> str:
