@@ -856,10 +856,14 @@ ELSEWHERE = [
      "1e30, perplexity inf)", "NonFiniteTrainingError, exit 2: `training diverged: the evaluation after training gives "
      "validation_perplexity inf ...; the model is not saved` (also when an evaluation during training gives it)",
      "test_divergence.py", "test_a_huge_finite_loss_with_an_infinite_perplexity_stops_the_run"),
-    ("training-loss-rises", "a run whose last training or evaluation loss is more than 2x its first (or 2x a uniform "
-     "guess's loss, when lower)", "saved, with a closing line `warning: the training loss ended at X, more than 2 "
+    ("training-loss-rises", "a run whose last training loss is more than 2x its first (or a uniform guess's, when "
+     "lower), or whose last evaluation loss is more than 2x its first", "saved, with a closing line `warning: the training loss ended at X, more than 2 "
      "times its start ...` and `loss_rise` in results.json", "test_divergence.py",
      "test_a_rising_loss_is_flagged_in_the_closing_lines_and_results"),
+    ("training-loss-astronomical", "a finite training loss over 1000x its start (a classifier at `--learning_rate "
+     "1e30` with finite weights)", "NonFiniteTrainingError, exit 2: `training diverged: the training loss ended at "
+     "X, more than 1000 times its start ...; the model is not saved`", "test_divergence.py",
+     "test_a_finite_loss_a_thousand_times_its_start_counts_as_diverged"),
     ("docs-evaluate-keys", "the manual's words for `hfnn evaluate` on multi-label and regression models",
      "name the JSON keys: exact match is `accuracy`, macro F1 is `f1`, and `mse`, `mae`", "test_manual_claims.py",
      "test_the_manual_names_the_keys_evaluate_writes"),
