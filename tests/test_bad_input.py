@@ -857,8 +857,8 @@ ELSEWHERE = [
      "validation_perplexity inf ...; the model is not saved` (also when an evaluation during training gives it)",
      "test_divergence.py", "test_a_huge_finite_loss_with_an_infinite_perplexity_stops_the_run"),
     ("training-loss-rises", "a run whose last training loss is more than 2x its first (or a uniform guess's, when "
-     "lower), or whose last evaluation loss is more than 2x its first", "saved, with a closing line `warning: the training loss ended at X, more than 2 "
-     "times its start ...` and `loss_rise` in results.json", "test_divergence.py",
+     "lower), or whose last evaluation loss is more than 2x its first", "saved, with a closing line `warning: the "
+     "training loss ended at X, more than 2 times its start ...` and `loss_rise` in results.json", "test_divergence.py",
      "test_a_rising_loss_is_flagged_in_the_closing_lines_and_results"),
     ("training-loss-astronomical", "a finite training loss over 1000x its start (a classifier at `--learning_rate "
      "1e30` with finite weights)", "NonFiniteTrainingError, exit 2: `training diverged: the training loss ended at "
