@@ -27,7 +27,7 @@ from transformers import Trainer, TrainingArguments
 
 import hfnn
 from hfnn.models import registry
-from hfnn.models.errors import DataError, OptionError, first_line, report_error
+from hfnn.models.errors import DataError, OptionError, first_line, hub_lookup, report_error
 from hfnn.pipelines.checkpoints import CheckpointCommitCallback, resolve_resume_checkpoint
 from hfnn.training import (
     TrainingCallbacks,
@@ -37,6 +37,14 @@ from hfnn.training import (
     plot_loss_curve,
 )
 from hfnn.training.cpu_threads import env_threads
+from hfnn.training.non_finite import (
+    NonFiniteTrainingError,
+    chance_loss,
+    check_finite_metrics,
+    check_loss_rise,
+    loss_rise,
+    loss_rise_line,
+)
 from hfnn.training.recipes import parse_args, parse_config_overrides, pipeline_module
 
 __all__ = ["DataArguments", "ModelArguments", "Pipeline", "PipelineRun", "RunArguments", "RunData", "TextDataArguments",
@@ -118,8 +126,8 @@ class RunArguments:
     write_model_card: bool = arg(True, "Write README.md (model card).")
     lora_r: int = arg(0, "Train a PEFT adapter of this rank instead of every weight (0: off); the folder holds the "
                          "merged model and the adapter in adapter/.")
-    adapter_method: str = arg("lora", "PEFT method of the adapter (with --lora_r): lora or oft "
-                                      "(hfnn.sharing.adapters).")
+    adapter_method: str | None = arg(None, "PEFT method of the adapter (with --lora_r): lora (the default) or oft "
+                                           "(hfnn.sharing.adapters).")
 
     def __post_init__(self):
         check_count("num_samples", self.num_samples, 0, " (0: print none)")
@@ -129,6 +137,9 @@ class RunArguments:
         if not (isinstance(fraction, (int, float)) and math.isfinite(fraction) and 0 <= fraction <= 1):
             raise OptionError("--average_weights must be the fraction of training to average the weights over, "
                               f"between 0 (off) and 1, got {fraction!r}")
+        if self.adapter_method is not None and not self.lora_r:
+            raise OptionError(f"--adapter_method {self.adapter_method} needs --lora_r (the adapter's rank, e.g. "
+                              "--lora_r 8): without it every weight is trained and no adapter is saved")
         if fraction and self.lora_r:
             raise OptionError("--average_weights and --lora_r cannot be used together: the average is of the full "
                               "weights, and an adapter's factors do not average to the average of their product")
@@ -190,6 +201,66 @@ def build_config(architecture: str, task: str, fields: dict, overrides: dict):
         raise OptionError(first_line(err)) from err
     check_config_overrides(config, overrides)
     return config
+
+
+# config fields a pipeline sets from the data and the tokenizers (its ``config_fields``), and what sets each
+_LABELS = "the classes of the label column (--label_column, and --problem_type)"
+_TOKENIZER = "the tokenizer (--tokenizer_kind, --vocab_size, --tokenizer_name)"
+DATA_FIELDS = {"problem_type": "--problem_type", "id2label": _LABELS, "label2id": _LABELS, "num_labels": _LABELS,
+               "vocab_size": _TOKENIZER, "pad_token_id": _TOKENIZER, "bos_token_id": _TOKENIZER,
+               "eos_token_id": _TOKENIZER, "decoder_start_token_id": _TOKENIZER,
+               "source_vocab_size": "the source tokenizer (--source_tokenizer_kind, --source_vocab_size)",
+               "is_encoder_decoder": "the pipeline (run_seq2seq trains encoder-decoders)"}
+
+
+def check_model_for_task(name: str, task: str) -> None:
+    """A saved hfnn model folder whose architecture has no head for ``task`` is an :class:`OptionError` naming the
+    pipeline that trains what it holds (transformers would say "Unrecognized configuration class")."""
+    config_path = Path(os.path.expanduser(str(name))) / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # not a local folder, or no readable config: from_pretrained says why
+        return
+    if not isinstance(config, dict):
+        return
+    entry, wanted = registry.architecture_of_model_type(config.get("model_type")), registry.task(task)
+    if entry is None:
+        return
+    held = registry.task_of_config(config)
+    has_head = any(h.auto_class == wanted.auto_class for h in entry.heads)
+    # an encoder-decoder is no language model or classifier, nor the other way round (a language model's
+    # encoder becomes a classifier's: that fine-tuning is meant)
+    other_kind = held is not None and (held.name == "seq2seq") != (wanted.name == "seq2seq")
+    if has_head and not other_kind:
+        return
+    what = f"a {entry.name} {held.noun}" if held is not None else f"a {entry.name} model"
+    why = f"{entry.name} has no {wanted.head} head" if not has_head else "its weights are of another kind of model"
+    reader = (f"; it is read by {held.training_module} (`hfnn train` with a {held.name} recipe)"
+              if held is not None else "")
+    raise OptionError(f"--model_name_or_path {name} holds {what}, which this {wanted.name} pipeline cannot read "
+                      f"({why}){reader}; give a folder of a {wanted.noun} or leave --model_name_or_path out to train "
+                      "a new model")
+
+
+def check_data_fields(fields: dict, overrides: dict) -> None:
+    """A ``config_overrides`` entry that contradicts a field the pipeline sets from the data (``fields``: its
+    :meth:`Pipeline.config_fields`) is an :class:`OptionError` naming the option that sets it (:data:`DATA_FIELDS`):
+    the model would be built for other labels or tokens than the data it is trained on."""
+    derived = dict(fields)
+    if isinstance(fields.get("id2label"), dict):
+        derived["num_labels"] = len(fields["id2label"])
+
+    def same(key, a, b):
+        if key in ("id2label", "label2id") and isinstance(a, dict) and isinstance(b, dict):
+            return {str(k): str(v) for k, v in a.items()} == {str(k): str(v) for k, v in b.items()}
+        return a == b
+
+    for key, value in overrides.items():
+        if key in derived and key in DATA_FIELDS and not same(key, value, derived[key]):
+            how = DATA_FIELDS[key]
+            fix = (f"use {how} {value}" if how.startswith("--") and isinstance(value, str) else f"it follows {how}")
+            raise OptionError(f"config_overrides {key}={value!r} contradicts how the data is read ({key} is "
+                              f"{derived[key]!r} here): {fix}, and drop {key} from config_overrides")
 
 
 def check_config_overrides(config, overrides: dict) -> None:
@@ -332,15 +403,17 @@ def report_cut(data, raw, column: str, text_column: str, tokenizer, limit: int, 
     return counts
 
 
-def load_tokenizer(name: str | None, texts, padding_side: str, **train_options):
+def load_tokenizer(name: str | None, texts, padding_side: str, option: str = "the tokenizer", **train_options):
     """The tokenizer saved at ``name`` (read as text only, :func:`hfnn.data.tokenization.text_only`), or one trained on
-    ``texts`` with ``train_options`` (:func:`hfnn.data.tokenization.train_tokenizer`); padding on ``padding_side``."""
+    ``texts`` with ``train_options`` (:func:`hfnn.data.tokenization.train_tokenizer`); padding on ``padding_side``.
+    A ``name`` that cannot be found is one line naming ``option`` and ``name``."""
     from transformers import AutoTokenizer
 
     from hfnn.data.tokenization import text_only, train_tokenizer
 
     if name:
-        tokenizer = text_only(AutoTokenizer.from_pretrained(name))
+        with hub_lookup(option, name):
+            tokenizer = text_only(AutoTokenizer.from_pretrained(name))
     else:
         tokenizer = train_tokenizer(texts, padding_side=padding_side, **train_options)
     tokenizer.padding_side = padding_side
@@ -473,7 +546,8 @@ class Pipeline(abc.ABC):
         (else ``model_name_or_path``) loaded, or a tokenizer trained on the training text."""
         m = self.model_args
         return {"": load_tokenizer(m.tokenizer_name or m.model_name_or_path, data.raw["train"]["text"],
-                                   self.padding_side, kind=m.tokenizer_kind, vocab_size=m.vocab_size,
+                                   self.padding_side, "--tokenizer_name" if m.tokenizer_name else
+                                   "--model_name_or_path", kind=m.tokenizer_kind, vocab_size=m.vocab_size,
                                    min_frequency=m.min_frequency, lowercase=m.lowercase,
                                    model_max_length=getattr(m, "max_length", None))}
 
@@ -561,6 +635,13 @@ class Pipeline(abc.ABC):
         model_args, data_args, run_args, training_args = cls.parse_args(argv, overrides)
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
         check_training_arguments(training_args)  # options the Trainer would take and then fail (or loop) on late
+        if run_args.lora_r and not getattr(model_args, "model_name_or_path", None):
+            raise OptionError(f"--lora_r {run_args.lora_r} trains an adapter on top of a trained model: give it with "
+                              "--model_name_or_path (a saved model folder); without one the base would be randomly "
+                              "initialised and the adapter would have no base model (leave --lora_r 0 to train a "
+                              "new model)")
+        if getattr(model_args, "model_name_or_path", None):  # before its tokenizer is read
+            check_model_for_task(model_args.model_name_or_path, cls.task)
         inputs = [getattr(data_args, n, None) for n in ("train_file", "validation_file", "test_file", "corpus")]
         with claim_output_dir(training_args.output_dir, run_args.overwrite_output_dir,
                               training_args.resume_from_checkpoint, inputs=inputs + cls.inputs(model_args)) as folder:
@@ -575,7 +656,8 @@ class Pipeline(abc.ABC):
         auto, self.overrides = getattr(transformers, registry.task(self.task).auto_class), {}
         overrides = parse_config_overrides(self.model_args.config_overrides)
         if self.model_args.model_name_or_path:
-            self.model = auto.from_pretrained(self.model_args.model_name_or_path, **self.load_kwargs(data))
+            with hub_lookup("--model_name_or_path", self.model_args.model_name_or_path):
+                self.model = auto.from_pretrained(self.model_args.model_name_or_path, **self.load_kwargs(data))
             unused = {k: v for k, v in overrides.items() if getattr(self.model.config, k, None) != v}
             if unused:  # config_overrides shape a new model; the saved one keeps its own config
                 _logger.warning("config_overrides not applied to the saved model %s: %s",
@@ -585,6 +667,7 @@ class Pipeline(abc.ABC):
         else:
             self.overrides = overrides
             fields = self.config_fields(data)
+            check_data_fields(fields, overrides)
             self.model = auto.from_config(build_config(self.model_args.architecture, self.task, fields, self.overrides))
         self.prepare_model(data, self.model)
         check_resume_architecture(self.training_args.resume_from_checkpoint, self.model)
@@ -605,7 +688,7 @@ class Pipeline(abc.ABC):
         if run_args.lora_r:
             from hfnn.sharing.adapters import add_adapter
 
-            model = add_adapter(model, method=run_args.adapter_method, r=run_args.lora_r)
+            model = add_adapter(model, method=run_args.adapter_method or "lora", r=run_args.lora_r)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         _logger.info("model %s: %.2fM parameters (%.2fM trainable)", type(self.model).__name__, parameters / 1e6,
                      trainable / 1e6)
@@ -649,15 +732,30 @@ class Pipeline(abc.ABC):
             "config_overrides": self.overrides,
             "train_loss_curve": [[h["step"], h["loss"]] for h in history if "loss" in h and "step" in h],
             "eval_history": [[h["step"], h["eval_loss"]] for h in history if "eval_loss" in h and "step" in h],
-            **({"adapter": {"method": run_args.adapter_method, "r": run_args.lora_r}} if run_args.lora_r else {}),
+            **({"adapter": {"method": run_args.adapter_method or "lora", "r": run_args.lora_r}}
+               if run_args.lora_r else {}),
             **({"interrupted_at_step": extras.interrupt.interrupted_at}
                if extras.interrupt.interrupted_at is not None else {}),
             **self.facts(data),
         }
         start = time.monotonic()
-        results.update(self.evaluate(data, trainer, {s: datasets[s] for s in ("validation", "test")
-                                                     if s in datasets and len(datasets[s])}))
+        scores = self.evaluate(data, trainer, {s: datasets[s] for s in ("validation", "test")
+                                               if s in datasets and len(datasets[s])})
+        final = ([{"step": trainer.state.global_step, "eval_loss": scores["validation_loss"]}]
+                 if isinstance(scores.get("validation_loss"), float) else [])
+        chance = chance_loss(self.model.config, self.task == "text-classification")
+        rise = loss_rise(history + final, chance)
+        try:  # a model whose scores are not finite diverged: it is taken back, as one with NaN weights is never saved
+            check_finite_metrics(scores)
+            check_loss_rise(history + final, chance)
+        except NonFiniteTrainingError:
+            self.folder.discard_saved()
+            raise
+        results.update(scores)
         results["eval_seconds"] = round(time.monotonic() - start, 1)
+        if rise is not None:
+            results["loss_rise"] = rise
+            _logger.warning("%s", loss_rise_line(rise))
         averaging = extras.averaging
         if averaging is not None:
             results["weight_averaging"] = {"fraction": averaging.fraction, "steps": averaging.steps,
@@ -723,6 +821,8 @@ class Pipeline(abc.ABC):
             print(f"the saved weights are the mean of {averaging['steps']} steps' (from step {averaging['from_step']})"
                   + ("; the last step's: validation " + ", ".join(f"{k} {v:.4f}" for k, v in last.items())
                      if last else ""))
+        if results.get("loss_rise"):
+            print(loss_rise_line(results["loss_rise"]))
         for sample in results["samples"]:
             self.print_sample(sample)
         shown = [f"{name}: {self.folder.path / f.name}" if f else f"no {name}" for name, f in zip(self.plots, figures)]

@@ -71,6 +71,7 @@ class OutputDir:
         self.path, self.work_dir, self.main = path, work_dir, main
         self.saved_to: Path | None = None
         self.closed, self._fd = False, None
+        self._before_save: set[str] | None = None
 
     @property
     def staged(self) -> bool:
@@ -129,6 +130,7 @@ class OutputDir:
         OSError, saves into a fresh sibling folder (or a temporary folder) instead and raises
         :class:`OutputDirError` saying where the model is."""
         try:
+            self._before_save = {p.name for p in self.work_dir.iterdir()} if self.work_dir.is_dir() else set()
             write(self.work_dir)
             self.saved_to = self.work_dir
             return self.work_dir
@@ -150,6 +152,20 @@ class OutputDir:
                                  f"saved to {candidate} instead") from failure
         raise OutputDirError(f"could not save the trained model into {self.work_dir} ({failure}) nor into a "
                              "fallback folder") from failure
+
+    def discard_saved(self) -> None:
+        """Takes back the saved model (it turned out unusable, e.g. its evaluation is not finite): what
+        :meth:`save` wrote into ``work_dir`` is removed (checkpoints written during training stay), a fallback
+        folder is deleted, and the run's end no longer commits it."""
+        saved, self.saved_to = self.saved_to, None
+        if saved is None:
+            return
+        if saved != self.work_dir:
+            shutil.rmtree(saved, ignore_errors=True)
+            return
+        for item in saved.iterdir():
+            if item.name not in (self._before_save or set()) and item.name != LOCK_NAME:
+                shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
 
     def commit(self) -> None:
         """Ends the run: a staged folder replaces the old one; the lock is released."""

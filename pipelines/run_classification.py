@@ -128,7 +128,11 @@ class ClassificationPipeline(Pipeline):
         return [model_args.embeddings_file]
 
     def load_data(self):
-        d = self.data_args
+        d, m = self.data_args, self.model_args
+        if m.model_name_or_path and m.embeddings_file:
+            raise OptionError(f"--embeddings_file {m.embeddings_file} loads word vectors into a new model, but "
+                              f"--model_name_or_path {m.model_name_or_path} brings its own trained embeddings: leave "
+                              "one of them out")
         if d.problem_type not in _PROBLEM_TYPES:
             raise OptionError(f"--problem_type must be one of {', '.join(_PROBLEM_TYPES)}, got {d.problem_type!r}")
         columns = {k: v for k, v in {"text_column": d.text_column, "label_column": d.label_column}.items() if v}

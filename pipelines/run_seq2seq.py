@@ -168,11 +168,14 @@ class Seq2SeqPipeline(Pipeline):
         m, folder = self.model_args, Path(self.model_args.model_name_or_path or "") / SOURCE_TOKENIZER_SUBFOLDER
         source_name = m.source_tokenizer_name or (
             (str(folder) if folder.is_dir() else m.model_name_or_path) if m.model_name_or_path else None)
-        source = load_tokenizer(source_name, data.raw["train"][data.source], "right", kind=m.source_tokenizer_kind,
+        source = load_tokenizer(source_name, data.raw["train"][data.source], "right",
+                                "--source_tokenizer_name" if m.source_tokenizer_name else "--model_name_or_path",
+                                kind=m.source_tokenizer_kind,
                                 vocab_size=m.source_vocab_size, min_frequency=m.min_frequency,
                                 lowercase=m.lowercase_source, model_max_length=m.max_source_length)
         target = load_tokenizer(m.target_tokenizer_name or m.model_name_or_path, data.raw["train"][data.target],
-                                "right", kind=m.target_tokenizer_kind, vocab_size=m.target_vocab_size,
+                                "right", "--target_tokenizer_name" if m.target_tokenizer_name else
+                                "--model_name_or_path", kind=m.target_tokenizer_kind, vocab_size=m.target_vocab_size,
                                 min_frequency=m.min_frequency)
         return {"": target, SOURCE_TOKENIZER_SUBFOLDER: source}
 

@@ -32,7 +32,7 @@ import hfnn
 from hfnn import training
 from hfnn.data.corpora import load_corpus
 from hfnn.data.tokenization import train_tokenizer
-from hfnn.models.errors import is_user_error
+from hfnn.models.errors import FileError, HubError, is_user_error
 from hfnn.pipelines import common, run_classification, run_lm
 from hfnn.training import recipes
 from tests.reliability_utils import VOCAB, build_model, config_class, heads, model_classes, shakespeare_text
@@ -351,7 +351,7 @@ case("data-not-utf8-gz", "`load_corpus('latin1.csv.gz')` (a compressed CSV)", Va
     lambda fx, tmp: _gzip(tmp / "latin1.csv.gz", "text,label\nCaf\xe9,a\nTh\xe9,b\n".encode("latin-1"))
     and load_corpus(str(tmp / "latin1.csv.gz")))
 case("data-utf16-bz2", "`load_corpus('u16.txt.bz2')` (compressed UTF-16)", ValueError,
-     r"u16.txt.bz2 is UTF-16 text .*`bzcat u16.txt.bz2 \| iconv -f UTF-16 -t UTF-8 > converted.txt`")(
+     r"u16.txt.bz2 is UTF-16 text, not UTF-8.*`bzcat u16.txt.bz2 \| iconv -f UTF-16 -t UTF-8 > converted.txt`")(
     lambda fx, tmp: _bzip2(tmp / "u16.txt.bz2", "one line\nanother\n".encode("utf-16"))
     and load_corpus(str(tmp / "u16.txt.bz2")))
 
@@ -563,6 +563,224 @@ for _id, _argv, _match, _what in (
                                             one_line=i != "unknown-command"))
 
 
+# ---------------------------------------------------------------------------- options honoured, files named, messages
+
+
+def _export(fx, tmp, *extra, patches=()):
+    pytest.importorskip("onnxscript")
+    with contextlib.ExitStack() as stack:
+        for patch in patches:
+            stack.enter_context(patch)
+        return _cli(["export", str(fx / "rnn_cls"), "--output", str(tmp / "out" / "m.onnx"), *extra])
+
+
+def _converter_that_fails():
+    from unittest import mock
+
+    from onnxscript import version_converter
+
+    # what the version converter does when it cannot convert: it logs, and leaves the model as it was
+    return mock.patch.object(version_converter, "convert_version", lambda model, version, fallback=None: None)
+
+
+def _save_refused():
+    from unittest import mock
+
+    from torch.onnx import ONNXProgram
+
+    def save(self, destination, **kwargs):
+        raise PermissionError(13, "Permission denied", str(destination))
+
+    return mock.patch.object(ONNXProgram, "save", save)
+
+
+def _quiet_in_eval_mode(result):
+    code, lines = result
+    assert code == 0 and lines == [], f"exit status {code}; stderr: {lines[:3]}"
+
+
+case("cli-export-opset-unsupported", "`hfnn export FOLDER --opset 999`", ExitStatus,
+     r"exit status 2: hfnn export: error: --opset 999: the ONNX exporter writes opsets 18 to \d+")(
+    lambda fx, tmp: _export(fx, tmp, "--opset", "999"))
+case("cli-export-opset-not-converted", "`hfnn export FOLDER --opset 20` when the version converter fails",
+     ExitStatus, r"--opset 20: the ONNX version converter could not convert this graph \(it stays at opset 18\)")(
+    lambda fx, tmp: _export(fx, tmp, "--opset", "20", patches=[_converter_that_fails()]))
+case("cli-export-output-not-permitted", "`hfnn export FOLDER --output` where writing is not permitted", ExitStatus,
+     r"exit status 2: hfnn export: error: the ONNX output .*m\.onnx: permission denied; choose a path")(
+    lambda fx, tmp: _export(fx, tmp, patches=[_save_refused()]))
+def _export_process(fx, tmp):
+    """``hfnn export`` in a process of its own: warnings and log lines reach its stderr as a user sees them."""
+    import subprocess
+
+    pytest.importorskip("onnxscript")
+    done = subprocess.run([sys.executable, "-m", "hfnn.apps.cli", "export", str(fx / "rnn_cls"), "--output",
+                           str(tmp / "m.onnx")], capture_output=True, text=True, timeout=DEADLINE_S - 5,
+                          env={**os.environ, "PYTHONWARNINGS": "default"})
+    return done.returncode, [ln for ln in done.stderr.splitlines() if ln.strip()]
+
+
+case("cli-export-quiet", "`hfnn export FOLDER` (an RNN classifier), in its own process", None,
+     "by design: stdout says what was written; no exporter warnings on stderr (the traced wrapper is in eval mode)",
+     check=_quiet_in_eval_mode)(_export_process)
+
+
+def _wrapped_user_error(fx, tmp):
+    from hfnn.models.errors import report_error
+
+    try:
+        try:
+            raise PermissionError(13, "Permission denied", str(tmp / "ro" / "model.onnx"))
+        except PermissionError as err:
+            raise RuntimeError("a library's own error about it") from err
+    except RuntimeError as err:
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            code = report_error("hfnn export", err)
+        raise ExitStatus(f"exit status {code}: {stderr.getvalue().strip()}") from None
+
+
+case("cli-wrapped-path-error", "a library error caused (`raise ... from`) by a PermissionError on the user's path",
+     ExitStatus, r"exit status 2: hfnn export: error: .*ro/model\.onnx: permission denied")(_wrapped_user_error)
+case("args-adapter-method-without-lora-r", "`run_lm recipe --adapter_method oft` (no `--lora_r`)", ValueError,
+     r"--adapter_method oft needs --lora_r")(
+    lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--adapter_method", "oft")))
+case("args-lora-r-without-model", "`run_lm recipe --lora_r 4` (no `--model_name_or_path`)", ValueError,
+     r"--lora_r 4 trains an adapter on top of a trained model: give it with --model_name_or_path")(
+    lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--lora_r", "4")))
+
+
+def _unreadable_recipe(fx, tmp):
+    from unittest import mock
+
+    recipe, real = tmp / "r.yaml", Path.read_text
+    recipe.write_text("architecture: rnn\n")
+
+    def read_text(self, *args, **kwargs):
+        if self == recipe:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    with mock.patch.object(Path, "read_text", read_text):
+        return recipes.load_recipe(str(recipe))
+
+
+case("recipe-unreadable", "a recipe file this process may not read", FileError,
+     r"recipe .*r\.yaml: permission denied; choose a path this user may use")(_unreadable_recipe)
+
+
+def _offline(fn):
+    from unittest import mock
+
+    import huggingface_hub.constants
+
+    with mock.patch.object(huggingface_hub.constants, "HF_HUB_OFFLINE", True):
+        return fn()
+
+
+case("args-tokenizer-name-offline", "`run_lm recipe --tokenizer_name owner/name` offline", HubError,
+     r"--tokenizer_name owner/name: not a local folder, and the Hugging Face Hub lookup failed")(
+    lambda fx, tmp: _offline(lambda: run_lm.main(lm_argv(fx, tmp / "out", "--tokenizer_name", "owner/name"))))
+case("args-model-name-offline", "`run_lm recipe --model_name_or_path owner/name` offline",
+     HubError, r"--model_name_or_path owner/name: not a local folder")(
+    lambda fx, tmp: _offline(lambda: run_lm.main(lm_argv(fx, tmp / "out", "--model_name_or_path", "owner/name",
+                                                         "--config_overrides", "{}"))))
+case("args-config-override-problem-type", "`run_classification ... --config_overrides '{\"problem_type\": "
+     "\"regression\"}'` with labels read as classes", ValueError,
+     r"config_overrides problem_type='regression' contradicts how the data is read .*use --problem_type regression")(
+    lambda fx, tmp: run_classification.main(cls_argv(
+        fx, tmp / "out", "sentences.csv", "--text_column", "sentence", "--config_overrides",
+        '{"embedding_size": 8, "window_sizes": [2], "num_filters": 2, "problem_type": "regression"}')))
+case("args-config-override-num-labels", "`run_classification ... --config_overrides '{\"num_labels\": 5}'` "
+     "(the data has 2 classes)", ValueError, r"num_labels=5 contradicts how the data is read \(num_labels is 2")(
+    lambda fx, tmp: run_classification.main(cls_argv(
+        fx, tmp / "out", "sentences.csv", "--text_column", "sentence", "--config_overrides",
+        '{"embedding_size": 8, "window_sizes": [2], "num_filters": 2, "num_labels": 5}')))
+case("args-model-folder-of-other-pipeline", "`run_lm recipe --model_name_or_path <CNN classifier folder>`",
+     ValueError, r"holds a cnn text classifier, which this language-modeling pipeline cannot read .*"
+     r"read by hfnn.pipelines.run_classification")(
+    lambda fx, tmp: run_lm.main(lm_argv(fx, tmp / "out", "--model_name_or_path", str(fx / "cnn_cls"))))
+
+
+def _embeddings_with_saved_model(fx, tmp):
+    (tmp / "vectors.txt").write_text("the 0.1 0.2\nof 0.3 0.4\n")
+    return run_classification.main(cls_argv(fx, tmp / "out", "sentences.csv", "--text_column", "sentence",
+                                            "--model_name_or_path", str(fx / "cnn_cls"), "--config_overrides", "{}",
+                                            "--embeddings_file", str(tmp / "vectors.txt")))
+
+
+case("args-embeddings-file-with-saved-model", "`run_classification ... --model_name_or_path F --embeddings_file V`",
+     ValueError, r"--embeddings_file .*vectors.txt loads word vectors into a new model, but --model_name_or_path")(
+    _embeddings_with_saved_model)
+
+
+def _seq2seq_folder_to_classifier(fx, tmp):
+    build_model("rnn_seq2seq", "AutoModelForSeq2SeqLM").save_pretrained(tmp / "s2s")
+    return run_classification.main(cls_argv(fx, tmp / "out", "sentences.csv", "--text_column", "sentence",
+                                            "--model_name_or_path", str(tmp / "s2s")))
+
+
+case("args-seq2seq-folder-to-classifier", "`run_classification ... --model_name_or_path <seq2seq folder>`",
+     ValueError, r"holds a rnn_seq2seq sequence-to-sequence model, which this text-classification pipeline cannot "
+     r"read .*read by hfnn.pipelines.run_seq2seq")(_seq2seq_folder_to_classifier)
+case("data-nul-bytes-utf8", "`load_corpus('nul.txt')`: UTF-8 text holding a NUL byte", ValueError,
+     r"nul.txt holds a NUL byte \(byte 561\).*`tr -d '\\000' < nul.txt > cleaned.txt`")(
+    lambda fx, tmp: (tmp / "nul.txt").write_bytes(b"caf\xc3\xa9 au lait\n" * 40 + b"a\x00b\n")
+    and load_corpus(str(tmp / "nul.txt")))
+case("data-utf16le-without-bom", "`load_corpus('u16.txt')`: UTF-16LE without a byte-order mark", ValueError,
+     r"u16.txt is UTF-16LE text, not UTF-8.*`iconv -f UTF-16LE -t UTF-8 u16.txt > converted.txt`")(
+    lambda fx, tmp: (tmp / "u16.txt").write_bytes("one line\nanother\n".encode("utf-16-le") * 20)
+    and load_corpus(str(tmp / "u16.txt")))
+
+
+def _label_files(tmp, train_labels, validation_labels):
+    text = [ln for ln in shakespeare_text(3000).splitlines() if ln.strip()]
+    for name, labels in (("train.csv", train_labels), ("validation.csv", validation_labels)):
+        rows = [f'"{t}",{labels[i % len(labels)]}\n' for i, t in enumerate(text[:40] if name == "train.csv"
+                                                                            else text[40:52])]
+        (tmp / name).write_text("text,label\n" + "".join(rows), encoding="utf-8")
+
+
+def _classify(fx, tmp, train_labels, validation_labels):
+    _label_files(tmp, train_labels, validation_labels)
+    argv = cls_argv(fx, tmp / "out", "ok.txt", "--validation_file", str(tmp / "validation.csv"))
+    argv[argv.index("--train_file") + 1] = str(tmp / "train.csv")
+    records = []
+
+    class Keep(__import__("logging").Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    logging = __import__("logging")
+    logger, handler, disabled = logging.getLogger("hfnn.data.corpora"), Keep(), logging.root.manager.disable
+    logger.addHandler(handler)
+    logging.disable(logging.NOTSET)  # the table is written with warnings off: this case is about one
+    try:
+        return run_classification.main(argv), records
+    finally:
+        logging.disable(disabled)
+        logger.removeHandler(handler)
+
+
+def _one_class_per_name(result):
+    results, _ = result
+    assert results["labels"] == ["café", "thé"], results["labels"]
+
+
+def _case_variants_noted(result):
+    results, records = result
+    assert results["labels"] == ["POS", "Pos", "neg", "pos"], results["labels"]
+    assert any("differ only by case" in r and "'POS', 'Pos', 'pos'" in r for r in records), records
+
+
+case("pipeline-label-nfd", "validation labels typed decomposed (`cafe\\u0301`) beside training's `café`", None,
+     "by design: labels are NFC-normalised as the texts are, so the two are one class", check=_one_class_per_name)(
+    lambda fx, tmp: _classify(fx, tmp, ["caf\u00e9", "th\u00e9"], ["cafe\u0301", "the\u0301"]))
+case("pipeline-labels-differing-by-case", "labels `Pos`, `pos`, `POS` (and `neg`) in one column", None,
+     "by design: separate classes, as written, with a warning naming them (write them alike to merge them)",
+     check=_case_variants_noted)(
+    lambda fx, tmp: _classify(fx, tmp, ["Pos", "pos", "POS", "neg"], ["Pos", "pos", "POS", "neg"]))
+
+
 # ------------------------------------------------------------------------------------------------ running a case
 
 
@@ -634,6 +852,24 @@ ELSEWHERE = [
     ("save-fails", "the model cannot be written after training", "saved to `X.saved-STAMP-PID` instead; OutputDirError "
      "says where (exit status not 0)", "test_reliability_runs.py",
      "test_a_model_that_cannot_be_saved_in_output_dir_is_saved_beside_it"),
+    ("training-diverges-finite-loss", "`run_lm --learning_rate 1e30 --max_grad_norm 0 --optim sgd` (a loss of "
+     "1e30, perplexity inf)", "NonFiniteTrainingError, exit 2: `training diverged: the evaluation after training gives "
+     "validation_perplexity inf ...; the model is not saved` (also when an evaluation during training gives it)",
+     "test_divergence.py", "test_a_huge_finite_loss_with_an_infinite_perplexity_stops_the_run"),
+    ("training-loss-rises", "a run whose last training loss is more than 2x its first (or a uniform guess's, when "
+     "lower), or whose last evaluation loss is more than 2x its first", "saved, with a closing line `warning: the "
+     "training loss ended at X, more than 2 times its start ...` and `loss_rise` in results.json", "test_divergence.py",
+     "test_a_rising_loss_is_flagged_in_the_closing_lines_and_results"),
+    ("training-loss-astronomical", "a finite training loss over 1000x its start (a classifier at `--learning_rate "
+     "1e30` with finite weights)", "NonFiniteTrainingError, exit 2: `training diverged: the training loss ended at "
+     "X, more than 1000 times its start ...; the model is not saved`", "test_divergence.py",
+     "test_a_finite_loss_a_thousand_times_its_start_counts_as_diverged"),
+    ("docs-evaluate-keys", "the manual's words for `hfnn evaluate` on multi-label and regression models",
+     "name the JSON keys: exact match is `accuracy`, macro F1 is `f1`, and `mse`, `mae`", "test_manual_claims.py",
+     "test_the_manual_names_the_keys_evaluate_writes"),
+    ("peft-default-targets", "plain `get_peft_model(rnn_lm, LoraConfig(task_type='CAUSAL_LM'))`",
+     "adapts the embeddings alone, as docs/deployment.md says; `add_adapter` reaches the recurrent weights",
+     "test_manual_claims.py", "test_plain_get_peft_model_on_an_rnn_adapts_what_the_docs_say"),
     ("training-diverges", "`--learning_rate 3e38 --max_grad_norm 0`", "NonFiniteTrainingError: training stopped at the "
      "step the weights became NaN/inf; nothing saved", "test_reliability_runs.py",
      "test_a_diverging_run_stops_and_saves_nothing"),

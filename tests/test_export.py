@@ -274,3 +274,22 @@ def test_the_interface_is_the_registry_export_signature_of_the_head(tmp_path):
     with pytest.raises(ValueError, match="CnnModel has no task head to export"):
         export.export_onnx(CnnModel(CnnConfig(vocab_size=12, embedding_size=4, num_filters=2, window_sizes=[2])),
                            tmp_path / "model.onnx")
+
+
+def test_the_traced_module_is_in_eval_mode_and_the_opset_is_checked(tmp_path, monkeypatch):
+    model = model_classes("rnn")["AutoModelForSequenceClassification"](
+        tiny_config("rnn", "AutoModelForSequenceClassification")).train()
+    seen = []
+
+    def record(module, *args, **kwargs):
+        seen.append([m.training for m in module.modules()])
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(torch.onnx, "export", record)
+    with pytest.raises(RuntimeError, match="recorded"):
+        export.export_onnx(model, tmp_path / "m.onnx")
+    assert seen and not any(seen[0]), "a module was traced in training mode"
+    assert model.training, "the model's own mode is restored after the export"
+    for opset in (17, 999, True):
+        with pytest.raises(ValueError, match=f"--opset {opset}: the ONNX exporter writes opsets 18 to"):
+            export.export_onnx(model, tmp_path / "m.onnx", opset=opset)

@@ -7,6 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 import hfnn
+from hfnn.data.tokenization import train_tokenizer
 from hfnn.pipelines import run_lm
 from hfnn.pipelines.common import build_config
 from hfnn.training.recipes import load_recipe, parse_args
@@ -284,10 +285,15 @@ def test_a_lora_run_saves_the_merged_model_and_the_adapter(tmp_path):
 
     text = tmp_path / "text.txt"
     text.write_text("Shall I compare thee to a summer's day?\nThou art more lovely and more temperate.\n" * 8)
+    base = tmp_path / "base"
+    tokenizer = train_tokenizer(text.read_text(), kind="char")
+    hfnn.RnnForCausalLM(hfnn.RnnConfig(vocab_size=len(tokenizer), hidden_size=8, embedding_size=8,
+                                       num_hidden_layers=1)).save_pretrained(base)
+    tokenizer.save_pretrained(base)
     out = tmp_path / "out"
     results = run_lm.main(
         ["rnn_shakespeare_char", "--output_dir", str(out), "--train_file", str(text), "--block_size", "16",
-         "--config_overrides", '{"hidden_size": 8, "embedding_size": 8, "num_hidden_layers": 1}',
+         "--model_name_or_path", str(base),
          "--max_steps", "3", "--learning_rate", "0.05", "--eval_strategy", "no", "--save_strategy", "no",
          "--num_samples", "1", "--sample_max_new_tokens", "2", "--write_model_card", "false", "--report_to", "none",
          "--disable_tqdm", "true", "--lora_r", "4"])

@@ -51,7 +51,9 @@ than the example it traced. Needs the ``export`` extra:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import warnings
 from pathlib import Path
 
@@ -59,10 +61,10 @@ import torch
 from torch import nn
 
 from hfnn.models import registry
-from hfnn.models.errors import FileError, MissingPackageError
+from hfnn.models.errors import FileError, MissingPackageError, OptionError, path_errors
 
-__all__ = ["ExportCheck", "PIP_INSTALL", "empty_past", "export_onnx", "greedy_generate", "graph_inputs", "past_name",
-           "require_onnx"]
+__all__ = ["ExportCheck", "PIP_INSTALL", "check_opset", "empty_past", "export_onnx", "greedy_generate", "graph_inputs",
+           "past_name", "require_onnx"]
 
 PIP_INSTALL = 'pip install "onnx>=1.16" "onnxruntime>=1.18" "onnxscript>=0.2"'
 # batch, sequence and past length of the traced example: sizes 0 and 1 would be specialised by torch.export
@@ -282,21 +284,24 @@ def export_onnx(folder_or_model, output_path=None, opset: int | None = None, *, 
     Returns an :class:`ExportCheck`.
     """
     require_onnx()
+    check_opset(opset)
     model, folder = _load(folder_or_model)
     if output_path is None:
         if folder is None:
             raise ValueError("export_onnx: give output_path when exporting a model object")
         output_path = folder / "model.onnx"
     output_path = Path(output_path)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
+    with path_errors("the ONNX output"):
+        output_path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     model.eval()
     try:
         graph = _graph(model)
+        graph.module.eval()  # the wrapper too: a new module is in training mode
         batch, seq, past = _TRACE_SHAPE
         example = _example(model, graph, batch, seq, past, padded=True)
         try:
-            with torch.no_grad():
+            with torch.no_grad(), _quiet_exporter():
                 program = torch.onnx.export(
                     graph.module, example, None, input_names=graph.inputs, output_names=graph.outputs,
                     dynamic_shapes=_dynamic_shapes(graph), opset_version=opset, dynamo=True, optimize=True,
@@ -308,6 +313,10 @@ def export_onnx(folder_or_model, output_path=None, opset: int | None = None, *, 
             cause = err.__cause__ or err
             raise RuntimeError(f"torch.onnx.export could not export {type(model).__name__}: {type(cause).__name__}: "
                                f"{first_line(cause)}") from err
+        written = _default_opset(program.model)
+        if opset is not None and written != opset:  # the version converter failed and left the exporter's opset
+            raise OptionError(f"--opset {opset}: the ONNX version converter could not convert this graph (it stays "
+                              f"at opset {written}); leave --opset out (opset {written}) or choose another")
         config = model.config
         meta = {"hfnn.kind": graph.kind, "hfnn.model_type": config.model_type,
                 "hfnn.architecture": type(model).__name__, "hfnn.past_inputs": ",".join(graph.inputs[2:])
@@ -318,7 +327,8 @@ def export_onnx(folder_or_model, output_path=None, opset: int | None = None, *, 
                 meta[f"hfnn.{key}"] = str(value)
         program.model.metadata_props.update(meta)
         size = sum(p.numel() * p.element_size() for p in model.parameters())
-        with warnings.catch_warnings():  # axes sharing a name ("batch" of ids and mask) are one axis: as meant
+        with warnings.catch_warnings(), path_errors("the ONNX output"):
+            # axes sharing a name ("batch" of ids and mask) are one axis: as meant
             warnings.filterwarnings("ignore", message=".*will not be used, since it shares the same shape")
             program.save(output_path, external_data=size > 1_800_000_000)  # one file below protobuf's 2 GB
         diff = _check(graph, model, output_path) if check else None
@@ -328,6 +338,46 @@ def export_onnx(folder_or_model, output_path=None, opset: int | None = None, *, 
         raise RuntimeError(f"{output_path}: ONNX Runtime differs from PyTorch by {diff:.3g} (> {atol:g}) on a padded "
                            f"batch of {_CHECK_SHAPE[0]} x {_CHECK_SHAPE[1]}")
     return ExportCheck(output_path, graph.kind, graph.inputs, graph.outputs, diff, _CHECK_SHAPE)
+
+
+def check_opset(opset: int | None) -> None:
+    """Raises :class:`OptionError` for an opset the exporter cannot write: below 18 (its oldest) or above the newest
+    the installed ``onnx`` knows."""
+    if opset is None:
+        return
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not 18 <= opset <= newest:
+        raise OptionError(f"--opset {opset}: the ONNX exporter writes opsets 18 to {newest} (the installed onnx's "
+                          "newest); choose one of them or leave --opset out")
+
+
+def _default_opset(model) -> int | None:
+    """The opset of the default ONNX domain that an exported ``onnx_ir`` model imports."""
+    return model.opset_imports.get("")
+
+
+# what torch.onnx and onnxscript print while exporting: the torchvision operators they skip, deprecations, the
+# version converter's failure (checked and reported as an error instead)
+_EXPORT_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "onnxscript", "onnx_ir")
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Silences the exporter's warnings and log lines: what matters is raised (a failed export, a wrong opset) or
+    checked after it (ONNX Runtime against PyTorch)."""
+    loggers = [logging.getLogger(name) for name in _EXPORT_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL + 1)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
 
 
 def _session(path):

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from hfnn.models import registry
-from hfnn.models.errors import USER_ERRORS, HfnnError, MissingPackageError, OptionError, first_line
+from hfnn.models.errors import USER_ERRORS, HfnnError, MissingPackageError, OptionError, first_line, path_errors
 
 __all__ = ["RECIPES_DIR", "USER_ERRORS", "find_recipe", "list_recipes", "load_recipe", "merge_mapping", "parse_args",
            "parse_config_overrides", "pipeline_module", "resolve_recipe", "shipped_recipes", "task_name"]
@@ -52,7 +52,8 @@ def resolve_recipe(name_or_path: str) -> Path:
 def load_recipe(name_or_path: str) -> dict:
     """Reads a JSON or YAML recipe into a dict of argument values."""
     path = resolve_recipe(name_or_path)
-    text = path.read_text(encoding="utf-8")
+    with path_errors("recipe"):
+        text = path.read_text(encoding="utf-8")
     try:
         if path.suffix == ".json":
             recipe = json.loads(text)

@@ -79,10 +79,9 @@ def _check_encoding(path: str) -> None:
             head = f.read(1024)
     except (OSError, EOFError, ValueError):  # unreadable or damaged: the reader says so
         return
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (b"\x00" in head):
-        utf16 = head.startswith((b"\xff\xfe", b"\xfe\xff")) or head.count(b"\x00") < len(head) * 0.6
-        kind = "UTF-16" if utf16 else "UTF-32"
-        raise DataError(f"load_corpus: {path} is {kind} text (or binary), not UTF-8; convert it first, e.g. "
+    kind = _wide_encoding(head)
+    if kind is not None:
+        raise DataError(f"load_corpus: {path} is {kind} text, not UTF-8; convert it first, e.g. "
                         f"`{_convert_command(path, kind)}`")
     # every byte, whatever the format: some readers (pyarrow's JSON) keep invalid UTF-8 and fail much later
     decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
@@ -100,9 +99,44 @@ def _check_encoding(path: str) -> None:
                 bad = (pending + chunk)[err.start:err.start + 1]
                 raise DataError(_not_utf8(path, f" ({where} {offset - len(pending) + err.start}: {bad!r}); convert "
                                                 f"it first, e.g. `{_convert_command(path, 'latin1')}`")) from None
+            if b"\x00" in chunk:  # valid UTF-8 so far, but a NUL is no character of a text
+                at = offset + chunk.index(b"\x00")
+                raise DataError(f"load_corpus: {path} holds a NUL byte ({where} {at}): UTF-8 text does not hold NUL "
+                                "characters (a binary file, or text padded with NULs); remove them, e.g. "
+                                f"`{_strip_nul_command(path)}`")
             if not chunk:
                 return
             offset += len(chunk)
+
+
+def _wide_encoding(head: bytes) -> str | None:
+    """"UTF-16" or "UTF-32" when ``head`` (a file's first bytes) starts with their byte-order mark, their ``LE`` or
+    ``BE`` form when it holds NUL bytes in their pattern: text mostly of ASCII, whose code units then hold NULs at
+    one parity of byte positions (UTF-16) or three bytes out of four (UTF-32). None otherwise (a NUL elsewhere is
+    not an encoding's)."""
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return "UTF-32"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "UTF-16"
+    units = len(head) // 4 * 4
+    if units < 4 or b"\x00" not in head:
+        return None
+    zeros = [i for i in range(units) if head[i] == 0]
+    if len(zeros) >= 0.6 * units and len({i % 4 for i in zeros}) <= 3:  # no byte-order mark: say which order
+        return "UTF-32BE" if 3 not in {i % 4 for i in zeros} else "UTF-32LE"
+    even, odd = sum(1 for i in zeros if i % 2 == 0), sum(1 for i in zeros if i % 2)
+    if len(zeros) >= 0.3 * units and max(even, odd) >= 0.95 * len(zeros):
+        return "UTF-16LE" if odd > even else "UTF-16BE"
+    return None
+
+
+def _strip_nul_command(path: str) -> str:
+    """The shell command that writes ``path`` (decompressed) without its NUL bytes into ``cleaned.EXT``."""
+    base, name = os.path.basename(path), str(path).lower()
+    stem, compression = os.path.splitext(name)
+    if compression in _UNCOMPRESS:
+        return f"{_UNCOMPRESS[compression]} {base} | tr -d '\\000' > cleaned{os.path.splitext(stem)[1]}"
+    return f"tr -d '\\000' < {base} > cleaned{compression}"
 
 
 def _bad_json_line(path: str) -> str | None:

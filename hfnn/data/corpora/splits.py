@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import unicodedata
 from typing import Mapping
 
 from datasets import ClassLabel, Dataset, DatasetDict, Sequence, Value
@@ -280,8 +281,8 @@ def _check_text_cells(dd: DatasetDict, origins: dict | None, empty_text: str,
 
 
 def _class_name(value) -> str:
-    if isinstance(value, str):
-        return value.strip()
+    if isinstance(value, str):  # NFC, as the texts are: a label typed decomposed is the same class
+        return unicodedata.normalize("NFC", value.strip())
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -345,11 +346,28 @@ def _class_values(columns: dict, is_list: bool, origins) -> list:
             for value in _cells(row, is_list):
                 if _class_name(value) not in known:
                     shown = ", ".join(_class_order(known, seen)[:10]) + (", ..." if len(known) > 10 else "")
+                    cased = sorted(k for k in known if k.casefold() == _class_name(value).casefold())
+                    near = f" ({cased[0]!r} differs from it only by case)" if cased else ""
                     raise DataError(
                         f"load_corpus: {_where(origins, split, i)}: the label {value!r} ({split} split) does not "
-                        f"occur in the training split, whose classes are: {shown}; a class needs training "
+                        f"occur in the training split, whose classes are: {shown}{near}; a class needs training "
                         "examples: correct the label, or add training rows with it")
     return seen
+
+
+def _note_case_variants(names: list[str]) -> list[list[str]]:
+    """Warns about class names that differ only by case (``Pos``, ``pos``, ``POS``): they stay separate classes, as
+    written, but that is seldom meant. Returns the groups."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.casefold(), []).append(name)
+    variants = [g for g in groups.values() if len(g) > 1]
+    if variants:
+        shown = "; ".join(", ".join(repr(n) for n in g) for g in variants[:5])
+        logger.warning("load_corpus: labels that differ only by case are separate classes: %s (%d group%s); to make "
+                       "each one class, write its labels alike (e.g. lowercase the label column)", shown,
+                       len(variants), "" if len(variants) == 1 else "s")
+    return variants
 
 
 def _class_labels(dd: DatasetDict, columns: dict, is_list: bool, origins, label_name: str | None) -> DatasetDict:
@@ -364,6 +382,7 @@ def _class_labels(dd: DatasetDict, columns: dict, is_list: bool, origins, label_
             f"load_corpus: the label column{f' {label_name!r}' if label_name else ''} holds {len(names)} distinct "
             f"values in {rows} rows ({shown}, ...): most would be a class with a single example. Is it the text "
             "column? Check --text_column and --label_column; for a numeric target use --problem_type regression")
+    _note_case_variants(names)
     index = {name: i for i, name in enumerate(names)}
     out = DatasetDict()
     for split, ds in dd.items():
