@@ -204,7 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
              ("--format", dict(choices=["onnx"], default="onnx", help="export format (default onnx)")),
              ("--opset", dict(type=int, help="ONNX opset version (default: the exporter's)")),
              ("--output", dict(help="the .onnx file to write (default: FOLDER/model.onnx)")),
-             epilog="example:\n  hfnn export runs/cnn-rt --format onnx")
+             ("--quantize", dict(choices=["int8"], help="also write a dynamic int8 graph beside the float one "
+                                 "(model.int8.onnx) and report its agreement with float32")),
+             epilog="examples:\n  hfnn export runs/cnn-rt --format onnx\n"
+                    "  hfnn export runs/cnn-rt --format onnx --quantize int8")
     sub.add_parser("demo", help="serve a Gradio page showing the inside of a saved model (needs hfnn[demo])",
                    add_help=False)
     return parser
@@ -500,7 +503,7 @@ def _cmd_export(args) -> int:
     from hfnn.sharing.export import export_onnx, require_onnx
 
     require_onnx()
-    result = export_onnx(args.model, args.output, args.opset)
+    result = export_onnx(args.model, args.output, args.opset, quantize=args.quantize)
     _out(f"wrote {result.path} ({result.kind}, {result.size_mb:.1f} MB)")
     _out(f"  inputs:  {', '.join(result.inputs)}")
     _out(f"  outputs: {', '.join(result.outputs)}")
@@ -509,6 +512,11 @@ def _cmd_export(args) -> int:
     batch, seq = result.check_shape
     _out(f"  ONNX Runtime vs PyTorch on a padded batch of {batch} x {seq}: "
          f"largest difference {result.max_abs_diff:.1e}")
+    if result.quantized is not None:
+        from hfnn.sharing.quantize import report_lines
+
+        for line in report_lines(result.quantized):
+            _out(line)
     return 0
 
 
