@@ -130,3 +130,62 @@ def test_quantize_names_a_missing_file_and_an_unknown_precision(tmp_path):
         quantize.quantize_onnx(tmp_path / "missing.onnx")
     with pytest.raises(ValueError, match="unknown precision 'int4'; the one there is: int8"):
         quantize.quantize_onnx(tmp_path / "missing.onnx", precision="int4")
+
+
+# ---------------------------------------------------------------- PyTorch int8
+
+
+@pytest.mark.parametrize("arch,head", HEADS, ids=IDS)
+def test_pytorch_int8_replaces_linear_and_recurrent_layers(arch, head):
+    import torch
+
+    model = build(arch, head)
+    result = quantize.quantize_torch(model)
+    assert result.model is not model and type(result.model) is type(model) and not result.model.training
+    assert result.quantized.get("Linear", 0) >= 1
+    assert not any(isinstance(m, torch.nn.Linear) for m in result.model.modules())  # every Linear became int8
+    assert any(isinstance(m, torch.nn.Linear) for m in model.modules())  # on a copy: the float model is untouched
+    if arch in ("rnn", "rnn_seq2seq"):
+        assert set(result.quantized) & {"LSTM", "GRU"} and not set(result.kept_float) & {"LSTM", "GRU"}
+    ids, mask = batch(4, 7, padded=True, holes=False)
+    with torch.no_grad():
+        if head == "AutoModelForSeq2SeqLM":
+            kwargs = dict(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False, num_beams=1)
+            assert result.model.generate(**kwargs).shape[0] == 4
+        else:
+            expected = model(input_ids=ids, attention_mask=mask).logits
+            got = result.model(input_ids=ids, attention_mask=mask).logits
+            assert got.shape == expected.shape and not torch.equal(got, expected)  # int8 changes the numbers
+            assert (got.argmax(-1) == expected.argmax(-1)).float().mean() >= 0.5
+
+
+def test_pytorch_int8_names_what_stays_float():
+    result = quantize.quantize_torch(build("rnn", "AutoModelForCausalLM", rnn_type="rnn_tanh"))
+    assert result.kept_float.get("RNN") == 1 and "RNN" not in result.quantized  # no dynamic int8 kernel
+    result = quantize.quantize_torch(build("cnn", "AutoModelForSequenceClassification"))
+    assert result.kept_float.get("Conv1d", 0) >= 1
+
+
+@pytest.mark.parametrize("arch,head,inputs", [
+    ("rnn_seq2seq", "AutoModelForSeq2SeqLM", ["hello", "light"]),
+    ("cnn", "AutoModelForSequenceClassification", ["a fine film", "dull"]),
+    ("rnn", "AutoModelForCausalLM", ["the "]),
+])
+def test_pytorch_int8_runs_through_the_pipeline(tmp_path, arch, head, inputs):
+    folder = tmp_path / arch
+    save_tiny_model(arch, head, folder)
+    pipe = quantize.quantized_pipeline(folder)
+    import torch
+
+    assert not any(isinstance(m, torch.nn.Linear) for m in pipe.model.modules())  # the pipeline's model is int8
+    if head == "AutoModelForSeq2SeqLM":
+        out = pipe(inputs, max_new_tokens=4, num_beams=2, num_return_sequences=2, return_scores=True)
+        assert len(out) == 2 and all(len(o) == 2 and o[0]["score"] <= 0 for o in out)
+    elif head == "AutoModelForCausalLM":
+        out = pipe(inputs, max_new_tokens=5, do_sample=False)
+        assert out[0][0]["generated_text"].startswith("the ")
+    else:
+        out = pipe(inputs)
+        assert [o["label"] in ("rotten", "fresh") for o in out] == [True, True]
+    with pytest.raises(ValueError, match="runs on the CPU only"):
+        quantize.quantized_pipeline(folder, device="cuda")

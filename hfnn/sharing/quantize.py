@@ -1,4 +1,5 @@
-"""Dynamic int8 quantization of exported hfnn graphs with ONNX Runtime's quantization tools.
+"""Dynamic int8 quantization of exported hfnn graphs with ONNX Runtime's quantization tools, and of PyTorch models
+(:func:`quantize_torch`, :func:`quantized_pipeline`).
 
 ``quantize_onnx(float_path, output_path)`` rewrites a float32 graph written by :func:`hfnn.sharing.export.export_onnx`
 so that every ``MatMul`` against a weight (and every ``Conv``, ``LSTM`` and ``Attention`` ONNX Runtime's dynamic
@@ -33,11 +34,12 @@ import tempfile
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from hfnn.models.errors import FileError, OptionError
 
 __all__ = ["CHECK_SHAPE", "INT8_MIN_AGREEMENT", "QUANTIZABLE_OPS", "QuantizeCheck", "quantize_onnx", "quantized_path",
-           "report_lines"]
+           "TorchQuantized", "quantize_torch", "quantized_pipeline", "report_lines"]
 
 # op types handed to ONNX Runtime's dynamic quantizer (its integer-op registry; Gemm and GRU have no entry there)
 QUANTIZABLE_OPS = ["MatMul", "Conv", "LSTM", "Attention"]
@@ -238,3 +240,61 @@ def _trim(row, pad) -> list[int]:
     while row and row[-1] == pad:
         row.pop()
     return row
+
+
+# ---------------------------------------------------------------------------------------------- PyTorch int8
+
+# float module type -> what dynamic quantization makes of it (torch.ao's default dynamic mappings)
+_TORCH_QUANTIZED = (nn.Linear, nn.LSTM, nn.GRU)
+# float modules with weights that dynamic quantization leaves in float32, reported by quantize_torch
+_TORCH_KEPT = (nn.RNN, nn.Conv1d, nn.Embedding, nn.EmbeddingBag)
+
+
+@dataclasses.dataclass
+class TorchQuantized:
+    """What :func:`quantize_torch` replaced (module type -> count) and what it kept in float32."""
+
+    model: nn.Module
+    quantized: dict[str, int]
+    kept_float: dict[str, int]
+
+
+def quantize_torch(model: nn.Module) -> TorchQuantized:
+    """PyTorch dynamic int8 of ``model``'s ``nn.Linear``, ``nn.LSTM`` and ``nn.GRU`` layers (int8 weights, activations
+    quantized per call), on a copy; the copy is an ordinary model of the same class in eval mode, for ``generate``
+    and ``pipeline(...)`` (:func:`quantized_pipeline`).
+
+    It uses ``torch.ao.quantization.quantize_dynamic``, which torch 2.13 still ships but marks deprecated (its
+    successor, torchao's ``quantize_``, covers Linear layers only); the deprecation warning is silenced here.
+    ``nn.RNN`` (``rnn_tanh``/``rnn_relu``), convolutions and embeddings have no dynamic int8 kernel and stay in float32
+    (:attr:`TorchQuantized.kept_float`). The weights are quantized at load time from the saved float32 ones (dynamic
+    quantization needs no calibration data), so a folder keeps one set of weights.
+    """
+    import copy
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*(torch\.ao\.quantization|quantize_per_tensor|quantized).*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        from torch.ao.quantization import quantize_dynamic
+
+        float_model = copy.deepcopy(model).eval()
+        quantized = quantize_dynamic(float_model, set(_TORCH_QUANTIZED), dtype=torch.qint8)
+    done = collections.Counter(type(m).__name__ for m in quantized.modules()
+                               if type(m).__module__.startswith("torch.ao.nn.quantized.dynamic")
+                               and "Packed" not in type(m).__name__)
+    floats = _TORCH_QUANTIZED + _TORCH_KEPT
+    kept = collections.Counter(type(m).__name__ for m in quantized.modules() if type(m) in floats)
+    return TorchQuantized(quantized.eval(), dict(sorted(done.items())), dict(sorted(kept.items())))
+
+
+def quantized_pipeline(folder, device: str = "cpu"):
+    """The ``transformers.pipeline`` of a saved model folder (its task's, as ``hfnn`` commands build it) around the
+    PyTorch int8 model of :func:`quantize_torch`; CPU only (PyTorch's int8 kernels are CPU kernels)."""
+    from hfnn.sharing.saved import open_model_dir, saved_pipeline
+
+    if str(device) != "cpu":
+        raise OptionError(f"quantized_pipeline: PyTorch dynamic int8 runs on the CPU only, got device {device!r}")
+    pipe = saved_pipeline(open_model_dir(str(folder)), torch.device("cpu"))
+    pipe.model = quantize_torch(pipe.model).model
+    return pipe
