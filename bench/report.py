@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from bench import onnx_speed
+from bench import deployment, onnx_speed
 
 __all__ = ["write"]
 
@@ -695,6 +695,7 @@ SECTIONS = [
     ("threads", "9. Training speed beside a busy core", _threads),
     ("onnx", "10. ONNX Runtime vs PyTorch inference", onnx_speed.render),
     ("precision", "12. Reduced precision on the CPU", _precision),
+    ("deployment", "13. Deployment: int8 and ONNX on the CPU", deployment.render),
 ]
 MEMORY_TITLE = "11. Peak memory of the training runs"  # among the sections, in number order
 
