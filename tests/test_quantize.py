@@ -189,3 +189,11 @@ def test_pytorch_int8_runs_through_the_pipeline(tmp_path, arch, head, inputs):
         assert [o["label"] in ("rotten", "fresh") for o in out] == [True, True]
     with pytest.raises(ValueError, match="runs on the CPU only"):
         quantize.quantized_pipeline(folder, device="cuda")
+
+
+def test_the_ops_to_quantize_can_be_chosen(quantized, tmp_path):
+    """A CNN quantized without Conv keeps its convolutions in float32, and says so."""
+    _, _, _, result = quantized("cnn", "AutoModelForSequenceClassification")
+    q = quantize.quantize_onnx(result.path, tmp_path / "cnn.int8.onnx", ops=["MatMul"])
+    assert "ConvInteger" not in q.quantized and q.kept_float.get("Conv", 0) >= 1 and q.quantized["MatMulInteger"] >= 1
+    assert result.quantized.quantized.get("ConvInteger", 0) >= 1 and "Conv" not in result.quantized.kept_float
