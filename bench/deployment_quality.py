@@ -15,8 +15,8 @@ from pathlib import Path
 __all__ = ["QUALITY_MINUTES", "quality_job", "render_quality"]
 
 # training budget (minutes) of each run in full mode
-QUALITY_MINUTES = {"cnn_rotten_tomatoes": 0.75, "rnn_shakespeare_char": 0.5, "rnn_seq2seq_cmudict": 1.0,
-                   "transformer_seq2seq_cmudict": 1.0}
+QUALITY_MINUTES = {"cnn_rotten_tomatoes": 0.75, "rnn_shakespeare_char": 0.5, "rnn_seq2seq_cmudict": 3.0,
+                   "transformer_seq2seq_cmudict": 3.0}
 G2P_METRICS = ("wer", "per", "wer_nostress", "per_nostress")
 
 
