@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from bench import onnx_speed, streaming
+from bench import deployment, onnx_speed, streaming
 
 __all__ = ["write"]
 
@@ -696,6 +696,7 @@ SECTIONS = [
     ("onnx", "10. ONNX Runtime vs PyTorch inference", onnx_speed.render),
     ("precision", "12. Reduced precision on the CPU", _precision),
     ("streaming", "13. Start-up cost against corpus size: map-style vs streaming", streaming.render),
+    ("deployment", "14. Deployment: int8 and ONNX on the CPU", deployment.render),
 ]
 MEMORY_TITLE = "11. Peak memory of the training runs"  # among the sections, in number order
 

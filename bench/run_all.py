@@ -54,6 +54,8 @@ BENCHMARKS = {
     "threads": ("bench.threads", "bench_threads",
                 "main-job training steps/s quiet and beside a busy core, by threading"),
     "onnx": ("bench.onnx_speed", "bench_onnx", "ONNX Runtime vs PyTorch inference (CNN classifier, LM decoding step)"),
+    "deployment": ("bench.deployment", "bench_deployment",
+                   "int8 deployment: PyTorch / ONNX fp32 / int8 speed, int8 quality, G2P with and without stress"),
     "precision": ("bench.speed", "bench_precision",
                   "bfloat16 autocast vs float32 training steps on the CPU (G2P models)"),
     "streaming": ("bench.streaming", "bench_streaming",

@@ -148,7 +148,44 @@ def test_precision_section_table_headline_and_place(tmp_path):
     titles = [line for line in text.splitlines() if line.startswith("## ")]
     assert titles.index("## 11. Peak memory of the training runs") + 1 == titles.index(
         "## 12. Reduced precision on the CPU")
-    assert titles.index("## 12. Reduced precision on the CPU") + 1 == titles.index("## 10. Mutation testing")
+    assert titles.index("## 12. Reduced precision on the CPU") + 1 == titles.index(
+        "## 13. Start-up cost against corpus size: map-style vs streaming")
+    assert titles.index("## 13. Start-up cost against corpus size: map-style vs streaming") + 1 == titles.index(
+        "## 14. Deployment: int8 and ONNX on the CPU")
+    assert titles.index("## 14. Deployment: int8 and ONNX on the CPU") + 1 == titles.index("## 10. Mutation testing")
     # the other sections stay; a rewrite from the same records changes nothing
     assert "The LM table, kept." in text and "| lm | lm_budget gru | 749 | 445 | 305 | 207 |" in text
     assert report.write(tmp_path, {"precision": PRECISION}, run).read_text(encoding="utf-8") == text
+
+
+def test_deployment_section_renders_ratios_quality_and_stressless_scores():
+    from bench import deployment
+
+    def cell(fp32_ms, speedups):
+        return {"ms_per_call": {"torch_fp32": fp32_ms}, "speedup": dict(zip(deployment.VARIANTS, speedups))}
+
+    speed = {"torch": "2.13.0", "onnxruntime": "1.32.0", "threads": 1, "clock": "process CPU time", "rounds": 7,
+             "rows": [{"name": "GRU LM step", "parameters": 1234, "batch1": cell(1.0, (1, 4.5, 6.0, 1.06)),
+                       "batch32": cell(2.4, (1, 2.47, 3.91, 1.58)), "onnx_int8_ops": {"MatMulInteger": 5},
+                       "onnx_kept_float": {}, "torch_int8_modules": {"GRU": 1}, "torch_kept_float": {"Embedding": 1},
+                       "onnx_mb": {"fp32": 3.3, "int8": 0.9}}]}
+    scores = {"wer": 0.84, "per": 0.354, "wer_nostress": 0.831, "per_nostress": 0.33}
+    quality = {"cnn_rotten_tomatoes": {"train": {"minutes": 0.75, "train_steps": 277}, "examples": 1320,
+                                       "accuracy": {"torch_fp32": 0.748, "onnx_int8": 0.747, "torch_int8": 0.747},
+                                       "int8_agreement": {"onnx_int8": 0.999, "torch_int8": 0.999}},
+               "rnn_seq2seq_cmudict": {"train": {"minutes": 3.0, "train_steps": 233}, "test_words": 6390,
+                                       "scores": {"torch_fp32": scores, "onnx_int8": scores, "torch_int8": scores},
+                                       "int8_agreement": {"onnx_int8": 0.876, "torch_int8": 0.945}},
+               "rnn_shakespeare_char": {"error": "RuntimeError: no corpus"},
+               "phonetisaurus": {"scores": {**scores, "wer": 0.335}, "train_words": 113295, "train_seconds": 404,
+                                 "test_words": 6390}}
+    headline = []
+    text = "\n".join(deployment.render({"speed": speed, "quality": quality}, None, headline))
+    assert "| GRU LM step | 1,234 | 1.000 | 4.50x | 6.00x | 1.06x |" in text
+    assert "| GRU LM step | 1,234 | 2.400 | 2.47x | 3.91x | 1.58x |" in text
+    assert "ONNX int8 MatMulInteger x5; kept float none; file 3.3 -> 0.9 MB. PyTorch int8 GRU x1" in text
+    assert "| CNN classifier (1,320 test texts) | accuracy | 74.8 % | 74.7 % | 74.7 % | 99.9 % / 99.9 % |" in text
+    assert "| GRU G2P (6,390 test words) | wer_nostress | 83.1 % |" in text
+    assert "| Phonetisaurus (113,295 training words, 404 s) | 33.5 % | 35.4 % | 83.1 % | 33.0 % |" in text
+    assert "**rnn_shakespeare_char: failed** (RuntimeError: no corpus)" in text
+    assert headline == ["int8 at batch 1, one thread, vs PyTorch fp32: GRU LM step ONNX 6.00x / PyTorch 1.06x."]

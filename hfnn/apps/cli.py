@@ -43,6 +43,7 @@ from hfnn.apps.inference import (
     phoneme_scores,
     require_columns,
     seq2seq_scores,
+    transduce_records,
     transduce_texts,
 )
 from hfnn.models import registry
@@ -139,7 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
              f"`{registry.TASKS['seq2seq'].pipeline_task}`\npipeline of hfnn), e.g. a word's pronunciation.",
              ("--max-new-tokens", dict(type=int, help="longest output in tokens (default: the model's own, from its "
                                                       "generation config)")), *_GENERATION,
-             inputs=("SOURCE", "source sequences"))
+             ("--lexicon", dict(metavar="cmudict|PATH", help="pronouncing dictionary consulted first (the built-in "
+                                "cmudict, or a CMUdict-format file); the model reads only the words it lacks")),
+             ("--nbest", dict(type=int, metavar="N", help="N outputs per source, each with its log-probability "
+                              "(beam search of at least N beams)")),
+             inputs=("SOURCE", "source sequences"),
+             epilog="examples:\n  hfnn transduce runs/g2p knight\n"
+                    "  hfnn transduce runs/g2p --lexicon cmudict --nbest 3 knight zyxtrel   # word, pronunciation, "
+                    "lexicon or model, log-probability")
     _command(sub, "predict", "run a saved model on inputs, whatever its head",
              "Run a saved model on INPUTs: generates for a language model, classifies for a\n"
              "classifier, transduces for a seq2seq model (default options of those commands).",
@@ -162,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
                  ("--max-new-tokens", dict(type=int, help="seq2seq: longest output (default: from the model)")),
                  *((f"--{c}-column", dict(help=f"column to use as `{c}` in --file/--corpus"))
                    for c in ("text", "label", "source", "target")),
+                 ("--metrics", dict(help="seq2seq: comma-separated metrics (e.g. wer,per,wer_nostress,per_nostress; "
+                                          "_nostress: stress marks removed first; default: the task's)")),
                  ("--json", dict(action="store_true", help="print the metrics as JSON")), _DEVICE)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--corpus", help="built-in corpus name or Hub dataset (see `hfnn corpora list`)")
@@ -204,7 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
              ("--format", dict(choices=["onnx"], default="onnx", help="export format (default onnx)")),
              ("--opset", dict(type=int, help="ONNX opset version (default: the exporter's)")),
              ("--output", dict(help="the .onnx file to write (default: FOLDER/model.onnx)")),
-             epilog="example:\n  hfnn export runs/cnn-rt --format onnx")
+             ("--quantize", dict(choices=["int8"], help="also write a dynamic int8 graph beside the float one "
+                                 "(model.int8.onnx) and report its agreement with float32")),
+             epilog="examples:\n  hfnn export runs/cnn-rt --format onnx\n"
+                    "  hfnn export runs/cnn-rt --format onnx --quantize int8")
     sub.add_parser("demo", help="serve a Gradio page showing the inside of a saved model (needs hfnn[demo])",
                    add_help=False)
     return parser
@@ -227,6 +240,7 @@ _OPTION_RULES = {
     "block_size": (lambda v: v >= 2, "at least 2 (one token predicts the next)"),
     "minutes_per_model": (lambda v: 0 < v < math.inf, "a positive finite number"),
     "max_eval_samples": (lambda v: v >= 1, "at least 1"),
+    "nbest": (lambda v: v >= 1, "at least 1"),
     "opset": (lambda v: v >= 18, "at least 18 (the ONNX exporter's oldest)"),
 }
 
@@ -323,6 +337,14 @@ def _cmd_run(args) -> int:
         texts = [t for outputs in generate_texts(pipe, inputs, args.batch_size, **kwargs) for t in outputs]
         for i, text in enumerate(texts):
             _out(f"{'-' * 40}\n{text}" if i else text)
+    elif getattr(args, "lexicon", None) or getattr(args, "nbest", None):
+        if args.nbest:  # --nbest sets the outputs per source
+            kwargs.pop("num_return_sequences", None)
+        records = transduce_records(pipe, inputs, args.batch_size, args.lexicon, args.nbest, **kwargs)
+        for source, outputs in zip(inputs, records):
+            for o in outputs:
+                score = f"\t{o['score']:.4f}" if args.nbest and o.get("score") is not None else ""
+                _out(f"{source}\t{o['generated_text']}\t{o['source']}{score}")
     else:
         for source, targets in zip(inputs, transduce_texts(pipe, inputs, args.batch_size, **kwargs)):
             for target in targets:
@@ -375,7 +397,8 @@ def _cmd_evaluate(args) -> int:
                       **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {})}
             outputs = transduce_texts(saved_pipeline(saved, device), list(ds[cols.source]), args.batch_size, **kwargs)
             preds = [o[0] for o in outputs]
-            metrics = {**seq2seq_scores(preds, cols.references_of(ds), cols.metrics), "examples": len(preds)}
+            names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else cols.metrics
+            metrics = {**seq2seq_scores(preds, cols.references_of(ds), names), "examples": len(preds)}
     if args.json:
         _out(json.dumps({"model": str(args.model), "data": name, "split": args.split, **metrics}, indent=2))
         return 0
@@ -500,7 +523,7 @@ def _cmd_export(args) -> int:
     from hfnn.sharing.export import export_onnx, require_onnx
 
     require_onnx()
-    result = export_onnx(args.model, args.output, args.opset)
+    result = export_onnx(args.model, args.output, args.opset, quantize=args.quantize)
     _out(f"wrote {result.path} ({result.kind}, {result.size_mb:.1f} MB)")
     _out(f"  inputs:  {', '.join(result.inputs)}")
     _out(f"  outputs: {', '.join(result.outputs)}")
@@ -509,6 +532,11 @@ def _cmd_export(args) -> int:
     batch, seq = result.check_shape
     _out(f"  ONNX Runtime vs PyTorch on a padded batch of {batch} x {seq}: "
          f"largest difference {result.max_abs_diff:.1e}")
+    if result.quantized is not None:
+        from hfnn.sharing.quantize import report_lines
+
+        for line in report_lines(result.quantized):
+            _out(line)
     return 0
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from hfnn.models.errors import USER_ERRORS, UserError, first_line
 
 __all__ = ["classify_texts", "evaluate_classifier", "evaluate_lm", "generate_texts", "load_eval_split",
-           "phoneme_scores", "require_columns", "seq2seq_scores", "transduce_texts", "unknown_characters"]
+           "phoneme_scores", "require_columns", "seq2seq_scores", "transduce_records", "transduce_texts",
+           "unknown_characters"]
 
 
 def generate_texts(pipe, prompts: list[str], batch_size: int = 32, **gen_kwargs) -> list[list[str]]:
@@ -77,10 +78,10 @@ def unknown_characters(tokenizer, text: str) -> list[str]:
     return find(text) if find is not None else []
 
 
-def _note_unknown(kind: str, texts: list[str], tokenizer) -> None:
+def _note_unknown(kind: str, texts: list[str], tokenizer, rows: list[int] | None = None) -> None:
     """A note on stderr for each text with characters the (character-level) model never saw in training."""
     find = _unknown_finder(tokenizer)
-    for row, text in enumerate(texts if find is not None else [], 1):
+    for row, text in zip(rows or range(1, len(texts) + 1), texts if find is not None else []):
         unknown = find(text)
         if unknown:
             shown = text if len(text) <= 40 else text[:37] + "..."
@@ -91,12 +92,44 @@ def _note_unknown(kind: str, texts: list[str], tokenizer) -> None:
 
 def transduce_texts(pipe, sources: list[str], batch_size: int = 32, **gen_kwargs) -> list[list[str]]:
     """Targets generated for ``sources`` by hfnn's seq2seq pipeline: one list (num_return_sequences) per source."""
+    _check_sources(pipe, sources, gen_kwargs)
+    outputs = pipe(sources, batch_size=batch_size, **gen_kwargs)
+    return [[o["generated_text"] for o in (out if isinstance(out, list) else [out])] for out in outputs]
+
+
+def transduce_records(pipe, sources: list[str], batch_size: int = 32, lexicon=None, nbest: int | None = None,
+                      **gen_kwargs) -> list[list[dict]]:
+    """G2P as a tool: for each source, its records ``{"generated_text", "source": "lexicon" | "model", "score"}``.
+
+    ``lexicon`` (``"cmudict"``, a CMUdict-format file or a :class:`hfnn.data.lexicon.Lexicon`) is consulted first;
+    the model reads only the sources it lacks. ``nbest``: that many outputs of a beam search of at least as many
+    beams (sampling: that many samples), each with its sequence log-probability (``score``; None for the
+    lexicon's)."""
+    from hfnn.data.lexicon import load_lexicon
+
+    lexicon = load_lexicon(lexicon) if lexicon is not None else None
+    if nbest:
+        gen_kwargs["num_return_sequences"] = nbest
+        if not gen_kwargs.get("do_sample"):
+            gen_kwargs["num_beams"] = max(nbest, gen_kwargs.get("num_beams") or 1)
+    rows = [row for row, s in enumerate(sources, 1) if lexicon is None or not lexicon.lookup(s)]
+    _check_sources(pipe, [sources[row - 1] for row in rows], gen_kwargs, rows)
+    if lexicon is not None:
+        gen_kwargs["lexicon"] = lexicon
+    outputs = pipe(sources, batch_size=batch_size, return_scores=True, **gen_kwargs)
+    outputs = [outputs] if isinstance(sources, str) else outputs
+    return [[{"source": "model", **o} for o in (out if isinstance(out, list) else [out])] for out in outputs]
+
+
+def _check_sources(pipe, sources: list[str], gen_kwargs: dict, rows: list[int] | None = None) -> None:
+    """The limits of the model's positions (a UserError naming the source), notes on empty sources and characters
+    the model never saw; ``rows``: the sources' numbers in the input (default 1, 2, ...)."""
     source_tok, limit = pipe.source_tokenizer, getattr(pipe.model.config, "max_position_embeddings", None)
     new_tokens = gen_kwargs.get("max_new_tokens")
     if isinstance(limit, int) and new_tokens and new_tokens > limit:
         raise UserError(f"--max-new-tokens {new_tokens} is more than this model's decoder can take: at most {limit} "
                        "(max_position_embeddings)")
-    for row, source in enumerate(sources, 1):
+    for row, source in zip(rows or range(1, len(sources) + 1), sources):
         length = len(source_tok(source, add_special_tokens=True)["input_ids"])
         if isinstance(limit, int) and length > limit:
             shown = source if len(source) <= 40 else source[:37] + "..."
@@ -104,17 +137,27 @@ def transduce_texts(pipe, sources: list[str], batch_size: int = 32, **gen_kwargs
                            "(max_position_embeddings); shorten it")
         if not source_tok(source, add_special_tokens=False)["input_ids"]:
             print(f"hfnn: note: source {row} is empty; its output is empty", file=sys.stderr)
-    _note_unknown("source", sources, source_tok)
-    outputs = pipe(sources, batch_size=batch_size, **gen_kwargs)
-    return [[o["generated_text"] for o in (out if isinstance(out, list) else [out])] for out in outputs]
+    _note_unknown("source", sources, source_tok, rows)
+
+
+STRESSLESS = ("wer", "per")  # the metrics with a ``_nostress`` variant (ARPAbet stress digits removed first)
 
 
 def seq2seq_scores(predictions: list[str], references: list[list[str]], metrics=("wer", "per")) -> dict:
     """``metrics`` (:attr:`hfnn.data.corpora.Seq2SeqColumns.metrics`) of the predictions, each against every
-    acceptable target of its row, with hfnn's metric modules."""
-    from hfnn.metrics import load_metric
+    acceptable target of its row, with hfnn's metric modules; ``wer_nostress`` / ``per_nostress`` score without
+    stress marks (``AH0`` and ``AH1`` are one phoneme), as published CMUdict results often are."""
+    from hfnn.metrics import METRICS, load_metric
 
-    return {name: load_metric(name).compute(predictions=predictions, references=references)[name] for name in metrics}
+    known = [*METRICS, *(f"{m}_nostress" for m in STRESSLESS)]
+    scores = {}
+    for name in metrics:
+        if name not in known:
+            raise UserError(f"--metrics: unknown metric {name!r}; known: {', '.join(known)}")
+        base = name.removesuffix("_nostress")
+        options = {"ignore_stress": True} if name != base else {}
+        scores[name] = load_metric(base).compute(predictions=predictions, references=references, **options)[base]
+    return scores
 
 
 def phoneme_scores(predictions: list[str], references: list[list[str]]) -> dict:

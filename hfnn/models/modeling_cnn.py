@@ -193,6 +193,8 @@ class CnnForSequenceClassification(CnnPreTrainedModel):
         if max_norm is None:
             return
         weight = self.classifier.weight
+        if not isinstance(weight, torch.Tensor):  # an int8 layer (quantize_torch): quantized after the rescaling
+            return
         norms = weight.norm(dim=1, keepdim=True)
         weight.mul_(torch.clamp(max_norm / norms.clamp_min(1e-12), max=1.0))
 

@@ -12,6 +12,16 @@ or a Hub model)::
     g2p("knight")                          # [{"generated_text": "N AY1 T"}]
     g2p(["knight", "night"], num_beams=4)  # [{"generated_text": ...}, {"generated_text": ...}]
     g2p("knight", return_attentions=True)  # + "attentions" (output x source), "source_tokens", "generated_tokens"
+    g2p("zyxtrel", num_beams=3, num_return_sequences=3, return_scores=True)  # + "score" per output
+    g2p(["knight", "zyxtrel"], lexicon="cmudict")  # + "source": "lexicon" (knight) or "model" (zyxtrel)
+
+Scores and lexicons. ``return_scores=True`` adds ``"score"``, the sequence log-probability of each output (natural
+log, the sum over its tokens up to end-of-sequence; the model's distribution after generate's logits processors);
+beam search returns its beams in its own order (length-normalised scores, ``length_penalty``). ``lexicon=`` (a
+``{word: [pronunciation, ...]}`` mapping, or with hfnn installed ``"cmudict"`` or the path of a CMUdict-format
+file, :mod:`hfnn.data.lexicon`) is consulted first: a word it has gets its pronunciations from it (at most
+``num_return_sequences``, ``"source": "lexicon"``, score None) and only the other words reach the model
+(``"source": "model"``).
 
 Tokenizers. Source and target vocabularies may differ (letters -> phonemes). A model folder holds the *target*
 tokenizer at its root (what ``AutoTokenizer.from_pretrained(folder)`` and therefore ``pipeline`` load; it decodes
@@ -153,6 +163,25 @@ def mark_for_pipeline(config, save_directory=None):
     return config
 
 
+def _as_lexicon(lexicon):
+    """A ``{word: [pronunciation, ...]}`` mapping from a mapping, ``"cmudict"`` or a CMUdict-format file."""
+    if hasattr(lexicon, "get"):
+        return lexicon
+    try:
+        from hfnn.data.lexicon import load_lexicon
+    except ImportError:
+        raise ValueError("lexicon: without hfnn installed, pass a {word: [pronunciation, ...]} mapping") from None
+    return load_lexicon(lexicon)
+
+
+def _lookup(lexicon, word):
+    """The pronunciations ``lexicon`` gives ``word`` (as written, else lower-cased), as a list."""
+    if hasattr(lexicon, "lookup"):
+        return list(lexicon.lookup(word))
+    found = lexicon.get(word) or lexicon.get(word.strip().lower()) or []
+    return [found] if isinstance(found, str) else list(found)
+
+
 def _cross_attention_matrix(outputs, batch_size, num_sequences):
     """Attention weights of each returned sequence: ``(batch, num_sequences, steps, src_len)``.
 
@@ -230,6 +259,7 @@ class Seq2SeqGenerationPipeline(Pipeline):
     def _sanitize_parameters(
         self,
         return_attentions=None,
+        return_scores=None,
         return_tensors=None,
         skip_special_tokens=None,
         clean_up_tokenization_spaces=None,
@@ -245,6 +275,8 @@ class Seq2SeqGenerationPipeline(Pipeline):
         if return_attentions is not None:
             forward_params["return_attentions"] = return_attentions
             postprocess_params["return_attentions"] = return_attentions
+        if return_scores is not None:
+            forward_params["return_scores"] = return_scores
         if return_tensors is not None:
             postprocess_params["return_tensors"] = return_tensors
         if skip_special_tokens is not None:
@@ -253,12 +285,31 @@ class Seq2SeqGenerationPipeline(Pipeline):
             postprocess_params["clean_up_tokenization_spaces"] = clean_up_tokenization_spaces
         return preprocess_params, forward_params, postprocess_params
 
-    def __call__(self, inputs, **kwargs):
+    def __call__(self, inputs, lexicon=None, **kwargs):
         """Generate for one source string or a list of them (see the class docstring)."""
-        result = super().__call__(inputs, **kwargs)
+        if lexicon is None:
+            result = super().__call__(inputs, **kwargs)
+        else:
+            result = self._with_lexicon(inputs, _as_lexicon(lexicon), **kwargs)
         if isinstance(inputs, (list, tuple)) and all(isinstance(r, list) and len(r) == 1 for r in result):
             return [r[0] for r in result]
         return result
+
+    def _with_lexicon(self, inputs, lexicon, **kwargs):
+        """Records of the lexicon's pronunciations for the words it has, of the model for the others."""
+        words = [inputs] if isinstance(inputs, str) else list(inputs)
+        limit = int(kwargs.get("num_return_sequences") or 1)
+        found = [_lookup(lexicon, word) if isinstance(word, str) else [] for word in words]
+        unknown = [word for word, prons in zip(words, found) if not prons]
+        generated = iter(super().__call__(unknown, **kwargs) if unknown else [])
+        extra = {"score": None} if kwargs.get("return_scores") else {}
+        result = []
+        for prons in found:
+            if prons:
+                result.append([{"generated_text": p, "source": "lexicon", **extra} for p in prons[:limit]])
+            else:
+                result.append([{**record, "source": "model"} for record in next(generated)])
+        return result[0] if isinstance(inputs, str) else result
 
     def preprocess(self, text, truncation=False):
         if not isinstance(text, str):
@@ -284,11 +335,13 @@ class Seq2SeqGenerationPipeline(Pipeline):
                 input_ids, attention_mask = input_ids[:, :keep], attention_mask[:, :keep]
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
-    def _forward(self, model_inputs, return_attentions=False, **generate_kwargs):
+    def _forward(self, model_inputs, return_attentions=False, return_scores=False, **generate_kwargs):
         input_ids, attention_mask = model_inputs["input_ids"], model_inputs["attention_mask"]
         generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
         if return_attentions:
             generate_kwargs.update(output_attentions=True, return_dict_in_generate=True)
+        if return_scores:
+            generate_kwargs.update(output_scores=True, return_dict_in_generate=True)
         batch_size = input_ids.shape[0]
         num_sequences = int(generate_kwargs.get("num_return_sequences") or 1)
         # An empty source has nothing to read: its output is empty, the other sources are generated as usual.
@@ -299,6 +352,8 @@ class Seq2SeqGenerationPipeline(Pipeline):
             model_outputs = {"output_ids": output_ids, "input_ids": input_ids, "attention_mask": attention_mask}
             if return_attentions:
                 model_outputs["cross_attentions"] = torch.zeros(batch_size, num_sequences, 0, input_ids.shape[1])
+            if return_scores:
+                model_outputs["sequence_scores"] = torch.full((batch_size, num_sequences), float("nan"))
             return model_outputs
         rows = filled.nonzero().flatten()
         output = self.model.generate(input_ids=input_ids[rows], attention_mask=attention_mask[rows], **generate_kwargs)
@@ -308,6 +363,10 @@ class Seq2SeqGenerationPipeline(Pipeline):
         output_ids = torch.full((batch_size, *generated.shape[1:]), pad, dtype=generated.dtype, device=generated.device)
         output_ids[rows] = generated
         model_outputs = {"output_ids": output_ids, "input_ids": input_ids, "attention_mask": attention_mask}
+        if return_scores:
+            scores = torch.full((batch_size, num_sequences), float("nan"), device=sequences.device)
+            scores[rows] = self._sequence_log_probs(output).reshape(len(rows), num_sequences)
+            model_outputs["sequence_scores"] = scores
         if return_attentions:
             weights = _cross_attention_matrix(output, len(rows), num_sequences)
             full = weights.new_zeros((batch_size, *weights.shape[1:]))
@@ -328,12 +387,29 @@ class Seq2SeqGenerationPipeline(Pipeline):
                     clean_up_tokenization_spaces=clean_up_tokenization_spaces,
                 )
             }
+            if "sequence_scores" in model_outputs:
+                score = float(model_outputs["sequence_scores"][0][index])
+                record["score"] = None if score != score else score  # nan: an empty source, nothing generated
             if return_tensors:
                 record["generated_token_ids"] = sequence
             if return_attentions:
                 record.update(self._attention_record(model_outputs, index, sequence))
             records.append(record)
         return records
+
+    def _sequence_log_probs(self, output):
+        """Log-probability of each returned sequence: its tokens' log-probabilities summed up to the first
+        end-of-sequence (beam search: along each beam's own path)."""
+        beams = getattr(output, "beam_indices", None)
+        steps = self.model.compute_transition_scores(output.sequences, output.scores, beams,
+                                                     normalize_logits=beams is None)
+        tokens = output.sequences[:, -steps.shape[1]:]
+        eos = self.model.generation_config.eos_token_id
+        if eos is not None:
+            is_eos = torch.isin(tokens, torch.tensor(eos if isinstance(eos, list) else [eos], device=tokens.device))
+            after = (is_eos.long().cumsum(1) - is_eos.long()) > 0  # the steps after the first end-of-sequence
+            steps = steps.masked_fill(after, 0.0)
+        return steps.float().sum(1)
 
     def _attention_record(self, model_outputs, index, sequence):
         """Attention rows for the output symbols (specials dropped) over the source symbols (padding dropped)."""

@@ -247,6 +247,7 @@ class ExportCheck:
     outputs: list[str]
     max_abs_diff: float | None  # over every output of the check batch (None: not checked)
     check_shape: tuple[int, int]  # batch and sequence of that batch (the graph was traced on another shape)
+    quantized: object = None  # the int8 graph's hfnn.sharing.quantize.QuantizeCheck (quantize="int8")
 
     @property
     def carries_past(self) -> bool:
@@ -270,7 +271,7 @@ def _load(folder_or_model):
 
 
 def export_onnx(folder_or_model, output_path=None, opset: int | None = None, *, check: bool = True,
-                atol: float = 1e-4) -> ExportCheck:
+                atol: float = 1e-4, quantize: str | None = None) -> ExportCheck:
     """Export a saved hfnn model folder (or a model object) to ONNX; see the module docstring for the graphs.
 
     Args:
@@ -280,6 +281,8 @@ def export_onnx(folder_or_model, output_path=None, opset: int | None = None, *, 
         opset: ONNX opset version (default: the exporter's).
         check: run the file with ONNX Runtime on a padded batch of another batch size and length than the traced
             one and compare every output with PyTorch's; a difference above ``atol`` raises ``RuntimeError``.
+        quantize: ``"int8"``: also write the dynamic int8 graph beside the float one (``model.int8.onnx``) and
+            check its agreement with PyTorch (:mod:`hfnn.sharing.quantize`).
 
     Returns an :class:`ExportCheck`.
     """
@@ -337,7 +340,12 @@ def export_onnx(folder_or_model, output_path=None, opset: int | None = None, *, 
     if diff is not None and not diff <= atol:
         raise RuntimeError(f"{output_path}: ONNX Runtime differs from PyTorch by {diff:.3g} (> {atol:g}) on a padded "
                            f"batch of {_CHECK_SHAPE[0]} x {_CHECK_SHAPE[1]}")
-    return ExportCheck(output_path, graph.kind, graph.inputs, graph.outputs, diff, _CHECK_SHAPE)
+    quantized = None
+    if quantize is not None:
+        from hfnn.sharing.quantize import quantize_onnx
+
+        quantized = quantize_onnx(output_path, model=model, check=check, precision=quantize)
+    return ExportCheck(output_path, graph.kind, graph.inputs, graph.outputs, diff, _CHECK_SHAPE, quantized)
 
 
 def check_opset(opset: int | None) -> None:

