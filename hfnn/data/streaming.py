@@ -39,8 +39,9 @@ __all__ = ["LmStream", "local_shards", "open_lm_stream", "pack_blocks", "refuse_
 SHARD_BYTES = 1 << 25
 """About how many bytes of an uncompressed local ``.txt`` file one shard reads."""
 
-PACK_ROWS = 16
-"""Rows of text (each at most LINE_PIECE_CHARS characters) tokenised and packed together."""
+PACK_ROWS = 2
+"""Rows of text (each at most LINE_PIECE_CHARS characters) tokenised and packed together. Few: a shuffled stream
+reads its shards interleaved, each with a batch of its own in flight, so memory grows with rows x shards."""
 
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
 
