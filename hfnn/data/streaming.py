@@ -230,6 +230,8 @@ def open_lm_stream(*, corpus=None, train_file=None, validation_file=None, test_f
 
     def texts(ds):
         column = text_column or "text"
+        if ds.features is None:  # a dataset that does not say its columns: read off its first row
+            ds = ds._resolve_features()
         if column not in (ds.column_names or [column]):
             raise DataError(f"streaming: the Hub dataset {corpus!r} has no {column!r} column (columns: "
                             f"{ds.column_names}); set --text_column")
