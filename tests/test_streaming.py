@@ -326,3 +326,32 @@ def test_a_file_that_is_not_utf8_is_an_error_naming_it_and_the_fix(tmp_path):
     path.write_bytes("caf\u00e9 au lait\n".encode("latin-1") * 50)
     with pytest.raises(ValueError, match=r"latin\.txt is not UTF-8.*iconv -f latin1"):
         list(shard_rows(local_shards([str(path)])[0]))
+
+
+def test_a_hub_dataset_streams_with_its_validation_split_or_its_first_rows(monkeypatch):
+    def rows(start, n):
+        def gen():
+            for i in range(start, start + n):
+                yield {"content": f"document {i} " * 5, "id": i}
+        return datasets.IterableDataset.from_generator(gen)
+
+    def fake_load(name, cache_dir=None, streaming=False, **kwargs):
+        assert streaming and name == "someone/corpus"
+        held_out = {"validation": rows(100, 5)} if with_val else {}
+        return datasets.IterableDatasetDict({"train": rows(0, 40), **held_out})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    with_val = True
+    stream = streaming.open_lm_stream(corpus="someone/corpus", text_column="content", eval_blocks=3)
+    assert [r["text"] for r in stream.held_out["validation"]][0] == "document 100 " * 5
+    assert len(list(stream.train)) == 40 and stream.train.column_names == ["text"]
+    with_val = False
+    stream = streaming.open_lm_stream(corpus="someone/corpus", text_column="content", eval_blocks=3)
+    held = [r["text"] for r in stream.held_out["validation"]]
+    train = [r["text"] for r in stream.train]
+    assert held == [f"document {i} " * 5 for i in range(3)] and len(train) == 37 and not set(held) & set(train)
+    tok = train_tokenizer(train)
+    blocks = [b["input_ids"] for b in pack_blocks(stream.train, tok, 8, batch_rows=10**6)]
+    assert blocks == lm_blocks(tok, train, 8)  # every Hub row is a document
+    with pytest.raises(ValueError, match="no 'body' column"):
+        streaming.open_lm_stream(corpus="someone/corpus", text_column="body")

@@ -39,8 +39,9 @@ __all__ = ["LmStream", "local_shards", "open_lm_stream", "pack_blocks", "refuse_
 SHARD_BYTES = 1 << 25
 """About how many bytes of an uncompressed local ``.txt`` file one shard reads."""
 
-PACK_ROWS = 16
-"""Rows of text (each at most LINE_PIECE_CHARS characters) tokenised and packed together."""
+PACK_ROWS = 2
+"""Rows of text (each at most LINE_PIECE_CHARS characters) tokenised and packed together. Few: a shuffled stream
+reads its shards interleaved, each with a batch of its own in flight, so memory grows with rows x shards."""
 
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
 
@@ -229,6 +230,8 @@ def open_lm_stream(*, corpus=None, train_file=None, validation_file=None, test_f
 
     def texts(ds):
         column = text_column or "text"
+        if ds.features is None:  # a dataset that does not say its columns: read off its first row
+            ds = ds._resolve_features()
         if column not in (ds.column_names or [column]):
             raise DataError(f"streaming: the Hub dataset {corpus!r} has no {column!r} column (columns: "
                             f"{ds.column_names}); set --text_column")
