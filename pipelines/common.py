@@ -537,6 +537,10 @@ class Pipeline(abc.ABC):
         """Files the run reads besides the data (the output folder must not be one of them)."""
         return []
 
+    @classmethod
+    def check_arguments(cls, model_args, data_args, run_args, training_args) -> None:
+        """Refuses options that contradict each other, before the output folder is claimed (nothing by default)."""
+
     @abc.abstractmethod
     def load_data(self) -> RunData:
         """The raw splits (subsets drawn) and the facts of the task that later hooks need, tokenizers not yet."""
@@ -635,6 +639,7 @@ class Pipeline(abc.ABC):
         model_args, data_args, run_args, training_args = cls.parse_args(argv, overrides)
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
         check_training_arguments(training_args)  # options the Trainer would take and then fail (or loop) on late
+        cls.check_arguments(model_args, data_args, run_args, training_args)  # before the output folder is claimed
         if run_args.lora_r and not getattr(model_args, "model_name_or_path", None):
             raise OptionError(f"--lora_r {run_args.lora_r} trains an adapter on top of a trained model: give it with "
                               "--model_name_or_path (a saved model folder); without one the base would be randomly "

@@ -143,6 +143,13 @@ class LanguageModelingPipeline(Pipeline):
     arguments = (ModelArguments, DataArguments, RunArguments, TrainingArguments)
     padding_side = "left"  # decoder-only generation continues from the right edge
 
+    @classmethod
+    def check_arguments(cls, model_args, data_args, run_args, training_args) -> None:
+        steps = training_args.max_steps
+        if data_args.streaming and (steps is None or steps <= 0) and not run_args.max_train_minutes:
+            raise OptionError("--streaming true trains for a number of steps, not epochs (a stream has no length): "
+                              "give --max_steps N (or --max_train_minutes)")
+
     def load_data(self):
         block_size = self.data_args.block_size
         if self.data_args.streaming:
@@ -160,9 +167,6 @@ class LanguageModelingPipeline(Pipeline):
         from hfnn.data.streaming import open_lm_stream, take_text
 
         d, args, m = self.data_args, self.training_args, self.model_args
-        if (args.max_steps is None or args.max_steps <= 0) and not self.run_args.max_train_minutes:
-            raise OptionError("--streaming true trains for a number of steps, not epochs (a stream has no length): "
-                              "give --max_steps N (or --max_train_minutes)")
         if args.max_steps is None or args.max_steps <= 0:
             args.max_steps = 10**9  # the time budget stops it
         eval_blocks = d.max_eval_samples or 256

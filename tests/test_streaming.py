@@ -189,6 +189,7 @@ def test_streaming_needs_steps_and_applies_to_language_models(tmp_path):
     base = ["--train_file", paths[0], "--output_dir", str(tmp_path / "r"), "--streaming", "true"]
     with pytest.raises(OptionError, match="--max_steps"):
         run_lm.main(base)
+    assert not (tmp_path / "r").exists()  # refused before the output folder is made
     for module in (run_classification, run_seq2seq):
         with pytest.raises(OptionError, match="applies to language modelling"):
             module.DataArguments(streaming=True)
