@@ -540,6 +540,7 @@ class Pipeline(abc.ABC):
     @classmethod
     def check_arguments(cls, model_args, data_args, run_args, training_args) -> None:
         """Refuses options that contradict each other, before the output folder is claimed (nothing by default)."""
+        return None
 
     @abc.abstractmethod
     def load_data(self) -> RunData:
