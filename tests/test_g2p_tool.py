@@ -114,6 +114,9 @@ def test_the_lexicon_is_consulted_first_and_the_model_only_for_the_rest(g2p, dic
     calls.clear()
     assert pipe("knight", lexicon={"knight": ["N AY1 T"]}) == [{"generated_text": "N AY1 T", "source": "lexicon"}]
     assert not calls
+    # the pipeline travels with saved models (no hfnn there): a dictionary's name or path is read by load_lexicon
+    with pytest.raises(ValueError, match=r"load_lexicon\('cmudict'\)"):
+        pipe("knight", lexicon="cmudict")
 
 
 def test_transduce_with_the_dictionary_and_nbest(g2p, capsys):

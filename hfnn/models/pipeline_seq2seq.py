@@ -13,15 +13,15 @@ or a Hub model)::
     g2p(["knight", "night"], num_beams=4)  # [{"generated_text": ...}, {"generated_text": ...}]
     g2p("knight", return_attentions=True)  # + "attentions" (output x source), "source_tokens", "generated_tokens"
     g2p("zyxtrel", num_beams=3, num_return_sequences=3, return_scores=True)  # + "score" per output
-    g2p(["knight", "zyxtrel"], lexicon="cmudict")  # + "source": "lexicon" (knight) or "model" (zyxtrel)
+    g2p(["knight", "zyxtrel"], lexicon={"knight": ["N AY1 T"]})  # + "source": "lexicon" or "model"
 
 Scores and lexicons. ``return_scores=True`` adds ``"score"``, the sequence log-probability of each output (natural
 log, the sum over its tokens up to end-of-sequence; the model's distribution after generate's logits processors);
 beam search returns its beams in its own order (length-normalised scores, ``length_penalty``). ``lexicon=`` (a
-``{word: [pronunciation, ...]}`` mapping, or with hfnn installed ``"cmudict"`` or the path of a CMUdict-format
-file, :mod:`hfnn.data.lexicon`) is consulted first: a word it has gets its pronunciations from it (at most
-``num_return_sequences``, ``"source": "lexicon"``, score None) and only the other words reach the model
-(``"source": "model"``).
+``{word: [pronunciation, ...]}`` mapping; with hfnn installed, ``hfnn.data.lexicon.load_lexicon("cmudict")`` or
+``load_lexicon(PATH)`` of a CMUdict-format file gives one) is consulted first: a word it has gets its
+pronunciations from it (at most ``num_return_sequences``, ``"source": "lexicon"``, score None) and only the other
+words reach the model (``"source": "model"``).
 
 Tokenizers. Source and target vocabularies may differ (letters -> phonemes). A model folder holds the *target*
 tokenizer at its root (what ``AutoTokenizer.from_pretrained(folder)`` and therefore ``pipeline`` load; it decodes
@@ -164,14 +164,14 @@ def mark_for_pipeline(config, save_directory=None):
 
 
 def _as_lexicon(lexicon):
-    """A ``{word: [pronunciation, ...]}`` mapping from a mapping, ``"cmudict"`` or a CMUdict-format file."""
+    """``lexicon`` when it is a ``{word: [pronunciation, ...]}`` mapping; anything else is an error saying how to
+    read a dictionary into one (this module travels with saved models, where hfnn may not be installed)."""
     if hasattr(lexicon, "get"):
         return lexicon
-    try:
-        from hfnn.data.lexicon import load_lexicon
-    except ImportError:
-        raise ValueError("lexicon: without hfnn installed, pass a {word: [pronunciation, ...]} mapping") from None
-    return load_lexicon(lexicon)
+    raise ValueError(
+        f"lexicon: expected a {{word: [pronunciation, ...]}} mapping, got {type(lexicon).__name__} {lexicon!r}; "
+        "read a dictionary into one with hfnn.data.lexicon.load_lexicon('cmudict') or load_lexicon(PATH)"
+    )
 
 
 def _lookup(lexicon, word):
