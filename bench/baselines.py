@@ -72,6 +72,24 @@ def tfidf_job(quick: bool = False) -> dict:
     return {"runs": runs, "rows": {name: len(split) for name, split in splits.items()}}
 
 
+def phonetisaurus_guesses(phonetisaurus, train, words: list[str]) -> tuple[dict, dict, float, float]:
+    """Phonetisaurus trained on the ``word``/``phonemes`` rows of ``train``, then asked for ``words``: its
+    lexicon, ``{word: phonemes}`` of the words it answered, and the training and prediction seconds."""
+    lexicon: dict[str, list[list[str]]] = {}
+    for word, phonemes in zip(train["word"], train["phonemes"]):
+        lexicon.setdefault(word, []).append(phonemes.split())
+    env = {**os.environ, **phonetisaurus.guess_environment()}
+    with tempfile.TemporaryDirectory() as folder:
+        model_path = os.path.join(folder, "g2p.fst")
+        start = time.monotonic()
+        phonetisaurus.train(lexicon, model_path, env=env)
+        train_s = time.monotonic() - start
+        start = time.monotonic()
+        guesses = dict(phonetisaurus.predict(words, model_path, nbest=1, env=env))
+        predict_s = time.monotonic() - start
+    return lexicon, guesses, train_s, predict_s
+
+
 def phonetisaurus_job(quick: bool = False) -> dict:
     try:
         import phonetisaurus
@@ -83,18 +101,7 @@ def phonetisaurus_job(quick: bool = False) -> dict:
     data = load_corpus("cmudict")
     train = _rows(data["train"], quick, "train", QUICK_WORDS)
     test = _rows(data["test"], quick, "test", QUICK_WORDS)
-    lexicon: dict[str, list[list[str]]] = {}
-    for word, phonemes in zip(train["word"], train["phonemes"]):
-        lexicon.setdefault(word, []).append(phonemes.split())
-    env = {**os.environ, **phonetisaurus.guess_environment()}
-    with tempfile.TemporaryDirectory() as folder:
-        model_path = os.path.join(folder, "g2p.fst")
-        start = time.monotonic()
-        phonetisaurus.train(lexicon, model_path, env=env)
-        train_s = time.monotonic() - start
-        start = time.monotonic()
-        guesses = dict(phonetisaurus.predict(list(test["word"]), model_path, nbest=1, env=env))
-        predict_s = time.monotonic() - start
+    lexicon, guesses, train_s, predict_s = phonetisaurus_guesses(phonetisaurus, train, list(test["word"]))
     # a word the model gives no pronunciation for counts as wrong (an empty prediction)
     predictions = [" ".join(guesses.get(word, [])) for word in test["word"]]
     references = [list(refs) for refs in test["references"]]

@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.onnx_speed import _time
+
 __all__ = ["bench_deployment", "deployment_job", "render"]
 
 VARIANTS = ("torch_fp32", "onnx_fp32", "onnx_int8", "torch_int8")
@@ -69,13 +71,6 @@ def _models(quick: bool):
         ("GRU G2P, Bahdanau (one word)", RnnSeq2SeqForConditionalGeneration(gru_g2p).eval(), 10, 0),
         ("Transformer G2P (one word)", TransformerForConditionalGeneration(transformer_g2p).eval(), 10, 0),
     ]
-
-
-def _time(fn, clock, repeats: int) -> float:
-    start = clock()
-    for _ in range(repeats):
-        fn()
-    return (clock() - start) / repeats
 
 
 def deployment_job(quick: bool = False) -> dict:

@@ -7,7 +7,6 @@ int8 *cost*, int8 against float32 of the same weights, not the recipes' quality 
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -171,25 +170,16 @@ def _phonetisaurus(quick: bool) -> dict:
         import phonetisaurus
     except ImportError:
         return {"skipped": "phonetisaurus is not installed: pip install phonetisaurus"}
+    from bench.baselines import phonetisaurus_guesses
     from hfnn.apps.inference import seq2seq_scores
     from hfnn.data.corpora import load_corpus
 
     data = load_corpus("cmudict")
     train, test = data["train"], data["test"]
     words, references = list(test["word"]), [list(r) for r in test["references"]]
-    lexicon: dict[str, list[list[str]]] = {}
-    pairs = list(zip(train["word"], train["phonemes"]))
-    for word, phonemes in pairs[:300] if quick else pairs:
-        lexicon.setdefault(word, []).append(phonemes.split())
     if quick:
-        words, references = words[:32], references[:32]
-    env = {**os.environ, **phonetisaurus.guess_environment()}
-    with tempfile.TemporaryDirectory() as scratch:
-        model_path = os.path.join(scratch, "g2p.fst")
-        start = time.monotonic()
-        phonetisaurus.train(lexicon, model_path, env=env)
-        train_s = time.monotonic() - start
-        guesses = dict(phonetisaurus.predict(words, model_path, nbest=1, env=env))
+        train, words, references = train.select(range(min(300, len(train)))), words[:32], references[:32]
+    lexicon, guesses, train_s, _ = phonetisaurus_guesses(phonetisaurus, train, words)
     predictions = [" ".join(guesses.get(word, [])) for word in words]  # no answer counts as wrong
     return {"scores": seq2seq_scores(predictions, references, G2P_METRICS), "train_seconds": train_s,
             "train_words": len(lexicon), "test_words": len(words)}
